@@ -1,0 +1,35 @@
+# carebridge: build, test and run. Builds use cgo and -tags goolm (pure-Go Olm, so
+# end-to-bridge encryption is compiled in without libolm).
+GO        ?= go
+TAGS      ?= goolm
+VERSION   := $(shell git describe --tags --always 2>/dev/null || echo unknown)
+COMMIT    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILDTIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS   := -X main.Tag=$(VERSION) -X main.Commit=$(COMMIT) -X 'main.BuildTime=$(BUILDTIME)'
+export CGO_ENABLED := 1
+export GOFLAGS := -tags=$(TAGS) -buildvcs=false
+
+.PHONY: build test test-unit test-integration vet deps clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carebridge ./cmd/carebridge
+
+# Installs the test homeserver (cached under ~/.cache/carebridge) and checks the tools.
+deps:
+	./scripts/install-dendrite.sh >/dev/null
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+
+# Everything: unit tests, integration tests on SQLite and PostgreSQL, the acceptance test
+# with Dendrite and an independent E2EE client.
+test: deps vet build
+	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge $(GO) test -count=1 -timeout 20m ./...
+
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,43 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+
+	"github.com/carebridge/carebridge/sms"
+)
+
+// GetChatInfo is called when a conversation room is created or refreshed: a DM between
+// the clinic number (the login owner) and the patient's ghost.
+func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
+	patient := PhoneOf(portal.ID)
+	name := sms.FormatPhone(patient, cl.Connector.Config.DefaultRegion)
+	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)", name, cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
+	roomType := database.RoomTypeDM
+	members := &bridgev2.ChatMemberList{
+		IsFull:      true,
+		OtherUserID: MakeUserID(patient),
+		MemberMap:   bridgev2.ChatMemberMap{},
+	}
+	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{IsFromMe: true, Sender: MakeUserID(cl.meta().Phone)}})
+	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{Sender: MakeUserID(patient)}})
+	return &bridgev2.ChatInfo{
+		Name:    &name,
+		Topic:   &topic,
+		Type:    &roomType,
+		Members: members,
+	}, nil
+}
+
+// GetUserInfo is called for a patient ghost without a profile: its name is the number.
+func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
+	phone := PhoneOf(ghost.ID)
+	name := sms.FormatPhone(phone, cl.Connector.Config.DefaultRegion)
+	return &bridgev2.UserInfo{
+		Identifiers: []string{"tel:" + phone},
+		Name:        &name,
+	}, nil
+}

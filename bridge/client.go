@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/status"
+
+	"github.com/carebridge/carebridge/sms"
+)
+
+// Client is one linked clinic number.
+type Client struct {
+	Connector *Connector
+	UserLogin *bridgev2.UserLogin
+	Provider  sms.Provider
+}
+
+var _ bridgev2.NetworkAPI = (*Client)(nil)
+
+func (cl *Client) meta() *UserLoginMetadata {
+	return cl.UserLogin.Metadata.(*UserLoginMetadata)
+}
+
+// Connect is called when the bridge starts and after linking. SMS has no connection to
+// hold: it checks that the account still owns the number and reports the login's state.
+func (cl *Client) Connect(ctx context.Context) {
+	_, err := cl.Provider.LookupNumber(ctx, cl.meta().Phone)
+	switch {
+	case err == nil:
+		cl.UserLogin.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
+	case errors.Is(err, sms.ErrNumberNotOwned), errors.Is(err, sms.ErrBadCredentials):
+		zerolog.Ctx(ctx).Err(err).Msg("Twilio no longer accepts this clinic number's credentials")
+		cl.UserLogin.BridgeState.Send(status.BridgeState{
+			StateEvent: status.StateBadCredentials,
+			Error:      "sms-number-not-owned",
+			Message:    "The Twilio account no longer owns this number or its auth token changed: link the number again",
+		})
+	default:
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to check the clinic number with Twilio")
+		cl.UserLogin.BridgeState.Send(status.BridgeState{
+			StateEvent: status.StateTransientDisconnect,
+			Error:      "sms-twilio-unreachable",
+			Message:    "Twilio could not be reached to check the clinic number",
+		})
+	}
+}
+
+// Disconnect is called when the bridge stops; there is no connection to close.
+func (cl *Client) Disconnect() {}
+
+// IsLoggedIn reports the cached state; SMS logins stay valid until unlinked.
+func (cl *Client) IsLoggedIn() bool { return true }
+
+// LogoutRemote is called when staff unlink the number; Twilio keeps the number and its
+// webhook, which then answers 404 until the number is linked again.
+func (cl *Client) LogoutRemote(ctx context.Context) {}
+
+// IsThisUser is called to map a remote user to this login: the clinic number itself.
+func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {
+	return userID == MakeUserID(cl.meta().Phone)
+}

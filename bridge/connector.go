@@ -1,0 +1,159 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/configupgrade"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+
+	"github.com/carebridge/carebridge/appservice"
+	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// Connector is carebridge's bridgev2 network connector.
+type Connector struct {
+	Bridge *bridgev2.Bridge
+	Config config.Config
+	DB     *database.Database
+	Staff  *appservice.StaffPolicy
+
+	inbound *inboundQueue
+}
+
+var (
+	_ bridgev2.NetworkConnector        = (*Connector)(nil)
+	_ bridgev2.ConfigValidatingNetwork = (*Connector)(nil)
+	_ bridgev2.StoppableNetwork        = (*Connector)(nil)
+)
+
+// Init is called once when the bridge is created, before the config is validated.
+func (c *Connector) Init(br *bridgev2.Bridge) {
+	c.Bridge = br
+	c.DB = database.New(br.DB.Database, br.Log.With().Str("db_section", "carebridge").Logger())
+	if br.Config.PortalEventBuffer != 0 {
+		// A receipt is marked delivered only when bridgev2 has put the text into the room,
+		// which needs synchronous portal event handling.
+		br.Log.Warn().Int("configured", br.Config.PortalEventBuffer).
+			Msg("carebridge requires bridge.portal_event_buffer: 0; using 0")
+		br.Config.PortalEventBuffer = 0
+	}
+}
+
+// ValidateConfig is called by mxmain after the config is loaded, before anything starts.
+func (c *Connector) ValidateConfig() error {
+	if err := c.Config.Validate(); err != nil {
+		return err
+	}
+	c.Staff = appservice.NewStaffPolicy(c.Config.StaffInvites)
+	return nil
+}
+
+// CheckEncryptionBuilt is called right after the bridge is initialised, before it connects
+// anywhere: a config that requires encryption must not run on a build without it, where
+// bridgev2 would otherwise only log a warning.
+func CheckEncryptionBuilt(cfg *bridgeconfig.Config, mc *matrix.Connector) error {
+	if cfg.Encryption.Require && mc.Crypto == nil {
+		return ErrEncryptionNotBuilt
+	}
+	return nil
+}
+
+// Start is called after the Matrix connector started: it upgrades carebridge's tables,
+// mounts the Twilio webhook routes and starts delivering stored inbound texts.
+func (c *Connector) Start(ctx context.Context) error {
+	if err := c.DB.Upgrade(ctx); err != nil {
+		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
+	}
+	server, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer)
+	if !ok {
+		return fmt.Errorf("the Matrix connector has no HTTP server for Twilio webhooks")
+	}
+	if c.publicBase() == "" {
+		return ErrPublicAddressMissing
+	}
+	router := server.GetRouter()
+	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleInbound)
+	router.HandleFunc(inboundPathPrefix+"{login_id}/inbound", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
+	})
+	c.inbound = newInboundQueue(c)
+	go c.inbound.run(c.Bridge.BackgroundCtx)
+	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
+	return nil
+}
+
+// Stop is called when the bridge shuts down.
+func (c *Connector) Stop() {
+	if c.inbound != nil {
+		c.inbound.stop()
+	}
+}
+
+// publicBase is where Twilio reaches the bridge: the override when a proxy rewrites URLs,
+// otherwise appservice.public_address.
+func (c *Connector) publicBase() string {
+	if c.Config.Twilio.PublicURLOverride != "" {
+		return strings.TrimRight(c.Config.Twilio.PublicURLOverride, "/")
+	}
+	if server, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer); ok {
+		return strings.TrimRight(server.GetPublicAddress(), "/")
+	}
+	return ""
+}
+
+// GetName is called once at start-up; the network ID "sms" gives ghosts sms_<digits>,
+// the bot @smsbot and the command prefix !sms.
+func (c *Connector) GetName() bridgev2.BridgeName {
+	return bridgev2.BridgeName{
+		DisplayName:          "carebridge SMS",
+		NetworkURL:           "https://www.twilio.com",
+		NetworkID:            "sms",
+		BeeperBridgeType:     "github.com/carebridge/carebridge",
+		DefaultPort:          29340,
+		DefaultCommandPrefix: "!sms",
+	}
+}
+
+// GetCapabilities is called once at start-up.
+func (c *Connector) GetCapabilities() *bridgev2.NetworkGeneralCapabilities {
+	return &bridgev2.NetworkGeneralCapabilities{}
+}
+
+// GetBridgeInfoVersion is called when m.bridge info is sent; bump to resend it.
+func (c *Connector) GetBridgeInfoVersion() (info, capabilities int) {
+	return 1, 1
+}
+
+// GetConfig is called by mxmain to build and upgrade the config file.
+func (c *Connector) GetConfig() (example string, data any, upgrader configupgrade.Upgrader) {
+	return config.ExampleConfig, &c.Config, config.Upgrader
+}
+
+// LoadUserLogin is called for each linked clinic number when the bridge starts and when
+// a number is linked.
+func (c *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
+	meta := login.Metadata.(*UserLoginMetadata)
+	provider, err := c.newProvider(meta.AccountSID, meta.AuthToken)
+	if err != nil {
+		return err
+	}
+	login.Client = &Client{Connector: c, UserLogin: login, Provider: provider}
+	return nil
+}
+
+func (c *Connector) newProvider(accountSID, authToken string) (sms.Provider, error) {
+	return sms.NewTwilio(sms.TwilioOptions{
+		AccountSID: accountSID,
+		AuthToken:  authToken,
+		APIURL:     c.Config.Twilio.APIURL,
+		Timeout:    c.Config.Twilio.RequestTimeout,
+	})
+}

@@ -1,0 +1,197 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// dueBatch is how many stored texts are delivered per database read.
+const dueBatch = 50
+
+// inboundQueue delivers stored inbound texts into Matrix, oldest first, retrying with
+// backoff until each is in its room. It resumes from the database after a restart.
+type inboundQueue struct {
+	c      *Connector
+	wakeCh chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newInboundQueue(c *Connector) *inboundQueue {
+	return &inboundQueue{c: c, wakeCh: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// wake makes the queue look for due texts now.
+func (q *inboundQueue) wake() {
+	select {
+	case q.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (q *inboundQueue) stop() {
+	q.once.Do(func() {
+		if q.cancel != nil {
+			q.cancel()
+			<-q.done
+		}
+	})
+}
+
+func (q *inboundQueue) run(ctx context.Context) {
+	ctx, q.cancel = context.WithCancel(ctx)
+	defer close(q.done)
+	log := q.c.Bridge.Log.With().Str("component", "inbound queue").Logger()
+	ctx = log.WithContext(ctx)
+	for {
+		q.deliverDue(ctx)
+		var timer <-chan time.Time
+		next, pending, err := q.c.DB.Receipt.NextDue(ctx)
+		if err != nil {
+			log.Err(err).Msg("Failed to read the inbound queue")
+			timer = time.After(q.c.Config.Inbound.RetryInterval)
+		} else if pending {
+			timer = time.After(max(time.Until(next), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wakeCh:
+		case <-timer:
+		}
+	}
+}
+
+func (q *inboundQueue) deliverDue(ctx context.Context) {
+	for ctx.Err() == nil {
+		due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
+			return
+		}
+		for _, r := range due {
+			if !q.deliver(ctx, r) {
+				return
+			}
+		}
+		if len(due) < dueBatch {
+			return
+		}
+	}
+}
+
+// deliver tries one stored text and records the outcome. It returns false when the
+// outcome could not be stored, to stop the batch rather than spin on it.
+func (q *inboundQueue) deliver(ctx context.Context, r *database.Receipt) bool {
+	log := logCtx(*zerolog.Ctx(ctx), r)
+	err := q.c.deliverInbound(log.WithContext(ctx), r)
+	if err == nil {
+		if err = q.c.DB.Receipt.MarkDelivered(ctx, r.MessageSID, time.Now()); err != nil {
+			log.Err(err).Msg("Failed to mark inbound text delivered; it will be delivered again and de-duplicated")
+			return false
+		}
+		return true
+	}
+	backoff := q.c.Config.Inbound.RetryInterval << min(r.Attempts, 20)
+	backoff = min(backoff, q.c.Config.Inbound.MaxRetryInterval)
+	log.Err(err).Int("attempt", r.Attempts+1).Dur("retry_in", backoff).Msg("Failed to deliver inbound text into Matrix; will retry")
+	if err = q.c.DB.Receipt.MarkRetry(ctx, r.MessageSID, err.Error(), time.Now().Add(backoff)); err != nil {
+		log.Err(err).Msg("Failed to record inbound delivery attempt")
+		return false
+	}
+	return true
+}
+
+// deliverInbound puts one stored text into its conversation room, creating the room and
+// inviting the staff first, so that their devices receive the message's keys.
+func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) error {
+	login := c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(r.LoginID))
+	if login == nil {
+		return fmt.Errorf("clinic number %s is not linked", r.LoginID)
+	}
+	in, err := sms.ParseInbound(r.Params)
+	if err != nil {
+		return fmt.Errorf("stored webhook no longer parses: %w", err)
+	}
+	meta := login.Metadata.(*UserLoginMetadata)
+	key := MakePortalKey(r.PatientPhone, login.ID)
+	conv, err := c.DB.Conversation.GetOrCreate(ctx, &database.Conversation{
+		LoginID:      string(login.ID),
+		PortalID:     string(key.ID),
+		ClinicPhone:  meta.Phone,
+		PatientPhone: r.PatientPhone,
+	})
+	if err != nil {
+		return fmt.Errorf("failed to store conversation: %w", err)
+	}
+	portal, err := c.Bridge.GetPortalByKey(ctx, key)
+	if err != nil {
+		return fmt.Errorf("failed to get portal: %w", err)
+	}
+	if portal.MXID == "" {
+		if err = portal.CreateMatrixRoom(ctx, login, nil); err != nil {
+			return fmt.Errorf("failed to create conversation room: %w", err)
+		}
+	}
+	if !conv.RoomReady {
+		if err = c.setupRoom(ctx, login, portal); err != nil {
+			return err
+		}
+	}
+	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
+		EventMeta: simplevent.EventMeta{
+			Type:      bridgev2.RemoteEventMessage,
+			PortalKey: key,
+			Sender:    bridgev2.EventSender{Sender: MakeUserID(r.PatientPhone)},
+			Timestamp: r.ReceivedAt,
+			LogContext: func(lc zerolog.Context) zerolog.Context {
+				return lc.Str("message_sid", r.MessageSID)
+			},
+			CreatePortal: true,
+		},
+		Data:               in,
+		ID:                 networkid.MessageID(in.MessageSID),
+		ConvertMessageFunc: convertInbound,
+	})
+	if !res.Success || res.Queued {
+		if res.Error != nil {
+			return res.Error
+		}
+		return errNotDelivered
+	}
+	return nil
+}
+
+// setupRoom makes the clinic login the room's relay (so staff without logins reply
+// through the clinic number) and invites the staff. It runs until it succeeds once.
+func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal) error {
+	if portal.Relay == nil {
+		if err := portal.SetRelay(ctx, login); err != nil {
+			return fmt.Errorf("failed to set the clinic number as relay: %w", err)
+		}
+	}
+	if err := c.Staff.InviteAll(ctx, c.Bridge.Bot, portal.MXID); err != nil {
+		return err
+	}
+	return c.DB.Conversation.SetRoomReady(ctx, string(login.ID), string(portal.ID))
+}
+
+// convertInbound turns a patient's text into a Matrix message from the patient's ghost.
+func convertInbound(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, in *sms.Inbound) (*bridgev2.ConvertedMessage, error) {
+	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
+		Type:    event.EventMessage,
+		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: in.Body},
+	}}}, nil
+}

@@ -1,0 +1,129 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+
+	"github.com/carebridge/carebridge/sms"
+)
+
+// LoginFlowAuthToken links a clinic number with the Twilio account SID and auth token.
+const LoginFlowAuthToken = "auth-token"
+
+var (
+	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	authTokenPattern  = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+)
+
+// GetLoginFlows is called when a user asks how to link a clinic number.
+func (c *Connector) GetLoginFlows() []bridgev2.LoginFlow {
+	return []bridgev2.LoginFlow{{
+		Name:        "Twilio number",
+		Description: "Link a clinic phone number with the Twilio account SID and auth token that own it",
+		ID:          LoginFlowAuthToken,
+	}}
+}
+
+// CreateLogin is called when a user starts linking a clinic number.
+func (c *Connector) CreateLogin(ctx context.Context, user *bridgev2.User, flowID string) (bridgev2.LoginProcess, error) {
+	if flowID != LoginFlowAuthToken {
+		return nil, fmt.Errorf("unknown login flow %q: use %q", flowID, LoginFlowAuthToken)
+	}
+	return &Login{Connector: c, User: user}, nil
+}
+
+// Login is one run of the auth-token flow.
+type Login struct {
+	Connector *Connector
+	User      *bridgev2.User
+}
+
+var _ bridgev2.LoginProcessUserInput = (*Login)(nil)
+
+// Start is called first and asks for the credentials and the number.
+func (l *Login) Start(ctx context.Context) (*bridgev2.LoginStep, error) {
+	return &bridgev2.LoginStep{
+		Type:   bridgev2.LoginStepTypeUserInput,
+		StepID: "org.carebridge.twilio.credentials",
+		Instructions: "Enter the Twilio account SID and auth token (Twilio console → Account info) and the " +
+			"clinic number patients text. carebridge points the number's SMS webhook at itself.",
+		UserInputParams: &bridgev2.LoginUserInputParams{Fields: []bridgev2.LoginInputDataField{
+			{Type: bridgev2.LoginInputFieldTypeUsername, ID: "account_sid", Name: "Twilio account SID", Pattern: accountSIDPattern.String()},
+			{Type: bridgev2.LoginInputFieldTypePassword, ID: "auth_token", Name: "Twilio auth token", Pattern: authTokenPattern.String()},
+			{Type: bridgev2.LoginInputFieldTypePhoneNumber, ID: "phone_number", Name: "Clinic phone number"},
+		}},
+	}, nil
+}
+
+// SubmitUserInput is called with the filled-in fields. It checks the credentials and
+// that the account owns the number, then links it and sets its webhook.
+func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*bridgev2.LoginStep, error) {
+	c := l.Connector
+	accountSID := strings.TrimSpace(input["account_sid"])
+	authToken := strings.TrimSpace(input["auth_token"])
+	if !accountSIDPattern.MatchString(accountSID) {
+		return nil, errors.New("the account SID must be AC followed by 32 hexadecimal characters")
+	}
+	if !authTokenPattern.MatchString(authToken) {
+		return nil, errors.New("the auth token must be 32 hexadecimal characters")
+	}
+	phone, err := sms.NormalizePhone(input["phone_number"], c.Config.DefaultRegion)
+	if err != nil {
+		return nil, fmt.Errorf("the clinic phone number is not valid: %w", err)
+	}
+	provider, err := c.newProvider(accountSID, authToken)
+	if err != nil {
+		return nil, err
+	}
+	if err = provider.CheckAccount(ctx); err != nil {
+		return nil, fmt.Errorf("Twilio did not accept the credentials: %w", err)
+	}
+	number, err := provider.LookupNumber(ctx, phone)
+	if errors.Is(err, sms.ErrNumberNotOwned) {
+		return nil, fmt.Errorf("the Twilio account %s does not own %s: check the number or the account", accountSID, phone)
+	} else if err != nil {
+		return nil, err
+	}
+	loginID := MakeLoginID(phone)
+	ul, err := l.User.NewLogin(ctx, &database.UserLogin{
+		ID:         loginID,
+		RemoteName: sms.FormatPhone(phone, c.Config.DefaultRegion),
+		Metadata: &UserLoginMetadata{
+			AccountSID: accountSID,
+			AuthToken:  authToken,
+			Phone:      phone,
+			PhoneSID:   number.SID,
+		},
+	}, &bridgev2.NewLoginParams{
+		LoadUserLogin: func(ctx context.Context, login *bridgev2.UserLogin) error {
+			login.Client = &Client{Connector: c, UserLogin: login, Provider: provider}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to save the linked number: %w", err)
+	}
+	if err = provider.ConfigureWebhooks(ctx, number.SID, c.inboundURL(loginID)); err != nil {
+		return nil, fmt.Errorf("the number is linked, but its SMS webhook could not be set (set it to %s in the Twilio console): %w",
+			c.inboundURL(loginID), err)
+	}
+	ul.Client.Connect(ul.Log.WithContext(context.Background()))
+	return &bridgev2.LoginStep{
+		Type:         bridgev2.LoginStepTypeComplete,
+		StepID:       "org.carebridge.twilio.complete",
+		Instructions: fmt.Sprintf("Linked %s. Patients who text it now reach this bridge.", ul.RemoteName),
+		CompleteParams: &bridgev2.LoginCompleteParams{
+			UserLoginID: ul.ID,
+			UserLogin:   ul,
+		},
+	}, nil
+}
+
+// Cancel is called when the user abandons the flow; nothing is held open.
+func (l *Login) Cancel() {}

@@ -1,0 +1,45 @@
+// Command carebridge is the carebridge bridge: mxmain's standard CLI (-c, -r, -g, -e, -n,
+// --ignore-unsupported-server) around carebridge's network connector.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+
+	"github.com/carebridge/carebridge/bridge"
+	"github.com/carebridge/carebridge/config"
+)
+
+// Filled at build time by the Makefile (-X).
+var (
+	Tag       = "unknown"
+	Commit    = "unknown"
+	BuildTime = "unknown"
+)
+
+func main() {
+	hardened, err := config.HardenBaseExample(mxmain.MatrixExampleConfigBase)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "carebridge cannot build its default config:", err)
+		os.Exit(2)
+	}
+	mxmain.MatrixExampleConfigBase = hardened
+	m := mxmain.BridgeMain{
+		Name:        "carebridge",
+		Description: "A Matrix-SMS bridge for clinics, with a secure patient web chat",
+		URL:         "https://github.com/carebridge/carebridge",
+		Version:     "0.1.0",
+		Connector:   &bridge.Connector{},
+	}
+	m.PostInit = func() {
+		if err := bridge.CheckEncryptionBuilt(m.Config, m.Matrix); err != nil {
+			m.Log.WithLevel(-1).Err(err).Msg("Refusing to start")
+			fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
+			os.Exit(13)
+		}
+	}
+	m.InitVersion(Tag, Commit, BuildTime)
+	m.Run()
+}

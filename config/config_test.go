@@ -1,0 +1,71 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+)
+
+func validConfig() Config {
+	return Config{
+		ClinicName:    "Riverside Family Clinic",
+		DefaultRegion: "us",
+		StaffInvites:  []string{"@nurse.kim:clinic.example"},
+		Twilio:        TwilioConfig{RequestTimeout: 15 * time.Second},
+		Inbound:       InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
+	}
+}
+
+func TestExampleConfigParsesAndValidates(t *testing.T) {
+	var cfg Config
+	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &cfg))
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, "Example Clinic", cfg.ClinicName)
+	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
+	assert.Equal(t, 5*time.Minute, cfg.Inbound.MaxRetryInterval)
+}
+
+func TestValidateNamesKeyAndFix(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"empty clinic name", func(c *Config) { c.ClinicName = " " }, "network.clinic_name is empty"},
+		{"unknown region", func(c *Config) { c.DefaultRegion = "USA" }, "network.default_region"},
+		{"bad staff id", func(c *Config) { c.StaffInvites = []string{"nurse.kim"} }, "network.staff_invites[0]"},
+		{"empty localpart", func(c *Config) { c.StaffInvites = []string{"@kim:c.example", "@:clinic.example"} }, "network.staff_invites[1]"},
+		{"room alias", func(c *Config) { c.StaffInvites = []string{"#triage:clinic.example"} }, "network.staff_invites[0]"},
+		{"relative api url", func(c *Config) { c.Twilio.APIURL = "/twilio" }, "network.twilio.api_url"},
+		{"ftp public url", func(c *Config) { c.Twilio.PublicURLOverride = "ftp://x" }, "network.twilio.public_url_override"},
+		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
+		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := validConfig()
+			tt.mutate(&cfg)
+			err := cfg.Validate()
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	cfg := validConfig()
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, "US", cfg.DefaultRegion, "region is normalised to upper case")
+}
+
+func TestHardenBaseExample(t *testing.T) {
+	out, err := HardenBaseExample(mxmain.MatrixExampleConfigBase)
+	require.NoError(t, err)
+	for _, want := range []string{"    allow: true\n", "    default: true\n", "    require: true\n",
+		"        enabled: true\n", "portal_event_buffer: 0", "\"*\": block", "type: sqlite3-fk-wal"} {
+		assert.Contains(t, out, want)
+	}
+	_, err = HardenBaseExample("bridge: {}\n")
+	assert.ErrorContains(t, err, "mautrix example config changed")
+}

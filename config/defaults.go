@@ -1,0 +1,51 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// baseDefaults are the changes carebridge makes to mautrix's example of the bridgev2 part of
+// the config, so that a freshly generated config is HIPAA-minded: encrypted rooms only,
+// replies from staff without logins through the clinic number (relay), nobody outside the
+// listed domains allowed to use the bridge, the embedded database, and synchronous portal
+// event handling (a patient text is marked delivered only once it is in the room).
+var baseDefaults = []struct{ old, new string }{
+	{"    allow: false\n    # Whether to force-enable encryption", "    allow: true\n    # Whether to force-enable encryption"},
+	{"    # Whether to force-enable encryption in all bridged rooms.\n    default: false",
+		"    # Whether to force-enable encryption in all bridged rooms.\n    default: true"},
+	{"    # Whether to require all messages to be encrypted and drop any unencrypted messages.\n    require: false",
+		"    # Whether to require all messages to be encrypted and drop any unencrypted messages.\n" +
+			"    # carebridge refuses to start when this is true and the build has no encryption.\n    require: true"},
+	{"        # authenticated user into a relaybot for that chat.\n        enabled: false",
+		"        # authenticated user into a relaybot for that chat.\n" +
+			"        # carebridge sets the clinic number's login as the relay of each conversation it creates,\n" +
+			"        # so staff without a login of their own reply through the clinic number.\n        enabled: true"},
+	{"    portal_event_buffer: 64",
+		"    # carebridge requires 0: a patient text is marked delivered only after it reached the room.\n    portal_event_buffer: 0"},
+	{"        \"*\": relay\n", "        # Users of other servers (federation) may not use the bridge unless listed here.\n        \"*\": block\n"},
+	{"    type: postgres\n", "    type: sqlite3-fk-wal\n"},
+	{"    uri: postgres://user:password@host/database?sslmode=disable",
+		"    # carebridge's default is the embedded SQLite file; use PostgreSQL in production.\n" +
+			"    uri: file:carebridge.db?_txlock=immediate"},
+	{"    # Whether to enable encryption at all.", "    # Federation: rooms carry patient conversations; keep the homeserver's federation\n" +
+		"    # limited to the servers of organisations you refer patients to.\n    # Whether to enable encryption at all."},
+}
+
+// HardenBaseExample applies carebridge's defaults to mautrix's example config (the
+// bridgev2 part). It fails when mautrix's example no longer has a line it expects, so an
+// upgrade of mautrix cannot silently drop a safeguard.
+func HardenBaseExample(base string) (string, error) {
+	for _, d := range baseDefaults {
+		if n := strings.Count(base, d.old); n != 1 {
+			return "", fmt.Errorf("mautrix example config changed: expected one %q, found %d", firstLine(d.old), n)
+		}
+		base = strings.Replace(base, d.old, d.new, 1)
+	}
+	return base, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return line
+}

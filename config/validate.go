@@ -1,0 +1,61 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+	"maunium.net/go/mautrix/id"
+)
+
+// ErrInvalidConfig wraps every validation failure of the network section.
+var ErrInvalidConfig = errors.New("invalid carebridge config")
+
+func invalid(key, problem string) error {
+	return fmt.Errorf("%w: network.%s %s", ErrInvalidConfig, key, problem)
+}
+
+// Validate checks the network section and names the key and the fix for the first problem.
+func (c *Config) Validate() error {
+	if strings.TrimSpace(c.ClinicName) == "" {
+		return invalid("clinic_name", "is empty: set it to the clinic's name as patients know it")
+	}
+	if _, ok := phonenumbers.GetSupportedRegions()[strings.ToUpper(c.DefaultRegion)]; !ok {
+		return invalid("default_region", fmt.Sprintf("is %q: use a two-letter region code such as US, CA or GB", c.DefaultRegion))
+	}
+	c.DefaultRegion = strings.ToUpper(c.DefaultRegion)
+	for i, mxid := range c.StaffInvites {
+		if localpart, _, err := id.UserID(mxid).ParseAndValidateRelaxed(); err != nil || localpart == "" {
+			return invalid(fmt.Sprintf("staff_invites[%d]", i), fmt.Sprintf("is %q: write a full Matrix ID such as @nurse:clinic.example", mxid))
+		}
+	}
+	if err := checkBaseURL(c.Twilio.APIURL); err != nil {
+		return invalid("twilio.api_url", err.Error()+": leave it empty for the real Twilio API")
+	}
+	if err := checkBaseURL(c.Twilio.PublicURLOverride); err != nil {
+		return invalid("twilio.public_url_override", err.Error()+": give the public https URL Twilio calls, or leave it empty")
+	}
+	if c.Twilio.RequestTimeout <= 0 {
+		return invalid("twilio.request_timeout", "must be a positive duration such as 15s")
+	}
+	if c.Inbound.RetryInterval <= 0 || c.Inbound.MaxRetryInterval < c.Inbound.RetryInterval {
+		return invalid("inbound", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 5m)")
+	}
+	return nil
+}
+
+func checkBaseURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("is %q, not an absolute http(s) URL", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("is %q: it must not have a query or fragment", raw)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package database
+
+import (
+	"context"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+)
+
+// Mode is how a conversation reaches the patient.
+type Mode string
+
+const (
+	// ModeSMS sends staff messages as SMS.
+	ModeSMS Mode = "sms"
+	// ModeSecure keeps content off SMS: the patient reads it in the secure web chat.
+	ModeSecure Mode = "secure"
+)
+
+const (
+	getConversationQuery = `
+		SELECT login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at
+		FROM conversation WHERE login_id=$1 AND portal_id=$2
+	`
+	insertConversationQuery = `
+		INSERT INTO conversation (login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (login_id, portal_id) DO NOTHING
+	`
+	setRoomReadyQuery  = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
+	setOptedOutQuery   = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
+	countByLoginQuery  = `SELECT COUNT(*) FROM conversation WHERE login_id=$1`
+	deleteByLoginQuery = `DELETE FROM conversation WHERE login_id=$1`
+)
+
+// Conversation is carebridge's state for one portal: a clinic number and a patient number.
+type Conversation struct {
+	LoginID      string
+	PortalID     string
+	ClinicPhone  string
+	PatientPhone string
+	PatientName  string
+	Mode         Mode
+	OptedOut     bool
+	RoomReady    bool
+	CreatedAt    time.Time
+}
+
+// ConversationQuery runs the conversation table's statements.
+type ConversationQuery struct {
+	*dbutil.QueryHelper[*Conversation]
+}
+
+// Scan reads one row.
+func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
+	var createdAt int64
+	err := row.Scan(&c.LoginID, &c.PortalID, &c.ClinicPhone, &c.PatientPhone, &c.PatientName,
+		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt)
+	if err != nil {
+		return nil, err
+	}
+	c.CreatedAt = time.UnixMilli(createdAt)
+	return c, nil
+}
+
+// Get returns the conversation, or nil when there is none.
+func (cq *ConversationQuery) Get(ctx context.Context, loginID, portalID string) (*Conversation, error) {
+	return cq.QueryOne(ctx, getConversationQuery, loginID, portalID)
+}
+
+// GetOrCreate stores c unless the conversation exists, and returns the stored row.
+func (cq *ConversationQuery) GetOrCreate(ctx context.Context, c *Conversation) (*Conversation, error) {
+	if c.Mode == "" {
+		c.Mode = ModeSMS
+	}
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = time.Now()
+	}
+	err := cq.Exec(ctx, insertConversationQuery, c.LoginID, c.PortalID, c.ClinicPhone, c.PatientPhone,
+		c.PatientName, c.Mode, c.OptedOut, c.RoomReady, c.CreatedAt.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	return cq.Get(ctx, c.LoginID, c.PortalID)
+}
+
+// SetRoomReady records that the room's staff invites and relay are done.
+func (cq *ConversationQuery) SetRoomReady(ctx context.Context, loginID, portalID string) error {
+	return cq.Exec(ctx, setRoomReadyQuery, loginID, portalID)
+}
+
+// SetOptedOut records the patient's STOP or START.
+func (cq *ConversationQuery) SetOptedOut(ctx context.Context, loginID, portalID string, optedOut bool) error {
+	return cq.Exec(ctx, setOptedOutQuery, loginID, portalID, optedOut)
+}
+
+// CountByLogin counts a clinic number's conversations.
+func (cq *ConversationQuery) CountByLogin(ctx context.Context, loginID string) (n int, err error) {
+	err = cq.GetDB().QueryRow(ctx, countByLoginQuery, loginID).Scan(&n)
+	return
+}
+
+// DeleteByLogin removes a clinic number's conversations (when its login is deleted).
+func (cq *ConversationQuery) DeleteByLogin(ctx context.Context, loginID string) error {
+	return cq.Exec(ctx, deleteByLoginQuery, loginID)
+}

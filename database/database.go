@@ -1,0 +1,34 @@
+// Package database holds every SQL statement carebridge runs, one file per table, on
+// SQLite and PostgreSQL through dbutil, with carebridge's own version table beside bridgev2's.
+package database
+
+import (
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+
+	"github.com/carebridge/carebridge/database/upgrades"
+)
+
+// VersionTable is the table dbutil keeps carebridge's schema version in.
+const VersionTable = "carebridge_version"
+
+// Database is carebridge's view of the bridge database.
+type Database struct {
+	*dbutil.Database
+	Conversation *ConversationQuery
+	Receipt      *ReceiptQuery
+}
+
+// New wraps the bridge's database; call Upgrade before use.
+func New(db *dbutil.Database, log zerolog.Logger) *Database {
+	db = db.Child(VersionTable, upgrades.Table, dbutil.ZeroLogger(log))
+	return &Database{
+		Database: db,
+		Conversation: &ConversationQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Conversation]) *Conversation {
+			return &Conversation{}
+		})},
+		Receipt: &ReceiptQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Receipt]) *Receipt {
+			return &Receipt{}
+		})},
+	}
+}

@@ -1,0 +1,143 @@
+package database_test
+
+import (
+	"context"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/dbutil"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+func openDB(t *testing.T, kind string) *database.Database {
+	spec := testenv.NewDatabase(t, kind)
+	raw, err := dbutil.NewWithDialect(spec.URI, spec.Type)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = raw.Close() })
+	db := database.New(raw, zerolog.Nop())
+	require.NoError(t, db.Upgrade(context.Background()))
+	return db
+}
+
+func eachDB(t *testing.T, fn func(t *testing.T, db *database.Database)) {
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) { fn(t, openDB(t, kind)) })
+	}
+}
+
+func TestUpgradeIsIdempotent(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
+		var version int
+		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
+		assert.Equal(t, 1, version)
+	})
+}
+
+func TestConversationGetOrCreate(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		missing, err := db.Conversation.Get(ctx, "15550001111", "15551234567")
+		require.NoError(t, err)
+		assert.Nil(t, missing)
+
+		created, err := db.Conversation.GetOrCreate(ctx, &database.Conversation{
+			LoginID: "15550001111", PortalID: "15551234567",
+			ClinicPhone: "+15550001111", PatientPhone: "+15551234567",
+		})
+		require.NoError(t, err)
+		assert.Equal(t, database.ModeSMS, created.Mode)
+		assert.False(t, created.RoomReady)
+		assert.False(t, created.OptedOut)
+
+		// A second create keeps the first row.
+		again, err := db.Conversation.GetOrCreate(ctx, &database.Conversation{
+			LoginID: "15550001111", PortalID: "15551234567",
+			ClinicPhone: "+15550001111", PatientPhone: "+15551234567", Mode: database.ModeSecure,
+		})
+		require.NoError(t, err)
+		assert.Equal(t, database.ModeSMS, again.Mode)
+
+		require.NoError(t, db.Conversation.SetRoomReady(ctx, "15550001111", "15551234567"))
+		require.NoError(t, db.Conversation.SetOptedOut(ctx, "15550001111", "15551234567", true))
+		got, err := db.Conversation.Get(ctx, "15550001111", "15551234567")
+		require.NoError(t, err)
+		assert.True(t, got.RoomReady)
+		assert.True(t, got.OptedOut)
+
+		n, err := db.Conversation.CountByLogin(ctx, "15550001111")
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		require.NoError(t, db.Conversation.DeleteByLogin(ctx, "15550001111"))
+		n, err = db.Conversation.CountByLogin(ctx, "15550001111")
+		require.NoError(t, err)
+		assert.Zero(t, n)
+	})
+}
+
+func TestConversationModeIsChecked(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		_, err := db.Conversation.GetOrCreate(context.Background(), &database.Conversation{
+			LoginID: "15550001111", PortalID: "15551234567",
+			ClinicPhone: "+15550001111", PatientPhone: "+15551234567", Mode: "email",
+		})
+		assert.Error(t, err, "the schema refuses an unknown mode")
+	})
+}
+
+func TestReceiptLifecycle(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		now := time.UnixMilli(time.Now().UnixMilli())
+		params := url.Values{"MessageSid": {"SM0123456789abcdef0123456789abcdef"}, "Body": {"Can I move my appointment?"}}
+		r := &database.Receipt{MessageSID: "SM0123456789abcdef0123456789abcdef", LoginID: "15550001111",
+			PatientPhone: "+15551234567", Params: params, ReceivedAt: now}
+
+		inserted, err := db.Receipt.Insert(ctx, r)
+		require.NoError(t, err)
+		assert.True(t, inserted)
+		inserted, err = db.Receipt.Insert(ctx, r)
+		require.NoError(t, err)
+		assert.False(t, inserted, "a repeated MessageSid is stored once")
+
+		_, pending, err := db.Receipt.NextDue(ctx)
+		require.NoError(t, err)
+		assert.True(t, pending)
+		due, err := db.Receipt.GetDue(ctx, now, 10)
+		require.NoError(t, err)
+		require.Len(t, due, 1)
+		assert.Equal(t, params, due[0].Params)
+		assert.Equal(t, database.ReceiptPending, due[0].State)
+
+		require.NoError(t, db.Receipt.MarkRetry(ctx, r.MessageSID, "homeserver unreachable", now.Add(time.Minute)))
+		due, err = db.Receipt.GetDue(ctx, now, 10)
+		require.NoError(t, err)
+		assert.Empty(t, due, "not due before its retry time")
+		due, err = db.Receipt.GetDue(ctx, now.Add(time.Minute), 10)
+		require.NoError(t, err)
+		require.Len(t, due, 1)
+		assert.Equal(t, 1, due[0].Attempts)
+		assert.Equal(t, "homeserver unreachable", due[0].LastError)
+
+		require.NoError(t, db.Receipt.MarkDelivered(ctx, r.MessageSID, now.Add(2*time.Minute)))
+		got, err := db.Receipt.Get(ctx, r.MessageSID)
+		require.NoError(t, err)
+		assert.Equal(t, database.ReceiptDelivered, got.State)
+		assert.Equal(t, 2, got.Attempts)
+		assert.Equal(t, now.Add(2*time.Minute), got.DeliveredAt)
+		_, pending, err = db.Receipt.NextDue(ctx)
+		require.NoError(t, err)
+		assert.False(t, pending)
+		// A late retry mark cannot reopen a delivered receipt.
+		require.NoError(t, db.Receipt.MarkRetry(ctx, r.MessageSID, "late", now))
+		got, err = db.Receipt.Get(ctx, r.MessageSID)
+		require.NoError(t, err)
+		assert.Equal(t, database.ReceiptDelivered, got.State)
+	})
+}

@@ -1,0 +1,35 @@
+-- v0 -> v1: Latest revision
+
+-- One row per conversation (bridgev2 portal): a clinic number and a patient number.
+CREATE TABLE conversation (
+    login_id      TEXT    NOT NULL,
+    portal_id     TEXT    NOT NULL,
+    clinic_phone  TEXT    NOT NULL,
+    patient_phone TEXT    NOT NULL,
+    patient_name  TEXT    NOT NULL DEFAULT '',
+    mode          TEXT    NOT NULL DEFAULT 'sms' CHECK (mode IN ('sms', 'secure')),
+    opted_out     BOOLEAN NOT NULL DEFAULT false,
+    -- Set once the staff are invited and the clinic login is the room's relay.
+    room_ready    BOOLEAN NOT NULL DEFAULT false,
+    created_at    BIGINT  NOT NULL,
+
+    PRIMARY KEY (login_id, portal_id)
+);
+
+-- Inbound Twilio webhooks, stored before they are answered: de-duplication by MessageSid
+-- and redelivery into Matrix after a failure or a crash.
+CREATE TABLE inbound_receipt (
+    message_sid     TEXT    PRIMARY KEY,
+    login_id        TEXT    NOT NULL,
+    patient_phone   TEXT    NOT NULL,
+    -- The webhook's form parameters as JSON (holds the message body: never log it).
+    payload         TEXT    NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT    NOT NULL DEFAULT '',
+    received_at     BIGINT  NOT NULL,
+    next_attempt_at BIGINT  NOT NULL,
+    delivered_at    BIGINT
+);
+
+CREATE INDEX inbound_receipt_due_idx ON inbound_receipt (state, next_attempt_at);

@@ -1,0 +1,104 @@
+package sms
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/twilio/twilio-go/client"
+)
+
+// EmptyTwiML answers an inbound webhook without sending a reply.
+const EmptyTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response></Response>`
+
+// MaxMedia is the most media Twilio attaches to one MMS.
+const MaxMedia = 10
+
+var (
+	messageSIDPattern = regexp.MustCompile(`^(SM|MM)[0-9a-f]{32}$`)
+	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-f]{32}$`)
+)
+
+// Media is one attachment of an inbound MMS.
+type Media struct {
+	URL         string
+	ContentType string
+}
+
+// Inbound is a patient's text as Twilio's webhook describes it.
+type Inbound struct {
+	MessageSID string
+	AccountSID string
+	From       string
+	To         string
+	Body       string
+	Media      []Media
+	// OptOutType is set when Twilio's Advanced Opt-Out already handled a keyword.
+	OptOutType string
+}
+
+// ParseInbound reads an inbound message webhook's form. It rejects what Twilio never sends.
+func ParseInbound(form url.Values) (*Inbound, error) {
+	in := &Inbound{
+		MessageSID: form.Get("MessageSid"),
+		AccountSID: form.Get("AccountSid"),
+		From:       form.Get("From"),
+		To:         form.Get("To"),
+		Body:       form.Get("Body"),
+		OptOutType: form.Get("OptOutType"),
+	}
+	switch {
+	case !messageSIDPattern.MatchString(in.MessageSID):
+		return nil, fmt.Errorf("%w: MessageSid missing or malformed", ErrInvalidWebhook)
+	case !accountSIDPattern.MatchString(in.AccountSID):
+		return nil, fmt.Errorf("%w: AccountSid missing or malformed", ErrInvalidWebhook)
+	case in.From == "" || in.To == "":
+		return nil, fmt.Errorf("%w: From or To missing", ErrInvalidWebhook)
+	}
+	numMedia := 0
+	if raw := form.Get("NumMedia"); raw != "" {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 || n > MaxMedia {
+			return nil, fmt.Errorf("%w: NumMedia %q out of range", ErrInvalidWebhook, truncate(raw, 8))
+		}
+		numMedia = n
+	}
+	for i := range numMedia {
+		idx := strconv.Itoa(i)
+		media := Media{URL: form.Get("MediaUrl" + idx), ContentType: form.Get("MediaContentType" + idx)}
+		if u, err := url.Parse(media.URL); err != nil || u.Scheme != "https" && u.Scheme != "http" || u.Host == "" {
+			return nil, fmt.Errorf("%w: MediaUrl%d missing or not a URL", ErrInvalidWebhook, i)
+		}
+		in.Media = append(in.Media, media)
+	}
+	if in.Body == "" && len(in.Media) == 0 {
+		return nil, fmt.Errorf("%w: neither Body nor media", ErrInvalidWebhook)
+	}
+	return in, nil
+}
+
+// PublicRequestURL is the URL Twilio called and signed: the public base (where Twilio
+// reaches the bridge) plus the path and query the bridge saw.
+func PublicRequestURL(publicBase string, r *http.Request) string {
+	return strings.TrimRight(publicBase, "/") + r.URL.RequestURI()
+}
+
+// ValidSignature checks X-Twilio-Signature with twilio-go's validator. Twilio signs the
+// first value of each parameter; webhooks carry no repeated names.
+func ValidSignature(authToken, publicURL string, form url.Values, signature string) bool {
+	if signature == "" {
+		return false
+	}
+	params := make(map[string]string, len(form))
+	for key, values := range form {
+		if len(values) != 1 {
+			return false
+		}
+		params[key] = values[0]
+	}
+	validator := client.NewRequestValidator(authToken)
+	return validator.Validate(publicURL, params, signature)
+}
