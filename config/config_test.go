@@ -66,6 +66,35 @@ func TestHardenBaseExample(t *testing.T) {
 		"        enabled: true\n", "portal_event_buffer: 0", "\"*\": block", "type: sqlite3-fk-wal"} {
 		assert.Contains(t, out, want)
 	}
+	assert.Contains(t, out, `m.text: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`)
 	_, err = HardenBaseExample("bridge: {}\n")
 	assert.ErrorContains(t, err, "mautrix example config changed")
+}
+
+func TestFullExampleIsValidYAMLWithHardenedDefaults(t *testing.T) {
+	full, err := FullExample(mxmain.MatrixExampleConfigBase, ExampleConfig, map[string]any{
+		"NetworkID": "sms", "DisplayName": "carebridge SMS", "DefaultPort": 29340, "DefaultCommandPrefix": "!sms",
+	})
+	require.NoError(t, err)
+	var parsed struct {
+		Network    Config `yaml:"network"`
+		Encryption struct {
+			Allow, Default, Require bool
+		} `yaml:"encryption"`
+		Bridge struct {
+			CommandPrefix string `yaml:"command_prefix"`
+			Relay         struct {
+				Enabled bool `yaml:"enabled"`
+			} `yaml:"relay"`
+		} `yaml:"bridge"`
+		AppService struct {
+			UsernameTemplate string `yaml:"username_template"`
+		} `yaml:"appservice"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(full), &parsed))
+	assert.Equal(t, "Example Clinic", parsed.Network.ClinicName)
+	assert.True(t, parsed.Encryption.Allow && parsed.Encryption.Default && parsed.Encryption.Require)
+	assert.True(t, parsed.Bridge.Relay.Enabled)
+	assert.Equal(t, "!sms", parsed.Bridge.CommandPrefix)
+	assert.Equal(t, "sms_{{.}}", parsed.AppService.UsernameTemplate)
 }

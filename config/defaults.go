@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"strings"
+	"text/template"
 )
 
 // baseDefaults are the changes carebridge makes to mautrix's example of the bridgev2 part of
@@ -28,6 +29,13 @@ var baseDefaults = []struct{ old, new string }{
 	{"    uri: postgres://user:password@host/database?sslmode=disable",
 		"    # carebridge's default is the embedded SQLite file; use PostgreSQL in production.\n" +
 			"    uri: file:carebridge.db?_txlock=immediate"},
+	{`            m.text: "<b>{{ .Sender.DisambiguatedName }}</b>: {{ .Message }}"`,
+		"            # carebridge: relayed texts become SMS, so no HTML bold around the name.\n" +
+			`            m.text: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`},
+	{`            m.notice: "<b>{{ .Sender.DisambiguatedName }}</b>: {{ .Message }}"`,
+		`            m.notice: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`},
+	{`            m.emote: "* <b>{{ .Sender.DisambiguatedName }}</b> {{ .Message }}"`,
+		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
 	{"    # Whether to enable encryption at all.", "    # Federation: rooms carry patient conversations; keep the homeserver's federation\n" +
 		"    # limited to the servers of organisations you refer patients to.\n    # Whether to enable encryption at all."},
 }
@@ -48,4 +56,29 @@ func HardenBaseExample(base string) (string, error) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
+}
+
+// FullExample renders the whole example config that `carebridge -e` writes: the network
+// section followed by the hardened bridgev2 part. mxmain parses its example template once
+// at package initialisation and has no hook to change it, so carebridge renders the same
+// template (same delimiters, same data) from the hardened text itself.
+func FullExample(mautrixBase, networkExample string, templateData any) (string, error) {
+	hardened, err := HardenBaseExample(mautrixBase)
+	if err != nil {
+		return "", err
+	}
+	tpl, err := template.New("example-config.yaml").Delims("$<<", ">>").Parse(hardened)
+	if err != nil {
+		return "", fmt.Errorf("failed to parse example config template: %w", err)
+	}
+	var buf strings.Builder
+	buf.WriteString("# Network-specific config options\nnetwork:\n")
+	for line := range strings.SplitSeq(networkExample, "\n") {
+		buf.WriteString("    " + line + "\n")
+	}
+	buf.WriteString("\n")
+	if err = tpl.Execute(&buf, templateData); err != nil {
+		return "", fmt.Errorf("failed to render example config: %w", err)
+	}
+	return buf.String(), nil
 }

@@ -20,22 +20,24 @@ var (
 )
 
 func main() {
-	hardened, err := config.HardenBaseExample(mxmain.MatrixExampleConfigBase)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "carebridge cannot build its default config:", err)
-		os.Exit(2)
+	connector := &bridge.Connector{}
+	if path, ok := exampleRequest(os.Args[1:]); ok {
+		if err := writeExample(path, connector.GetName(), config.ExampleConfig); err != nil {
+			fmt.Fprintln(os.Stderr, "Failed to write example config:", err)
+			os.Exit(1)
+		}
+		return
 	}
-	mxmain.MatrixExampleConfigBase = hardened
 	m := mxmain.BridgeMain{
 		Name:        "carebridge",
 		Description: "A Matrix-SMS bridge for clinics, with a secure patient web chat",
 		URL:         "https://github.com/carebridge/carebridge",
 		Version:     "0.1.0",
-		Connector:   &bridge.Connector{},
+		Connector:   connector,
 	}
 	m.PostInit = func() {
 		if err := bridge.CheckEncryptionBuilt(m.Config, m.Matrix); err != nil {
-			m.Log.WithLevel(-1).Err(err).Msg("Refusing to start")
+			m.Log.Error().Err(err).Msg("Refusing to start")
 			fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
 			os.Exit(13)
 		}

@@ -1,0 +1,310 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DepBridgeBuild names the carebridge binary build for RequireDep.
+const DepBridgeBuild = "carebridge binary"
+
+func init() {
+	installHints[DepBridgeBuild] = "run `make build` (needs gcc for cgo) or set CAREBRIDGE_BIN"
+}
+
+var (
+	bridgeBinOnce sync.Once
+	bridgeBinPath string
+	bridgeBinErr  error
+)
+
+// BridgeBinary returns the carebridge binary under test: CAREBRIDGE_BIN (set by `make
+// test` to the freshly built bin/carebridge), or one built here with cgo and -tags goolm.
+func BridgeBinary(t testing.TB) string {
+	t.Helper()
+	bridgeBinOnce.Do(func() {
+		if p := os.Getenv("CAREBRIDGE_BIN"); p != "" {
+			bridgeBinPath, bridgeBinErr = p, nil
+			if _, err := os.Stat(p); err != nil {
+				bridgeBinErr = fmt.Errorf("CAREBRIDGE_BIN=%s: %w", p, err)
+			}
+			return
+		}
+		root, err := repoRoot()
+		if err != nil {
+			bridgeBinErr = err
+			return
+		}
+		out := filepath.Join(os.TempDir(), "carebridge-test-"+strconv.Itoa(os.Getpid()), "carebridge")
+		cmd := exec.Command("go", "build", "-tags", "goolm", "-o", out, "./cmd/carebridge")
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if output, err := cmd.CombinedOutput(); err != nil {
+			bridgeBinErr = fmt.Errorf("go build failed: %w\n%s", err, output)
+			return
+		}
+		bridgeBinPath = out
+	})
+	RequireDep(t, DepBridgeBuild, bridgeBinErr)
+	return bridgeBinPath
+}
+
+// BridgeOptions configures a carebridge under test.
+type BridgeOptions struct {
+	Homeserver   *Dendrite
+	DB           DBSpec
+	TwilioAPIURL string
+	StaffInvites []string
+	// Edit changes the generated config (a YAML map) before the registration is made.
+	Edit func(cfg map[string]any)
+}
+
+// Bridge is a carebridge process under test, configured from its own `-e` example.
+type Bridge struct {
+	t                  testing.TB
+	bin                string
+	dir                string
+	port               int
+	ProvisioningSecret string
+	RegistrationPath   string
+	cmd                *exec.Cmd
+	exited             chan struct{}
+	exitErr            error
+}
+
+// NewBridge writes a config (from `carebridge -e`) and the appservice registration (`-g`).
+// Start the homeserver with RegistrationPath, then call Start.
+func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
+	t.Helper()
+	b := &Bridge{t: t, bin: BridgeBinary(t), dir: t.TempDir(), port: FreePort(t)}
+	b.ProvisioningSecret = randomHex(16)
+	b.RegistrationPath = filepath.Join(b.dir, "registration.yaml")
+	b.run("-e", "-c", b.ConfigPath())
+
+	raw, err := os.ReadFile(b.ConfigPath())
+	if err != nil {
+		t.Fatalf("failed to read generated config: %v", err)
+	}
+	var cfg map[string]any
+	if err = yaml.Unmarshal(raw, &cfg); err != nil {
+		t.Fatalf("failed to parse generated config: %v", err)
+	}
+	set := func(value any, path ...string) {
+		if err := setYAMLPath(cfg, path, value); err != nil {
+			t.Fatalf("failed to edit config: %v", err)
+		}
+	}
+	set(opts.Homeserver.URL(), "homeserver", "address")
+	set(opts.Homeserver.ServerName(), "homeserver", "domain")
+	set(b.URL(), "appservice", "address")
+	set(b.URL(), "appservice", "public_address")
+	set("127.0.0.1", "appservice", "hostname")
+	set(b.port, "appservice", "port")
+	set(opts.DB.Type, "database", "type")
+	set(opts.DB.URI, "database", "uri")
+	set(map[string]any{opts.Homeserver.ServerName(): "user", "@admin:" + opts.Homeserver.ServerName(): "admin"}, "bridge", "permissions")
+	set(b.ProvisioningSecret, "provisioning", "shared_secret")
+	set(opts.TwilioAPIURL, "network", "twilio", "api_url")
+	set(opts.StaffInvites, "network", "staff_invites")
+	set("1s", "network", "inbound", "retry_interval")
+	set("5s", "network", "inbound", "max_retry_interval")
+	set(map[string]any{
+		"min_level": "debug",
+		"writers":   []any{map[string]any{"type": "stdout", "format": "json"}},
+	}, "logging")
+	if opts.Edit != nil {
+		opts.Edit(cfg)
+	}
+	out, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatalf("failed to write config: %v", err)
+	}
+	if err = os.WriteFile(b.ConfigPath(), out, 0o600); err != nil {
+		t.Fatalf("failed to write config: %v", err)
+	}
+	b.run("-g", "-c", b.ConfigPath(), "-r", b.RegistrationPath)
+	return b
+}
+
+func (b *Bridge) run(args ...string) {
+	b.t.Helper()
+	cmd := exec.Command(b.bin, args...)
+	cmd.Dir = b.dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.t.Fatalf("carebridge %v failed: %v\n%s", args, err, out)
+	}
+}
+
+// ConfigPath is the bridge's config file.
+func (b *Bridge) ConfigPath() string { return filepath.Join(b.dir, "config.yaml") }
+
+// LogPath is the bridge's log (JSON lines from stdout and stderr).
+func (b *Bridge) LogPath() string { return filepath.Join(b.dir, "bridge.log") }
+
+// URL is where the bridge listens (appservice and public address).
+func (b *Bridge) URL() string { return "http://127.0.0.1:" + strconv.Itoa(b.port) }
+
+// InboundURL is a clinic number's Twilio webhook.
+func (b *Bridge) InboundURL(loginID string) string {
+	return b.URL() + "/_carebridge/twilio/" + loginID + "/inbound"
+}
+
+// Start runs the bridge (with --ignore-unsupported-server: Dendrite speaks spec v1.2)
+// and waits until its Twilio routes answer.
+func (b *Bridge) Start() {
+	b.t.Helper()
+	logFile, err := os.OpenFile(b.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		b.t.Fatalf("failed to open bridge log: %v", err)
+	}
+	b.cmd = exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
+	b.cmd.Dir = b.dir
+	b.cmd.Stdout, b.cmd.Stderr = logFile, logFile
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err = b.cmd.Start(); err != nil {
+		b.t.Fatalf("failed to start carebridge: %v", err)
+	}
+	b.exited = make(chan struct{})
+	go func() {
+		b.exitErr = b.cmd.Wait()
+		_ = logFile.Close()
+		close(b.exited)
+	}()
+	b.t.Cleanup(b.Stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-b.exited:
+			b.t.Fatalf("carebridge exited during start-up: %v\n%s", b.exitErr, tailFile(b.LogPath(), 30))
+		default:
+		}
+		// The webhook route answers 405 to GET once the network connector has started.
+		resp, err := http.Get(b.InboundURL("0"))
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusMethodNotAllowed {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("carebridge did not become ready in 60 s\n%s", tailFile(b.LogPath(), 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop ends the bridge gracefully (SIGTERM), then forcefully after 10 s.
+func (b *Bridge) Stop() {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-b.exited:
+		return
+	default:
+	}
+	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		<-b.exited
+	}
+}
+
+// Log returns everything the bridge logged so far.
+func (b *Bridge) Log() string {
+	data, _ := os.ReadFile(b.LogPath())
+	return string(data)
+}
+
+// Provision calls the bridge's provisioning API as userID and decodes the JSON answer.
+func (b *Bridge) Provision(ctx context.Context, method, path, userID string, body, out any) (int, error) {
+	var reader io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		reader = bytes.NewReader(data)
+	}
+	u := b.URL() + "/_matrix/provision" + path + "?user_id=" + url.QueryEscape(userID)
+	req, err := http.NewRequestWithContext(ctx, method, u, reader)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.ProvisioningSecret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil && len(data) > 0 {
+		if err = json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("failed to decode %s: %w", data, err)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("provisioning %s %s: HTTP %d: %s", method, path, resp.StatusCode, data)
+	}
+	return resp.StatusCode, nil
+}
+
+// LinkNumber runs the auth-token login flow through the provisioning API, as a clinic's
+// IT person would from a client, and returns the new login's ID.
+func (b *Bridge) LinkNumber(ctx context.Context, userID, accountSID, authToken, phone string) (string, error) {
+	var start struct {
+		LoginID string `json:"login_id"`
+		StepID  string `json:"step_id"`
+		Type    string `json:"type"`
+	}
+	if _, err := b.Provision(ctx, http.MethodPost, "/v3/login/start/auth-token", userID, nil, &start); err != nil {
+		return "", err
+	}
+	if start.Type != "user_input" {
+		return "", fmt.Errorf("login started with step type %q, expected user_input", start.Type)
+	}
+	var done struct {
+		Type     string `json:"type"`
+		Complete struct {
+			UserLoginID string `json:"user_login_id"`
+		} `json:"complete"`
+	}
+	_, err := b.Provision(ctx, http.MethodPost, "/v3/login/step/"+start.LoginID+"/"+start.StepID+"/user_input", userID,
+		map[string]string{"account_sid": accountSID, "auth_token": authToken, "phone_number": phone}, &done)
+	if err != nil {
+		return "", err
+	}
+	if done.Type != "complete" {
+		return "", fmt.Errorf("login ended with step type %q, expected complete", done.Type)
+	}
+	return done.Complete.UserLoginID, nil
+}
+
+func randomHex(n int) string {
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	return hex.EncodeToString(buf)
+}

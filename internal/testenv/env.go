@@ -1,0 +1,90 @@
+// Package testenv starts the real things carebridge's integration tests talk to: a
+// Dendrite homeserver on loopback and an independent E2EE Matrix client (matrix-nio)
+// playing a member of staff. A missing dependency skips the test on a developer's
+// machine and fails it in CI (CI=true), naming what to install.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Names of the external dependencies, as passed to RequireDep.
+const (
+	DepDendrite = "Dendrite"
+	DepNio      = "python3-matrix-nio"
+)
+
+var installHints = map[string]string{
+	DepDendrite: "run scripts/install-dendrite.sh (needs Go and the module proxy) or point CAREBRIDGE_DENDRITE_BIN at a folder holding dendrite, generate-config, generate-keys and create-account",
+	DepNio:      "apt-get install -y python3-matrix-nio python3-olm (run by /usr/bin/python3)",
+}
+
+// RequireDep stops the test when a dependency it needs is missing (err != nil): in CI
+// (CI=true) the test fails, since CI must have everything; elsewhere it is skipped.
+func RequireDep(t testing.TB, name string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	hint := installHints[name]
+	if hint == "" {
+		hint = "install it"
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("Missing test dependency %s: %v. To install: %s", name, err, hint)
+	}
+	t.Skipf("Skipping: missing test dependency %s: %v. To install: %s", name, err, hint)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("failed to find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// repoRoot walks up from the working directory (a test runs in its package folder)
+// to the folder holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// tailFile returns the last n lines of a file, for error messages.
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	return lastLines(string(data), n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,426 @@
+#!/usr/bin/python3
+"""An independent E2EE Matrix client for carebridge's integration tests.
+
+It plays a member of staff using a real Matrix client (matrix-nio + libolm), so the
+bridge's encryption is checked by code that shares nothing with mautrix. It speaks JSON
+lines: events on stdout, commands on stdin (see internal/testenv/nio.go).
+
+Usage: staff_agent.py HOMESERVER_URL USER_ID PASSWORD STORE_DIR
+(or the env vars AGENT_HOMESERVER, AGENT_USER_ID, AGENT_PASSWORD, AGENT_STORE).
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+import traceback
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    InviteMemberEvent,
+    JoinError,
+    JoinedMembersError,
+    KeysQueryError,
+    LoginError,
+    MegolmEvent,
+    RoomCreateError,
+    RoomMessage,
+    RoomPreset,
+    RoomSendError,
+    SyncError,
+)
+
+SYNC_TIMEOUT_MS = 500
+# An undecryptable event is held this long (its key may still be on its way in a
+# to-device message) before it is reported; it is still decrypted if the key comes later.
+UNDECRYPTABLE_GRACE_S = 3.0
+UNDECRYPTABLE_GIVE_UP_S = 60.0
+ROOM_WAIT_S = 20.0
+# Dendrite sometimes leaves a just-joined room out of the next incremental /sync; after
+# this long the agent syncs again from scratch, which lists every joined room.
+RESYNC_AFTER_S = 3.0
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def emit_error(message, **extra):
+    obj = {"type": "error", "message": message}
+    obj.update(extra)
+    emit(obj)
+
+
+def guarded(func):
+    """Reports a callback's exception instead of letting it abort nio's sync handling."""
+    if asyncio.iscoroutinefunction(func):
+        async def wrapper(*args):
+            try:
+                return await func(*args)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                emit_error(f"{func.__name__}: {e!r}", traceback=traceback.format_exc())
+    else:
+        def wrapper(*args):
+            try:
+                return func(*args)
+            except Exception as e:
+                emit_error(f"{func.__name__}: {e!r}", traceback=traceback.format_exc())
+    wrapper.__name__ = func.__name__
+    return wrapper
+
+
+def log(message):
+    sys.stderr.write(time.strftime("%H:%M:%S ") + message + "\n")
+    sys.stderr.flush()
+
+
+class Agent:
+    def __init__(self, homeserver, user_id, password, store_dir):
+        self.password = password
+        config = AsyncClientConfig(
+            encryption_enabled=True,
+            store_sync_tokens=False,
+            max_timeouts=3,
+            request_timeout=30,
+        )
+        os.makedirs(store_dir, exist_ok=True)
+        self.client = AsyncClient(homeserver, user_id, store_path=store_dir, config=config)
+        # Serialises key upload/query/claim and sends: nio refuses overlapping ones.
+        self.crypto_lock = asyncio.Lock()
+        # Notified after every processed sync, so waits need no polling.
+        self.synced = asyncio.Condition()
+        self.seen_events = set()
+        self.joined = set()
+        self.invited = set()
+        # event_id -> (room, event, first_seen, reported)
+        self.pending = {}
+        # room_id -> devices the current outbound session was shared with
+        self.shared_with = {}
+        self.resync = False
+        self.stopping = asyncio.Event()
+        self.tasks = set()
+
+    # ---- events -------------------------------------------------------------
+
+    @guarded
+    def on_message(self, room, event):
+        if event.event_id in self.seen_events:
+            return
+        self.seen_events.add(event.event_id)
+        self.pending.pop(event.event_id, None)
+        content = event.source.get("content", {})
+        emit({
+            "type": "message",
+            "room_id": room.room_id,
+            "event_id": event.event_id,
+            "sender": event.sender,
+            "body": content.get("body", getattr(event, "body", "")),
+            "msgtype": content.get("msgtype", ""),
+            "encrypted": bool(getattr(event, "decrypted", False)),
+            "server_ts": event.server_timestamp,
+            "received_ms": now_ms(),
+        })
+
+    @guarded
+    def on_megolm(self, room, event):
+        if event.event_id in self.seen_events or event.event_id in self.pending:
+            return
+        self.pending[event.event_id] = [room, event, time.monotonic(), False]
+
+    def retry_pending(self):
+        for event_id, entry in list(self.pending.items()):
+            room, event, first_seen, reported = entry
+            try:
+                decrypted = self.client.decrypt_event(event)
+            except Exception:
+                decrypted = None
+            if decrypted is not None and isinstance(decrypted, RoomMessage):
+                self.on_message(room, decrypted)
+                continue
+            age = time.monotonic() - first_seen
+            if not reported and age >= UNDECRYPTABLE_GRACE_S:
+                entry[3] = True
+                emit({
+                    "type": "undecryptable",
+                    "room_id": room.room_id,
+                    "event_id": event.event_id,
+                    "sender": event.sender,
+                    "session_id": event.session_id,
+                })
+            if age >= UNDECRYPTABLE_GIVE_UP_S:
+                del self.pending[event_id]
+
+    @guarded
+    async def on_invite(self, room, event):
+        if not isinstance(event, InviteMemberEvent):
+            return
+        if event.state_key != self.client.user_id or event.membership != "invite":
+            return
+        if room.room_id in self.invited or room.room_id in self.joined:
+            return
+        self.invited.add(room.room_id)
+        emit({"type": "invited", "room_id": room.room_id, "sender": event.sender})
+        self.spawn(self.join(room.room_id))
+
+    @guarded
+    async def join(self, room_id):
+        for attempt in range(5):
+            resp = await self.client.join(room_id)
+            if not isinstance(resp, JoinError):
+                await self.wait_room(lambda: room_id in self.client.rooms, room_id)
+                return
+            log(f"join {room_id} failed (attempt {attempt + 1}): {resp}")
+            await asyncio.sleep(0.5)
+        emit_error(f"failed to join {room_id}: {resp}", room_id=room_id)
+
+    def note_joined_rooms(self):
+        for room_id in self.client.rooms:
+            if room_id not in self.joined:
+                self.joined.add(room_id)
+                emit({"type": "joined", "room_id": room_id})
+
+    # ---- sync loop ----------------------------------------------------------
+
+    async def maintain_keys(self):
+        c = self.client
+        async with self.crypto_lock:
+            if c.should_upload_keys:
+                resp = await c.keys_upload()
+                if not hasattr(resp, "one_time_key_counts"):
+                    log(f"keys_upload: {resp}")
+            if c.should_query_keys:
+                resp = await c.keys_query()
+                if isinstance(resp, KeysQueryError):
+                    log(f"keys_query: {resp}")
+            if c.should_claim_keys:
+                await c.keys_claim(c.get_users_for_key_claiming())
+            await c.send_to_device_messages()
+
+    async def sync_once(self, first=False):
+        if self.resync:
+            self.resync = False
+            self.client.next_batch = None
+            first = True
+        resp = await self.client.sync(
+            timeout=0 if first else SYNC_TIMEOUT_MS, full_state=first or None
+        )
+        if isinstance(resp, SyncError):
+            raise RuntimeError(f"sync failed: {resp}")
+        await self.maintain_keys()
+        self.note_joined_rooms()
+        self.retry_pending()
+        async with self.synced:
+            self.synced.notify_all()
+
+    async def sync_loop(self):
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                await self.sync_once()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                failures += 1
+                emit_error(f"sync loop: {e!r}", traceback=traceback.format_exc())
+                await asyncio.sleep(min(0.2 * failures, 2.0))
+
+    async def wait_for(self, predicate, timeout):
+        async def waiter():
+            async with self.synced:
+                await self.synced.wait_for(predicate)
+
+        await asyncio.wait_for(waiter(), timeout)
+
+    async def wait_room(self, predicate, room_id):
+        """Waits until /sync shows the room as predicate wants it."""
+        try:
+            await self.wait_for(predicate, RESYNC_AFTER_S)
+            return
+        except asyncio.TimeoutError:
+            pass
+        log(f"room {room_id} not in /sync after {RESYNC_AFTER_S}s: syncing from scratch")
+        self.resync = True
+        try:
+            await self.wait_for(predicate, ROOM_WAIT_S)
+        except asyncio.TimeoutError:
+            raise RuntimeError(f"room {room_id} never appeared in /sync")
+
+    # ---- commands -----------------------------------------------------------
+
+    async def cmd_send(self, req):
+        room_id = req["room_id"]
+        c = self.client
+        await self.wait_room(lambda: room_id in c.rooms, room_id)
+        content = {"msgtype": req.get("msgtype", "m.text"), "body": req["body"]}
+        async with self.crypto_lock:
+            room = c.rooms[room_id]
+            if room.encrypted:
+                await self.refresh_room_devices(room_id)
+            started = now_ms()
+            resp = await c.room_send(
+                room_id, "m.room.message", content, ignore_unverified_devices=True
+            )
+        if isinstance(resp, RoomSendError):
+            raise RuntimeError(f"send failed: {resp}")
+        # sent_ms is when the client began sending (what a person's "send" is);
+        # acked_ms is when the homeserver answered, which can be after the event
+        # already reached other clients' /sync.
+        return {"event_id": resp.event_id, "sent_ms": started, "acked_ms": now_ms()}
+
+    async def refresh_room_devices(self, room_id):
+        """Makes the next send reach every device now in the room.
+
+        nio only notices new members through /sync and never re-shares a session when
+        a member gains a device, so members and keys are fetched again here and the
+        outbound session is dropped when its recipients no longer match.
+        """
+        c = self.client
+        resp = await c.joined_members(room_id)
+        if isinstance(resp, JoinedMembersError):
+            log(f"joined_members {room_id}: {resp}")
+        if c.should_query_keys:
+            resp = await c.keys_query()
+            if isinstance(resp, KeysQueryError):
+                log(f"keys_query: {resp}")
+        room = c.rooms[room_id]
+        devices = frozenset(
+            (user_id, device.id)
+            for user_id in room.users
+            for device in c.device_store.active_user_devices(user_id)
+        )
+        if self.shared_with.get(room_id) != devices:
+            c.invalidate_outbound_session(room_id)
+            self.shared_with[room_id] = devices
+
+    async def cmd_create_room(self, req):
+        c = self.client
+        initial_state = []
+        if req.get("encrypted", True):
+            initial_state.append({
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            })
+        resp = await c.room_create(
+            name=req.get("name") or None,
+            is_direct=bool(req.get("is_direct", False)),
+            preset=RoomPreset.private_chat,
+            invite=req.get("invite") or [],
+            initial_state=initial_state,
+        )
+        if isinstance(resp, RoomCreateError):
+            raise RuntimeError(f"create room failed: {resp}")
+        room_id = resp.room_id
+        want_encrypted = bool(initial_state)
+
+        def ready():
+            room = c.rooms.get(room_id)
+            return room is not None and (room.encrypted or not want_encrypted)
+
+        await self.wait_room(ready, room_id)
+        return {"room_id": room_id}
+
+    async def run_command(self, req):
+        cmd = req.get("cmd")
+        req_id = req.get("req_id", "")
+        try:
+            if cmd == "send":
+                out = await self.cmd_send(req)
+                out.update({"type": "sent", "req_id": req_id, "room_id": req["room_id"]})
+            elif cmd == "create_room":
+                out = await self.cmd_create_room(req)
+                out.update({"type": "room_created", "req_id": req_id})
+            else:
+                raise RuntimeError(f"unknown command {cmd!r}")
+            emit(out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            emit_error(f"{cmd}: {e}", req_id=req_id, traceback=traceback.format_exc())
+
+    def spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def read_commands(self):
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+        )
+        while True:
+            line = await reader.readline()
+            if not line:
+                return  # stdin closed: the test process is gone
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                req = json.loads(line)
+            except ValueError as e:
+                emit_error(f"bad command line: {e}")
+                continue
+            if req.get("cmd") == "quit":
+                return
+            self.spawn(self.run_command(req))
+
+    # ---- life cycle ---------------------------------------------------------
+
+    async def start(self):
+        c = self.client
+        resp = await c.login(self.password, device_name="carebridge-test")
+        if isinstance(resp, LoginError):
+            raise RuntimeError(f"login failed: {resp}")
+        c.add_event_callback(self.on_message, RoomMessage)
+        c.add_event_callback(self.on_megolm, MegolmEvent)
+        c.add_event_callback(self.on_invite, InviteMemberEvent)
+        await self.sync_once(first=True)
+        if c.should_upload_keys:
+            await self.maintain_keys()
+        emit({"type": "ready", "user_id": c.user_id, "device_id": c.device_id})
+
+    async def run(self):
+        await self.start()
+        sync_task = asyncio.ensure_future(self.sync_loop())
+        try:
+            await self.read_commands()
+        finally:
+            self.stopping.set()
+            sync_task.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(sync_task, *self.tasks, return_exceptions=True)
+            await self.client.close()
+
+
+def main():
+    args = sys.argv[1:]
+    if len(args) != 4:
+        args = [os.environ.get(k, "") for k in
+                ("AGENT_HOMESERVER", "AGENT_USER_ID", "AGENT_PASSWORD", "AGENT_STORE")]
+    if not all(args):
+        emit_error("usage: staff_agent.py HOMESERVER_URL USER_ID PASSWORD STORE_DIR")
+        sys.exit(2)
+    agent = Agent(*args)
+    try:
+        asyncio.run(agent.run())
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:
+        emit_error(f"fatal: {e!r}", traceback=traceback.format_exc())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
