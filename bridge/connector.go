@@ -72,14 +72,15 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
-	server, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer)
-	if !ok {
+	router := c.router()
+	if router == nil {
 		return fmt.Errorf("the Matrix connector has no HTTP server for Twilio webhooks")
 	}
 	if c.publicBase() == "" {
-		return ErrPublicAddressMissing
+		// The bridge still runs (existing conversations, commands); linking a number is refused.
+		zerolog.Ctx(ctx).Warn().Msg("appservice.public_address is not set: Twilio cannot reach the bridge, " +
+			"and linking a clinic number is refused until it is set")
 	}
-	router := server.GetRouter()
 	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleInbound)
 	router.HandleFunc(inboundPathPrefix+"{login_id}/inbound", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
@@ -95,6 +96,19 @@ func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
 	}
+}
+
+// router is the appservice's HTTP router. bridgev2's GetRouter hides it while
+// public_address is unset; carebridge mounts its routes regardless so that the bridge can
+// start and say what is missing.
+func (c *Connector) router() *http.ServeMux {
+	if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.AS != nil {
+		return mc.AS.Router
+	}
+	if server, ok := c.Bridge.Matrix.(bridgev2.MatrixConnectorWithServer); ok {
+		return server.GetRouter()
+	}
+	return nil
 }
 
 // publicBase is where Twilio reaches the bridge: the override when a proxy rewrites URLs,

@@ -65,6 +65,9 @@ func (l *Login) Start(ctx context.Context) (*bridgev2.LoginStep, error) {
 // that the account owns the number, then links it and sets its webhook.
 func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*bridgev2.LoginStep, error) {
 	c := l.Connector
+	if c.publicBase() == "" {
+		return nil, ErrPublicAddressMissing
+	}
 	accountSID := strings.TrimSpace(input["account_sid"])
 	authToken := strings.TrimSpace(input["auth_token"])
 	if !accountSIDPattern.MatchString(accountSID) {

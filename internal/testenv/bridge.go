@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,40 +31,41 @@ func init() {
 }
 
 var (
-	bridgeBinOnce sync.Once
-	bridgeBinPath string
-	bridgeBinErr  error
+	bridgeBuildsMu sync.Mutex
+	bridgeBuilds   = map[string]string{}
 )
 
 // BridgeBinary returns the carebridge binary under test: CAREBRIDGE_BIN (set by `make
 // test` to the freshly built bin/carebridge), or one built here with cgo and -tags goolm.
 func BridgeBinary(t testing.TB) string {
 	t.Helper()
-	bridgeBinOnce.Do(func() {
-		if p := os.Getenv("CAREBRIDGE_BIN"); p != "" {
-			bridgeBinPath, bridgeBinErr = p, nil
-			if _, err := os.Stat(p); err != nil {
-				bridgeBinErr = fmt.Errorf("CAREBRIDGE_BIN=%s: %w", p, err)
-			}
-			return
-		}
-		root, err := repoRoot()
-		if err != nil {
-			bridgeBinErr = err
-			return
-		}
-		out := filepath.Join(os.TempDir(), "carebridge-test-"+strconv.Itoa(os.Getpid()), "carebridge")
-		cmd := exec.Command("go", "build", "-tags", "goolm", "-o", out, "./cmd/carebridge")
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if output, err := cmd.CombinedOutput(); err != nil {
-			bridgeBinErr = fmt.Errorf("go build failed: %w\n%s", err, output)
-			return
-		}
-		bridgeBinPath = out
-	})
-	RequireDep(t, DepBridgeBuild, bridgeBinErr)
-	return bridgeBinPath
+	if p := os.Getenv("CAREBRIDGE_BIN"); p != "" {
+		_, err := os.Stat(p)
+		RequireDep(t, DepBridgeBuild, err)
+		return p
+	}
+	return BuildBridge(t, "goolm")
+}
+
+// BuildBridge builds carebridge with the given build tags (once per test process).
+func BuildBridge(t testing.TB, tags string) string {
+	t.Helper()
+	bridgeBuildsMu.Lock()
+	defer bridgeBuildsMu.Unlock()
+	if path, ok := bridgeBuilds[tags]; ok {
+		return path
+	}
+	root, err := repoRoot()
+	RequireDep(t, DepBridgeBuild, err)
+	out := filepath.Join(os.TempDir(), fmt.Sprintf("carebridge-test-%d", os.Getpid()), strings.ReplaceAll(tags, ",", "-"), "carebridge")
+	cmd := exec.Command("go", "build", "-tags", tags, "-o", out, "./cmd/carebridge")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1", "GOFLAGS=-buildvcs=false")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		RequireDep(t, DepBridgeBuild, fmt.Errorf("go build -tags %s failed: %w\n%s", tags, err, output))
+	}
+	bridgeBuilds[tags] = out
+	return out
 }
 
 // BridgeOptions configures a carebridge under test.
@@ -72,6 +74,11 @@ type BridgeOptions struct {
 	DB           DBSpec
 	TwilioAPIURL string
 	StaffInvites []string
+	// Binary replaces the binary under test (e.g. one from BuildBridge with other tags).
+	Binary string
+	// MinimalEdits edits only what a new user must (homeserver address and domain, and
+	// permissions), keeping every other default of the generated example.
+	MinimalEdits bool
 	// Edit changes the generated config (a YAML map) before the registration is made.
 	Edit func(cfg map[string]any)
 }
@@ -93,7 +100,10 @@ type Bridge struct {
 // Start the homeserver with RegistrationPath, then call Start.
 func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 	t.Helper()
-	b := &Bridge{t: t, bin: BridgeBinary(t), dir: t.TempDir(), port: FreePort(t)}
+	b := &Bridge{t: t, bin: opts.Binary, dir: t.TempDir()}
+	if b.bin == "" {
+		b.bin = BridgeBinary(t)
+	}
 	b.ProvisioningSecret = randomHex(16)
 	b.RegistrationPath = filepath.Join(b.dir, "registration.yaml")
 	b.run("-e", "-c", b.ConfigPath())
@@ -113,22 +123,13 @@ func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 	}
 	set(opts.Homeserver.URL(), "homeserver", "address")
 	set(opts.Homeserver.ServerName(), "homeserver", "domain")
-	set(b.URL(), "appservice", "address")
-	set(b.URL(), "appservice", "public_address")
-	set("127.0.0.1", "appservice", "hostname")
-	set(b.port, "appservice", "port")
-	set(opts.DB.Type, "database", "type")
-	set(opts.DB.URI, "database", "uri")
 	set(map[string]any{opts.Homeserver.ServerName(): "user", "@admin:" + opts.Homeserver.ServerName(): "admin"}, "bridge", "permissions")
-	set(b.ProvisioningSecret, "provisioning", "shared_secret")
-	set(opts.TwilioAPIURL, "network", "twilio", "api_url")
-	set(opts.StaffInvites, "network", "staff_invites")
-	set("1s", "network", "inbound", "retry_interval")
-	set("5s", "network", "inbound", "max_retry_interval")
-	set(map[string]any{
-		"min_level": "debug",
-		"writers":   []any{map[string]any{"type": "stdout", "format": "json"}},
-	}, "logging")
+	if opts.MinimalEdits {
+		b.port = yamlInt(cfg, "appservice", "port")
+	} else {
+		b.port = FreePort(t)
+		b.applyTestConfig(set, opts)
+	}
 	if opts.Edit != nil {
 		opts.Edit(cfg)
 	}
@@ -141,6 +142,46 @@ func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 	}
 	b.run("-g", "-c", b.ConfigPath(), "-r", b.RegistrationPath)
 	return b
+}
+
+// applyTestConfig points the bridge at the test's ports, database and fake Twilio, and
+// logs JSON to stdout so tests can read the log.
+func (b *Bridge) applyTestConfig(set func(value any, path ...string), opts BridgeOptions) {
+	set(b.URL(), "appservice", "address")
+	set(b.URL(), "appservice", "public_address")
+	set("127.0.0.1", "appservice", "hostname")
+	set(b.port, "appservice", "port")
+	set(opts.DB.Type, "database", "type")
+	set(opts.DB.URI, "database", "uri")
+	set(b.ProvisioningSecret, "provisioning", "shared_secret")
+	set(opts.TwilioAPIURL, "network", "twilio", "api_url")
+	set(opts.StaffInvites, "network", "staff_invites")
+	set("1s", "network", "inbound", "retry_interval")
+	set("5s", "network", "inbound", "max_retry_interval")
+	set(map[string]any{
+		"min_level": "debug",
+		"writers":   []any{map[string]any{"type": "stdout", "format": "json"}},
+	}, "logging")
+}
+
+func yamlInt(cfg map[string]any, path ...string) int {
+	var cur any = cfg
+	for _, key := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return 0
+		}
+		cur = m[key]
+	}
+	n, _ := cur.(int)
+	return n
+}
+
+// Command prepares the bridge binary with the given arguments, run in the bridge's folder.
+func (b *Bridge) Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(b.bin, args...)
+	cmd.Dir = b.dir
+	return cmd
 }
 
 func (b *Bridge) run(args ...string) {

@@ -8,6 +8,7 @@ import (
 
 // Twilio error codes the fake answers with; see https://www.twilio.com/docs/api/errors.
 const (
+	twilioErrUnparsable          = 20001
 	twilioErrAuthenticate        = 20003
 	twilioErrMethodNotAllowed    = 20004
 	twilioErrNotFound            = 20404

@@ -99,7 +99,7 @@ func (f *FakeTwilio) notFound(w http.ResponseWriter, r *http.Request) {
 // parseTwilioForm reads a POST body as Twilio does: form-encoded parameters only.
 func parseTwilioForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	if err := r.ParseForm(); err != nil {
-		writeTwilioError(w, http.StatusBadRequest, 20001, "Unable to parse request: "+err.Error())
+		writeTwilioError(w, http.StatusBadRequest, twilioErrUnparsable, "Unable to parse request: "+err.Error())
 		return nil, false
 	}
 	return r.PostForm, true
