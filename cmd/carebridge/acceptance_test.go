@@ -37,24 +37,38 @@ func TestSMSRoundTrip(t *testing.T) {
 	}
 }
 
+// env is one running system: fake Twilio, Dendrite with an admin and a nurse, the bridge.
+type env struct {
+	db      testenv.DBSpec
+	fake    *testenv.FakeTwilio
+	hs      *testenv.Dendrite
+	br      *testenv.Bridge
+	adminID string
+	nurseID string
+}
+
+func newEnv(t *testing.T, kind string) *env {
+	e := &env{db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
+	t.Cleanup(e.fake.Close)
+	e.fake.AddAccount(accountSID, authToken)
+	e.fake.AddNumber(accountSID, clinicPhone)
+	e.hs = testenv.NewDendrite(t)
+	e.nurseID = "@nurse:" + e.hs.ServerName()
+	e.br = testenv.NewBridge(t, testenv.BridgeOptions{
+		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID},
+	})
+	e.hs.Start(e.br.RegistrationPath)
+	e.adminID = e.hs.CreateUser(t, "admin", "admin-password-1")
+	e.hs.CreateUser(t, "nurse", "nurse-password-1")
+	e.br.Start()
+	return e
+}
+
 func runSMSRoundTrip(t *testing.T, kind string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	db := testenv.NewDatabase(t, kind)
-	fake := testenv.NewFakeTwilio()
-	t.Cleanup(fake.Close)
-	fake.AddAccount(accountSID, authToken)
-	fake.AddNumber(accountSID, clinicPhone)
-
-	hs := testenv.NewDendrite(t)
-	nurseID := "@nurse:" + hs.ServerName()
-	br := testenv.NewBridge(t, testenv.BridgeOptions{
-		Homeserver: hs, DB: db, TwilioAPIURL: fake.URL(), StaffInvites: []string{nurseID},
-	})
-	hs.Start(br.RegistrationPath)
-	adminID := hs.CreateUser(t, "admin", "admin-password-1")
-	hs.CreateUser(t, "nurse", "nurse-password-1")
-	br.Start()
+	e := newEnv(t, kind)
+	fake, hs, br, db, adminID, nurseID := e.fake, e.hs, e.br, e.db, e.adminID, e.nurseID
 	nurse := testenv.StartStaffAgent(t, hs.URL(), nurseID, "nurse-password-1")
 
 	// IT links the clinic number as a person would write it; the bridge sets its webhook.
