@@ -125,30 +125,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if err != nil {
 		return fmt.Errorf("stored webhook no longer parses: %w", err)
 	}
-	meta := login.Metadata.(*UserLoginMetadata)
 	key := MakePortalKey(r.PatientPhone, login.ID)
-	conv, err := c.DB.Conversation.GetOrCreate(ctx, &database.Conversation{
-		LoginID:      string(login.ID),
-		PortalID:     string(key.ID),
-		ClinicPhone:  meta.Phone,
-		PatientPhone: r.PatientPhone,
-	})
-	if err != nil {
-		return fmt.Errorf("failed to store conversation: %w", err)
-	}
-	portal, err := c.Bridge.GetPortalByKey(ctx, key)
-	if err != nil {
-		return fmt.Errorf("failed to get portal: %w", err)
-	}
-	if portal.MXID == "" {
-		if err = portal.CreateMatrixRoom(ctx, login, nil); err != nil {
-			return fmt.Errorf("failed to create conversation room: %w", err)
-		}
-	}
-	if !conv.RoomReady {
-		if err = c.setupRoom(ctx, login, portal); err != nil {
-			return err
-		}
+	if _, err = c.ensureConversation(ctx, login, r.PatientPhone); err != nil {
+		return err
 	}
 	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
@@ -172,6 +151,38 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		return errNotDelivered
 	}
 	return nil
+}
+
+// ensureConversation returns the conversation room of a patient at a clinic number,
+// creating the conversation, the room, and the staff invites when they do not exist yet.
+// Staff are invited before any message is sent so that their devices receive its keys.
+func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.UserLogin, patientE164 string) (*bridgev2.Portal, error) {
+	meta := login.Metadata.(*UserLoginMetadata)
+	key := MakePortalKey(patientE164, login.ID)
+	conv, err := c.DB.Conversation.GetOrCreate(ctx, &database.Conversation{
+		LoginID:      string(login.ID),
+		PortalID:     string(key.ID),
+		ClinicPhone:  meta.Phone,
+		PatientPhone: patientE164,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to store conversation: %w", err)
+	}
+	portal, err := c.Bridge.GetPortalByKey(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get portal: %w", err)
+	}
+	if portal.MXID == "" {
+		if err = portal.CreateMatrixRoom(ctx, login, nil); err != nil {
+			return nil, fmt.Errorf("failed to create conversation room: %w", err)
+		}
+	}
+	if !conv.RoomReady {
+		if err = c.setupRoom(ctx, login, portal); err != nil {
+			return nil, err
+		}
+	}
+	return portal, nil
 }
 
 // setupRoom makes the clinic login the room's relay (so staff without logins reply

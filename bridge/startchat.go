@@ -1,0 +1,68 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/carebridge/carebridge/sms"
+)
+
+var (
+	_ bridgev2.IdentifierResolvingNetworkAPI = (*Client)(nil)
+	_ bridgev2.GhostDMCreatingNetworkAPI     = (*Client)(nil)
+	_ bridgev2.IdentifierValidatingNetwork   = (*Connector)(nil)
+)
+
+// ValidateUserID is called before a ghost ID from a Matrix user ID is used: only
+// digits of a possible phone number are patients.
+func (c *Connector) ValidateUserID(id networkid.UserID) bool {
+	phone, err := sms.NormalizePhone(PhoneOf(id), c.Config.DefaultRegion)
+	return err == nil && MakeUserID(phone) == id
+}
+
+// ResolveIdentifier is called by `start-chat`, `resolve-identifier` and the provisioning
+// API with a phone number in any form the region allows. Every form of one number maps
+// to one E.164 ghost and one conversation room.
+func (cl *Client) ResolveIdentifier(ctx context.Context, identifier string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
+	phone, err := sms.NormalizePhone(identifier, cl.Connector.Config.DefaultRegion)
+	if err != nil {
+		return nil, bridgev2.RespError(mautrix.MInvalidParam.WithMessage("%q is not a phone number this clinic can text", identifier)).
+			WithInternalError(err)
+	}
+	if phone == cl.meta().Phone {
+		return nil, bridgev2.RespError(mautrix.MInvalidParam.WithMessage("%s is the clinic's own number", phone))
+	}
+	return cl.resolvePhone(ctx, phone, createChat)
+}
+
+// CreateChatWithGhost is called when staff start a chat with a ghost's Matrix ID.
+func (cl *Client) CreateChatWithGhost(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.CreateChatResponse, error) {
+	resp, err := cl.resolvePhone(ctx, PhoneOf(ghost.ID), true)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Chat, nil
+}
+
+func (cl *Client) resolvePhone(ctx context.Context, phone string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
+	userID := MakeUserID(phone)
+	ghost, err := cl.Connector.Bridge.GetGhostByID(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("failed to get ghost: %w", err)
+	}
+	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: userID}
+	resp.UserInfo, _ = cl.GetUserInfo(ctx, ghost)
+	if !createChat {
+		return resp, nil
+	}
+	portal, err := cl.Connector.ensureConversation(ctx, cl.UserLogin, phone)
+	if err != nil {
+		return nil, err
+	}
+	resp.Chat = &bridgev2.CreateChatResponse{PortalKey: portal.PortalKey, Portal: portal}
+	return resp, nil
+}

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// TestStaffStartChat: staff start a conversation with a number in any usual form; all
+// forms lead to one room, the staff are invited, and a reply goes out as SMS.
+func TestStaffStartChat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e := newEnv(t, "sqlite")
+	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+
+	type dmResp struct {
+		ID       string `json:"id"`
+		MXID     string `json:"mxid"`
+		DMRoomID string `json:"dm_room_mxid"`
+	}
+	var rooms []string
+	for _, form := range []string{"(555) 123-4567", "+1 555 123 4567", "5551234567"} {
+		var resp dmResp
+		_, err := e.br.Provision(ctx, http.MethodPost, "/v3/create_dm/"+url.PathEscape(form), e.adminID, nil, &resp)
+		require.NoError(t, err, form)
+		assert.Equal(t, "15551234567", resp.ID, form)
+		assert.Equal(t, "@sms_15551234567:"+e.hs.ServerName(), resp.MXID, form)
+		rooms = append(rooms, resp.DMRoomID)
+	}
+	require.NotEmpty(t, rooms[0])
+	assert.Equal(t, rooms[0], rooms[1], "one room per patient number")
+	assert.Equal(t, rooms[0], rooms[2], "one room per patient number")
+
+	_, err = e.br.Provision(ctx, http.MethodPost, "/v3/create_dm/"+url.PathEscape("call me"), e.adminID, nil, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not a phone number this clinic can text")
+
+	joined, err := nurse.WaitJoined(ctx, rooms[0])
+	require.NoError(t, err, "the staff are invited to staff-started conversations too")
+	_, _, err = nurse.Send(ctx, joined, "Your lab results are ready. Please call us back.")
+	require.NoError(t, err)
+	sms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient })
+	require.NoError(t, err)
+	assert.Equal(t, clinicPhone, sms.From)
+	assert.Equal(t, "nurse: Your lab results are ready. Please call us back.", sms.Body)
+}
