@@ -14,8 +14,12 @@ import (
 // the clinic number (the login owner) and the patient's ghost.
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
 	patient := PhoneOf(portal.ID)
-	name := sms.FormatPhone(patient, cl.Connector.Config.DefaultRegion)
-	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)", name, cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
+	name, err := cl.Connector.patientDisplayName(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)",
+		sms.FormatPhone(patient, cl.Connector.Config.DefaultRegion), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
 	roomType := database.RoomTypeDM
 	members := &bridgev2.ChatMemberList{
 		IsFull:      true,
@@ -35,9 +39,24 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 // GetUserInfo is called for a patient ghost without a profile: its name is the number.
 func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
 	phone := PhoneOf(ghost.ID)
-	name := sms.FormatPhone(phone, cl.Connector.Config.DefaultRegion)
+	name, err := cl.Connector.patientDisplayName(ctx, phone)
+	if err != nil {
+		return nil, err
+	}
 	return &bridgev2.UserInfo{
 		Identifiers: []string{"tel:" + phone},
 		Name:        &name,
 	}, nil
+}
+
+// patientDisplayName is the name staff gave the number, or the formatted number.
+func (c *Connector) patientDisplayName(ctx context.Context, phone string) (string, error) {
+	name, err := c.DB.Conversation.GetPatientName(ctx, phone)
+	if err != nil {
+		return "", fmt.Errorf("failed to read patient name: %w", err)
+	}
+	if name == "" {
+		name = sms.FormatPhone(phone, c.Config.DefaultRegion)
+	}
+	return name, nil
 }

@@ -85,6 +85,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	router.HandleFunc(inboundPathPrefix+"{login_id}/inbound", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
 	})
+	c.registerCommands()
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")

@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -29,6 +31,11 @@ const (
 	`
 	setRoomReadyQuery  = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
 	setOptedOutQuery   = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
+	setPatientNameQuery = `UPDATE conversation SET patient_name=$2 WHERE patient_phone=$1`
+	getPatientNameQuery = `
+		SELECT patient_name FROM conversation WHERE patient_phone=$1 AND patient_name<>''
+		ORDER BY created_at DESC LIMIT 1
+	`
 	countByLoginQuery  = `SELECT COUNT(*) FROM conversation WHERE login_id=$1`
 	deleteByLoginQuery = `DELETE FROM conversation WHERE login_id=$1`
 )
@@ -92,6 +99,21 @@ func (cq *ConversationQuery) SetRoomReady(ctx context.Context, loginID, portalID
 // SetOptedOut records the patient's STOP or START.
 func (cq *ConversationQuery) SetOptedOut(ctx context.Context, loginID, portalID string, optedOut bool) error {
 	return cq.Exec(ctx, setOptedOutQuery, loginID, portalID, optedOut)
+}
+
+// SetPatientName records the name staff gave a patient number, in every conversation
+// with that number (the patient's ghost is one per number).
+func (cq *ConversationQuery) SetPatientName(ctx context.Context, patientPhone, name string) error {
+	return cq.Exec(ctx, setPatientNameQuery, patientPhone, name)
+}
+
+// GetPatientName returns the name staff gave a patient number, or "".
+func (cq *ConversationQuery) GetPatientName(ctx context.Context, patientPhone string) (name string, err error) {
+	err = cq.GetDB().QueryRow(ctx, getPatientNameQuery, patientPhone).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return
 }
 
 // CountByLogin counts a clinic number's conversations.

@@ -71,6 +71,14 @@ func TestConversationGetOrCreate(t *testing.T) {
 		assert.True(t, got.RoomReady)
 		assert.True(t, got.OptedOut)
 
+		name, err := db.Conversation.GetPatientName(ctx, "+15551234567")
+		require.NoError(t, err)
+		assert.Empty(t, name)
+		require.NoError(t, db.Conversation.SetPatientName(ctx, "+15551234567", "Maria Lopez"))
+		name, err = db.Conversation.GetPatientName(ctx, "+15551234567")
+		require.NoError(t, err)
+		assert.Equal(t, "Maria Lopez", name)
+
 		n, err := db.Conversation.CountByLogin(ctx, "15550001111")
 		require.NoError(t, err)
 		assert.Equal(t, 1, n)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"testing"
@@ -57,4 +58,23 @@ func TestStaffStartChat(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, clinicPhone, sms.From)
 	assert.Equal(t, "nurse: Your lab results are ready. Please call us back.", sms.Body)
+
+	// Staff name the patient: the ghost's display name changes; the command is not texted.
+	_, _, err = nurse.Send(ctx, joined, "!sms name  Maria   Lopez ")
+	require.NoError(t, err)
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == joined && m.MsgType == "m.notice" && m.Body == "This number is now shown as Maria Lopez."
+	})
+	require.NoError(t, err)
+	resp, err := http.Get(e.hs.URL() + "/_matrix/client/v3/profile/" + url.PathEscape("@sms_15551234567:"+e.hs.ServerName()) + "/displayname")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var profile struct {
+		DisplayName string `json:"displayname"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&profile))
+	assert.Equal(t, "Maria Lopez", profile.DisplayName)
+	for _, m := range e.fake.Messages() {
+		assert.NotContains(t, m.Body, "Maria", "a bridge command is never sent as SMS")
+	}
 }
