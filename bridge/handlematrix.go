@@ -37,24 +37,24 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			WithMessage("Not sent: " + ErrOptedOut.Error()).
 			WithIsCertain(true).WithSendNotice(true)
 	}
-	sent, err := cl.Provider.Send(ctx, &sms.OutboundMessage{
+	sent, attempts, err := sms.SendWithRetry(ctx, cl.Provider, &sms.OutboundMessage{
 		From: meta.Phone,
 		To:   PhoneOf(msg.Portal.ID),
 		Body: msg.Content.Body,
-	})
+	}, sms.DefaultRetryPolicy)
 	if err != nil {
 		var sendErr *sms.SendError
 		if errors.As(err, &sendErr) {
 			zerolog.Ctx(ctx).Warn().Int("twilio_code", sendErr.Code).Int("http_status", sendErr.Status).
-				Msg("Twilio refused outbound SMS")
+				Int("attempts", attempts).Msg("Twilio refused outbound SMS")
 			return nil, bridgev2.WrapErrorInStatus(err).
 				WithErrorReason(event.MessageStatusNetworkError).
 				WithMessage("Not sent: " + sendErr.Describe()).
-				WithIsCertain(!sendErr.Transient()).WithSendNotice(true)
+				WithIsCertain(true).WithSendNotice(true)
 		}
 		return nil, err
 	}
-	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Msg("Sent SMS")
+	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID(sent.SID),
 		SenderID:  MakeUserID(meta.Phone),

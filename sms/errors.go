@@ -3,6 +3,8 @@ package sms
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 
 	"github.com/twilio/twilio-go/client"
 )
@@ -35,9 +37,6 @@ var twilioErrorWords = map[int]string{
 	30034: "the clinic number is not registered for US texting (10DLC campaign missing)",
 }
 
-// transientCodes are Twilio errors after which the same request may succeed later.
-var transientCodes = map[int]bool{20429: true, 20500: true, 20503: true, 30001: true, 30003: true, 30008: true}
-
 // DescribeTwilioError returns a sentence for staff about a Twilio error code.
 func DescribeTwilioError(code int) string {
 	if words, ok := twilioErrorWords[code]; ok {
@@ -48,29 +47,38 @@ func DescribeTwilioError(code int) string {
 
 // SendError is a refusal from Twilio for one outbound message.
 type SendError struct {
-	Code   int // Twilio error code, 0 when the request did not reach Twilio
+	Code   int // Twilio error code, 0 when no answer came from Twilio
 	Status int // HTTP status
-	Err    error
+	// NotSent is true when Twilio certainly did not create the message (it refused with
+	// 429 or 5xx, or the connection was never made), so sending again cannot send twice.
+	NotSent bool
+	Err     error
 }
 
 func (e *SendError) Error() string {
 	if e.Code == 0 {
-		return fmt.Sprintf("failed to reach Twilio: %v", e.Err)
+		return fmt.Sprintf("failed to send through Twilio: %v", e.Err)
 	}
 	return fmt.Sprintf("Twilio error %d: %s", e.Code, DescribeTwilioError(e.Code))
 }
 
 func (e *SendError) Unwrap() error { return e.Err }
 
-// Transient reports whether retrying the same message later may succeed.
+// Transient reports whether sending the same message again may succeed without any
+// risk of the patient receiving it twice.
 func (e *SendError) Transient() bool {
-	return e.Code == 0 || transientCodes[e.Code] || e.Status >= 500
+	return e.NotSent
 }
 
 // Describe is the sentence staff see in the room.
 func (e *SendError) Describe() string {
-	if e.Code == 0 {
+	switch {
+	case e.Code == 0 && e.NotSent:
 		return "Twilio could not be reached; the text was not sent"
+	case e.Code == 0:
+		return "Twilio did not answer in time; the text may or may not have been sent, check with the patient before resending"
+	case e.Status == http.StatusTooManyRequests || e.Status >= 500:
+		return fmt.Sprintf("Twilio is temporarily unavailable (HTTP %d, error %d); the text was not sent", e.Status, e.Code)
 	}
 	return DescribeTwilioError(e.Code)
 }
@@ -78,7 +86,16 @@ func (e *SendError) Describe() string {
 func wrapTwilioError(err error) error {
 	var restErr *client.TwilioRestError
 	if errors.As(err, &restErr) {
-		return &SendError{Code: restErr.Code, Status: restErr.Status, Err: fmt.Errorf("%w: %s", ErrTwilioRejection, restErr.Message)}
+		return &SendError{
+			Code:    restErr.Code,
+			Status:  restErr.Status,
+			NotSent: restErr.Status == http.StatusTooManyRequests || restErr.Status >= 500,
+			Err:     fmt.Errorf("%w: %s", ErrTwilioRejection, restErr.Message),
+		}
 	}
-	return &SendError{Err: err}
+	// A refused or unresolvable connection never carried the request.
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	notSent := errors.As(err, &dnsErr) || (errors.As(err, &opErr) && opErr.Op == "dial")
+	return &SendError{NotSent: notSent, Err: err}
 }

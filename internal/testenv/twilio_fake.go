@@ -52,6 +52,9 @@ type FakeTwilio struct {
 	media         map[string]*fakeTwilioMedia
 	cdnObjects    map[string]*fakeTwilioMedia
 	callbackDelay time.Duration
+	// failEvery makes every n-th create-message request answer 503 (0: never).
+	failEvery   int
+	createCount int
 }
 
 // FakeMessage is an outbound message the fake accepted through POST .../Messages.json.
@@ -322,6 +325,15 @@ func (f *FakeTwilio) SetDeliveryOutcome(to string, status string, errorCode int)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.outcomes[to] = fakeTwilioOutcome{status: status, errorCode: errorCode}
+}
+
+// FailEveryNthSend makes every n-th POST .../Messages.json answer 503 with Twilio's
+// error 20503 ("Service unavailable") and record nothing, as during a Twilio incident.
+// n = 0 turns it off.
+func (f *FakeTwilio) FailEveryNthSend(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failEvery, f.createCount = n, 0
 }
 
 // SetCallbackDelay sets the pause before each status change of an accepted message

@@ -24,6 +24,14 @@ func (f *FakeTwilio) createMessage(w http.ResponseWriter, r *http.Request, acct 
 	if !ok {
 		return
 	}
+	f.mu.Lock()
+	f.createCount++
+	unavailable := f.failEvery > 0 && f.createCount%f.failEvery == 0
+	f.mu.Unlock()
+	if unavailable {
+		writeTwilioError(w, http.StatusServiceUnavailable, 20503, "Service unavailable")
+		return
+	}
 	to := form.Get("To")
 	from := form.Get("From")
 	serviceSID := form.Get("MessagingServiceSid")
