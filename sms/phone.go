@@ -15,21 +15,24 @@ func NormalizePhone(raw, defaultRegion string) (string, error) {
 	if raw == "" || len(raw) > 40 {
 		return "", fmt.Errorf("%w: %q", ErrInvalidPhone, truncate(raw, 40))
 	}
-	num, err := phonenumbers.Parse(raw, defaultRegion)
-	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+	num, err := phonenumbers.Parse(raw, strings.ToUpper(defaultRegion))
+	// IS_POSSIBLE_LOCAL_ONLY numbers (a US number without area code) reach nobody in E.164.
+	if err != nil || phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE {
 		return "", fmt.Errorf("%w: %q", ErrInvalidPhone, raw)
 	}
 	return phonenumbers.Format(num, phonenumbers.E164), nil
 }
 
-// FormatPhone renders an E.164 number for people: national format in the clinic's
-// region ("(555) 123-4567"), international elsewhere ("+44 20 7946 0958").
+// FormatPhone renders an E.164 number for people: national format when it shares the
+// clinic region's country code ("(555) 123-4567", also for Canada in a US clinic),
+// international otherwise ("+44 20 7946 0958").
 func FormatPhone(e164, defaultRegion string) string {
-	num, err := phonenumbers.Parse(e164, defaultRegion)
+	region := strings.ToUpper(defaultRegion)
+	num, err := phonenumbers.Parse(e164, region)
 	if err != nil {
 		return e164
 	}
-	if phonenumbers.GetRegionCodeForNumber(num) == defaultRegion {
+	if region != "" && int(num.GetCountryCode()) == phonenumbers.GetCountryCodeForRegion(region) {
 		return phonenumbers.Format(num, phonenumbers.NATIONAL)
 	}
 	return phonenumbers.Format(num, phonenumbers.INTERNATIONAL)

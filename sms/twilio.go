@@ -22,6 +22,10 @@ type TwilioOptions struct {
 	Timeout time.Duration
 }
 
+// defaultTimeout bounds a Twilio request when no timeout is configured: twilio-go's
+// calls take no context, so without one a send could hang forever.
+const defaultTimeout = 30 * time.Second
+
 // Twilio is the Provider backed by Twilio's REST API through twilio-go.
 type Twilio struct {
 	accountSID string
@@ -32,6 +36,9 @@ var _ Provider = (*Twilio)(nil)
 
 // NewTwilio builds a client for one Twilio account.
 func NewTwilio(opts TwilioOptions) (*Twilio, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
 	httpClient := &http.Client{
 		Timeout: opts.Timeout,
 		// twilio-go's own client does not follow redirects either: an API redirect is a fault.
@@ -72,7 +79,10 @@ func (t *Twilio) CheckAccount(ctx context.Context) error {
 	_, err := t.api.FetchAccount(t.accountSID)
 	if err != nil {
 		var sendErr *SendError
-		if errors.As(wrapTwilioError(err), &sendErr) && (sendErr.Code == 20003 || sendErr.Status == http.StatusUnauthorized) {
+		// 20003: refused by Twilio; 21222/21224: twilio-go refuses characters no SID or
+		// token contains before sending anything.
+		if errors.As(wrapTwilioError(err), &sendErr) &&
+			(sendErr.Code == 20003 || sendErr.Code == 21222 || sendErr.Code == 21224 || sendErr.Status == http.StatusUnauthorized) {
 			return ErrBadCredentials
 		}
 		return fmt.Errorf("failed to fetch Twilio account: %w", err)
