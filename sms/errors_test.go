@@ -62,11 +62,12 @@ func TestSendError(t *testing.T) {
 			wantUnwrap:    rejection,
 		},
 		{
+			// A delivery error code on a REST answer is final for that request.
 			name:          "unreachable handset",
 			err:           &sms.SendError{Code: 30003, Status: http.StatusBadRequest, Err: rejection},
 			wantError:     "Twilio error 30003: the patient's phone is unreachable (switched off or out of coverage)",
 			wantDescribe:  "the patient's phone is unreachable (switched off or out of coverage)",
-			wantTransient: true,
+			wantTransient: false,
 			wantUnwrap:    rejection,
 		},
 		{
@@ -79,27 +80,35 @@ func TestSendError(t *testing.T) {
 		},
 		{
 			name:          "rate limited",
-			err:           &sms.SendError{Code: 20429, Status: http.StatusTooManyRequests, Err: rejection},
+			err:           &sms.SendError{Code: 20429, Status: http.StatusTooManyRequests, NotSent: true, Err: rejection},
 			wantError:     "Twilio error 20429: Twilio refused the message (error 20429, see https://www.twilio.com/docs/errors/20429)",
-			wantDescribe:  "Twilio refused the message (error 20429, see https://www.twilio.com/docs/errors/20429)",
+			wantDescribe:  "Twilio is temporarily unavailable (HTTP 429, error 20429); the text was not sent",
 			wantTransient: true,
 			wantUnwrap:    rejection,
 		},
 		{
 			name:          "unknown code with a 5xx status",
-			err:           &sms.SendError{Code: 20999, Status: http.StatusBadGateway, Err: rejection},
+			err:           &sms.SendError{Code: 20999, Status: http.StatusBadGateway, NotSent: true, Err: rejection},
 			wantError:     "Twilio error 20999: Twilio refused the message (error 20999, see https://www.twilio.com/docs/errors/20999)",
-			wantDescribe:  "Twilio refused the message (error 20999, see https://www.twilio.com/docs/errors/20999)",
+			wantDescribe:  "Twilio is temporarily unavailable (HTTP 502, error 20999); the text was not sent",
 			wantTransient: true,
 			wantUnwrap:    rejection,
 		},
 		{
 			name:          "not reached",
-			err:           &sms.SendError{Err: dialErr},
-			wantError:     "failed to reach Twilio: dial tcp 127.0.0.1:9: connect: connection refused",
+			err:           &sms.SendError{NotSent: true, Err: dialErr},
+			wantError:     "failed to send through Twilio: dial tcp 127.0.0.1:9: connect: connection refused",
 			wantDescribe:  "Twilio could not be reached; the text was not sent",
 			wantTransient: true,
 			wantUnwrap:    dialErr,
+		},
+		{
+			name:          "answer lost",
+			err:           &sms.SendError{Err: errors.New("i/o timeout")},
+			wantError:     "failed to send through Twilio: i/o timeout",
+			wantDescribe:  "Twilio did not answer in time; the text may or may not have been sent, check with the patient before resending",
+			wantTransient: false,
+			wantUnwrap:    nil,
 		},
 	}
 	for _, tt := range tests {
@@ -107,8 +116,10 @@ func TestSendError(t *testing.T) {
 			assert.Equal(t, tt.wantError, tt.err.Error())
 			assert.Equal(t, tt.wantDescribe, tt.err.Describe())
 			assert.Equal(t, tt.wantTransient, tt.err.Transient())
-			assert.Equal(t, tt.wantUnwrap, tt.err.Unwrap())
-			assert.ErrorIs(t, tt.err, tt.wantUnwrap)
+			if tt.wantUnwrap != nil {
+				assert.Equal(t, tt.wantUnwrap, tt.err.Unwrap())
+				assert.ErrorIs(t, tt.err, tt.wantUnwrap)
+			}
 
 			wrapped := fmt.Errorf("failed to send sms: %w", tt.err)
 			var sendErr *sms.SendError
