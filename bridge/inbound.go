@@ -126,7 +126,8 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		return fmt.Errorf("stored webhook no longer parses: %w", err)
 	}
 	key := MakePortalKey(r.PatientPhone, login.ID)
-	if _, err = c.ensureConversation(ctx, login, r.PatientPhone); err != nil {
+	portal, err := c.ensureConversation(ctx, login, r.PatientPhone)
+	if err != nil {
 		return err
 	}
 	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
@@ -150,7 +151,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		}
 		return errNotDelivered
 	}
-	return nil
+	return c.handleKeyword(ctx, login, portal, in)
 }
 
 // ensureConversation returns the conversation room of a patient at a clinic number,

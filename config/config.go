@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 
 	up "go.mau.fi/util/configupgrade"
@@ -14,8 +15,21 @@ type Config struct {
 	DefaultRegion string   `yaml:"default_region"`
 	StaffInvites  []string `yaml:"staff_invites"`
 
-	Twilio  TwilioConfig  `yaml:"twilio"`
-	Inbound InboundConfig `yaml:"inbound"`
+	Keywords KeywordsConfig `yaml:"keywords"`
+	Twilio   TwilioConfig   `yaml:"twilio"`
+	Inbound  InboundConfig  `yaml:"inbound"`
+}
+
+// KeywordsConfig holds the fixed answers to carrier keywords.
+type KeywordsConfig struct {
+	HelpText    string `yaml:"help_text"`
+	OptOutReply string `yaml:"opt_out_reply"`
+	OptInReply  string `yaml:"opt_in_reply"`
+}
+
+// Render fills a fixed answer's {clinic_name} placeholder.
+func (c *Config) Render(template string) string {
+	return strings.ReplaceAll(template, "{clinic_name}", c.ClinicName)
 }
 
 // TwilioConfig says where the Twilio API is and which URL Twilio signs.
@@ -39,6 +53,9 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "clinic_name")
 	helper.Copy(up.Str, "default_region")
 	helper.Copy(up.List, "staff_invites")
+	helper.Copy(up.Str, "keywords", "help_text")
+	helper.Copy(up.Str, "keywords", "opt_out_reply")
+	helper.Copy(up.Str, "keywords", "opt_in_reply")
 	helper.Copy(up.Str, "twilio", "api_url")
 	helper.Copy(up.Str, "twilio", "public_url_override")
 	helper.Copy(up.Str, "twilio", "request_timeout")

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ func validConfig() Config {
 		ClinicName:    "Riverside Family Clinic",
 		DefaultRegion: "us",
 		StaffInvites:  []string{"@nurse.kim:clinic.example"},
+		Keywords:      KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
 		Twilio:        TwilioConfig{RequestTimeout: 15 * time.Second},
 		Inbound:       InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
 	}
@@ -27,6 +29,8 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	assert.Equal(t, "Example Clinic", cfg.ClinicName)
 	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
 	assert.Equal(t, 5*time.Minute, cfg.Inbound.MaxRetryInterval)
+	assert.Equal(t, "You will receive no more texts from Example Clinic. Reply START to receive texts again.",
+		cfg.Render(cfg.Keywords.OptOutReply))
 }
 
 func TestValidateNamesKeyAndFix(t *testing.T) {
@@ -42,6 +46,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"room alias", func(c *Config) { c.StaffInvites = []string{"#triage:clinic.example"} }, "network.staff_invites[0]"},
 		{"relative api url", func(c *Config) { c.Twilio.APIURL = "/twilio" }, "network.twilio.api_url"},
 		{"ftp public url", func(c *Config) { c.Twilio.PublicURLOverride = "ftp://x" }, "network.twilio.public_url_override"},
+		{"empty help text", func(c *Config) { c.Keywords.HelpText = "" }, "network.keywords.help_text is empty"},
+		{"long opt-out reply", func(c *Config) { c.Keywords.OptOutReply = strings.Repeat("x", 321) }, "network.keywords.opt_out_reply"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
 	}

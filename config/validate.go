@@ -31,6 +31,16 @@ func (c *Config) Validate() error {
 			return invalid(fmt.Sprintf("staff_invites[%d]", i), fmt.Sprintf("is %q: write a full Matrix ID such as @nurse:clinic.example", mxid))
 		}
 	}
+	for key, text := range map[string]string{
+		"keywords.help_text": c.Keywords.HelpText, "keywords.opt_out_reply": c.Keywords.OptOutReply,
+		"keywords.opt_in_reply": c.Keywords.OptInReply,
+	} {
+		if strings.TrimSpace(text) == "" {
+			return invalid(key, "is empty: carriers require an answer to this keyword")
+		} else if len(c.Render(text)) > 320 {
+			return invalid(key, "is longer than 320 characters: keep keyword answers to one or two SMS")
+		}
+	}
 	if err := checkBaseURL(c.Twilio.APIURL); err != nil {
 		return invalid("twilio.api_url", err.Error()+": leave it empty for the real Twilio API")
 	}
