@@ -82,9 +82,12 @@ func (c *Connector) Start(ctx context.Context) error {
 			"and linking a clinic number is refused until it is set")
 	}
 	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleInbound)
-	router.HandleFunc(inboundPathPrefix+"{login_id}/inbound", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
-	})
+	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/status", c.handleStatus)
+	for _, hook := range []string{"inbound", "status"} {
+		router.HandleFunc(inboundPathPrefix+"{login_id}/"+hook, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
+		})
+	}
 	c.registerCommands()
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)

@@ -37,11 +37,11 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			WithMessage("Not sent: " + ErrOptedOut.Error()).
 			WithIsCertain(true).WithSendNotice(true)
 	}
-	sent, attempts, err := sms.SendWithRetry(ctx, cl.Provider, &sms.OutboundMessage{
-		From: meta.Phone,
-		To:   PhoneOf(msg.Portal.ID),
-		Body: msg.Content.Body,
-	}, sms.DefaultRetryPolicy)
+	out := &sms.OutboundMessage{From: meta.Phone, To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body}
+	if cl.Connector.publicBase() != "" {
+		out.StatusCallback = cl.Connector.statusURL(cl.UserLogin.ID)
+	}
+	sent, attempts, err := sms.SendWithRetry(ctx, cl.Provider, out, sms.DefaultRetryPolicy)
 	if err != nil {
 		var sendErr *sms.SendError
 		if errors.As(err, &sendErr) {
@@ -55,6 +55,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, err
 	}
 	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
+	cl.recordOutbound(ctx, msg, sent)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID(sent.SID),
 		SenderID:  MakeUserID(meta.Phone),

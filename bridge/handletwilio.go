@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/database"
@@ -24,26 +25,26 @@ func (c *Connector) inboundURL(loginID networkid.UserLoginID) string {
 	return c.publicBase() + inboundPathPrefix + string(loginID) + "/inbound"
 }
 
-// handleInbound receives a patient's text. It answers only after the text is stored, so
-// Twilio retries anything not stored; delivery into Matrix happens after the answer.
-func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
-	loginID := networkid.UserLoginID(r.PathValue("login_id"))
-	log := c.Bridge.Log.With().
-		Str("action", "twilio inbound webhook").
-		Str("login_id", string(loginID)).
-		Str("remote_addr", r.RemoteAddr).
-		Logger()
+// statusURL is where Twilio posts delivery updates of a clinic number's texts.
+func (c *Connector) statusURL(loginID networkid.UserLoginID) string {
+	return c.publicBase() + inboundPathPrefix + string(loginID) + "/status"
+}
+
+// verifyWebhook reads a Twilio webhook's form and checks that it is for a linked clinic
+// number and signed with that number's auth token. On failure it has answered and
+// logged (without the body), and returns nil.
+func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log zerolog.Logger) *bridgev2.UserLogin {
 	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
 	if err := r.ParseForm(); err != nil {
-		log.Warn().Err(err).Msg("Rejected unreadable inbound webhook")
+		log.Warn().Err(err).Msg("Rejected unreadable webhook")
 		http.Error(w, "Unreadable form body", http.StatusBadRequest)
-		return
+		return nil
 	}
-	login := c.Bridge.GetCachedUserLoginByID(loginID)
+	login := c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(r.PathValue("login_id")))
 	if login == nil {
-		log.Warn().Msg("Rejected inbound webhook for a clinic number that is not linked")
+		log.Warn().Msg("Rejected webhook for a clinic number that is not linked")
 		http.Error(w, ErrUnknownLogin.Error(), http.StatusNotFound)
-		return
+		return nil
 	}
 	meta := login.Metadata.(*UserLoginMetadata)
 	publicURL := sms.PublicRequestURL(c.publicBase(), r)
@@ -51,10 +52,36 @@ func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
 		// The usual cause is a proxy: Twilio signs the URL it called, which must equal publicURL.
 		log.Warn().Str("signed_url_expected", publicURL).
 			Bool("signature_present", r.Header.Get("X-Twilio-Signature") != "").
-			Msg("Rejected inbound webhook with an invalid Twilio signature (check twilio.public_url_override if behind a proxy)")
+			Msg("Rejected webhook with an invalid Twilio signature (check twilio.public_url_override if behind a proxy)")
 		http.Error(w, "Invalid Twilio signature", http.StatusForbidden)
+		return nil
+	}
+	if r.PostForm.Get("AccountSid") != meta.AccountSID {
+		log.Warn().Msg("Rejected webhook addressed to another Twilio account")
+		http.Error(w, "Webhook is for another Twilio account", http.StatusForbidden)
+		return nil
+	}
+	return login
+}
+
+func (c *Connector) webhookLog(r *http.Request, action string) zerolog.Logger {
+	return c.Bridge.Log.With().
+		Str("action", action).
+		Str("login_id", r.PathValue("login_id")).
+		Str("remote_addr", r.RemoteAddr).
+		Logger()
+}
+
+// handleInbound receives a patient's text. It answers only after the text is stored, so
+// Twilio retries anything not stored; delivery into Matrix happens after the answer.
+func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
+	log := c.webhookLog(r, "twilio inbound webhook")
+	login := c.verifyWebhook(w, r, log)
+	if login == nil {
 		return
 	}
+	loginID := login.ID
+	meta := login.Metadata.(*UserLoginMetadata)
 	in, err := sms.ParseInbound(r.PostForm)
 	if err != nil {
 		log.Warn().Err(err).Msg("Rejected malformed inbound webhook")
@@ -62,9 +89,9 @@ func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	log = log.With().Str("message_sid", in.MessageSID).Logger()
-	if in.AccountSID != meta.AccountSID || in.To != meta.Phone {
-		log.Warn().Msg("Rejected inbound webhook addressed to another account or number")
-		http.Error(w, "Webhook is for another Twilio account or number", http.StatusForbidden)
+	if in.To != meta.Phone {
+		log.Warn().Msg("Rejected inbound webhook addressed to another number")
+		http.Error(w, "Webhook is for another clinic number", http.StatusForbidden)
 		return
 	}
 	patient, err := sms.NormalizePhone(in.From, c.Config.DefaultRegion)

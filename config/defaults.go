@@ -36,6 +36,8 @@ var baseDefaults = []struct{ old, new string }{
 		`            m.notice: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`},
 	{`            m.emote: "* <b>{{ .Sender.DisambiguatedName }}</b> {{ .Message }}"`,
 		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
+	{"    message_status_events: false", "    # carebridge: carries Twilio's sent / delivered / failed state to clients that show it.\n" +
+		"    message_status_events: true"},
 	{"    # Whether to enable encryption at all.", "    # Federation: rooms carry patient conversations; keep the homeserver's federation\n" +
 		"    # limited to the servers of organisations you refer patients to.\n    # Whether to enable encryption at all."},
 }

@@ -29,8 +29,8 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (login_id, portal_id) DO NOTHING
 	`
-	setRoomReadyQuery  = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
-	setOptedOutQuery   = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
+	setRoomReadyQuery   = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
+	setOptedOutQuery    = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
 	setPatientNameQuery = `UPDATE conversation SET patient_name=$2 WHERE patient_phone=$1`
 	getPatientNameQuery = `
 		SELECT patient_name FROM conversation WHERE patient_phone=$1 AND patient_name<>''

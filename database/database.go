@@ -17,6 +17,7 @@ type Database struct {
 	*dbutil.Database
 	Conversation *ConversationQuery
 	Receipt      *ReceiptQuery
+	Outbound     *OutboundQuery
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -29,6 +30,9 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 		})},
 		Receipt: &ReceiptQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Receipt]) *Receipt {
 			return &Receipt{}
+		})},
+		Outbound: &OutboundQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Outbound]) *Outbound {
+			return &Outbound{}
 		})},
 	}
 }

@@ -36,7 +36,7 @@ func TestUpgradeIsIdempotent(t *testing.T) {
 		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
 		var version int
 		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
-		assert.Equal(t, 1, version)
+		assert.Equal(t, 2, version)
 	})
 }
 
@@ -148,4 +148,52 @@ func TestReceiptLifecycle(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, database.ReceiptDelivered, got.State)
 	})
+}
+
+func TestOutboundStatusCompareAndSet(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		sid := "SM00000000000000000000000000000001"
+		require.NoError(t, db.Outbound.Insert(ctx, &database.Outbound{MessageSID: sid, LoginID: "15550001111",
+			PortalID: "15551234567", EventID: "$evt", SenderMXID: "@nurse:clinic.example", Status: "queued"}))
+		ok, err := db.Outbound.UpdateStatus(ctx, sid, "queued", "undelivered", 30003)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		ok, err = db.Outbound.UpdateStatus(ctx, sid, "queued", "sent", 0)
+		require.NoError(t, err)
+		assert.False(t, ok, "an update based on a stale status changes nothing")
+		got, err := db.Outbound.Get(ctx, sid)
+		require.NoError(t, err)
+		assert.Equal(t, "undelivered", got.Status)
+		assert.Equal(t, 30003, got.ErrorCode)
+		missing, err := db.Outbound.Get(ctx, "SM00000000000000000000000000000002")
+		require.NoError(t, err)
+		assert.Nil(t, missing)
+	})
+}
+
+// TestUpgradeFromV1 applies the step upgrade to a database created at version 1.
+func TestUpgradeFromV1(t *testing.T) {
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) {
+			spec := testenv.NewDatabase(t, kind)
+			raw, err := dbutil.NewWithDialect(spec.URI, spec.Type)
+			require.NoError(t, err)
+			defer raw.Close()
+			ctx := context.Background()
+			// What version 1 created, as 00-latest.sql said then.
+			for _, stmt := range []string{
+				"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
+				"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
+				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, PRIMARY KEY (login_id, portal_id))",
+			} {
+				_, err = raw.Exec(ctx, stmt)
+				require.NoError(t, err, stmt)
+			}
+			db := database.New(raw, zerolog.Nop())
+			require.NoError(t, db.Upgrade(ctx))
+			require.NoError(t, db.Outbound.Insert(ctx, &database.Outbound{MessageSID: "SM1", LoginID: "1", PortalID: "2",
+				EventID: "$e", SenderMXID: "@a:b", Status: "queued"}))
+		})
+	}
 }

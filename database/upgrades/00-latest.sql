@@ -1,4 +1,4 @@
--- v0 -> v1: Latest revision
+-- v0 -> v2: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -33,3 +33,17 @@ CREATE TABLE inbound_receipt (
 );
 
 CREATE INDEX inbound_receipt_due_idx ON inbound_receipt (state, next_attempt_at);
+
+-- Texts staff sent, with Twilio's latest delivery status: status callbacks become message
+-- statuses in the room, and a late callback never turns a failure into a success.
+CREATE TABLE outbound_message (
+    message_sid TEXT    PRIMARY KEY,
+    login_id    TEXT    NOT NULL,
+    portal_id   TEXT    NOT NULL,
+    event_id    TEXT    NOT NULL,
+    sender_mxid TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    error_code  INTEGER NOT NULL DEFAULT 0,
+    created_at  BIGINT  NOT NULL,
+    updated_at  BIGINT  NOT NULL
+);

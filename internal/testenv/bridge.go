@@ -228,7 +228,12 @@ func (b *Bridge) Start() {
 		_ = logFile.Close()
 		close(b.exited)
 	}()
-	b.t.Cleanup(b.Stop)
+	b.t.Cleanup(func() {
+		b.Stop()
+		if b.t.Failed() {
+			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
+		}
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,15 +77,29 @@ type AgentUndecryptable struct {
 }
 
 // agentLine is any line the agent prints; Type says which fields are set.
+// AgentEvent is a room event other than a message that the agent saw (decrypted when
+// it was encrypted), such as a bridge's message send status.
+type AgentEvent struct {
+	RoomID     string          `json:"room_id"`
+	EventID    string          `json:"event_id"`
+	Sender     string          `json:"sender"`
+	EventType  string          `json:"event_type"`
+	Content    json.RawMessage `json:"content"`
+	Encrypted  bool            `json:"encrypted"`
+	ReceivedMS int64           `json:"received_ms"`
+}
+
 type agentLine struct {
 	Type string `json:"type"`
 	AgentMessage
-	ReqID     string `json:"req_id"`
-	UserID    string `json:"user_id"`
-	DeviceID  string `json:"device_id"`
-	SessionID string `json:"session_id"`
-	SentMS    int64  `json:"sent_ms"`
-	Message   string `json:"message"`
+	EventType string          `json:"event_type"`
+	Content   json.RawMessage `json:"content"`
+	ReqID     string          `json:"req_id"`
+	UserID    string          `json:"user_id"`
+	DeviceID  string          `json:"device_id"`
+	SessionID string          `json:"session_id"`
+	SentMS    int64           `json:"sent_ms"`
+	Message   string          `json:"message"`
 }
 
 // StaffAgent is an independent E2EE Matrix client (matrix-nio in a Python process)
@@ -108,6 +123,7 @@ type StaffAgent struct {
 	invited []string
 	joined  []string
 	msgs    []AgentMessage
+	events  []AgentEvent
 	undec   []AgentUndecryptable
 	errs    []string
 	replies map[string]agentLine
@@ -206,6 +222,9 @@ func (a *StaffAgent) handle(l agentLine) {
 		a.joined = append(a.joined, l.RoomID)
 	case "message":
 		a.msgs = append(a.msgs, l.AgentMessage)
+	case "event":
+		a.events = append(a.events, AgentEvent{RoomID: l.RoomID, EventID: l.EventID, Sender: l.Sender,
+			EventType: l.EventType, Content: l.Content, Encrypted: l.Encrypted, ReceivedMS: l.ReceivedMS})
 	case "undecryptable":
 		a.undec = append(a.undec, AgentUndecryptable{RoomID: l.RoomID, EventID: l.EventID, Sender: l.Sender, SessionID: l.SessionID})
 	case "error":
@@ -302,6 +321,31 @@ func (a *StaffAgent) WaitMessage(ctx context.Context, match func(AgentMessage) b
 			a.UserID, len(a.Messages()), len(a.Undecryptable()), err)
 	}
 	return found, nil
+}
+
+// WaitEvent waits for a non-message room event (seen before or after the call) that matches.
+func (a *StaffAgent) WaitEvent(ctx context.Context, match func(AgentEvent) bool) (AgentEvent, error) {
+	var found AgentEvent
+	err := a.wait(ctx, func() bool {
+		for _, e := range a.events {
+			if match(e) {
+				found = e
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return AgentEvent{}, fmt.Errorf("%s saw no matching event: %w", a.UserID, err)
+	}
+	return found, nil
+}
+
+// Events returns every non-message room event seen so far, in arrival order.
+func (a *StaffAgent) Events() []AgentEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.events)
 }
 
 // Messages returns every message seen so far, in arrival order.

@@ -30,6 +30,7 @@ from nio import (
     RoomPreset,
     RoomSendError,
     SyncError,
+    UnknownEvent,
 )
 
 SYNC_TIMEOUT_MS = 500
@@ -131,6 +132,27 @@ class Agent:
         })
 
     @guarded
+    def on_other(self, room, event, encrypted=False):
+        """Reports a room event that is not a message (e.g. a message send status)."""
+        if event.event_id in self.seen_events:
+            return
+        source = getattr(event, "source", None) or {}
+        event_type = source.get("type", "")
+        if not event_type or event_type == "m.room.encrypted":
+            return
+        self.seen_events.add(event.event_id)
+        emit({
+            "type": "event",
+            "room_id": room.room_id,
+            "event_id": event.event_id,
+            "sender": event.sender,
+            "event_type": event_type,
+            "content": source.get("content", {}),
+            "encrypted": encrypted,
+            "received_ms": now_ms(),
+        })
+
+    @guarded
     def on_megolm(self, room, event):
         if event.event_id in self.seen_events or event.event_id in self.pending:
             return
@@ -145,6 +167,10 @@ class Agent:
                 decrypted = None
             if decrypted is not None and isinstance(decrypted, RoomMessage):
                 self.on_message(room, decrypted)
+                continue
+            if decrypted is not None:
+                self.on_other(room, decrypted, True)
+                del self.pending[event_id]
                 continue
             age = time.monotonic() - first_seen
             if not reported and age >= UNDECRYPTABLE_GRACE_S:
@@ -384,6 +410,7 @@ class Agent:
             raise RuntimeError(f"login failed: {resp}")
         c.add_event_callback(self.on_message, RoomMessage)
         c.add_event_callback(self.on_megolm, MegolmEvent)
+        c.add_event_callback(self.on_other, UnknownEvent)
         c.add_event_callback(self.on_invite, InviteMemberEvent)
         await self.sync_once(first=True)
         if c.should_upload_keys:

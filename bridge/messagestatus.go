@@ -1,0 +1,133 @@
+package bridge
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// A status callback can overtake the recording of its text (Twilio answers the send,
+// then calls back while the bridge is still storing the answer): wait this long for it.
+const (
+	outboundLookupTries = 20
+	outboundLookupPause = 50 * time.Millisecond
+)
+
+// handleStatus receives Twilio's delivery updates for texts staff sent and shows them in
+// the room: delivered as a delivery receipt, undelivered or failed as a failed message
+// status with the reason in words.
+func (c *Connector) handleStatus(w http.ResponseWriter, r *http.Request) {
+	log := c.webhookLog(r, "twilio status callback")
+	login := c.verifyWebhook(w, r, log)
+	if login == nil {
+		return
+	}
+	cb, err := sms.ParseStatusCallback(r.PostForm)
+	if err != nil {
+		log.Warn().Err(err).Msg("Rejected malformed status callback")
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	log = log.With().Str("message_sid", cb.MessageSID).Str("message_status", cb.Status).Int("error_code", cb.ErrorCode).Logger()
+	// Not the request's context: the room updates outlive the answer to Twilio.
+	if err = c.applyStatus(log.WithContext(c.Bridge.BackgroundCtx), login, cb); err != nil {
+		log.Err(err).Msg("Failed to apply status callback")
+		http.Error(w, "Temporarily unable to record the status", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, cb *sms.StatusCallback) error {
+	log := zerolog.Ctx(ctx)
+	var out *database.Outbound
+	var err error
+	for range outboundLookupTries {
+		if out, err = c.DB.Outbound.Get(ctx, cb.MessageSID); err != nil || out != nil {
+			break
+		}
+		time.Sleep(outboundLookupPause)
+	}
+	if err != nil {
+		return err
+	} else if out == nil || out.LoginID != string(login.ID) {
+		log.Debug().Msg("Status callback for a text the bridge did not send; ignored")
+		return nil
+	}
+	for {
+		if !sms.StatusSupersedes(cb.Status, out.Status) {
+			log.Debug().Str("stored_status", out.Status).Msg("Ignored status callback that does not advance the text")
+			return nil
+		}
+		updated, err := c.DB.Outbound.UpdateStatus(ctx, out.MessageSID, out.Status, cb.Status, cb.ErrorCode)
+		if err != nil {
+			return err
+		} else if updated {
+			break
+		}
+		if out, err = c.DB.Outbound.Get(ctx, cb.MessageSID); err != nil {
+			return err
+		}
+	}
+	portal, err := c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(out.PortalID), Receiver: login.ID})
+	if err != nil || portal == nil || portal.MXID == "" {
+		return err
+	}
+	switch {
+	case cb.Failed():
+		log.Info().Msg("Text was not delivered")
+		c.Bridge.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
+			Status:      event.MessageStatusFail,
+			ErrorReason: event.MessageStatusNetworkError,
+			Message:     "Not delivered: " + sms.DescribeTwilioError(cb.ErrorCode),
+			IsCertain:   true,
+			SendNotice:  true,
+		}, &bridgev2.MessageStatusEventInfo{
+			RoomID:        portal.MXID,
+			SourceEventID: id.EventID(out.EventID),
+			Sender:        id.UserID(out.SenderMXID),
+			EventType:     event.EventMessage,
+		})
+	case cb.Status == "delivered" || cb.Status == "read":
+		c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
+			EventMeta: simplevent.EventMeta{
+				Type:      bridgev2.RemoteEventDeliveryReceipt,
+				PortalKey: portal.PortalKey,
+				Sender:    bridgev2.EventSender{Sender: networkid.UserID(out.PortalID)},
+				Timestamp: time.Now(),
+			},
+			Targets: []networkid.MessageID{networkid.MessageID(out.MessageSID)},
+		})
+	}
+	return nil
+}
+
+// recordOutbound stores a text Twilio accepted, so its status callbacks find it.
+func (cl *Client) recordOutbound(ctx context.Context, msg *bridgev2.MatrixMessage, sent *sms.SentMessage) {
+	status := sent.Status
+	if status == "" {
+		status = "queued"
+	}
+	err := cl.Connector.DB.Outbound.Insert(ctx, &database.Outbound{
+		MessageSID: sent.SID,
+		LoginID:    string(cl.UserLogin.ID),
+		PortalID:   string(msg.Portal.ID),
+		EventID:    msg.Event.ID.String(),
+		SenderMXID: msg.Event.Sender.String(),
+		Status:     status,
+	})
+	if err != nil {
+		// The text went out; only its later delivery updates will be missing.
+		zerolog.Ctx(ctx).Err(err).Str("message_sid", sent.SID).Msg("Failed to record sent text")
+	}
+}

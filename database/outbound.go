@@ -1,0 +1,70 @@
+package database
+
+import (
+	"context"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+)
+
+const (
+	outboundColumns     = `message_sid, login_id, portal_id, event_id, sender_mxid, status, error_code, created_at, updated_at`
+	getOutboundQuery    = `SELECT ` + outboundColumns + ` FROM outbound_message WHERE message_sid=$1`
+	insertOutboundQuery = `INSERT INTO outbound_message (` + outboundColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`
+	updateOutboundQuery = `UPDATE outbound_message SET status=$3, error_code=$4, updated_at=$5 WHERE message_sid=$1 AND status=$2`
+)
+
+// Outbound is a text staff sent and its latest delivery status at Twilio.
+type Outbound struct {
+	MessageSID string
+	LoginID    string
+	PortalID   string
+	EventID    string // the staff member's Matrix event
+	SenderMXID string
+	Status     string
+	ErrorCode  int
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// OutboundQuery runs the outbound_message table's statements.
+type OutboundQuery struct {
+	*dbutil.QueryHelper[*Outbound]
+}
+
+// Scan reads one row.
+func (o *Outbound) Scan(row dbutil.Scannable) (*Outbound, error) {
+	var createdAt, updatedAt int64
+	err := row.Scan(&o.MessageSID, &o.LoginID, &o.PortalID, &o.EventID, &o.SenderMXID, &o.Status,
+		&o.ErrorCode, &createdAt, &updatedAt)
+	if err != nil {
+		return nil, err
+	}
+	o.CreatedAt, o.UpdatedAt = time.UnixMilli(createdAt), time.UnixMilli(updatedAt)
+	return o, nil
+}
+
+// Insert records a text Twilio accepted.
+func (oq *OutboundQuery) Insert(ctx context.Context, o *Outbound) error {
+	if o.CreatedAt.IsZero() {
+		o.CreatedAt = time.Now()
+	}
+	return oq.Exec(ctx, insertOutboundQuery, o.MessageSID, o.LoginID, o.PortalID, o.EventID, o.SenderMXID,
+		o.Status, o.ErrorCode, o.CreatedAt.UnixMilli())
+}
+
+// Get returns a text by its MessageSid, or nil.
+func (oq *OutboundQuery) Get(ctx context.Context, messageSID string) (*Outbound, error) {
+	return oq.QueryOne(ctx, getOutboundQuery, messageSID)
+}
+
+// UpdateStatus moves a text from oldStatus to status. It reports false, changing
+// nothing, when another update changed the status first (compare-and-set).
+func (oq *OutboundQuery) UpdateStatus(ctx context.Context, messageSID, oldStatus, status string, errorCode int) (bool, error) {
+	res, err := oq.GetDB().Exec(ctx, updateOutboundQuery, messageSID, oldStatus, status, errorCode, time.Now().UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
