@@ -17,6 +17,7 @@ type Client struct {
 	Connector *Connector
 	UserLogin *bridgev2.UserLogin
 	Provider  sms.Provider
+	Media     *sms.MediaFetcher
 }
 
 var _ bridgev2.NetworkAPI = (*Client)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -163,8 +164,33 @@ func (c *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin
 	if err != nil {
 		return err
 	}
-	login.Client = &Client{Connector: c, UserLogin: login, Provider: provider}
+	login.Client = c.newClient(login, provider)
 	return nil
+}
+
+// newClient builds the client of one linked clinic number.
+func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider) *Client {
+	meta := login.Metadata.(*UserLoginMetadata)
+	return &Client{
+		Connector: c,
+		UserLogin: login,
+		Provider:  provider,
+		Media: sms.NewMediaFetcher(sms.MediaFetcherOptions{
+			AccountSID:   meta.AccountSID,
+			AuthToken:    meta.AuthToken,
+			AllowedHosts: c.mediaHosts(),
+		}),
+	}
+}
+
+// mediaHosts are the hosts that may receive a clinic number's credentials when the bridge
+// downloads inbound media: Twilio's API host, and the configured API URL's host.
+func (c *Connector) mediaHosts() []string {
+	hosts := []string{sms.DefaultMediaHost}
+	if u, err := url.Parse(c.Config.Twilio.APIURL); err == nil && u.Host != "" {
+		hosts = append(hosts, u.Host)
+	}
+	return hosts
 }
 
 func (c *Connector) newProvider(accountSID, authToken string) (sms.Provider, error) {

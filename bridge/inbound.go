@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
-	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
@@ -74,6 +73,8 @@ func (q *inboundQueue) run(ctx context.Context) {
 	}
 }
 
+// deliverDue delivers due texts until none is left. Each pass takes the oldest pending
+// text of each conversation; delivering one makes that conversation's next one due.
 func (q *inboundQueue) deliverDue(ctx context.Context) {
 	for ctx.Err() == nil {
 		due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
@@ -81,37 +82,41 @@ func (q *inboundQueue) deliverDue(ctx context.Context) {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
 			return
 		}
+		delivered := 0
 		for _, r := range due {
-			if !q.deliver(ctx, r) {
+			ok, recorded := q.deliver(ctx, r)
+			if !recorded {
 				return
+			} else if ok {
+				delivered++
 			}
 		}
-		if len(due) < dueBatch {
+		if delivered == 0 {
 			return
 		}
 	}
 }
 
-// deliver tries one stored text and records the outcome. It returns false when the
-// outcome could not be stored, to stop the batch rather than spin on it.
-func (q *inboundQueue) deliver(ctx context.Context, r *database.Receipt) bool {
+// deliver tries one stored text and records the outcome. recorded is false when the
+// outcome could not be stored, to stop rather than spin on it.
+func (q *inboundQueue) deliver(ctx context.Context, r *database.Receipt) (ok, recorded bool) {
 	log := logCtx(*zerolog.Ctx(ctx), r)
 	err := q.c.deliverInbound(log.WithContext(ctx), r)
 	if err == nil {
 		if err = q.c.DB.Receipt.MarkDelivered(ctx, r.MessageSID, time.Now()); err != nil {
 			log.Err(err).Msg("Failed to mark inbound text delivered; it will be delivered again and de-duplicated")
-			return false
+			return true, false
 		}
-		return true
+		return true, true
 	}
 	backoff := q.c.Config.Inbound.RetryInterval << min(r.Attempts, 20)
 	backoff = min(backoff, q.c.Config.Inbound.MaxRetryInterval)
 	log.Err(err).Int("attempt", r.Attempts+1).Dur("retry_in", backoff).Msg("Failed to deliver inbound text into Matrix; will retry")
 	if err = q.c.DB.Receipt.MarkRetry(ctx, r.MessageSID, err.Error(), time.Now().Add(backoff)); err != nil {
 		log.Err(err).Msg("Failed to record inbound delivery attempt")
-		return false
+		return false, false
 	}
-	return true
+	return false, true
 }
 
 // deliverInbound puts one stored text into its conversation room, creating the room and
@@ -141,9 +146,11 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 			},
 			CreatePortal: true,
 		},
-		Data:               in,
-		ID:                 networkid.MessageID(in.MessageSID),
-		ConvertMessageFunc: convertInbound,
+		Data: in,
+		ID:   networkid.MessageID(in.MessageSID),
+		ConvertMessageFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, in *sms.Inbound) (*bridgev2.ConvertedMessage, error) {
+			return login.Client.(*Client).convertInbound(ctx, portal, intent, in, r.Attempts)
+		},
 	})
 	if !res.Success || res.Queued {
 		if res.Error != nil {
@@ -198,12 +205,4 @@ func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, po
 		return err
 	}
 	return c.DB.Conversation.SetRoomReady(ctx, string(login.ID), string(portal.ID))
-}
-
-// convertInbound turns a patient's text into a Matrix message from the patient's ghost.
-func convertInbound(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, in *sms.Inbound) (*bridgev2.ConvertedMessage, error) {
-	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
-		Type:    event.EventMessage,
-		Content: &event.MessageEventContent{MsgType: event.MsgText, Body: in.Body},
-	}}}, nil
 }

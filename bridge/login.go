@@ -105,7 +105,7 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 		},
 	}, &bridgev2.NewLoginParams{
 		LoadUserLogin: func(ctx context.Context, login *bridgev2.UserLogin) error {
-			login.Client = &Client{Connector: c, UserLogin: login, Provider: provider}
+			login.Client = c.newClient(login, provider)
 			return nil
 		},
 	})

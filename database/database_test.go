@@ -186,6 +186,8 @@ func TestUpgradeFromV1(t *testing.T) {
 				"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
 				"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
 				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, PRIMARY KEY (login_id, portal_id))",
+				"CREATE TABLE inbound_receipt (message_sid TEXT PRIMARY KEY, login_id TEXT NOT NULL, patient_phone TEXT NOT NULL, " +
+					"state TEXT NOT NULL, received_at BIGINT NOT NULL)",
 			} {
 				_, err = raw.Exec(ctx, stmt)
 				require.NoError(t, err, stmt)
@@ -196,4 +198,35 @@ func TestUpgradeFromV1(t *testing.T) {
 				EventID: "$e", SenderMXID: "@a:b", Status: "queued"}))
 		})
 	}
+}
+
+func TestDueReceiptsKeepConversationOrder(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		base := time.UnixMilli(time.Now().UnixMilli())
+		insert := func(sid, patient string, at time.Time) {
+			_, err := db.Receipt.Insert(ctx, &database.Receipt{MessageSID: sid, LoginID: "15550001111", PatientPhone: patient,
+				Params: url.Values{"MessageSid": {sid}}, ReceivedAt: at})
+			require.NoError(t, err)
+		}
+		insert("SMa1", "+15551234567", base)
+		insert("SMa2", "+15551234567", base.Add(time.Second))
+		insert("SMb1", "+15557654321", base.Add(2*time.Second))
+		sids := func() []string {
+			due, err := db.Receipt.GetDue(ctx, base.Add(time.Hour), 10)
+			require.NoError(t, err)
+			var out []string
+			for _, r := range due {
+				out = append(out, r.MessageSID)
+			}
+			return out
+		}
+		assert.Equal(t, []string{"SMa1", "SMb1"}, sids(), "one head per conversation")
+		// a1 fails and is rescheduled: a2 must still wait for it, b1 goes ahead.
+		require.NoError(t, db.Receipt.MarkRetry(ctx, "SMa1", "homeserver down", base.Add(2*time.Hour)))
+		assert.Equal(t, []string{"SMb1"}, sids())
+		require.NoError(t, db.Receipt.MarkDelivered(ctx, "SMb1", base))
+		require.NoError(t, db.Receipt.MarkDelivered(ctx, "SMa1", base))
+		assert.Equal(t, []string{"SMa2"}, sids())
+	})
 }

@@ -29,9 +29,15 @@ const (
 		VALUES ($1, $2, $3, $4, 'pending', 0, '', $5, $5)
 		ON CONFLICT (message_sid) DO NOTHING
 	`
+	// Only the oldest pending text of each conversation is due: a later text waits for an
+	// earlier one that is being retried, so each conversation keeps its order.
 	getDueReceiptsQuery = `
-		SELECT ` + receiptColumns + ` FROM inbound_receipt
-		WHERE state='pending' AND next_attempt_at<=$1
+		SELECT ` + receiptColumns + ` FROM inbound_receipt r
+		WHERE state='pending' AND next_attempt_at<=$1 AND NOT EXISTS (
+			SELECT 1 FROM inbound_receipt o
+			WHERE o.state='pending' AND o.login_id=r.login_id AND o.patient_phone=r.patient_phone
+			  AND (o.received_at<r.received_at OR (o.received_at=r.received_at AND o.message_sid<r.message_sid))
+		)
 		ORDER BY received_at, message_sid LIMIT $2
 	`
 	nextDueReceiptQuery = `SELECT MIN(next_attempt_at) FROM inbound_receipt WHERE state='pending'`
@@ -106,7 +112,8 @@ func (rq *ReceiptQuery) Get(ctx context.Context, messageSID string) (*Receipt, e
 	return rq.QueryOne(ctx, getReceiptQuery, messageSID)
 }
 
-// GetDue returns pending receipts whose next attempt is due, oldest first.
+// GetDue returns pending receipts whose next attempt is due, oldest first, at most one
+// per conversation: the oldest pending one, so that delivery keeps each conversation's order.
 func (rq *ReceiptQuery) GetDue(ctx context.Context, now time.Time, limit int) ([]*Receipt, error) {
 	return rq.QueryMany(ctx, getDueReceiptsQuery, now.UnixMilli(), limit)
 }

@@ -33,6 +33,7 @@ CREATE TABLE inbound_receipt (
 );
 
 CREATE INDEX inbound_receipt_due_idx ON inbound_receipt (state, next_attempt_at);
+CREATE INDEX inbound_receipt_conversation_idx ON inbound_receipt (login_id, patient_phone, state, received_at);
 
 -- Texts staff sent, with Twilio's latest delivery status: status callbacks become message
 -- statuses in the room, and a late callback never turns a failure into a success.

@@ -1,4 +1,4 @@
--- v1 -> v2: Delivery state of outbound texts
+-- v1 -> v2: Delivery state of outbound texts, per-conversation order of inbound texts
 
 -- Texts staff sent, with Twilio's latest delivery status: status callbacks become message
 -- statuses in the room, and a late callback never turns a failure into a success.
@@ -13,3 +13,5 @@ CREATE TABLE outbound_message (
     created_at  BIGINT  NOT NULL,
     updated_at  BIGINT  NOT NULL
 );
+
+CREATE INDEX inbound_receipt_conversation_idx ON inbound_receipt (login_id, patient_phone, state, received_at);

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,13 @@ type AgentMessage struct {
 	Encrypted  bool   `json:"encrypted"`
 	ServerTS   int64  `json:"server_ts"`
 	ReceivedMS int64  `json:"received_ms"`
+	// For media messages: the type, and the SHA-256 and size of the downloaded (and
+	// decrypted) bytes, or the download error.
+	MimeType       string `json:"mimetype"`
+	MediaSHA256    string `json:"media_sha256"`
+	MediaSize      int    `json:"media_size"`
+	MediaEncrypted bool   `json:"media_encrypted"`
+	MediaError     string `json:"media_error"`
 }
 
 // ReceivedAt is when the agent's sync loop handed the message over.
@@ -379,6 +387,17 @@ func (a *StaffAgent) Send(ctx context.Context, roomID, body string) (eventID str
 		return "", time.Time{}, fmt.Errorf("failed to send as %s: %w", a.UserID, err)
 	}
 	return reply.EventID, time.UnixMilli(reply.SentMS), nil
+}
+
+// SendFile uploads data (encrypted in encrypted rooms) and sends it as m.image (image
+// types) or m.file, as a person attaching a photo or document would.
+func (a *StaffAgent) SendFile(ctx context.Context, roomID, fileName, mimeType string, data []byte) (eventID string, err error) {
+	l, err := a.request(ctx, map[string]any{"cmd": "send_file", "room_id": roomID, "filename": fileName,
+		"mimetype": mimeType, "data": base64.StdEncoding.EncodeToString(data)})
+	if err != nil {
+		return "", err
+	}
+	return l.EventID, nil
 }
 
 // CreateRoom creates a private room inviting the given users and returns once the

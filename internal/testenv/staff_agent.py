@@ -10,6 +10,9 @@ Usage: staff_agent.py HOMESERVER_URL USER_ID PASSWORD STORE_DIR
 """
 
 import asyncio
+import base64
+import hashlib
+import io
 import json
 import os
 import sys
@@ -18,6 +21,7 @@ import traceback
 
 from nio import (
     AsyncClient,
+    UploadResponse,
     AsyncClientConfig,
     InviteMemberEvent,
     JoinError,
@@ -32,6 +36,7 @@ from nio import (
     SyncError,
     UnknownEvent,
 )
+from nio.crypto import decrypt_attachment
 
 SYNC_TIMEOUT_MS = 500
 # An undecryptable event is held this long (its key may still be on its way in a
@@ -119,7 +124,7 @@ class Agent:
         self.seen_events.add(event.event_id)
         self.pending.pop(event.event_id, None)
         content = event.source.get("content", {})
-        emit({
+        line = {
             "type": "message",
             "room_id": room.room_id,
             "event_id": event.event_id,
@@ -129,7 +134,36 @@ class Agent:
             "encrypted": bool(getattr(event, "decrypted", False)),
             "server_ts": event.server_timestamp,
             "received_ms": now_ms(),
-        })
+        }
+        if "file" in content or "url" in content:
+            # Media: download (and decrypt) it, so tests compare the exact bytes.
+            self.spawn(self.emit_media(line, content))
+            return
+        emit(line)
+
+    @guarded
+    async def emit_media(self, line, content):
+        info = content.get("info") or {}
+        line["mimetype"] = info.get("mimetype", "")
+        file = content.get("file")
+        mxc = file["url"] if file else content.get("url", "")
+        # Authenticated media (MSC3916): Dendrite freezes the unauthenticated endpoints.
+        server, media_id = mxc[len("mxc://"):].split("/", 1)
+        url = f"{self.client.homeserver}/_matrix/client/v1/media/download/{server}/{media_id}"
+        async with self.client.client_session.get(
+            url, headers={"Authorization": f"Bearer {self.client.access_token}"}
+        ) as resp:
+            data = await resp.read()
+            status = resp.status
+        if status != 200:
+            line["media_error"] = f"HTTP {status}: {data[:200]!r}"
+        else:
+            if file:
+                data = decrypt_attachment(data, file["key"]["k"], file["hashes"]["sha256"], file["iv"])
+            line["media_sha256"] = hashlib.sha256(data).hexdigest()
+            line["media_size"] = len(data)
+        line["media_encrypted"] = bool(file)
+        emit(line)
 
     @guarded
     def on_other(self, room, event, encrypted=False):
@@ -303,6 +337,37 @@ class Agent:
         # already reached other clients' /sync.
         return {"event_id": resp.event_id, "sent_ms": started, "acked_ms": now_ms()}
 
+    async def cmd_send_file(self, req):
+        """Uploads a file (encrypted in encrypted rooms) and sends it as m.image or m.file."""
+        room_id = req["room_id"]
+        c = self.client
+        await self.wait_room(lambda: room_id in c.rooms, room_id)
+        data = base64.b64decode(req["data"])
+        mimetype = req.get("mimetype", "application/octet-stream")
+        encrypted = c.rooms[room_id].encrypted
+        resp, keys = await c.upload(
+            lambda *_: io.BytesIO(data), content_type=mimetype, filename=req["filename"],
+            encrypt=encrypted, filesize=len(data),
+        )
+        if not isinstance(resp, UploadResponse):
+            raise RuntimeError(f"upload failed: {resp}")
+        msgtype = "m.image" if mimetype.startswith("image/") else "m.file"
+        content = {"msgtype": msgtype, "body": req["filename"],
+                   "info": {"mimetype": mimetype, "size": len(data)}}
+        if encrypted:
+            keys["url"] = resp.content_uri
+            content["file"] = keys
+        else:
+            content["url"] = resp.content_uri
+        async with self.crypto_lock:
+            if encrypted:
+                await self.refresh_room_devices(room_id)
+            started = now_ms()
+            sent = await c.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True)
+        if isinstance(sent, RoomSendError):
+            raise RuntimeError(f"send failed: {sent}")
+        return {"event_id": sent.event_id, "sent_ms": started, "acked_ms": now_ms()}
+
     async def refresh_room_devices(self, room_id):
         """Makes the next send reach every device now in the room.
 
@@ -362,6 +427,9 @@ class Agent:
         try:
             if cmd == "send":
                 out = await self.cmd_send(req)
+                out.update({"type": "sent", "req_id": req_id, "room_id": req["room_id"]})
+            elif cmd == "send_file":
+                out = await self.cmd_send_file(req)
                 out.update({"type": "sent", "req_id": req_id, "room_id": req["room_id"]})
             elif cmd == "create_room":
                 out = await self.cmd_create_room(req)
