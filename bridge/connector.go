@@ -84,6 +84,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleInbound)
 	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/status", c.handleStatus)
+	router.HandleFunc("GET "+mediaPathPrefix+"{token}/{name}", c.handleMedia)
 	for _, hook := range []string{"inbound", "status"} {
 		router.HandleFunc(inboundPathPrefix+"{login_id}/"+hook, func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)

@@ -15,29 +15,47 @@ import (
 	"github.com/carebridge/carebridge/sms"
 )
 
+// notSent is a refusal staff see as a notice, for a message that was certainly not sent.
+func notSent(err error, reason event.MessageStatusReason, words string) error {
+	return bridgev2.WrapErrorInStatus(err).WithErrorReason(reason).WithMessage("Not sent: " + words).
+		WithIsCertain(true).WithSendNotice(true)
+}
+
 // HandleMatrixMessage is called for each staff message in a conversation room (through
-// the relay when the sender has no login): it goes to the patient as an SMS.
+// the relay when the sender has no login): text goes to the patient as an SMS, an image
+// or file as an MMS.
 func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	meta := cl.meta()
+	out := &sms.OutboundMessage{From: meta.Phone, To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body}
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
+	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
+		// The caption (or the relay's "X sent an image") is the text; a bare file name is not.
+		if msg.Content.FileName == "" || msg.Content.Body == msg.Content.FileName {
+			out.Body = ""
+		}
 	default:
-		return nil, bridgev2.WrapErrorInStatus(ErrUnsupportedMessage).
-			WithErrorReason(event.MessageStatusUnsupported).
-			WithMessage("Only text can be sent by SMS for now; the file was not sent").
-			WithIsCertain(true).WithSendNotice(true)
+		return nil, notSent(ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
-	meta := cl.meta()
+	if segments, enc := sms.CountSegments(out.Body); segments > cl.Connector.Config.MaxSegments {
+		return nil, notSent(ErrTooLong, event.MessageStatusUnsupported, fmt.Sprintf(
+			"this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it",
+			segments, enc, cl.Connector.Config.MaxSegments))
+	}
 	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}
 	if conv != nil && conv.OptedOut {
-		return nil, bridgev2.WrapErrorInStatus(ErrOptedOut).
-			WithErrorReason(event.MessageStatusNoPermission).
-			WithMessage("Not sent: " + ErrOptedOut.Error()).
-			WithIsCertain(true).WithSendNotice(true)
+		return nil, notSent(ErrOptedOut, event.MessageStatusNoPermission, ErrOptedOut.Error())
 	}
-	out := &sms.OutboundMessage{From: meta.Phone, To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body}
+	if msg.Content.MsgType.IsMedia() {
+		mediaURL, err := cl.stageMMS(ctx, msg)
+		if err != nil {
+			return nil, notSent(err, event.MessageStatusUnsupported, err.Error())
+		}
+		out.MediaURLs = []string{mediaURL}
+	}
 	if cl.Connector.publicBase() != "" {
 		out.StatusCallback = cl.Connector.statusURL(cl.UserLogin.ID)
 	}

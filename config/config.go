@@ -14,6 +14,7 @@ type Config struct {
 	ClinicName    string   `yaml:"clinic_name"`
 	DefaultRegion string   `yaml:"default_region"`
 	StaffInvites  []string `yaml:"staff_invites"`
+	MaxSegments   int      `yaml:"max_segments"`
 
 	Keywords KeywordsConfig `yaml:"keywords"`
 	Twilio   TwilioConfig   `yaml:"twilio"`
@@ -37,6 +38,7 @@ type TwilioConfig struct {
 	APIURL            string        `yaml:"api_url"`
 	PublicURLOverride string        `yaml:"public_url_override"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
+	MediaURLLifetime  time.Duration `yaml:"media_url_lifetime"`
 }
 
 // InboundConfig tunes redelivery of patient texts into Matrix.
@@ -53,12 +55,14 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "clinic_name")
 	helper.Copy(up.Str, "default_region")
 	helper.Copy(up.List, "staff_invites")
+	helper.Copy(up.Int, "max_segments")
 	helper.Copy(up.Str, "keywords", "help_text")
 	helper.Copy(up.Str, "keywords", "opt_out_reply")
 	helper.Copy(up.Str, "keywords", "opt_in_reply")
 	helper.Copy(up.Str, "twilio", "api_url")
 	helper.Copy(up.Str, "twilio", "public_url_override")
 	helper.Copy(up.Str, "twilio", "request_timeout")
+	helper.Copy(up.Str, "twilio", "media_url_lifetime")
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
 })

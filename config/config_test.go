@@ -16,8 +16,9 @@ func validConfig() Config {
 		ClinicName:    "Riverside Family Clinic",
 		DefaultRegion: "us",
 		StaffInvites:  []string{"@nurse.kim:clinic.example"},
+		MaxSegments:   10,
 		Keywords:      KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
-		Twilio:        TwilioConfig{RequestTimeout: 15 * time.Second},
+		Twilio:        TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
 		Inbound:       InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
 	}
 }
@@ -48,6 +49,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"ftp public url", func(c *Config) { c.Twilio.PublicURLOverride = "ftp://x" }, "network.twilio.public_url_override"},
 		{"empty help text", func(c *Config) { c.Keywords.HelpText = "" }, "network.keywords.help_text is empty"},
 		{"long opt-out reply", func(c *Config) { c.Keywords.OptOutReply = strings.Repeat("x", 321) }, "network.keywords.opt_out_reply"},
+		{"media link forever", func(c *Config) { c.Twilio.MediaURLLifetime = 30 * 24 * time.Hour }, "network.twilio.media_url_lifetime"},
+		{"eleven segments", func(c *Config) { c.MaxSegments = 11 }, "network.max_segments is 11"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
 	}

@@ -38,6 +38,11 @@ var baseDefaults = []struct{ old, new string }{
 		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
 	{"    message_status_events: false", "    # carebridge: carries Twilio's sent / delivered / failed state to clients that show it.\n" +
 		"    message_status_events: true"},
+	{`            m.file: "<b>{{ .Sender.DisambiguatedName }}</b> sent a file`, `            m.file: "{{ .Sender.DisambiguatedName }} sent a file`},
+	{`            m.image: "<b>{{ .Sender.DisambiguatedName }}</b> sent an image`, `            m.image: "{{ .Sender.DisambiguatedName }} sent an image`},
+	{`            m.audio: "<b>{{ .Sender.DisambiguatedName }}</b> sent an audio file`, `            m.audio: "{{ .Sender.DisambiguatedName }} sent an audio file`},
+	{`            m.video: "<b>{{ .Sender.DisambiguatedName }}</b> sent a video`, `            m.video: "{{ .Sender.DisambiguatedName }} sent a video`},
+	{`            m.location: "<b>{{ .Sender.DisambiguatedName }}</b> sent a location`, `            m.location: "{{ .Sender.DisambiguatedName }} sent a location`},
 	{"    # Whether to enable encryption at all.", "    # Federation: rooms carry patient conversations; keep the homeserver's federation\n" +
 		"    # limited to the servers of organisations you refer patients to.\n    # Whether to enable encryption at all."},
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 	"maunium.net/go/mautrix/id"
@@ -31,6 +32,9 @@ func (c *Config) Validate() error {
 			return invalid(fmt.Sprintf("staff_invites[%d]", i), fmt.Sprintf("is %q: write a full Matrix ID such as @nurse:clinic.example", mxid))
 		}
 	}
+	if c.MaxSegments < 1 || c.MaxSegments > 10 {
+		return invalid("max_segments", fmt.Sprintf("is %d: use 1 to 10 (Twilio sends at most 1,600 characters)", c.MaxSegments))
+	}
 	for key, text := range map[string]string{
 		"keywords.help_text": c.Keywords.HelpText, "keywords.opt_out_reply": c.Keywords.OptOutReply,
 		"keywords.opt_in_reply": c.Keywords.OptInReply,
@@ -49,6 +53,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Twilio.RequestTimeout <= 0 {
 		return invalid("twilio.request_timeout", "must be a positive duration such as 15s")
+	}
+	if c.Twilio.MediaURLLifetime < time.Second || c.Twilio.MediaURLLifetime > 7*24*time.Hour {
+		return invalid("twilio.media_url_lifetime", "must be between 1s and 168h (default 1h)")
 	}
 	if c.Inbound.RetryInterval <= 0 || c.Inbound.MaxRetryInterval < c.Inbound.RetryInterval {
 		return invalid("inbound", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 5m)")

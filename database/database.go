@@ -18,6 +18,7 @@ type Database struct {
 	Conversation *ConversationQuery
 	Receipt      *ReceiptQuery
 	Outbound     *OutboundQuery
+	Media        *OutboundMediaQuery
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -33,6 +34,9 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 		})},
 		Outbound: &OutboundQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Outbound]) *Outbound {
 			return &Outbound{}
+		})},
+		Media: &OutboundMediaQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*OutboundMedia]) *OutboundMedia {
+			return &OutboundMedia{}
 		})},
 	}
 }

@@ -230,3 +230,23 @@ func TestDueReceiptsKeepConversationOrder(t *testing.T) {
 		assert.Equal(t, []string{"SMa2"}, sids())
 	})
 }
+
+func TestOutboundMediaExpiry(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		now := time.UnixMilli(time.Now().UnixMilli())
+		m := &database.OutboundMedia{TokenHash: "ab12", ContentType: "image/jpeg", FileName: "image.jpg", Size: 870,
+			MXC: "mxc://clinic.example/abc", FileInfo: `{"v":"v2"}`, ExpiresAt: now.Add(time.Hour)}
+		require.NoError(t, db.Media.Insert(ctx, m))
+		got, err := db.Media.GetValid(ctx, "ab12", now)
+		require.NoError(t, err)
+		assert.Equal(t, m, got)
+		got, err = db.Media.GetValid(ctx, "ab12", now.Add(time.Hour))
+		require.NoError(t, err)
+		assert.Nil(t, got, "an expired URL serves nothing")
+		require.NoError(t, db.Media.DeleteExpired(ctx, now.Add(2*time.Hour)))
+		got, err = db.Media.GetValid(ctx, "ab12", now)
+		require.NoError(t, err)
+		assert.Nil(t, got)
+	})
+}

@@ -48,6 +48,11 @@ type env struct {
 }
 
 func newEnv(t *testing.T, kind string) *env {
+	return newEnvWith(t, kind, nil)
+}
+
+// newEnvWith is newEnv with changes to the bridge's config (a YAML map).
+func newEnvWith(t *testing.T, kind string, edit func(cfg map[string]any)) *env {
 	e := &env{db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(e.fake.Close)
 	e.fake.AddAccount(accountSID, authToken)
@@ -55,7 +60,7 @@ func newEnv(t *testing.T, kind string) *env {
 	e.hs = testenv.NewDendrite(t)
 	e.nurseID = "@nurse:" + e.hs.ServerName()
 	e.br = testenv.NewBridge(t, testenv.BridgeOptions{
-		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID},
+		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID}, Edit: edit,
 	})
 	e.hs.Start(e.br.RegistrationPath)
 	e.adminID = e.hs.CreateUser(t, "admin", "admin-password-1")

@@ -8,6 +8,9 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +83,87 @@ func TestMMSInbound(t *testing.T) {
 	assert.Equal(t, "application/pdf", file.MimeType)
 	assert.Equal(t, sha256Hex(pdf), file.MediaSHA256)
 	assert.True(t, file.MediaEncrypted)
+}
+
+// TestMMSOutbound: staff send a photo; Twilio gets a link that serves exactly that photo
+// and nothing else, and stops working when it expires. Types and sizes carriers refuse,
+// and texts longer than max_segments, get a notice instead of being sent.
+func TestMMSOutbound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e := newEnvWith(t, "sqlite", func(cfg map[string]any) {
+		cfg["network"].(map[string]any)["twilio"].(map[string]any)["media_url_lifetime"] = "3s"
+	})
+	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Can you send me the exercise sheet?")
+	require.NoError(t, err)
+	roomID, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+
+	photo := testJPEG(t)
+	_, err = nurse.SendFile(ctx, roomID, "exercises.jpg", "image/jpeg", photo)
+	require.NoError(t, err)
+	mms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return len(m.MediaURLs) > 0 })
+	require.NoError(t, err)
+	assert.Equal(t, "nurse sent an image", mms.Body)
+	require.Len(t, mms.MediaURLs, 1)
+	link := mms.MediaURLs[0]
+	assert.True(t, strings.HasPrefix(link, e.br.URL()+"/_carebridge/media/"), link)
+
+	// Twilio fetches the link: exactly the photo, decrypted from the homeserver.
+	resp, err := http.Get(link)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "image/jpeg", resp.Header.Get("Content-Type"))
+	assert.Equal(t, sha256Hex(photo), sha256Hex(body))
+
+	// Nothing else is served: a changed token, or no token.
+	tampered := strings.Replace(link, "/media/", "/media/0", 1)
+	tampered = strings.Replace(tampered, tampered[len(e.br.URL()+"/_carebridge/media/")+48:], "/exercises.jpg", 1)
+	for _, u := range []string{tampered, e.br.URL() + "/_carebridge/media/", e.br.URL() + "/_carebridge/media/x/y"} {
+		resp, err := http.Get(u)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusNotFound, resp.StatusCode, u)
+	}
+
+	// Refused before reaching Twilio: a ZIP file, a 6 MB image, a 12-segment text.
+	before := len(e.fake.Messages())
+	_, err = nurse.SendFile(ctx, roomID, "records.zip", "application/zip", []byte("PK\x03\x04 not really"))
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "unsupported media type")
+	_, err = nurse.SendFile(ctx, roomID, "scan.jpg", "image/jpeg", bytes.Repeat([]byte{0xff}, 6<<20))
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "media too large")
+	_, _, err = nurse.Send(ctx, roomID, strings.Repeat("Take one tablet twice a day with food. ", 50))
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "SMS segments (GSM-7), more than the limit of 10")
+	_, _, err = nurse.Send(ctx, roomID, strings.Repeat("💊", 350))
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "SMS segments (UCS-2), more than the limit of 10")
+	assert.Len(t, e.fake.Messages(), before, "nothing refused reached Twilio")
+
+	// The link expires (3 s in this test, 1 h by default).
+	time.Sleep(3500 * time.Millisecond)
+	resp, err = http.Get(link)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "an expired link serves nothing")
+}
+
+func notice(t *testing.T, ctx context.Context, a *testenv.StaffAgent, contains string) {
+	t.Helper()
+	_, err := a.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.MsgType == "m.notice" && strings.Contains(m.Body, contains)
+	})
+	require.NoError(t, err, "notice containing %q", contains)
 }

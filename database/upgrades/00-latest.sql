@@ -48,3 +48,18 @@ CREATE TABLE outbound_message (
     created_at  BIGINT  NOT NULL,
     updated_at  BIGINT  NOT NULL
 );
+
+-- Attachments staff sent by MMS, served to Twilio at an unguessable URL until it expires.
+-- Only the URL token's hash is kept; the file stays on the homeserver.
+CREATE TABLE outbound_media (
+    token_hash   TEXT   PRIMARY KEY,
+    content_type TEXT   NOT NULL,
+    file_name    TEXT   NOT NULL,
+    size         BIGINT NOT NULL,
+    mxc          TEXT   NOT NULL,
+    -- The encrypted file's key and hashes as JSON (empty for unencrypted media).
+    file_info    TEXT   NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
+
+CREATE INDEX outbound_media_expiry_idx ON outbound_media (expires_at);

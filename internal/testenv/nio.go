@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,6 +121,7 @@ type StaffAgent struct {
 	cmd        *exec.Cmd
 	stdin      io.WriteCloser
 	stderrPath string
+	dir        string
 	exited     chan struct{}
 
 	writeMu sync.Mutex
@@ -155,6 +155,7 @@ func StartStaffAgent(t testing.TB, homeserverURL, userID, password string) *Staf
 		UserID:     userID,
 		t:          t,
 		stderrPath: filepath.Join(dir, "agent.stderr"),
+		dir:        dir,
 		exited:     make(chan struct{}),
 		changed:    make(chan struct{}),
 		replies:    map[string]agentLine{},
@@ -392,8 +393,21 @@ func (a *StaffAgent) Send(ctx context.Context, roomID, body string) (eventID str
 // SendFile uploads data (encrypted in encrypted rooms) and sends it as m.image (image
 // types) or m.file, as a person attaching a photo or document would.
 func (a *StaffAgent) SendFile(ctx context.Context, roomID, fileName, mimeType string, data []byte) (eventID string, err error) {
+	// The file goes by path: a command line is bounded, and files may be megabytes.
+	f, err := os.CreateTemp(a.dir, "upload-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	if _, err = f.Write(data); err != nil {
+		_ = f.Close()
+		return "", err
+	}
+	if err = f.Close(); err != nil {
+		return "", err
+	}
 	l, err := a.request(ctx, map[string]any{"cmd": "send_file", "room_id": roomID, "filename": fileName,
-		"mimetype": mimeType, "data": base64.StdEncoding.EncodeToString(data)})
+		"mimetype": mimeType, "path": f.Name()})
 	if err != nil {
 		return "", err
 	}

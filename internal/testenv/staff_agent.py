@@ -10,7 +10,6 @@ Usage: staff_agent.py HOMESERVER_URL USER_ID PASSWORD STORE_DIR
 """
 
 import asyncio
-import base64
 import hashlib
 import io
 import json
@@ -342,7 +341,8 @@ class Agent:
         room_id = req["room_id"]
         c = self.client
         await self.wait_room(lambda: room_id in c.rooms, room_id)
-        data = base64.b64decode(req["data"])
+        with open(req["path"], "rb") as f:
+            data = f.read()
         mimetype = req.get("mimetype", "application/octet-stream")
         encrypted = c.rooms[room_id].encrypted
         resp, keys = await c.upload(
