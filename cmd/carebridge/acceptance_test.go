@@ -163,6 +163,13 @@ func runSMSRoundTrip(t *testing.T, kind string) {
 	}
 }
 
+// eachDB runs an integration test once per supported database.
+func eachDB(t *testing.T, run func(t *testing.T, kind string)) {
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) { run(t, kind) })
+	}
+}
+
 func countBodies(a *testenv.StaffAgent, body string) int {
 	n := 0
 	for _, m := range a.Messages() {

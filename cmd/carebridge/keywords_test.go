@@ -15,14 +15,16 @@ import (
 // TestKeywords: STOP and its synonyms opt the number out (recorded, staff told, no text
 // sent while opted out and no API call made), START opts in, HELP/INFO get the clinic's
 // help text; carebridge does not answer what Twilio already answered (OptOutType).
-func TestKeywords(t *testing.T) {
+func TestKeywords(t *testing.T) { eachDB(t, runKeywords) }
+
+func runKeywords(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e := newEnv(t, "sqlite")
+	e := newEnv(t, kind)
 	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")

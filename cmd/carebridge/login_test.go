@@ -12,13 +12,15 @@ import (
 
 // TestLinkNumberRefusals: linking fails with a sentence that says what to fix, and
 // changes nothing at Twilio, for wrong credentials and for a number the account does not own.
-func TestLinkNumberRefusals(t *testing.T) {
+func TestLinkNumberRefusals(t *testing.T) { eachDB(t, runLinkNumberRefusals) }
+
+func runLinkNumberRefusals(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite and the bridge")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e := newEnv(t, "sqlite")
+	e := newEnv(t, kind)
 	tests := []struct {
 		name, sid, token, phone, want string
 	}{

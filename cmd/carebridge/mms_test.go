@@ -39,14 +39,16 @@ func sha256Hex(data []byte) string {
 
 // TestMMSInbound: a patient's MMS (text, a photo and a PDF) arrives in the room as the
 // text followed by encrypted Matrix media, in order; nio decrypts the exact bytes.
-func TestMMSInbound(t *testing.T) {
+func TestMMSInbound(t *testing.T) { eachDB(t, runMMSInbound) }
+
+func runMMSInbound(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e := newEnv(t, "sqlite")
+	e := newEnv(t, kind)
 	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
@@ -88,14 +90,16 @@ func TestMMSInbound(t *testing.T) {
 // TestMMSOutbound: staff send a photo; Twilio gets a link that serves exactly that photo
 // and nothing else, and stops working when it expires. Types and sizes carriers refuse,
 // and texts longer than max_segments, get a notice instead of being sent.
-func TestMMSOutbound(t *testing.T) {
+func TestMMSOutbound(t *testing.T) { eachDB(t, runMMSOutbound) }
+
+func runMMSOutbound(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e := newEnvWith(t, "sqlite", func(cfg map[string]any) {
+	e := newEnvWith(t, kind, func(cfg map[string]any) {
 		cfg["network"].(map[string]any)["twilio"].(map[string]any)["media_url_lifetime"] = "3s"
 	})
 	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)

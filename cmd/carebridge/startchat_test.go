@@ -16,14 +16,16 @@ import (
 
 // TestStaffStartChat: staff start a conversation with a number in any usual form; all
 // forms lead to one room, the staff are invited, and a reply goes out as SMS.
-func TestStaffStartChat(t *testing.T) {
+func TestStaffStartChat(t *testing.T) { eachDB(t, runStaffStartChat) }
+
+func runStaffStartChat(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	e := newEnv(t, "sqlite")
+	e := newEnv(t, kind)
 	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")

@@ -27,14 +27,16 @@ type mssContent struct {
 // TestDeliveryStatus: Twilio's status callbacks become message statuses in the room:
 // delivered as a delivery to the patient's ghost, undelivered as a failure with the
 // reason in words (and a notice), and a late "sent" never turns the failure into success.
-func TestDeliveryStatus(t *testing.T) {
+func TestDeliveryStatus(t *testing.T) { eachDB(t, runDeliveryStatus) }
+
+func runDeliveryStatus(t *testing.T, kind string) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e := newEnv(t, "sqlite")
+	e := newEnv(t, kind)
 	loginID, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
