@@ -20,16 +20,18 @@ const (
 )
 
 const (
-	getConversationQuery = `
-		SELECT login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at
-		FROM conversation WHERE login_id=$1 AND portal_id=$2
-	`
+	conversationColumns     = `login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at, dob_hash, last_alert_at`
+	getConversationQuery    = `SELECT ` + conversationColumns + ` FROM conversation WHERE login_id=$1 AND portal_id=$2`
 	insertConversationQuery = `
 		INSERT INTO conversation (login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (login_id, portal_id) DO NOTHING
 	`
-	setRoomReadyQuery   = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
+	setRoomReadyQuery = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
+	setModeQuery      = `UPDATE conversation SET mode=$3 WHERE login_id=$1 AND portal_id=$2`
+	setDOBHashQuery   = `UPDATE conversation SET dob_hash=$3 WHERE login_id=$1 AND portal_id=$2`
+	// claimAlertQuery takes the quiet period atomically: only one alert per period is sent.
+	claimAlertQuery     = `UPDATE conversation SET last_alert_at=$3 WHERE login_id=$1 AND portal_id=$2 AND last_alert_at<=$4`
 	setOptedOutQuery    = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
 	setPatientNameQuery = `UPDATE conversation SET patient_name=$2 WHERE patient_phone=$1`
 	getPatientNameQuery = `
@@ -51,6 +53,8 @@ type Conversation struct {
 	OptedOut     bool
 	RoomReady    bool
 	CreatedAt    time.Time
+	DOBHash      string // keyed hash of the date of birth staff recorded, or ""
+	LastAlertAt  time.Time
 }
 
 // ConversationQuery runs the conversation table's statements.
@@ -60,13 +64,16 @@ type ConversationQuery struct {
 
 // Scan reads one row.
 func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
-	var createdAt int64
+	var createdAt, lastAlert int64
 	err := row.Scan(&c.LoginID, &c.PortalID, &c.ClinicPhone, &c.PatientPhone, &c.PatientName,
-		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt)
+		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt, &c.DOBHash, &lastAlert)
 	if err != nil {
 		return nil, err
 	}
 	c.CreatedAt = time.UnixMilli(createdAt)
+	if lastAlert > 0 {
+		c.LastAlertAt = time.UnixMilli(lastAlert)
+	}
 	return c, nil
 }
 
@@ -94,6 +101,27 @@ func (cq *ConversationQuery) GetOrCreate(ctx context.Context, c *Conversation) (
 // SetRoomReady records that the room's staff invites and relay are done.
 func (cq *ConversationQuery) SetRoomReady(ctx context.Context, loginID, portalID string) error {
 	return cq.Exec(ctx, setRoomReadyQuery, loginID, portalID)
+}
+
+// SetMode switches the conversation between SMS and secure mode.
+func (cq *ConversationQuery) SetMode(ctx context.Context, loginID, portalID string, mode Mode) error {
+	return cq.Exec(ctx, setModeQuery, loginID, portalID, mode)
+}
+
+// SetDOBHash records (or, with "", clears) the keyed hash of the patient's date of birth.
+func (cq *ConversationQuery) SetDOBHash(ctx context.Context, loginID, portalID, dobHash string) error {
+	return cq.Exec(ctx, setDOBHashQuery, loginID, portalID, dobHash)
+}
+
+// ClaimAlert takes the right to text an alert now, unless one was sent within quiet.
+// Two concurrent callers cannot both win.
+func (cq *ConversationQuery) ClaimAlert(ctx context.Context, loginID, portalID string, now time.Time, quiet time.Duration) (bool, error) {
+	res, err := cq.GetDB().Exec(ctx, claimAlertQuery, loginID, portalID, now.UnixMilli(), now.Add(-quiet).UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // SetOptedOut records the patient's STOP or START.

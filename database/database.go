@@ -19,6 +19,11 @@ type Database struct {
 	Receipt      *ReceiptQuery
 	Outbound     *OutboundQuery
 	Media        *OutboundMediaQuery
+	Link         *SecureLinkQuery
+	Code         *SecureCodeQuery
+	Session      *SecureSessionQuery
+	Secure       *SecureMessageQuery
+	Audit        *AuditQuery
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -37,6 +42,21 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 		})},
 		Media: &OutboundMediaQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*OutboundMedia]) *OutboundMedia {
 			return &OutboundMedia{}
+		})},
+		Link: &SecureLinkQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*SecureLink]) *SecureLink {
+			return &SecureLink{}
+		})},
+		Code: &SecureCodeQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*SecureCode]) *SecureCode {
+			return &SecureCode{}
+		})},
+		Session: &SecureSessionQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*SecureSession]) *SecureSession {
+			return &SecureSession{}
+		})},
+		Secure: &SecureMessageQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*SecureMessage]) *SecureMessage {
+			return &SecureMessage{}
+		})},
+		Audit: &AuditQuery{QueryHelper: dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*AuditEntry]) *AuditEntry {
+			return &AuditEntry{}
 		})},
 	}
 }

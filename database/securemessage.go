@@ -1,0 +1,116 @@
+package database
+
+import (
+	"context"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+)
+
+// SecureMessageKind is what a secure message carries.
+type SecureMessageKind string
+
+// The kinds of secure message.
+const (
+	SecureText  SecureMessageKind = "text"
+	SecureImage SecureMessageKind = "image"
+	SecureFile  SecureMessageKind = "file"
+)
+
+const (
+	secureMessageColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at, read_at`
+	// secureMessageListColumns leaves out the file data: listing a conversation never loads files.
+	secureMessageListColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, NULL, event_id, created_at, read_at`
+	insertSecureMessageQuery = `
+		INSERT INTO secure_message (login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		RETURNING id
+	`
+	listSecureMessagesQuery = `
+		SELECT ` + secureMessageListColumns + ` FROM secure_message
+		WHERE login_id=$1 AND portal_id=$2 AND id>$3 ORDER BY id LIMIT $4
+	`
+	getSecureMessageQuery = `SELECT ` + secureMessageColumns + ` FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3`
+	// markReadQuery marks the staff messages a patient has now seen, returning nothing.
+	markSecureReadQuery = `
+		UPDATE secure_message SET read_at=$4
+		WHERE login_id=$1 AND portal_id=$2 AND from_patient=false AND read_at=0 AND id<=$3
+	`
+	unreadStaffCountQuery = `SELECT COUNT(*) FROM secure_message WHERE login_id=$1 AND portal_id=$2 AND from_patient=false AND read_at=0`
+	setSecureEventIDQuery = `UPDATE secure_message SET event_id=$2 WHERE id=$1`
+)
+
+// SecureMessage is one message of the secure chat's copy of a conversation. Body (the
+// text, or the file name) and Data (the file) are sealed; KeyID names the key.
+type SecureMessage struct {
+	ID          int64
+	LoginID     string
+	PortalID    string
+	FromPatient bool
+	SenderName  string
+	Kind        SecureMessageKind
+	ContentType string
+	Size        int64
+	KeyID       string
+	Body        []byte
+	Data        []byte
+	EventID     string // the Matrix event it mirrors
+	CreatedAt   time.Time
+	ReadAt      time.Time // staff messages: when the patient saw it
+}
+
+// SecureMessageQuery runs the secure_message table's statements.
+type SecureMessageQuery struct {
+	*dbutil.QueryHelper[*SecureMessage]
+}
+
+// Scan reads one row.
+func (m *SecureMessage) Scan(row dbutil.Scannable) (*SecureMessage, error) {
+	var created, read int64
+	err := row.Scan(&m.ID, &m.LoginID, &m.PortalID, &m.FromPatient, &m.SenderName, &m.Kind, &m.ContentType,
+		&m.Size, &m.KeyID, &m.Body, &m.Data, &m.EventID, &created, &read)
+	if err != nil {
+		return nil, err
+	}
+	m.CreatedAt, m.ReadAt = time.UnixMilli(created), unixMilliOrZero(read)
+	return m, nil
+}
+
+// Insert stores a sealed message and sets its ID.
+func (mq *SecureMessageQuery) Insert(ctx context.Context, m *SecureMessage) error {
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now()
+	}
+	return mq.GetDB().QueryRow(ctx, insertSecureMessageQuery, m.LoginID, m.PortalID, m.FromPatient, m.SenderName,
+		m.Kind, m.ContentType, m.Size, m.KeyID, m.Body, m.Data, m.EventID, m.CreatedAt.UnixMilli()).Scan(&m.ID)
+}
+
+// List returns up to limit messages of a conversation after afterID, oldest first, without file data.
+func (mq *SecureMessageQuery) List(ctx context.Context, loginID, portalID string, afterID int64, limit int) ([]*SecureMessage, error) {
+	return mq.QueryMany(ctx, listSecureMessagesQuery, loginID, portalID, afterID, limit)
+}
+
+// Get returns one message of a conversation with its file data, or nil.
+func (mq *SecureMessageQuery) Get(ctx context.Context, id int64, loginID, portalID string) (*SecureMessage, error) {
+	return mq.QueryOne(ctx, getSecureMessageQuery, id, loginID, portalID)
+}
+
+// MarkRead marks staff messages up to upToID read and reports how many were newly read.
+func (mq *SecureMessageQuery) MarkRead(ctx context.Context, loginID, portalID string, upToID int64, at time.Time) (int64, error) {
+	res, err := mq.GetDB().Exec(ctx, markSecureReadQuery, loginID, portalID, upToID, at.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// UnreadStaffCount counts staff messages the patient has not seen.
+func (mq *SecureMessageQuery) UnreadStaffCount(ctx context.Context, loginID, portalID string) (n int, err error) {
+	err = mq.GetDB().QueryRow(ctx, unreadStaffCountQuery, loginID, portalID).Scan(&n)
+	return
+}
+
+// SetEventID records the Matrix event a message mirrors.
+func (mq *SecureMessageQuery) SetEventID(ctx context.Context, id int64, eventID string) error {
+	return mq.Exec(ctx, setSecureEventIDQuery, id, eventID)
+}
