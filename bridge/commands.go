@@ -1,12 +1,16 @@
 package bridge
 
 import (
+	"errors"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/securechat"
 )
 
 // maxPatientNameLength bounds a name staff give a patient (it becomes a Matrix display name).
@@ -26,10 +30,121 @@ var cmdName = &commands.FullHandler{
 	Func:           fnName,
 }
 
+func conversationCommand(name, description, args string, fn func(ce *commands.Event, c *Connector, conv *database.Conversation)) *commands.FullHandler {
+	return &commands.FullHandler{
+		Name:           name,
+		Help:           commands.HelpMeta{Section: HelpSectionCarebridge, Description: description, Args: args},
+		RequiresPortal: true,
+		Func: func(ce *commands.Event) {
+			c := ce.Bridge.Network.(*Connector)
+			conv, err := c.conversationOf(ce.Ctx, ce.Portal)
+			if err != nil {
+				ce.Reply("%s", err.Error())
+				return
+			}
+			fn(ce, c, conv)
+		},
+	}
+}
+
+var (
+	cmdSecure = conversationCommand("secure", "Switch this conversation to secure mode: nothing clinical by SMS, "+
+		"the patient reads your messages in the secure web chat", "", fnSecure)
+	cmdPlain  = conversationCommand("plain", "Switch this conversation back to SMS mode (audited)", "", fnPlain)
+	cmdLink   = conversationCommand("link", "Text the patient a fresh secure chat link", "", fnLink)
+	cmdRevoke = conversationCommand("revoke", "End every secure chat link and session of this conversation", "", fnRevoke)
+	cmdDOB    = conversationCommand("dob", "Record the patient's date of birth, asked with the code (clear with `dob clear`)",
+		"<YYYY-MM-DD>", fnDOB)
+	cmdUnlock = conversationCommand("unlock", "Lift a lockout after too many wrong codes", "", fnUnlock)
+)
+
 func (c *Connector) registerCommands() {
 	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
-		proc.AddHandlers(cmdName)
+		proc.AddHandlers(cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock)
 	}
+}
+
+func fnSecure(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.Mode == database.ModeSecure {
+		ce.Reply("This conversation is already in secure mode.")
+		return
+	}
+	if err := c.setMode(ce.Ctx, ce.Portal, conv, database.ModeSecure, ce.User.MXID); err != nil {
+		ce.Log.Err(err).Msg("Failed to switch to secure mode")
+		ce.Reply("Failed to switch to secure mode; try again.")
+	}
+}
+
+func fnPlain(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.Mode == database.ModeSMS {
+		ce.Reply("This conversation is already in SMS mode.")
+		return
+	}
+	if err := c.setMode(ce.Ctx, ce.Portal, conv, database.ModeSMS, ce.User.MXID); err != nil {
+		ce.Log.Err(err).Msg("Failed to switch to SMS mode")
+		ce.Reply("Failed to switch to SMS mode; try again.")
+	}
+}
+
+func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.OptedOut {
+		ce.Reply("The patient has opted out (STOP): no link can be texted until they text START.")
+		return
+	}
+	link, err := c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String())
+	if err == nil {
+		err = secureBackend{c}.SendSMS(ce.Ctx, conv, securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link))
+	}
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to text a secure chat link")
+		ce.Reply("The link could not be texted: %s", describeSendError(err))
+		return
+	}
+	c.updateConversationState(ce.Ctx, ce.Portal, conv)
+	ce.Reply("A new secure chat link was texted to the patient. It works for %s.", c.Config.SecureChat.LinkLifetime)
+}
+
+func fnRevoke(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if err := c.Secure.Revoke(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+		ce.Log.Err(err).Msg("Failed to revoke links")
+		ce.Reply("Failed to revoke; try again.")
+		return
+	}
+	ce.Reply("Every secure chat link and open session of this conversation has ended.")
+}
+
+func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	arg := trimCommandArg(ce.RawArgs)
+	if arg == "clear" {
+		arg = ""
+	} else if arg == "" {
+		ce.Reply("Usage: `$cmdprefix dob 1980-02-03`, or `$cmdprefix dob clear`")
+		return
+	}
+	if err := c.Secure.SetDOB(ce.Ctx, conv, arg, ce.User.MXID.String()); err != nil {
+		if errors.Is(err, securechat.ErrInvalidDOB) {
+			ce.Reply("That is not a date of birth in the form YYYY-MM-DD (e.g. 1980-02-03).")
+			return
+		}
+		ce.Log.Err(err).Msg("Failed to record date of birth")
+		ce.Reply("Failed to record the date of birth; try again.")
+		return
+	}
+	// The date itself is in the staff member's command, not repeated in the bridge's answer.
+	if arg == "" {
+		ce.Reply("The date of birth check is off for this conversation.")
+	} else {
+		ce.Reply("Recorded. The patient must now enter their date of birth with the code.")
+	}
+}
+
+func fnUnlock(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if err := c.Secure.Unlock(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+		ce.Log.Err(err).Msg("Failed to unlock links")
+		ce.Reply("Failed to unlock; try again.")
+		return
+	}
+	ce.Reply("The secure chat link is unlocked; the patient can ask for a new code.")
 }
 
 func fnName(ce *commands.Event) {

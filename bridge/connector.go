@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/configupgrade"
@@ -16,6 +17,7 @@ import (
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -25,8 +27,11 @@ type Connector struct {
 	Config config.Config
 	DB     *database.Database
 	Staff  *appservice.StaffPolicy
+	Secure *securechat.Service
 
 	inbound *inboundQueue
+	// reminded holds when each secure conversation's patient was last reminded of the link.
+	reminded sync.Map
 }
 
 var (
@@ -90,6 +95,11 @@ func (c *Connector) Start(ctx context.Context) error {
 			http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
 		})
 	}
+	var err error
+	if c.Secure, err = securechat.NewService(c.DB, &c.Config.SecureChat, c.Config.ClinicName, c.publicBase()); err != nil {
+		return err
+	}
+	c.Secure.Backend = secureBackend{c}
 	c.registerCommands()
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)

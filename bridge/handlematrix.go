@@ -8,10 +8,11 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/database"
+	bridgedb "maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -37,14 +38,17 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	default:
 		return nil, notSent(ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
+	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read conversation: %w", err)
+	}
+	if conv != nil && conv.Mode == database.ModeSecure {
+		return cl.handleSecureMessage(ctx, msg, conv)
+	}
 	if segments, enc := sms.CountSegments(out.Body); segments > cl.Connector.Config.MaxSegments {
 		return nil, notSent(ErrTooLong, event.MessageStatusUnsupported, fmt.Sprintf(
 			"this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it",
 			segments, enc, cl.Connector.Config.MaxSegments))
-	}
-	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
-	if err != nil {
-		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}
 	if conv != nil && conv.OptedOut {
 		return nil, notSent(ErrOptedOut, event.MessageStatusNoPermission, ErrOptedOut.Error())
@@ -74,7 +78,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
 	cl.recordOutbound(ctx, msg, sent)
-	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
+	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
 		ID:        networkid.MessageID(sent.SID),
 		SenderID:  MakeUserID(meta.Phone),
 		Timestamp: time.Now(),

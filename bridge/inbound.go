@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -158,7 +159,30 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		}
 		return errNotDelivered
 	}
-	return c.handleKeyword(ctx, login, portal, in)
+	if err = c.handleKeyword(ctx, login, portal, in); err != nil {
+		return err
+	}
+	c.remindSecure(ctx, login, portal, in)
+	return nil
+}
+
+// remindSecure answers a patient who texts while the conversation is secure: their text
+// is in the room, and replies come through the secure link (at most once per quiet period).
+func (c *Connector) remindSecure(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, in *sms.Inbound) {
+	conv, err := c.DB.Conversation.Get(ctx, string(login.ID), string(portal.ID))
+	if err != nil || conv == nil || conv.Mode != database.ModeSecure || conv.OptedOut || sms.ParseKeyword(in.Body) != sms.KeywordNone {
+		return
+	}
+	// Kept apart from the alert's quiet period, so a reminder never holds back an alert.
+	key := conv.LoginID + "/" + conv.PortalID
+	if last, ok := c.reminded.Load(key); ok && time.Since(last.(time.Time)) < c.Config.SecureChat.AlertQuietPeriod {
+		return
+	}
+	c.reminded.Store(key, time.Now())
+	text := securechat.ReminderText(c.Config.SecureChat.Language, c.Config.ClinicName)
+	if err = (secureBackend{c}).SendSMS(ctx, conv, text); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to text secure mode reminder")
+	}
 }
 
 // ensureConversation returns the conversation room of a patient at a clinic number,
@@ -172,6 +196,7 @@ func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.User
 		PortalID:     string(key.ID),
 		ClinicPhone:  meta.Phone,
 		PatientPhone: patientE164,
+		Mode:         database.Mode(c.Config.SecureChat.DefaultMode),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to store conversation: %w", err)
@@ -189,6 +214,7 @@ func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.User
 		if err = c.setupRoom(ctx, login, portal); err != nil {
 			return nil, err
 		}
+		c.updateConversationState(ctx, portal, conv)
 	}
 	return portal, nil
 }

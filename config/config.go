@@ -1,6 +1,10 @@
 package config
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -16,9 +20,42 @@ type Config struct {
 	StaffInvites  []string `yaml:"staff_invites"`
 	MaxSegments   int      `yaml:"max_segments"`
 
-	Keywords KeywordsConfig `yaml:"keywords"`
-	Twilio   TwilioConfig   `yaml:"twilio"`
-	Inbound  InboundConfig  `yaml:"inbound"`
+	SecureChat SecureChatConfig `yaml:"secure_chat"`
+	Keywords   KeywordsConfig   `yaml:"keywords"`
+	Twilio     TwilioConfig     `yaml:"twilio"`
+	Inbound    InboundConfig    `yaml:"inbound"`
+}
+
+// SecureChatConfig configures secure mode and the patient web chat.
+type SecureChatConfig struct {
+	DefaultMode      string        `yaml:"default_mode"`
+	EncryptionKey    string        `yaml:"encryption_key"`
+	LinkLifetime     time.Duration `yaml:"link_lifetime"`
+	CodeLifetime     time.Duration `yaml:"code_lifetime"`
+	MaxWrongCodes    int           `yaml:"max_wrong_codes"`
+	CodesPerHour     int           `yaml:"codes_per_hour"`
+	SessionIdle      time.Duration `yaml:"session_idle"`
+	SessionMax       time.Duration `yaml:"session_max"`
+	AlertQuietPeriod time.Duration `yaml:"alert_quiet_period"`
+	Language         string        `yaml:"language"`
+	MaxUploadMB      int           `yaml:"max_upload_mb"`
+}
+
+// EncryptionKeyEnv, when set, replaces secure_chat.encryption_key.
+const EncryptionKeyEnv = "CAREBRIDGE_SECURE_CHAT_KEY"
+
+// Key returns the 32-byte secure chat key from the environment or the config.
+func (c *SecureChatConfig) Key() ([]byte, error) {
+	raw := c.EncryptionKey
+	if env := os.Getenv(EncryptionKeyEnv); env != "" {
+		raw = env
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw))
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("secure chat key (network.secure_chat.encryption_key or %s) must be 32 bytes in base64; "+
+			"write \"generate\" to have one made", EncryptionKeyEnv)
+	}
+	return key, nil
 }
 
 // KeywordsConfig holds the fixed answers to carrier keywords.
@@ -56,6 +93,23 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "default_region")
 	helper.Copy(up.List, "staff_invites")
 	helper.Copy(up.Int, "max_segments")
+	if key, ok := helper.Get(up.Str, "secure_chat", "encryption_key"); !ok || key == "generate" {
+		secret := make([]byte, 32)
+		_, _ = rand.Read(secret)
+		helper.Set(up.Str, base64.StdEncoding.EncodeToString(secret), "secure_chat", "encryption_key")
+	} else {
+		helper.Copy(up.Str, "secure_chat", "encryption_key")
+	}
+	helper.Copy(up.Str, "secure_chat", "default_mode")
+	helper.Copy(up.Str, "secure_chat", "link_lifetime")
+	helper.Copy(up.Str, "secure_chat", "code_lifetime")
+	helper.Copy(up.Int, "secure_chat", "max_wrong_codes")
+	helper.Copy(up.Int, "secure_chat", "codes_per_hour")
+	helper.Copy(up.Str, "secure_chat", "session_idle")
+	helper.Copy(up.Str, "secure_chat", "session_max")
+	helper.Copy(up.Str, "secure_chat", "alert_quiet_period")
+	helper.Copy(up.Str, "secure_chat", "language")
+	helper.Copy(up.Int, "secure_chat", "max_upload_mb")
 	helper.Copy(up.Str, "keywords", "help_text")
 	helper.Copy(up.Str, "keywords", "opt_out_reply")
 	helper.Copy(up.Str, "keywords", "opt_in_reply")

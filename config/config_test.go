@@ -17,15 +17,21 @@ func validConfig() Config {
 		DefaultRegion: "us",
 		StaffInvites:  []string{"@nurse.kim:clinic.example"},
 		MaxSegments:   10,
-		Keywords:      KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
-		Twilio:        TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
-		Inbound:       InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
+		SecureChat: SecureChatConfig{DefaultMode: "sms", EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+			LinkLifetime: 72 * time.Hour, CodeLifetime: 10 * time.Minute, MaxWrongCodes: 5, CodesPerHour: 5,
+			SessionIdle: 15 * time.Minute, SessionMax: 12 * time.Hour, AlertQuietPeriod: 15 * time.Minute,
+			Language: "en", MaxUploadMB: 20},
+		Keywords: KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
+		Twilio:   TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
+		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
 	}
 }
 
 func TestExampleConfigParsesAndValidates(t *testing.T) {
 	var cfg Config
 	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &cfg))
+	assert.Equal(t, "generate", cfg.SecureChat.EncryptionKey, "the example asks for a generated key")
+	cfg.SecureChat.EncryptionKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, "Example Clinic", cfg.ClinicName)
 	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
@@ -51,6 +57,10 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"long opt-out reply", func(c *Config) { c.Keywords.OptOutReply = strings.Repeat("x", 321) }, "network.keywords.opt_out_reply"},
 		{"media link forever", func(c *Config) { c.Twilio.MediaURLLifetime = 30 * 24 * time.Hour }, "network.twilio.media_url_lifetime"},
 		{"eleven segments", func(c *Config) { c.MaxSegments = 11 }, "network.max_segments is 11"},
+		{"unknown mode", func(c *Config) { c.SecureChat.DefaultMode = "email" }, "network.secure_chat.default_mode"},
+		{"long codes", func(c *Config) { c.SecureChat.CodeLifetime = time.Hour }, "NIST SP 800-63B"},
+		{"short key", func(c *Config) { c.SecureChat.EncryptionKey = "c2hvcnQ=" }, "must be 32 bytes in base64"},
+		{"ungenerated key", func(c *Config) { c.SecureChat.EncryptionKey = "generate" }, "must be 32 bytes in base64"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
 	}
@@ -106,4 +116,14 @@ func TestFullExampleIsValidYAMLWithHardenedDefaults(t *testing.T) {
 	assert.True(t, parsed.Bridge.Relay.Enabled)
 	assert.Equal(t, "!sms", parsed.Bridge.CommandPrefix)
 	assert.Equal(t, "sms_{{.}}", parsed.AppService.UsernameTemplate)
+}
+
+func TestSecureChatKeyFromEnvironment(t *testing.T) {
+	cfg := validConfig()
+	cfg.SecureChat.EncryptionKey = "generate"
+	t.Setenv(EncryptionKeyEnv, "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=")
+	require.NoError(t, cfg.Validate())
+	key, err := cfg.SecureChat.Key()
+	require.NoError(t, err)
+	assert.Equal(t, "fedcba9876543210fedcba9876543210", string(key))
 }

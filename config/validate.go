@@ -45,6 +45,9 @@ func (c *Config) Validate() error {
 			return invalid(key, "is longer than 320 characters: keep keyword answers to one or two SMS")
 		}
 	}
+	if err := c.SecureChat.validate(); err != nil {
+		return err
+	}
 	if err := checkBaseURL(c.Twilio.APIURL); err != nil {
 		return invalid("twilio.api_url", err.Error()+": leave it empty for the real Twilio API")
 	}
@@ -73,6 +76,35 @@ func checkBaseURL(raw string) error {
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("is %q: it must not have a query or fragment", raw)
+	}
+	return nil
+}
+
+func (s *SecureChatConfig) validate() error {
+	switch {
+	case s.DefaultMode != "sms" && s.DefaultMode != "secure":
+		return invalid("secure_chat.default_mode", fmt.Sprintf("is %q: use sms or secure", s.DefaultMode))
+	case s.LinkLifetime < time.Hour || s.LinkLifetime > 30*24*time.Hour:
+		return invalid("secure_chat.link_lifetime", "must be between 1h and 720h (default 72h)")
+	case s.CodeLifetime < time.Minute || s.CodeLifetime > 10*time.Minute:
+		return invalid("secure_chat.code_lifetime", "must be between 1m and 10m (NIST SP 800-63B allows 10 minutes at most)")
+	case s.MaxWrongCodes < 1 || s.MaxWrongCodes > 10:
+		return invalid("secure_chat.max_wrong_codes", "must be between 1 and 10 (default 5)")
+	case s.CodesPerHour < 1 || s.CodesPerHour > 20:
+		return invalid("secure_chat.codes_per_hour", "must be between 1 and 20 (default 5)")
+	case s.SessionIdle < time.Minute || s.SessionIdle > time.Hour:
+		return invalid("secure_chat.session_idle", "must be between 1m and 1h (default 15m)")
+	case s.SessionMax < s.SessionIdle || s.SessionMax > 24*time.Hour:
+		return invalid("secure_chat.session_max", "must be at least session_idle and at most 24h (default 12h)")
+	case s.AlertQuietPeriod < 0 || s.AlertQuietPeriod > 24*time.Hour:
+		return invalid("secure_chat.alert_quiet_period", "must be between 0 and 24h (default 15m)")
+	case s.Language != "en" && s.Language != "es":
+		return invalid("secure_chat.language", fmt.Sprintf("is %q: use en or es", s.Language))
+	case s.MaxUploadMB < 1 || s.MaxUploadMB > 100:
+		return invalid("secure_chat.max_upload_mb", "must be between 1 and 100 (default 20)")
+	}
+	if _, err := s.Key(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
 }

@@ -1,0 +1,313 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/bridgev2/simplevent"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	cbdb "github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// StateConversation is the room state event that shows a conversation's mode to clients.
+var StateConversation = event.Type{Type: "com.carebridge.conversation", Class: event.StateEventType}
+
+// ConversationState is the content of StateConversation.
+type ConversationState struct {
+	Mode        cbdb.Mode `json:"mode"`
+	Verified    bool      `json:"verified"`
+	LinkExpires int64     `json:"link_expires,omitempty"` // unix ms of the newest link's expiry
+}
+
+// secureMessagePrefix marks, in the room, what the patient sent through the secure chat.
+const secureMessagePrefix = "🔒 "
+
+// secureBackend is the bridge side of secure mode for the securechat service.
+type secureBackend struct{ c *Connector }
+
+var _ securechat.Backend = secureBackend{}
+
+func (b secureBackend) login(conv *cbdb.Conversation) (*bridgev2.UserLogin, error) {
+	login := b.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(conv.LoginID))
+	if login == nil {
+		return nil, fmt.Errorf("clinic number %s is not linked", conv.LoginID)
+	}
+	return login, nil
+}
+
+// SendSMS texts a fixed template (code or alert) to the patient, unless they opted out.
+func (b secureBackend) SendSMS(ctx context.Context, conv *cbdb.Conversation, text string) error {
+	if conv.OptedOut {
+		return ErrOptedOut
+	}
+	login, err := b.login(conv)
+	if err != nil {
+		return err
+	}
+	meta := login.Metadata.(*UserLoginMetadata)
+	_, _, err = sms.SendWithRetry(ctx, login.Client.(*Client).Provider,
+		&sms.OutboundMessage{From: meta.Phone, To: conv.PatientPhone, Body: text}, sms.DefaultRetryPolicy)
+	return err
+}
+
+// PatientMessage puts a message the patient sent through the secure chat into the room.
+func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversation, msg *securechat.Message, data []byte) (string, error) {
+	login, err := b.login(conv)
+	if err != nil {
+		return "", err
+	}
+	key := networkid.PortalKey{ID: networkid.PortalID(conv.PortalID), Receiver: login.ID}
+	messageID := networkid.MessageID("secure-" + strconv.FormatInt(msg.ID, 10))
+	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*securechat.Message]{
+		EventMeta: simplevent.EventMeta{
+			Type:      bridgev2.RemoteEventMessage,
+			PortalKey: key,
+			Sender:    bridgev2.EventSender{Sender: networkid.UserID(conv.PortalID)},
+			Timestamp: msg.CreatedAt,
+		},
+		Data: msg,
+		ID:   messageID,
+		ConvertMessageFunc: func(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, msg *securechat.Message) (*bridgev2.ConvertedMessage, error) {
+			return convertSecure(ctx, portal, intent, msg, data)
+		},
+	})
+	if !res.Success {
+		if res.Error != nil {
+			return "", res.Error
+		}
+		return "", errNotDelivered
+	}
+	part, err := b.c.Bridge.DB.Message.GetFirstPartByID(ctx, login.ID, messageID)
+	if err != nil || part == nil {
+		return "", err
+	}
+	return part.MXID.String(), nil
+}
+
+func convertSecure(ctx context.Context, portal *bridgev2.Portal, intent bridgev2.MatrixAPI, msg *securechat.Message, data []byte) (*bridgev2.ConvertedMessage, error) {
+	content := &event.MessageEventContent{MsgType: event.MsgText, Body: secureMessagePrefix + msg.Text}
+	if msg.Kind != cbdb.SecureText {
+		mxc, file, err := intent.UploadMedia(ctx, portal.MXID, data, msg.Text, msg.ContentType)
+		if err != nil {
+			return nil, fmt.Errorf("failed to upload secure attachment: %w", err)
+		}
+		content = &event.MessageEventContent{
+			MsgType:  mediaMsgType(msg.ContentType),
+			Body:     msg.Text,
+			FileName: msg.Text,
+			Info:     &event.FileInfo{MimeType: msg.ContentType, Size: len(data)},
+		}
+		if file != nil {
+			if mxc != "" {
+				file.URL = mxc
+			}
+			content.File = file
+		} else {
+			content.URL = mxc
+		}
+	}
+	return &bridgev2.ConvertedMessage{Parts: []*bridgev2.ConvertedMessagePart{{
+		Type:    event.EventMessage,
+		Content: content,
+		Extra:   map[string]any{"com.carebridge.secure": true},
+	}}}, nil
+}
+
+// PatientRead shows, in the room, that the patient has read staff messages up to newest.
+func (b secureBackend) PatientRead(ctx context.Context, conv *cbdb.Conversation, newest *securechat.Message) error {
+	login, err := b.login(conv)
+	if err != nil {
+		return err
+	}
+	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
+		EventMeta: simplevent.EventMeta{
+			Type:      bridgev2.RemoteEventReadReceipt,
+			PortalKey: networkid.PortalKey{ID: networkid.PortalID(conv.PortalID), Receiver: login.ID},
+			Sender:    bridgev2.EventSender{Sender: networkid.UserID(conv.PortalID)},
+			Timestamp: time.Now(),
+		},
+		LastTarget: networkid.MessageID("secure-" + strconv.FormatInt(newest.ID, 10)),
+	})
+	if !res.Success {
+		return res.Error
+	}
+	return nil
+}
+
+// ---- staff side ------------------------------------------------------------------
+
+// handleSecureMessage keeps a staff message for the web chat instead of texting it, and
+// texts the patient an alert with a link (at most one per quiet period).
+func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixMessage, conv *cbdb.Conversation) (*bridgev2.MatrixMessageResponse, error) {
+	c := cl.Connector
+	sender := senderName(msg)
+	// The original content: relay mode rewrote msg.Content as "Name: text" for SMS, while
+	// the secure chat shows the sender's name apart.
+	content := msg.Event.Content.AsMessage()
+	if content == nil || content.MsgType == "" {
+		content = msg.Content
+	}
+	kind, text, contentType := cbdb.SecureText, content.Body, ""
+	var data []byte
+	if content.MsgType.IsMedia() {
+		kind = cbdb.SecureFile
+		if content.MsgType == event.MsgImage {
+			kind = cbdb.SecureImage
+		}
+		text = content.FileName
+		if text == "" {
+			text = content.Body
+		}
+		if content.Info != nil {
+			contentType = content.Info.MimeType
+		}
+		uri := content.URL
+		if content.File != nil {
+			uri = content.File.URL
+		}
+		var err error
+		if data, err = c.Bridge.Bot.DownloadMedia(ctx, uri, content.File); err != nil {
+			return nil, fmt.Errorf("failed to download the attachment for the secure chat: %w", err)
+		}
+	}
+	stored, err := c.Secure.AddStaffMessage(ctx, conv, sender, kind, text, contentType, data, msg.Event.ID.String())
+	if err != nil {
+		return nil, err
+	}
+	c.Secure.AuditEvent(ctx, msg.Event.Sender.String(), conv, "message stored for secure chat", "ok", string(kind))
+	go c.alertPatient(c.Bridge.BackgroundCtx, cl.UserLogin, msg.Portal, conv.LoginID, conv.PortalID)
+	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
+		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),
+		SenderID:  MakeUserID(cl.meta().Phone),
+		Timestamp: time.Now(),
+	}}, nil
+}
+
+// senderName is how the patient sees a staff member: their display name.
+func senderName(msg *bridgev2.MatrixMessage) string {
+	switch {
+	case msg.OrigSender != nil && msg.OrigSender.DisambiguatedName != "":
+		return msg.OrigSender.DisambiguatedName
+	case msg.OrigSender != nil:
+		return msg.OrigSender.UserID.Localpart()
+	}
+	return "Care team"
+}
+
+// alertPatient texts the "new secure message" alert with a fresh link, unless one was
+// sent within the quiet period, the patient opted out, or they already read everything.
+func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, loginID, portalID string) {
+	log := c.Bridge.Log.With().Str("action", "secure alert").Str("portal_id", portalID).Logger()
+	ctx = log.WithContext(ctx)
+	conv, err := c.DB.Conversation.Get(ctx, loginID, portalID)
+	if err != nil || conv == nil {
+		log.Err(err).Msg("Failed to read conversation for alert")
+		return
+	}
+	if conv.OptedOut {
+		c.sendNotice(ctx, portal, "The patient has opted out (STOP): no alert was texted. They will see the message when they open an earlier link.")
+		return
+	}
+	claimed, err := c.DB.Conversation.ClaimAlert(ctx, loginID, portalID, time.Now(), c.Config.SecureChat.AlertQuietPeriod)
+	if err != nil {
+		log.Err(err).Msg("Failed to claim alert")
+		return
+	} else if !claimed {
+		log.Debug().Msg("Alert already sent within the quiet period")
+		return
+	}
+	link, err := c.Secure.IssueLink(ctx, conv, "system")
+	if err != nil {
+		log.Err(err).Msg("Failed to issue link for alert")
+		return
+	}
+	text := securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link)
+	if err = (secureBackend{c}).SendSMS(ctx, conv, text); err != nil {
+		log.Err(err).Msg("Failed to text secure message alert")
+		c.sendNotice(ctx, portal, "The secure message alert could not be texted: "+describeSendError(err))
+		return
+	}
+	c.Secure.AuditEvent(ctx, "system", conv, "alert sent", "ok", "")
+	c.updateConversationState(ctx, portal, conv)
+}
+
+func describeSendError(err error) string {
+	var sendErr *sms.SendError
+	if errors.As(err, &sendErr) {
+		return sendErr.Describe()
+	}
+	return "the text could not be sent"
+}
+
+// setMode switches a conversation's mode, audited, with a notice and the room state.
+func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor id.UserID) error {
+	if err := c.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode); err != nil {
+		return err
+	}
+	conv.Mode = mode
+	c.Secure.AuditEvent(ctx, actor.String(), conv, "mode switched", "ok", string(mode))
+	if mode == cbdb.ModeSecure {
+		c.sendNotice(ctx, portal, "🔒 Secure mode: staff messages are no longer texted. The patient gets a text with a link "+
+			"and reads them in the secure web chat after a code sent to their phone.")
+	} else {
+		c.sendNotice(ctx, portal, "SMS mode: staff messages are texted to the patient again. Do not send protected health information.")
+	}
+	c.updateConversationState(ctx, portal, conv)
+	return nil
+}
+
+// updateConversationState shows the mode in the room topic and state event.
+func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) {
+	if portal == nil || portal.MXID == "" {
+		return
+	}
+	state := &ConversationState{Mode: conv.Mode}
+	sessions, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now())
+	if err == nil && sessions > 0 {
+		state.LinkExpires = time.Now().Add(c.Config.SecureChat.LinkLifetime).UnixMilli()
+	}
+	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, StateConversation, "", &event.Content{Parsed: state}, time.Time{})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to update conversation state event")
+	}
+	modeWord := "SMS"
+	if conv.Mode == cbdb.ModeSecure {
+		modeWord = "🔒 secure"
+	}
+	patient := sms.FormatPhone(conv.PatientPhone, c.Config.DefaultRegion)
+	topic := fmt.Sprintf("%s conversation with %s (%s)", modeWord, patient, c.Config.ClinicName)
+	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateTopic, "", &event.Content{
+		Parsed: &event.TopicEventContent{Topic: topic},
+	}, time.Time{})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to update room topic")
+	}
+}
+
+// conversationOf returns the conversation of a portal.
+func (c *Connector) conversationOf(ctx context.Context, portal *bridgev2.Portal) (*cbdb.Conversation, error) {
+	conv, err := c.DB.Conversation.Get(ctx, string(portal.Receiver), string(portal.ID))
+	if err != nil {
+		return nil, err
+	} else if conv == nil {
+		return nil, errors.New("this room is not a patient conversation")
+	}
+	return conv, nil
+}
+
+// trimCommandArg normalises a command argument.
+func trimCommandArg(raw string) string {
+	return strings.TrimSpace(raw)
+}

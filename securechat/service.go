@@ -1,0 +1,514 @@
+package securechat
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/database"
+)
+
+// LinkPath is where links start ("/s/{token}"): short, because it goes in an SMS.
+const LinkPath = "/s/"
+
+// Backend is what the bridge does for secure mode: texting the patient through the
+// conversation's clinic number and putting the patient's messages into the room.
+type Backend interface {
+	// SendSMS is called to text a one-time code; text holds no clinical content.
+	SendSMS(ctx context.Context, conv *database.Conversation, text string) error
+	// PatientMessage is called after a patient's message is stored, to put it into the
+	// conversation room as the patient's ghost. It returns the Matrix event ID.
+	PatientMessage(ctx context.Context, conv *database.Conversation, msg *Message, data []byte) (string, error)
+	// PatientRead is called when the patient has seen staff messages, with the newest one.
+	PatientRead(ctx context.Context, conv *database.Conversation, newest *Message) error
+}
+
+// Message is one message of the secure chat, opened.
+type Message struct {
+	ID          int64
+	FromPatient bool
+	SenderName  string
+	Kind        database.SecureMessageKind
+	Text        string // the text, or for files the file name
+	ContentType string
+	Size        int64
+	CreatedAt   time.Time
+	Read        bool
+	EventID     string
+}
+
+// Service is secure mode's logic over the database; the pages and the bridge call it.
+type Service struct {
+	DB         *database.Database
+	Config     *config.SecureChatConfig
+	ClinicName string
+	PublicBase string
+	Keys       *Keyring
+	Backend    Backend
+	Hub        *Hub
+
+	// Now is the clock (tests move it).
+	Now func() time.Time
+
+	convLocks sync.Map
+}
+
+// NewService builds the service. The backend may be set later, before use.
+func NewService(db *database.Database, cfg *config.SecureChatConfig, clinicName, publicBase string) (*Service, error) {
+	key, err := cfg.Key()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := NewKeyring("k1", key)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{DB: db, Config: cfg, ClinicName: clinicName, PublicBase: strings.TrimRight(publicBase, "/"),
+		Keys: keys, Hub: NewHub(), Now: time.Now}, nil
+}
+
+func (s *Service) now() time.Time { return time.UnixMilli(s.Now().UnixMilli()) }
+
+func randomToken(n int) (string, error) {
+	buf := make([]byte, n)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(buf), nil
+}
+
+func (s *Service) audit(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
+	err := s.DB.Audit.Append(ctx, &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID,
+		Event: event, Outcome: outcome, Detail: detail, At: s.now()})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("event", event).Msg("Failed to write audit log")
+	}
+}
+
+// AuditEvent records an action of the bridge or staff on a conversation (no body, no secret).
+func (s *Service) AuditEvent(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
+	s.audit(ctx, actor, conv, event, outcome, detail)
+}
+
+// patientActor names a patient's session in the audit log by a prefix of its keyed hash.
+func patientActor(sessionHash string) string {
+	return "patient:" + sessionHash[:12]
+}
+
+// ---- links ----------------------------------------------------------------------
+
+// IssueLink creates a link to the conversation's secure chat (at least 144 random bits;
+// only its keyed hash is stored) and returns its URL.
+func (s *Service) IssueLink(ctx context.Context, conv *database.Conversation, actor string) (string, error) {
+	token, err := randomToken(18)
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	err = s.DB.Link.Insert(ctx, &database.SecureLink{TokenHash: s.Keys.Hash("link", token), LoginID: conv.LoginID,
+		PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.LinkLifetime)})
+	if err != nil {
+		return "", fmt.Errorf("failed to store link: %w", err)
+	}
+	s.audit(ctx, actor, conv, "link issued", "ok", "")
+	return s.PublicBase + LinkPath + token, nil
+}
+
+// Revoke ends every link and session of the conversation.
+func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor string) error {
+	now := s.now()
+	if err := s.DB.Link.RevokeAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
+		return err
+	}
+	if err := s.DB.Session.EndAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
+		return err
+	}
+	s.audit(ctx, actor, conv, "link revoked", "ok", "all links and sessions")
+	s.Hub.Publish(conv.LoginID, conv.PortalID)
+	return nil
+}
+
+// Unlock lifts a lockout after wrong codes.
+func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor string) error {
+	if err := s.DB.Link.UnlockAll(ctx, conv.LoginID, conv.PortalID); err != nil {
+		return err
+	}
+	s.audit(ctx, actor, conv, "link unlocked", "ok", "")
+	return nil
+}
+
+// SetDOB records the date of birth the patient must also enter (YYYY-MM-DD), kept only
+// as a keyed hash; "" clears it.
+func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, dob, actor string) error {
+	hash := ""
+	if dob != "" {
+		normalized, err := NormalizeDOB(dob)
+		if err != nil {
+			return err
+		}
+		hash = s.dobHash(conv, normalized)
+	}
+	if err := s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, hash); err != nil {
+		return err
+	}
+	s.audit(ctx, actor, conv, "dob recorded", "ok", map[bool]string{true: "cleared", false: "set"}[hash == ""])
+	return nil
+}
+
+func (s *Service) dobHash(conv *database.Conversation, dob string) string {
+	return s.Keys.Hash("dob:"+conv.PatientPhone, dob)
+}
+
+// NormalizeDOB checks a date of birth and returns it as YYYY-MM-DD.
+func NormalizeDOB(raw string) (string, error) {
+	t, err := time.Parse("2006-01-02", strings.TrimSpace(raw))
+	if err != nil || t.Year() < 1900 || t.After(time.Now()) {
+		return "", ErrInvalidDOB
+	}
+	return t.Format("2006-01-02"), nil
+}
+
+// Link is an opened link: its row and its conversation.
+type Link struct {
+	Row          *database.SecureLink
+	Conversation *database.Conversation
+}
+
+// CheckLink looks a link up by its token. It changes nothing and sends nothing, since
+// SMS apps and scanners fetch links for previews; it returns the link with a named
+// error when it cannot be used (unknown, expired, revoked, locked).
+func (s *Service) CheckLink(ctx context.Context, token string) (*Link, error) {
+	if len(token) < 20 || len(token) > 64 {
+		return nil, ErrLinkUnknown
+	}
+	row, err := s.DB.Link.Get(ctx, s.Keys.Hash("link", token))
+	if err != nil {
+		return nil, err
+	} else if row == nil {
+		return nil, ErrLinkUnknown
+	}
+	conv, err := s.DB.Conversation.Get(ctx, row.LoginID, row.PortalID)
+	if err != nil {
+		return nil, err
+	} else if conv == nil {
+		return nil, ErrLinkUnknown
+	}
+	link := &Link{Row: row, Conversation: conv}
+	switch {
+	case !row.RevokedAt.IsZero():
+		return link, ErrLinkRevoked
+	case !s.now().Before(row.ExpiresAt):
+		return link, ErrLinkExpired
+	case !row.LockedAt.IsZero():
+		return link, ErrLinkLocked
+	}
+	return link, nil
+}
+
+// ---- codes ----------------------------------------------------------------------
+
+func randomCode() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%06d", n.Int64()), nil
+}
+
+// SendCode texts a new 6-digit code for a usable link, within the hourly limits per
+// link and per number. The code text is a fixed template.
+func (s *Service) SendCode(ctx context.Context, token, lang string) error {
+	link, err := s.CheckLink(ctx, token)
+	if err != nil {
+		return err
+	}
+	conv := link.Conversation
+	now := s.now()
+	byLink, byPhone, err := s.DB.Code.CountSince(ctx, link.Row.TokenHash, conv.PatientPhone, now.Add(-time.Hour))
+	if err != nil {
+		return err
+	} else if byLink >= s.Config.CodesPerHour || byPhone >= s.Config.CodesPerHour {
+		s.audit(ctx, "patient:link", conv, "code sent", "rate limited", "")
+		return ErrRateLimited
+	}
+	code, err := randomCode()
+	if err != nil {
+		return err
+	}
+	err = s.DB.Code.Insert(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash, PatientPhone: conv.PatientPhone,
+		CodeHash: s.Keys.Hash("code", code), CreatedAt: now, ExpiresAt: now.Add(s.Config.CodeLifetime)})
+	if err != nil {
+		return err
+	}
+	if err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime)); err != nil {
+		s.audit(ctx, "patient:link", conv, "code sent", "failed", "")
+		return fmt.Errorf("failed to text the code: %w", err)
+	}
+	s.audit(ctx, "patient:link", conv, "code sent", "ok", "")
+	return nil
+}
+
+// Verify checks a code (and the date of birth when staff recorded one). A wrong answer
+// counts towards the lockout, which a new code does not reset. On success it starts a
+// session and returns its token (the cookie value).
+func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, *Link, error) {
+	link, err := s.CheckLink(ctx, token)
+	if err != nil {
+		return "", link, err
+	}
+	conv := link.Conversation
+	unlock := s.lockConversation(conv)
+	defer unlock()
+	latest, err := s.DB.Code.Latest(ctx, link.Row.TokenHash)
+	if err != nil {
+		return "", link, err
+	} else if latest == nil {
+		return "", link, ErrNoCode
+	}
+	now := s.now()
+	codeOK := Equal(latest.CodeHash, s.Keys.Hash("code", strings.TrimSpace(code))) && latest.UsedAt.IsZero()
+	dobOK := true
+	if conv.DOBHash != "" {
+		normalized, dobErr := NormalizeDOB(dob)
+		dobOK = dobErr == nil && Equal(conv.DOBHash, s.dobHash(conv, normalized))
+	}
+	if codeOK && dobOK && !now.Before(latest.ExpiresAt) {
+		s.audit(ctx, "patient:link", conv, "code failed", "expired", "")
+		return "", link, ErrCodeExpired
+	}
+	if !codeOK || !dobOK {
+		if err = s.DB.Link.FailCode(ctx, link.Row.TokenHash, s.Config.MaxWrongCodes, now); err != nil {
+			return "", link, err
+		}
+		if link.Row.FailedCodes+1 >= s.Config.MaxWrongCodes {
+			s.audit(ctx, "patient:link", conv, "code locked", "locked", fmt.Sprintf("%d wrong codes", link.Row.FailedCodes+1))
+			return "", link, ErrLinkLocked
+		}
+		s.audit(ctx, "patient:link", conv, "code failed", "wrong", "")
+		return "", link, ErrWrongCode
+	}
+	if used, err := s.DB.Code.Use(ctx, link.Row.TokenHash, latest.CodeHash, now); err != nil {
+		return "", link, err
+	} else if !used {
+		return "", link, ErrWrongCode
+	}
+	session, err := randomToken(32)
+	if err != nil {
+		return "", link, err
+	}
+	sessionHash := s.Keys.Hash("session", session)
+	err = s.DB.Session.Insert(ctx, &database.SecureSession{SessionHash: sessionHash, LinkHash: link.Row.TokenHash,
+		LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
+	if err != nil {
+		return "", link, err
+	}
+	s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", "")
+	s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", "")
+	return session, link, nil
+}
+
+// lockConversation serialises code checks of one conversation, so that concurrent wrong
+// guesses cannot slip past the lockout count.
+func (s *Service) lockConversation(conv *database.Conversation) func() {
+	v, _ := s.convLocks.LoadOrStore(conv.LoginID+"/"+conv.PortalID, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// ---- sessions -------------------------------------------------------------------
+
+// Session is a verified browser.
+type Session struct {
+	Hash         string
+	Conversation *database.Conversation
+	// CSRF is the token every form of this session must carry.
+	CSRF string
+}
+
+// Actor names the session in the audit log.
+func (sess *Session) Actor() string { return patientActor(sess.Hash) }
+
+// Session returns the open session for a cookie value and records activity. A session
+// idle for session_idle or older than session_max ends (HIPAA automatic logoff).
+func (s *Service) Session(ctx context.Context, token string) (*Session, error) {
+	if token == "" || len(token) > 64 {
+		return nil, ErrSessionEnded
+	}
+	hash := s.Keys.Hash("session", token)
+	row, err := s.DB.Session.Get(ctx, hash)
+	if err != nil {
+		return nil, err
+	} else if row == nil || !row.EndedAt.IsZero() {
+		return nil, ErrSessionEnded
+	}
+	now := s.now()
+	conv, err := s.DB.Conversation.Get(ctx, row.LoginID, row.PortalID)
+	if err != nil {
+		return nil, err
+	} else if conv == nil {
+		return nil, ErrSessionEnded
+	}
+	if now.Sub(row.LastSeenAt) >= s.Config.SessionIdle || !now.Before(row.ExpiresAt) {
+		_ = s.DB.Session.End(ctx, hash, now)
+		s.audit(ctx, patientActor(hash), conv, "session timed out", "ended", "")
+		return nil, ErrSessionEnded
+	}
+	if err = s.DB.Session.Touch(ctx, hash, now); err != nil {
+		return nil, err
+	}
+	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32]}, nil
+}
+
+// SignOut ends a session at once.
+func (s *Service) SignOut(ctx context.Context, sess *Session) error {
+	if err := s.DB.Session.End(ctx, sess.Hash, s.now()); err != nil {
+		return err
+	}
+	s.audit(ctx, sess.Actor(), sess.Conversation, "session ended", "signed out", "")
+	return nil
+}
+
+// ---- messages -------------------------------------------------------------------
+
+func additional(conv *database.Conversation, part string) []byte {
+	return []byte(conv.LoginID + "/" + conv.PortalID + "/" + part)
+}
+
+func (s *Service) open(conv *database.Conversation, row *database.SecureMessage) (*Message, error) {
+	body, err := s.Keys.Open(row.KeyID, row.Body, additional(conv, "body"))
+	if err != nil {
+		return nil, fmt.Errorf("failed to open secure message %d: %w", row.ID, err)
+	}
+	return &Message{ID: row.ID, FromPatient: row.FromPatient, SenderName: row.SenderName, Kind: row.Kind, Text: string(body),
+		ContentType: row.ContentType, Size: row.Size, CreatedAt: row.CreatedAt, Read: !row.ReadAt.IsZero(), EventID: row.EventID}, nil
+}
+
+// store seals and stores one message. text is the text, or the file name for files.
+func (s *Service) store(ctx context.Context, conv *database.Conversation, fromPatient bool, sender string,
+	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
+	keyID, body, err := s.Keys.Seal([]byte(text), additional(conv, "body"))
+	if err != nil {
+		return nil, err
+	}
+	row := &database.SecureMessage{LoginID: conv.LoginID, PortalID: conv.PortalID, FromPatient: fromPatient,
+		SenderName: sender, Kind: kind, ContentType: contentType, Size: int64(len(data)), KeyID: keyID, Body: body,
+		EventID: eventID, CreatedAt: s.now()}
+	if data != nil {
+		if _, row.Data, err = s.Keys.Seal(data, additional(conv, "data")); err != nil {
+			return nil, err
+		}
+	}
+	if err = s.DB.Secure.Insert(ctx, row); err != nil {
+		return nil, fmt.Errorf("failed to store secure message: %w", err)
+	}
+	return s.open(conv, row)
+}
+
+// AddStaffMessage keeps a staff message (text, or a file with its name) for the web chat.
+func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, sender string,
+	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
+	msg, err := s.store(ctx, conv, false, sender, kind, text, contentType, data, eventID)
+	if err != nil {
+		return nil, err
+	}
+	s.Hub.Publish(conv.LoginID, conv.PortalID)
+	return msg, nil
+}
+
+// AddPatientMessage stores a patient's message from the web chat and hands it to the
+// bridge for the room. A message stored but not yet in the room is retried by the caller.
+func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind database.SecureMessageKind,
+	text, contentType string, data []byte) (*Message, error) {
+	conv := sess.Conversation
+	msg, err := s.store(ctx, conv, true, "", kind, text, contentType, data, "")
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, sess.Actor(), conv, "message sent", "ok", string(kind))
+	eventID, err := s.Backend.PatientMessage(ctx, conv, msg, data)
+	if err != nil {
+		return msg, fmt.Errorf("message stored but not yet in the room: %w", err)
+	}
+	msg.EventID = eventID
+	if err = s.DB.Secure.SetEventID(ctx, msg.ID, eventID); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to record the Matrix event of a secure message")
+	}
+	s.Hub.Publish(conv.LoginID, conv.PortalID)
+	return msg, nil
+}
+
+// Messages returns the conversation's secure messages after afterID (oldest first, up to
+// 500), marks the staff ones read and tells the bridge, and audits the access.
+func (s *Service) Messages(ctx context.Context, sess *Session, afterID int64) ([]*Message, error) {
+	conv := sess.Conversation
+	rows, err := s.DB.Secure.List(ctx, conv.LoginID, conv.PortalID, afterID, 500)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]*Message, 0, len(rows))
+	var newestStaff *Message
+	for _, row := range rows {
+		msg, err := s.open(conv, row)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, msg)
+		if !msg.FromPatient {
+			newestStaff = msg
+		}
+	}
+	s.audit(ctx, sess.Actor(), conv, "messages read", "ok", fmt.Sprintf("%d messages", len(msgs)))
+	if newestStaff != nil {
+		read, err := s.DB.Secure.MarkRead(ctx, conv.LoginID, conv.PortalID, newestStaff.ID, s.now())
+		if err != nil {
+			return nil, err
+		}
+		if read > 0 && s.Backend != nil {
+			if err = s.Backend.PatientRead(ctx, conv, newestStaff); err != nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to send the patient's read receipt")
+			}
+		}
+	}
+	return msgs, nil
+}
+
+// File returns an attachment of the session's conversation, opened, and audits it.
+func (s *Service) File(ctx context.Context, sess *Session, id int64) (*Message, []byte, error) {
+	conv := sess.Conversation
+	row, err := s.DB.Secure.Get(ctx, id, conv.LoginID, conv.PortalID)
+	if err != nil {
+		return nil, nil, err
+	} else if row == nil || row.Kind == database.SecureText || row.Data == nil {
+		return nil, nil, ErrNotFound
+	}
+	msg, err := s.open(conv, row)
+	if err != nil {
+		return nil, nil, err
+	}
+	data, err := s.Keys.Open(row.KeyID, row.Data, additional(conv, "data"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to open attachment %d: %w", id, err)
+	}
+	s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", "")
+	return msg, data, nil
+}
+
+// errIs reports whether err is one of the patient-facing link errors.
+func errIs(err error, targets ...error) bool {
+	for _, target := range targets {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
