@@ -1,8 +1,10 @@
 package bridge
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -80,49 +82,57 @@ func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
 	if login == nil {
 		return
 	}
-	loginID := login.ID
-	meta := login.Metadata.(*UserLoginMetadata)
-	in, err := sms.ParseInbound(r.PostForm)
+	status, err := c.acceptInbound(r.Context(), login, r.PostForm)
 	if err != nil {
-		log.Warn().Err(err).Msg("Rejected malformed inbound webhook")
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	log = log.With().Str("message_sid", in.MessageSID).Logger()
-	if in.To != meta.Phone {
-		log.Warn().Msg("Rejected inbound webhook addressed to another number")
-		http.Error(w, "Webhook is for another clinic number", http.StatusForbidden)
-		return
-	}
-	patient, err := sms.NormalizePhone(in.From, c.Config.DefaultRegion)
-	if err != nil {
-		// Short codes and alphanumeric senders cannot be answered by SMS from a clinic number.
-		log.Warn().Msg("Rejected inbound text from a sender that is not a phone number")
-		http.Error(w, "Sender is not a phone number", http.StatusBadRequest)
-		return
-	}
-	inserted, err := c.DB.Receipt.Insert(r.Context(), &database.Receipt{
-		MessageSID:   in.MessageSID,
-		LoginID:      string(loginID),
-		PatientPhone: patient,
-		Params:       r.PostForm,
-		ReceivedAt:   time.Now(),
-	})
-	if err != nil {
-		// Twilio retries on 5xx; nothing was stored, so nothing is lost.
-		log.Err(err).Msg("Failed to store inbound text; Twilio will retry")
-		http.Error(w, "Temporarily unable to store the message", http.StatusServiceUnavailable)
+		http.Error(w, err.Error(), status)
 		return
 	}
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(sms.EmptyTwiML))
+}
+
+// acceptInbound stores an inbound text whose origin was verified (a signed webhook, or
+// the simulator) and wakes the delivery queue. On failure it returns the HTTP status
+// and an error whose text may be shown to the sender (no body in it).
+func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin, form url.Values) (int, error) {
+	log := c.Bridge.Log.With().Str("action", "accept inbound text").Str("login_id", string(login.ID)).Logger()
+	meta := login.Metadata.(*UserLoginMetadata)
+	in, err := sms.ParseInbound(form)
+	if err != nil {
+		log.Warn().Err(err).Msg("Rejected malformed inbound text")
+		return http.StatusBadRequest, err
+	}
+	log = log.With().Str("message_sid", in.MessageSID).Logger()
+	if in.To != meta.Phone {
+		log.Warn().Msg("Rejected inbound text addressed to another number")
+		return http.StatusForbidden, errors.New("the text is for another clinic number")
+	}
+	patient, err := sms.NormalizePhone(in.From, c.Config.DefaultRegion)
+	if err != nil {
+		// Short codes and alphanumeric senders cannot be answered by SMS from a clinic number.
+		log.Warn().Msg("Rejected inbound text from a sender that is not a phone number")
+		return http.StatusBadRequest, errors.New("the sender is not a phone number")
+	}
+	inserted, err := c.DB.Receipt.Insert(ctx, &database.Receipt{
+		MessageSID:   in.MessageSID,
+		LoginID:      string(login.ID),
+		PatientPhone: patient,
+		Params:       form,
+		ReceivedAt:   time.Now(),
+	})
+	if err != nil {
+		// Twilio retries on 5xx; nothing was stored, so nothing is lost.
+		log.Err(err).Msg("Failed to store inbound text; Twilio will retry")
+		return http.StatusServiceUnavailable, errors.New("temporarily unable to store the message")
+	}
 	if !inserted {
-		log.Debug().Msg("Repeated inbound webhook: already stored")
-		return
+		log.Debug().Msg("Repeated inbound text: already stored")
+		return http.StatusOK, nil
 	}
 	log.Debug().Int("media_count", len(in.Media)).Msg("Stored inbound text")
 	c.inbound.wake()
+	return http.StatusOK, nil
 }
 
 // errNotDelivered is a delivery bridgev2 reported as failed without a reason.
