@@ -28,6 +28,8 @@ type Connector struct {
 	DB     *database.Database
 	Staff  *appservice.StaffPolicy
 	Secure *securechat.Service
+	// Simulator stands in for Twilio when network.provider is simulator.
+	Simulator *sms.Simulator
 
 	inbound *inboundQueue
 	// reminded holds when each secure conversation's patient was last reminded of the link.
@@ -94,6 +96,16 @@ func (c *Connector) Start(ctx context.Context) error {
 		router.HandleFunc(inboundPathPrefix+"{login_id}/"+hook, func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
 		})
+	}
+	if c.Config.Provider == config.ProviderSimulator {
+		zerolog.Ctx(ctx).Warn().Msg("⚠ network.provider is simulator: NO REAL SMS IS SENT, and the simulated phone page at " +
+			c.publicBase() + simulatorPath + "/ shows every simulated patient's texts. For demos only.")
+		// Texts typed on the phone page go through the real webhook path, signed as Twilio signs.
+		var sim *sms.Simulator
+		sim = sms.NewSimulator(sms.SimulatorOptions{BasePath: simulatorPath, PublicBase: c.publicBase(),
+			Deliver: func(ctx context.Context, form url.Values) error { return sim.PostWebhook(ctx, form) }})
+		c.Simulator = sim
+		router.Handle(simulatorPath+"/", c.Simulator.Handler())
 	}
 	var err error
 	if c.Secure, err = securechat.NewService(c.DB, &c.Config.SecureChat, c.Config.ClinicName, c.publicBase()); err != nil {
@@ -201,10 +213,20 @@ func (c *Connector) mediaHosts() []string {
 	if u, err := url.Parse(c.Config.Twilio.APIURL); err == nil && u.Host != "" {
 		hosts = append(hosts, u.Host)
 	}
+	if u, err := url.Parse(c.publicBase()); c.Simulator != nil && err == nil && u.Host != "" {
+		// The simulator serves the photos its phone page sends from the bridge itself.
+		hosts = append(hosts, u.Host)
+	}
 	return hosts
 }
 
+// simulatorPath is where the simulated phone page is served.
+const simulatorPath = "/_carebridge/simulator"
+
 func (c *Connector) newProvider(accountSID, authToken string) (sms.Provider, error) {
+	if c.Simulator != nil {
+		return c.Simulator.Account(accountSID, authToken), nil
+	}
 	return sms.NewTwilio(sms.TwilioOptions{
 		AccountSID: accountSID,
 		AuthToken:  authToken,

@@ -15,6 +15,7 @@ import (
 
 // Config is the `network:` section of carebridge's config file.
 type Config struct {
+	Provider      string   `yaml:"provider"`
 	ClinicName    string   `yaml:"clinic_name"`
 	DefaultRegion string   `yaml:"default_region"`
 	StaffInvites  []string `yaml:"staff_invites"`
@@ -84,11 +85,18 @@ type InboundConfig struct {
 	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
 }
 
+// Providers of the network.provider option.
+const (
+	ProviderTwilio    = "twilio"
+	ProviderSimulator = "simulator"
+)
+
 // ExampleConfig is the commented example of the network section.
 var ExampleConfig = carebridge.ExampleConfig
 
 // Upgrader copies the network section's keys from an older config file into the current example.
 var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
+	helper.Copy(up.Str, "provider")
 	helper.Copy(up.Str, "clinic_name")
 	helper.Copy(up.Str, "default_region")
 	helper.Copy(up.List, "staff_invites")

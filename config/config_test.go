@@ -13,6 +13,7 @@ import (
 
 func validConfig() Config {
 	return Config{
+		Provider:      ProviderTwilio,
 		ClinicName:    "Riverside Family Clinic",
 		DefaultRegion: "us",
 		StaffInvites:  []string{"@nurse.kim:clinic.example"},
@@ -46,6 +47,7 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		mutate func(*Config)
 		want   string
 	}{
+		{"unknown provider", func(c *Config) { c.Provider = "vonage" }, "network.provider is \"vonage\""},
 		{"empty clinic name", func(c *Config) { c.ClinicName = " " }, "network.clinic_name is empty"},
 		{"unknown region", func(c *Config) { c.DefaultRegion = "USA" }, "network.default_region"},
 		{"bad staff id", func(c *Config) { c.StaffInvites = []string{"nurse.kim"} }, "network.staff_invites[0]"},

@@ -20,6 +20,9 @@ func invalid(key, problem string) error {
 
 // Validate checks the network section and names the key and the fix for the first problem.
 func (c *Config) Validate() error {
+	if c.Provider != ProviderTwilio && c.Provider != ProviderSimulator {
+		return invalid("provider", fmt.Sprintf("is %q: use twilio, or simulator for a demo without real SMS", c.Provider))
+	}
 	if strings.TrimSpace(c.ClinicName) == "" {
 		return invalid("clinic_name", "is empty: set it to the clinic's name as patients know it")
 	}

@@ -1,0 +1,194 @@
+package sms
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"time"
+	"unicode/utf8"
+)
+
+// maxBodyChars is the longest body Twilio accepts (error 21617).
+const maxBodyChars = 1600
+
+// simAuthTokenPattern is the shape of a Twilio auth token.
+var simAuthTokenPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+
+// SimulatorAccount is the simulator as one set of credentials sees it: the texts and
+// numbers are shared with the Simulator, and the account's SID is the AccountSid of the
+// webhooks for the clinic numbers it links. The bridge makes one per linked clinic number,
+// as it makes one Twilio client per number.
+type SimulatorAccount struct {
+	sim        *Simulator
+	accountSID string
+	authToken  string
+}
+
+var (
+	_ Provider = (*Simulator)(nil)
+	_ Provider = (*SimulatorAccount)(nil)
+)
+
+// Account returns the simulator as the account with these credentials. Nothing is checked
+// here: CheckAccount does, and accepts any well-formed pair.
+func (s *Simulator) Account(accountSID, authToken string) *SimulatorAccount {
+	return &SimulatorAccount{sim: s, accountSID: accountSID, authToken: authToken}
+}
+
+func (s *Simulator) demoAccount() *SimulatorAccount {
+	return s.Account(SimulatorAccountSID, SimulatorAuthToken)
+}
+
+// CheckAccount is called when a clinic number is linked. The demo account's credentials
+// are always well-formed.
+func (s *Simulator) CheckAccount(ctx context.Context) error {
+	return s.demoAccount().CheckAccount(ctx)
+}
+
+// LookupNumber is called when a clinic number is linked and when the bridge starts: the
+// demo account owns every E.164 number.
+func (s *Simulator) LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, error) {
+	return s.demoAccount().LookupNumber(ctx, e164)
+}
+
+// ConfigureWebhooks is called when a clinic number is linked: it records the webhook URL.
+func (s *Simulator) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
+	return s.demoAccount().ConfigureWebhooks(ctx, numberSID, smsURL)
+}
+
+// Send is called for every staff message that goes out as a text: it lands in the
+// patient number's simulated inbox.
+func (s *Simulator) Send(ctx context.Context, msg *OutboundMessage) (*SentMessage, error) {
+	return s.demoAccount().Send(ctx, msg)
+}
+
+// CheckAccount is called when a clinic number is linked. The simulator has no real
+// accounts and trusts everything: any account SID of Twilio's shape (AC and 32 lower-case
+// hex digits, as in every webhook) with a 32-hex-digit token passes.
+func (a *SimulatorAccount) CheckAccount(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !accountSIDPattern.MatchString(a.accountSID) || !simAuthTokenPattern.MatchString(a.authToken) {
+		return ErrBadCredentials
+	}
+	return nil
+}
+
+// LookupNumber is called when a clinic number is linked and when the bridge starts. Every
+// account owns every E.164 number, under a SID that is the same on every call and every
+// run, so a restarted demo finds its numbers again.
+func (a *SimulatorAccount) LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if !e164Pattern.MatchString(e164) {
+		return nil, fmt.Errorf("%w: %q is not an E.164 number", ErrNumberNotOwned, truncate(e164, 20))
+	}
+	sum := sha256.Sum256([]byte("carebridge simulator\x00" + a.accountSID + "\x00" + e164))
+	sid := "PN" + hex.EncodeToString(sum[:16])
+
+	s := a.sim
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	num := s.numbers[sid]
+	if num == nil {
+		num = &simNumber{sid: sid, e164: e164, accountSID: a.accountSID}
+		s.numbers[sid] = num
+	}
+	// The token can change when a number is linked again with new credentials.
+	num.authToken = a.authToken
+	if s.clinics[e164] == nil {
+		s.clinics[e164] = num
+	}
+	s.lastClinic = e164
+	return &PhoneNumber{SID: sid, E164: e164, FriendlyName: "Simulated " + e164, SMSURL: num.smsURL}, nil
+}
+
+// ConfigureWebhooks is called when a clinic number is linked. It records the webhook URL
+// (PostWebhook calls it) and makes this account the one the number's texts are for.
+func (a *SimulatorAccount) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if u, err := url.Parse(smsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: the SMS webhook %q is not an absolute http(s) URL", ErrTwilioRejection, truncate(smsURL, 200))
+	}
+	s := a.sim
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	num := s.numbers[numberSID]
+	if num == nil || num.accountSID != a.accountSID {
+		// Twilio answers 404 for a number SID the account does not have.
+		return &SendError{Code: 20404, Status: http.StatusNotFound,
+			Err: fmt.Errorf("%w: the account has no number %s (look it up first)", ErrTwilioRejection, truncate(numberSID, 40))}
+	}
+	num.smsURL = smsURL
+	num.authToken = a.authToken
+	s.clinics[num.e164] = num
+	s.lastClinic = num.e164
+	return nil
+}
+
+// Send is called for every staff message that goes out as a text. It refuses what Twilio
+// refuses, with Twilio's codes, and otherwise puts the text in the patient number's
+// inbox. A StatusCallback is accepted and recorded but never called: simulated texts stay
+// "queued". Opt-outs are not enforced here (the bridge enforces them), and From may be
+// any E.164 number, as the simulator trusts everything.
+func (a *SimulatorAccount) Send(ctx context.Context, msg *OutboundMessage) (*SentMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &SendError{NotSent: true, Err: err}
+	}
+	if err := validateSimulatedSend(msg); err != nil {
+		return nil, err
+	}
+	prefix := "SM"
+	if len(msg.MediaURLs) > 0 {
+		prefix = "MM"
+	}
+	text := SimulatedText{
+		SID:            newSimulatedSID(prefix),
+		From:           msg.From,
+		To:             msg.To,
+		Body:           msg.Body,
+		MediaURLs:      append([]string(nil), msg.MediaURLs...),
+		Time:           time.Now(),
+		StatusCallback: msg.StatusCallback,
+	}
+	s := a.sim
+	s.mu.Lock()
+	s.addReceivedLocked(text)
+	s.mu.Unlock()
+	return &SentMessage{SID: text.SID, Status: "queued"}, nil
+}
+
+// validateSimulatedSend checks a message as Twilio's Create Message does.
+func validateSimulatedSend(msg *OutboundMessage) error {
+	refuse := func(code int, why string) error {
+		return &SendError{Code: code, Status: http.StatusBadRequest, Err: fmt.Errorf("%w: %s", ErrTwilioRejection, why)}
+	}
+	switch {
+	case msg == nil:
+		return refuse(21602, "no message")
+	case !e164Pattern.MatchString(msg.To):
+		return refuse(21211, "the To number is not in E.164 form")
+	case !e164Pattern.MatchString(msg.From):
+		return refuse(21212, "the From number is not in E.164 form")
+	case msg.Body == "" && len(msg.MediaURLs) == 0:
+		return refuse(21602, "a message needs a body or media")
+	case utf8.RuneCountInString(msg.Body) > maxBodyChars:
+		return refuse(21617, "the body is longer than 1600 characters")
+	case len(msg.MediaURLs) > MaxMedia:
+		return refuse(21623, "more than 10 media URLs")
+	}
+	for _, raw := range msg.MediaURLs {
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return refuse(21620, "a media URL is not an absolute http(s) URL")
+		}
+	}
+	return nil
+}
