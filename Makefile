@@ -9,7 +9,7 @@ LDFLAGS   := -X main.Tag=$(VERSION) -X main.Commit=$(COMMIT) -X 'main.BuildTime=
 export CGO_ENABLED := 1
 export GOFLAGS := -tags=$(TAGS) -buildvcs=false
 
-.PHONY: build test test-unit test-integration vet deps clean
+.PHONY: build test test-unit vet deps clean demo demo-reset
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carebridge ./cmd/carebridge
@@ -30,6 +30,15 @@ test: deps vet build
 
 test-unit:
 	$(GO) test -count=1 -short ./...
+
+# Everything local, no Twilio account: Dendrite, the bridge with the simulated phone,
+# a staff account. Prints what to open; Ctrl-C stops it; data stays in ./demo-data.
+demo: build
+	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
+	./bin/carebridge-demo -data demo-data -bridge bin/carebridge
+
+demo-reset:
+	rm -rf demo-data
 
 clean:
 	rm -rf bin
