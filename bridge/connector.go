@@ -112,6 +112,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	c.Secure.Backend = secureBackend{c}
+	securechat.NewWeb(c.Secure, securechat.WebOptions{
+		PublicURL:       c.publicBase(),
+		InsecureCookies: isLoopbackHTTP(c.publicBase()),
+		Log:             &c.Bridge.Log,
+	}).Register(router)
 	c.registerCommands()
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
@@ -218,6 +223,13 @@ func (c *Connector) mediaHosts() []string {
 		hosts = append(hosts, u.Host)
 	}
 	return hosts
+}
+
+// isLoopbackHTTP reports a public address of http://127.0.0.1 or http://localhost, the
+// only case where the secure chat's cookies may go without the Secure flag.
+func isLoopbackHTTP(base string) bool {
+	u, err := url.Parse(base)
+	return err == nil && u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost")
 }
 
 // simulatorPath is where the simulated phone page is served.

@@ -258,13 +258,13 @@ func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *
 	}
 	conv.Mode = mode
 	c.Secure.AuditEvent(ctx, actor.String(), conv, "mode switched", "ok", string(mode))
+	c.updateConversationState(ctx, portal, conv)
 	if mode == cbdb.ModeSecure {
 		c.sendNotice(ctx, portal, "🔒 Secure mode: staff messages are no longer texted. The patient gets a text with a link "+
 			"and reads them in the secure web chat after a code sent to their phone.")
 	} else {
 		c.sendNotice(ctx, portal, "SMS mode: staff messages are texted to the patient again. Do not send protected health information.")
 	}
-	c.updateConversationState(ctx, portal, conv)
 	return nil
 }
 

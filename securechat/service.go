@@ -341,6 +341,16 @@ func (sess *Session) Actor() string { return patientActor(sess.Hash) }
 // Session returns the open session for a cookie value and records activity. A session
 // idle for session_idle or older than session_max ends (HIPAA automatic logoff).
 func (s *Service) Session(ctx context.Context, token string) (*Session, error) {
+	return s.session(ctx, token, true)
+}
+
+// CheckSession is Session without recording activity, for what an open page does on its
+// own (live updates), so that a page left open does not keep its session alive.
+func (s *Service) CheckSession(ctx context.Context, token string) (*Session, error) {
+	return s.session(ctx, token, false)
+}
+
+func (s *Service) session(ctx context.Context, token string, touch bool) (*Session, error) {
 	if token == "" || len(token) > 64 {
 		return nil, ErrSessionEnded
 	}
@@ -363,8 +373,10 @@ func (s *Service) Session(ctx context.Context, token string) (*Session, error) {
 		s.audit(ctx, patientActor(hash), conv, "session timed out", "ended", "")
 		return nil, ErrSessionEnded
 	}
-	if err = s.DB.Session.Touch(ctx, hash, now); err != nil {
-		return nil, err
+	if touch {
+		if err = s.DB.Session.Touch(ctx, hash, now); err != nil {
+			return nil, err
+		}
 	}
 	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32]}, nil
 }

@@ -33,6 +33,7 @@ from nio import (
     RoomPreset,
     RoomSendError,
     SyncError,
+    ReceiptEvent,
     UnknownEvent,
 )
 from nio.crypto import decrypt_attachment
@@ -184,6 +185,21 @@ class Agent:
             "encrypted": encrypted,
             "received_ms": now_ms(),
         })
+
+    @guarded
+    def on_receipt(self, room, event):
+        """Reports read receipts, e.g. the patient's ghost reading staff messages."""
+        for receipt in event.receipts:
+            emit({
+                "type": "event",
+                "room_id": room.room_id,
+                "event_id": receipt.event_id,
+                "sender": receipt.user_id,
+                "event_type": "m.receipt." + receipt.receipt_type,
+                "content": {"ts": receipt.timestamp},
+                "encrypted": False,
+                "received_ms": now_ms(),
+            })
 
     @guarded
     def on_megolm(self, room, event):
@@ -480,6 +496,7 @@ class Agent:
         c.add_event_callback(self.on_megolm, MegolmEvent)
         c.add_event_callback(self.on_other, UnknownEvent)
         c.add_event_callback(self.on_invite, InviteMemberEvent)
+        c.add_ephemeral_callback(self.on_receipt, ReceiptEvent)
         await self.sync_once(first=True)
         if c.should_upload_keys:
             await self.maintain_keys()

@@ -1,0 +1,254 @@
+package securechat
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/carebridge/carebridge/database"
+)
+
+// requireChromium finds headless Chromium. Missing, it fails the test in CI (CI=true)
+// and skips it elsewhere, as testenv.RequireDep does.
+func requireChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	msg := "Missing test dependency Chromium. To install: apt-get install -y chromium"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip("Skipping: " + msg)
+	return ""
+}
+
+// newBrowser starts headless Chromium with a fresh profile; scripts false disables
+// JavaScript in its tab.
+func newBrowser(t *testing.T, scripts bool) context.Context {
+	t.Helper()
+	path := requireChromium(t)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("lang", "en-US"),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+	// The first run starts the browser; it must not carry a timeout.
+	steps := []chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)}
+	if !scripts {
+		steps = append(steps, chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tab, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}))
+	}
+	require.NoError(t, chromedp.Do(ctx, steps...))
+	return ctx
+}
+
+func browserRun(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, chromedp.Do(ctx, steps...))
+}
+
+func browserValue[T any](t *testing.T, ctx context.Context, action chromedp.Action[T]) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, action)
+	require.NoError(t, err)
+	return v
+}
+
+// waitText waits until the element's text contains want.
+func waitText(t *testing.T, ctx context.Context, sel chromedp.CSS, want string) string {
+	t.Helper()
+	var text string
+	require.Eventually(t, func() bool {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		text, err = chromedp.Run(tctx, chromedp.TextContent(sel))
+		return err == nil && strings.Contains(text, want)
+	}, 20*time.Second, 100*time.Millisecond, "%q never showed %q", sel, want)
+	return text
+}
+
+// screenshot writes docs/screenshots/<name> when CAREBRIDGE_SCREENSHOTS=1.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if os.Getenv("CAREBRIDGE_SCREENSHOTS") != "1" {
+		return
+	}
+	png := browserValue(t, ctx, chromedp.CaptureScreenshot())
+	dir := filepath.Join("..", "docs", "screenshots")
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	t.Logf("Wrote %s", filepath.Join(dir, name))
+}
+
+func (e *webEnv) liveSubscribers() int {
+	e.svc.Hub.mu.Lock()
+	defer e.svc.Hub.mu.Unlock()
+	return len(e.svc.Hub.subs[e.conv.LoginID+"/"+e.conv.PortalID])
+}
+
+const (
+	browserStaffFirst  = "Hello Maria, this is Nurse Kim from Riverside Clinic. Could you send us a photo of the rash on your arm?"
+	browserPatientText = "It started on Monday.\nIt itches most at night."
+	browserStaffLive   = "Thank you. Dr. Patel has seen the photo and will call you this afternoon."
+)
+
+// browserSignIn opens the link as a patient does, taps "Text me a code" and types it.
+func browserSignIn(t *testing.T, ctx context.Context, e *webEnv, shots bool) {
+	t.Helper()
+	browserRun(t, ctx, chromedp.Navigate(e.linkURL), chromedp.WaitVisible(chromedp.ID("send-code")))
+	assert.Contains(t, browserValue(t, ctx, chromedp.TextContent(chromedp.CSS("h1"))), "Riverside Clinic sent you a secure message")
+	assert.Empty(t, e.backend.texts(), "opening the link sends nothing")
+	if shots {
+		screenshot(t, ctx, "securechat-link.png")
+	}
+	browserRun(t, ctx, chromedp.Click(chromedp.ID("send-code")), chromedp.WaitVisible(chromedp.ID("code")))
+	if shots {
+		screenshot(t, ctx, "securechat-code.png")
+	}
+	code := e.backend.lastCode(t)
+	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code), chromedp.Click(chromedp.ID("verify")),
+		chromedp.WaitVisible(chromedp.ID("messages")))
+	waitText(t, ctx, "#messages", browserStaffFirst)
+}
+
+func writeTestPNG(t *testing.T) (string, []byte) {
+	data := webTestPNG(t, 480, 320)
+	path := filepath.Join(t.TempDir(), "rash-arm.png")
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	return path, data
+}
+
+func assertDelivered(t *testing.T, e *webEnv, png []byte) {
+	t.Helper()
+	calls := e.backend.patientCalls()
+	require.Len(t, calls, 2)
+	assert.Equal(t, patientCall{Kind: database.SecureText, Text: browserPatientText}, calls[0])
+	assert.Equal(t, database.SecureImage, calls[1].Kind)
+	assert.Equal(t, "rash-arm.png", calls[1].Text)
+	assert.Equal(t, "image/png", calls[1].ContentType)
+	assert.Equal(t, png, calls[1].Data, "the exact bytes")
+}
+
+func TestBrowserFlowWithJavaScript(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	e.staffMessage(browserStaffFirst)
+	ctx := newBrowser(t, true)
+	browserSignIn(t, ctx, e, true)
+
+	// The script subscribes to live updates.
+	require.Eventually(t, func() bool { return e.liveSubscribers() == 1 }, 10*time.Second, 50*time.Millisecond)
+
+	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("text"), browserPatientText), chromedp.Click(chromedp.ID("send")))
+	text := waitText(t, ctx, "#messages li.mine", "It itches most at night.")
+	assert.Contains(t, text, "You")
+	html := browserValue(t, ctx, chromedp.InnerHTML(chromedp.CSS("#messages li.mine .text")))
+	assert.Equal(t, "It started on Monday.\nIt itches most at night.", html, "line breaks kept")
+
+	// From here the page must not reload: a marker on window shows it.
+	browserRun(t, ctx, chromedp.Evaluate[chromedp.Void](`window.carebridgeMarker = 42`))
+	require.Eventually(t, func() bool { return e.liveSubscribers() == 1 }, 10*time.Second, 50*time.Millisecond)
+	pngPath, png := writeTestPNG(t)
+	browserRun(t, ctx, chromedp.SetUploadFiles(chromedp.ID("file-choose"), []string{pngPath}), chromedp.Click(chromedp.ID("upload")),
+		chromedp.WaitVisible(chromedp.CSS("#messages li.mine img")))
+	waitText(t, ctx, "#upload-status", "Sent.")
+	require.Eventually(t, func() bool {
+		width, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector('#messages li.mine img').naturalWidth`))
+		return err == nil && width == 480
+	}, 10*time.Second, 100*time.Millisecond, "the uploaded image shows")
+	assertDelivered(t, e, png)
+
+	// Live update: a staff message appears without a reload.
+	e.staffMessage(browserStaffLive)
+	waitText(t, ctx, "#messages", browserStaffLive)
+	assert.Equal(t, 42, browserValue(t, ctx, chromedp.Evaluate[int](`window.carebridgeMarker`)), "no reload")
+	items := browserValue(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#messages li')).map(li => li.className)`))
+	assert.Equal(t, []string{"msg theirs", "msg mine", "msg mine", "msg theirs"}, items, "oldest first")
+	screenshot(t, ctx, "securechat-chat.png")
+
+	// Readable at 320 px: nothing wider than the screen.
+	browserRun(t, ctx, chromedp.EmulateViewport(320, 640, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	assert.LessOrEqual(t, browserValue(t, ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)), 320)
+
+	// Signing out ends the session and the stream.
+	browserRun(t, ctx, chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.CSS("h1")))
+	waitText(t, ctx, "h1", "You are signed out")
+	require.Eventually(t, func() bool { return e.liveSubscribers() == 0 }, 10*time.Second, 50*time.Millisecond)
+}
+
+func TestBrowserFlowWithoutJavaScript(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	e.staffMessage(browserStaffFirst)
+	ctx := newBrowser(t, false)
+	browserSignIn(t, ctx, e, false)
+
+	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("text"), browserPatientText), chromedp.Click(chromedp.ID("send")))
+	waitText(t, ctx, "#messages li.mine", "It itches most at night.")
+	pngPath, png := writeTestPNG(t)
+	browserRun(t, ctx, chromedp.SetUploadFiles(chromedp.ID("file-choose"), []string{pngPath}), chromedp.Click(chromedp.ID("upload")))
+	require.Eventually(t, func() bool {
+		html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("#messages")))
+		return err == nil && strings.Contains(html, `<img src="/chat/file/`)
+	}, 20*time.Second, 100*time.Millisecond, "the upload shows after the form's reload")
+	assertDelivered(t, e, png)
+	assert.Zero(t, e.liveSubscribers(), "no script ran: no event stream")
+
+	// Without live updates, a reload shows the staff's answer.
+	e.staffMessage(browserStaffLive)
+	browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat"))
+	waitText(t, ctx, "#messages", browserStaffLive)
+
+	browserRun(t, ctx, chromedp.Click(chromedp.ID("signout")))
+	waitText(t, ctx, "h1", "You are signed out")
+	browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat"))
+	waitText(t, ctx, "h1", "You are signed out")
+	assert.Equal(t, e.srv.URL+"/chat/signed-out", browserValue(t, ctx, chromedp.Location()))
+}
+
+func TestBrowserSpanish(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	ctx := newBrowser(t, true)
+	browserRun(t, ctx, chromedp.Navigate(e.linkURL+"?lang=es"), chromedp.WaitVisible(chromedp.ID("send-code")))
+	assert.Equal(t, "Envíenme un código", strings.TrimSpace(browserValue(t, ctx, chromedp.TextContent(chromedp.ID("send-code")))))
+	browserRun(t, ctx, chromedp.Click(chromedp.ID("send-code")), chromedp.WaitVisible(chromedp.ID("code")))
+	code := e.backend.lastCode(t)
+	assert.Equal(t, CodeText("es", testClinic, code, 10*time.Minute), e.backend.texts()[0])
+	assert.Equal(t, "es", browserValue(t, ctx, chromedp.Evaluate[string](`document.documentElement.lang`)))
+	// The switch link goes back to English.
+	browserRun(t, ctx, chromedp.Click(chromedp.CSS("a.lang")))
+	waitText(t, ctx, "h1", "Enter the code we texted you")
+}

@@ -1,0 +1,348 @@
+package securechat
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// WebOptions configures the patient pages.
+type WebOptions struct {
+	// PublicURL is where patients reach the bridge (the base of the links); https://
+	// turns on HSTS even when TLS ends at a proxy in front.
+	PublicURL string
+	// InsecureCookies drops the cookies' Secure flag and __Host- prefix (browsers refuse
+	// one without the other). Only for a bridge reached at http://127.0.0.1 or
+	// http://localhost (demo, tests).
+	InsecureCookies bool
+	// Log, when set, is the logger of requests whose context carries none.
+	Log *zerolog.Logger
+}
+
+// Web serves the patient pages of secure mode over the Service: the link, the code,
+// the chat with its live updates and uploads. Everything works without JavaScript.
+type Web struct {
+	svc   *Service
+	opts  WebOptions
+	pages map[string]*template.Template
+
+	assets       map[string]asset
+	assetVersion string
+	// keepalive is how often an open event stream gets a comment (proxies close idle ones).
+	keepalive time.Duration
+}
+
+type asset struct {
+	contentType string
+	data        []byte
+	etag        string
+}
+
+//go:embed assets
+var assetFS embed.FS
+
+// The pages' Content-Security-Policy: only this origin's script, styles and images.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+const (
+	assetPrefix = "/assets/securechat/"
+	chatPath    = "/chat"
+	signedOut   = "/chat/signed-out"
+)
+
+// NewWeb builds the pages; mount them with Register.
+func NewWeb(svc *Service, opts WebOptions) *Web {
+	w := &Web{svc: svc, opts: opts, pages: map[string]*template.Template{}, assets: map[string]asset{},
+		keepalive: 25 * time.Second}
+	layout := template.Must(template.ParseFS(assetFS, "assets/templates/layout.html"))
+	for _, page := range []string{"link", "code", "chat", "notice"} {
+		w.pages[page] = template.Must(template.Must(layout.Clone()).ParseFS(assetFS, "assets/templates/"+page+".html"))
+	}
+	version := sha256.New()
+	for name, contentType := range map[string]string{
+		"chat.css": "text/css; charset=utf-8",
+		"chat.js":  "text/javascript; charset=utf-8",
+	} {
+		data, err := fs.ReadFile(assetFS, "assets/"+name)
+		if err != nil {
+			panic(err)
+		}
+		sum := sha256.Sum256(data)
+		w.assets[name] = asset{contentType: contentType, data: data, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		version.Write(sum[:])
+	}
+	w.assetVersion = hex.EncodeToString(version.Sum(nil)[:6])
+	return w
+}
+
+// Register mounts the pages on the bridge's router (Go 1.22 patterns).
+func (w *Web) Register(mux *http.ServeMux) {
+	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, w.wrap(h)) }
+	toLink := func(rw http.ResponseWriter, r *http.Request) {
+		http.Redirect(rw, r, LinkPath+r.PathValue("token"), http.StatusSeeOther)
+	}
+	toChat := func(rw http.ResponseWriter, r *http.Request) { http.Redirect(rw, r, chatPath, http.StatusSeeOther) }
+
+	handle("GET "+LinkPath+"{token}", w.handleLink)
+	handle("POST "+LinkPath+"{token}/code", w.handleSendCode)
+	handle("GET "+LinkPath+"{token}/code", toLink)
+	handle("GET "+LinkPath+"{token}/verify", w.handleCodePage)
+	handle("POST "+LinkPath+"{token}/verify", w.handleVerify)
+
+	handle("GET "+chatPath, w.handleChat)
+	handle("POST "+chatPath+"/send", w.handleSend)
+	handle("POST "+chatPath+"/upload", w.handleUpload)
+	handle("GET "+chatPath+"/file/{id}", w.handleFile)
+	handle("GET "+chatPath+"/messages", w.handleMessages)
+	handle("GET "+chatPath+"/events", w.handleEvents)
+	handle("POST "+chatPath+"/signout", w.handleSignOut)
+	handle("GET "+signedOut, w.handleSignedOut)
+	for _, path := range []string{"/send", "/upload", "/signout"} {
+		handle("GET "+chatPath+path, toChat)
+	}
+
+	handle("GET "+assetPrefix+"{file}", w.handleAsset)
+}
+
+type langKey struct{}
+
+// wrap sets the headers every response carries, the request's logger and its language.
+func (w *Web) wrap(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		hdr := rw.Header()
+		hdr.Set("Content-Security-Policy", contentSecurityPolicy)
+		hdr.Set("Referrer-Policy", "no-referrer")
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("X-Frame-Options", "DENY")
+		hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
+		hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
+		hdr.Set("Cache-Control", "no-store")
+		if r.TLS != nil || strings.HasPrefix(strings.ToLower(w.opts.PublicURL), "https://") {
+			hdr.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		ctx := r.Context()
+		if w.opts.Log != nil && zerolog.Ctx(ctx).GetLevel() == zerolog.Disabled {
+			// Only the route is logged: paths carry link tokens.
+			ctx = w.opts.Log.With().Str("component", "secure chat").Str("route", r.Pattern).Logger().WithContext(ctx)
+		}
+		ctx = context.WithValue(ctx, langKey{}, w.chooseLang(rw, r))
+		h(rw, r.WithContext(ctx))
+	})
+}
+
+func langOf(r *http.Request) string {
+	if lang, ok := r.Context().Value(langKey{}).(string); ok {
+		return lang
+	}
+	return langEnglish
+}
+
+// ---- cookies --------------------------------------------------------------------
+
+// cookieName adds the __Host- prefix (Secure, Path=/, no Domain) unless cookies are insecure.
+func (w *Web) cookieName(base string) string {
+	if w.opts.InsecureCookies {
+		return base
+	}
+	return "__Host-" + base
+}
+
+func (w *Web) sessionCookie() string { return w.cookieName("carebridge") }
+func (w *Web) csrfCookie() string    { return w.cookieName("carebridge-csrf") }
+
+// setCookie sets a browser-session cookie (no Max-Age), or clears it with clear.
+func (w *Web) setCookie(rw http.ResponseWriter, name, value string, clear bool) {
+	c := &http.Cookie{Name: name, Value: value, Path: "/", Secure: !w.opts.InsecureCookies, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode}
+	if clear {
+		c.Value, c.MaxAge = "", -1
+	}
+	http.SetCookie(rw, c)
+}
+
+func (w *Web) sessionToken(r *http.Request) string {
+	if c, err := r.Cookie(w.sessionCookie()); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func randomValue() string {
+	buf := make([]byte, 32)
+	_, _ = rand.Read(buf)
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+// preSessionCSRF returns the double-submit token of the code forms, setting its cookie
+// when the browser has none yet.
+func (w *Web) preSessionCSRF(rw http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(w.csrfCookie()); err == nil && len(c.Value) == 43 {
+		return c.Value
+	}
+	value := randomValue()
+	w.setCookie(rw, w.csrfCookie(), value, false)
+	return value
+}
+
+// checkPreSessionCSRF compares the form's token with the cookie's, in constant time.
+func (w *Web) checkPreSessionCSRF(r *http.Request) bool {
+	c, err := r.Cookie(w.csrfCookie())
+	return err == nil && sameToken(c.Value, r.PostFormValue("csrf"))
+}
+
+func sameToken(want, got string) bool {
+	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}
+
+// ---- rendering ------------------------------------------------------------------
+
+// view is what a page template gets. T translates into the page's language.
+type view struct {
+	Lang        string
+	Title       string
+	Clinic      string
+	SwitchURL   string
+	SwitchLang  string
+	SwitchLabel string
+	CSS, JS     string
+	Script      bool
+	CSRF        string
+
+	// The link and code pages.
+	Token    string
+	PhoneEnd string
+	Minutes  int
+	Sent     bool
+	NeedDOB  bool
+	Error    string
+
+	// Notice pages.
+	Heading     string
+	Paragraphs  []string
+	SMSLink     template.URL
+	ClinicPhone string
+	BackURL     string
+	BackLabel   string
+
+	// The chat page.
+	Messages       []chatMessage
+	LastID         int64
+	Notice         string
+	SendError      string
+	UploadError    string
+	Draft          string
+	MaxUploadMB    int
+	MaxUploadBytes int64
+	IdleMinutes    int
+	// RefreshAfter (seconds) sends a page without script to the signed-out page once the
+	// session has timed out, so an abandoned phone stops showing the conversation.
+	RefreshAfter int
+}
+
+// T returns the catalog string key in the page's language, formatted with args.
+func (v *view) T(key string, args ...any) string { return translate(v.Lang, key, args...) }
+
+// newView fills the parts every page has. switchPath is the page the language switch
+// reloads (a GET page, also for pages that answer a POST).
+func (w *Web) newView(r *http.Request, switchPath string) *view {
+	lang := langOf(r)
+	other := otherLang(lang)
+	return &view{
+		Lang:        lang,
+		Clinic:      w.svc.ClinicName,
+		SwitchURL:   switchPath + "?lang=" + other,
+		SwitchLang:  other,
+		SwitchLabel: translate(other, "lang.name"),
+		CSS:         assetPrefix + "chat.css?v=" + w.assetVersion,
+		JS:          assetPrefix + "chat.js?v=" + w.assetVersion,
+	}
+}
+
+func (w *Web) render(rw http.ResponseWriter, r *http.Request, status int, page string, v *view) {
+	var buf bytes.Buffer
+	if err := w.pages[page].ExecuteTemplate(&buf, "layout", v); err != nil {
+		logOf(r).Err(err).Str("page", page).Msg("Failed to render secure chat page")
+		http.Error(rw, "Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	rw.Header().Set("Content-Type", "text/html; charset=utf-8")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(buf.Bytes())
+}
+
+// notice renders a page of plain words: a heading, paragraphs and an action.
+func (w *Web) notice(rw http.ResponseWriter, r *http.Request, status int, kind, switchPath string, fill func(v *view)) {
+	v := w.newView(r, switchPath)
+	v.Title = v.T("notice." + kind + ".title")
+	v.Heading = v.T("notice." + kind + ".heading")
+	if fill != nil {
+		fill(v)
+	}
+	if v.Paragraphs == nil {
+		v.Paragraphs = []string{v.T("notice." + kind + ".body")}
+	}
+	w.render(rw, r, status, "notice", v)
+}
+
+// serverError logs err and tells the patient in plain words.
+func (w *Web) serverError(rw http.ResponseWriter, r *http.Request, err error, msg string) {
+	logOf(r).Err(err).Msg(msg)
+	if wantsJSON(r) {
+		writeJSON(rw, http.StatusInternalServerError, map[string]any{"error": translate(langOf(r), "notice.error.body")})
+		return
+	}
+	w.notice(rw, r, http.StatusInternalServerError, "error", chatPath, nil)
+}
+
+func wantsJSON(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func writeJSON(rw http.ResponseWriter, status int, value any) {
+	data, err := json.Marshal(value)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	rw.Header().Set("Content-Type", "application/json; charset=utf-8")
+	rw.WriteHeader(status)
+	_, _ = rw.Write(data)
+}
+
+// ---- assets ---------------------------------------------------------------------
+
+// handleAsset serves the embedded stylesheet and script. Their URLs carry a version,
+// so they can be cached for long.
+func (w *Web) handleAsset(rw http.ResponseWriter, r *http.Request) {
+	a, ok := w.assets[r.PathValue("file")]
+	if !ok {
+		http.NotFound(rw, r)
+		return
+	}
+	hdr := rw.Header()
+	hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hdr.Set("ETag", a.etag)
+	if r.Header.Get("If-None-Match") == a.etag {
+		rw.WriteHeader(http.StatusNotModified)
+		return
+	}
+	hdr.Set("Content-Type", a.contentType)
+	_, _ = rw.Write(a.data)
+}
+
+// logOf is the request's logger. Never log tokens, codes, session IDs, dates of birth
+// or message bodies.
+func logOf(r *http.Request) *zerolog.Logger { return zerolog.Ctx(r.Context()) }

@@ -1,0 +1,382 @@
+package securechat
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/carebridge/carebridge/database"
+)
+
+const (
+	// maxTextRunes is the longest text message a patient may send.
+	maxTextRunes = 5000
+	// maxTextFormBytes bounds the text form: 5000 characters, percent-encoded, and the token.
+	maxTextFormBytes = 128 << 10
+	// multipartOverhead is what an upload body may carry beyond the file itself.
+	multipartOverhead = 64 << 10
+	// messagePages bounds how many pages of 500 messages the chat page loads.
+	messagePages = 20
+)
+
+// chatMessage is a message as the chat page shows it.
+type chatMessage struct {
+	ID          int64  `json:"id"`
+	FromPatient bool   `json:"from_patient"`
+	Sender      string `json:"sender"`
+	Kind        string `json:"kind"`
+	Text        string `json:"text"`
+	ContentType string `json:"content_type,omitempty"`
+	Size        int64  `json:"size,omitempty"`
+	Time        string `json:"time"`
+	FileURL     string `json:"file_url,omitempty"`
+
+	TimeLabel string `json:"-"`
+	SizeLabel string `json:"-"`
+}
+
+func (m chatMessage) IsImage() bool { return m.Kind == string(database.SecureImage) && m.FileURL != "" }
+func (m chatMessage) IsFile() bool  { return m.FileURL != "" && !m.IsImage() }
+
+func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
+	out := chatMessage{ID: msg.ID, FromPatient: msg.FromPatient, Sender: msg.SenderName, Kind: string(msg.Kind),
+		Text: msg.Text, ContentType: msg.ContentType, Size: msg.Size, Time: msg.CreatedAt.UTC().Format(time.RFC3339),
+		TimeLabel: formatTime(lang, msg.CreatedAt), SizeLabel: formatSize(msg.Size)}
+	switch {
+	case msg.FromPatient:
+		out.Sender = translate(lang, "chat.you")
+	case out.Sender == "":
+		out.Sender = w.svc.ClinicName
+	}
+	if msg.Kind != database.SecureText {
+		out.FileURL = chatPath + "/file/" + strconv.FormatInt(msg.ID, 10)
+	}
+	return out
+}
+
+// session returns the open session of the request's cookie. With none, it answers
+// itself (to the signed-out page, or 401 for the script) and returns nil.
+func (w *Web) session(rw http.ResponseWriter, r *http.Request, touch bool) *Session {
+	sess, err := w.lookupSession(r, touch)
+	if err != nil {
+		w.noSession(rw, r, err)
+		return nil
+	}
+	return sess
+}
+
+func (w *Web) lookupSession(r *http.Request, touch bool) (*Session, error) {
+	if touch {
+		return w.svc.Session(r.Context(), w.sessionToken(r))
+	}
+	return w.svc.CheckSession(r.Context(), w.sessionToken(r))
+}
+
+func (w *Web) noSession(rw http.ResponseWriter, r *http.Request, err error) {
+	if !errors.Is(err, ErrSessionEnded) {
+		w.serverError(rw, r, err, "Failed to check a secure chat session")
+		return
+	}
+	if w.sessionToken(r) != "" {
+		w.setCookie(rw, w.sessionCookie(), "", true)
+	}
+	if wantsJSON(r) {
+		writeJSON(rw, http.StatusUnauthorized, map[string]any{"error": translate(langOf(r), "notice.signedout.heading"),
+			"signed_out": true})
+		return
+	}
+	http.Redirect(rw, r, signedOut, http.StatusSeeOther)
+}
+
+// handleChat is the chat page: the conversation, oldest first, and the forms.
+func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
+	sess := w.session(rw, r, true)
+	if sess == nil {
+		return
+	}
+	var notice string
+	if r.URL.Query().Get("notice") == "pending" {
+		notice = translate(langOf(r), "chat.pending")
+	}
+	w.renderChat(rw, r, sess, http.StatusOK, func(v *view) { v.Notice = notice })
+}
+
+func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session, status int, fill func(v *view)) {
+	v := w.newView(r, chatPath)
+	v.Title = v.T("chat.title", w.svc.ClinicName)
+	v.Script = true
+	v.CSRF = sess.CSRF
+	v.MaxUploadMB = w.maxUploadMB()
+	v.MaxUploadBytes = int64(v.MaxUploadMB) << 20
+	v.IdleMinutes = int(w.svc.Config.SessionIdle.Minutes())
+	v.RefreshAfter = int(w.svc.Config.SessionIdle.Seconds()) + 5
+	// Messages returns 500 at a time; the newest must not be cut off.
+	var after int64
+	for range messagePages {
+		msgs, err := w.svc.Messages(r.Context(), sess, after)
+		if err != nil {
+			w.serverError(rw, r, err, "Failed to load secure messages")
+			return
+		}
+		for _, msg := range msgs {
+			v.Messages = append(v.Messages, w.chatMessage(v.Lang, msg))
+			after = msg.ID
+		}
+		if len(msgs) < 500 {
+			break
+		}
+	}
+	v.LastID = after
+	if fill != nil {
+		fill(v)
+	}
+	w.render(rw, r, status, "chat", v)
+}
+
+// sent answers a stored message: the script gets JSON, a form is redirected (PRG).
+func (w *Web) sent(rw http.ResponseWriter, r *http.Request, msg *Message, deliveryErr error) {
+	target := chatPath + "#latest"
+	if deliveryErr != nil {
+		// Stored, shown in the chat, but not yet in the room.
+		logOf(r).Err(deliveryErr).Int64("secure_message_id", msg.ID).Msg("Secure chat message not yet delivered to the room")
+		target = chatPath + "?notice=pending#latest"
+	}
+	if wantsJSON(r) {
+		writeJSON(rw, http.StatusOK, map[string]any{"id": msg.ID, "pending": deliveryErr != nil})
+		return
+	}
+	http.Redirect(rw, r, target, http.StatusSeeOther)
+}
+
+// handleSend stores a text from the write form.
+func (w *Web) handleSend(rw http.ResponseWriter, r *http.Request) {
+	sess := w.session(rw, r, true)
+	if sess == nil {
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, maxTextFormBytes)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			w.chatError(rw, r, sess, http.StatusRequestEntityTooLarge, "err.too_long", "", false)
+		} else {
+			w.chatError(rw, r, sess, http.StatusBadRequest, "err.empty", "", false)
+		}
+		return
+	}
+	if !sameToken(sess.CSRF, r.PostFormValue("csrf")) {
+		w.csrfFailed(rw, r, chatPath)
+		return
+	}
+	text := strings.TrimSpace(strings.ReplaceAll(strings.ToValidUTF8(r.PostFormValue("text"), "\uFFFD"), "\r\n", "\n"))
+	switch {
+	case text == "":
+		w.chatError(rw, r, sess, http.StatusBadRequest, "err.empty", "", false)
+		return
+	case utf8.RuneCountInString(text) > maxTextRunes:
+		w.chatError(rw, r, sess, http.StatusBadRequest, "err.too_long", text, false)
+		return
+	}
+	msg, err := w.svc.AddPatientMessage(r.Context(), sess, database.SecureText, text, "", nil)
+	if msg == nil {
+		w.serverError(rw, r, err, "Failed to store a secure chat message")
+		return
+	}
+	w.sent(rw, r, msg, err)
+}
+
+// chatError shows the chat page again with what went wrong next to the form (the
+// draft kept), or tells the script.
+func (w *Web) chatError(rw http.ResponseWriter, r *http.Request, sess *Session, status int, key, draft string, upload bool) {
+	lang := langOf(r)
+	msg := translate(lang, key)
+	if key == "err.upload_large" {
+		msg = translate(lang, key, w.maxUploadMB())
+	}
+	if wantsJSON(r) {
+		writeJSON(rw, status, map[string]any{"error": msg})
+		return
+	}
+	w.renderChat(rw, r, sess, status, func(v *view) {
+		if upload {
+			v.UploadError = msg
+		} else {
+			v.SendError, v.Draft = msg, draft
+		}
+	})
+}
+
+func (w *Web) maxUploadMB() int {
+	if w.svc.Config.MaxUploadMB > 0 {
+		return w.svc.Config.MaxUploadMB
+	}
+	return 20
+}
+
+// handleUpload stores a photo or PDF. Its type comes from its bytes, not from what the
+// browser declared; a body over the limit is read to its end (within a bound), so the
+// browser sees the answer rather than a reset connection.
+func (w *Web) handleUpload(rw http.ResponseWriter, r *http.Request) {
+	original := r.Body
+	limit := int64(w.maxUploadMB()) << 20
+	drain := func() { _, _ = io.CopyN(io.Discard, original, max(4*limit, 64<<20)) }
+	sess, err := w.lookupSession(r, true)
+	if err != nil {
+		if w.sessionToken(r) != "" {
+			drain() // a patient whose session just ended; a request without a cookie is not read
+		}
+		w.noSession(rw, r, err)
+		return
+	}
+	if r.ContentLength > limit+multipartOverhead {
+		drain()
+		w.chatError(rw, r, sess, http.StatusRequestEntityTooLarge, "err.upload_large", "", true)
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, original, limit+multipartOverhead)
+	up, err := readUpload(r, limit)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge) || errors.Is(err, ErrUploadTooLarge):
+		drain()
+		w.chatError(rw, r, sess, http.StatusRequestEntityTooLarge, "err.upload_large", "", true)
+		return
+	case err != nil:
+		w.chatError(rw, r, sess, http.StatusBadRequest, "err.upload_none", "", true)
+		return
+	case !sameToken(sess.CSRF, up.CSRF):
+		w.csrfFailed(rw, r, chatPath)
+		return
+	case up.Data == nil:
+		w.chatError(rw, r, sess, http.StatusBadRequest, "err.upload_none", "", true)
+		return
+	}
+	typ, ok := sniffUpload(up.Data)
+	if !ok {
+		w.chatError(rw, r, sess, http.StatusUnsupportedMediaType, "err.upload_type", "", true)
+		return
+	}
+	name := sanitizeFileName(up.FileName, typ)
+	msg, err := w.svc.AddPatientMessage(r.Context(), sess, typ.Kind, name, typ.ContentType, up.Data)
+	if msg == nil {
+		w.serverError(rw, r, err, "Failed to store a secure chat upload")
+		return
+	}
+	w.sent(rw, r, msg, err)
+}
+
+// inlineTypes are shown in the page; any other file is a download.
+var inlineTypes = map[string]bool{
+	"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true,
+	"image/heic": true, "image/heif": true, "image/avif": true,
+}
+
+// handleFile serves an attachment of the session's conversation.
+func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
+	sess := w.session(rw, r, true)
+	if sess == nil {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		w.fileNotFound(rw, r)
+		return
+	}
+	msg, data, err := w.svc.File(r.Context(), sess, id)
+	if errors.Is(err, ErrNotFound) {
+		w.fileNotFound(rw, r)
+		return
+	} else if err != nil {
+		w.serverError(rw, r, err, "Failed to open a secure chat attachment")
+		return
+	}
+	contentType := "application/octet-stream"
+	if parsed, _, err := mime.ParseMediaType(msg.ContentType); err == nil && strings.Count(parsed, "/") == 1 {
+		contentType = parsed
+	}
+	disposition := "attachment"
+	if msg.Kind == database.SecureImage && inlineTypes[contentType] {
+		disposition = "inline"
+	}
+	name := sanitizeFileName(msg.Text, uploadType{Kind: msg.Kind, Ext: ""})
+	if value := mime.FormatMediaType(disposition, map[string]string{"filename": name}); value != "" {
+		disposition = value
+	}
+	hdr := rw.Header()
+	hdr.Set("Content-Type", contentType)
+	hdr.Set("Content-Disposition", disposition)
+	hdr.Set("Content-Length", strconv.Itoa(len(data)))
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Cache-Control", "no-store")
+	_, _ = rw.Write(data)
+}
+
+func (w *Web) fileNotFound(rw http.ResponseWriter, r *http.Request) {
+	w.notice(rw, r, http.StatusNotFound, "notfound", chatPath, func(v *view) {
+		v.BackURL, v.BackLabel = chatPath, v.T("notice.back_chat")
+	})
+}
+
+// handleMessages gives the script the messages after an ID (JSON). It is called when the
+// event stream signals a change; active=1 says the patient did something since the
+// last call, which keeps the session from timing out while they type.
+func (w *Web) handleMessages(rw http.ResponseWriter, r *http.Request) {
+	r.Header.Set("Accept", "application/json")
+	sess := w.session(rw, r, r.URL.Query().Get("active") == "1")
+	if sess == nil {
+		return
+	}
+	after, err := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	if err != nil || after < 0 {
+		writeJSON(rw, http.StatusBadRequest, map[string]any{"error": "after must be a message ID"})
+		return
+	}
+	msgs, err := w.svc.Messages(r.Context(), sess, after)
+	if err != nil {
+		w.serverError(rw, r, err, "Failed to load secure messages")
+		return
+	}
+	lang := langOf(r)
+	out := make([]chatMessage, 0, len(msgs))
+	for _, msg := range msgs {
+		out = append(out, w.chatMessage(lang, msg))
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"messages": out, "more": len(msgs) == 500})
+}
+
+// handleSignOut ends the session at once.
+func (w *Web) handleSignOut(rw http.ResponseWriter, r *http.Request) {
+	token := w.sessionToken(r)
+	sess, err := w.svc.Session(r.Context(), token)
+	if errors.Is(err, ErrSessionEnded) {
+		w.setCookie(rw, w.sessionCookie(), "", true)
+		http.Redirect(rw, r, signedOut, http.StatusSeeOther)
+		return
+	} else if err != nil {
+		w.serverError(rw, r, err, "Failed to check a secure chat session")
+		return
+	}
+	r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
+	if err = r.ParseForm(); err != nil || !sameToken(sess.CSRF, r.PostFormValue("csrf")) {
+		w.csrfFailed(rw, r, chatPath)
+		return
+	}
+	if err = w.svc.SignOut(r.Context(), sess); err != nil {
+		w.serverError(rw, r, err, "Failed to end a secure chat session")
+		return
+	}
+	w.setCookie(rw, w.sessionCookie(), "", true)
+	http.Redirect(rw, r, signedOut, http.StatusSeeOther)
+}
+
+// handleSignedOut says the session has ended and how to come back.
+func (w *Web) handleSignedOut(rw http.ResponseWriter, r *http.Request) {
+	w.notice(rw, r, http.StatusOK, "signedout", signedOut, func(v *view) {
+		v.Paragraphs = []string{v.T("notice.signedout.body"), v.T("notice.signedout.idle")}
+	})
+}

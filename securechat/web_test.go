@@ -1,0 +1,879 @@
+package securechat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/carebridge/carebridge/database"
+)
+
+// webTestPNG draws a small picture (a stand-in for a phone photo).
+func webTestPNG(t testing.TB, w, h int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, color.RGBA{R: uint8(200 + x*55/w), G: uint8(150 + y*60/h), B: 140, A: 255})
+		}
+	}
+	for y := h / 3; y < 2*h/3; y++ {
+		for x := w / 3; x < 2*w/3; x++ {
+			if (x-w/2)*(x-w/2)+(y-h/2)*(y-h/2) < (h/6)*(h/6) {
+				img.Set(x, y, color.RGBA{R: 190, G: 70, B: 70, A: 255})
+			}
+		}
+	}
+	var buf bytes.Buffer
+	require.NoError(t, png.Encode(&buf, img))
+	return buf.Bytes()
+}
+
+func TestLinkPageChangesNothing(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		c := e.newClient()
+		for _, agent := range []string{previewBotAgent, whatsAppBotAgent, iMessageBotAgent, "Mozilla/5.0 (iPhone)"} {
+			res := c.get(LinkPath+e.token, "User-Agent", agent)
+			require.Equal(t, http.StatusOK, res.Status)
+			assert.Contains(t, res.Body, "Riverside Clinic sent you a secure message")
+			assert.Contains(t, res.Body, "Text me a code")
+			assert.Contains(t, res.Body, `method="post" action="/s/`+e.token+`/code"`)
+			assert.Contains(t, res.Body, "ending in 67")
+			assert.NotContains(t, res.Body, "Maria", "no patient name before the code")
+		}
+		head := c.request(http.MethodHead, LinkPath+e.token, nil, "User-Agent", previewBotAgent)
+		assert.Equal(t, http.StatusOK, head.Status)
+
+		assert.Empty(t, e.backend.texts(), "a GET sends nothing")
+		code, err := e.db.Code.Latest(ctx, e.svc.Keys.Hash("link", e.token))
+		require.NoError(t, err)
+		assert.Nil(t, code, "a GET stores no code")
+		row := e.linkRow()
+		assert.Zero(t, row.FailedCodes)
+		assert.True(t, row.LockedAt.IsZero())
+		sent, err := e.db.Audit.Find(ctx, e.conv.LoginID, e.conv.PortalID, "code sent")
+		require.NoError(t, err)
+		assert.Empty(t, sent)
+		// The code page, opened directly, sends nothing either.
+		res := c.get(LinkPath + e.token + "/verify")
+		assert.Equal(t, http.StatusOK, res.Status)
+		assert.Empty(t, e.backend.texts())
+	})
+}
+
+func TestSendCodeTextsOnlyTheTemplate(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		_, code := c.requestCode()
+		texts := e.backend.texts()
+		require.Len(t, texts, 1)
+		assert.Regexp(t, `^\d{6}$`, code)
+		assert.Equal(t, CodeText("en", testClinic, code, 10*time.Minute), texts[0], "the text is the template and nothing else")
+
+		page := c.get(LinkPath + e.token + "/verify?sent=1")
+		assert.Contains(t, page.Body, `inputmode="numeric"`)
+		assert.Contains(t, page.Body, `autocomplete="one-time-code"`)
+		assert.Contains(t, page.Body, "We texted a 6-digit code to your phone ending in 67")
+		assert.NotContains(t, page.Body, "dob_year", "no date of birth unless staff recorded one")
+		assert.NotContains(t, page.Body, code, "the page never shows the code")
+
+		// A Spanish browser gets the Spanish text.
+		es := e.newClient()
+		page = es.get(LinkPath+e.token, "Accept-Language", "es-MX,es;q=0.9,en;q=0.5")
+		assert.Contains(t, page.Body, `<html lang="es">`)
+		assert.Contains(t, page.Body, "Riverside Clinic le envió un mensaje seguro")
+		res := es.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrfOf(t, page.Body)}}, "Accept-Language", "es-MX")
+		require.Equal(t, http.StatusSeeOther, res.Status)
+		esCode := e.backend.lastCode(t)
+		assert.Equal(t, CodeText("es", testClinic, esCode, 10*time.Minute), e.backend.texts()[1])
+	})
+}
+
+func TestSendCodeNeedsCSRF(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		page := c.get(LinkPath + e.token)
+		csrf := csrfOf(t, page.Body)
+		for _, form := range []url.Values{{}, {"csrf": {""}}, {"csrf": {flipFirst(csrf)}}} {
+			res := c.post(LinkPath+e.token+"/code", form)
+			assert.Equal(t, http.StatusForbidden, res.Status)
+			assert.Contains(t, res.Body, "Please try again")
+		}
+		// A page from another browser: its cookie is not this one's.
+		other := e.newClient()
+		res := other.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		assert.Empty(t, e.backend.texts())
+	})
+}
+
+func TestCodeRateLimit(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.get(LinkPath+e.token).Body)
+		for range 5 {
+			res := c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+			require.Equal(t, http.StatusSeeOther, res.Status)
+		}
+		res := c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+		assert.Equal(t, http.StatusTooManyRequests, res.Status)
+		assert.Contains(t, res.Body, "We have sent several codes in the last hour")
+		assert.Contains(t, res.Body, `autocomplete="one-time-code"`, "the code page, to use the last code")
+		assert.Len(t, e.backend.texts(), 5)
+	})
+}
+
+// flipFirst changes a token's first character.
+func flipFirst(token string) string {
+	if token[0] == 'a' {
+		return "b" + token[1:]
+	}
+	return "a" + token[1:]
+}
+
+func wrongCode(code string) string {
+	n, _ := strconv.Atoi(code)
+	return fmt.Sprintf("%06d", (n+1)%1_000_000)
+}
+
+func TestWrongCodesLockTheLink(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf, code := c.requestCode()
+		for range 3 {
+			res := c.verify(csrf, wrongCode(code), nil)
+			assert.Equal(t, http.StatusBadRequest, res.Status)
+			assert.Contains(t, res.Body, "That code or date of birth is not right")
+		}
+		// A malformed code is not a guess.
+		res := c.verify(csrf, "12a", nil)
+		assert.Contains(t, res.Body, "Enter the 6 digits")
+		assert.Equal(t, 3, e.linkRow().FailedCodes)
+
+		// A new code does not reset the count.
+		res = c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+		require.Equal(t, http.StatusSeeOther, res.Status)
+		code = e.backend.lastCode(t)
+		res = c.verify(csrf, wrongCode(code), nil)
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		res = c.verify(csrf, wrongCode(code), nil)
+		assert.Equal(t, http.StatusForbidden, res.Status, "the fifth wrong code locks")
+		assert.Contains(t, res.Body, "This link is locked")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`, "no dead end: text the clinic")
+
+		// Locked: the right code fails, no new code is sent, the link page says so.
+		res = c.verify(csrf, code, nil)
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		texts := len(e.backend.texts())
+		res = c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		assert.Len(t, e.backend.texts(), texts, "a locked link sends no code")
+		res = c.get(LinkPath + e.token)
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		assert.Contains(t, res.Body, "Text the clinic")
+		assert.Nil(t, c.cookie("__Host-carebridge"))
+
+		// Staff unlock: a new code then works.
+		require.NoError(t, e.svc.Unlock(context.Background(), e.conv, "@nurse:clinic.example"))
+		c.signIn()
+	})
+}
+
+func TestReplayedCodeFails(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf, code := c.requestCode()
+		res := c.verify(csrf, code, nil)
+		require.Equal(t, http.StatusSeeOther, res.Status)
+
+		other := e.newClient()
+		otherCSRF := csrfOf(t, other.get(LinkPath+e.token+"/verify").Body)
+		res = other.verify(otherCSRF, code, nil)
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "not right")
+		assert.Nil(t, other.cookie("__Host-carebridge"))
+	})
+}
+
+func TestExpiredCodeFails(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf, code := c.requestCode()
+		e.clock.Advance(11 * time.Minute)
+		res := c.verify(csrf, code, nil)
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "That code has expired")
+	})
+}
+
+func TestUnusableLinks(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		res := c.get(LinkPath + "AAAAAAAAAAAAAAAAAAAAAAAA")
+		assert.Equal(t, http.StatusNotFound, res.Status)
+		assert.Contains(t, res.Body, "This link does not work")
+		assert.Contains(t, res.Body, "Text Riverside Clinic and ask for a new link")
+		res = c.get(LinkPath + "short")
+		assert.Equal(t, http.StatusNotFound, res.Status)
+
+		csrf := csrfOf(t, c.get(LinkPath+e.token).Body)
+		e.clock.Advance(73 * time.Hour)
+		res = c.get(LinkPath + e.token)
+		assert.Equal(t, http.StatusGone, res.Status)
+		assert.Contains(t, res.Body, "This link has expired")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`)
+		assert.Contains(t, res.Body, "(555) 000-1111")
+		res = c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
+		assert.Equal(t, http.StatusGone, res.Status)
+		res = c.get(LinkPath + e.token + "/verify")
+		assert.Equal(t, http.StatusGone, res.Status)
+		assert.Empty(t, e.backend.texts())
+	})
+}
+
+func TestRevokedLink(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		c.signIn()
+		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, "@nurse:clinic.example"))
+		res := c.get(LinkPath + e.token)
+		assert.Equal(t, http.StatusGone, res.Status)
+		assert.Contains(t, res.Body, "This link no longer works")
+		assert.Contains(t, res.Body, "ask for a new link")
+		res = c.get("/chat")
+		assert.Equal(t, http.StatusSeeOther, res.Status, "revoking ends the open session")
+		assert.Equal(t, "/chat/signed-out", res.Location())
+	})
+}
+
+func TestDateOfBirthRequiredWhenSet(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", "@nurse:clinic.example"))
+		c := e.newClient()
+		csrf, code := c.requestCode()
+		page := c.get(LinkPath + e.token + "/verify")
+		assert.Contains(t, page.Body, "Your date of birth")
+		assert.Contains(t, page.Body, `name="dob_year"`)
+		assert.Contains(t, page.Body, `<label for="dob-month">Month</label>`)
+
+		res := c.verify(csrf, code, nil)
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "Enter your date of birth")
+		assert.Zero(t, e.linkRow().FailedCodes, "a missing date is not a guess")
+
+		res = c.verify(csrf, code, url.Values{"dob_month": {"3"}, "dob_day": {"2"}, "dob_year": {"1980"}})
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "not right")
+		assert.Equal(t, 1, e.linkRow().FailedCodes, "a wrong date counts")
+
+		res = c.verify(csrf, code, url.Values{"dob_month": {"2"}, "dob_day": {"3"}, "dob_year": {"1980"}})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+		assert.Equal(t, "/chat", res.Location())
+	})
+}
+
+func TestSessionIdleTimeout(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		idle := e.newClient()
+		idle.signIn()
+		e.clock.Advance(16 * time.Minute)
+		res := idle.get("/chat")
+		assert.Equal(t, http.StatusSeeOther, res.Status, "16 minutes idle: signed out")
+		assert.Equal(t, "/chat/signed-out", res.Location())
+		assert.Equal(t, http.StatusSeeOther, idle.get("/chat").Status, "and it stays ended")
+
+		c := e.newClient()
+		c.signIn()
+		e.clock.Advance(14 * time.Minute)
+		require.Equal(t, http.StatusOK, c.get("/chat").Status, "activity within 15 minutes keeps the session")
+		e.clock.Advance(14 * time.Minute)
+		require.Equal(t, http.StatusOK, c.get("/chat").Status)
+		// Live updates are not activity.
+		e.clock.Advance(10 * time.Minute)
+		res = c.get("/chat/messages?after=0")
+		require.Equal(t, http.StatusOK, res.Status)
+		e.clock.Advance(6 * time.Minute)
+		res = c.get("/chat")
+		assert.Equal(t, http.StatusSeeOther, res.Status)
+		assert.Equal(t, "/chat/signed-out", res.Location())
+		assert.Nil(t, c.cookie("__Host-carebridge"), "the cookie is cleared")
+		page := c.get("/chat/signed-out")
+		assert.Equal(t, http.StatusOK, page.Status)
+		assert.Contains(t, page.Body, "You are signed out")
+		assert.Contains(t, page.Body, "open the link in the clinic’s text message")
+	})
+}
+
+func TestSessionAbsoluteTimeout(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		c.signIn()
+		var elapsed time.Duration
+		for elapsed+10*time.Minute < 12*time.Hour {
+			e.clock.Advance(10 * time.Minute)
+			elapsed += 10 * time.Minute
+			require.Equal(t, http.StatusOK, c.get("/chat/messages?after=0&active=1").Status, "at %s", elapsed)
+		}
+		e.clock.Advance(12*time.Hour - elapsed)
+		res := c.get("/chat")
+		assert.Equal(t, http.StatusSeeOther, res.Status, "12 hours at most, however active")
+		assert.Equal(t, "/chat/signed-out", res.Location())
+	})
+}
+
+func TestSignOut(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		res := c.post("/chat/signout", url.Values{})
+		assert.Equal(t, http.StatusForbidden, res.Status, "sign-out needs the token too")
+		require.Equal(t, http.StatusOK, c.get("/chat").Status)
+
+		res = c.post("/chat/signout", url.Values{"csrf": {csrf}})
+		assert.Equal(t, http.StatusSeeOther, res.Status)
+		assert.Equal(t, "/chat/signed-out", res.Location())
+		assert.Contains(t, res.Header.Values("Set-Cookie")[0], "__Host-carebridge=;")
+		res = c.get("/chat")
+		assert.Equal(t, http.StatusSeeOther, res.Status)
+		ended, err := e.db.Audit.Find(context.Background(), e.conv.LoginID, e.conv.PortalID, "session ended")
+		require.NoError(t, err)
+		assert.Len(t, ended, 1)
+	})
+}
+
+func TestChatNeedsSession(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		for _, path := range []string{"/chat", "/chat/file/1"} {
+			res := c.get(path)
+			assert.Equal(t, http.StatusSeeOther, res.Status, path)
+			assert.Equal(t, "/chat/signed-out", res.Location())
+		}
+		res := c.get("/chat/messages?after=0")
+		assert.Equal(t, http.StatusUnauthorized, res.Status)
+		assert.Contains(t, res.Body, `"signed_out":true`)
+		res = c.post("/chat/send", url.Values{"text": {"hello"}})
+		assert.Equal(t, http.StatusSeeOther, res.Status)
+		res = c.get("/chat/events")
+		assert.Contains(t, res.Body, "event: ended")
+		assert.Empty(t, e.storedMessages())
+	})
+}
+
+func TestSendText(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		e.staffMessage("How are you feeling today?")
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		text := "Better, thank you.\nThe fever is gone & I <slept> well."
+		res := c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {"  " + strings.ReplaceAll(text, "\n", "\r\n") + "\n"}})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+		assert.Equal(t, "/chat#latest", res.Location())
+		calls := e.backend.patientCalls()
+		require.Len(t, calls, 1)
+		assert.Equal(t, database.SecureText, calls[0].Kind)
+		assert.Equal(t, text, calls[0].Text, "trimmed, line breaks kept as \\n")
+
+		page := c.get("/chat")
+		assert.Contains(t, page.Body, `<p class="text">Better, thank you.`+"\n"+`The fever is gone &amp; I &lt;slept&gt; well.</p>`)
+		assert.Contains(t, page.Body, `<span class="who">You</span>`)
+		assert.Contains(t, page.Body, `<span class="who">Nurse Kim</span>`)
+		assert.Less(t, strings.Index(page.Body, "How are you feeling"), strings.Index(page.Body, "Better, thank you"), "oldest first")
+
+		res = c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {" \n "}})
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "Write a message first")
+		long := strings.Repeat("é", 5001)
+		res = c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {long}})
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "This message is too long")
+		assert.Contains(t, res.Body, long, "the draft is kept")
+		res = c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {strings.Repeat("é", 5000)}})
+		assert.Equal(t, http.StatusSeeOther, res.Status, "5000 characters are fine")
+		assert.Len(t, e.storedMessages(), 3)
+	})
+}
+
+func TestSendStoredButNotDelivered(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		e.backend.mu.Lock()
+		e.backend.failNext = errors.New("clinic number is not linked")
+		e.backend.mu.Unlock()
+		res := c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {"Are you there?"}})
+		require.Equal(t, http.StatusSeeOther, res.Status)
+		assert.Equal(t, "/chat?notice=pending#latest", res.Location())
+		page := c.get("/chat?notice=pending")
+		assert.Contains(t, page.Body, "Your message is saved")
+		assert.Contains(t, page.Body, "Are you there?")
+	})
+}
+
+func TestFormsWithoutCSRFStoreNothing(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		for _, form := range []url.Values{{"text": {"hello"}}, {"text": {"hello"}, "csrf": {""}}, {"text": {"hello"}, "csrf": {flipFirst(csrf)}}} {
+			res := c.post("/chat/send", form)
+			assert.Equal(t, http.StatusForbidden, res.Status)
+		}
+		png := webTestPNG(t, 8, 8)
+		res := c.upload("", filePart{"file", "a.png", "image/png", png})
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		res = c.upload("0123456789abcdef0123456789abcdef", filePart{"file", "a.png", "image/png", png})
+		assert.Equal(t, http.StatusForbidden, res.Status)
+		// The session's token from another session does not work either.
+		other := e.newClient()
+		other.signIn()
+		res = other.post("/chat/send", url.Values{"text": {"hello"}, "csrf": {csrf}})
+		assert.Equal(t, http.StatusForbidden, res.Status)
+
+		assert.Empty(t, e.storedMessages())
+		assert.Empty(t, e.backend.patientCalls())
+	})
+}
+
+func TestUpload(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		png := webTestPNG(t, 40, 30)
+		pdf := []byte("%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n")
+		res := c.upload(csrf,
+			filePart{"file", "", "application/octet-stream", nil}, // the empty camera input
+			filePart{"file", "../Pictures/rash\u202egnp.exe.png", "application/octet-stream", png})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+		res = c.upload(csrf, filePart{"file", "../../lab results.pdf", "image/png", pdf})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+
+		calls := e.backend.patientCalls()
+		require.Len(t, calls, 2)
+		assert.Equal(t, patientCall{Kind: database.SecureImage, Text: "rashgnp.exe.png", ContentType: "image/png", Data: png}, calls[0])
+		assert.Equal(t, patientCall{Kind: database.SecureFile, Text: "lab results.pdf", ContentType: "application/pdf", Data: pdf}, calls[1])
+
+		rows := e.storedMessages()
+		require.Len(t, rows, 2)
+		page := c.get("/chat")
+		imgURL := fmt.Sprintf("/chat/file/%d", rows[0].ID)
+		pdfURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
+		assert.Contains(t, page.Body, `<img src="`+imgURL+`" alt="rashgnp.exe.png">`)
+		assert.Contains(t, page.Body, `<a href="`+pdfURL+`">lab results.pdf</a>`)
+
+		img := c.get(imgURL)
+		require.Equal(t, http.StatusOK, img.Status)
+		assert.Equal(t, png, []byte(img.Body))
+		assert.Equal(t, "image/png", img.Header.Get("Content-Type"))
+		assert.Equal(t, `inline; filename=rashgnp.exe.png`, img.Header.Get("Content-Disposition"))
+		assert.Equal(t, "nosniff", img.Header.Get("X-Content-Type-Options"))
+		assert.Equal(t, "no-store", img.Header.Get("Cache-Control"))
+		doc := c.get(pdfURL)
+		require.Equal(t, http.StatusOK, doc.Status)
+		assert.Equal(t, "application/pdf", doc.Header.Get("Content-Type"))
+		assert.Equal(t, `attachment; filename="lab results.pdf"`, doc.Header.Get("Content-Disposition"))
+
+		// The script's upload gets JSON.
+		contentType, body := multipartForm(t, csrf, filePart{"file", "b.png", "image/png", png})
+		res = c.request(http.MethodPost, "/chat/upload", bytes.NewReader(body), "Content-Type", contentType, "Accept", "application/json")
+		assert.Equal(t, http.StatusOK, res.Status)
+		assert.Contains(t, res.Body, `"id":`)
+		res = c.upload(csrf)
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, "Choose a photo or file first")
+	})
+}
+
+func TestUploadRefusesOtherTypes(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		for _, data := range [][]byte{
+			[]byte("<html><script>alert(document.cookie)</script></html>"),
+			[]byte("GIF89a\x01\x00\x01\x00"),
+			[]byte("<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>"),
+			[]byte("MZ\x90\x00 this is an exe"),
+		} {
+			res := c.upload(csrf, filePart{"file", "photo.png", "image/png", data})
+			assert.Equal(t, http.StatusUnsupportedMediaType, res.Status)
+			assert.Contains(t, res.Body, "This file cannot be sent")
+		}
+		contentType, body := multipartForm(t, csrf, filePart{"file", "photo.png", "image/png", []byte("<html></html>")})
+		res := c.request(http.MethodPost, "/chat/upload", bytes.NewReader(body), "Content-Type", contentType, "Accept", "application/json")
+		assert.Equal(t, http.StatusUnsupportedMediaType, res.Status)
+		assert.Contains(t, res.Body, `"error":"This file cannot be sent.`)
+		assert.Empty(t, e.storedMessages())
+		assert.Empty(t, e.backend.patientCalls())
+	})
+}
+
+func TestUploadTooLarge(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		big := make([]byte, 25<<20)
+		copy(big, webTestPNG(t, 4, 4))
+
+		res := c.upload(csrf, filePart{"file", "big.png", "image/png", big})
+		assert.Equal(t, http.StatusRequestEntityTooLarge, res.Status, "known length")
+		assert.Contains(t, res.Body, "This file is too large. The limit is 20 MB.")
+
+		// Chunked, so the length is only found while reading.
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			_ = mw.WriteField("csrf", csrf)
+			part, _ := mw.CreateFormFile("file", "big.png")
+			_, _ = part.Write(big)
+			_ = mw.Close()
+			_ = pw.Close()
+		}()
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/chat/upload", pr)
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		res = c.do(req)
+		assert.Equal(t, http.StatusRequestEntityTooLarge, res.Status, "streamed")
+
+		// Exactly the limit, in a form body over it by the multipart overhead only: fine.
+		limit := make([]byte, 20<<20)
+		copy(limit, webTestPNG(t, 4, 4))
+		res = c.upload(csrf, filePart{"file", "limit.png", "image/png", limit})
+		assert.Equal(t, http.StatusSeeOther, res.Status)
+		assert.Len(t, e.storedMessages(), 1, "only the file within the limit is stored")
+		assert.Len(t, e.backend.patientCalls(), 1)
+	})
+}
+
+func TestStaffMessageIsEscaped(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		_, err := e.svc.AddStaffMessage(context.Background(), e.conv, `Dr <b>Evil</b>`, database.SecureText,
+			"<script>alert(1)</script>\n<img src=x onerror=alert(1)>", "", nil, "$x")
+		require.NoError(t, err)
+		_, err = e.svc.AddStaffMessage(context.Background(), e.conv, testStaffName, database.SecureFile,
+			`"><script>alert(2)</script>.pdf`, "application/pdf", []byte("%PDF-1.4"), "$y")
+		require.NoError(t, err)
+		c := e.newClient()
+		page := c.signIn()
+		assert.Contains(t, page.Body, "&lt;script&gt;alert(1)&lt;/script&gt;\n&lt;img src=x onerror=alert(1)&gt;")
+		assert.Contains(t, page.Body, "Dr &lt;b&gt;Evil&lt;/b&gt;")
+		assert.NotContains(t, page.Body, "<script>alert")
+		assert.NotContains(t, page.Body, "<img src=x")
+		assert.NotContains(t, page.Body, "<b>Evil")
+		assert.Contains(t, page.Body, "&#34;&gt;&lt;script&gt;alert(2)&lt;/script&gt;.pdf")
+		assert.Equal(t, 1, strings.Count(page.Body, "<script"), "only the page's own script")
+		assert.Contains(t, page.Body, `<script src="/assets/securechat/chat.js?v=`)
+
+		res := c.get("/chat/messages?after=0")
+		assert.Equal(t, "application/json; charset=utf-8", res.Header.Get("Content-Type"))
+		assert.Contains(t, res.Body, `\u003cscript\u003ealert(1)`)
+	})
+}
+
+func TestMessagesJSON(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		first := e.staffMessage("First")
+		c := e.newClient()
+		c.signIn()
+		second := e.staffMessage("Second")
+		res := c.get(fmt.Sprintf("/chat/messages?after=%d", first.ID))
+		require.Equal(t, http.StatusOK, res.Status)
+		assert.Contains(t, res.Body, fmt.Sprintf(`{"id":%d,"from_patient":false,"sender":"Nurse Kim","kind":"text","text":"Second","time":"`, second.ID))
+		assert.NotContains(t, res.Body, "First")
+		assert.Contains(t, res.Body, `"more":false`)
+		res = c.get("/chat/messages?after=x")
+		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, e.backend.reads, second.ID, "reading marks staff messages read")
+	})
+}
+
+func TestFileOfAnotherConversationIsNotFound(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		own, err := e.svc.AddStaffMessage(ctx, e.conv, testStaffName, database.SecureImage, "care.png", "image/png", webTestPNG(t, 4, 4), "$a")
+		require.NoError(t, err)
+		otherConv := e.newConversation("15557654321", "+15557654321")
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, testStaffName, database.SecureImage, "other.png", "image/png", webTestPNG(t, 4, 4), "$b")
+		require.NoError(t, err)
+		text := e.staffMessage("just text")
+
+		c := e.newClient()
+		c.signIn()
+		assert.Equal(t, http.StatusOK, c.get(fmt.Sprintf("/chat/file/%d", own.ID)).Status)
+		for _, path := range []string{
+			fmt.Sprintf("/chat/file/%d", foreign.ID),
+			fmt.Sprintf("/chat/file/%d", text.ID),
+			"/chat/file/999999", "/chat/file/0", "/chat/file/-1", "/chat/file/abc",
+		} {
+			res := c.get(path)
+			assert.Equal(t, http.StatusNotFound, res.Status, path)
+			assert.NotContains(t, res.Body, "other.png")
+		}
+	})
+}
+
+func TestStaffFileTypes(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		svg, err := e.svc.AddStaffMessage(ctx, e.conv, testStaffName, database.SecureImage, "chart.svg", "image/svg+xml",
+			[]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), "$s")
+		require.NoError(t, err)
+		c := e.newClient()
+		c.signIn()
+		res := c.get(fmt.Sprintf("/chat/file/%d", svg.ID))
+		require.Equal(t, http.StatusOK, res.Status)
+		assert.True(t, strings.HasPrefix(res.Header.Get("Content-Disposition"), "attachment"), "no SVG shown inline")
+		assert.Equal(t, expectedCSPHeader, res.Header.Get("Content-Security-Policy"))
+	})
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		check := func(name string, res *webResult, page bool) {
+			t.Helper()
+			h := res.Header
+			assert.Equal(t, expectedCSPHeader, h.Get("Content-Security-Policy"), name)
+			assert.Equal(t, "no-referrer", h.Get("Referrer-Policy"), name)
+			assert.Equal(t, "nosniff", h.Get("X-Content-Type-Options"), name)
+			assert.Equal(t, "DENY", h.Get("X-Frame-Options"), name)
+			assert.Equal(t, "max-age=31536000", h.Get("Strict-Transport-Security"), name)
+			if page {
+				assert.Equal(t, "no-store", h.Get("Cache-Control"), name)
+			}
+		}
+		link := c.get(LinkPath + e.token)
+		check("link", link, true)
+		assert.Contains(t, link.Body, `<html lang="en">`)
+		setCookie := link.Header.Get("Set-Cookie")
+		assert.Regexp(t, `^__Host-carebridge-csrf=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; Secure; SameSite=Strict$`, setCookie)
+		assert.NotContains(t, link.Body, "style=", "no inline styles (CSP)")
+		assert.NotContains(t, link.Body, "<script", "the link page needs no script")
+
+		csrf, code := c.requestCode()
+		check("code", c.get(LinkPath+e.token+"/verify"), true)
+		res := c.verify(csrf, code, nil)
+		require.Equal(t, http.StatusSeeOther, res.Status)
+		check("verify", res, true)
+		var session string
+		for _, v := range res.Header.Values("Set-Cookie") {
+			if strings.HasPrefix(v, "__Host-carebridge=") {
+				session = v
+			}
+		}
+		assert.Regexp(t, `^__Host-carebridge=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; Secure; SameSite=Strict$`, session,
+			"a browser-session cookie: no Max-Age, Expires or Domain")
+
+		chat := c.get("/chat")
+		check("chat", chat, true)
+		assert.NotContains(t, chat.Body, "style=")
+		assert.NotRegexp(t, `<script>|<script [^s]|\son[a-z]+="`, chat.Body, "no inline script or handlers")
+		assert.NotContains(t, chat.Body, "http://", "no third-party assets")
+		assert.NotContains(t, chat.Body, "https://")
+		check("messages", c.get("/chat/messages?after=0"), true)
+		check("signed out", c.get("/chat/signed-out"), true)
+		check("unknown", c.get(LinkPath+"BBBBBBBBBBBBBBBBBBBBBBBBBB"), true)
+
+		for name, contentType := range map[string]string{"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8"} {
+			asset := c.get(assetPrefix + name + "?v=" + e.web.assetVersion)
+			require.Equal(t, http.StatusOK, asset.Status, name)
+			check(name, asset, false)
+			assert.Equal(t, contentType, asset.Header.Get("Content-Type"))
+			assert.Equal(t, "public, max-age=31536000, immutable", asset.Header.Get("Cache-Control"))
+			again := c.get(assetPrefix+name, "If-None-Match", asset.Header.Get("ETag"))
+			assert.Equal(t, http.StatusNotModified, again.Status)
+		}
+		assert.Equal(t, http.StatusNotFound, c.get(assetPrefix+"layout.html").Status)
+		assert.Equal(t, http.StatusNotFound, c.get(assetPrefix+"templates%2Flayout.html").Status)
+	})
+}
+
+func TestInsecureCookiesForLoopback(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	c := e.newClient()
+	link := c.get(LinkPath + e.token)
+	assert.Regexp(t, `^carebridge-csrf=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; SameSite=Strict$`, link.Header.Get("Set-Cookie"))
+	assert.Empty(t, link.Header.Get("Strict-Transport-Security"), "no HSTS over http")
+	csrf, code := c.requestCode()
+	res := c.verify(csrf, code, nil)
+	require.Equal(t, http.StatusSeeOther, res.Status)
+	assert.Regexp(t, `^carebridge=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; SameSite=Strict$`, res.Header.Get("Set-Cookie"))
+	assert.Equal(t, http.StatusOK, c.get("/chat").Status)
+}
+
+func TestLanguage(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		page := c.get(LinkPath+e.token, "Accept-Language", "es")
+		assert.Contains(t, page.Body, `<html lang="es">`)
+		assert.Contains(t, page.Body, "Envíenme un código")
+		assert.Contains(t, page.Body, `<a class="lang" href="/s/`+e.token+`?lang=en" hreflang="en" lang="en">English</a>`)
+
+		page = c.get(LinkPath+e.token+"?lang=en", "Accept-Language", "es")
+		assert.Contains(t, page.Body, `<html lang="en">`)
+		assert.Contains(t, page.Body, "Español")
+		page = c.get(LinkPath+e.token, "Accept-Language", "es")
+		assert.Contains(t, page.Body, `<html lang="en">`, "the choice is remembered in a cookie")
+
+		fresh := e.newClient()
+		page = fresh.get(LinkPath+e.token, "Accept-Language", "fr-FR,fr;q=0.9")
+		assert.Contains(t, page.Body, `<html lang="en">`, "the configured default")
+		e.svc.Config.Language = "es"
+		page = fresh.get(LinkPath+e.token, "Accept-Language", "fr-FR,fr;q=0.9")
+		assert.Contains(t, page.Body, `<html lang="es">`)
+		e.svc.Config.Language = "en"
+
+		// The code is texted in the page's language, and the chat speaks it.
+		csrf := csrfOf(t, fresh.get(LinkPath+e.token+"?lang=es").Body)
+		require.Equal(t, http.StatusSeeOther, fresh.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}}).Status)
+		code := e.backend.lastCode(t)
+		assert.Equal(t, CodeText("es", testClinic, code, 10*time.Minute), e.backend.texts()[0])
+		require.Equal(t, http.StatusSeeOther, fresh.verify(csrf, code, nil).Status)
+		chat := fresh.get("/chat")
+		assert.Contains(t, chat.Body, "Sus mensajes")
+		assert.Contains(t, chat.Body, "Cerrar sesión")
+		for _, body := range []string{page.Body, chat.Body} {
+			assert.NotContains(t, body, "[missing:")
+		}
+	})
+}
+
+// sseReader reads events from the chat's event stream.
+type sseReader struct {
+	t      *testing.T
+	lines  chan string
+	cancel context.CancelFunc
+}
+
+func (c *webClient) events(t *testing.T) *sseReader {
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.e.srv.URL+"/chat/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.http.Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "text/event-stream; charset=utf-8", resp.Header.Get("Content-Type"))
+	r := &sseReader{t: t, lines: make(chan string, 100), cancel: cancel}
+	go func() {
+		defer resp.Body.Close()
+		defer close(r.lines)
+		scanner := bufio.NewScanner(resp.Body)
+		for scanner.Scan() {
+			r.lines <- scanner.Text()
+		}
+	}()
+	t.Cleanup(cancel)
+	return r
+}
+
+// next returns the next non-empty line.
+func (r *sseReader) next() (string, bool) {
+	r.t.Helper()
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				return "", false
+			}
+			if line != "" {
+				return line, true
+			}
+		case <-time.After(10 * time.Second):
+			r.t.Fatal("no event within 10 s")
+		}
+	}
+}
+
+func (r *sseReader) waitFor(want string) {
+	r.t.Helper()
+	for {
+		line, ok := r.next()
+		require.True(r.t, ok, "stream closed before %q", want)
+		if line == want {
+			return
+		}
+	}
+}
+
+func TestLiveUpdates(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		e.web.keepalive = 100 * time.Millisecond
+		c := e.newClient()
+		c.signIn()
+		stream := c.events(t)
+		stream.waitFor(": open")
+		stream.waitFor(": keepalive")
+		msg := e.staffMessage("The doctor will call you at 3.")
+		stream.waitFor("event: update")
+		line, _ := stream.next()
+		assert.Equal(t, "data: update", line, "the event carries no content")
+		res := c.get(fmt.Sprintf("/chat/messages?after=%d", msg.ID-1))
+		assert.Contains(t, res.Body, "The doctor will call you at 3.")
+
+		// Idle for 16 minutes with the page open: the stream says so and ends.
+		e.clock.Advance(16 * time.Minute)
+		stream.waitFor("event: ended")
+		line, _ = stream.next()
+		assert.Equal(t, "data: ended", line)
+		_, open := stream.next()
+		assert.False(t, open, "the stream closes")
+	})
+}
+
+func TestLiveUpdatesEndOnRevoke(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		c.signIn()
+		stream := c.events(t)
+		stream.waitFor(": open")
+		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, "@nurse:clinic.example"))
+		stream.waitFor("event: ended")
+	})
+}
+
+func TestGetOnPostRoutesRedirects(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	c := e.newClient()
+	for path, want := range map[string]string{
+		"/chat/send": "/chat", "/chat/upload": "/chat", "/chat/signout": "/chat", LinkPath + e.token + "/code": LinkPath + e.token,
+	} {
+		res := c.get(path)
+		assert.Equal(t, http.StatusSeeOther, res.Status, path)
+		assert.Equal(t, want, res.Location(), path)
+	}
+	assert.Empty(t, e.backend.texts())
+}
+
+func TestPagesReadable(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	page := e.newClient().get(LinkPath + e.token)
+	assert.Contains(t, page.Body, `<meta name="viewport" content="width=device-width, initial-scale=1">`)
+	chat := e.newClient().signIn()
+	// Every input but the hidden ones has a label.
+	for _, id := range []string{"text", "file-camera", "file-choose"} {
+		assert.Contains(t, chat.Body, `<label for="`+id+`">`)
+		assert.Contains(t, chat.Body, `id="`+id+`"`)
+	}
+	assert.Contains(t, chat.Body, `capture="environment"`)
+	assert.Contains(t, chat.Body, `accept="image/*,application/pdf"`)
+	assert.Contains(t, chat.Body, `enctype="multipart/form-data"`)
+	// Without script, the page leaves once the session has timed out.
+	assert.Contains(t, chat.Body, `<noscript><meta http-equiv="refresh" content="905; url=/chat/signed-out"></noscript>`)
+	assert.NotContains(t, page.Body, "refresh", "only the chat page")
+}
