@@ -57,6 +57,7 @@ func (q *inboundQueue) run(ctx context.Context) {
 	ctx = log.WithContext(ctx)
 	for {
 		q.deliverDue(ctx)
+		q.redeliverSecure(ctx)
 		var timer <-chan time.Time
 		next, pending, err := q.c.DB.Receipt.NextDue(ctx)
 		if err != nil {
@@ -64,6 +65,9 @@ func (q *inboundQueue) run(ctx context.Context) {
 			timer = time.After(q.c.Config.Inbound.RetryInterval)
 		} else if pending {
 			timer = time.After(max(time.Until(next), 0))
+		} else {
+			// Secure chat messages waiting for the room are looked for at this pace.
+			timer = time.After(q.c.Config.Inbound.RetryInterval)
 		}
 		select {
 		case <-ctx.Done():
@@ -71,6 +75,19 @@ func (q *inboundQueue) run(ctx context.Context) {
 		case <-q.wakeCh:
 		case <-timer:
 		}
+	}
+}
+
+// redeliverSecure puts patient messages from the secure chat that missed the room into it.
+func (q *inboundQueue) redeliverSecure(ctx context.Context) {
+	if q.c.Secure == nil {
+		return
+	}
+	n, err := q.c.Secure.RedeliverPending(ctx, q.c.Config.Inbound.RetryInterval)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to redeliver secure chat messages; will retry")
+	} else if n > 0 {
+		zerolog.Ctx(ctx).Info().Int("count", n).Msg("Redelivered secure chat messages into their rooms")
 	}
 }
 

@@ -38,6 +38,11 @@ const (
 	`
 	unreadStaffCountQuery = `SELECT COUNT(*) FROM secure_message WHERE login_id=$1 AND portal_id=$2 AND from_patient=false AND read_at=0`
 	setSecureEventIDQuery = `UPDATE secure_message SET event_id=$2 WHERE id=$1`
+	// undeliveredQuery finds patient messages stored but not yet put into the room.
+	undeliveredQuery = `
+		SELECT ` + secureMessageColumns + ` FROM secure_message
+		WHERE from_patient=true AND event_id='' AND created_at<$1 ORDER BY id LIMIT $2
+	`
 )
 
 // SecureMessage is one message of the secure chat's copy of a conversation. Body (the
@@ -108,6 +113,11 @@ func (mq *SecureMessageQuery) MarkRead(ctx context.Context, loginID, portalID st
 func (mq *SecureMessageQuery) UnreadStaffCount(ctx context.Context, loginID, portalID string) (n int, err error) {
 	err = mq.GetDB().QueryRow(ctx, unreadStaffCountQuery, loginID, portalID).Scan(&n)
 	return
+}
+
+// Undelivered returns patient messages created before t that are not in the room yet.
+func (mq *SecureMessageQuery) Undelivered(ctx context.Context, before time.Time, limit int) ([]*SecureMessage, error) {
+	return mq.QueryMany(ctx, undeliveredQuery, before.UnixMilli(), limit)
 }
 
 // SetEventID records the Matrix event a message mirrors.

@@ -459,6 +459,42 @@ func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind dat
 	return msg, nil
 }
 
+// RedeliverPending puts patient messages that were stored but did not reach the room
+// (the homeserver was down, the bridge restarted) into it, oldest first. Messages newer
+// than grace are left to the request that stored them.
+func (s *Service) RedeliverPending(ctx context.Context, grace time.Duration) (delivered int, err error) {
+	rows, err := s.DB.Secure.Undelivered(ctx, s.now().Add(-grace), 20)
+	if err != nil {
+		return 0, err
+	}
+	for _, row := range rows {
+		conv, err := s.DB.Conversation.Get(ctx, row.LoginID, row.PortalID)
+		if err != nil || conv == nil {
+			return delivered, err
+		}
+		msg, err := s.open(conv, row)
+		if err != nil {
+			return delivered, err
+		}
+		var data []byte
+		if row.Data != nil {
+			if data, err = s.Keys.Open(row.KeyID, row.Data, additional(conv, "data")); err != nil {
+				return delivered, err
+			}
+		}
+		eventID, err := s.Backend.PatientMessage(ctx, conv, msg, data)
+		if err != nil {
+			// Order matters within a conversation: stop here and try again later.
+			return delivered, fmt.Errorf("failed to redeliver secure message %d: %w", row.ID, err)
+		}
+		if err = s.DB.Secure.SetEventID(ctx, row.ID, eventID); err != nil {
+			return delivered, err
+		}
+		delivered++
+	}
+	return delivered, nil
+}
+
 // Messages returns the conversation's secure messages after afterID (oldest first, up to
 // 500), marks the staff ones read and tells the bridge, and audits the access.
 func (s *Service) Messages(ctx context.Context, sess *Session, afterID int64) ([]*Message, error) {

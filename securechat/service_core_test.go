@@ -2,6 +2,7 @@ package securechat
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 type coreBackend struct {
 	mu    sync.Mutex
+	down  bool // the room cannot be reached
 	texts []string
 	msgs  []*Message
 	reads []*Message
@@ -35,6 +37,9 @@ func (b *coreBackend) SendSMS(_ context.Context, _ *database.Conversation, text 
 func (b *coreBackend) PatientMessage(_ context.Context, _ *database.Conversation, msg *Message, _ []byte) (string, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.down {
+		return "", errors.New("homeserver unreachable")
+	}
 	b.msgs = append(b.msgs, msg)
 	return "$event", nil
 }
@@ -277,5 +282,42 @@ func TestCoreMessagesSealedAtRest(t *testing.T) {
 		n, err := f.svc.DB.Audit.Verify(ctx)
 		require.NoError(t, err)
 		assert.Greater(t, n, 5, "every access is audited")
+	})
+}
+
+func TestCoreRedeliverPatientMessages(t *testing.T) {
+	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
+		ctx := context.Background()
+		token := f.link(t)
+		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
+		session, _, err := f.svc.Verify(ctx, token, f.backend.lastCode(t), "")
+		require.NoError(t, err)
+		sess, err := f.svc.Session(ctx, session)
+		require.NoError(t, err)
+
+		f.backend.down = true
+		_, err = f.svc.AddPatientMessage(ctx, sess, database.SecureText, "first", "", nil)
+		require.Error(t, err, "stored, but the room is down")
+		_, err = f.svc.AddPatientMessage(ctx, sess, database.SecureImage, "second.png", "image/png", []byte("png bytes"))
+		require.Error(t, err)
+		f.clock = f.clock.Add(time.Second)
+		n, err := f.svc.RedeliverPending(ctx, 0)
+		assert.Error(t, err, "still down")
+		assert.Zero(t, n)
+
+		f.backend.down = false
+		n, err = f.svc.RedeliverPending(ctx, time.Minute)
+		require.NoError(t, err)
+		assert.Zero(t, n, "messages within the grace period are left to their request")
+		f.clock = f.clock.Add(2 * time.Minute)
+		n, err = f.svc.RedeliverPending(ctx, time.Minute)
+		require.NoError(t, err)
+		assert.Equal(t, 2, n)
+		require.Len(t, f.backend.msgs, 2)
+		assert.Equal(t, "first", f.backend.msgs[0].Text, "in order")
+		assert.Equal(t, "second.png", f.backend.msgs[1].Text)
+		n, err = f.svc.RedeliverPending(ctx, time.Minute)
+		require.NoError(t, err)
+		assert.Zero(t, n, "delivered once")
 	})
 }
