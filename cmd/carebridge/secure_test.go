@@ -67,9 +67,17 @@ func testPNG(t *testing.T) []byte {
 // nothing), taps for a code, reads it from the fake Twilio, enters it, reads the message,
 // replies with text and a photo; the nurse (nio) decrypts both, and the patient's read
 // receipt appears in the room.
-func TestSecureModeEndToEnd(t *testing.T) { eachDB(t, runSecureModeEndToEnd) }
+func TestSecureModeEndToEnd(t *testing.T) {
+	eachDB(t, func(t *testing.T, kind string) { runSecureModeEndToEnd(t, kind, true) })
+}
 
-func runSecureModeEndToEnd(t *testing.T, kind string) {
+// TestSecureModeWithoutJavaScript: the same flow with JavaScript off in the browser
+// (plain form posts and server rendering).
+func TestSecureModeWithoutJavaScript(t *testing.T) {
+	eachDB(t, func(t *testing.T, kind string) { runSecureModeEndToEnd(t, kind, false) })
+}
+
+func runSecureModeEndToEnd(t *testing.T, kind string, scripts bool) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge, matrix-nio and Chromium")
 	}
@@ -121,7 +129,7 @@ func runSecureModeEndToEnd(t *testing.T, kind string) {
 		assert.NotContains(t, m.Body, "potassium", "the staff message itself is never texted")
 	}
 
-	browser := testenv.NewBrowser(t, true)
+	browser := testenv.NewBrowser(t, scripts)
 	do := func(actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		actx, acancel := context.WithTimeout(browser, 30*time.Second)
@@ -168,7 +176,8 @@ func runSecureModeEndToEnd(t *testing.T, kind string) {
 	assert.Equal(t, sha256Hex(photo), img.MediaSHA256, "the nurse decrypts the exact photo")
 	assert.True(t, img.Encrypted && img.MediaEncrypted)
 	assert.Equal(t, "image/png", img.MimeType)
-	t.Logf("[%s] staff message → alert SMS at the fake: %v; patient's send → decrypted at nio: %v", kind, alertLatency, replyLatency)
+	t.Logf("[%s, scripts %v] staff message → alert SMS at the fake: %v; patient's send → decrypted at nio: %v",
+		kind, scripts, alertLatency, replyLatency)
 
 	// Nothing of the conversation reached the bridge's log.
 	log := e.br.Log()
