@@ -3,74 +3,18 @@ package securechat
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/testenv"
 )
-
-// requireChromium finds headless Chromium. Missing, it fails the test in CI (CI=true)
-// and skips it elsewhere, as testenv.RequireDep does.
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	msg := "Missing test dependency Chromium. To install: apt-get install -y chromium"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip("Skipping: " + msg)
-	return ""
-}
-
-// newBrowser starts headless Chromium with a fresh profile; scripts false disables
-// JavaScript in its tab.
-func newBrowser(t *testing.T, scripts bool) context.Context {
-	t.Helper()
-	path := requireChromium(t)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("lang", "en-US"),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		cancel()
-		cancelAlloc()
-	})
-	// The first run starts the browser; it must not carry a timeout.
-	steps := []chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)}
-	if !scripts {
-		steps = append(steps, chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
-			_, err := cdp.Call(ctx, tab, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
-			return err
-		}))
-	}
-	require.NoError(t, chromedp.Do(ctx, steps...))
-	return ctx
-}
 
 func browserRun(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -167,7 +111,7 @@ func assertDelivered(t *testing.T, e *webEnv, png []byte) {
 func TestBrowserFlowWithJavaScript(t *testing.T) {
 	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
 	e.staffMessage(browserStaffFirst)
-	ctx := newBrowser(t, true)
+	ctx := testenv.NewBrowser(t, true)
 	browserSignIn(t, ctx, e, true)
 
 	// The script subscribes to live updates.
@@ -213,7 +157,7 @@ func TestBrowserFlowWithJavaScript(t *testing.T) {
 func TestBrowserFlowWithoutJavaScript(t *testing.T) {
 	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
 	e.staffMessage(browserStaffFirst)
-	ctx := newBrowser(t, false)
+	ctx := testenv.NewBrowser(t, false)
 	browserSignIn(t, ctx, e, false)
 
 	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("text"), browserPatientText), chromedp.Click(chromedp.ID("send")))
@@ -241,7 +185,7 @@ func TestBrowserFlowWithoutJavaScript(t *testing.T) {
 
 func TestBrowserSpanish(t *testing.T) {
 	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
-	ctx := newBrowser(t, true)
+	ctx := testenv.NewBrowser(t, true)
 	browserRun(t, ctx, chromedp.Navigate(e.linkURL+"?lang=es"), chromedp.WaitVisible(chromedp.ID("send-code")))
 	assert.Equal(t, "Envíenme un código", strings.TrimSpace(browserValue(t, ctx, chromedp.TextContent(chromedp.ID("send-code")))))
 	browserRun(t, ctx, chromedp.Click(chromedp.ID("send-code")), chromedp.WaitVisible(chromedp.ID("code")))

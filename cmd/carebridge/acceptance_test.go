@@ -163,6 +163,22 @@ func runSMSRoundTrip(t *testing.T, kind string) {
 	}
 }
 
+// linkedEnv starts a system (newEnvWith) with the clinic number linked and a nurse
+// (matrix-nio) logged in, bounded by one context; it skips with -short and needs nio.
+func linkedEnv(t *testing.T, kind string, edit func(cfg map[string]any)) (*env, *testenv.StaffAgent, string, context.Context) {
+	if testing.Short() {
+		t.Skip("starts Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	e := newEnvWith(t, kind, edit)
+	loginID, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	return e, nurse, loginID, ctx
+}
+
 // eachDB runs an integration test once per supported database.
 func eachDB(t *testing.T, run func(t *testing.T, kind string)) {
 	for _, kind := range testenv.DatabaseKinds {

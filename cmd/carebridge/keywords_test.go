@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,16 +16,8 @@ import (
 func TestKeywords(t *testing.T) { eachDB(t, runKeywords) }
 
 func runKeywords(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("starts Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	e := newEnv(t, kind)
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	var err error
 
 	inbound := func(body string) {
 		t.Helper()

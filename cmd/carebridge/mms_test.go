@@ -42,16 +42,8 @@ func sha256Hex(data []byte) string {
 func TestMMSInbound(t *testing.T) { eachDB(t, runMMSInbound) }
 
 func runMMSInbound(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("starts Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e := newEnv(t, kind)
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	var err error
 
 	photo := testJPEG(t)
 	pdf := append([]byte("%PDF-1.4\n"), bytes.Repeat([]byte("insurance card scan "), 200)...)
@@ -93,18 +85,10 @@ func runMMSInbound(t *testing.T, kind string) {
 func TestMMSOutbound(t *testing.T) { eachDB(t, runMMSOutbound) }
 
 func runMMSOutbound(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("starts Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e := newEnvWith(t, kind, func(cfg map[string]any) {
+	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
 		cfg["network"].(map[string]any)["twilio"].(map[string]any)["media_url_lifetime"] = "3s"
 	})
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	var err error
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Can you send me the exercise sheet?")
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -19,16 +17,8 @@ import (
 func TestStaffStartChat(t *testing.T) { eachDB(t, runStaffStartChat) }
 
 func runStaffStartChat(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("starts Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	e := newEnv(t, kind)
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	var err error
 
 	type dmResp struct {
 		ID       string `json:"id"`

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -30,16 +28,8 @@ type mssContent struct {
 func TestDeliveryStatus(t *testing.T) { eachDB(t, runDeliveryStatus) }
 
 func runDeliveryStatus(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("starts Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	e := newEnv(t, kind)
-	loginID, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	e, nurse, loginID, ctx := linkedEnv(t, kind, nil)
+	var err error
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Is my appointment still on?")
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")
