@@ -42,8 +42,14 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 		http.Error(w, "Unreadable form body", http.StatusBadRequest)
 		return nil
 	}
-	login := c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(r.PathValue("login_id")))
-	if login == nil {
+	// Not only the cache: right after a restart logins may not be loaded yet, and a text
+	// refused now is lost (Twilio does not retry a 404).
+	login, err := c.Bridge.GetExistingUserLoginByID(r.Context(), networkid.UserLoginID(r.PathValue("login_id")))
+	if err != nil {
+		log.Err(err).Msg("Failed to look up clinic number for webhook")
+		http.Error(w, "Temporarily unable to process the webhook", http.StatusServiceUnavailable)
+		return nil
+	} else if login == nil || login.Client == nil {
 		log.Warn().Msg("Rejected webhook for a clinic number that is not linked")
 		http.Error(w, ErrUnknownLogin.Error(), http.StatusNotFound)
 		return nil

@@ -153,6 +153,11 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if err != nil {
 		return err
 	}
+	ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(r.PatientPhone))
+	if err != nil {
+		return fmt.Errorf("failed to get patient ghost: %w", err)
+	}
+	useStableTxnIDs(ghost)
 	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
@@ -161,6 +166,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 			Timestamp: r.ReceivedAt,
 			LogContext: func(lc zerolog.Context) zerolog.Context {
 				return lc.Str("message_sid", r.MessageSID)
+			},
+			MutateContextFunc: func(ctx context.Context) context.Context {
+				return withTxnBase(ctx, in.MessageSID)
 			},
 			CreatePortal: true,
 		},
@@ -174,6 +182,14 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		if res.Error != nil {
 			return res.Error
 		}
+		return errNotDelivered
+	}
+	// bridgev2 reports some Matrix refusals (e.g. M_FORBIDDEN while the homeserver shuts
+	// down) as "ignored"; only a stored message row proves the text reached the room.
+	part, err := c.Bridge.DB.Message.GetFirstPartByID(ctx, login.ID, networkid.MessageID(in.MessageSID))
+	if err != nil {
+		return fmt.Errorf("failed to check delivery: %w", err)
+	} else if part == nil {
 		return errNotDelivered
 	}
 	if err = c.handleKeyword(ctx, login, portal, in); err != nil {
