@@ -232,7 +232,8 @@ func (s *Server) Start() error {
 		return errors.New("already started")
 	}
 	s.mu.Unlock()
-	out, err := os.OpenFile(s.OutputPath(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	// Appended: after a restart the output of the first run stays readable.
+	out, err := os.OpenFile(s.OutputPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("failed to create output file: %w", err)
 	}

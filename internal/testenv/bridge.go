@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/carebridge/carebridge/internal/dendrite"
 	"gopkg.in/yaml.v3"
 )
 
@@ -117,7 +118,7 @@ func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 		t.Fatalf("failed to parse generated config: %v", err)
 	}
 	set := func(value any, path ...string) {
-		if err := setYAMLPath(cfg, path, value); err != nil {
+		if err := dendrite.SetYAMLPath(cfg, path, value); err != nil {
 			t.Fatalf("failed to edit config: %v", err)
 		}
 	}
@@ -211,29 +212,42 @@ func (b *Bridge) InboundURL(loginID string) string {
 // and waits until its Twilio routes answer.
 func (b *Bridge) Start() {
 	b.t.Helper()
-	logFile, err := os.OpenFile(b.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		b.t.Fatalf("failed to open bridge log: %v", err)
-	}
-	b.cmd = exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
-	b.cmd.Dir = b.dir
-	b.cmd.Stdout, b.cmd.Stderr = logFile, logFile
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err = b.cmd.Start(); err != nil {
-		b.t.Fatalf("failed to start carebridge: %v", err)
-	}
-	b.exited = make(chan struct{})
-	go func() {
-		b.exitErr = b.cmd.Wait()
-		_ = logFile.Close()
-		close(b.exited)
-	}()
+	b.launch()
 	b.t.Cleanup(func() {
 		b.Stop()
 		if b.t.Failed() {
 			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
 		}
 	})
+	b.waitReady()
+}
+
+// launch starts the process, appending to the log; Start and Restart share it.
+func (b *Bridge) launch() {
+	b.t.Helper()
+	logFile, err := os.OpenFile(b.LogPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		b.t.Fatalf("failed to open bridge log: %v", err)
+	}
+	cmd := exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
+	cmd.Dir = b.dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err = cmd.Start(); err != nil {
+		b.t.Fatalf("failed to start carebridge: %v", err)
+	}
+	exited := make(chan struct{})
+	b.cmd, b.exited = cmd, exited
+	go func() {
+		b.exitErr = cmd.Wait()
+		_ = logFile.Close()
+		close(exited)
+	}()
+}
+
+// waitReady waits until the webhook route answers, failing the test after 60 s.
+func (b *Bridge) waitReady() {
+	b.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {

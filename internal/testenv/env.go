@@ -10,8 +10,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/carebridge/carebridge/internal/dendrite"
 )
 
 // Names of the external dependencies, as passed to RequireDep.
@@ -78,13 +79,5 @@ func tailFile(path string, n int) string {
 	if err != nil {
 		return fmt.Sprintf("(cannot read %s: %v)", path, err)
 	}
-	return lastLines(string(data), n)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return dendrite.LastLines(string(data), n)
 }

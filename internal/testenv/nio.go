@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/carebridge/carebridge/internal/dendrite"
 )
 
 // The agent runs under Debian's interpreter: the python3 on PATH may be another one
@@ -47,7 +49,7 @@ func NioAvailable() error {
 		out, err := exec.Command(agentPython, "-c",
 			"import nio, olm\nfrom nio.crypto import ENCRYPTION_ENABLED\nassert ENCRYPTION_ENABLED, 'nio built without encryption'").CombinedOutput()
 		if err != nil {
-			nioCheckErr = fmt.Errorf("%s cannot import nio with encryption: %s", agentPython, lastLines(string(out), 3))
+			nioCheckErr = fmt.Errorf("%s cannot import nio with encryption: %s", agentPython, dendrite.LastLines(string(out), 3))
 		}
 	})
 	return nioCheckErr

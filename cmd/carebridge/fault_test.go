@@ -1,0 +1,583 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+const (
+	faultPatients   = 10
+	faultPerPatient = 20
+	faultTexts      = faultPatients * faultPerPatient
+	// faultSenders post webhooks at once; each owns some patients and sends their texts
+	// in order, so every patient's texts reach the bridge in the order they were typed.
+	faultSenders = 4
+	// faultSendPause is each sender's pause between texts: about 10 texts a second in
+	// all, so that every outage happens while texts keep coming.
+	faultSendPause = 400 * time.Millisecond
+	dendriteOutage = 10 * time.Second
+	// faultSettle is how long to keep watching after everything arrived, for late
+	// duplicates (the inbound queue's longest backoff is 5 s in tests).
+	faultSettle = 6 * time.Second
+	// faultStall ends a wait in which no expected text arrived: longer than the Matrix
+	// client's own retries of one request (4 + 8 + 16 s).
+	faultStall = 45 * time.Second
+)
+
+// TestFaultInbound sends 200 texts from 10 patients while the homeserver is stopped
+// for 10 s and, later, the bridge is killed with SIGKILL and restarted. Every text that
+// the bridge answered with 200 must reach the nurse exactly once, encrypted, in each
+// patient's order; texts refused while the bridge was down are posted again after the
+// restart with the same MessageSid, as an operator re-driving Twilio's failed webhooks
+// would, and some accepted ones are posted twice to prove de-duplication.
+func TestFaultInbound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio, and restarts them")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) { runFaultInbound(t, kind) })
+	}
+}
+
+// TestFaultOutbound has a nurse send 100 replies while Twilio answers every third send
+// with 503: each reply must reach Twilio exactly once, in the order she sent them.
+func TestFaultOutbound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) { runFaultOutbound(t, kind) })
+	}
+}
+
+// faultText is one patient text of TestFaultInbound.
+type faultText struct {
+	patient, seq int
+	from, body   string
+	// res is the last webhook call: its Params and MessageSid are what a resend repeats.
+	res testenv.InboundResult
+}
+
+func faultPatient(p int) string { return fmt.Sprintf("+1555123450%d", p) }
+
+// inboundSenders plays Twilio for the patients: faultSenders goroutines post the
+// texts, one per token the test releases, so the test decides how many are sent
+// before each fault.
+type inboundSenders struct {
+	t      *testing.T
+	fake   *testenv.FakeTwilio
+	plan   [faultSenders][]*faultText
+	tokens chan struct{}
+	// allowed is how many tokens were released; only the test goroutine uses it.
+	allowed int
+	sent    atomic.Int64
+	// bridgeDown is set just before the bridge is killed and cleared once it answers
+	// again: a failed webhook call in between is a text refused while down.
+	bridgeDown atomic.Bool
+
+	mu       sync.Mutex
+	order    []*faultText // in the order their first call ended
+	firstTry []*faultText // answered 200 on the first call
+	rejected []*faultText // refused (no answer) while the bridge was down
+	lastCall time.Time    // when the latest first call ended
+}
+
+func newInboundSenders(t *testing.T, fake *testenv.FakeTwilio) (*inboundSenders, map[string]*faultText) {
+	s := &inboundSenders{t: t, fake: fake, tokens: make(chan struct{}, faultTexts)}
+	all := map[string]*faultText{}
+	for seq := 1; seq <= faultPerPatient; seq++ {
+		for p := range faultPatients {
+			txt := &faultText{patient: p, seq: seq, from: faultPatient(p), body: fmt.Sprintf("patient %d message %02d", p, seq)}
+			s.plan[p%faultSenders] = append(s.plan[p%faultSenders], txt)
+			all[txt.body] = txt
+		}
+	}
+	return s, all
+}
+
+// allow lets the senders go on until total texts have been sent.
+func (s *inboundSenders) allow(total int) {
+	for ; s.allowed < total; s.allowed++ {
+		s.tokens <- struct{}{}
+	}
+}
+
+func (s *inboundSenders) run(ctx context.Context, g int) {
+	for _, txt := range s.plan[g] {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.tokens:
+		}
+		res, err := s.fake.SendInbound(ctx, txt.from, clinicPhone, txt.body)
+		s.mu.Lock()
+		txt.res = res
+		s.order = append(s.order, txt)
+		s.lastCall = time.Now()
+		switch {
+		case err != nil && s.bridgeDown.Load():
+			s.rejected = append(s.rejected, txt)
+		case err != nil:
+			s.t.Errorf("webhook of %q failed while the bridge was up: %v", txt.body, err)
+		case res.StatusCode != http.StatusOK:
+			s.t.Errorf("webhook of %q answered %d, want 200 (stored): %s", txt.body, res.StatusCode, res.Body)
+		default:
+			s.firstTry = append(s.firstTry, txt)
+		}
+		s.mu.Unlock()
+		s.sent.Add(1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(faultSendPause):
+		}
+	}
+}
+
+// waitSent waits until n texts have had their first webhook call.
+func (s *inboundSenders) waitSent(ctx context.Context, n int) error {
+	for s.sent.Load() < int64(n) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("only %d of %d texts sent: %w", s.sent.Load(), n, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// sentSoFar returns the bodies whose first webhook call has ended.
+func (s *inboundSenders) sentSoFar() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.order))
+	for i, txt := range s.order {
+		out[i] = txt.body
+	}
+	return out
+}
+
+func runFaultInbound(t *testing.T, kind string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	e := newEnv(t, kind)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+
+	senders, want := newInboundSenders(t, e.fake)
+	var wg sync.WaitGroup
+	for g := range faultSenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			senders.run(ctx, g)
+		}()
+	}
+	started := time.Now()
+
+	// Phase A: the homeserver goes away after a third of the texts, once every
+	// conversation has its room and the nurse is in it (her client cannot join during
+	// the outage). Webhooks still answer 200: the texts are stored and the queue retries.
+	senders.allow(faultTexts / 3)
+	require.NoError(t, senders.waitSent(ctx, faultTexts/3))
+	require.NoError(t, waitEachPatientSeen(ctx, nurse, want), "every conversation reached the nurse before the outage")
+	senders.allow(faultTexts / 2)
+	seenBeforeOutage := map[string]bool{}
+	for _, m := range nurse.Messages() {
+		seenBeforeOutage[m.Body] = true
+	}
+	e.hs.Stop()
+	stoppedAt := time.Now()
+	sentAtStop := senders.sent.Load()
+	require.NoError(t, senders.waitSent(ctx, faultTexts/2))
+	select {
+	case <-ctx.Done():
+		t.Fatal("test timed out during the homeserver outage")
+	case <-time.After(time.Until(stoppedAt.Add(dendriteOutage))):
+	}
+	e.hs.Restart()
+	dendriteUpAt := time.Now()
+	duringOutage := senders.sent.Load() - sentAtStop
+	beforeDendriteUp := senders.sentSoFar()
+	// Texts keep coming while the backlog drains; the next fault waits for the drain,
+	// so that each recovery is timed on its own.
+	senders.allow(faultTexts * 2 / 3)
+	require.NoError(t, waitBodiesSeen(ctx, nurse, want, beforeDendriteUp), "the outage's backlog reached the nurse")
+	dendriteDrainedAt := time.Now()
+
+	// Phase B: the bridge is killed after two thirds, while texts keep coming. Twilio
+	// does not retry an inbound webhook that got no answer (it logs error 11200), so
+	// those are posted again once the bridge is back, with the same MessageSid.
+	require.NoError(t, senders.waitSent(ctx, faultTexts*2/3))
+	senders.allow(faultTexts * 3 / 4)
+	senders.bridgeDown.Store(true)
+	e.br.Kill()
+	killedAt := time.Now()
+	require.NoError(t, senders.waitSent(ctx, faultTexts*3/4))
+	downFor := time.Since(killedAt)
+	e.br.Restart()
+	bridgeUpAt := time.Now()
+	senders.bridgeDown.Store(false)
+	beforeBridgeUp := senders.sentSoFar()
+
+	senders.mu.Lock()
+	rejected := slices.Clone(senders.rejected)
+	probes := []*faultText{senders.firstTry[0], senders.firstTry[len(senders.firstTry)/3],
+		senders.firstTry[len(senders.firstTry)/2], senders.firstTry[len(senders.firstTry)-1]}
+	senders.mu.Unlock()
+	// In the order they were sent, before any later text: each patient's order holds.
+	refusedAfterRestart := 0
+	for _, txt := range rejected {
+		res, err := e.fake.ResendInbound(ctx, txt.res)
+		require.NoError(t, err, "re-posting %q after the restart", txt.body)
+		if res.StatusCode != http.StatusOK {
+			// Twilio does not retry a 4xx: the patient's text is lost.
+			t.Errorf("re-posting %q (%s) right after the restart was answered %d %q: the text is lost",
+				txt.body, txt.res.MessageSID, res.StatusCode, strings.TrimSpace(res.Body))
+			refusedAfterRestart++
+			delete(want, txt.body)
+		}
+	}
+	// Twilio retrying webhooks that were answered: stored once, delivered once.
+	for _, txt := range probes {
+		res, err := e.fake.ResendInbound(ctx, txt.res)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	}
+	senders.allow(faultTexts)
+	wg.Wait()
+	require.NoError(t, ctx.Err(), "sending did not finish in time")
+	allSentAt := senders.lastCall
+
+	// Everything reaches the nurse.
+	if err := waitBodiesSeen(ctx, nurse, want, slices.Collect(maps.Keys(want))); err != nil {
+		pending, _ := pendingReceipts(e.db)
+		t.Fatalf("%v\npending receipts: %d", err, pending)
+	}
+	require.Eventually(t, func() bool {
+		n, err := pendingReceipts(e.db)
+		return err == nil && n == 0
+	}, 30*time.Second, 200*time.Millisecond,
+		"every receipt is marked delivered")
+	time.Sleep(faultSettle)
+
+	// Each text exactly once, in each patient's order, encrypted, from its ghost, in one
+	// room per patient.
+	msgs := nurse.Messages()
+	count := map[string]int{}
+	lastSeq := map[int]int{}
+	roomOf := map[int]string{}
+	firstSeen := map[string]testenv.AgentMessage{}
+	// Known limit: a text whose send overlapped the homeserver's shutdown may have been
+	// stored by it although the request failed; the homeserver forgets transaction IDs
+	// when it restarts, so the retry can add a second copy. Such copies are counted, not
+	// failed; any other duplicate fails (a bridge crash is covered by transaction IDs).
+	outageBacklog := map[string]bool{}
+	for _, b := range beforeDendriteUp {
+		outageBacklog[b] = !seenBeforeOutage[b]
+	}
+	duplicates, outageDuplicates, other := 0, 0, 0
+	for _, m := range msgs {
+		txt := want[m.Body]
+		if txt == nil {
+			other++
+			continue
+		}
+		count[m.Body]++
+		if count[m.Body] > 1 {
+			duplicates++
+			if outageBacklog[m.Body] {
+				outageDuplicates++
+				t.Logf("%q delivered %d times: sent while the homeserver crashed (known limit)", m.Body, count[m.Body])
+			} else {
+				t.Errorf("%q delivered %d times (event %s)", m.Body, count[m.Body], m.EventID)
+			}
+			continue
+		}
+		firstSeen[m.Body] = m
+		assert.True(t, m.Encrypted, "%q arrived unencrypted", m.Body)
+		assert.Equal(t, "@sms_"+strings.TrimPrefix(txt.from, "+")+":"+e.hs.ServerName(), m.Sender, m.Body)
+		if room, ok := roomOf[txt.patient]; ok {
+			assert.Equal(t, room, m.RoomID, "patient %d's texts are all in one room", txt.patient)
+		} else {
+			roomOf[txt.patient] = m.RoomID
+		}
+		if txt.seq <= lastSeq[txt.patient] {
+			t.Errorf("patient %d: message %02d arrived after message %02d", txt.patient, txt.seq, lastSeq[txt.patient])
+		}
+		lastSeq[txt.patient] = max(lastSeq[txt.patient], txt.seq)
+	}
+	rooms := map[string]bool{}
+	for _, r := range roomOf {
+		rooms[r] = true
+	}
+	assert.Len(t, rooms, faultPatients, "one room per patient")
+	assert.Len(t, count, faultTexts-refusedAfterRestart, "every text delivered")
+	// The room timeline (server_ts) agrees with the arrival order.
+	for p := range faultPatients {
+		var prev int64
+		for seq := 1; seq <= faultPerPatient; seq++ {
+			m, ok := firstSeen[fmt.Sprintf("patient %d message %02d", p, seq)]
+			if !ok {
+				continue
+			}
+			assert.GreaterOrEqual(t, m.ServerTS, prev, "patient %d message %02d has an earlier server_ts than message %02d", p, seq, seq-1)
+			prev = m.ServerTS
+		}
+	}
+
+	// Figures for the report.
+	lastSeen := func(bodies []string) time.Time {
+		var last time.Time
+		for _, b := range bodies {
+			if m, ok := firstSeen[b]; ok && m.ReceivedAt().After(last) {
+				last = m.ReceivedAt()
+			}
+		}
+		return last
+	}
+	rejectedSIDs := map[string]bool{}
+	for _, txt := range rejected {
+		rejectedSIDs[txt.res.MessageSID] = true
+	}
+	logStats := scanBridgeLog(t, e.br.LogPath(), rejectedSIDs)
+	t.Logf("[%s] inbound under faults: sent %d, accepted on first try %d, rejected while down %d (%d of them had been stored before the kill), "+
+		"re-posted after answer %d (bridge log: %d repeats recognised), delivered %d distinct, duplicates %d (%d from the homeserver crash), "+
+		"other messages %d, undecryptable %d, delivery retries in bridge log %d",
+		kind, faultTexts, len(senders.firstTry), len(rejected), logStats.repeatedRejected, len(probes), logStats.repeated,
+		len(count), duplicates, outageDuplicates, other, len(nurse.Undecryptable()), logStats.deliveryRetries)
+	t.Logf("[%s] Dendrite down %v (%d texts sent meanwhile, %d homeserver requests retried by the bridge's Matrix client); "+
+		"drain after it came back: %v (seen by the test after %v)",
+		kind, dendriteUpAt.Sub(stoppedAt).Round(time.Millisecond), duringOutage, logStats.matrixRetries,
+		lastSeen(beforeDendriteUp).Sub(dendriteUpAt).Round(time.Millisecond), dendriteDrainedAt.Sub(dendriteUpAt).Round(time.Millisecond))
+	t.Logf("[%s] bridge killed, %v until restart began, restart took %v; drain after restart: %v",
+		kind, downFor.Round(time.Millisecond), bridgeUpAt.Sub(killedAt.Add(downFor)).Round(time.Millisecond),
+		lastSeen(beforeBridgeUp).Sub(bridgeUpAt).Round(time.Millisecond))
+	t.Logf("[%s] total: sending %v, last text seen %v after the last webhook, whole run %v",
+		kind, allSentAt.Sub(started).Round(time.Millisecond), lastSeen(slices.Collect(maps.Keys(want))).Sub(allSentAt).Round(time.Millisecond),
+		time.Since(started).Round(time.Millisecond))
+}
+
+// waitBodiesSeen waits until the nurse has seen each of the texts with these bodies. It
+// gives up when none of them arrived for faultStall: a lost text fails the test in
+// seconds rather than at the deadline.
+func waitBodiesSeen(ctx context.Context, nurse *testenv.StaffAgent, all map[string]*faultText, bodies []string) error {
+	wanted := map[string]bool{}
+	for _, b := range bodies {
+		wanted[b] = true
+	}
+	seen := map[string]bool{}
+	lastProgress := time.Now()
+	for {
+		before := len(seen)
+		for _, m := range nurse.Messages() {
+			if wanted[m.Body] {
+				seen[m.Body] = true
+			}
+		}
+		if len(seen) == len(wanted) {
+			return nil
+		}
+		if len(seen) > before {
+			lastProgress = time.Now()
+		}
+		var err error
+		if time.Since(lastProgress) > faultStall {
+			err = fmt.Errorf("nothing new arrived for %v", faultStall)
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			var missing []string
+			for _, b := range bodies {
+				if !seen[b] {
+					missing = append(missing, fmt.Sprintf("%q (%s)", b, all[b].res.MessageSID))
+				}
+			}
+			return fmt.Errorf("the nurse saw %d of %d texts (%d undecryptable events); missing: %s: %w",
+				len(seen), len(wanted), len(nurse.Undecryptable()), strings.Join(missing, ", "), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitEachPatientSeen waits until the nurse has seen a text of every patient.
+func waitEachPatientSeen(ctx context.Context, nurse *testenv.StaffAgent, want map[string]*faultText) error {
+	patients := map[int]bool{}
+	_, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		if txt := want[m.Body]; txt != nil {
+			patients[txt.patient] = true
+		}
+		return len(patients) == faultPatients
+	})
+	if err != nil {
+		return fmt.Errorf("the nurse saw texts of %d of %d patients: %w", len(patients), faultPatients, err)
+	}
+	return nil
+}
+
+func runFaultOutbound(t *testing.T, kind string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	e := newEnv(t, kind)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+
+	const opening = "Hi, it's Maria again. Can I ask a few things about my new medication?"
+	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, opening)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	roomID, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.RoomID == roomID && m.Body == opening })
+	require.NoError(t, err)
+
+	// A Twilio incident: every third send is refused with 503 and nothing is created.
+	e.fake.FailEveryNthSend(3)
+	const replies = 100
+	want := make([]string, replies)
+	started := time.Now()
+	for i := range replies {
+		body := fmt.Sprintf("reply %03d", i+1)
+		want[i] = "nurse: " + body
+		_, _, err := nurse.Send(ctx, roomID, body)
+		require.NoError(t, err, "sending %q", body)
+	}
+	typedIn := time.Since(started)
+
+	wanted := map[string]bool{}
+	for _, w := range want {
+		wanted[w] = true
+	}
+	got := map[string]bool{}
+	_, err = e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
+		if m.To == patient && wanted[m.Body] {
+			got[m.Body] = true
+		}
+		return len(got) == replies
+	})
+	require.NoError(t, err, "Twilio received %d of %d replies", len(got), replies)
+	deliveredIn := time.Since(started)
+	time.Sleep(faultSettle)
+
+	var bodies []string
+	for _, m := range e.fake.Messages() {
+		if m.To == patient {
+			bodies = append(bodies, m.Body)
+		}
+	}
+	count := map[string]int{}
+	duplicates := 0
+	var order []string
+	for _, b := range bodies {
+		count[b]++
+		if count[b] > 1 {
+			duplicates++
+			continue
+		}
+		order = append(order, b)
+	}
+	for _, w := range want {
+		assert.Equal(t, 1, count[w], "%q reaches Twilio exactly once", w)
+	}
+	assert.Equal(t, want, order, "replies reach Twilio in the order the nurse sent them")
+	assert.Len(t, bodies, replies, "nothing else was sent")
+
+	logStats := scanBridgeLog(t, e.br.LogPath(), nil)
+	failed := e.fake.FailedSends()
+	assert.Equal(t, failed, logStats.retriedSends, "each 503 was followed by one more attempt of the same reply")
+	assert.Zero(t, logStats.refusedSends, "no reply was given up on")
+	t.Logf("[%s] outbound under 503s: sent %d, delivered %d distinct, duplicates %d, send requests %d, 503s answered %d, "+
+		"replies that needed a retry (bridge log) %d, refused %d",
+		kind, replies, len(order), duplicates, e.fake.SendAttempts(), failed, logStats.retriedSends, logStats.refusedSends)
+	t.Logf("[%s] outbound timing: the nurse sent all %d in %v, Twilio had all of them after %v",
+		kind, replies, typedIn.Round(time.Millisecond), deliveredIn.Round(time.Millisecond))
+}
+
+// bridgeLogStats are counts read from the bridge's JSON log.
+type bridgeLogStats struct {
+	deliveryRetries  int // failed attempts to put an inbound text into its room
+	repeated         int // webhooks recognised as repeats of a stored text
+	repeatedRejected int // repeats among the given SIDs: stored, but the answer was lost
+	retriedSends     int // outbound texts that needed more than one attempt
+	refusedSends     int // outbound texts Twilio refused for good
+	matrixRetries    int // homeserver requests the Matrix client retried
+}
+
+func scanBridgeLog(t *testing.T, path string, sids map[string]bool) bridgeLogStats {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var st bridgeLogStats
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		var line struct {
+			Message    string `json:"message"`
+			MessageSID string `json:"message_sid"`
+			Attempts   int    `json:"attempts"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		if strings.HasPrefix(line.Message, "Repeated inbound") {
+			st.repeated++
+			if sids[line.MessageSID] {
+				st.repeatedRejected++
+			}
+		}
+		switch line.Message {
+		case "Failed to deliver inbound text into Matrix; will retry":
+			st.deliveryRetries++
+		case "Sent SMS":
+			if line.Attempts > 1 {
+				st.retriedSends += line.Attempts - 1
+			}
+		case "Twilio refused outbound SMS":
+			st.refusedSends++
+		case "Request failed, retrying":
+			st.matrixRetries++
+		}
+	}
+	require.NoError(t, sc.Err())
+	return st
+}
+
+// pendingReceipts counts stored inbound texts not yet marked delivered.
+func pendingReceipts(spec testenv.DBSpec) (int, error) {
+	driver := "postgres"
+	if spec.Type != "postgres" {
+		driver = "sqlite3"
+	}
+	db, err := sql.Open(driver, spec.URI)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRow("SELECT COUNT(*) FROM inbound_receipt WHERE state='pending'").Scan(&n)
+	return n, err
+}
