@@ -5,6 +5,8 @@ import (
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
+
+	"github.com/carebridge/carebridge/database"
 )
 
 // maxSMSLength is Twilio's limit for one message body (it splits it into segments).
@@ -21,9 +23,33 @@ var smsRoomFeatures = &event.RoomFeatures{
 	},
 }
 
-// GetCapabilities is called when a room is created or its features are refreshed: plain
-// text up to Twilio's limit and MMS attachments; no edits, deletions or reactions (SMS
-// has none).
+// secureRoomFeatures: in secure mode nothing goes by SMS, so texts and files are bounded
+// by the web chat, not by carriers.
+func (c *Connector) secureRoomFeatures() *event.RoomFeatures {
+	files := &event.FileFeatures{
+		MimeTypes: map[string]event.CapabilitySupportLevel{"*/*": event.CapLevelFullySupported},
+		Caption:   event.CapLevelFullySupported,
+		MaxSize:   int64(c.Config.SecureChat.MaxUploadMB) << 20,
+	}
+	return &event.RoomFeatures{
+		ID:            "org.carebridge.secure.v1",
+		MaxTextLength: 5000,
+		File: event.FileFeatureMap{
+			event.MsgImage: files,
+			event.MsgFile:  files,
+			event.MsgVideo: files,
+			event.MsgAudio: files,
+		},
+	}
+}
+
+// GetCapabilities is called for each staff message and when a room's features are
+// refreshed: in SMS mode plain text up to Twilio's limit and MMS attachments, in secure
+// mode what the web chat takes; never edits, deletions or reactions (SMS has none).
 func (cl *Client) GetCapabilities(ctx context.Context, portal *bridgev2.Portal) *event.RoomFeatures {
+	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(portal.ID))
+	if err == nil && conv != nil && conv.Mode == database.ModeSecure {
+		return cl.Connector.secureRoomFeatures()
+	}
 	return smsRoomFeatures
 }

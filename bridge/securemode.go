@@ -258,6 +258,9 @@ func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *
 	}
 	conv.Mode = mode
 	c.Secure.AuditEvent(ctx, actor.String(), conv, "mode switched", "ok", string(mode))
+	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
+		portal.UpdateCapabilities(ctx, login, false)
+	}
 	c.updateConversationState(ctx, portal, conv)
 	if mode == cbdb.ModeSecure {
 		c.sendNotice(ctx, portal, "🔒 Secure mode: staff messages are no longer texted. The patient gets a text with a link "+

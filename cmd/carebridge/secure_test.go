@@ -176,6 +176,23 @@ func runSecureModeEndToEnd(t *testing.T, kind string, scripts bool) {
 	assert.Equal(t, sha256Hex(photo), img.MediaSHA256, "the nurse decrypts the exact photo")
 	assert.True(t, img.Encrypted && img.MediaEncrypted)
 	assert.Equal(t, "image/png", img.MimeType)
+	// In secure mode attachments are bounded by the web chat, not by MMS: a 6 MB PDF that
+	// SMS mode refuses reaches the patient's chat page.
+	report := append([]byte("%PDF-1.4\n"), bytes.Repeat([]byte("lab report page "), 6<<16)...)
+	_, err = nurse.SendFile(ctx, roomID, "lab-report.pdf", "application/pdf", report)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		nctx, ncancel := context.WithTimeout(browser, 10*time.Second)
+		defer ncancel()
+		if chromedp.Do(nctx, chromedp.Navigate(e.br.URL()+"/chat")) != nil {
+			return false
+		}
+		text, err := chromedp.Run(nctx, chromedp.TextContent(chromedp.ID("messages")))
+		return err == nil && strings.Contains(text, "lab-report.pdf")
+	}, 30*time.Second, 500*time.Millisecond, "the staff PDF shows in the secure chat")
+	assert.False(t, slices.ContainsFunc(e.fake.Messages(), func(m testenv.FakeMessage) bool { return len(m.MediaURLs) > 0 }),
+		"nothing was sent as MMS")
+
 	t.Logf("[%s, scripts %v] staff message → alert SMS at the fake: %v; patient's send → decrypted at nio: %v",
 		kind, scripts, alertLatency, replyLatency)
 
