@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -83,4 +84,51 @@ func TestSimulatorProvider(t *testing.T) {
 	require.NotEmpty(t, inbox)
 	assert.Equal(t, clinicPhone, inbox[0].From)
 	assert.True(t, strings.HasSuffix(inbox[0].Body, "Sure, does Thursday at 2pm work?"), inbox[0].Body)
+}
+
+// TestSimulatorPhoneInBrowser drives the simulated phone page in Chromium as a demo user
+// would: text the clinic, receive the staff's secure-message alert, and open its link.
+func TestSimulatorPhoneInBrowser(t *testing.T) {
+	_, err := testenv.ChromiumPath()
+	testenv.RequireDep(t, testenv.DepChromium, err)
+	e, nurse, _, ctx := linkedEnv(t, "sqlite", func(cfg map[string]any) {
+		network := cfg["network"].(map[string]any)
+		network["provider"] = "simulator"
+		network["twilio"].(map[string]any)["api_url"] = ""
+	})
+	browser := testenv.NewBrowser(t, true)
+	do := func(actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		actx, cancel := context.WithTimeout(browser, 30*time.Second)
+		defer cancel()
+		require.NoError(t, chromedp.Do(actx, actions...))
+	}
+	phonePage := e.br.URL() + "/_carebridge/simulator/phone/" + url.PathEscape(patient)
+	do(chromedp.Navigate(phonePage), chromedp.WaitVisible(chromedp.ID("body")))
+	do(chromedp.SendKeys(chromedp.ID("body"), "Hi, my daughter has a rash on her arm."),
+		chromedp.Click(chromedp.CSS("#compose button[type=submit]")), chromedp.WaitVisible(chromedp.CSS("article.msg.out")))
+
+	roomID, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Hi, my daughter has a rash on her arm." })
+	require.NoError(t, err)
+	_, _, err = nurse.Send(ctx, roomID, "!sms secure")
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "Secure mode")
+	_, _, err = nurse.Send(ctx, roomID, "Please send us a photo of the rash through the secure link.")
+	require.NoError(t, err)
+
+	// The page polls for new texts: the alert arrives with its link as an anchor.
+	var href string
+	require.Eventually(t, func() bool {
+		actx, cancel := context.WithTimeout(browser, 5*time.Second)
+		defer cancel()
+		v, err := chromedp.Run(actx, chromedp.AttributeValue(chromedp.CSS(`article.msg.in a[href*="/s/"]`), "href"))
+		href = v.Value
+		return err == nil && href != ""
+	}, 30*time.Second, 500*time.Millisecond, "the alert with its link shows on the phone")
+	text, err := chromedp.Run(browser, chromedp.TextContent(chromedp.CSS("article.msg.in")))
+	require.NoError(t, err)
+	assert.NotContains(t, text, "photo of the rash", "the phone shows only the alert, not the message")
+	do(chromedp.Navigate(href), chromedp.WaitVisible(chromedp.ID("send-code")))
 }
