@@ -27,15 +27,7 @@ const (
 // TestSMSRoundTrip is the foundation's acceptance test, once per database: a patient
 // texts the clinic, a nurse using an independent E2EE client (matrix-nio) reads the
 // decrypted text and replies, and the reply reaches Twilio as an SMS.
-func TestSMSRoundTrip(t *testing.T) {
-	if testing.Short() {
-		t.Skip("acceptance test: runs Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	for _, kind := range testenv.DatabaseKinds {
-		t.Run(kind, func(t *testing.T) { runSMSRoundTrip(t, kind) })
-	}
-}
+func TestSMSRoundTrip(t *testing.T) { eachDB(t, runSMSRoundTrip) }
 
 // env is one running system: fake Twilio, Dendrite with an admin and a nurse, the bridge.
 type env struct {
@@ -70,6 +62,10 @@ func newEnvWith(t *testing.T, kind string, edit func(cfg map[string]any)) *env {
 }
 
 func runSMSRoundTrip(t *testing.T, kind string) {
+	if testing.Short() {
+		t.Skip("acceptance test: runs Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	e := newEnv(t, kind)

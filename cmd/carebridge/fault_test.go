@@ -47,27 +47,11 @@ const (
 // patient's order; texts refused while the bridge was down are posted again after the
 // restart with the same MessageSid, as an operator re-driving Twilio's failed webhooks
 // would, and some accepted ones are posted twice to prove de-duplication.
-func TestFaultInbound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio, and restarts them")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	for _, kind := range testenv.DatabaseKinds {
-		t.Run(kind, func(t *testing.T) { runFaultInbound(t, kind) })
-	}
-}
+func TestFaultInbound(t *testing.T) { eachDB(t, runFaultInbound) }
 
 // TestFaultOutbound has a nurse send 100 replies while Twilio answers every third send
 // with 503: each reply must reach Twilio exactly once, in the order she sent them.
-func TestFaultOutbound(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	for _, kind := range testenv.DatabaseKinds {
-		t.Run(kind, func(t *testing.T) { runFaultOutbound(t, kind) })
-	}
-}
+func TestFaultOutbound(t *testing.T) { eachDB(t, runFaultOutbound) }
 
 // faultText is one patient text of TestFaultInbound.
 type faultText struct {
@@ -177,6 +161,10 @@ func (s *inboundSenders) sentSoFar() []string {
 }
 
 func runFaultInbound(t *testing.T, kind string) {
+	if testing.Short() {
+		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio, and restarts them")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	e := newEnv(t, kind)
@@ -438,6 +426,10 @@ func waitEachPatientSeen(ctx context.Context, nurse *testenv.StaffAgent, want ma
 }
 
 func runFaultOutbound(t *testing.T, kind string) {
+	if testing.Short() {
+		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	e := newEnv(t, kind)

@@ -272,20 +272,28 @@ func (b *Bridge) waitReady() {
 
 // Stop ends the bridge gracefully (SIGTERM), then forcefully after 10 s.
 func (b *Bridge) Stop() {
+	if !b.terminate(syscall.SIGTERM, 10*time.Second) {
+		b.terminate(syscall.SIGKILL, time.Hour)
+	}
+}
+
+// terminate sends sig to the bridge's process group and reports whether it exited
+// within timeout (true as well when it was not running).
+func (b *Bridge) terminate(sig syscall.Signal, timeout time.Duration) bool {
 	if b.cmd == nil || b.cmd.Process == nil {
-		return
+		return true
 	}
 	select {
 	case <-b.exited:
-		return
+		return true
 	default:
 	}
-	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(-b.cmd.Process.Pid, sig)
 	select {
 	case <-b.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-		<-b.exited
+		return true
+	case <-time.After(timeout):
+		return false
 	}
 }
 

@@ -12,18 +12,7 @@ const bridgeKillTimeout = 10 * time.Second
 // nothing is flushed or answered. It returns once the process has exited.
 func (b *Bridge) Kill() {
 	b.t.Helper()
-	if b.cmd == nil || b.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-b.exited:
-		return
-	default:
-	}
-	_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-b.exited:
-	case <-time.After(bridgeKillTimeout):
+	if !b.terminate(syscall.SIGKILL, bridgeKillTimeout) {
 		b.t.Fatalf("carebridge (pid %d) did not exit within %s of SIGKILL", b.cmd.Process.Pid, bridgeKillTimeout)
 	}
 }
