@@ -155,6 +155,9 @@ func NewFakeTwilio() *FakeTwilio {
 	f.client = &http.Client{
 		// Twilio gives a webhook 15 seconds and does not follow redirects.
 		Timeout: 15 * time.Second,
+		// A fresh connection per webhook: a pooled one to a bridge that was killed and
+		// restarted would fail the POST with EOF, which says nothing about the bridge.
+		Transport: &http.Transport{DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
