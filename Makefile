@@ -42,3 +42,11 @@ demo-reset:
 
 clean:
 	rm -rf bin
+
+# Plays a triage conversation through a running `make demo` (start it in another
+# terminal first): the patient's phone, staff in an E2EE Matrix client, the secure chat;
+# prints what each side saw.
+.PHONY: demo-script
+demo-script:
+	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
+	./bin/carebridge-demo script

@@ -29,9 +29,18 @@ func (cl *Client) meta() *UserLoginMetadata {
 // Connect is called when the bridge starts and after linking. SMS has no connection to
 // hold: it checks that the account still owns the number and reports the login's state.
 func (cl *Client) Connect(ctx context.Context) {
-	_, err := cl.Provider.LookupNumber(ctx, cl.meta().Phone)
+	number, err := cl.Provider.LookupNumber(ctx, cl.meta().Phone)
 	switch {
 	case err == nil:
+		// The number's webhook must point here (the public address may have changed, or
+		// someone edited it in the Twilio console); a wrong one loses every text.
+		if want := cl.Connector.inboundURL(cl.UserLogin.ID); cl.Connector.publicBase() != "" && number.SMSURL != want {
+			if err = cl.Provider.ConfigureWebhooks(ctx, number.SID, want); err != nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to point the clinic number's SMS webhook at the bridge")
+			} else {
+				zerolog.Ctx(ctx).Info().Str("webhook", want).Msg("Pointed the clinic number's SMS webhook at the bridge")
+			}
+		}
 		cl.UserLogin.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
 	case errors.Is(err, sms.ErrNumberNotOwned), errors.Is(err, sms.ErrBadCredentials):
 		zerolog.Ctx(ctx).Err(err).Msg("Twilio no longer accepts this clinic number's credentials")
