@@ -28,7 +28,7 @@ func TestDemoAndScript(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Dendrite and the bridge")
 	}
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
 	_, err = dendrite.BinDir(root)
 	testenv.RequireDep(t, testenv.DepDendrite, err)
@@ -160,22 +160,4 @@ func (d *runningDemo) output() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.out.String()
-}
-
-// repoRoot is the folder holding go.mod, above the test's package folder.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -161,16 +161,7 @@ func (s *inboundSenders) sentSoFar() []string {
 }
 
 func runFaultInbound(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio, and restarts them")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	e := newEnv(t, kind)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
 
 	senders, want := newInboundSenders(t, e.fake)
 	var wg sync.WaitGroup
@@ -434,16 +425,8 @@ func waitEachPatientSeen(ctx context.Context, nurse *testenv.StaffAgent, want ma
 }
 
 func runFaultOutbound(t *testing.T, kind string) {
-	if testing.Short() {
-		t.Skip("fault test: runs Dendrite, the bridge and matrix-nio")
-	}
-	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	e := newEnv(t, kind)
-	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
-	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
-	require.NoError(t, err)
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	var err error
 
 	const opening = "Hi, it's Maria again. Can I ask a few things about my new medication?"
 	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, opening)

@@ -56,7 +56,7 @@ func BuildBridge(t testing.TB, tags string) string {
 	if path, ok := bridgeBuilds[tags]; ok {
 		return path
 	}
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	RequireDep(t, DepBridgeBuild, err)
 	out := filepath.Join(os.TempDir(), fmt.Sprintf("carebridge-test-%d", os.Getpid()), strings.ReplaceAll(tags, ",", "-"), "carebridge")
 	cmd := exec.Command("go", "build", "-tags", tags, "-o", out, "./cmd/carebridge")

@@ -22,7 +22,7 @@ type Dendrite struct {
 // DendriteBinDir returns the folder holding the Dendrite binaries ($CAREBRIDGE_DENDRITE_BIN,
 // or installed by scripts/install-dendrite.sh on first use).
 func DendriteBinDir() (string, error) {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}

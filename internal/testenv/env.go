@@ -54,9 +54,9 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// repoRoot walks up from the working directory (a test runs in its package folder)
+// RepoRoot walks up from the working directory (a test runs in its package folder)
 // to the folder holding go.mod.
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
