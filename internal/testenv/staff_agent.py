@@ -34,6 +34,7 @@ from nio import (
     RoomSendError,
     SyncError,
     ReceiptEvent,
+    RoomGetStateEventResponse,
     UnknownEvent,
 )
 from nio.crypto import decrypt_attachment
@@ -337,6 +338,7 @@ class Agent:
         c = self.client
         await self.wait_room(lambda: room_id in c.rooms, room_id)
         content = {"msgtype": req.get("msgtype", "m.text"), "body": req["body"]}
+        await self.ensure_encryption_known(room_id)
         async with self.crypto_lock:
             room = c.rooms[room_id]
             if room.encrypted:
@@ -360,6 +362,7 @@ class Agent:
         with open(req["path"], "rb") as f:
             data = f.read()
         mimetype = req.get("mimetype", "application/octet-stream")
+        await self.ensure_encryption_known(room_id)
         encrypted = c.rooms[room_id].encrypted
         resp, keys = await c.upload(
             lambda *_: io.BytesIO(data), content_type=mimetype, filename=req["filename"],
@@ -383,6 +386,16 @@ class Agent:
         if isinstance(sent, RoomSendError):
             raise RuntimeError(f"send failed: {sent}")
         return {"event_id": sent.event_id, "sent_ms": started, "acked_ms": now_ms()}
+
+    async def ensure_encryption_known(self, room_id):
+        """Right after a join, the room's m.room.encryption state may not have reached this
+        client yet, and nio would send in clear. Ask the server before the first send."""
+        room = self.client.rooms[room_id]
+        if room.encrypted:
+            return
+        resp = await self.client.room_get_state_event(room_id, "m.room.encryption")
+        if isinstance(resp, RoomGetStateEventResponse) and resp.content.get("algorithm"):
+            room.encrypted = True
 
     async def refresh_room_devices(self, room_id):
         """Makes the next send reach every device now in the room.
