@@ -114,7 +114,7 @@ func fnRevoke(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	arg := trimCommandArg(ce.RawArgs)
+	arg := strings.TrimSpace(ce.RawArgs)
 	if arg == "clear" {
 		arg = ""
 	} else if arg == "" {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -277,8 +276,9 @@ func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev
 		return
 	}
 	state := &ConversationState{Mode: conv.Mode}
-	sessions, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now())
-	if err == nil && sessions > 0 {
+	// An upper bound: the newest link, if any was issued just now, expires then.
+	activeLinks, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now())
+	if err == nil && activeLinks > 0 {
 		state.LinkExpires = time.Now().Add(c.Config.SecureChat.LinkLifetime).UnixMilli()
 	}
 	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, StateConversation, "", &event.Content{Parsed: state}, time.Time{})
@@ -308,9 +308,4 @@ func (c *Connector) conversationOf(ctx context.Context, portal *bridgev2.Portal)
 		return nil, errors.New("this room is not a patient conversation")
 	}
 	return conv, nil
-}
-
-// trimCommandArg normalises a command argument.
-func trimCommandArg(raw string) string {
-	return strings.TrimSpace(raw)
 }
