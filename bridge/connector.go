@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/configupgrade"
@@ -32,6 +33,8 @@ type Connector struct {
 	Simulator *sms.Simulator
 
 	inbound *inboundQueue
+	// startedAt is when this process began: texts stored before it may have been in flight.
+	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
 	reminded sync.Map
 }
@@ -45,6 +48,7 @@ var (
 // Init is called once when the bridge is created, before the config is validated.
 func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.Bridge = br
+	c.startedAt = time.Now().Truncate(time.Millisecond)
 	c.DB = database.New(br.DB.Database, br.Log.With().Str("db_section", "carebridge").Logger())
 	if br.Config.PortalEventBuffer != 0 {
 		// A receipt is marked delivered only when bridgev2 has put the text into the room,

@@ -157,7 +157,12 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if err != nil {
 		return fmt.Errorf("failed to get patient ghost: %w", err)
 	}
-	useStableTxnIDs(ghost)
+	// A text stored before this process started may have been in flight when it stopped.
+	suspect := r.Attempts > 0 || r.ReceivedAt.Before(c.startedAt)
+	send, err := c.prepareStableSend(ctx, login, portal, ghost, in.MessageSID, r.ReceivedAt, suspect)
+	if err != nil {
+		return err
+	}
 	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
@@ -168,7 +173,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 				return lc.Str("message_sid", r.MessageSID)
 			},
 			MutateContextFunc: func(ctx context.Context) context.Context {
-				return withTxnBase(ctx, in.MessageSID)
+				return withStableSend(ctx, send)
 			},
 			CreatePortal: true,
 		},
@@ -179,6 +184,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		},
 	})
 	if !res.Success || res.Queued {
+		if !res.Success {
+			c.forgetPartialDelivery(ctx, login, in.MessageSID)
+		}
 		if res.Error != nil {
 			return res.Error
 		}

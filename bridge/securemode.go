@@ -68,13 +68,31 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 		return "", err
 	}
 	key := networkid.PortalKey{ID: networkid.PortalID(conv.PortalID), Receiver: login.ID}
-	messageID := networkid.MessageID("secure-" + strconv.FormatInt(msg.ID, 10))
+	base := "secure-" + strconv.FormatInt(msg.ID, 10)
+	messageID := networkid.MessageID(base)
+	portal, err := b.c.Bridge.GetExistingPortalByKey(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("failed to get portal: %w", err)
+	} else if portal == nil {
+		return "", fmt.Errorf("conversation %s has no room", conv.PortalID)
+	}
+	ghost, err := b.c.Bridge.GetGhostByID(ctx, networkid.UserID(conv.PortalID))
+	if err != nil {
+		return "", fmt.Errorf("failed to get patient ghost: %w", err)
+	}
+	send, err := b.c.prepareStableSend(ctx, login, portal, ghost, base, msg.CreatedAt, securechat.IsRedelivery(ctx))
+	if err != nil {
+		return "", err
+	}
 	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*securechat.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
 			PortalKey: key,
 			Sender:    bridgev2.EventSender{Sender: networkid.UserID(conv.PortalID)},
 			Timestamp: msg.CreatedAt,
+			MutateContextFunc: func(ctx context.Context) context.Context {
+				return withStableSend(ctx, send)
+			},
 		},
 		Data: msg,
 		ID:   messageID,
@@ -83,6 +101,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 		},
 	})
 	if !res.Success {
+		b.c.forgetPartialDelivery(ctx, login, base)
 		if res.Error != nil {
 			return "", res.Error
 		}

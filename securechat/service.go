@@ -459,6 +459,15 @@ func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind dat
 	return msg, nil
 }
 
+type redeliveryKey struct{}
+
+// IsRedelivery tells Backend.PatientMessage that an earlier call for the message failed
+// or was cut short, so the message may already be in the room.
+func IsRedelivery(ctx context.Context) bool {
+	v, _ := ctx.Value(redeliveryKey{}).(bool)
+	return v
+}
+
 // RedeliverPending puts patient messages that were stored but did not reach the room
 // (the homeserver was down, the bridge restarted) into it, oldest first. Messages newer
 // than grace are left to the request that stored them.
@@ -482,7 +491,7 @@ func (s *Service) RedeliverPending(ctx context.Context, grace time.Duration) (de
 				return delivered, err
 			}
 		}
-		eventID, err := s.Backend.PatientMessage(ctx, conv, msg, data)
+		eventID, err := s.Backend.PatientMessage(context.WithValue(ctx, redeliveryKey{}, true), conv, msg, data)
 		if err != nil {
 			// Order matters within a conversation: stop here and try again later.
 			return delivered, fmt.Errorf("failed to redeliver secure message %d: %w", row.ID, err)
