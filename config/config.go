@@ -40,6 +40,7 @@ type SecureChatConfig struct {
 	AlertQuietPeriod time.Duration `yaml:"alert_quiet_period"`
 	Language         string        `yaml:"language"`
 	MaxUploadMB      int           `yaml:"max_upload_mb"`
+	RetentionDays    int           `yaml:"retention_days"`
 }
 
 // EncryptionKeyEnv, when set, replaces secure_chat.encryption_key.
@@ -118,6 +119,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "secure_chat", "alert_quiet_period")
 	helper.Copy(up.Str, "secure_chat", "language")
 	helper.Copy(up.Int, "secure_chat", "max_upload_mb")
+	helper.Copy(up.Int, "secure_chat", "retention_days")
 	helper.Copy(up.Str, "keywords", "help_text")
 	helper.Copy(up.Str, "keywords", "opt_out_reply")
 	helper.Copy(up.Str, "keywords", "opt_in_reply")

@@ -105,6 +105,8 @@ func (s *SecureChatConfig) validate() error {
 		return invalid("secure_chat.language", fmt.Sprintf("is %q: use en or es", s.Language))
 	case s.MaxUploadMB < 1 || s.MaxUploadMB > 100:
 		return invalid("secure_chat.max_upload_mb", "must be between 1 and 100 (default 20)")
+	case s.RetentionDays < 1 || s.RetentionDays > 3650:
+		return invalid("secure_chat.retention_days", "must be between 1 and 3650 (default 30)")
 	}
 	if _, err := s.Key(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

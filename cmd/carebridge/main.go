@@ -1,8 +1,10 @@
 // Command carebridge is the carebridge bridge: mxmain's standard CLI (-c, -r, -g, -e, -n,
-// --ignore-unsupported-server) around carebridge's network connector.
+// --ignore-unsupported-server) around carebridge's network connector, plus carebridge's
+// own subcommands (`carebridge help` lists them: audit, keys).
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -20,6 +22,9 @@ var (
 )
 
 func main() {
+	if code, ok := runTool(context.Background(), os.Args[1:], os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	connector := &bridge.Connector{}
 	if path, ok := exampleRequest(os.Args[1:]); ok {
 		if err := writeExample(path, connector.GetName(), config.ExampleConfig); err != nil {

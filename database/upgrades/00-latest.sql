@@ -1,4 +1,4 @@
--- v0 -> v3: Latest revision
+-- v0 -> v4: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -146,3 +146,13 @@ CREATE TABLE audit_log (
     prev_hash TEXT   NOT NULL,
     hash      TEXT   NOT NULL
 );
+
+-- Two writers appending after the same row would fork the chain: the second one fails.
+CREATE UNIQUE INDEX audit_log_prev_hash_idx ON audit_log (prev_hash);
+-- Retention purges and key rotation.
+CREATE INDEX secure_message_created_idx ON secure_message (created_at);
+CREATE INDEX secure_message_key_idx ON secure_message (key_id, id);
+CREATE INDEX inbound_receipt_received_idx ON inbound_receipt (received_at);
+CREATE INDEX secure_link_expiry_idx ON secure_link (expires_at);
+CREATE INDEX secure_code_expiry_idx ON secure_code (expires_at);
+CREATE INDEX secure_session_expiry_idx ON secure_session (expires_at);

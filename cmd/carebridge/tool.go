@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
+	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+
+	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/database"
+)
+
+// carebridge's own subcommands sit in front of mxmain's flags: `carebridge audit verify
+// -c config.yaml` is handled here, anything else (including plain `carebridge -c …`) by
+// mxmain as before.
+
+// toolCommand is one subcommand: run gets the arguments after its name.
+type toolCommand struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// toolCommands lists the subcommands; audit.go and keys.go add theirs in init.
+var toolCommands []toolCommand
+
+func init() {
+	registerTool("help", "list these subcommands", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
+		toolUsage(stdout)
+		return 0
+	})
+}
+
+func registerTool(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int) {
+	toolCommands = append(toolCommands, toolCommand{name: name, summary: summary, run: run})
+}
+
+// runTool runs a carebridge subcommand named by args[0]; handled is false when args do
+// not start with one (mxmain's flags then apply).
+func runTool(ctx context.Context, args []string, stdout, stderr io.Writer) (code int, handled bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	i := slices.IndexFunc(toolCommands, func(c toolCommand) bool { return c.name == args[0] })
+	if i < 0 {
+		return 0, false
+	}
+	return toolCommands[i].run(ctx, args[1:], stdout, stderr), true
+}
+
+// toolEnv is what a subcommand works with: the bridge's config and its database,
+// upgraded to the schema this binary knows (the same as the bridge's own start does).
+type toolEnv struct {
+	Bridge  *bridgeconfig.Config
+	Network config.Config
+	DB      *database.Database
+	Log     zerolog.Logger
+}
+
+// Close closes the database.
+func (e *toolEnv) Close() {
+	if e.DB != nil {
+		_ = e.DB.Close()
+	}
+}
+
+// toolFlags is a subcommand's flag set with the config flag every subcommand takes.
+func toolFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("carebridge "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "config.yaml", "the bridge's config file")
+	fs.StringVar(path, "c", "config.yaml", "the bridge's config file (short for --config)")
+	return fs, path
+}
+
+// errConfigNotReady means the config still asks for a key to be generated: the bridge
+// has not started on it yet.
+var errConfigNotReady = errors.New("the config still has \"generate\" in place of a key: start the bridge once with it, or write the key in")
+
+// openTool reads the config (without rewriting it) and opens the database.
+func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	var cfg bridgeconfig.Config
+	if err = yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, fmt.Errorf("failed to parse config %s: %w", path, err)
+	}
+	env := &toolEnv{Bridge: &cfg}
+	// The example's values stand for keys an older config file does not have yet.
+	if err = yaml.Unmarshal([]byte(config.ExampleConfig), &env.Network); err != nil {
+		return nil, fmt.Errorf("failed to parse the built-in example config: %w", err)
+	}
+	if err = cfg.Network.Decode(&env.Network); err != nil {
+		return nil, fmt.Errorf("failed to parse the network section of %s: %w", path, err)
+	}
+	if cfg.EnvConfigPrefix != "" {
+		if err = mxmain.UpdateConfigFromEnv(&cfg, &env.Network, cfg.EnvConfigPrefix); err != nil {
+			return nil, fmt.Errorf("failed to read config from the environment: %w", err)
+		}
+	}
+	env.Log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	raw, err := dbutil.NewFromConfig("carebridge", cfg.Database, dbutil.ZeroLogger(env.Log))
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the database: %w", err)
+	}
+	env.DB = database.New(raw, env.Log)
+	if err = env.DB.Upgrade(ctx); err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("failed to bring the database schema up to date: %w", err)
+	}
+	return env, nil
+}
+
+// toolUsage prints the subcommands after mxmain's own help.
+func toolUsage(w io.Writer) {
+	fmt.Fprintln(w, "carebridge subcommands (each takes -c/--config, default config.yaml):")
+	for _, c := range toolCommands {
+		fmt.Fprintf(w, "  carebridge %-14s %s\n", c.name, c.summary)
+	}
+}
