@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/status"
 
+	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -67,7 +68,13 @@ func (cl *Client) IsLoggedIn() bool { return true }
 
 // LogoutRemote is called when staff unlink the number; Twilio keeps the number and its
 // webhook, which then answers 404 until the number is linked again.
-func (cl *Client) LogoutRemote(ctx context.Context) {}
+func (cl *Client) LogoutRemote(ctx context.Context) {
+	err := cl.Connector.audited(ctx, &cbdb.AuditEntry{Actor: cl.UserLogin.UserMXID.String(), LoginID: string(cl.UserLogin.ID),
+		Event: "login removed", Outcome: "ok", Detail: "clinic number unlinked"}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit unlinking the clinic number")
+	}
+}
 
 // IsThisUser is called to map a remote user to this login: the clinic number itself.
 func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {

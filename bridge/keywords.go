@@ -45,7 +45,12 @@ func (c *Connector) handleKeyword(ctx context.Context, login *bridgev2.UserLogin
 		reply = c.Config.Keywords.HelpText
 	}
 	if keyword != sms.KeywordHelp {
-		if err = c.DB.Conversation.SetOptedOut(ctx, string(login.ID), string(portal.ID), keyword == sms.KeywordOptOut); err != nil {
+		optOut := keyword == sms.KeywordOptOut
+		event := map[bool]string{true: "opted out", false: "opted in"}[optOut]
+		err = c.audited(ctx, convAudit(conv, "patient:sms", event, "ok", "keyword"), func(ctx context.Context) error {
+			return c.DB.Conversation.SetOptedOut(ctx, string(login.ID), string(portal.ID), optOut)
+		})
+		if err != nil {
 			return fmt.Errorf("failed to record opt-out state: %w", err)
 		}
 		log.Info().Msg("Patient changed their opt-out state")

@@ -200,11 +200,10 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 			return nil, fmt.Errorf("failed to download the attachment for the secure chat: %w", err)
 		}
 	}
-	stored, err := c.Secure.AddStaffMessage(ctx, conv, sender, kind, text, contentType, data, msg.Event.ID.String())
+	stored, err := c.Secure.AddStaffMessage(ctx, conv, msg.Event.Sender.String(), sender, kind, text, contentType, data, msg.Event.ID.String())
 	if err != nil {
 		return nil, err
 	}
-	c.Secure.AuditEvent(ctx, msg.Event.Sender.String(), conv, "message stored for secure chat", "ok", string(kind))
 	go c.alertPatient(c.Bridge.BackgroundCtx, cl.UserLogin, msg.Portal, conv.LoginID, conv.PortalID)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),
@@ -257,7 +256,9 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 		c.sendNotice(ctx, portal, "The secure message alert could not be texted: "+describeSendError(err))
 		return
 	}
-	c.Secure.AuditEvent(ctx, "system", conv, "alert sent", "ok", "")
+	if err = c.audited(ctx, convAudit(conv, "system", "alert sent", "ok", ""), nil); err != nil {
+		log.Err(err).Msg("Failed to audit a secure message alert")
+	}
 	c.updateConversationState(ctx, portal, conv)
 }
 
@@ -271,11 +272,13 @@ func describeSendError(err error) string {
 
 // setMode switches a conversation's mode, audited, with a notice and the room state.
 func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor id.UserID) error {
-	if err := c.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode); err != nil {
+	err := c.audited(ctx, convAudit(conv, actor.String(), "mode switched", "ok", string(mode)), func(ctx context.Context) error {
+		return c.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode)
+	})
+	if err != nil {
 		return err
 	}
 	conv.Mode = mode
-	c.Secure.AuditEvent(ctx, actor.String(), conv, "mode switched", "ok", string(mode))
 	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
 		portal.UpdateCapabilities(ctx, login, false)
 	}

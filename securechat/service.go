@@ -86,17 +86,45 @@ func randomToken(n int) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(buf), nil
 }
 
-func (s *Service) audit(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
+// audit appends one event to the audit log. Called inside txn, it is part of the action's
+// transaction: when it cannot be written, the action does not happen either.
+func (s *Service) audit(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) error {
 	err := s.DB.Audit.Append(ctx, &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID,
 		Event: event, Outcome: outcome, Detail: detail, At: s.now()})
 	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Str("event", event).Msg("Failed to write audit log")
+		return fmt.Errorf("failed to write the audit log (%s): %w", event, err)
 	}
+	return nil
 }
 
-// AuditEvent records an action of the bridge or staff on a conversation (no body, no secret).
-func (s *Service) AuditEvent(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
-	s.audit(ctx, actor, conv, event, outcome, detail)
+// txn runs an action and its audit rows in one database transaction.
+func (s *Service) txn(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.DB.DoTxn(ctx, nil, fn)
+}
+
+// AuditEvent records an action of the bridge or staff on a conversation (no body, no
+// secret). Within Audited's function it joins that transaction.
+func (s *Service) AuditEvent(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) error {
+	return s.audit(ctx, actor, conv, event, outcome, detail)
+}
+
+// Audited runs a change to the database and its audit event in one transaction.
+func (s *Service) Audited(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string,
+	change func(ctx context.Context) error) error {
+	return s.txn(ctx, func(ctx context.Context) error {
+		if err := change(ctx); err != nil {
+			return err
+		}
+		return s.audit(ctx, actor, conv, event, outcome, detail)
+	})
+}
+
+// auditAlone writes an event that goes with no change of ours (a refusal, a failed
+// send); a failure to write it is logged, and the caller's answer stands.
+func (s *Service) auditAlone(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
+	if err := s.audit(ctx, actor, conv, event, outcome, detail); err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("event", event).Msg("Failed to write audit log")
+	}
 }
 
 // patientActor names a patient's session in the audit log by a prefix of its keyed hash.
@@ -114,36 +142,37 @@ func (s *Service) IssueLink(ctx context.Context, conv *database.Conversation, ac
 		return "", err
 	}
 	now := s.now()
-	err = s.DB.Link.Insert(ctx, &database.SecureLink{TokenHash: s.Keys.Hash("link", token), LoginID: conv.LoginID,
-		PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.LinkLifetime)})
+	err = s.Audited(ctx, actor, conv, "link issued", "ok", "", func(ctx context.Context) error {
+		return s.DB.Link.Insert(ctx, &database.SecureLink{TokenHash: s.Keys.Hash("link", token), LoginID: conv.LoginID,
+			PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.LinkLifetime)})
+	})
 	if err != nil {
 		return "", fmt.Errorf("failed to store link: %w", err)
 	}
-	s.audit(ctx, actor, conv, "link issued", "ok", "")
 	return s.PublicBase + LinkPath + token, nil
 }
 
 // Revoke ends every link and session of the conversation.
 func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor string) error {
 	now := s.now()
-	if err := s.DB.Link.RevokeAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
+	err := s.Audited(ctx, actor, conv, "link revoked", "ok", "all links and sessions", func(ctx context.Context) error {
+		if err := s.DB.Link.RevokeAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
+			return err
+		}
+		return s.DB.Session.EndAll(ctx, conv.LoginID, conv.PortalID, now)
+	})
+	if err != nil {
 		return err
 	}
-	if err := s.DB.Session.EndAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, conv, "link revoked", "ok", "all links and sessions")
 	s.Hub.Publish(conv.LoginID, conv.PortalID)
 	return nil
 }
 
 // Unlock lifts a lockout after wrong codes.
 func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor string) error {
-	if err := s.DB.Link.UnlockAll(ctx, conv.LoginID, conv.PortalID); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, conv, "link unlocked", "ok", "")
-	return nil
+	return s.Audited(ctx, actor, conv, "code unlocked", "ok", "", func(ctx context.Context) error {
+		return s.DB.Link.UnlockAll(ctx, conv.LoginID, conv.PortalID)
+	})
 }
 
 // SetDOB records the date of birth the patient must also enter (YYYY-MM-DD), kept only
@@ -157,11 +186,10 @@ func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, dob, 
 		}
 		hash = s.dobHash(conv, normalized)
 	}
-	if err := s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, hash); err != nil {
-		return err
-	}
-	s.audit(ctx, actor, conv, "dob recorded", "ok", map[bool]string{true: "cleared", false: "set"}[hash == ""])
-	return nil
+	return s.Audited(ctx, actor, conv, "dob recorded", "ok", map[bool]string{true: "cleared", false: "set"}[hash == ""],
+		func(ctx context.Context) error {
+			return s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, hash)
+		})
 }
 
 func (s *Service) dobHash(conv *database.Conversation, dob string) string {
@@ -214,6 +242,30 @@ func (s *Service) CheckLink(ctx context.Context, token string) (*Link, error) {
 	return link, nil
 }
 
+// OpenLink is CheckLink for the page a patient (or a link preview) opens, audited: "link
+// opened" with the outcome, or "link expired" for a link opened after it expired.
+func (s *Service) OpenLink(ctx context.Context, token string) (*Link, error) {
+	link, err := s.CheckLink(ctx, token)
+	if link == nil {
+		return nil, err // unknown links name no conversation
+	}
+	event, outcome := "link opened", "ok"
+	switch {
+	case errors.Is(err, ErrLinkExpired):
+		event, outcome = "link expired", "opened after expiry"
+	case errors.Is(err, ErrLinkRevoked):
+		outcome = "revoked"
+	case errors.Is(err, ErrLinkLocked):
+		outcome = "locked"
+	case err != nil:
+		return link, err
+	}
+	if auditErr := s.audit(ctx, "patient:link", link.Conversation, event, outcome, ""); auditErr != nil {
+		return nil, auditErr
+	}
+	return link, err
+}
+
 // ---- codes ----------------------------------------------------------------------
 
 func randomCode() (string, error) {
@@ -237,23 +289,27 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	if err != nil {
 		return err
 	} else if byLink >= s.Config.CodesPerHour || byPhone >= s.Config.CodesPerHour {
-		s.audit(ctx, "patient:link", conv, "code sent", "rate limited", "")
+		s.auditAlone(ctx, "patient:link", conv, "code sent", "rate limited", "")
 		return ErrRateLimited
 	}
 	code, err := randomCode()
 	if err != nil {
 		return err
 	}
-	err = s.DB.Code.Insert(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash, PatientPhone: conv.PatientPhone,
-		CodeHash: s.Keys.Hash("code", code), CreatedAt: now, ExpiresAt: now.Add(s.Config.CodeLifetime)})
+	// The code is stored (and its issue audited) before it is texted: a code that
+	// reached the phone always works. The send's outcome is its own event.
+	err = s.Audited(ctx, "patient:link", conv, "code issued", "ok", "", func(ctx context.Context) error {
+		return s.DB.Code.Insert(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash, PatientPhone: conv.PatientPhone,
+			CodeHash: s.Keys.Hash("code", code), CreatedAt: now, ExpiresAt: now.Add(s.Config.CodeLifetime)})
+	})
 	if err != nil {
 		return err
 	}
 	if err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime)); err != nil {
-		s.audit(ctx, "patient:link", conv, "code sent", "failed", "")
+		s.auditAlone(ctx, "patient:link", conv, "code sent", "failed", "")
 		return fmt.Errorf("failed to text the code: %w", err)
 	}
-	s.audit(ctx, "patient:link", conv, "code sent", "ok", "")
+	s.auditAlone(ctx, "patient:link", conv, "code sent", "ok", "")
 	return nil
 }
 
@@ -282,23 +338,23 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		dobOK = dobErr == nil && Equal(conv.DOBHash, s.dobHash(conv, normalized))
 	}
 	if codeOK && dobOK && !now.Before(latest.ExpiresAt) {
-		s.audit(ctx, "patient:link", conv, "code failed", "expired", "")
+		s.auditAlone(ctx, "patient:link", conv, "code failed", "expired", "")
 		return "", link, ErrCodeExpired
 	}
 	if !codeOK || !dobOK {
-		if err = s.DB.Link.FailCode(ctx, link.Row.TokenHash, s.Config.MaxWrongCodes, now); err != nil {
-			return "", link, err
+		locked := link.Row.FailedCodes+1 >= s.Config.MaxWrongCodes
+		event, outcome, detail := "code failed", "wrong", ""
+		if locked {
+			event, outcome, detail = "code locked", "locked", fmt.Sprintf("%d wrong codes", link.Row.FailedCodes+1)
 		}
-		if link.Row.FailedCodes+1 >= s.Config.MaxWrongCodes {
-			s.audit(ctx, "patient:link", conv, "code locked", "locked", fmt.Sprintf("%d wrong codes", link.Row.FailedCodes+1))
+		err = s.Audited(ctx, "patient:link", conv, event, outcome, detail, func(ctx context.Context) error {
+			return s.DB.Link.FailCode(ctx, link.Row.TokenHash, s.Config.MaxWrongCodes, now)
+		})
+		if err != nil {
+			return "", link, err
+		} else if locked {
 			return "", link, ErrLinkLocked
 		}
-		s.audit(ctx, "patient:link", conv, "code failed", "wrong", "")
-		return "", link, ErrWrongCode
-	}
-	if used, err := s.DB.Code.Use(ctx, link.Row.TokenHash, latest.CodeHash, now); err != nil {
-		return "", link, err
-	} else if !used {
 		return "", link, ErrWrongCode
 	}
 	session, err := randomToken(32)
@@ -306,13 +362,25 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		return "", link, err
 	}
 	sessionHash := s.Keys.Hash("session", session)
-	err = s.DB.Session.Insert(ctx, &database.SecureSession{SessionHash: sessionHash, LinkHash: link.Row.TokenHash,
-		LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
+	err = s.txn(ctx, func(ctx context.Context) error {
+		if used, err := s.DB.Code.Use(ctx, link.Row.TokenHash, latest.CodeHash, now); err != nil {
+			return err
+		} else if !used {
+			return ErrWrongCode
+		}
+		err := s.DB.Session.Insert(ctx, &database.SecureSession{SessionHash: sessionHash, LinkHash: link.Row.TokenHash,
+			LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
+		if err != nil {
+			return err
+		}
+		if err = s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", ""); err != nil {
+			return err
+		}
+		return s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", "")
+	})
 	if err != nil {
 		return "", link, err
 	}
-	s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", "")
-	s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", "")
 	return session, link, nil
 }
 
@@ -369,8 +437,16 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 		return nil, ErrSessionEnded
 	}
 	if now.Sub(row.LastSeenAt) >= s.Config.SessionIdle || !now.Before(row.ExpiresAt) {
-		_ = s.DB.Session.End(ctx, hash, now)
-		s.audit(ctx, patientActor(hash), conv, "session timed out", "ended", "")
+		reason := "idle"
+		if !now.Before(row.ExpiresAt) {
+			reason = "maximum length"
+		}
+		err = s.Audited(ctx, patientActor(hash), conv, "session timed out", "ended", reason, func(ctx context.Context) error {
+			return s.DB.Session.End(ctx, hash, now)
+		})
+		if err != nil {
+			return nil, err
+		}
 		return nil, ErrSessionEnded
 	}
 	if touch {
@@ -383,11 +459,9 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 
 // SignOut ends a session at once.
 func (s *Service) SignOut(ctx context.Context, sess *Session) error {
-	if err := s.DB.Session.End(ctx, sess.Hash, s.now()); err != nil {
-		return err
-	}
-	s.audit(ctx, sess.Actor(), sess.Conversation, "session ended", "signed out", "")
-	return nil
+	return s.Audited(ctx, sess.Actor(), sess.Conversation, "session ended", "signed out", "", func(ctx context.Context) error {
+		return s.DB.Session.End(ctx, sess.Hash, s.now())
+	})
 }
 
 // ---- messages -------------------------------------------------------------------
@@ -405,8 +479,9 @@ func (s *Service) open(conv *database.Conversation, row *database.SecureMessage)
 		ContentType: row.ContentType, Size: row.Size, CreatedAt: row.CreatedAt, Read: !row.ReadAt.IsZero(), EventID: row.EventID}, nil
 }
 
-// store seals and stores one message. text is the text, or the file name for files.
-func (s *Service) store(ctx context.Context, conv *database.Conversation, fromPatient bool, sender string,
+// store seals and stores one message, with its audit event, in one transaction. text is
+// the text, or the file name for files.
+func (s *Service) store(ctx context.Context, actor, event string, conv *database.Conversation, fromPatient bool, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
 	keyID, body, err := s.Keys.Seal([]byte(text), additional(conv, "body"))
 	if err != nil {
@@ -420,16 +495,20 @@ func (s *Service) store(ctx context.Context, conv *database.Conversation, fromPa
 			return nil, err
 		}
 	}
-	if err = s.DB.Secure.Insert(ctx, row); err != nil {
+	err = s.Audited(ctx, actor, conv, event, "ok", string(kind), func(ctx context.Context) error {
+		return s.DB.Secure.Insert(ctx, row)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("failed to store secure message: %w", err)
 	}
 	return s.open(conv, row)
 }
 
-// AddStaffMessage keeps a staff message (text, or a file with its name) for the web chat.
-func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, sender string,
+// AddStaffMessage keeps a staff message (text, or a file with its name) for the web chat;
+// actor is the staff member's Matrix ID, sender the name the patient sees.
+func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, actor, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
-	msg, err := s.store(ctx, conv, false, sender, kind, text, contentType, data, eventID)
+	msg, err := s.store(ctx, actor, "message stored for secure chat", conv, false, sender, kind, text, contentType, data, eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -442,11 +521,10 @@ func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversati
 func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind database.SecureMessageKind,
 	text, contentType string, data []byte) (*Message, error) {
 	conv := sess.Conversation
-	msg, err := s.store(ctx, conv, true, "", kind, text, contentType, data, "")
+	msg, err := s.store(ctx, sess.Actor(), "message sent", conv, true, "", kind, text, contentType, data, "")
 	if err != nil {
 		return nil, err
 	}
-	s.audit(ctx, sess.Actor(), conv, "message sent", "ok", string(kind))
 	eventID, err := s.Backend.PatientMessage(ctx, conv, msg, data)
 	if err != nil {
 		return msg, fmt.Errorf("message stored but not yet in the room: %w", err)
@@ -524,12 +602,18 @@ func (s *Service) Messages(ctx context.Context, sess *Session, afterID int64) ([
 			newestStaff = msg
 		}
 	}
-	s.audit(ctx, sess.Actor(), conv, "messages read", "ok", fmt.Sprintf("%d messages", len(msgs)))
-	if newestStaff != nil {
-		read, err := s.DB.Secure.MarkRead(ctx, conv.LoginID, conv.PortalID, newestStaff.ID, s.now())
-		if err != nil {
-			return nil, err
+	var read int64
+	err = s.Audited(ctx, sess.Actor(), conv, "messages read", "ok", fmt.Sprintf("%d messages", len(msgs)), func(ctx context.Context) error {
+		if newestStaff == nil {
+			return nil
 		}
+		read, err = s.DB.Secure.MarkRead(ctx, conv.LoginID, conv.PortalID, newestStaff.ID, s.now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if newestStaff != nil {
 		if read > 0 && s.Backend != nil {
 			if err = s.Backend.PatientRead(ctx, conv, newestStaff); err != nil {
 				zerolog.Ctx(ctx).Err(err).Msg("Failed to send the patient's read receipt")
@@ -556,7 +640,9 @@ func (s *Service) File(ctx context.Context, sess *Session, id int64) (*Message, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to open attachment %d: %w", id, err)
 	}
-	s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", "")
+	if err = s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", ""); err != nil {
+		return nil, nil, err
+	}
 	return msg, data, nil
 }
 

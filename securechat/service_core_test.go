@@ -239,7 +239,7 @@ func TestCoreDOBAndSessions(t *testing.T) {
 func TestCoreMessagesSealedAtRest(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
-		staff, err := f.svc.AddStaffMessage(ctx, f.conv, "Nurse Kim", database.SecureText, "Your potassium is 5.9; please come in.", "", nil, "$staff")
+		staff, err := f.svc.AddStaffMessage(ctx, f.conv, "@nurse:clinic.example", "Nurse Kim", database.SecureText, "Your potassium is 5.9; please come in.", "", nil, "$staff")
 		require.NoError(t, err)
 		token := f.link(t)
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))

@@ -229,7 +229,7 @@ func (e *webEnv) linkRow() *database.SecureLink {
 }
 
 func (e *webEnv) staffMessage(text string) *Message {
-	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, testStaffName, database.SecureText, text, "", nil, "$staff")
+	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", testStaffName, database.SecureText, text, "", nil, "$staff")
 	require.NoError(e.t, err)
 	return msg
 }

@@ -16,7 +16,7 @@ const maxFormBytes = 16 << 10
 // fetch links for previews, so nothing is sent until the patient taps the button.
 func (w *Web) handleLink(rw http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	link, err := w.svc.CheckLink(r.Context(), token)
+	link, err := w.svc.OpenLink(r.Context(), token)
 	if err != nil {
 		w.linkError(rw, r, link, err)
 		return

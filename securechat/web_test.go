@@ -562,10 +562,10 @@ func TestUploadTooLarge(t *testing.T) {
 
 func TestStaffMessageIsEscaped(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
-		_, err := e.svc.AddStaffMessage(context.Background(), e.conv, `Dr <b>Evil</b>`, database.SecureText,
+		_, err := e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", `Dr <b>Evil</b>`, database.SecureText,
 			"<script>alert(1)</script>\n<img src=x onerror=alert(1)>", "", nil, "$x")
 		require.NoError(t, err)
-		_, err = e.svc.AddStaffMessage(context.Background(), e.conv, testStaffName, database.SecureFile,
+		_, err = e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", testStaffName, database.SecureFile,
 			`"><script>alert(2)</script>.pdf`, "application/pdf", []byte("%PDF-1.4"), "$y")
 		require.NoError(t, err)
 		c := e.newClient()
@@ -605,10 +605,10 @@ func TestMessagesJSON(t *testing.T) {
 func TestFileOfAnotherConversationIsNotFound(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
-		own, err := e.svc.AddStaffMessage(ctx, e.conv, testStaffName, database.SecureImage, "care.png", "image/png", webTestPNG(t, 4, 4), "$a")
+		own, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage, "care.png", "image/png", webTestPNG(t, 4, 4), "$a")
 		require.NoError(t, err)
 		otherConv := e.newConversation("15557654321", "+15557654321")
-		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, testStaffName, database.SecureImage, "other.png", "image/png", webTestPNG(t, 4, 4), "$b")
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, "@nurse:clinic.example", testStaffName, database.SecureImage, "other.png", "image/png", webTestPNG(t, 4, 4), "$b")
 		require.NoError(t, err)
 		text := e.staffMessage("just text")
 
@@ -630,7 +630,7 @@ func TestFileOfAnotherConversationIsNotFound(t *testing.T) {
 func TestStaffFileTypes(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
-		svg, err := e.svc.AddStaffMessage(ctx, e.conv, testStaffName, database.SecureImage, "chart.svg", "image/svg+xml",
+		svg, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage, "chart.svg", "image/svg+xml",
 			[]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), "$s")
 		require.NoError(t, err)
 		c := e.newClient()
