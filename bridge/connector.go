@@ -29,10 +29,13 @@ type Connector struct {
 	DB     *database.Database
 	Staff  *appservice.StaffPolicy
 	Secure *securechat.Service
+	// Keys seals secure messages and the clinic numbers' Twilio auth tokens at rest.
+	Keys *securechat.Keyring
 	// Simulator stands in for Twilio when network.provider is simulator.
 	Simulator *sms.Simulator
 
-	inbound *inboundQueue
+	inbound   *inboundQueue
+	retention *retentionLoop
 	// startedAt is when this process began: texts stored before it may have been in flight.
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
@@ -79,7 +82,8 @@ func CheckEncryptionBuilt(cfg *bridgeconfig.Config, mc *matrix.Connector) error 
 }
 
 // Start is called after the Matrix connector started: it upgrades carebridge's tables,
-// mounts the Twilio webhook routes and starts delivering stored inbound texts.
+// mounts the Twilio webhook routes, starts delivering stored inbound texts and starts the
+// retention purges.
 func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
@@ -112,9 +116,14 @@ func (c *Connector) Start(ctx context.Context) error {
 		router.Handle(simulatorPath+"/", c.Simulator.Handler())
 	}
 	var err error
+	if c.Keys, err = securechat.KeyringFromConfig(&c.Config.SecureChat); err != nil {
+		return err
+	}
 	if c.Secure, err = securechat.NewService(c.DB, &c.Config.SecureChat, c.Config.ClinicName, c.publicBase()); err != nil {
 		return err
 	}
+	// One keyring for the service and the auth tokens, with every configured key.
+	c.Secure.Keys = c.Keys
 	c.Secure.Backend = secureBackend{c}
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
 		PublicURL:       c.publicBase(),
@@ -124,6 +133,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.registerCommands()
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
+	c.startRetention(c.Bridge.BackgroundCtx)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
 }
@@ -133,6 +143,7 @@ func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
 	}
+	c.stopRetention()
 }
 
 // router is the appservice's HTTP router. bridgev2's GetRouter hides it while
@@ -192,16 +203,30 @@ func (c *Connector) GetConfig() (example string, data any, upgrader configupgrad
 // a number is linked.
 func (c *Connector) LoadUserLogin(ctx context.Context, login *bridgev2.UserLogin) error {
 	meta := login.Metadata.(*UserLoginMetadata)
-	provider, err := c.newProvider(meta.AccountSID, meta.AuthToken)
+	authToken, err := meta.AuthToken(c.Keys, login.ID)
 	if err != nil {
 		return err
 	}
-	login.Client = c.newClient(login, provider)
+	if meta.needsSealing(c.Keys) {
+		// Saved by a version that kept the token in clear, or sealed before a key rotation.
+		if err = meta.SetAuthToken(c.Keys, login.ID, authToken); err != nil {
+			return err
+		} else if err = login.Save(ctx); err != nil {
+			return fmt.Errorf("failed to save the sealed Twilio auth token: %w", err)
+		}
+		zerolog.Ctx(ctx).Info().Str("login_id", string(login.ID)).Str("key_id", meta.AuthTokenKey).
+			Msg("Sealed the linked number's Twilio auth token with the current key")
+	}
+	provider, err := c.newProvider(meta.AccountSID, authToken)
+	if err != nil {
+		return err
+	}
+	login.Client = c.newClient(login, provider, authToken)
 	return nil
 }
 
 // newClient builds the client of one linked clinic number.
-func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider) *Client {
+func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider, authToken string) *Client {
 	meta := login.Metadata.(*UserLoginMetadata)
 	return &Client{
 		Connector: c,
@@ -209,7 +234,7 @@ func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider) 
 		Provider:  provider,
 		Media: sms.NewMediaFetcher(sms.MediaFetcherOptions{
 			AccountSID:   meta.AccountSID,
-			AuthToken:    meta.AuthToken,
+			AuthToken:    authToken,
 			AllowedHosts: c.mediaHosts(),
 		}),
 	}

@@ -55,8 +55,14 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 		return nil
 	}
 	meta := login.Metadata.(*UserLoginMetadata)
+	authToken, err := meta.AuthToken(c.Keys, login.ID)
+	if err != nil {
+		log.Err(err).Msg("Failed to open the clinic number's Twilio auth token for a webhook")
+		http.Error(w, "Temporarily unable to process the webhook", http.StatusServiceUnavailable)
+		return nil
+	}
 	publicURL := sms.PublicRequestURL(c.publicBase(), r)
-	if !sms.ValidSignature(meta.AuthToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+	if !sms.ValidSignature(authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
 		// The usual cause is a proxy: Twilio signs the URL it called, which must equal publicURL.
 		log.Warn().Str("signed_url_expected", publicURL).
 			Bool("signature_present", r.Header.Get("X-Twilio-Signature") != "").

@@ -94,18 +94,17 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 		return nil, err
 	}
 	loginID := MakeLoginID(phone)
+	meta := &UserLoginMetadata{AccountSID: accountSID, Phone: phone, PhoneSID: number.SID}
+	if err = meta.SetAuthToken(c.Keys, loginID, authToken); err != nil {
+		return nil, err
+	}
 	ul, err := l.User.NewLogin(ctx, &database.UserLogin{
 		ID:         loginID,
 		RemoteName: sms.FormatPhone(phone, c.Config.DefaultRegion),
-		Metadata: &UserLoginMetadata{
-			AccountSID: accountSID,
-			AuthToken:  authToken,
-			Phone:      phone,
-			PhoneSID:   number.SID,
-		},
+		Metadata:   meta,
 	}, &bridgev2.NewLoginParams{
 		LoadUserLogin: func(ctx context.Context, login *bridgev2.UserLogin) error {
-			login.Client = c.newClient(login, provider)
+			login.Client = c.newClient(login, provider, authToken)
 			return nil
 		},
 	})

@@ -1,10 +1,6 @@
 package config
 
 import (
-	"crypto/rand"
-	"encoding/base64"
-	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -29,8 +25,14 @@ type Config struct {
 
 // SecureChatConfig configures secure mode and the patient web chat.
 type SecureChatConfig struct {
-	DefaultMode      string        `yaml:"default_mode"`
-	EncryptionKey    string        `yaml:"encryption_key"`
+	DefaultMode string `yaml:"default_mode"`
+	// Keys maps a key ID to a 32-byte key in base64 (see KeyMaterial for "generate", "env"
+	// and the environment variables); CurrentKey names the one new data is sealed with.
+	Keys       map[string]string `yaml:"keys"`
+	CurrentKey string            `yaml:"current_key"`
+	// EncryptionKey is the single key of configs written before key rotation existed. The
+	// Upgrader moves it to keys.k1; a config that bypasses the Upgrader still reads it as k1.
+	EncryptionKey    string        `yaml:"encryption_key,omitempty"`
 	LinkLifetime     time.Duration `yaml:"link_lifetime"`
 	CodeLifetime     time.Duration `yaml:"code_lifetime"`
 	MaxWrongCodes    int           `yaml:"max_wrong_codes"`
@@ -41,23 +43,6 @@ type SecureChatConfig struct {
 	Language         string        `yaml:"language"`
 	MaxUploadMB      int           `yaml:"max_upload_mb"`
 	RetentionDays    int           `yaml:"retention_days"`
-}
-
-// EncryptionKeyEnv, when set, replaces secure_chat.encryption_key.
-const EncryptionKeyEnv = "CAREBRIDGE_SECURE_CHAT_KEY"
-
-// Key returns the 32-byte secure chat key from the environment or the config.
-func (c *SecureChatConfig) Key() ([]byte, error) {
-	raw := c.EncryptionKey
-	if env := os.Getenv(EncryptionKeyEnv); env != "" {
-		raw = env
-	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw))
-	if err != nil || len(key) != 32 {
-		return nil, fmt.Errorf("secure chat key (network.secure_chat.encryption_key or %s) must be 32 bytes in base64; "+
-			"write \"generate\" to have one made", EncryptionKeyEnv)
-	}
-	return key, nil
 }
 
 // KeywordsConfig holds the fixed answers to carrier keywords.
@@ -102,13 +87,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "default_region")
 	helper.Copy(up.List, "staff_invites")
 	helper.Copy(up.Int, "max_segments")
-	if key, ok := helper.Get(up.Str, "secure_chat", "encryption_key"); !ok || key == "generate" {
-		secret := make([]byte, 32)
-		_, _ = rand.Read(secret)
-		helper.Set(up.Str, base64.StdEncoding.EncodeToString(secret), "secure_chat", "encryption_key")
-	} else {
-		helper.Copy(up.Str, "secure_chat", "encryption_key")
-	}
+	upgradeKeys(helper)
 	helper.Copy(up.Str, "secure_chat", "default_mode")
 	helper.Copy(up.Str, "secure_chat", "link_lifetime")
 	helper.Copy(up.Str, "secure_chat", "code_lifetime")

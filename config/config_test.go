@@ -1,14 +1,21 @@
 package config
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	up "go.mau.fi/util/configupgrade"
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
+)
+
+const (
+	testKey1 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // "0123456789abcdef0123456789abcdef"
+	testKey2 = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" // "fedcba9876543210fedcba9876543210"
 )
 
 func validConfig() Config {
@@ -18,7 +25,7 @@ func validConfig() Config {
 		DefaultRegion: "us",
 		StaffInvites:  []string{"@nurse.kim:clinic.example"},
 		MaxSegments:   10,
-		SecureChat: SecureChatConfig{DefaultMode: "sms", EncryptionKey: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		SecureChat: SecureChatConfig{DefaultMode: "sms", Keys: map[string]string{"k1": testKey1}, CurrentKey: "k1",
 			LinkLifetime: 72 * time.Hour, CodeLifetime: 10 * time.Minute, MaxWrongCodes: 5, CodesPerHour: 5,
 			SessionIdle: 15 * time.Minute, SessionMax: 12 * time.Hour, AlertQuietPeriod: 15 * time.Minute,
 			Language: "en", MaxUploadMB: 20, RetentionDays: 30},
@@ -31,8 +38,10 @@ func validConfig() Config {
 func TestExampleConfigParsesAndValidates(t *testing.T) {
 	var cfg Config
 	require.NoError(t, yaml.Unmarshal([]byte(ExampleConfig), &cfg))
-	assert.Equal(t, "generate", cfg.SecureChat.EncryptionKey, "the example asks for a generated key")
-	cfg.SecureChat.EncryptionKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	assert.Equal(t, map[string]string{"k1": "generate"}, cfg.SecureChat.Keys, "the example asks for a generated key")
+	assert.Equal(t, "k1", cfg.SecureChat.CurrentKey)
+	assert.Empty(t, cfg.SecureChat.EncryptionKey, "the single key of older versions is gone from the example")
+	cfg.SecureChat.Keys["k1"] = testKey1
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, "Example Clinic", cfg.ClinicName)
 	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
@@ -61,8 +70,17 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"eleven segments", func(c *Config) { c.MaxSegments = 11 }, "network.max_segments is 11"},
 		{"unknown mode", func(c *Config) { c.SecureChat.DefaultMode = "email" }, "network.secure_chat.default_mode"},
 		{"long codes", func(c *Config) { c.SecureChat.CodeLifetime = time.Hour }, "NIST SP 800-63B"},
-		{"short key", func(c *Config) { c.SecureChat.EncryptionKey = "c2hvcnQ=" }, "must be 32 bytes in base64"},
-		{"ungenerated key", func(c *Config) { c.SecureChat.EncryptionKey = "generate" }, "must be 32 bytes in base64"},
+		{"short key", func(c *Config) { c.SecureChat.Keys["k1"] = "c2hvcnQ=" }, "network.secure_chat.keys.k1 is 5 bytes: a key must be 32 bytes"},
+		{"ungenerated key", func(c *Config) { c.SecureChat.Keys["k1"] = "generate" }, "network.secure_chat.keys.k1 is still \"generate\""},
+		{"not base64", func(c *Config) { c.SecureChat.Keys["k1"] = "the clinic's key!" }, "network.secure_chat.keys.k1 is not valid base64"},
+		{"unknown current key", func(c *Config) { c.SecureChat.CurrentKey = "k2" }, "network.secure_chat.current_key is \"k2\", which is not in secure_chat.keys (k1)"},
+		{"no current key", func(c *Config) { c.SecureChat.Keys["k2"] = testKey2; c.SecureChat.CurrentKey = "" }, "network.secure_chat.current_key is empty: name the key new data is sealed with (one of k1, k2)"},
+		{"same key twice", func(c *Config) { c.SecureChat.Keys["k2"] = testKey1 }, "network.secure_chat.keys.k2 is the same key as k1"},
+		{"no keys", func(c *Config) { c.SecureChat.Keys = nil }, "network.secure_chat.keys is empty"},
+		{"env without variable", func(c *Config) { c.SecureChat.Keys["k2"] = "env" }, "network.secure_chat.keys.k2 is \"env\" but CAREBRIDGE_SECURE_CHAT_KEY_K2 is not set"},
+		{"bad key id", func(c *Config) { c.SecureChat.Keys["key one"] = testKey2 }, "network.secure_chat.keys has the ID \"key one\""},
+		{"ids sharing a variable", func(c *Config) { c.SecureChat.Keys["k-2"] = testKey2; c.SecureChat.Keys["k_2"] = "env" }, "share the environment variable CAREBRIDGE_SECURE_CHAT_KEY_K_2"},
+		{"old key differs from k1", func(c *Config) { c.SecureChat.EncryptionKey = testKey2 }, "network.secure_chat.encryption_key is the single key of older versions"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
 	}
@@ -121,11 +139,97 @@ func TestFullExampleIsValidYAMLWithHardenedDefaults(t *testing.T) {
 }
 
 func TestSecureChatKeyFromEnvironment(t *testing.T) {
-	cfg := validConfig()
-	cfg.SecureChat.EncryptionKey = "generate"
-	t.Setenv(EncryptionKeyEnv, "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=")
-	require.NoError(t, cfg.Validate())
-	key, err := cfg.SecureChat.Key()
+	t.Run("old variable supplies k1 of an old config", func(t *testing.T) {
+		cfg := validConfig()
+		cfg.SecureChat.Keys, cfg.SecureChat.CurrentKey, cfg.SecureChat.EncryptionKey = nil, "", "generate"
+		t.Setenv(EncryptionKeyEnv, testKey2)
+		require.NoError(t, cfg.Validate())
+		current, keys, err := cfg.SecureChat.KeyMaterial()
+		require.NoError(t, err)
+		assert.Equal(t, "k1", current)
+		assert.Equal(t, map[string][]byte{"k1": []byte("fedcba9876543210fedcba9876543210")}, keys)
+	})
+	t.Run("old config without the upgrader", func(t *testing.T) {
+		cfg := validConfig()
+		cfg.SecureChat.Keys, cfg.SecureChat.CurrentKey, cfg.SecureChat.EncryptionKey = map[string]string{"k1": "generate"}, "k1", testKey1
+		current, keys, err := cfg.SecureChat.KeyMaterial()
+		require.NoError(t, err, "encryption_key stands in for the example's k1")
+		assert.Equal(t, "k1", current)
+		assert.Equal(t, "0123456789abcdef0123456789abcdef", string(keys["k1"]))
+	})
+	t.Run("own variable per key", func(t *testing.T) {
+		cfg := validConfig()
+		cfg.SecureChat.Keys["2025-q3"] = "env"
+		cfg.SecureChat.CurrentKey = "2025-q3"
+		t.Setenv("CAREBRIDGE_SECURE_CHAT_KEY_2025_Q3", testKey2)
+		t.Setenv(EncryptionKeyEnv, "bm90IHVzZWQgYmVjYXVzZSBrMSBoYXMgaXRzIG93bg==")
+		t.Setenv("CAREBRIDGE_SECURE_CHAT_KEY_K1", "ZmVkY2JhOTg3NjU0MzIxMDAxMjM0NTY3ODlhYmNkZWY=")
+		require.NoError(t, cfg.Validate())
+		current, keys, err := cfg.SecureChat.KeyMaterial()
+		require.NoError(t, err)
+		assert.Equal(t, "2025-q3", current)
+		assert.Equal(t, "fedcba9876543210fedcba9876543210", string(keys["2025-q3"]))
+		assert.Equal(t, "fedcba98765432100123456789abcdef", string(keys["k1"]), "a key's own variable wins over the file and the old variable")
+	})
+	t.Run("bad variable is named, not the file", func(t *testing.T) {
+		cfg := validConfig()
+		t.Setenv("CAREBRIDGE_SECURE_CHAT_KEY_K1", "c2hvcnQ=")
+		err := cfg.Validate()
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		assert.Contains(t, err.Error(), "the environment variable CAREBRIDGE_SECURE_CHAT_KEY_K1 is 5 bytes")
+		assert.NotContains(t, err.Error(), "c2hvcnQ", "a key never appears in an error")
+	})
+	assert.Equal(t, "CAREBRIDGE_SECURE_CHAT_KEY_K2", KeyEnv("k2"))
+	assert.Equal(t, "CAREBRIDGE_SECURE_CHAT_KEY_2025_Q3", KeyEnv("2025-q3"))
+	assert.Equal(t, "CAREBRIDGE_SECURE_CHAT_KEY_CLINIC_A_1", KeyEnv("clinic.a_1"))
+}
+
+// upgrade runs the network section's Upgrader over an older network section, as mxmain
+// does on start, and parses the result.
+func upgrade(t *testing.T, old string) (Config, string) {
+	t.Helper()
+	out, err := up.DoBytes([]byte(old), &up.StructUpgrader{SimpleUpgrader: Upgrader, Base: ExampleConfig})
 	require.NoError(t, err)
-	assert.Equal(t, "fedcba9876543210fedcba9876543210", string(key))
+	var cfg Config
+	require.NoError(t, yaml.Unmarshal(out, &cfg))
+	return cfg, string(out)
+}
+
+func TestUpgraderKeys(t *testing.T) {
+	t.Run("single encryption_key becomes k1", func(t *testing.T) {
+		cfg, out := upgrade(t, "clinic_name: Riverside\nsecure_chat:\n    encryption_key: "+testKey1+"\n")
+		assert.Equal(t, map[string]string{"k1": testKey1}, cfg.SecureChat.Keys, "data sealed before says k1")
+		assert.Equal(t, "k1", cfg.SecureChat.CurrentKey)
+		assert.NotContains(t, out, "encryption_key")
+		assert.Equal(t, "Riverside", cfg.ClinicName)
+	})
+	t.Run("encryption_key generate", func(t *testing.T) {
+		cfg, _ := upgrade(t, "secure_chat:\n    encryption_key: generate\n")
+		require.Len(t, cfg.SecureChat.Keys, 1)
+		cfg.SecureChat.EncryptionKey = ""
+		_, keys, err := cfg.SecureChat.KeyMaterial()
+		require.NoError(t, err)
+		assert.Len(t, keys["k1"], 32)
+	})
+	t.Run("fresh config", func(t *testing.T) {
+		cfg, _ := upgrade(t, "provider: twilio\n")
+		_, keys, err := cfg.SecureChat.KeyMaterial()
+		require.NoError(t, err)
+		assert.Len(t, keys["k1"], 32)
+	})
+	t.Run("rotation: new key generated, old kept, order kept", func(t *testing.T) {
+		old := "secure_chat:\n    keys:\n        k1: " + testKey1 + "\n        k2: generate\n        k3: env\n    current_key: k2\n"
+		cfg, out := upgrade(t, old)
+		assert.Equal(t, "k2", cfg.SecureChat.CurrentKey)
+		assert.Equal(t, testKey1, cfg.SecureChat.Keys["k1"])
+		assert.Equal(t, "env", cfg.SecureChat.Keys["k3"], "a key from the environment stays there")
+		k2, err := base64.StdEncoding.DecodeString(cfg.SecureChat.Keys["k2"])
+		require.NoError(t, err)
+		assert.Len(t, k2, 32)
+		assert.Less(t, strings.Index(out, "\n        k1: "), strings.Index(out, "\n        k2: "))
+		assert.Less(t, strings.Index(out, "\n        k2: "), strings.Index(out, "\n        k3: "))
+
+		again, _ := upgrade(t, out)
+		assert.Equal(t, cfg.SecureChat.Keys, again.SecureChat.Keys, "a second start changes no key")
+	})
 }

@@ -108,8 +108,8 @@ func (s *SecureChatConfig) validate() error {
 	case s.RetentionDays < 1 || s.RetentionDays > 3650:
 		return invalid("secure_chat.retention_days", "must be between 1 and 3650 (default 30)")
 	}
-	if _, err := s.Key(); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if _, _, err := s.KeyMaterial(); err != nil {
+		return err
 	}
 	return nil
 }

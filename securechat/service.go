@@ -64,11 +64,7 @@ type Service struct {
 
 // NewService builds the service. The backend may be set later, before use.
 func NewService(db *database.Database, cfg *config.SecureChatConfig, clinicName, publicBase string) (*Service, error) {
-	key, err := cfg.Key()
-	if err != nil {
-		return nil, err
-	}
-	keys, err := NewKeyring("k1", key)
+	keys, err := KeyringFromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -218,10 +214,17 @@ func (s *Service) CheckLink(ctx context.Context, token string) (*Link, error) {
 	if len(token) < 20 || len(token) > 64 {
 		return nil, ErrLinkUnknown
 	}
-	row, err := s.DB.Link.Get(ctx, s.Keys.Hash("link", token))
-	if err != nil {
-		return nil, err
-	} else if row == nil {
+	// A link texted before a key rotation was hashed with the key current then.
+	var row *database.SecureLink
+	for _, hash := range s.Keys.Hashes("link", token) {
+		var err error
+		if row, err = s.DB.Link.Get(ctx, hash); err != nil {
+			return nil, err
+		} else if row != nil {
+			break
+		}
+	}
+	if row == nil {
 		return nil, ErrLinkUnknown
 	}
 	conv, err := s.DB.Conversation.Get(ctx, row.LoginID, row.PortalID)
@@ -331,11 +334,14 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		return "", link, ErrNoCode
 	}
 	now := s.now()
-	codeOK := Equal(latest.CodeHash, s.Keys.Hash("code", strings.TrimSpace(code))) && latest.UsedAt.IsZero()
-	dobOK := true
+	codeOK := s.Keys.Match("code", strings.TrimSpace(code), latest.CodeHash) && latest.UsedAt.IsZero()
+	dobOK, dobRehash := true, ""
 	if conv.DOBHash != "" {
 		normalized, dobErr := NormalizeDOB(dob)
-		dobOK = dobErr == nil && Equal(conv.DOBHash, s.dobHash(conv, normalized))
+		dobOK = dobErr == nil && s.Keys.Match("dob:"+conv.PatientPhone, normalized, conv.DOBHash)
+		if current := s.dobHash(conv, normalized); dobOK && !Equal(current, conv.DOBHash) {
+			dobRehash = current // set before a key rotation: stored again under the current key
+		}
 	}
 	if codeOK && dobOK && !now.Before(latest.ExpiresAt) {
 		s.auditAlone(ctx, "patient:link", conv, "code failed", "expired", "")
@@ -372,6 +378,11 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 			LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
 		if err != nil {
 			return err
+		}
+		if dobRehash != "" {
+			if err = s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, dobRehash); err != nil {
+				return err
+			}
 		}
 		if err = s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", ""); err != nil {
 			return err
@@ -422,11 +433,18 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 	if token == "" || len(token) > 64 {
 		return nil, ErrSessionEnded
 	}
-	hash := s.Keys.Hash("session", token)
-	row, err := s.DB.Session.Get(ctx, hash)
-	if err != nil {
-		return nil, err
-	} else if row == nil || !row.EndedAt.IsZero() {
+	var hash string
+	var row *database.SecureSession
+	for _, candidate := range s.Keys.Hashes("session", token) {
+		var err error
+		if row, err = s.DB.Session.Get(ctx, candidate); err != nil {
+			return nil, err
+		} else if row != nil {
+			hash = candidate
+			break
+		}
+	}
+	if row == nil || !row.EndedAt.IsZero() {
 		return nil, ErrSessionEnded
 	}
 	now := s.now()
@@ -467,7 +485,7 @@ func (s *Service) SignOut(ctx context.Context, sess *Session) error {
 // ---- messages -------------------------------------------------------------------
 
 func additional(conv *database.Conversation, part string) []byte {
-	return []byte(conv.LoginID + "/" + conv.PortalID + "/" + part)
+	return MessageAdditional(conv.LoginID, conv.PortalID, part)
 }
 
 func (s *Service) open(conv *database.Conversation, row *database.SecureMessage) (*Message, error) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/internal/logmask"
 )
 
 // Filled at build time by the Makefile (-X).
@@ -25,6 +26,8 @@ func main() {
 	if code, ok := runTool(context.Background(), os.Args[1:], os.Stdout, os.Stderr); ok {
 		os.Exit(code)
 	}
+	// Phone numbers are reduced to their last four digits in every log writer.
+	logmask.Install()
 	connector := &bridge.Connector{}
 	if path, ok := exampleRequest(os.Args[1:]); ok {
 		if err := writeExample(path, connector.GetName(), config.ExampleConfig); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"slices"
 
 	"github.com/rs/zerolog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/logmask"
 )
 
 // carebridge's own subcommands sit in front of mxmain's flags: `carebridge audit verify
@@ -108,7 +110,7 @@ func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, err
 			return nil, fmt.Errorf("failed to read config from the environment: %w", err)
 		}
 	}
-	env.Log = zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	env.Log = zerolog.New(zerolog.ConsoleWriter{Out: logmask.Wrap(stderr), NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	raw, err := dbutil.NewFromConfig("carebridge", cfg.Database, dbutil.ZeroLogger(env.Log))
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the database: %w", err)
@@ -127,4 +129,30 @@ func toolUsage(w io.Writer) {
 	for _, c := range toolCommands {
 		fmt.Fprintf(w, "  carebridge %-14s %s\n", c.name, c.summary)
 	}
+}
+
+// parseToolArgs parses a subcommand's flags (no positional arguments); ok is false with the exit code to return.
+func parseToolArgs(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0, false
+	case err != nil:
+		return exitUsage, false // the flag package has printed why
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// cliUserName names who ran a subcommand, for the audit log.
+func cliUserName() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	if name := os.Getenv("USER"); name != "" {
+		return name
+	}
+	return "unknown"
 }

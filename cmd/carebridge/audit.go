@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/carebridge/carebridge/database"
+)
+
+// `carebridge audit verify` checks the audit log's hash chain; `carebridge audit export`
+// writes its rows for an auditor. A chain shows a changed, inserted or deleted row, but
+// not rows cut from its end: keep the head hash that verify prints (or the last row of an
+// export) and compare it next time.
+
+// Exit codes: 0 done, 1 the chain is broken or the export failed, 2 wrong arguments,
+// config or database.
+const (
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// auditTimeLayout is RFC 3339 in UTC with the milliseconds the hash covers.
+const auditTimeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func init() {
+	registerTool("audit", "verify the audit log's hash chain, or export it (audit verify | audit export)", runAudit)
+}
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		auditUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "verify":
+		return auditVerify(ctx, args[1:], stdout, stderr)
+	case "export":
+		return auditExport(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		auditUsage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "carebridge audit: unknown subcommand %q\n", args[0])
+	auditUsage(stderr)
+	return exitUsage
+}
+
+func auditUsage(w io.Writer) {
+	fmt.Fprintln(w, `usage:
+  carebridge audit verify -c config.yaml
+      check every row of the audit log's hash chain; exit 1 naming the first broken row
+  carebridge audit export -c config.yaml --since 2026-01-01 [--until 2026-02-01] [--format jsonl|csv] [--output FILE]
+      write the rows from --since up to (not including) --until, oldest first`)
+}
+
+func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, path := toolFlags("audit verify", stderr)
+	if code, ok := parseToolArgs(fs, args, stderr); !ok {
+		return code
+	}
+	env, err := openTool(ctx, *path, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge audit verify:", err)
+		return exitUsage
+	}
+	defer env.Close()
+	head, err := env.DB.Audit.VerifyChain(ctx)
+	if errors.Is(err, database.ErrAuditChainBroken) {
+		fmt.Fprintln(stderr, err)
+		if head.Rows > 0 {
+			fmt.Fprintf(stderr, "Intact before it: %s, up to row %d.\n", auditRowCount(head.Rows), head.LastID)
+		}
+		fmt.Fprintln(stderr, "Keep this database as evidence, compare it with your latest export, and restore the audit log from a backup.")
+		return exitFailed
+	} else if err != nil {
+		fmt.Fprintln(stderr, "carebridge audit verify:", err)
+		return exitUsage
+	}
+	if head.Rows == 0 {
+		fmt.Fprintln(stdout, "audit log intact: 0 rows (empty)")
+		return 0
+	}
+	fmt.Fprintf(stdout, "audit log intact: %s, newest row %d at %s, head hash %s\n",
+		auditRowCount(head.Rows), head.LastID, head.LastAt.UTC().Format(time.RFC3339), head.Hash)
+	fmt.Fprintln(stdout, "Rows cut from the end leave an intact chain: compare the head hash with the one you kept from the last verify or export.")
+	return 0
+}
+
+// auditRecord is one exported row.
+type auditRecord struct {
+	ID       int64  `json:"id"`
+	Time     string `json:"time"`
+	Actor    string `json:"actor"`
+	LoginID  string `json:"login_id"`
+	PortalID string `json:"portal_id"`
+	Event    string `json:"event"`
+	Outcome  string `json:"outcome"`
+	Detail   string `json:"detail"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+var auditCSVHeader = []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash"}
+
+func newAuditRecord(e *database.AuditEntry) auditRecord {
+	return auditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor, LoginID: e.LoginID,
+		PortalID: e.PortalID, Event: e.Event, Outcome: e.Outcome, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash}
+}
+
+func (r auditRecord) fields() []string {
+	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash}
+}
+
+// auditEncoder writes rows in one format; finish flushes.
+type auditEncoder interface {
+	write(r auditRecord) error
+	finish() error
+}
+
+type jsonlEncoder struct{ enc *json.Encoder }
+
+func (j jsonlEncoder) write(r auditRecord) error { return j.enc.Encode(r) }
+func (j jsonlEncoder) finish() error             { return nil }
+
+type csvEncoder struct{ w *csv.Writer }
+
+func (c csvEncoder) write(r auditRecord) error { return c.w.Write(r.fields()) }
+func (c csvEncoder) finish() error {
+	c.w.Flush()
+	return c.w.Error()
+}
+
+func newAuditEncoder(format string, w io.Writer) (auditEncoder, error) {
+	switch format {
+	case "jsonl":
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return jsonlEncoder{enc}, nil
+	case "csv":
+		c := csvEncoder{csv.NewWriter(w)}
+		return c, c.w.Write(auditCSVHeader)
+	}
+	return nil, fmt.Errorf("--format %q is not supported: use jsonl or csv", format)
+}
+
+// parseAuditBound reads --since/--until: a date (midnight UTC) or an RFC 3339 time.
+func parseAuditBound(name, value string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, value); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, value); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--%s %q is not a date: write it as 2026-01-31 (midnight UTC) or 2026-01-31T08:00:00Z", name, value)
+}
+
+// formatAuditBound writes a bound back the way it was most likely given.
+func formatAuditBound(t time.Time) string {
+	if t.Equal(t.UTC().Truncate(24 * time.Hour)) {
+		return t.UTC().Format(time.DateOnly)
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, path := toolFlags("audit export", stderr)
+	sinceArg := fs.String("since", "", "export rows written from this date on (2026-01-01, UTC, or an RFC 3339 time); required")
+	untilArg := fs.String("until", "", "export rows written before this date (not included); default: up to now")
+	format := fs.String("format", "jsonl", "jsonl or csv")
+	output := fs.String("output", "", "write to this new file (default: standard output)")
+	if code, ok := parseToolArgs(fs, args, stderr); !ok {
+		return code
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "carebridge audit export:", err)
+		return exitUsage
+	}
+	if *sinceArg == "" {
+		return fail(errors.New("--since is required, e.g. --since 2026-01-01"))
+	}
+	since, err := parseAuditBound("since", *sinceArg)
+	if err != nil {
+		return fail(err)
+	}
+	var until time.Time
+	if *untilArg != "" {
+		if until, err = parseAuditBound("until", *untilArg); err != nil {
+			return fail(err)
+		}
+		if !until.After(since) {
+			return fail(fmt.Errorf("--until %s is not after --since %s: nothing to export", *untilArg, *sinceArg))
+		}
+	}
+	if *format != "jsonl" && *format != "csv" {
+		return fail(fmt.Errorf("--format %q is not supported: use jsonl or csv", *format))
+	}
+
+	env, err := openTool(ctx, *path, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	defer env.Close()
+
+	out, closeOut := stdout, func(ok bool) error { return nil }
+	if *output != "" {
+		f, err := os.OpenFile(*output, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return fail(fmt.Errorf("%s already exists: choose another --output, or move the earlier export away", *output))
+		} else if err != nil {
+			return fail(fmt.Errorf("failed to create the output file: %w", err))
+		}
+		out = f
+		closeOut = func(ok bool) error {
+			err := f.Close()
+			if !ok {
+				_ = os.Remove(*output)
+			}
+			return err
+		}
+	}
+	n, err := writeAuditExport(ctx, env.DB.Audit, since, until, *format, out, stderr)
+	if err == nil {
+		err = closeOut(true)
+	} else {
+		_ = closeOut(false)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge audit export: the export failed:", err)
+		return exitFailed
+	}
+
+	detail := fmt.Sprintf("%s since %s", *format, formatAuditBound(since))
+	if !until.IsZero() {
+		detail += " until " + formatAuditBound(until)
+	}
+	detail += ", " + auditRowCount(n)
+	event := &database.AuditEntry{Actor: "system:cli:" + cliUserName(), Event: "audit exported", Outcome: "ok", Detail: detail}
+	if err = env.DB.Audit.Append(ctx, event); err != nil {
+		fmt.Fprintln(stderr, "carebridge audit export: the rows were written, but the export could not be recorded in the audit log:", err)
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "Exported %s (%s); recorded as audit row %d.\n", auditRowCount(n), *format, event.ID)
+	return 0
+}
+
+// writeAuditExport streams the rows page by page, with a progress bar when stderr is a
+// terminal.
+func writeAuditExport(ctx context.Context, aq *database.AuditQuery, since, until time.Time, format string, out, stderr io.Writer) (int, error) {
+	buf := bufio.NewWriterSize(out, 64*1024)
+	enc, err := newAuditEncoder(format, buf)
+	if err != nil {
+		return 0, err
+	}
+	var bar *progressbar.ProgressBar
+	if isTerminalWriter(stderr) {
+		total, err := aq.Count(ctx, since, until)
+		if err != nil {
+			return 0, err
+		}
+		bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(stderr),
+			progressbar.OptionSetDescription("Exporting audit log"), progressbar.OptionShowCount(),
+			progressbar.OptionSetItsString("rows"), progressbar.OptionShowIts(),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+		defer func() { _ = bar.Finish() }()
+	}
+	n := 0
+	err = aq.Each(ctx, since, until, func(e *database.AuditEntry) error {
+		if err := enc.write(newAuditRecord(e)); err != nil {
+			return fmt.Errorf("failed to write row %d: %w", e.ID, err)
+		}
+		n++
+		if bar != nil {
+			_ = bar.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	if err = enc.finish(); err != nil {
+		return n, err
+	}
+	return n, buf.Flush()
+}
+
+func auditRowCount(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return strconv.Itoa(n) + " rows"
+}
+
+func isTerminalWriter(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

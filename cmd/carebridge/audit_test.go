@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/dbutil"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// TestAuditCommandArguments: wrong arguments are refused (exit 2) before any config or
+// database is touched, with a message that says what to write instead.
+func TestAuditCommandArguments(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "config.yaml")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no subcommand", []string{"audit"}, "usage:"},
+		{"unknown subcommand", []string{"audit", "check"}, `unknown subcommand "check"`},
+		{"stray argument", []string{"audit", "verify", "extra"}, `unexpected argument "extra"`},
+		{"export flag on verify", []string{"audit", "verify", "--since", "2026-01-01"}, "flag provided but not defined: -since"},
+		{"missing config", []string{"audit", "verify", "-c", missing}, "failed to read config"},
+		{"no since", []string{"audit", "export", "-c", missing}, "--since is required"},
+		{"US date", []string{"audit", "export", "-c", missing, "--since", "01/02/2026"}, `--since "01/02/2026" is not a date: write it as 2026-01-31`},
+		{"word for until", []string{"audit", "export", "-c", missing, "--since", "2026-01-01", "--until", "February"}, `--until "February" is not a date`},
+		{"until before since", []string{"audit", "export", "-c", missing, "--since", "2026-02-01", "--until", "2026-01-01"}, "is not after --since"},
+		{"unknown format", []string{"audit", "export", "-c", missing, "--since", "2026-01-01", "--format", "xml"}, `--format "xml" is not supported: use jsonl or csv`},
+		{"good arguments, missing config", []string{"audit", "export", "-c", missing, "--since", "2026-01-01T08:00:00Z"}, "failed to read config"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code, handled := runTool(context.Background(), tc.args, &stdout, &stderr)
+			require.True(t, handled)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Empty(t, stdout.String())
+		})
+	}
+}
+
+func TestAuditBoundsRoundTrip(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-01-01":                "2026-01-01",
+		"2026-01-31T08:00:00Z":      "2026-01-31T08:00:00Z",
+		"2026-01-31T08:00:00-05:00": "2026-01-31T13:00:00Z",
+	} {
+		got, err := parseAuditBound("since", in)
+		require.NoError(t, err)
+		assert.Equal(t, want, formatAuditBound(got))
+	}
+}
+
+// TestAuditCommands runs the real system, once per database: a conversation switched to
+// secure mode writes audit rows; the built binary verifies the chain while the bridge
+// runs, exports it as JSON lines and CSV (and records each export in the log), then
+// finds the row changed behind its back.
+func TestAuditCommands(t *testing.T) { eachDB(t, runAuditCommands) }
+
+func runAuditCommands(t *testing.T, kind string) {
+	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hi, could you send me my lab results?")
+	require.NoError(t, err)
+	roomID, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+	db, err := dbutil.NewWithDialect(e.db.URI, e.db.Type)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	// Secure, back to SMS, secure again: each switch is an audit row.
+	for _, mode := range []string{"secure", "plain", "secure"} {
+		_, _, err = nurse.Send(ctx, roomID, "!sms "+mode)
+		require.NoError(t, err)
+	}
+	rows := readAuditRows(t, db)
+	for len(rows) < 3 || rows[len(rows)-1].Event != "mode switched" || rows[len(rows)-1].Detail != "secure" {
+		require.NoError(t, ctx.Err(), "the three switches are audited: %d rows", len(rows))
+		time.Sleep(100 * time.Millisecond)
+		rows = readAuditRows(t, db)
+	}
+	switched := -1 // the switch back to SMS
+	for i, r := range rows {
+		if r.Event == "mode switched" && r.Detail == "sms" {
+			switched = i
+		}
+	}
+	require.Positive(t, switched, "switching back to SMS is audited after the first switch")
+	n, last := len(rows), rows[len(rows)-1]
+
+	// verify, while the bridge keeps the database open.
+	stdout, stderr, code := runCarebridge(t, e.br, "audit", "verify", "-c", e.br.ConfigPath())
+	require.Equal(t, 0, code, stderr)
+	t.Logf("[%s] %s", kind, strings.SplitN(stdout, "\n", 2)[0])
+	assert.Contains(t, stdout, fmt.Sprintf("audit log intact: %s, newest row %d at %s, head hash %s\n",
+		auditRowCount(n), last.ID, last.parsedTime(t).Format(time.RFC3339), last.Hash))
+	assert.Contains(t, stdout, "compare the head hash")
+
+	since := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+
+	// JSON lines on stdout: every row, oldest first, as stored.
+	stdout, stderr, code = runCarebridge(t, e.br, "audit", "export", "-c", e.br.ConfigPath(), "--since", since, "--format", "jsonl")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, fmt.Sprintf("Exported %s (jsonl)", auditRowCount(n)))
+	var exported []auditRow
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		var fields map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &fields), line)
+		assert.Len(t, fields, 10, line)
+		var r auditRow
+		require.NoError(t, json.Unmarshal([]byte(line), &r))
+		exported = append(exported, r)
+	}
+	require.Equal(t, rows, exported)
+	assert.NotContains(t, stdout, "lab results", "no message body in the audit log")
+
+	// CSV to a file: the same rows, then the jsonl export's own audit row.
+	out := filepath.Join(t.TempDir(), "audit.csv")
+	_, stderr, code = runCarebridge(t, e.br, "audit", "export", "-c", e.br.ConfigPath(), "--since", since, "--format", "csv", "--output", out)
+	require.Equal(t, 0, code, stderr)
+	info, err := os.Stat(out)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	f, err := os.Open(out)
+	require.NoError(t, err)
+	records, err := csv.NewReader(f).ReadAll()
+	_ = f.Close()
+	require.NoError(t, err)
+	require.Equal(t, []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash"}, records[0])
+	require.Len(t, records, n+2, "header, the rows, and the first export's row")
+	for i, rec := range records[1 : n+1] {
+		assert.Equal(t, rows[i].fields(), rec)
+	}
+	first := records[n+1]
+	assert.Equal(t, "audit exported", first[5])
+	assert.True(t, strings.HasPrefix(first[2], "system:cli:"), first[2])
+	assert.Equal(t, "ok", first[6])
+	assert.Equal(t, fmt.Sprintf("jsonl since %s, %s", since, auditRowCount(n)), first[7])
+
+	// The CSV export is recorded after it, and the chain still holds.
+	after := readAuditRows(t, db)
+	require.Len(t, after, n+2)
+	assert.Equal(t, "audit exported", after[n+1].Event)
+	assert.Equal(t, fmt.Sprintf("csv since %s, %d rows", since, n+1), after[n+1].Detail)
+	stdout, stderr, code = runCarebridge(t, e.br, "audit", "verify", "-c", e.br.ConfigPath())
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, fmt.Sprintf("audit log intact: %d rows", n+2))
+
+	// An earlier export is never overwritten.
+	_, stderr, code = runCarebridge(t, e.br, "audit", "export", "-c", e.br.ConfigPath(), "--since", since, "--format", "csv", "--output", out)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "already exists")
+
+	// Someone with database access hides the switch back to SMS: verify names the row.
+	_, err = db.Exec(ctx, "UPDATE audit_log SET detail='secure' WHERE id=$1", rows[switched].ID)
+	require.NoError(t, err)
+	stdout, stderr, code = runCarebridge(t, e.br, "audit", "verify", "-c", e.br.ConfigPath())
+	assert.Equal(t, 1, code, stderr)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, fmt.Sprintf("audit log chain is broken: row %d was changed", rows[switched].ID))
+	assert.Contains(t, stderr, fmt.Sprintf("Intact before it: %s, up to row %d.", auditRowCount(switched), rows[switched-1].ID))
+
+	stdout, stderr, code = runCarebridge(t, e.br, "audit", "verify", "-c", filepath.Join(t.TempDir(), "nope.yaml"))
+	assert.Equal(t, 2, code)
+	assert.Empty(t, stdout)
+	assert.Contains(t, stderr, "failed to read config")
+}
+
+// auditRow is an audit row as the export writes it.
+type auditRow struct {
+	ID       int64  `json:"id"`
+	Time     string `json:"time"`
+	Actor    string `json:"actor"`
+	LoginID  string `json:"login_id"`
+	PortalID string `json:"portal_id"`
+	Event    string `json:"event"`
+	Outcome  string `json:"outcome"`
+	Detail   string `json:"detail"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+func (r auditRow) fields() []string {
+	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash}
+}
+
+func (r auditRow) parsedTime(t *testing.T) time.Time {
+	at, err := time.Parse(time.RFC3339, r.Time)
+	require.NoError(t, err)
+	return at
+}
+
+// readAuditRows reads the table directly, formatted as the export should write it.
+func readAuditRows(t *testing.T, db *dbutil.Database) []auditRow {
+	res, err := db.Query(context.Background(), "SELECT id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash FROM audit_log ORDER BY id")
+	require.NoError(t, err)
+	defer res.Close()
+	var rows []auditRow
+	for res.Next() {
+		var r auditRow
+		var at int64
+		require.NoError(t, res.Scan(&r.ID, &at, &r.Actor, &r.LoginID, &r.PortalID, &r.Event, &r.Outcome, &r.Detail, &r.PrevHash, &r.Hash))
+		r.Time = time.UnixMilli(at).UTC().Format("2006-01-02T15:04:05.000Z")
+		rows = append(rows, r)
+	}
+	require.NoError(t, res.Err())
+	return rows
+}
+
+// runCarebridge runs the built binary and returns its output and exit code.
+func runCarebridge(t *testing.T, br *testenv.Bridge, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	cmd := br.Command(args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return out.String(), errOut.String(), exitErr.ExitCode()
+	}
+	require.NoError(t, err, "carebridge %v", args)
+	return out.String(), errOut.String(), 0
+}

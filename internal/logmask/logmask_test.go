@@ -1,0 +1,41 @@
+package logmask
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestMask(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"portal_id":"15551234567","receiver":"15550001111"}`:                                                    `{"portal_id":"*******4567","receiver":"*******1111"}`,
+		`{"user_id":"@sms_15551234567:example.org"}`:                                                              `{"user_id":"@sms_*******4567:example.org"}`,
+		`"url":"http://hs/_matrix/client/v3/profile/%40sms_15551234567%3Aexample.org?user_id=%40sms_15551234567"`: `"url":"http://hs/_matrix/client/v3/profile/%40sms_*******4567%3Aexample.org?user_id=%40sms_*******4567"`,
+		`To=%2B15551234567&From=%2B15550001111`:                                                                   `To=%2B*******4567&From=%2B*******1111`,
+		`{"to":"+15551234567","from":"+447700900123"}`:                                                            `{"to":"+*******4567","from":"+********0123"}`,
+		`name: (555) 123-4567 and 555-123-4567 or 555.123.4567`:                                                   `name: (***) ***-4567 and ***-***-4567 or ***.***.4567`,
+		`portal_id=15551234567 login=15550001111`:                                                                 `portal_id=*******4567 login=*******1111`,
+		`"key":"15551234567/15550001111"`:                                                                         `"key":"*******4567/*******1111"`,
+		`"local_room_id":"!15551234567.15550001111:localhost"`:                                                    `"local_room_id":"!*******4567.*******1111:localhost"`,
+		// Not phone numbers: timestamps, transaction IDs, sizes, times, short codes.
+		`{"ts":1795607674038,"transaction_id":"1795607674833422121","size":123456789}`: `{"ts":1795607674038,"transaction_id":"1795607674833422121","size":123456789}`,
+		`"time":"2026-11-25T12:04:35.44501417Z","duration":30006.445198`:               `"time":"2026-11-25T12:04:35.44501417Z","duration":30006.445198`,
+		`"error_code":30003,"attempt":2`:                                               `"error_code":30003,"attempt":2`,
+	} {
+		assert.Equal(t, want, string(Mask([]byte(in))), in)
+	}
+}
+
+func TestWrapKeepsLevelsAndLength(t *testing.T) {
+	var buf bytes.Buffer
+	log := zerolog.New(Wrap(&buf))
+	log.Info().Str("patient", "+15551234567").Msg("Stored inbound text")
+	assert.Equal(t, `{"level":"info","patient":"+*******4567","message":"Stored inbound text"}`+"\n", buf.String())
+	n, err := Wrap(&buf).Write([]byte("+15551234567"))
+	assert.NoError(t, err)
+	assert.Equal(t, 12, n, "the caller's byte count")
+	_, ok := Wrap(zerolog.MultiLevelWriter(&buf)).(zerolog.LevelWriter)
+	assert.True(t, ok)
+}
