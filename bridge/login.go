@@ -7,9 +7,11 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 
+	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -110,6 +112,12 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to save the linked number: %w", err)
+	}
+	// bridgev2 saved the login in its own transaction; the audit row follows it.
+	err = c.audited(ctx, &cbdb.AuditEntry{Actor: l.User.MXID.String(), LoginID: string(loginID),
+		Event: "login added", Outcome: "ok", Detail: "clinic number linked"}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit linking the clinic number")
 	}
 	if err = provider.ConfigureWebhooks(ctx, number.SID, c.inboundURL(loginID)); err != nil {
 		return nil, fmt.Errorf("the number is linked, but its SMS webhook could not be set (set it to %s in the Twilio console): %w",

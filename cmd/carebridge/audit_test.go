@@ -93,6 +93,8 @@ func runAuditCommands(t *testing.T, kind string) {
 		time.Sleep(100 * time.Millisecond)
 		rows = readAuditRows(t, db)
 	}
+	assert.Equal(t, "login added", rows[0].Event, "linking the clinic number is the first audit row")
+	assert.Equal(t, "@admin:"+e.hs.ServerName(), rows[0].Actor)
 	switched := -1 // the switch back to SMS
 	for i, r := range rows {
 		if r.Event == "mode switched" && r.Detail == "sms" {
