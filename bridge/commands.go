@@ -61,6 +61,7 @@ var (
 func (c *Connector) registerCommands() {
 	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
 		proc.AddHandlers(cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock)
+		proc.AddHandlers(workflowHandlers...)
 	}
 }
 

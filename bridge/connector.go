@@ -88,6 +88,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
+	warnTestClock(zerolog.Ctx(ctx))
 	router := c.router()
 	if router == nil {
 		return fmt.Errorf("the Matrix connector has no HTTP server for Twilio webhooks")

@@ -78,6 +78,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
 	cl.recordOutbound(ctx, msg, sent)
+	cl.Connector.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
 		ID:        networkid.MessageID(sent.SID),
 		SenderID:  MakeUserID(meta.Phone),

@@ -204,6 +204,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		return err
 	}
 	c.remindSecure(ctx, login, portal, in)
+	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
+		c.onPatientText(ctx, login, portal, in.Body)
+	}
 	return nil
 }
 

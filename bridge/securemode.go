@@ -111,6 +111,9 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 	if err != nil || part == nil {
 		return "", err
 	}
+	if msg.Kind == cbdb.SecureText {
+		b.c.onPatientText(ctx, login, portal, msg.Text)
+	}
 	return part.MXID.String(), nil
 }
 
@@ -205,6 +208,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, err
 	}
 	go c.alertPatient(c.Bridge.BackgroundCtx, cl.UserLogin, msg.Portal, conv.LoginID, conv.PortalID)
+	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),
 		SenderID:  MakeUserID(cl.meta().Phone),

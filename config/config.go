@@ -21,6 +21,8 @@ type Config struct {
 	Keywords   KeywordsConfig   `yaml:"keywords"`
 	Twilio     TwilioConfig     `yaml:"twilio"`
 	Inbound    InboundConfig    `yaml:"inbound"`
+
+	WorkflowConfig `yaml:",inline"`
 }
 
 // SecureChatConfig configures secure mode and the patient web chat.
@@ -108,4 +110,13 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "twilio", "media_url_lifetime")
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
+	helper.Copy(up.List, "teams")
+	helper.Copy(up.List, "on_call")
+	helper.Copy(up.Str, "emergency", "reply")
+	helper.Copy(up.List, "emergency", "phrases")
+	helper.Copy(up.Str, "business_hours", "time_zone")
+	helper.Copy(up.Map, "business_hours", "weekly")
+	helper.Copy(up.List, "business_hours", "holidays")
+	helper.Copy(up.Str, "business_hours", "after_hours_reply")
+	helper.Copy(up.Map, "templates")
 })

@@ -48,6 +48,9 @@ func (c *Config) Validate() error {
 			return invalid(key, "is longer than 320 characters: keep keyword answers to one or two SMS")
 		}
 	}
+	if err := c.WorkflowConfig.validate(); err != nil {
+		return err
+	}
 	if err := c.SecureChat.validate(); err != nil {
 		return err
 	}

@@ -20,7 +20,8 @@ const (
 )
 
 const (
-	conversationColumns     = `login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at, dob_hash, last_alert_at`
+	conversationColumns = `login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at, dob_hash, last_alert_at,
+		assignee, urgent, closed_at, waiting_since, after_hours_at`
 	getConversationQuery    = `SELECT ` + conversationColumns + ` FROM conversation WHERE login_id=$1 AND portal_id=$2`
 	insertConversationQuery = `
 		INSERT INTO conversation (login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at)
@@ -55,6 +56,15 @@ type Conversation struct {
 	CreatedAt    time.Time
 	DOBHash      string // keyed hash of the date of birth staff recorded, or ""
 	LastAlertAt  time.Time
+
+	// Workflow: who owns it, whether it is urgent, when it was closed (zero: open), since
+	// when a patient message waits for a staff reply (zero: nobody waits), and when the
+	// after-hours reply was last texted.
+	Assignee     string
+	Urgent       bool
+	ClosedAt     time.Time
+	WaitingSince time.Time
+	AfterHoursAt time.Time
 }
 
 // ConversationQuery runs the conversation table's statements.
@@ -64,16 +74,18 @@ type ConversationQuery struct {
 
 // Scan reads one row.
 func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
-	var createdAt, lastAlert int64
+	var createdAt, lastAlert, closedAt, waitingSince, afterHoursAt int64
 	err := row.Scan(&c.LoginID, &c.PortalID, &c.ClinicPhone, &c.PatientPhone, &c.PatientName,
-		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt, &c.DOBHash, &lastAlert)
+		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt, &c.DOBHash, &lastAlert,
+		&c.Assignee, &c.Urgent, &closedAt, &waitingSince, &afterHoursAt)
 	if err != nil {
 		return nil, err
 	}
 	c.CreatedAt = time.UnixMilli(createdAt)
-	if lastAlert > 0 {
-		c.LastAlertAt = time.UnixMilli(lastAlert)
-	}
+	c.LastAlertAt = unixMilliOrZero(lastAlert)
+	c.ClosedAt = unixMilliOrZero(closedAt)
+	c.WaitingSince = unixMilliOrZero(waitingSince)
+	c.AfterHoursAt = unixMilliOrZero(afterHoursAt)
 	return c, nil
 }
 
@@ -153,4 +165,11 @@ func (cq *ConversationQuery) CountByLogin(ctx context.Context, loginID string) (
 // DeleteByLogin removes a clinic number's conversations (when its login is deleted).
 func (cq *ConversationQuery) DeleteByLogin(ctx context.Context, loginID string) error {
 	return cq.Exec(ctx, deleteByLoginQuery, loginID)
+}
+
+const setUrgentQuery = `UPDATE conversation SET urgent=$3 WHERE login_id=$1 AND portal_id=$2`
+
+// SetUrgent marks the conversation urgent or routine.
+func (cq *ConversationQuery) SetUrgent(ctx context.Context, loginID, portalID string, urgent bool) error {
+	return cq.Exec(ctx, setUrgentQuery, loginID, portalID, urgent)
 }

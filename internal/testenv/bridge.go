@@ -222,6 +222,17 @@ func (b *Bridge) Start() {
 	b.waitReady()
 }
 
+func (b *Bridge) clockPath() string { return filepath.Join(b.dir, "clock-offset") }
+
+// SetClock moves the bridge's workflow clock (business hours, scheduled messages, response
+// times) to real time plus offset, at once and across restarts; tests never sleep for it.
+func (b *Bridge) SetClock(offset time.Duration) {
+	b.t.Helper()
+	if err := os.WriteFile(b.clockPath(), []byte(offset.String()), 0o600); err != nil {
+		b.t.Fatalf("failed to set the bridge clock: %v", err)
+	}
+}
+
 // launch starts the process, appending to the log; Start and Restart share it.
 func (b *Bridge) launch() {
 	b.t.Helper()
@@ -232,6 +243,8 @@ func (b *Bridge) launch() {
 	cmd := exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
 	cmd.Dir = b.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// The workflow clock reads its offset from here (SetClock); absent, it is real time.
+	cmd.Env = append(os.Environ(), "CAREBRIDGE_TEST_CLOCK_FILE="+b.clockPath())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err = cmd.Start(); err != nil {
 		b.t.Fatalf("failed to start carebridge: %v", err)
