@@ -38,22 +38,7 @@ func init() {
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		auditUsage(stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "verify":
-		return auditVerify(ctx, args[1:], stdout, stderr)
-	case "export":
-		return auditExport(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		auditUsage(stdout)
-		return 0
-	}
-	fmt.Fprintf(stderr, "carebridge audit: unknown subcommand %q\n", args[0])
-	auditUsage(stderr)
-	return exitUsage
+	return runSubcommands(ctx, "audit", map[string]subcommand{"verify": auditVerify, "export": auditExport}, auditUsage, args, stdout, stderr)
 }
 
 func auditUsage(w io.Writer) {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,12 +117,12 @@ func runAuditCommands(t *testing.T, kind string) {
 	stdout, stderr, code = runCarebridge(t, e.br, "audit", "export", "-c", e.br.ConfigPath(), "--since", since, "--format", "jsonl")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, stderr, fmt.Sprintf("Exported %s (jsonl)", auditRowCount(n)))
-	var exported []auditRow
+	var exported []auditRecord
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		var fields map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &fields), line)
 		assert.Len(t, fields, 10, line)
-		var r auditRow
+		var r auditRecord
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		exported = append(exported, r)
 	}
@@ -182,38 +181,20 @@ func runAuditCommands(t *testing.T, kind string) {
 	assert.Contains(t, stderr, "failed to read config")
 }
 
-// auditRow is an audit row as the export writes it.
-type auditRow struct {
-	ID       int64  `json:"id"`
-	Time     string `json:"time"`
-	Actor    string `json:"actor"`
-	LoginID  string `json:"login_id"`
-	PortalID string `json:"portal_id"`
-	Event    string `json:"event"`
-	Outcome  string `json:"outcome"`
-	Detail   string `json:"detail"`
-	PrevHash string `json:"prev_hash"`
-	Hash     string `json:"hash"`
-}
-
-func (r auditRow) fields() []string {
-	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash}
-}
-
-func (r auditRow) parsedTime(t *testing.T) time.Time {
+func (r auditRecord) parsedTime(t *testing.T) time.Time {
 	at, err := time.Parse(time.RFC3339, r.Time)
 	require.NoError(t, err)
 	return at
 }
 
 // readAuditRows reads the table directly, formatted as the export should write it.
-func readAuditRows(t *testing.T, db *dbutil.Database) []auditRow {
+func readAuditRows(t *testing.T, db *dbutil.Database) []auditRecord {
 	res, err := db.Query(context.Background(), "SELECT id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash FROM audit_log ORDER BY id")
 	require.NoError(t, err)
 	defer res.Close()
-	var rows []auditRow
+	var rows []auditRecord
 	for res.Next() {
-		var r auditRow
+		var r auditRecord
 		var at int64
 		require.NoError(t, res.Scan(&r.ID, &at, &r.Actor, &r.LoginID, &r.PortalID, &r.Event, &r.Outcome, &r.Detail, &r.PrevHash, &r.Hash))
 		r.Time = time.UnixMilli(at).UTC().Format("2006-01-02T15:04:05.000Z")

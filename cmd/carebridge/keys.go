@@ -25,32 +25,14 @@ import (
 // Exit codes of the keys subcommands: 0 done; 1 rotate stopped (or was limited) with data
 // left to re-seal, or status or rotate found data that no configured key opens; 2 wrong
 // arguments, config or database.
-const (
-	keysExitLeft  = 1
-	keysExitUsage = 2
-)
+const keysExitLeft = 1
 
 func init() {
 	registerTool("keys", "show what each secure chat key seals, or re-seal everything with the current key (keys status | keys rotate)", runKeys)
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		keysUsage(stderr)
-		return keysExitUsage
-	}
-	switch args[0] {
-	case "status":
-		return keysStatus(ctx, args[1:], stdout, stderr)
-	case "rotate":
-		return keysRotate(ctx, args[1:], stdout, stderr)
-	case "help", "-h", "--help":
-		keysUsage(stdout)
-		return 0
-	}
-	fmt.Fprintf(stderr, "carebridge keys: unknown subcommand %q\n", args[0])
-	keysUsage(stderr)
-	return keysExitUsage
+	return runSubcommands(ctx, "keys", map[string]subcommand{"status": keysStatus, "rotate": keysRotate}, keysUsage, args, stdout, stderr)
 }
 
 func keysUsage(w io.Writer) {
@@ -68,12 +50,12 @@ func keysEnv(ctx context.Context, name, path string, stderr io.Writer) (env *too
 	env, err := openTool(ctx, path, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
-		return nil, nil, keysExitUsage
+		return nil, nil, exitUsage
 	}
 	if keys, err = securechat.KeyringFromConfig(&env.Network.SecureChat); err != nil {
 		env.Close()
 		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
-		return nil, nil, keysExitUsage
+		return nil, nil, exitUsage
 	}
 	return env, keys, 0
 }
@@ -91,12 +73,12 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	messages, err := env.DB.Secure.KeyCounts(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "carebridge keys status: failed to count secure messages:", err)
-		return keysExitUsage
+		return exitUsage
 	}
 	tokens, err := bridge.LoginTokenKeys(ctx, env.DB)
 	if err != nil {
 		fmt.Fprintln(stderr, "carebridge keys status:", err)
-		return keysExitUsage
+		return exitUsage
 	}
 	current := keys.Current()
 	fmt.Fprintf(stdout, "Keys of network.secure_chat.keys (current: %s):\n", current)
@@ -155,7 +137,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if *batch < 1 || *limit < 0 {
 		fmt.Fprintln(stderr, "carebridge keys rotate: --batch must be at least 1 and --limit 0 or more")
-		return keysExitUsage
+		return exitUsage
 	}
 	env, keys, code := keysEnv(ctx, "keys rotate", *path, stderr)
 	if env == nil {
@@ -192,9 +174,9 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if auditErr != nil {
 		fmt.Fprintln(stderr, "carebridge keys rotate:", auditErr)
-		return keysExitUsage
+		return exitUsage
 	} else if err != nil && !errors.Is(err, context.Canceled) {
-		return keysExitUsage
+		return exitUsage
 	} else if err != nil || left > 0 {
 		return keysExitLeft
 	}

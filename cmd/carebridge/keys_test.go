@@ -219,7 +219,7 @@ func TestKeysCommandArguments(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code, handled := runTool(context.Background(), tc.args, &stdout, &stderr)
 			require.True(t, handled)
-			assert.Equal(t, keysExitUsage, code)
+			assert.Equal(t, exitUsage, code)
 			assert.Contains(t, stderr.String(), tc.want)
 		})
 	}
@@ -307,7 +307,7 @@ func runKeysCommands(t *testing.T, kind string) {
 	// A key the bridge has not generated yet: nothing is touched, and the fix is named.
 	path, keyEnv = writeConfig("generate"), nil
 	_, stderr, code = run("keys", "rotate", "-c", path)
-	assert.Equal(t, keysExitUsage, code)
+	assert.Equal(t, exitUsage, code)
 	assert.Contains(t, stderr, `network.secure_chat.keys.k2 is still "generate"`)
 }
 

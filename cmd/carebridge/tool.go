@@ -156,3 +156,26 @@ func cliUserName() string {
 	}
 	return "unknown"
 }
+
+// subcommand is one verb of a subcommand group (audit verify, keys rotate…).
+type subcommand = func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+
+// runSubcommands runs the verb args[0] of group, or prints usage.
+func runSubcommands(ctx context.Context, group string, verbs map[string]subcommand, usage func(io.Writer),
+	args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	if run, ok := verbs[args[0]]; ok {
+		return run(ctx, args[1:], stdout, stderr)
+	}
+	switch args[0] {
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "carebridge %s: unknown subcommand %q\n", group, args[0])
+	usage(stderr)
+	return exitUsage
+}
