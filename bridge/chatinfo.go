@@ -18,6 +18,14 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	if err != nil {
 		return nil, err
 	}
+	// An urgent conversation keeps its 🚨 through a refresh.
+	if conv, err := cl.Connector.DB.Conversation.Get(ctx, string(portal.Receiver), string(portal.ID)); err != nil {
+		return nil, err
+	} else if conv != nil {
+		if name, err = cl.Connector.roomName(ctx, conv); err != nil {
+			return nil, err
+		}
+	}
 	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)",
 		sms.FormatPhone(patient, cl.Connector.Config.DefaultRegion), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
 	roomType := database.RoomTypeDM

@@ -171,6 +171,12 @@ func fnName(ce *commands.Event) {
 		return
 	}
 	ghost.UpdateInfo(ce.Ctx, &bridgev2.UserInfo{Name: &name})
-	ce.Portal.UpdateInfo(ce.Ctx, &bridgev2.ChatInfo{Name: &name}, nil, nil, time.Time{})
+	roomName := name
+	if conv, err := c.conversationOf(ce.Ctx, ce.Portal); err == nil {
+		if roomName, err = c.roomName(ce.Ctx, conv); err != nil {
+			roomName = name
+		}
+	}
+	ce.Portal.UpdateInfo(ce.Ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
 	ce.Reply("This number is now shown as %s.", name)
 }

@@ -36,6 +36,7 @@ type Connector struct {
 
 	inbound   *inboundQueue
 	retention *retentionLoop
+	later     *laterLoop
 	// startedAt is when this process began: texts stored before it may have been in flight.
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
@@ -135,6 +136,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
+	c.startLater(c.Bridge.BackgroundCtx)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
 }
@@ -145,6 +147,7 @@ func (c *Connector) Stop() {
 		c.inbound.stop()
 	}
 	c.stopRetention()
+	c.stopLater()
 }
 
 // router is the appservice's HTTP router. bridgev2's GetRouter hides it while

@@ -163,6 +163,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if err != nil {
 		return err
 	}
+	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
+		c.markWaiting(ctx, string(login.ID), string(portal.ID))
+	}
 	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
@@ -264,7 +267,8 @@ func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.User
 }
 
 // setupRoom makes the clinic login the room's relay (so staff without logins reply
-// through the clinic number) and invites the staff. It runs until it succeeds once.
+// through the clinic number), invites the staff and the teams answering the number, and
+// puts the room into the teams' spaces. It runs until it succeeds once.
 func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal) error {
 	if portal.Relay == nil {
 		if err := portal.SetRelay(ctx, login); err != nil {
@@ -272,6 +276,9 @@ func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, po
 		}
 	}
 	if err := c.Staff.InviteAll(ctx, c.Bridge.Bot, portal.MXID); err != nil {
+		return err
+	}
+	if err := c.joinTeams(ctx, login, portal); err != nil {
 		return err
 	}
 	return c.DB.Conversation.SetRoomReady(ctx, string(login.ID), string(portal.ID))

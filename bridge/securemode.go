@@ -28,6 +28,10 @@ type ConversationState struct {
 	Mode        cbdb.Mode `json:"mode"`
 	Verified    bool      `json:"verified"`
 	LinkExpires int64     `json:"link_expires,omitempty"` // unix ms of the newest link's expiry
+	// Assignee is the Matrix ID of the staff member who owns the conversation, if any.
+	Assignee string `json:"assignee,omitempty"`
+	Urgent   bool   `json:"urgent"`
+	Closed   bool   `json:"closed"`
 }
 
 // secureMessagePrefix marks, in the room, what the patient sent through the secure chat.
@@ -84,6 +88,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 	if err != nil {
 		return "", err
 	}
+	b.c.markWaiting(ctx, conv.LoginID, conv.PortalID)
 	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*securechat.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
@@ -301,7 +306,7 @@ func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev
 	if portal == nil || portal.MXID == "" {
 		return
 	}
-	state := &ConversationState{Mode: conv.Mode}
+	state := &ConversationState{Mode: conv.Mode, Assignee: conv.Assignee, Urgent: conv.Urgent, Closed: !conv.ClosedAt.IsZero()}
 	// An upper bound: the newest link, if any was issued just now, expires then.
 	activeLinks, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now())
 	if err == nil && activeLinks > 0 {
@@ -317,6 +322,7 @@ func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev
 	}
 	patient := sms.FormatPhone(conv.PatientPhone, c.Config.DefaultRegion)
 	topic := fmt.Sprintf("%s conversation with %s (%s)", modeWord, patient, c.Config.ClinicName)
+	topic += c.workflowTopic(ctx, portal, conv)
 	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateTopic, "", &event.Content{
 		Parsed: &event.TopicEventContent{Topic: topic},
 	}, time.Time{})

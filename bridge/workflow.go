@@ -28,7 +28,7 @@ const TestClockEnv = "CAREBRIDGE_TEST_CLOCK_FILE"
 type testClock struct {
 	path string
 	mu   sync.Mutex
-	read time.Time
+	seen time.Time // the file's modification time when it was last read
 	off  time.Duration
 }
 
@@ -39,15 +39,17 @@ var clock = func() *testClock {
 	return nil
 }()
 
+// offset re-reads the file whenever it changed, so a test's move takes effect at once.
 func (tc *testClock) offset() time.Duration {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	if time.Since(tc.read) > 50*time.Millisecond {
-		tc.read = time.Now()
-		if raw, err := os.ReadFile(tc.path); err == nil {
-			if d, err := time.ParseDuration(strings.TrimSpace(string(raw))); err == nil {
-				tc.off = d
-			}
+	info, err := os.Stat(tc.path)
+	if err != nil || info.ModTime().Equal(tc.seen) {
+		return tc.off
+	}
+	if raw, err := os.ReadFile(tc.path); err == nil {
+		if d, err := time.ParseDuration(strings.TrimSpace(string(raw))); err == nil {
+			tc.off, tc.seen = d, info.ModTime()
 		}
 	}
 	return tc.off
@@ -76,7 +78,7 @@ func (c *Connector) onPatientText(ctx context.Context, login *bridgev2.UserLogin
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read the conversation for the workflow")
 		return
 	}
-	c.patientWaiting(ctx, portal, conv)
+	c.reopenIfClosed(ctx, portal, conv)
 	c.checkEmergency(ctx, login, portal, conv, body)
 	c.checkAfterHours(ctx, login, portal, conv)
 	c.mentionAssignee(ctx, portal, conv)

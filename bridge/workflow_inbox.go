@@ -2,21 +2,467 @@ package bridge
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"html"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
 )
 
-// patientWaiting reopens a closed conversation and records since when the patient waits.
-func (c *Connector) patientWaiting(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
+// Assignment, urgency, closing and the inbox: who owns a conversation, which ones come
+// first, and the list staff work through.
+
+const (
+	// mentionInterval keeps the assignee's mentions quiet while a patient texts in a burst.
+	mentionInterval = time.Minute
+	// inboxLimit is how many conversations `inbox` lists before "+N more".
+	inboxLimit = 50
+	// urgentNamePrefix marks an urgent conversation's room name.
+	urgentNamePrefix = "🚨 "
+)
+
+// assigneeMentions holds when each conversation's assignee was last mentioned.
+var assigneeMentions = struct {
+	sync.Mutex
+	last map[string]time.Time
+}{last: map[string]time.Time{}}
+
+var (
+	cmdTake   = conversationCommand("take", "Assign this conversation to yourself", "", fnTake)
+	cmdAssign = conversationCommand("assign", "Assign this conversation to a staff member",
+		"<@user:server>", fnAssign)
+	cmdUnassign = conversationCommand("unassign", "Leave this conversation without an owner", "", fnUnassign)
+	cmdUrgent   = conversationCommand("urgent", "Mark this conversation urgent: it sorts first in the inbox and the team space", "", fnUrgent)
+	cmdRoutine  = conversationCommand("routine", "Mark this conversation routine again (not urgent)", "", fnRoutine)
+	cmdClose    = conversationCommand("close", "Close this conversation: it leaves the inbox until the patient writes again", "", fnClose)
+	cmdInbox    = &commands.FullHandler{
+		Name: "inbox",
+		Help: commands.HelpMeta{Section: HelpSectionCarebridge,
+			Description: "List open conversations: unassigned first, then urgent, then waiting longest"},
+		Func: fnInbox,
+	}
+)
+
+func init() {
+	workflowHandlers = append(workflowHandlers, cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdInbox)
 }
 
-// mentionAssignee mentions the conversation's owner on a new patient message.
+// ---- hooks ------------------------------------------------------------------------
+
+// reopenIfClosed reopens a closed conversation when the patient writes again.
+func (c *Connector) reopenIfClosed(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
+	log := zerolog.Ctx(ctx)
+	if !conv.ClosedAt.IsZero() {
+		err := c.audited(ctx, convAudit(conv, "patient", "reopened", "ok", ""), func(ctx context.Context) error {
+			reopened, err := c.DB.Conversation.Reopen(ctx, conv.LoginID, conv.PortalID)
+			if err == nil && !reopened {
+				err = errAlreadyOpen
+			}
+			return err
+		})
+		switch {
+		case errors.Is(err, errAlreadyOpen):
+			conv.ClosedAt = time.Time{}
+		case err != nil:
+			log.Err(err).Msg("Failed to reopen the conversation")
+		default:
+			conv.ClosedAt = time.Time{}
+			c.sendNotice(ctx, portal, "Reopened: the patient wrote again.")
+			c.updateConversationState(ctx, portal, conv)
+			c.updateSpaceOrder(ctx, portal, conv)
+		}
+	}
+}
+
+// markWaiting records that the patient waits for a reply (unless an earlier message
+// already waits). It runs before the text is put into the room, so that a staff reply
+// that follows at once always finds the wait to end.
+func (c *Connector) markWaiting(ctx context.Context, loginID, portalID string) {
+	if err := c.DB.Conversation.MarkWaiting(ctx, loginID, portalID, c.now()); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to record that the patient waits for a reply")
+	}
+}
+
+// errAlreadyOpen rolls back the audit row of a reopening another delivery did first.
+var errAlreadyOpen = errors.New("conversation already open")
+
+// mentionAssignee mentions the conversation's owner on a new patient message, at most
+// once per mentionInterval per conversation.
 func (c *Connector) mentionAssignee(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
+	if conv.Assignee == "" || portal == nil || portal.MXID == "" {
+		return
+	}
+	now := c.now()
+	key := conv.LoginID + "/" + conv.PortalID
+	assigneeMentions.Lock()
+	last, seen := assigneeMentions.last[key]
+	quiet := seen && now.Sub(last) < mentionInterval && now.After(last)
+	if !quiet {
+		assigneeMentions.last[key] = now
+	}
+	assigneeMentions.Unlock()
+	if quiet {
+		return
+	}
+	assignee := id.UserID(conv.Assignee)
+	name := c.memberName(ctx, portal.MXID, assignee)
+	body := fmt.Sprintf("New message from the patient for %s", assignee)
+	if name != assignee.String() {
+		body = fmt.Sprintf("New message from the patient for %s (%s)", name, assignee)
+	}
+	_, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: &event.MessageEventContent{
+		MsgType: event.MsgNotice,
+		Body:    body,
+		Format:  event.FormatHTML,
+		FormattedBody: fmt.Sprintf(`New message from the patient for <a href="%s">%s</a>`,
+			html.EscapeString(assignee.URI().MatrixToURL()), html.EscapeString(name)),
+		Mentions: &event.Mentions{UserIDs: []id.UserID{assignee}},
+	}}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to mention the assignee")
+	}
 }
 
-// markUrgent marks the conversation urgent (state, room name, order in the team space).
+// markUrgent marks the conversation urgent or routine: the state event and topic, the
+// room name's 🚨 prefix, and its place in the team spaces. It is audited; it sends no
+// notice (the caller says why it happened).
 func (c *Connector) markUrgent(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation, actor string, urgent bool) error {
-	return c.DB.Conversation.SetUrgent(ctx, conv.LoginID, conv.PortalID, urgent)
+	auditEvent := "marked routine"
+	if urgent {
+		auditEvent = "marked urgent"
+	}
+	err := c.audited(ctx, convAudit(conv, actor, auditEvent, "ok", ""), func(ctx context.Context) error {
+		return c.DB.Conversation.SetUrgent(ctx, conv.LoginID, conv.PortalID, urgent)
+	})
+	if err != nil {
+		return err
+	}
+	conv.Urgent = urgent
+	c.updateConversationState(ctx, portal, conv)
+	c.updateRoomName(ctx, portal, conv)
+	c.updateSpaceOrder(ctx, portal, conv)
+	return nil
+}
+
+// roomName is the conversation room's name: the patient's name or number, marked while
+// urgent.
+func (c *Connector) roomName(ctx context.Context, conv *database.Conversation) (string, error) {
+	name, err := c.patientDisplayName(ctx, conv.PatientPhone)
+	if err != nil {
+		return "", err
+	}
+	if conv.Urgent {
+		name = urgentNamePrefix + name
+	}
+	return name, nil
+}
+
+// updateRoomName sets the room name through bridgev2's portal, so that the portal keeps it.
+func (c *Connector) updateRoomName(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
+	if portal == nil || portal.MXID == "" {
+		return
+	}
+	name, err := c.roomName(ctx, conv)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to update the room name")
+		return
+	}
+	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &name}, nil, nil, time.Time{})
+}
+
+// memberName is a staff member's display name in the room, or their Matrix ID.
+func (c *Connector) memberName(ctx context.Context, roomID id.RoomID, userID id.UserID) string {
+	if member, err := c.Bridge.Matrix.GetMemberInfo(ctx, roomID, userID); err == nil && member != nil && member.Displayname != "" {
+		return member.Displayname
+	}
+	return userID.String()
+}
+
+// ---- assignment -------------------------------------------------------------------
+
+// setAssignee gives the conversation an owner ("" for none), audited, with a notice.
+func (c *Connector) setAssignee(ce *commands.Event, conv *database.Conversation, assignee id.UserID) error {
+	ctx, portal, actor := ce.Ctx, ce.Portal, ce.User.MXID
+	auditEvent := "assigned"
+	if assignee == "" {
+		auditEvent = "unassigned"
+	}
+	err := c.audited(ctx, convAudit(conv, actor.String(), auditEvent, "ok", assignee.String()), func(ctx context.Context) error {
+		return c.DB.Conversation.SetAssignee(ctx, conv.LoginID, conv.PortalID, assignee.String())
+	})
+	if err != nil {
+		return err
+	}
+	previous := id.UserID(conv.Assignee)
+	conv.Assignee = assignee.String()
+	c.updateConversationState(ctx, portal, conv)
+	actorName := c.memberName(ctx, portal.MXID, actor)
+	var text string
+	switch {
+	case assignee == "":
+		text = fmt.Sprintf("%s unassigned this conversation (it was %s's).", actorName, c.memberName(ctx, portal.MXID, previous))
+	case assignee == actor:
+		text = fmt.Sprintf("%s took this conversation.", actorName)
+	default:
+		text = fmt.Sprintf("%s assigned this conversation to %s.", actorName, c.memberName(ctx, portal.MXID, assignee))
+	}
+	c.sendNotice(ctx, portal, text)
+	return nil
+}
+
+func fnTake(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.Assignee == ce.User.MXID.String() {
+		ce.Reply("This conversation is already yours.")
+		return
+	}
+	if err := c.setAssignee(ce, conv, ce.User.MXID); err != nil {
+		ce.Log.Err(err).Msg("Failed to assign the conversation")
+		ce.Reply("Failed to assign the conversation; try again.")
+	}
+}
+
+func fnAssign(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	arg := strings.TrimSpace(ce.RawArgs)
+	if arg == "" {
+		ce.Reply("Usage: `$cmdprefix assign @user:server`, e.g. `$cmdprefix assign @kim:%s`", c.Bridge.Matrix.ServerName())
+		return
+	}
+	assignee := id.UserID(arg)
+	if _, _, err := assignee.ParseAndValidateRelaxed(); err != nil || len(strings.Fields(arg)) != 1 {
+		ce.Reply("%q is not a Matrix ID: write the staff member's full ID, e.g. `$cmdprefix assign @kim:%s`.",
+			arg, c.Bridge.Matrix.ServerName())
+		return
+	}
+	if conv.Assignee == assignee.String() {
+		ce.Reply("This conversation is already assigned to %s.", c.memberName(ce.Ctx, ce.Portal.MXID, assignee))
+		return
+	}
+	// Staff of this homeserver who are not in the room yet are invited; others (another
+	// organisation, over federation) must be invited by staff first, as a referral.
+	member, _ := c.Bridge.Matrix.GetMemberInfo(ce.Ctx, ce.Portal.MXID, assignee)
+	inRoom := member != nil && (member.Membership == event.MembershipJoin || member.Membership == event.MembershipInvite)
+	if !inRoom {
+		if assignee.Homeserver() != c.Bridge.Matrix.ServerName() {
+			ce.Reply("%s is not in this room: invite them first, then assign.", assignee)
+			return
+		}
+		if err := c.Bridge.Bot.EnsureInvited(ce.Ctx, ce.Portal.MXID, assignee); err != nil {
+			ce.Log.Err(err).Msg("Failed to invite the assignee")
+			ce.Reply("%s could not be invited to this room: check the Matrix ID.", assignee)
+			return
+		}
+	}
+	if err := c.setAssignee(ce, conv, assignee); err != nil {
+		ce.Log.Err(err).Msg("Failed to assign the conversation")
+		ce.Reply("Failed to assign the conversation; try again.")
+	}
+}
+
+func fnUnassign(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.Assignee == "" {
+		ce.Reply("This conversation is not assigned to anyone.")
+		return
+	}
+	if err := c.setAssignee(ce, conv, ""); err != nil {
+		ce.Log.Err(err).Msg("Failed to unassign the conversation")
+		ce.Reply("Failed to unassign the conversation; try again.")
+	}
+}
+
+// ---- urgency and closing ----------------------------------------------------------
+
+func fnUrgent(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if conv.Urgent {
+		ce.Reply("This conversation is already marked urgent.")
+		return
+	}
+	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), true); err != nil {
+		ce.Log.Err(err).Msg("Failed to mark the conversation urgent")
+		ce.Reply("Failed to mark the conversation urgent; try again.")
+		return
+	}
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("🚨 %s marked this conversation urgent.", c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID)))
+}
+
+func fnRoutine(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if !conv.Urgent {
+		ce.Reply("This conversation is not marked urgent.")
+		return
+	}
+	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), false); err != nil {
+		ce.Log.Err(err).Msg("Failed to mark the conversation routine")
+		ce.Reply("Failed to mark the conversation routine; try again.")
+		return
+	}
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s marked this conversation routine (no longer urgent).", c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID)))
+}
+
+func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	if !conv.ClosedAt.IsZero() {
+		ce.Reply("This conversation is already closed.")
+		return
+	}
+	now := c.now()
+	err := c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "closed", "ok", ""), func(ctx context.Context) error {
+		return c.DB.Conversation.Close(ctx, conv.LoginID, conv.PortalID, now)
+	})
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to close the conversation")
+		ce.Reply("Failed to close the conversation; try again.")
+		return
+	}
+	conv.ClosedAt, conv.WaitingSince = now, time.Time{}
+	c.updateConversationState(ce.Ctx, ce.Portal, conv)
+	c.updateSpaceOrder(ce.Ctx, ce.Portal, conv)
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s closed this conversation: it leaves the inbox until the patient writes again.",
+		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID)))
+}
+
+// ---- inbox ------------------------------------------------------------------------
+
+// inboxNumbers are the clinic numbers whose conversations a staff member's inbox lists
+// (nil: every number). Members of teams see their teams' numbers; staff invited to every
+// conversation, and everyone when no team names them, see all (bridge permissions already
+// decide who may use commands).
+func (c *Connector) inboxNumbers(user id.UserID) []string {
+	if slices.Contains(c.Staff.Members(), user) {
+		return nil
+	}
+	var numbers []string
+	member := false
+	for _, team := range c.Config.Teams {
+		if !slices.Contains(team.Members, user.String()) {
+			continue
+		}
+		if len(team.Numbers) == 0 {
+			return nil
+		}
+		member = true
+		numbers = append(numbers, team.Numbers...)
+	}
+	if !member {
+		return nil
+	}
+	return numbers
+}
+
+func fnInbox(ce *commands.Event) {
+	c := ce.Bridge.Network.(*Connector)
+	list, total, err := c.DB.Conversation.Inbox(ce.Ctx, c.inboxNumbers(ce.User.MXID), inboxLimit)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to read the inbox")
+		ce.Reply("Failed to read the inbox; try again.")
+		return
+	}
+	if total == 0 {
+		ce.Reply("No open conversations.")
+		return
+	}
+	now := c.now()
+	var text, rich strings.Builder
+	fmt.Fprintf(&text, "Open conversations (%d):\n", total)
+	fmt.Fprintf(&rich, "<p>Open conversations (%d):</p><ol>", total)
+	for i, conv := range list {
+		line := c.inboxLine(ce.Ctx, conv, now)
+		fmt.Fprintf(&text, "%d. %s\n", i+1, line.text)
+		rich.WriteString("<li>" + line.html + "</li>")
+	}
+	rich.WriteString("</ol>")
+	if more := total - len(list); more > 0 {
+		fmt.Fprintf(&text, "+%d more\n", more)
+		fmt.Fprintf(&rich, "<p>+%d more</p>", more)
+	}
+	_, err = ce.Bot.SendMessage(ce.Ctx, ce.OrigRoomID, event.EventMessage, &event.Content{Parsed: &event.MessageEventContent{
+		MsgType:       event.MsgNotice,
+		Body:          strings.TrimSuffix(text.String(), "\n"),
+		Format:        event.FormatHTML,
+		FormattedBody: rich.String(),
+		// Listing names is not calling anyone.
+		Mentions: &event.Mentions{},
+	}}, nil)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to send the inbox")
+	}
+}
+
+type inboxLine struct{ text, html string }
+
+// inboxLine describes one conversation: urgency, patient, owner, wait, and its room.
+func (c *Connector) inboxLine(ctx context.Context, conv *database.Conversation, now time.Time) inboxLine {
+	patient := conv.PatientName
+	if patient == "" {
+		patient = sms.FormatPhone(conv.PatientPhone, c.Config.DefaultRegion)
+	}
+	var roomID id.RoomID
+	portal, err := c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{
+		ID: networkid.PortalID(conv.PortalID), Receiver: networkid.UserLoginID(conv.LoginID),
+	})
+	if err == nil && portal != nil {
+		roomID = portal.MXID
+	}
+	owner := "unassigned"
+	if conv.Assignee != "" {
+		owner = "assigned to " + c.memberName(ctx, roomID, id.UserID(conv.Assignee))
+	}
+	wait := "not waiting"
+	if !conv.WaitingSince.IsZero() {
+		wait = "waiting " + formatWait(now.Sub(conv.WaitingSince))
+	}
+	parts := []string{patient, owner, wait}
+	if conv.Urgent {
+		parts = append([]string{"🚨 urgent"}, parts...)
+	}
+	line := inboxLine{text: strings.Join(parts, " · ")}
+	escaped := make([]string, len(parts))
+	for i, p := range parts {
+		escaped[i] = html.EscapeString(p)
+	}
+	line.html = strings.Join(escaped, " · ")
+	if roomID != "" {
+		link := roomID.URI(c.Bridge.Matrix.ServerName()).MatrixToURL()
+		line.text += " · " + link
+		line.html += fmt.Sprintf(` · <a href="%s">open</a>`, html.EscapeString(link))
+	}
+	return line
+}
+
+// formatWait writes a wait as "3d 4h", "2h 10m" or "5m".
+func formatWait(d time.Duration) string {
+	d = max(d, 0).Truncate(time.Minute)
+	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, minutes)
+	default:
+		return fmt.Sprintf("%dm", minutes)
+	}
+}
+
+// workflowTopic is what the room topic adds to the mode: owner, urgency, closed.
+func (c *Connector) workflowTopic(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) string {
+	var topic string
+	if conv.Assignee != "" {
+		topic += " · assigned to " + c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
+	}
+	if conv.Urgent {
+		topic += " · 🚨 urgent"
+	}
+	if !conv.ClosedAt.IsZero() {
+		topic += " · closed"
+	}
+	return topic
 }

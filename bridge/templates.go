@@ -1,0 +1,179 @@
+package bridge
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"maunium.net/go/mautrix/bridgev2/commands"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// Templates (quick replies): `!sms t` lists the clinic's templates, `!sms t NAME` fills
+// one in and sends it the way the conversation sends: texted in SMS mode, kept for the
+// secure chat (with an alert) in secure mode.
+
+var cmdTemplate = &commands.FullHandler{
+	Name:    "t",
+	Aliases: []string{"template"},
+	Help: commands.HelpMeta{
+		Section:     HelpSectionCarebridge,
+		Description: "Send one of the clinic's quick replies (templates) to the patient; without a name, list them",
+		Args:        "[name]",
+	},
+	Func: fnTemplate,
+}
+
+func init() {
+	workflowHandlers = append(workflowHandlers, cmdTemplate)
+}
+
+func fnTemplate(ce *commands.Event) {
+	c := ce.Bridge.Network.(*Connector)
+	name := strings.ToLower(strings.TrimSpace(ce.RawArgs))
+	if name == "" {
+		ce.Reply("%s", templateList(c.Config.Templates))
+		return
+	}
+	text, ok := c.Config.Templates[name]
+	if !ok {
+		ce.Reply("There is no template called %q. %s", name, templateList(c.Config.Templates))
+		return
+	}
+	if ce.Portal == nil {
+		ce.Reply("Send `$cmdprefix t %s` in a patient's conversation room.", name)
+		return
+	}
+	conv, err := c.conversationOf(ce.Ctx, ce.Portal)
+	if err != nil {
+		ce.Reply("%s", err.Error())
+		return
+	}
+	if conv.Mode == database.ModeSecure {
+		c.sendSecureTemplate(ce, conv, name, text)
+	} else {
+		c.sendSMSTemplate(ce, conv, name, text)
+	}
+}
+
+// templateList is the reply to `!sms t`: every template with its text.
+func templateList(templates map[string]string) string {
+	if len(templates) == 0 {
+		return "This clinic has no templates: IT can add them under `network.templates` in the bridge config."
+	}
+	names := make([]string, 0, len(templates))
+	for name := range templates {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	b.WriteString("Templates (send one with `$cmdprefix t NAME`):\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "\n* `%s`: %s", name, templates[name])
+	}
+	return b.String()
+}
+
+// fillTemplate replaces the placeholders; an unknown patient name leaves no gap ("Hi
+// {patient_name}, your…" becomes "Hi, your…").
+func fillTemplate(text, patientName, clinicName, link string) string {
+	text = strings.ReplaceAll(text, "{clinic_name}", clinicName)
+	text = strings.ReplaceAll(text, "{link}", link)
+	if patientName != "" {
+		return strings.ReplaceAll(text, "{patient_name}", patientName)
+	}
+	if !strings.Contains(text, "{patient_name}") {
+		return text
+	}
+	text = noNameGap.ReplaceAllString(text, "$1")
+	text = strings.TrimLeft(strings.ReplaceAll(text, "{patient_name}", ""), " ,")
+	text = strings.Join(strings.Fields(text), " ")
+	if r, size := utf8.DecodeRuneInString(text); size > 0 && unicode.IsLower(r) {
+		text = string(unicode.ToUpper(r)) + text[size:]
+	}
+	return text
+}
+
+// noNameGap is a missing name with the space before it: "Hi {patient_name}," → "Hi,".
+var noNameGap = regexp.MustCompile(` +\{patient_name\}([,.!?:;]?)`)
+
+// templateText fills a template for a conversation, issuing a fresh secure link only when
+// the template has {link}.
+func (c *Connector) templateText(ce *commands.Event, conv *database.Conversation, text string) (string, error) {
+	name := conv.PatientName
+	if name == "" {
+		var err error
+		if name, err = c.DB.Conversation.GetPatientName(ce.Ctx, conv.PatientPhone); err != nil {
+			return "", fmt.Errorf("failed to read the patient's name: %w", err)
+		}
+	}
+	link := ""
+	if strings.Contains(text, "{link}") {
+		var err error
+		if link, err = c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+			return "", fmt.Errorf("failed to issue a secure link: %w", err)
+		}
+	}
+	return fillTemplate(text, name, c.Config.ClinicName, link), nil
+}
+
+// sendSMSTemplate texts a template in SMS mode; the notice shows the room what went out.
+func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversation, name, template string) {
+	if conv.OptedOut {
+		ce.Reply("Not sent: the patient has opted out (STOP); nothing is texted until they text START.")
+		return
+	}
+	text, err := c.templateText(ce, conv, template)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to fill a template")
+		ce.Reply("The template could not be filled in; try again.")
+		return
+	}
+	if segments, enc := sms.CountSegments(text); segments > c.Config.MaxSegments {
+		ce.Reply("Not sent: template %s would be %d SMS segments (%s), more than the limit of %d. Ask IT to shorten it.",
+			name, segments, enc, c.Config.MaxSegments)
+		return
+	}
+	if err = (secureBackend{c}).SendSMS(ce.Ctx, conv, text); err != nil {
+		ce.Log.Err(err).Msg("Failed to text a template")
+		ce.Reply("Not sent: %s", describeSendError(err))
+		return
+	}
+	c.templateSent(ce, conv, name, "sms")
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("Sent template %s by SMS: %s", name, text))
+}
+
+// sendSecureTemplate keeps a template for the secure chat and alerts the patient; it is
+// never texted.
+func (c *Connector) sendSecureTemplate(ce *commands.Event, conv *database.Conversation, name, template string) {
+	text, err := c.templateText(ce, conv, template)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to fill a template")
+		ce.Reply("The template could not be filled in; try again.")
+		return
+	}
+	_, err = c.Secure.AddStaffMessage(ce.Ctx, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), database.SecureText, text, "", nil, ce.EventID.String())
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to store a template for the secure chat")
+		ce.Reply("Not sent: the template could not be stored for the secure chat; try again.")
+		return
+	}
+	if login := c.Bridge.GetCachedUserLoginByID(ce.Portal.Receiver); login != nil {
+		go c.alertPatient(c.Bridge.BackgroundCtx, login, ce.Portal, conv.LoginID, conv.PortalID)
+	}
+	c.templateSent(ce, conv, name, "secure")
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("🔒 Sent template %s to the secure chat: %s", name, text))
+}
+
+// templateSent audits a template that went out and counts it as the staff member's reply.
+func (c *Connector) templateSent(ce *commands.Event, conv *database.Conversation, name, mode string) {
+	if err := c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "template sent", "ok", name+" by "+mode), nil); err != nil {
+		ce.Log.Err(err).Msg("Failed to audit a template")
+	}
+	c.onStaffReply(ce.Ctx, ce.Portal, ce.User.MXID)
+}

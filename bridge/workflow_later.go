@@ -1,0 +1,605 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// Scheduled follow-ups (`!sms later`): staff write a message now for the patient to get
+// later. It is sealed at rest until due, then sent by the conversation's mode at that time,
+// at most once: a message is claimed (pending → sending) before it goes out, and a claim
+// whose outcome was never recorded (a crash mid-send) is reported to staff, not resent.
+
+// Variables so that tests can rely on a quick pickup.
+var (
+	// laterPollInterval is how often the scheduler looks for due messages; scheduling one
+	// also wakes it at once.
+	laterPollInterval = 2 * time.Second
+	// laterMinWait keeps the scheduler from spinning on a due message it has to skip.
+	laterMinWait = 250 * time.Millisecond
+	// laterLoginGrace is how long after start-up a due message waits for its clinic
+	// number to be loaded before it fails as not linked.
+	laterLoginGrace = time.Minute
+	// laterSendTimeout bounds one send, which a shutdown lets finish.
+	laterSendTimeout = 2 * time.Minute
+)
+
+const (
+	// laterBatch is how many due messages are read at a time.
+	laterBatch = 20
+	// laterMaxAhead is how far ahead a message may be scheduled.
+	laterMaxAheadYears = 1
+	// laterPreviewRunes is how much of each text the list shows.
+	laterPreviewRunes = 60
+	// laterTimeLayout is how staff write a date and time, and laterShowLayout how it is shown.
+	laterTimeLayout = "2006-01-02 15:04"
+	laterShowLayout = "Mon 2 Jan 2006, 15:04 MST"
+)
+
+// laterPart is the additional data a scheduled text is sealed with: it opens only in its
+// conversation, and never as a secure chat message.
+const laterPart = "scheduled"
+
+func init() {
+	workflowHandlers = append(workflowHandlers, cmdLater)
+}
+
+var cmdLater = conversationCommand("later",
+	"Schedule a message to the patient (clinic time), sent by the conversation's mode at that time; "+
+		"without arguments, list this conversation's; `later cancel N` cancels one",
+	"[<YYYY-MM-DD HH:MM> | <3d, 2h, 90m, 1d12h>] <text> | cancel <number>", fnLater)
+
+var (
+	delayPattern = regexp.MustCompile(`^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$`)
+	datePattern  = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
+)
+
+const laterUsageText = "Usage: `$cmdprefix later 2026-12-01 09:00 <text>` (clinic time) or `$cmdprefix later 3d <text>` " +
+	"(also 2h, 90m, 1d12h); `$cmdprefix later` lists this conversation's scheduled messages, " +
+	"`$cmdprefix later cancel 3` cancels one."
+
+// errLaterUsage means the command did not have the shape of a schedule.
+var errLaterUsage = errors.New(laterUsageText)
+
+// cutWord splits s into its first word and the rest, trimmed on the left.
+func cutWord(s string) (word, rest string) {
+	s = strings.TrimLeftFunc(s, unicode.IsSpace)
+	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
+		return s[:i], strings.TrimLeftFunc(s[i:], unicode.IsSpace)
+	}
+	return s, ""
+}
+
+// parseLater reads "<YYYY-MM-DD HH:MM> text" (in loc) or "<delay> text" and returns when to
+// send the text. The errors are sentences for staff.
+func parseLater(args string, now time.Time, loc *time.Location) (sendAt time.Time, text string, err error) {
+	now = now.In(loc)
+	first, rest := cutWord(args)
+	switch {
+	case datePattern.MatchString(first):
+		clock, body := cutWord(rest)
+		sendAt, err = time.ParseInLocation(laterTimeLayout, first+" "+clock, loc)
+		if err != nil {
+			return time.Time{}, "", fmt.Errorf("%q is not a date and time like 2026-12-01 09:00 (24-hour clock, clinic time)", first+" "+clock)
+		}
+		if !sendAt.After(now) {
+			return time.Time{}, "", fmt.Errorf("%s has already passed (it is now %s, clinic time)",
+				sendAt.Format(laterShowLayout), now.Format(laterShowLayout))
+		}
+		text = body
+	case strings.HasPrefix(first, "-") && delayPattern.MatchString(first[1:]) && first != "-":
+		return time.Time{}, "", errors.New("a message cannot be scheduled in the past: use a delay such as 3d, 2h or 90m")
+	default:
+		m := delayPattern.FindStringSubmatch(first)
+		if m == nil || first == "" {
+			return time.Time{}, "", errLaterUsage
+		}
+		days, _ := strconv.Atoi(m[1])
+		hours, _ := strconv.Atoi(m[2])
+		minutes, _ := strconv.Atoi(m[3])
+		if days > 366*laterMaxAheadYears || hours > 24*366*laterMaxAheadYears || minutes > 60*24*366*laterMaxAheadYears {
+			return time.Time{}, "", fmt.Errorf("%s is more than a year ahead", first)
+		}
+		// Days are calendar days in the clinic's zone: 3d at 09:00 is 09:00, across a DST change too.
+		sendAt = now.AddDate(0, 0, days).Add(time.Duration(hours)*time.Hour + time.Duration(minutes)*time.Minute)
+		if !sendAt.After(now) {
+			return time.Time{}, "", fmt.Errorf("%s is no delay: use one such as 3d, 2h or 90m", first)
+		}
+		text = rest
+	}
+	if sendAt.After(now.AddDate(laterMaxAheadYears, 0, 0)) {
+		return time.Time{}, "", fmt.Errorf("%s is more than a year ahead: schedule messages at most a year in advance",
+			sendAt.Format(laterShowLayout))
+	}
+	if text = strings.TrimSpace(text); text == "" {
+		return time.Time{}, "", errors.New("the message is missing: write it after the time, e.g. `$cmdprefix later 3d How is your knee today?`")
+	}
+	return sendAt, text, nil
+}
+
+// clinicLocation is the clinic's time zone (business_hours.time_zone), UTC if unset.
+func (c *Connector) clinicLocation() *time.Location {
+	loc, err := c.Config.BusinessHours.Location()
+	if err != nil || loc == nil {
+		return time.UTC
+	}
+	return loc
+}
+
+func fnLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	sub, rest := cutWord(ce.RawArgs)
+	switch strings.ToLower(sub) {
+	case "":
+		listLater(ce, c, conv)
+	case "cancel":
+		cancelLater(ce, c, conv, rest)
+	case "list":
+		listLater(ce, c, conv)
+	default:
+		scheduleLater(ce, c, conv)
+	}
+}
+
+func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	loc := c.clinicLocation()
+	sendAt, text, err := parseLater(ce.RawArgs, c.now(), loc)
+	if err != nil {
+		if errors.Is(err, errLaterUsage) {
+			ce.Reply(laterUsageText)
+		} else {
+			ce.Reply("Not scheduled: %s.", withPrefix(ce, err.Error()))
+		}
+		return
+	}
+	if conv.Mode == database.ModeSMS {
+		// Checked now while staff can shorten it; checked again when it is sent.
+		signed := c.staffName(ce.Ctx, ce.Portal, ce.User.MXID) + ": " + text
+		if segments, enc := sms.CountSegments(signed); segments > c.Config.MaxSegments {
+			ce.Reply("Not scheduled: this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it.",
+				segments, enc, c.Config.MaxSegments)
+			return
+		}
+	}
+	keyID, sealed, err := c.Keys.Seal([]byte(text), securechat.MessageAdditional(conv.LoginID, conv.PortalID, laterPart))
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to seal a scheduled message")
+		ce.Reply("Failed to schedule the message; try again.")
+		return
+	}
+	m := &database.ScheduledMessage{LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedBy: ce.User.MXID.String(),
+		CreatedAt: c.now(), SendAt: sendAt, KeyID: keyID, Body: sealed}
+	entry := convAudit(conv, ce.User.MXID.String(), "follow-up scheduled", "ok", "")
+	err = c.audited(ce.Ctx, entry, func(ctx context.Context) error {
+		if err := c.DB.Scheduled().Insert(ctx, m); err != nil {
+			return err
+		}
+		entry.Detail = fmt.Sprintf("#%d for %s", m.ID, sendAt.UTC().Format(time.RFC3339))
+		return nil
+	})
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to store a scheduled message")
+		ce.Reply("Failed to schedule the message; try again.")
+		return
+	}
+	if c.later != nil {
+		c.later.wake()
+	}
+	ce.Reply("Scheduled message %d will be sent %s (in %s), by the conversation's mode at that time "+
+		"(SMS, or the secure chat). Cancel it with `$cmdprefix later cancel %d`.", m.ID, sendAt.In(loc).Format(laterShowLayout),
+		formatWait(sendAt.Sub(c.now())), m.ID)
+}
+
+func listLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	pending, err := c.DB.Scheduled().ListPending(ce.Ctx, conv.LoginID, conv.PortalID)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to list scheduled messages")
+		ce.Reply("Failed to list the scheduled messages; try again.")
+		return
+	}
+	if len(pending) == 0 {
+		ce.Reply("No message is scheduled in this conversation. " + laterUsageText)
+		return
+	}
+	loc := c.clinicLocation()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Scheduled messages of this conversation (clinic time):\n\n")
+	for _, m := range pending {
+		preview := "(cannot be opened)"
+		if text, err := c.openLater(m); err == nil {
+			preview = previewText(text, laterPreviewRunes)
+		} else {
+			preview = "(cannot be opened: " + err.Error() + ")"
+		}
+		fmt.Fprintf(&b, "* %d · %s · %s · %s\n", m.ID, m.SendAt.In(loc).Format(laterShowLayout), m.CreatedBy, preview)
+	}
+	fmt.Fprintf(&b, "\nCancel one with `%s later cancel <number>`.", ce.Bridge.Config.CommandPrefix)
+	ce.Reply("%s", b.String())
+}
+
+func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, arg string) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(arg), "#"), 10, 64)
+	if err != nil || n <= 0 {
+		ce.Reply("Usage: `$cmdprefix later cancel <number>`; `$cmdprefix later` lists the numbers.")
+		return
+	}
+	var cancelled bool
+	err = c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "follow-up cancelled", "ok", "#"+strconv.FormatInt(n, 10)),
+		func(ctx context.Context) error {
+			var err error
+			if cancelled, err = c.DB.Scheduled().Cancel(ctx, n, conv.LoginID, conv.PortalID); err == nil && !cancelled {
+				return errUnchanged
+			}
+			return err
+		})
+	if errors.Is(err, errUnchanged) {
+		m, getErr := c.DB.Scheduled().Get(ce.Ctx, n)
+		switch {
+		case getErr != nil:
+			ce.Log.Err(getErr).Msg("Failed to read a scheduled message")
+			ce.Reply("Failed to cancel; try again.")
+		case m == nil || m.LoginID != conv.LoginID || m.PortalID != conv.PortalID:
+			ce.Reply("There is no scheduled message %d in this conversation; `$cmdprefix later` lists them.", n)
+		default:
+			ce.Reply("Scheduled message %d cannot be cancelled: it is %s.", n, describeScheduledState(m.State))
+		}
+		return
+	} else if err != nil {
+		ce.Log.Err(err).Msg("Failed to cancel a scheduled message")
+		ce.Reply("Failed to cancel; try again.")
+		return
+	}
+	ce.Reply("Scheduled message %d is cancelled; it will not be sent.", n)
+}
+
+// withPrefix puts the command prefix into a reply passed as an argument (ce.Reply only
+// replaces it in the format).
+func withPrefix(ce *commands.Event, text string) string {
+	return strings.ReplaceAll(text, "$cmdprefix", ce.Bridge.Config.CommandPrefix)
+}
+
+// errUnchanged rolls back the audit row of a change that did not happen (the row was not
+// in the state the change expects).
+var errUnchanged = errors.New("scheduled message not in the expected state")
+
+func describeScheduledState(state database.ScheduledState) string {
+	switch state {
+	case database.ScheduledSending:
+		return "being sent right now"
+	case database.ScheduledSent:
+		return "already sent"
+	case database.ScheduledCancelled:
+		return "already cancelled"
+	case database.ScheduledFailed:
+		return "a message that could not be sent"
+	}
+	return string(state)
+}
+
+// previewText is the first n characters of text on one line.
+func previewText(text string, n int) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if utf8.RuneCountInString(text) <= n {
+		return text
+	}
+	return string([]rune(text)[:n]) + "…"
+}
+
+// openLater opens a scheduled message's sealed text.
+func (c *Connector) openLater(m *database.ScheduledMessage) (string, error) {
+	plain, err := c.Keys.Open(m.KeyID, m.Body, securechat.MessageAdditional(m.LoginID, m.PortalID, laterPart))
+	if errors.Is(err, securechat.ErrUnknownKey) {
+		return "", fmt.Errorf("it was sealed with the key %q, which this bridge no longer has", m.KeyID)
+	} else if err != nil {
+		return "", errors.New("its sealed text is damaged")
+	}
+	return string(plain), nil
+}
+
+// staffName is how the patient sees a staff member: their display name in the room, or
+// their user name as relayed messages show it (memberName, for staff, falls back to the
+// full Matrix ID, which patients need not see).
+func (c *Connector) staffName(ctx context.Context, portal *bridgev2.Portal, user id.UserID) string {
+	if portal != nil && portal.MXID != "" {
+		if member, err := c.Bridge.Matrix.GetMemberInfo(ctx, portal.MXID, user); err == nil && member != nil && member.Displayname != "" {
+			return member.Displayname
+		}
+	}
+	return user.Localpart()
+}
+
+// ---- the scheduler ---------------------------------------------------------------
+
+// laterLoop sends scheduled messages when they are due, by the workflow clock.
+type laterLoop struct {
+	c      *Connector
+	wakeCh chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// startLater starts the scheduler; stopLater ends it.
+func (c *Connector) startLater(ctx context.Context) {
+	log := c.Bridge.Log.With().Str("component", "scheduled messages").Logger()
+	ctx, cancel := context.WithCancel(log.WithContext(ctx))
+	c.later = &laterLoop{c: c, wakeCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go c.later.run(ctx)
+}
+
+// stopLater lets a send in progress finish (so no claim is left without its outcome) and
+// waits for the scheduler to end.
+func (c *Connector) stopLater() {
+	if c.later != nil {
+		c.later.once.Do(func() {
+			c.later.cancel()
+			<-c.later.done
+		})
+	}
+}
+
+// wake makes the scheduler look for due messages now.
+func (l *laterLoop) wake() {
+	select {
+	case l.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (l *laterLoop) run(ctx context.Context) {
+	defer close(l.done)
+	l.c.failInterrupted(ctx)
+	for {
+		l.c.sendDueLater(ctx)
+		wait := laterPollInterval
+		next, ok, err := l.c.DB.Scheduled().NextDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to read the next scheduled message")
+		} else if ok {
+			// The clock may be moved (tests), so never wait longer than the poll interval.
+			wait = min(max(next.Sub(l.c.now()), laterMinWait), laterPollInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.wakeCh:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// failInterrupted reports the messages that were being sent when the bridge stopped
+// without recording the outcome. They are not sent again: Twilio may or may not have
+// taken the text, and a clinical text twice (a second "take 2 tablets") is worse than a
+// missing one that staff are told about and can resend.
+func (c *Connector) failInterrupted(ctx context.Context) {
+	log := zerolog.Ctx(ctx)
+	sending, err := c.DB.Scheduled().ListSending(ctx)
+	if err != nil {
+		log.Err(err).Msg("Failed to look for interrupted scheduled messages")
+		return
+	}
+	for _, m := range sending {
+		text, openErr := c.openLater(m)
+		const reason = "interrupted: the bridge stopped while sending it"
+		conv := &database.Conversation{LoginID: m.LoginID, PortalID: m.PortalID}
+		var finished bool
+		err = c.audited(ctx, convAudit(conv, m.CreatedBy, "follow-up sent", "unknown", fmt.Sprintf("#%d %s", m.ID, reason)),
+			func(ctx context.Context) error {
+				var err error
+				if finished, err = c.DB.Scheduled().Finish(ctx, m.ID, database.ScheduledFailed, c.now(), reason); err == nil && !finished {
+					return errUnchanged
+				}
+				return err
+			})
+		if errors.Is(err, errUnchanged) {
+			continue
+		} else if err != nil {
+			log.Err(err).Int64("scheduled_id", m.ID).Msg("Failed to record an interrupted scheduled message")
+			continue
+		}
+		log.Warn().Int64("scheduled_id", m.ID).Str("portal_id", m.PortalID).
+			Msg("A scheduled message was interrupted while being sent; staff are asked to check it")
+		notice := fmt.Sprintf("⚠️ Scheduled message %d may not have reached the patient: the bridge stopped while sending it. "+
+			"It is not sent again automatically, so that the patient never gets it twice: check with the patient and resend it if needed.", m.ID)
+		if openErr == nil {
+			notice += " The text was: " + text
+		}
+		c.laterNotice(ctx, m, notice)
+	}
+}
+
+// sendDueLater sends every message due by the workflow clock.
+func (c *Connector) sendDueLater(ctx context.Context) {
+	for ctx.Err() == nil {
+		due, err := c.DB.Scheduled().GetDue(ctx, c.now(), laterBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to read due scheduled messages")
+			}
+			return
+		}
+		handled := 0
+		for _, m := range due {
+			if ctx.Err() != nil {
+				return
+			}
+			// A send in progress is finished even when the bridge is stopping.
+			sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), laterSendTimeout)
+			if c.sendLater(sendCtx, m) {
+				handled++
+			}
+			cancel()
+		}
+		if handled == 0 || len(due) < laterBatch {
+			return
+		}
+	}
+}
+
+// sendLater sends one due message; false when it was left for later (its clinic number
+// is not loaded yet) or another sender claimed it.
+func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage) bool {
+	log := zerolog.Ctx(ctx).With().Int64("scheduled_id", m.ID).Str("login_id", m.LoginID).Str("portal_id", m.PortalID).Logger()
+	ctx = log.WithContext(ctx)
+	login := c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(m.LoginID))
+	if login == nil && time.Since(c.startedAt) < laterLoginGrace {
+		log.Debug().Msg("Scheduled message waits for its clinic number to be loaded")
+		return false
+	}
+	claimed, err := c.DB.Scheduled().Claim(ctx, m.ID)
+	if err != nil {
+		log.Err(err).Msg("Failed to claim a scheduled message")
+		return false
+	} else if !claimed {
+		return false
+	}
+	text, err := c.openLater(m)
+	if err != nil {
+		c.finishLater(ctx, m, "", err.Error(), "")
+		return true
+	}
+	if login == nil {
+		c.finishLater(ctx, m, "", "the clinic number is no longer linked", text)
+		return true
+	}
+	portal, err := c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(m.PortalID), Receiver: login.ID})
+	if err != nil {
+		log.Err(err).Msg("Failed to get the portal of a scheduled message")
+	}
+	conv, err := c.DB.Conversation.Get(ctx, m.LoginID, m.PortalID)
+	if err != nil || conv == nil || portal == nil {
+		log.Err(err).Msg("Failed to read the conversation of a scheduled message")
+		c.finishLater(ctx, m, "", "its conversation could not be read", text)
+		return true
+	}
+	name := c.staffName(ctx, portal, id.UserID(m.CreatedBy))
+	if conv.Mode == database.ModeSecure {
+		_, err = c.Secure.AddStaffMessage(ctx, conv, m.CreatedBy, name, database.SecureText, text, "", nil, "")
+		if err != nil {
+			log.Err(err).Msg("Failed to store a scheduled message for the secure chat")
+			c.finishLater(ctx, m, "", "it could not be stored for the secure chat", text)
+			return true
+		}
+		c.finishLater(ctx, m, "secure", "", text)
+		go c.alertPatient(c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
+		return true
+	}
+	sent, reason := c.textLater(ctx, login, conv, name+": "+text)
+	if sent == nil {
+		c.finishLater(ctx, m, "", reason, text)
+		return true
+	}
+	eventID := c.finishLater(ctx, m, "sms", "", text)
+	if eventID != "" {
+		// Twilio's delivery updates show on the notice, as they do on a staff message.
+		status := sent.Status
+		if status == "" {
+			status = "queued"
+		}
+		err = c.DB.Outbound.Insert(ctx, &database.Outbound{MessageSID: sent.SID, LoginID: m.LoginID, PortalID: m.PortalID,
+			EventID: eventID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String(), Status: status})
+		if err != nil {
+			log.Err(err).Str("message_sid", sent.SID).Msg("Failed to record a sent scheduled text")
+		}
+	}
+	// Not a reply to a waiting patient: a follow-up staff wrote in advance does not end a
+	// wait nor count in the response times (onStaffReply is not called).
+	return true
+}
+
+// textLater texts a scheduled message by SMS; on failure it returns why, in words.
+func (c *Connector) textLater(ctx context.Context, login *bridgev2.UserLogin, conv *database.Conversation, body string) (*sms.SentMessage, string) {
+	if conv.OptedOut {
+		return nil, ErrOptedOut.Error()
+	}
+	if segments, enc := sms.CountSegments(body); segments > c.Config.MaxSegments {
+		return nil, fmt.Sprintf("it would be %d SMS segments (%s), more than the limit of %d", segments, enc, c.Config.MaxSegments)
+	}
+	client, ok := login.Client.(*Client)
+	if !ok || client == nil {
+		return nil, "the clinic number is not connected"
+	}
+	out := &sms.OutboundMessage{From: client.meta().Phone, To: conv.PatientPhone, Body: body}
+	if c.publicBase() != "" {
+		out.StatusCallback = c.statusURL(login.ID)
+	}
+	sent, attempts, err := sms.SendWithRetry(ctx, client.Provider, out, sms.DefaultRetryPolicy)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Int("attempts", attempts).Msg("Failed to text a scheduled message")
+		return nil, describeSendError(err)
+	}
+	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Texted a scheduled message")
+	return sent, ""
+}
+
+// finishLater records a claimed message's outcome (sent by "sms" or "secure", or failed
+// for reason) with its audit row, and tells the room. It returns the notice's event.
+func (c *Connector) finishLater(ctx context.Context, m *database.ScheduledMessage, via, reason, text string) id.EventID {
+	log := zerolog.Ctx(ctx)
+	state, outcome, detail := database.ScheduledSent, "ok", fmt.Sprintf("#%d by %s", m.ID, via)
+	if via == "" {
+		state, outcome, detail = database.ScheduledFailed, "failed", fmt.Sprintf("#%d: %s", m.ID, reason)
+	}
+	conv := &database.Conversation{LoginID: m.LoginID, PortalID: m.PortalID}
+	err := c.audited(ctx, convAudit(conv, m.CreatedBy, "follow-up sent", outcome, detail), func(ctx context.Context) error {
+		_, err := c.DB.Scheduled().Finish(ctx, m.ID, state, c.now(), reason)
+		return err
+	})
+	if err != nil {
+		// Left as sending: the next start reports it to staff instead of sending it again.
+		log.Err(err).Str("outcome", outcome).Msg("Failed to record the outcome of a scheduled message")
+	}
+	var notice string
+	switch via {
+	case "sms":
+		log.Info().Msg("Sent a scheduled message by SMS")
+		notice = fmt.Sprintf("Scheduled message %d sent: %s", m.ID, text)
+	case "secure":
+		log.Info().Msg("Put a scheduled message into the secure chat")
+		notice = fmt.Sprintf("🔒 Scheduled message %d sent to the secure chat: %s", m.ID, text)
+	default:
+		log.Warn().Str("reason", reason).Msg("A scheduled message could not be sent")
+		notice = fmt.Sprintf("⚠️ Scheduled message %d was not sent: %s.", m.ID, reason)
+		if text != "" {
+			notice += " The text was: " + text
+		}
+	}
+	return c.laterNotice(ctx, m, notice)
+}
+
+// laterNotice tells a scheduled message's room about it.
+func (c *Connector) laterNotice(ctx context.Context, m *database.ScheduledMessage, text string) id.EventID {
+	portal, err := c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(m.PortalID),
+		Receiver: networkid.UserLoginID(m.LoginID)})
+	if err != nil || portal == nil || portal.MXID == "" {
+		zerolog.Ctx(ctx).Err(err).Msg("No room to tell about a scheduled message")
+		return ""
+	}
+	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
+		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
+	}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
+		return ""
+	}
+	return resp.EventID
+}
