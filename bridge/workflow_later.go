@@ -57,7 +57,7 @@ const (
 
 // laterPart is the additional data a scheduled text is sealed with: it opens only in its
 // conversation, and never as a secure chat message.
-const laterPart = "scheduled"
+const laterPart = securechat.ScheduledPart
 
 func init() {
 	workflowHandlers = append(workflowHandlers, cmdLater)

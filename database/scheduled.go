@@ -156,3 +156,49 @@ func (sq *ScheduledMessageQuery) affectedOne(ctx context.Context, query string, 
 	n, err := res.RowsAffected()
 	return n == 1, err
 }
+
+const (
+	pendingKeyCountsQuery = `SELECT key_id, COUNT(*) FROM scheduled_message WHERE state='pending' GROUP BY key_id`
+	pendingNotWithQuery   = `
+		SELECT ` + scheduledColumns + ` FROM scheduled_message
+		WHERE state='pending' AND key_id<>$1 ORDER BY id
+	`
+	resealScheduledQuery = `UPDATE scheduled_message SET key_id=$3, body=$4 WHERE id=$1 AND key_id=$2 AND state='pending'`
+)
+
+// PendingKeyCounts counts the pending messages sealed with each key (sent, cancelled and
+// failed ones hold no text).
+func (sq *ScheduledMessageQuery) PendingKeyCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := sq.GetDB().Query(ctx, pendingKeyCountsQuery)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	counts := map[string]int{}
+	for rows.Next() {
+		var keyID string
+		var n int
+		if err = rows.Scan(&keyID, &n); err != nil {
+			return nil, err
+		}
+		counts[keyID] = n
+	}
+	return counts, rows.Err()
+}
+
+// PendingNotSealedWith lists the pending messages sealed with another key than keyID
+// (few: follow-ups waiting for their day).
+func (sq *ScheduledMessageQuery) PendingNotSealedWith(ctx context.Context, keyID string) ([]*ScheduledMessage, error) {
+	return sq.QueryMany(ctx, pendingNotWithQuery, keyID)
+}
+
+// Reseal replaces a pending message's sealed text if it is still pending and sealed with
+// oldKeyID; false when it changed meanwhile (sent, cancelled, or re-sealed).
+func (sq *ScheduledMessageQuery) Reseal(ctx context.Context, id int64, oldKeyID, newKeyID string, body []byte) (bool, error) {
+	res, err := sq.GetDB().Exec(ctx, resealScheduledQuery, id, oldKeyID, newKeyID, body)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}

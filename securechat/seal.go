@@ -171,3 +171,37 @@ func resealMessage(ctx context.Context, db *database.Database, keys *Keyring, m 
 	}
 	return db.Secure.Reseal(ctx, m, oldKey)
 }
+
+// ScheduledPart is the additional-data part a scheduled follow-up's text is sealed with.
+const ScheduledPart = "scheduled"
+
+// RotateScheduled re-seals pending scheduled follow-ups with the current key. It returns
+// how many it re-sealed and how many no configured key opens, by key.
+func RotateScheduled(ctx context.Context, db *database.Database, keys *Keyring) (resealed, unopened map[string]int, err error) {
+	resealed, unopened = map[string]int{}, map[string]int{}
+	pending, err := db.Scheduled().PendingNotSealedWith(ctx, keys.Current())
+	if err != nil {
+		return resealed, unopened, fmt.Errorf("failed to list scheduled follow-ups: %w", err)
+	}
+	for _, m := range pending {
+		if err = ctx.Err(); err != nil {
+			return resealed, unopened, err
+		}
+		additional := MessageAdditional(m.LoginID, m.PortalID, ScheduledPart)
+		plain, err := keys.Open(m.KeyID, m.Body, additional)
+		if err != nil {
+			unopened[m.KeyID]++
+			continue
+		}
+		keyID, sealed, err := keys.Seal(plain, additional)
+		if err != nil {
+			return resealed, unopened, err
+		}
+		if ok, err := db.Scheduled().Reseal(ctx, m.ID, m.KeyID, keyID, sealed); err != nil {
+			return resealed, unopened, fmt.Errorf("failed to re-seal scheduled follow-up %d: %w", m.ID, err)
+		} else if ok {
+			resealed[m.KeyID]++
+		}
+	}
+	return resealed, unopened, nil
+}

@@ -80,6 +80,11 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "carebridge keys status:", err)
 		return exitUsage
 	}
+	scheduled, err := env.DB.Scheduled().PendingKeyCounts(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge keys status: failed to count scheduled follow-ups:", err)
+		return exitUsage
+	}
 	current := keys.Current()
 	fmt.Fprintf(stdout, "Keys of network.secure_chat.keys (current: %s):\n", current)
 	for _, id := range keys.IDs() {
@@ -87,7 +92,8 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if id == current {
 			mark = "  (current: seals new data)"
 		}
-		fmt.Fprintf(stdout, "  %-12s %s, %s%s\n", id, plural(messages[id], "secure message"), plural(tokens[id], "Twilio auth token"), mark)
+		fmt.Fprintf(stdout, "  %-12s %s, %s, %s%s\n", id, plural(messages[id], "secure message"), plural(tokens[id], "Twilio auth token"),
+			plural(scheduled[id], "scheduled follow-up"), mark)
 	}
 	if n := tokens[""]; n > 0 {
 		fmt.Fprintf(stdout, "  %-12s %s, kept by an older version (sealed at the bridge's next start, or by keys rotate)\n",
@@ -98,6 +104,13 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if !keys.Has(id) {
 			fmt.Fprintf(stdout, "  %-12s %s sealed with a key that is NOT in the config: they cannot be read until "+
 				"the key %q is put back in network.secure_chat.keys\n", id, plural(messages[id], "secure message"), id)
+			code = keysExitLeft
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(scheduled)) {
+		if !keys.Has(id) {
+			fmt.Fprintf(stdout, "  %-12s %s sealed with a key that is NOT in the config: put the key %q back before they are due\n",
+				id, plural(scheduled[id], "scheduled follow-up"), id)
 			code = keysExitLeft
 		}
 	}
@@ -116,7 +129,7 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintln(stdout)
 	for _, id := range old {
-		if messages[id] > 0 || tokens[id] > 0 {
+		if messages[id] > 0 || tokens[id] > 0 || scheduled[id] > 0 {
 			fmt.Fprintf(stdout, "%s still seals stored data: run `carebridge keys rotate -c %s` to re-seal it with %s.\n", id, *path, current)
 			continue
 		}
@@ -187,6 +200,8 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 type keyRotation struct {
 	messages *securechat.RotateResult
 	tokens   *bridge.TokenRotation
+	// scheduled follow-ups re-sealed, and those no configured key opens, by key
+	scheduled, scheduledUnopened map[string]int
 }
 
 // rotateKeys re-seals the secure messages, then the linked numbers' auth tokens (few, and
@@ -197,7 +212,10 @@ func rotateKeys(ctx context.Context, db *database.Database, keys *securechat.Key
 	if r.messages, err = securechat.RotateMessages(ctx, db, keys, opts); err != nil {
 		return r, err
 	}
-	r.tokens, err = bridge.RotateLoginTokens(ctx, db, keys)
+	if r.tokens, err = bridge.RotateLoginTokens(ctx, db, keys); err != nil {
+		return r, err
+	}
+	r.scheduled, r.scheduledUnopened, err = securechat.RotateScheduled(ctx, db, keys)
 	return r, err
 }
 
@@ -210,7 +228,7 @@ func (r keyRotation) total() (n int) {
 			n += count
 		}
 	}
-	return n
+	return n + sum(r.scheduled)
 }
 
 // left counts messages and tokens that the current key does not seal after the run;
@@ -225,7 +243,7 @@ func (r keyRotation) left() (n int) {
 	for _, count := range r.tokens.Unopened {
 		n += count
 	}
-	return n + r.tokens.Changed
+	return n + r.tokens.Changed + sum(r.scheduledUnopened)
 }
 
 func printRotation(w io.Writer, current string, r keyRotation) {
@@ -247,6 +265,12 @@ func printRotation(w io.Writer, current string, r keyRotation) {
 		fmt.Fprintf(w, "Secure messages not yet sealed with %s: %d%s\n", current, left, byKey(r.messages.Left))
 	} else {
 		fmt.Fprintf(w, "Every secure message is sealed with %s.\n", current)
+	}
+	if r.scheduled != nil {
+		fmt.Fprintf(w, "Scheduled follow-ups re-sealed with %s: %d%s\n", current, sum(r.scheduled), byKey(r.scheduled))
+		if n := sum(r.scheduledUnopened); n > 0 {
+			fmt.Fprintf(w, "Scheduled follow-ups left because no configured key opens them: %d%s\n", n, byKey(r.scheduledUnopened))
+		}
 	}
 }
 

@@ -162,6 +162,19 @@ func runKeysRotateResumes(t *testing.T, kind string) {
 	f := newRotationFixture(t, kind, 1000)
 	ring, err := securechat.NewKeyringOf("k2", map[string][]byte{"k1": rotationKey1, "k2": rotationKey2})
 	require.NoError(t, err)
+	// Two follow-ups waiting for their day, sealed with k1.
+	k1Only, err := securechat.NewKeyring("k1", rotationKey1)
+	require.NoError(t, err)
+	followUps := map[int64]string{}
+	for _, text := range []string{"How is the ankle today?", "Reminder: fasting blood test tomorrow"} {
+		additional := securechat.MessageAdditional(rotationLogin, rotationPortals[0], securechat.ScheduledPart)
+		keyID, sealed, err := k1Only.Seal([]byte(text), additional)
+		require.NoError(t, err)
+		m := &database.ScheduledMessage{LoginID: rotationLogin, PortalID: rotationPortals[0], CreatedBy: "@nurse:clinic.example",
+			CreatedAt: time.Now(), SendAt: time.Now().Add(72 * time.Hour), KeyID: keyID, Body: sealed}
+		require.NoError(t, f.db.Scheduled().Insert(context.Background(), m))
+		followUps[m.ID] = text
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -195,6 +208,16 @@ func runKeysRotateResumes(t *testing.T, kind string) {
 		assert.NotContains(t, row.Metadata, `"auth_token":`, "no token left in clear")
 		assert.NotContains(t, row.Metadata, legacyToken)
 		assert.Contains(t, row.Metadata, `"phone_sid":`, "the other fields are kept")
+	}
+
+	assert.Equal(t, map[string]int{"k1": 2}, second.scheduled, "the pending follow-ups")
+	for id, text := range followUps {
+		m, err := f.db.Scheduled().Get(context.Background(), id)
+		require.NoError(t, err)
+		require.Equal(t, "k2", m.KeyID)
+		plain, err := onlyK2.Open(m.KeyID, m.Body, securechat.MessageAdditional(rotationLogin, rotationPortals[0], securechat.ScheduledPart))
+		require.NoError(t, err)
+		assert.Equal(t, text, string(plain))
 	}
 
 	third, err := rotateKeys(context.Background(), f.db, ring, securechat.RotateOptions{})
