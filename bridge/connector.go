@@ -18,6 +18,7 @@ import (
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -37,6 +38,9 @@ type Connector struct {
 	inbound   *inboundQueue
 	retention *retentionLoop
 	later     *laterLoop
+	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
+	metrics       *metrics.Metrics
+	metricsServer *metrics.Server
 	// startedAt is when this process began: texts stored before it may have been in flight.
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
@@ -90,6 +94,9 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
 	warnTestClock(zerolog.Ctx(ctx))
+	if err := c.startMetrics(); err != nil {
+		return err
+	}
 	router := c.router()
 	if router == nil {
 		return fmt.Errorf("the Matrix connector has no HTTP server for Twilio webhooks")
@@ -127,6 +134,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	// One keyring for the service and the auth tokens, with every configured key.
 	c.Secure.Keys = c.Keys
 	c.Secure.Backend = secureBackend{c}
+	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
 		PublicURL:       c.publicBase(),
 		InsecureCookies: isLoopbackHTTP(c.publicBase()),
@@ -148,6 +156,7 @@ func (c *Connector) Stop() {
 	}
 	c.stopRetention()
 	c.stopLater()
+	c.stopMetrics()
 }
 
 // router is the appservice's HTTP router. bridgev2's GetRouter hides it while
@@ -235,7 +244,7 @@ func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider, 
 	return &Client{
 		Connector: c,
 		UserLogin: login,
-		Provider:  provider,
+		Provider:  c.timed(provider),
 		Media: sms.NewMediaFetcher(sms.MediaFetcherOptions{
 			AccountSID:   meta.AccountSID,
 			AuthToken:    authToken,

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -36,6 +37,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 			out.Body = ""
 		}
 	default:
+		cl.Connector.metrics.Outbound(metrics.OutboundUnsupported)
 		return nil, notSent(ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
 	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
@@ -43,19 +45,26 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}
 	if conv != nil && conv.Mode == database.ModeSecure {
-		return cl.handleSecureMessage(ctx, msg, conv)
+		resp, err := cl.handleSecureMessage(ctx, msg, conv)
+		if err == nil {
+			cl.Connector.metrics.Outbound(metrics.OutboundSecure)
+		}
+		return resp, err
 	}
 	if segments, enc := sms.CountSegments(out.Body); segments > cl.Connector.Config.MaxSegments {
+		cl.Connector.metrics.Outbound(metrics.OutboundTooLong)
 		return nil, notSent(ErrTooLong, event.MessageStatusUnsupported, fmt.Sprintf(
 			"this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it",
 			segments, enc, cl.Connector.Config.MaxSegments))
 	}
 	if conv != nil && conv.OptedOut {
+		cl.Connector.metrics.Outbound(metrics.OutboundOptedOut)
 		return nil, notSent(ErrOptedOut, event.MessageStatusNoPermission, ErrOptedOut.Error())
 	}
 	if msg.Content.MsgType.IsMedia() {
 		mediaURL, err := cl.stageMMS(ctx, msg)
 		if err != nil {
+			cl.Connector.metrics.Outbound(metrics.OutboundUnsupported)
 			return nil, notSent(err, event.MessageStatusUnsupported, err.Error())
 		}
 		out.MediaURLs = []string{mediaURL}
@@ -65,6 +74,8 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	sent, attempts, err := sms.SendWithRetry(ctx, cl.Provider, out, sms.DefaultRetryPolicy)
 	if err != nil {
+		cl.Connector.metrics.Outbound(metrics.OutboundFailed)
+		cl.Connector.sendFailure(err)
 		var sendErr *sms.SendError
 		if errors.As(err, &sendErr) {
 			zerolog.Ctx(ctx).Warn().Int("twilio_code", sendErr.Code).Int("http_status", sendErr.Status).
@@ -77,6 +88,7 @@ func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, err
 	}
 	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
+	cl.Connector.metrics.Outbound(metrics.OutboundSent)
 	cl.recordOutbound(ctx, msg, sent)
 	cl.Connector.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -39,6 +40,7 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 	r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBytes)
 	if err := r.ParseForm(); err != nil {
 		log.Warn().Err(err).Msg("Rejected unreadable webhook")
+		c.webhookRejected(r, metrics.RejectUnreadable)
 		http.Error(w, "Unreadable form body", http.StatusBadRequest)
 		return nil
 	}
@@ -47,10 +49,12 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 	login, err := c.Bridge.GetExistingUserLoginByID(r.Context(), networkid.UserLoginID(r.PathValue("login_id")))
 	if err != nil {
 		log.Err(err).Msg("Failed to look up clinic number for webhook")
+		c.webhookRejected(r, metrics.RejectLookupFailed)
 		http.Error(w, "Temporarily unable to process the webhook", http.StatusServiceUnavailable)
 		return nil
 	} else if login == nil || login.Client == nil {
 		log.Warn().Msg("Rejected webhook for a clinic number that is not linked")
+		c.webhookRejected(r, metrics.RejectUnknownNumber)
 		http.Error(w, ErrUnknownLogin.Error(), http.StatusNotFound)
 		return nil
 	}
@@ -58,6 +62,7 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 	authToken, err := meta.AuthToken(c.Keys, login.ID)
 	if err != nil {
 		log.Err(err).Msg("Failed to open the clinic number's Twilio auth token for a webhook")
+		c.webhookRejected(r, metrics.RejectTokenFailed)
 		http.Error(w, "Temporarily unable to process the webhook", http.StatusServiceUnavailable)
 		return nil
 	}
@@ -67,11 +72,13 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 		log.Warn().Str("signed_url_expected", publicURL).
 			Bool("signature_present", r.Header.Get("X-Twilio-Signature") != "").
 			Msg("Rejected webhook with an invalid Twilio signature (check twilio.public_url_override if behind a proxy)")
+		c.webhookRejected(r, metrics.RejectSignature)
 		http.Error(w, "Invalid Twilio signature", http.StatusForbidden)
 		return nil
 	}
 	if r.PostForm.Get("AccountSid") != meta.AccountSID {
 		log.Warn().Msg("Rejected webhook addressed to another Twilio account")
+		c.webhookRejected(r, metrics.RejectOtherAccount)
 		http.Error(w, "Webhook is for another Twilio account", http.StatusForbidden)
 		return nil
 	}
@@ -113,17 +120,20 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 	in, err := sms.ParseInbound(form)
 	if err != nil {
 		log.Warn().Err(err).Msg("Rejected malformed inbound text")
+		c.metrics.Inbound(metrics.InboundMalformed)
 		return http.StatusBadRequest, err
 	}
 	log = log.With().Str("message_sid", in.MessageSID).Logger()
 	if in.To != meta.Phone {
 		log.Warn().Msg("Rejected inbound text addressed to another number")
+		c.metrics.Inbound(metrics.InboundOtherNumber)
 		return http.StatusForbidden, errors.New("the text is for another clinic number")
 	}
 	patient, err := sms.NormalizePhone(in.From, c.Config.DefaultRegion)
 	if err != nil {
 		// Short codes and alphanumeric senders cannot be answered by SMS from a clinic number.
 		log.Warn().Msg("Rejected inbound text from a sender that is not a phone number")
+		c.metrics.Inbound(metrics.InboundNotPhone)
 		return http.StatusBadRequest, errors.New("the sender is not a phone number")
 	}
 	inserted, err := c.DB.Receipt.Insert(ctx, &database.Receipt{
@@ -136,13 +146,16 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 	if err != nil {
 		// Twilio retries on 5xx; nothing was stored, so nothing is lost.
 		log.Err(err).Msg("Failed to store inbound text; Twilio will retry")
+		c.metrics.Inbound(metrics.InboundStoreFailed)
 		return http.StatusServiceUnavailable, errors.New("temporarily unable to store the message")
 	}
 	if !inserted {
 		log.Debug().Msg("Repeated inbound text: already stored")
+		c.metrics.Inbound(metrics.InboundRepeated)
 		return http.StatusOK, nil
 	}
 	log.Debug().Int("media_count", len(in.Media)).Msg("Stored inbound text")
+	c.metrics.Inbound(metrics.InboundStored)
 	c.inbound.wake()
 	return http.StatusOK, nil
 }

@@ -120,6 +120,7 @@ func (q *inboundQueue) deliverDue(ctx context.Context) {
 func (q *inboundQueue) deliver(ctx context.Context, r *database.Receipt) (ok, recorded bool) {
 	log := logCtx(*zerolog.Ctx(ctx), r)
 	err := q.c.deliverInbound(log.WithContext(ctx), r)
+	q.c.metrics.InboundDelivery(err == nil)
 	if err == nil {
 		if err = q.c.DB.Receipt.MarkDelivered(ctx, r.MessageSID, time.Now()); err != nil {
 			log.Err(err).Msg("Failed to mark inbound text delivered; it will be delivered again and de-duplicated")

@@ -86,6 +86,7 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 	switch {
 	case cb.Failed():
 		log.Info().Msg("Text was not delivered")
+		c.metrics.DeliveryFailure(cb.ErrorCode)
 		c.Bridge.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
 			Status:      event.MessageStatusFail,
 			ErrorReason: event.MessageStatusNetworkError,

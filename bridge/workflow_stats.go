@@ -47,6 +47,7 @@ func (c *Connector) recordStaffReply(ctx context.Context, portal *bridgev2.Porta
 		return
 	}
 	if recorded {
+		c.metrics.FirstReply(c.now().Sub(conv.WaitingSince))
 		conv.WaitingSince = time.Time{}
 	}
 }

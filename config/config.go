@@ -21,6 +21,7 @@ type Config struct {
 	Keywords   KeywordsConfig   `yaml:"keywords"`
 	Twilio     TwilioConfig     `yaml:"twilio"`
 	Inbound    InboundConfig    `yaml:"inbound"`
+	Metrics    MetricsConfig    `yaml:"metrics"`
 
 	WorkflowConfig `yaml:",inline"`
 }
@@ -73,6 +74,12 @@ type InboundConfig struct {
 	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
 }
 
+// MetricsConfig configures the separate listener for Prometheus metrics and health checks.
+type MetricsConfig struct {
+	// Listen is host:port for /metrics, /healthz and /readyz; empty turns the listener off.
+	Listen string `yaml:"listen"`
+}
+
 // Providers of the network.provider option.
 const (
 	ProviderTwilio    = "twilio"
@@ -110,6 +117,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "twilio", "media_url_lifetime")
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
+	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	helper.Copy(up.List, "teams")
 	helper.Copy(up.List, "on_call")
 	helper.Copy(up.Str, "emergency", "reply")

@@ -83,6 +83,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"old key differs from k1", func(c *Config) { c.SecureChat.EncryptionKey = testKey2 }, "network.secure_chat.encryption_key is the single key of older versions"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
+		{"metrics without port", func(c *Config) { c.Metrics.Listen = "127.0.0.1" }, "network.metrics.listen is \"127.0.0.1\": write host:port"},
+		{"metrics port out of range", func(c *Config) { c.Metrics.Listen = ":70000" }, "network.metrics.listen is \":70000\": the port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +98,10 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 	cfg := validConfig()
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, "US", cfg.DefaultRegion, "region is normalised to upper case")
+	for _, listen := range []string{"", "127.0.0.1:9100", ":9100", "[::1]:9100"} {
+		cfg.Metrics.Listen = listen
+		assert.NoError(t, cfg.Validate(), listen)
+	}
 }
 
 func TestHardenBaseExample(t *testing.T) {
@@ -211,8 +217,13 @@ func TestUpgraderKeys(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, keys["k1"], 32)
 	})
+	t.Run("metrics listen kept", func(t *testing.T) {
+		cfg, _ := upgrade(t, "metrics:\n    listen: 127.0.0.1:9100\n")
+		assert.Equal(t, "127.0.0.1:9100", cfg.Metrics.Listen)
+	})
 	t.Run("fresh config", func(t *testing.T) {
 		cfg, _ := upgrade(t, "provider: twilio\n")
+		assert.Empty(t, cfg.Metrics.Listen, "metrics are off by default")
 		_, keys, err := cfg.SecureChat.KeyMaterial()
 		require.NoError(t, err)
 		assert.Len(t, keys["k1"], 32)

@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +70,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Inbound.RetryInterval <= 0 || c.Inbound.MaxRetryInterval < c.Inbound.RetryInterval {
 		return invalid("inbound", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 5m)")
+	}
+	if err := checkListen(c.Metrics.Listen); err != nil {
+		return invalid("metrics.listen", err.Error())
+	}
+	return nil
+}
+
+// checkListen accepts an empty address (listener off) or host:port.
+func checkListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return fmt.Errorf("is %q: write host:port such as 127.0.0.1:9100, or leave it empty to turn metrics off", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("is %q: the port must be a number from 1 to 65535", addr)
 	}
 	return nil
 }

@@ -55,6 +55,8 @@ type Service struct {
 	Keys       *Keyring
 	Backend    Backend
 	Hub        *Hub
+	// Metrics counts code outcomes; nil counts nothing.
+	Metrics Metrics
 
 	// Now is the clock (tests move it).
 	Now func() time.Time
@@ -293,6 +295,7 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 		return err
 	} else if byLink >= s.Config.CodesPerHour || byPhone >= s.Config.CodesPerHour {
 		s.auditAlone(ctx, "patient:link", conv, "code sent", "rate limited", "")
+		s.metrics().CodeRateLimited()
 		return ErrRateLimited
 	}
 	code, err := randomCode()
@@ -308,7 +311,9 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	if err != nil {
 		return err
 	}
-	if err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime)); err != nil {
+	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime))
+	s.metrics().CodeSent(err)
+	if err != nil {
 		s.auditAlone(ctx, "patient:link", conv, "code sent", "failed", "")
 		return fmt.Errorf("failed to text the code: %w", err)
 	}
@@ -345,6 +350,7 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 	}
 	if codeOK && dobOK && !now.Before(latest.ExpiresAt) {
 		s.auditAlone(ctx, "patient:link", conv, "code failed", "expired", "")
+		s.metrics().CodeFailed("expired")
 		return "", link, ErrCodeExpired
 	}
 	if !codeOK || !dobOK {
@@ -358,7 +364,10 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		})
 		if err != nil {
 			return "", link, err
-		} else if locked {
+		}
+		s.metrics().CodeFailed("wrong")
+		if locked {
+			s.metrics().LinkLocked()
 			return "", link, ErrLinkLocked
 		}
 		return "", link, ErrWrongCode

@@ -286,8 +286,8 @@ func runKeysCommands(t *testing.T, kind string) {
 	require.Equal(t, 0, code, stderr)
 	t.Logf("[%s] keys status before:\n%s", kind, stdout)
 	assert.Contains(t, stdout, "Keys of network.secure_chat.keys (current: k2):")
-	assert.Regexp(t, `k1 +250 secure messages, 1 Twilio auth token\n`, stdout)
-	assert.Regexp(t, `k2 +0 secure messages, 0 Twilio auth tokens +\(current: seals new data\)`, stdout)
+	assert.Regexp(t, `k1 +250 secure messages, 1 Twilio auth token, 0 scheduled follow-ups\n`, stdout)
+	assert.Regexp(t, `k2 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups +\(current: seals new data\)`, stdout)
 	assert.Regexp(t, `\(in clear\) +1 Twilio auth token, kept by an older version`, stdout)
 	assert.Contains(t, stdout, "k1 still seals stored data: run `carebridge keys rotate -c "+path+"`")
 
@@ -308,8 +308,8 @@ func runKeysCommands(t *testing.T, kind string) {
 	stdout, stderr, code = run("keys", "status", "-c", path)
 	require.Equal(t, 0, code, stderr)
 	t.Logf("[%s] keys status after:\n%s", kind, stdout)
-	assert.Regexp(t, `k1 +0 secure messages, 0 Twilio auth tokens\n`, stdout)
-	assert.Regexp(t, `k2 +250 secure messages, 2 Twilio auth tokens`, stdout)
+	assert.Regexp(t, `k1 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups\n`, stdout)
+	assert.Regexp(t, `k2 +250 secure messages, 2 Twilio auth tokens, 0 scheduled follow-ups`, stdout)
 	assert.Contains(t, stdout, "k1 seals no stored message or token any more. Keep it in the ring for "+
 		"network.secure_chat.link_lifetime (72h0m0s) after the rotation")
 	assert.Contains(t, stdout, "until the dates of birth recorded before the rotation have been re-set")
