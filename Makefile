@@ -50,3 +50,12 @@ clean:
 demo-script:
 	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
 	./bin/carebridge-demo script
+
+# Measures the bridge against the homeserver's own limit in the same run (issue 8):
+# inbound webhooks and outbound texts on SQLite and PostgreSQL, each beside a baseline
+# without the bridge; prints a table and writes bench/results/<time>.json.
+# BENCH_ARGS passes flags, e.g. `make bench BENCH_ARGS="-n 200"`.
+.PHONY: bench
+bench: deps build
+	$(GO) build -o bin/carebridge-bench ./cmd/carebridge-bench
+	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge ./bin/carebridge-bench $(BENCH_ARGS)

@@ -1,0 +1,159 @@
+// Command carebridge-bench measures carebridge against the homeserver's own limit in the
+// same run (issue 8): inbound webhooks and outbound staff texts on SQLite and PostgreSQL,
+// each beside a baseline of the same Matrix work without the bridge. It prints a table and
+// writes JSON to bench/results/. It reports the targets; it never fails on time.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// run is one database's results.
+type run struct {
+	DB      string  `json:"db"`
+	Skipped string  `json:"skipped,omitempty"`
+	Error   string  `json:"error,omitempty"`
+	Phases  []phase `json:"phases"`
+	Scale   *scale  `json:"scale,omitempty"`
+}
+
+type results struct {
+	Started     time.Time `json:"started"`
+	N           int       `json:"n"`
+	Patients    int       `json:"patients"`
+	Concurrency []int     `json:"concurrency"`
+	CPUs        int       `json:"cpus"`
+	LoadAvg     string    `json:"loadavg_at_start"`
+	Note        string    `json:"note"`
+	Runs        []run     `json:"runs"`
+	Targets     []target  `json:"targets"`
+}
+
+const seenNote = "Inbound 'seen' is when the nurse's /sync delivered the patient ghost's m.room.encrypted " +
+	"event (counted, not decrypted). Baseline is the same client sending the same number of encrypted " +
+	"texts into rooms without the bridge, until its /sync echoes them."
+
+func main() {
+	n := flag.Int("n", 1000, "messages per measurement")
+	patients := flag.Int("patients", 100, "patient numbers texting the clinic")
+	levels := flag.String("c", "1,8,32", "concurrency levels, comma-separated")
+	dbs := flag.String("db", "sqlite,postgres", "databases, comma-separated")
+	conversations := flag.Int("conversations", 100000, "conversations in the database for the scale measurement (0: skip)")
+	out := flag.String("out", "bench/results", "folder for the JSON results")
+	flag.Parse()
+
+	var conc []int
+	for _, f := range strings.Split(*levels, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			fmt.Fprintf(os.Stderr, "bench: -c wants numbers such as 1,8,32, not %q\n", f)
+			os.Exit(2)
+		}
+		conc = append(conc, c)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc,
+		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote}
+
+	ctx := context.Background()
+	stopOnSignal()
+	for _, kind := range strings.Split(*dbs, ",") {
+		kind = strings.TrimSpace(kind)
+		r := run{DB: kind}
+		if kind == "postgres" && os.Getenv("CAREBRIDGE_TEST_POSTGRES") == "" && !reachable("127.0.0.1:5432") {
+			r.Skipped = "PostgreSQL is not reachable on 127.0.0.1:5432 (start it, or set CAREBRIDGE_TEST_POSTGRES)"
+			note("[%s] skipped: %s", kind, r.Skipped)
+			res.Runs = append(res.Runs, r)
+			continue
+		}
+		tb := newBenchTB(kind)
+		current.Store(tb)
+		skipped, err := guard(tb, func() {
+			s := startSystem(ctx, tb, kind, *patients)
+			for _, c := range conc {
+				for _, step := range []func(context.Context, int, int) (phase, error){s.baselineRun, s.inbound, s.outbound} {
+					ph, err := step(ctx, *n, c)
+					if err != nil {
+						tb.Fatalf("%s at concurrency %d: %v", ph.Name, c, err)
+					}
+					note("[%s] %s c=%d: %.1f msg/s, answer p99 %.1f ms, seen p50 %.1f ms", kind, ph.Name, c, ph.Throughput, ph.Answer.P99, ph.Seen.P50)
+					r.Phases = append(r.Phases, ph)
+				}
+			}
+			if *conversations > 0 {
+				sc, err := s.scale(ctx, *conversations, *n)
+				if err != nil {
+					tb.Fatalf("scale: %v", err)
+				}
+				r.Scale = sc
+			}
+		})
+		r.Skipped = skipped
+		if err != nil {
+			r.Error = err.Error()
+			note("[%s] failed: %v", kind, err)
+		}
+		res.Runs = append(res.Runs, r)
+	}
+	res.Targets = checkTargets(res.Runs, conc)
+	printReport(os.Stdout, res)
+	if err := writeJSON(*out, res); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// current is the run in progress, whose cleanups an interrupt runs: Dendrite and the
+// bridge run in their own process groups and would outlive the bench.
+var current atomic.Pointer[benchTB]
+
+func stopOnSignal() {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		note("interrupted: stopping the homeserver and the bridge")
+		if tb := current.Load(); tb != nil {
+			tb.runCleanups()
+		}
+		os.Exit(130)
+	}()
+}
+
+func reachable(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+func writeJSON(dir string, res results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("failed to make %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, res.Started.Format("20060102T150405Z")+".json")
+	data, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err = os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("failed to write results: %w", err)
+	}
+	fmt.Printf("\nResults written to %s\n", path)
+	return nil
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// phase is one measured run: n messages at a concurrency.
+type phase struct {
+	Name        string `json:"name"` // inbound, outbound, baseline
+	Concurrency int    `json:"concurrency"`
+	N           int    `json:"n"`
+	// Answer is the time to the HTTP answer: the bridge's webhook answer (inbound) or
+	// the homeserver's answer to the send (outbound, baseline).
+	Answer dist `json:"answer"`
+	// Seen is from the start of the request until the other side has it: the nurse's
+	// /sync (inbound, baseline) or the fake Twilio (outbound).
+	Seen dist `json:"seen"`
+	// Throughput is messages per second from the first request to the last seen.
+	Throughput float64 `json:"throughput_per_s"`
+	Seconds    float64 `json:"seconds"`
+	// Bridge process: resident memory at the end and CPU used, as a share of one core.
+	BridgeRSSMB  float64 `json:"bridge_rss_mb"`
+	BridgeCPUPct float64 `json:"bridge_cpu_pct"`
+}
+
+func phaseTimeout(n int) time.Duration { return 2*time.Minute + time.Duration(n)*200*time.Millisecond }
+
+// measureBridge adds the bridge's RSS and CPU share over [from, now] to p.
+func (s *system) measureBridge(p *phase, before procStat, from time.Time) {
+	after, err := readProc(s.br.Pid())
+	if err != nil {
+		return
+	}
+	p.BridgeRSSMB = float64(after.RSSBytes) / (1 << 20)
+	if wall := time.Since(from); wall > 0 {
+		p.BridgeCPUPct = 100 * float64(after.CPU-before.CPU) / float64(wall)
+	}
+}
+
+// inbound posts n signed webhooks from the patients in turn, c at a time, and times the
+// webhook's answer and the nurse's /sync seeing the text (an encrypted event from the
+// patient's ghost; a patient's k-th text of the phase is the k-th such event in the room).
+func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
+	ph := phase{Name: "inbound", Concurrency: c, N: n}
+	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
+	defer cancel()
+	mark := s.staff.arrivalCounts()
+	var mu sync.Mutex
+	starts := make([][]time.Time, len(s.patients))
+	answers := make([]time.Duration, n)
+	prog := startProgress(fmt.Sprintf("[%s] inbound c=%d", s.kind, c), n)
+	defer prog.end()
+	go s.countSeen(ctx, prog, func() int {
+		total := 0
+		for i, room := range s.rooms {
+			total += min(len(s.staff.arrivals[room])-mark[room], len(starts[i]))
+		}
+		return total
+	}, &mu)
+	before, _ := readProc(s.br.Pid())
+	begin := time.Now()
+	err := parallel(c, n, func(i int) error {
+		p := i % len(s.patients)
+		body := fmt.Sprintf("Bench c%d #%d: my blood pressure was 140 over 90 this morning", c, i)
+		mu.Lock()
+		start := time.Now()
+		starts[p] = append(starts[p], start)
+		mu.Unlock()
+		res, err := s.fake.SendInbound(ctx, s.patients[p], clinicPhone, body)
+		answers[i] = time.Since(start)
+		prog.sent.Add(1)
+		if err == nil && res.StatusCode != 200 {
+			err = fmt.Errorf("webhook answered HTTP %d: %s", res.StatusCode, res.Body)
+		}
+		return err
+	})
+	if err != nil {
+		return ph, err
+	}
+	err = s.staff.wait(ctx, "the bridged texts", func() bool {
+		for i, room := range s.rooms {
+			if len(s.staff.arrivals[room])-mark[room] < len(starts[i]) {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return ph, err
+	}
+	var seen []time.Duration
+	var last time.Time
+	s.staff.mu.Lock()
+	for i, room := range s.rooms {
+		got := s.staff.arrivals[room][mark[room]:]
+		for k, start := range starts[i] {
+			seen = append(seen, got[k].Sub(start))
+			if got[k].After(last) {
+				last = got[k]
+			}
+		}
+	}
+	s.staff.mu.Unlock()
+	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
+	ph.Seconds = last.Sub(begin).Seconds()
+	ph.Throughput = float64(n) / ph.Seconds
+	s.measureBridge(&ph, before, begin)
+	return ph, nil
+}
+
+// baseline is the homeserver's own limit for the same work: the nurse sends n encrypted
+// texts into rooms without the bridge, c at a time, timed until her /sync echoes each.
+func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
+	ph := phase{Name: "baseline", Concurrency: c, N: n}
+	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
+	defer cancel()
+	starts := make([]time.Time, n)
+	events := make([]id.EventID, n)
+	answers := make([]time.Duration, n)
+	prog := startProgress(fmt.Sprintf("[%s] baseline c=%d", s.kind, c), n)
+	defer prog.end()
+	before, _ := readProc(s.br.Pid())
+	begin := time.Now()
+	err := parallel(c, n, func(i int) error {
+		room := s.baseline[i%len(s.baseline)]
+		starts[i] = time.Now()
+		evt, err := s.staff.send(ctx, room, fmt.Sprintf("Baseline c%d #%d: my blood pressure was 140 over 90 this morning", c, i))
+		answers[i] = time.Since(starts[i])
+		events[i] = evt
+		prog.sent.Add(1)
+		return err
+	})
+	if err != nil {
+		return ph, err
+	}
+	err = s.staff.wait(ctx, "the baseline echoes", func() bool {
+		got := 0
+		for _, evt := range events {
+			if _, ok := s.staff.ownSeen[evt]; ok {
+				got++
+			}
+		}
+		prog.seen.Store(int64(got))
+		return got == n
+	})
+	if err != nil {
+		return ph, err
+	}
+	var seen []time.Duration
+	var last time.Time
+	s.staff.mu.Lock()
+	for i, evt := range events {
+		at := s.staff.ownSeen[evt]
+		seen = append(seen, at.Sub(starts[i]))
+		if at.After(last) {
+			last = at
+		}
+	}
+	s.staff.mu.Unlock()
+	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
+	ph.Seconds = last.Sub(begin).Seconds()
+	ph.Throughput = float64(n) / ph.Seconds
+	s.measureBridge(&ph, before, begin)
+	return ph, nil
+}
+
+// outbound sends n staff texts into the patients' rooms in turn, c at a time, timed until
+// the fake Twilio receives each as an SMS.
+func (s *system) outbound(ctx context.Context, n, c int) (phase, error) {
+	ph := phase{Name: "outbound", Concurrency: c, N: n}
+	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
+	defer cancel()
+	starts := make(map[string]time.Time, n)
+	var mu sync.Mutex
+	answers := make([]time.Duration, n)
+	prog := startProgress(fmt.Sprintf("[%s] outbound c=%d", s.kind, c), n)
+	defer prog.end()
+	tag := fmt.Sprintf("Reply c%d #", c)
+	before, _ := readProc(s.br.Pid())
+	begin := time.Now()
+	err := parallel(c, n, func(i int) error {
+		body := fmt.Sprintf("%s%d: please take your reading again tomorrow", tag, i)
+		start := time.Now()
+		mu.Lock()
+		starts[body] = start
+		mu.Unlock()
+		_, err := s.staff.send(ctx, s.rooms[i%len(s.rooms)], body)
+		answers[i] = time.Since(start)
+		prog.sent.Add(1)
+		return err
+	})
+	if err != nil {
+		return ph, err
+	}
+	received := map[string]time.Time{}
+	err = waitFake(ctx, s.fake, func(msgs []testenv.FakeMessage) bool {
+		for _, m := range msgs {
+			// Relay mode signs staff texts: "nurse: <body>".
+			if i := strings.Index(m.Body, tag); i >= 0 {
+				received[m.Body[i:]] = m.ReceivedAt
+			}
+		}
+		prog.seen.Store(int64(len(received)))
+		return len(received) >= n
+	})
+	if err != nil {
+		return ph, fmt.Errorf("%d of %d staff texts reached Twilio: %w", len(received), n, err)
+	}
+	var seen []time.Duration
+	var last time.Time
+	for body, at := range received {
+		seen = append(seen, at.Sub(starts[body]))
+		if at.After(last) {
+			last = at
+		}
+	}
+	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
+	ph.Seconds = last.Sub(begin).Seconds()
+	ph.Throughput = float64(n) / ph.Seconds
+	s.measureBridge(&ph, before, begin)
+	return ph, nil
+}
+
+// countSeen keeps the progress line's "seen" up to date while a phase runs.
+func (s *system) countSeen(ctx context.Context, prog *progress, count func() int, mu *sync.Mutex) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-prog.stop:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		mu.Lock()
+		s.staff.mu.Lock()
+		prog.seen.Store(int64(count()))
+		s.staff.mu.Unlock()
+		mu.Unlock()
+	}
+}
