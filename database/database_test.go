@@ -36,7 +36,7 @@ func TestUpgradeIsIdempotent(t *testing.T) {
 		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
 		var version int
 		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
-		assert.Equal(t, 5, version)
+		assert.Equal(t, 6, version)
 	})
 }
 
@@ -185,7 +185,10 @@ func TestUpgradeFromV1(t *testing.T) {
 			for _, stmt := range []string{
 				"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
 				"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
-				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, PRIMARY KEY (login_id, portal_id))",
+				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, clinic_phone TEXT NOT NULL, " +
+					"patient_phone TEXT NOT NULL, patient_name TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT 'sms', " +
+					"opted_out BOOLEAN NOT NULL DEFAULT false, room_ready BOOLEAN NOT NULL DEFAULT false, created_at BIGINT NOT NULL, " +
+					"PRIMARY KEY (login_id, portal_id))",
 				"CREATE TABLE inbound_receipt (message_sid TEXT PRIMARY KEY, login_id TEXT NOT NULL, patient_phone TEXT NOT NULL, " +
 					"state TEXT NOT NULL, received_at BIGINT NOT NULL)",
 			} {

@@ -1,4 +1,4 @@
--- v0 -> v5: Latest revision
+-- v0 -> v6: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -201,3 +201,6 @@ CREATE TABLE scheduled_message (
 );
 CREATE INDEX scheduled_message_due_idx ON scheduled_message (state, send_at);
 CREATE INDEX scheduled_message_conversation_idx ON scheduled_message (login_id, portal_id, state);
+
+-- The patient's name is looked up and set by number (one ghost per number).
+CREATE INDEX conversation_patient_phone_idx ON conversation (patient_phone);
