@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,6 +80,10 @@ func runKeywords(t *testing.T, kind string) {
 	// A synonym carriers use: REVOKE opts out too.
 	inbound("revoke")
 	waitNotice("texted \"revoke\" and has opted out")
+	// The notice comes first; the answer is texted after it.
+	require.Eventually(t, func() bool {
+		return strings.Count(strings.Join(repliesTo(), "\n"), optOutReply) >= 2
+	}, 30*time.Second, 100*time.Millisecond, "revoke is answered")
 
 	count := map[string]int{}
 	for _, b := range repliesTo() {
