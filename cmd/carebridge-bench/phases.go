@@ -34,6 +34,14 @@ type phase struct {
 func phaseTimeout(n int) time.Duration { return 2*time.Minute + time.Duration(n)*200*time.Millisecond }
 
 // measureBridge adds the bridge's RSS and CPU share over [from, now] to p.
+// finish fills a phase's figures: its n items ran from begin until the last was seen.
+func (s *system) finish(ph *phase, answers, seen []time.Duration, begin, last time.Time, before procStat) {
+	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
+	ph.Seconds = last.Sub(begin).Seconds()
+	ph.Throughput = float64(ph.N) / ph.Seconds
+	s.measureBridge(ph, before, begin)
+}
+
 func (s *system) measureBridge(p *phase, before procStat, from time.Time) {
 	after, err := readProc(s.br.Pid())
 	if err != nil {
@@ -109,10 +117,7 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 		}
 	}
 	s.staff.mu.Unlock()
-	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
-	ph.Seconds = last.Sub(begin).Seconds()
-	ph.Throughput = float64(n) / ph.Seconds
-	s.measureBridge(&ph, before, begin)
+	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }
 
@@ -165,10 +170,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 		}
 	}
 	s.staff.mu.Unlock()
-	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
-	ph.Seconds = last.Sub(begin).Seconds()
-	ph.Throughput = float64(n) / ph.Seconds
-	s.measureBridge(&ph, before, begin)
+	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }
 
@@ -222,10 +224,7 @@ func (s *system) outbound(ctx context.Context, n, c int) (phase, error) {
 			last = at
 		}
 	}
-	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
-	ph.Seconds = last.Sub(begin).Seconds()
-	ph.Throughput = float64(n) / ph.Seconds
-	s.measureBridge(&ph, before, begin)
+	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }
 
