@@ -125,14 +125,11 @@ func (c *Connector) Start(ctx context.Context) error {
 		router.Handle(simulatorPath+"/", c.Simulator.Handler())
 	}
 	var err error
-	if c.Keys, err = securechat.KeyringFromConfig(&c.Config.SecureChat); err != nil {
-		return err
-	}
 	if c.Secure, err = securechat.NewService(c.DB, &c.Config.SecureChat, c.Config.ClinicName, c.publicBase()); err != nil {
 		return err
 	}
-	// One keyring for the service and the auth tokens, with every configured key.
-	c.Secure.Keys = c.Keys
+	// One keyring, with every configured key, for the service and the auth tokens.
+	c.Keys = c.Secure.Keys
 	c.Secure.Backend = secureBackend{c}
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
