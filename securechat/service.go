@@ -100,12 +100,6 @@ func (s *Service) txn(ctx context.Context, fn func(ctx context.Context) error) e
 	return s.DB.DoTxn(ctx, nil, fn)
 }
 
-// AuditEvent records an action of the bridge or staff on a conversation (no body, no
-// secret). Within Audited's function it joins that transaction.
-func (s *Service) AuditEvent(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) error {
-	return s.audit(ctx, actor, conv, event, outcome, detail)
-}
-
 // Audited runs a change to the database and its audit event in one transaction.
 func (s *Service) Audited(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string,
 	change func(ctx context.Context) error) error {
