@@ -52,8 +52,11 @@ func TestMetrics(t *testing.T) {
 	var scraped string
 	require.Eventually(t, func() bool {
 		_, scraped = httpGet(ctx, t, base+"/metrics")
-		return sample(scraped, `carebridge_outbound_messages_total{result="sent"}`) >= 1
-	}, 30*time.Second, 200*time.Millisecond, "the staff reply is counted as sent")
+		// The send is counted as it returns; the reply's wait ends just after, so a scrape
+		// between the two sees one and not yet the other.
+		return sample(scraped, `carebridge_outbound_messages_total{result="sent"}`) >= 1 &&
+			sample(scraped, `carebridge_first_reply_seconds_count`) >= 1
+	}, 30*time.Second, 200*time.Millisecond, "the staff reply is counted as sent and ends the patient's wait")
 	assert.Equal(t, 1.0, sample(scraped, `carebridge_inbound_messages_total{result="stored"}`))
 	assert.Equal(t, 1.0, sample(scraped, `carebridge_inbound_messages_total{result="rejected_signature"}`))
 	assert.Equal(t, 1.0, sample(scraped, `carebridge_webhook_rejections_total{reason="signature",webhook="inbound"}`))
