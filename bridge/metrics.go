@@ -27,7 +27,12 @@ func (c *Connector) startMetrics() error {
 	}
 	log := c.Bridge.Log.With().Str("component", "metrics").Logger()
 	m := metrics.New(metricsGauges{c})
-	server, err := metrics.Listen(c.Config.Metrics.Listen, m.Handler(c.readinessChecks(), log), log)
+	handler := m.Handler(c.readinessChecks(), log)
+	if c.Config.Metrics.Pprof {
+		handler = metrics.WithProfiling(handler)
+		log.Warn().Msg("The profiler is on (network.metrics.pprof): keep the metrics listener private")
+	}
+	server, err := metrics.Listen(c.Config.Metrics.Listen, handler, log)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,8 @@ type InboundConfig struct {
 type MetricsConfig struct {
 	// Listen is host:port for /metrics, /healthz and /readyz; empty turns the listener off.
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on that listener.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Providers of the network.provider option.
@@ -118,6 +120,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
+	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "teams")
 	helper.Copy(up.List, "on_call")
 	helper.Copy(up.Str, "emergency", "reply")

@@ -218,12 +218,14 @@ func TestUpgraderKeys(t *testing.T) {
 		assert.Len(t, keys["k1"], 32)
 	})
 	t.Run("metrics listen kept", func(t *testing.T) {
-		cfg, _ := upgrade(t, "metrics:\n    listen: 127.0.0.1:9100\n")
+		cfg, _ := upgrade(t, "metrics:\n    listen: 127.0.0.1:9100\n    pprof: true\n")
 		assert.Equal(t, "127.0.0.1:9100", cfg.Metrics.Listen)
+		assert.True(t, cfg.Metrics.Pprof)
 	})
 	t.Run("fresh config", func(t *testing.T) {
 		cfg, _ := upgrade(t, "provider: twilio\n")
 		assert.Empty(t, cfg.Metrics.Listen, "metrics are off by default")
+		assert.False(t, cfg.Metrics.Pprof, "the profiler is off by default")
 		_, keys, err := cfg.SecureChat.KeyMaterial()
 		require.NoError(t, err)
 		assert.Len(t, keys["k1"], 32)

@@ -31,6 +31,8 @@ func TestMetrics(t *testing.T) {
 	status, body := httpGet(ctx, t, base+"/healthz")
 	assert.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "ok", strings.TrimSpace(body))
+	status, _ = httpGet(ctx, t, base+"/debug/pprof/")
+	assert.Equal(t, http.StatusNotFound, status, "the profiler is off unless network.metrics.pprof is set")
 
 	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, I need to refill my inhaler.")
 	require.NoError(t, err)

@@ -204,3 +204,25 @@ func get(t *testing.T, url string) (int, string) {
 	require.NoError(t, err)
 	return resp.StatusCode, string(body)
 }
+
+func TestProfiling(t *testing.T) {
+	server, err := Listen("127.0.0.1:0", WithProfiling(New(nil).Handler(nil, zerolog.Nop())), zerolog.Nop())
+	require.NoError(t, err)
+	defer server.Close()
+	base := "http://" + server.Addr()
+
+	status, body := get(t, base+"/debug/pprof/")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, "goroutine")
+	status, body = get(t, base+"/debug/pprof/heap?debug=1")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, "heap profile")
+	status, _ = get(t, base+"/healthz")
+	assert.Equal(t, http.StatusOK, status, "the metrics routes stay")
+	status, _ = get(t, base+"/metrics")
+	assert.Equal(t, http.StatusOK, status)
+	resp, err := http.Post(base+"/debug/pprof/heap", "text/plain", nil)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "only GET reaches the profiler")
+}
