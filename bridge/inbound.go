@@ -91,26 +91,56 @@ func (q *inboundQueue) redeliverSecure(ctx context.Context) {
 	}
 }
 
-// deliverDue delivers due texts until none is left. Each pass takes the oldest pending
-// text of each conversation; delivering one makes that conversation's next one due.
+// deliverDue delivers due texts until none is left, up to inbound.concurrency
+// conversations at a time and one text at a time within each: the database hands out only
+// the oldest pending text of a conversation, and the next one becomes due when it is
+// delivered (a failed one holds back the rest of its conversation until its retry).
 func (q *inboundQueue) deliverDue(ctx context.Context) {
-	for ctx.Err() == nil {
-		due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
-		if err != nil {
-			zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
-			return
+	type outcome struct {
+		conversation string
+		recorded     bool
+	}
+	workers := max(q.c.Config.Inbound.Concurrency, 1)
+	done := make(chan outcome, workers)
+	inFlight := make(map[string]bool, workers)
+	stalled := false
+	defer func() {
+		for range inFlight {
+			<-done
 		}
-		delivered := 0
-		for _, r := range due {
-			ok, recorded := q.deliver(ctx, r)
-			if !recorded {
-				return
-			} else if ok {
-				delivered++
+	}()
+	for {
+		if !stalled && ctx.Err() == nil && len(inFlight) < workers {
+			due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
+			if err != nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
+				stalled = true
+			}
+			for _, r := range due {
+				conversation := r.LoginID + "/" + r.PatientPhone
+				if len(inFlight) >= workers {
+					break
+				} else if inFlight[conversation] {
+					continue
+				}
+				inFlight[conversation] = true
+				go func() {
+					_, recorded := q.deliver(ctx, r)
+					done <- outcome{conversation, recorded}
+				}()
 			}
 		}
-		if delivered == 0 {
+		if len(inFlight) == 0 {
 			return
+		}
+		// A delivery finishing makes its conversation's next text due; a new webhook
+		// may bring texts of other conversations.
+		select {
+		case res := <-done:
+			delete(inFlight, res.conversation)
+			// An outcome the database could not store stops the pass rather than spin.
+			stalled = stalled || !res.recorded
+		case <-q.wakeCh:
 		}
 	}
 }

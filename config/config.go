@@ -72,6 +72,9 @@ type TwilioConfig struct {
 type InboundConfig struct {
 	RetryInterval    time.Duration `yaml:"retry_interval"`
 	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
+	// Concurrency is how many conversations receive texts at once; each conversation's
+	// texts still arrive one at a time, in order.
+	Concurrency int `yaml:"concurrency"`
 }
 
 // MetricsConfig configures the separate listener for Prometheus metrics and health checks.
@@ -119,6 +122,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "twilio", "media_url_lifetime")
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
+	helper.Copy(up.Int, "inbound", "concurrency")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "teams")

@@ -31,7 +31,7 @@ func validConfig() Config {
 			Language: "en", MaxUploadMB: 20, RetentionDays: 30},
 		Keywords: KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
 		Twilio:   TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
-		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute},
+		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute, Concurrency: 8},
 	}
 }
 
@@ -83,6 +83,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"old key differs from k1", func(c *Config) { c.SecureChat.EncryptionKey = testKey2 }, "network.secure_chat.encryption_key is the single key of older versions"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
+		{"no inbound workers", func(c *Config) { c.Inbound.Concurrency = 0 }, "network.inbound.concurrency is 0: use 1 to 64"},
+		{"too many inbound workers", func(c *Config) { c.Inbound.Concurrency = 65 }, "network.inbound.concurrency is 65"},
 		{"metrics without port", func(c *Config) { c.Metrics.Listen = "127.0.0.1" }, "network.metrics.listen is \"127.0.0.1\": write host:port"},
 		{"metrics port out of range", func(c *Config) { c.Metrics.Listen = ":70000" }, "network.metrics.listen is \":70000\": the port"},
 	}
@@ -226,6 +228,7 @@ func TestUpgraderKeys(t *testing.T) {
 		cfg, _ := upgrade(t, "provider: twilio\n")
 		assert.Empty(t, cfg.Metrics.Listen, "metrics are off by default")
 		assert.False(t, cfg.Metrics.Pprof, "the profiler is off by default")
+		assert.Equal(t, 8, cfg.Inbound.Concurrency, "an older config gets the default")
 		_, keys, err := cfg.SecureChat.KeyMaterial()
 		require.NoError(t, err)
 		assert.Len(t, keys["k1"], 32)

@@ -71,6 +71,9 @@ func (c *Config) Validate() error {
 	if c.Inbound.RetryInterval <= 0 || c.Inbound.MaxRetryInterval < c.Inbound.RetryInterval {
 		return invalid("inbound", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 5m)")
 	}
+	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 64 {
+		return invalid("inbound.concurrency", fmt.Sprintf("is %d: use 1 to 64 (8 by default)", c.Inbound.Concurrency))
+	}
 	if err := checkListen(c.Metrics.Listen); err != nil {
 		return invalid("metrics.listen", err.Error())
 	}
