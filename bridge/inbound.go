@@ -19,6 +19,10 @@ import (
 // dueBatch is how many stored texts are delivered per database read.
 const dueBatch = 50
 
+// rereadAfter is how soon the queue reads the database again for texts that came in
+// while it delivered others.
+const rereadAfter = 100 * time.Millisecond
+
 // inboundQueue delivers stored inbound texts into Matrix, oldest first, retrying with
 // backoff until each is in its room. It resumes from the database after a restart.
 type inboundQueue struct {
@@ -103,7 +107,13 @@ func (q *inboundQueue) deliverDue(ctx context.Context) {
 	workers := max(q.c.Config.Inbound.Concurrency, 1)
 	done := make(chan outcome, workers)
 	inFlight := make(map[string]bool, workers)
-	stalled := false
+	// next holds the heads of conversations read but not started yet; reading the
+	// database again only when it runs out keeps the reads to about one per batch.
+	// A new webhook can bring the head of another conversation: it is read with the next
+	// batch, or at most rereadAfter after the last read when texts keep coming in.
+	var next []*database.Receipt
+	var lastRead time.Time
+	stalled, stale := false, false
 	defer func() {
 		for range inFlight {
 			<-done
@@ -111,18 +121,25 @@ func (q *inboundQueue) deliverDue(ctx context.Context) {
 	}()
 	for {
 		if !stalled && ctx.Err() == nil && len(inFlight) < workers {
-			due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
-			if err != nil {
-				zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
-				stalled = true
-			}
-			for _, r := range due {
-				conversation := r.LoginID + "/" + r.PatientPhone
-				if len(inFlight) >= workers {
-					break
-				} else if inFlight[conversation] {
-					continue
+			if len(next) == 0 || (stale && time.Since(lastRead) >= rereadAfter) {
+				next, stale, lastRead = nil, false, time.Now()
+				due, err := q.c.DB.Receipt.GetDue(ctx, time.Now(), dueBatch)
+				if err != nil {
+					zerolog.Ctx(ctx).Err(err).Msg("Failed to read due inbound texts")
+					stalled = true
 				}
+				// The head of a conversation being delivered is read again until it is
+				// marked delivered: leave it to that delivery.
+				for _, r := range due {
+					if !inFlight[conversationOf(r)] {
+						next = append(next, r)
+					}
+				}
+			}
+			for len(next) > 0 && len(inFlight) < workers {
+				r := next[0]
+				next = next[1:]
+				conversation := conversationOf(r)
 				inFlight[conversation] = true
 				go func() {
 					_, recorded := q.deliver(ctx, r)
@@ -141,9 +158,13 @@ func (q *inboundQueue) deliverDue(ctx context.Context) {
 			// An outcome the database could not store stops the pass rather than spin.
 			stalled = stalled || !res.recorded
 		case <-q.wakeCh:
+			stale = true
 		}
 	}
 }
+
+// conversationOf names the conversation of a stored text within the queue.
+func conversationOf(r *database.Receipt) string { return r.LoginID + "/" + r.PatientPhone }
 
 // deliver tries one stored text and records the outcome. recorded is false when the
 // outcome could not be stored, to stop rather than spin on it.
