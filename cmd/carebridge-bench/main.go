@@ -1,7 +1,9 @@
 // Command carebridge-bench measures carebridge against the homeserver's own limit in the
 // same run (issue 8): inbound webhooks and outbound staff texts on SQLite and PostgreSQL,
-// each beside a baseline of the same Matrix work without the bridge. It prints a table and
-// writes JSON to bench/results/. It reports the targets; it never fails on time.
+// each beside a baseline of the same Matrix work without the bridge, then the secure
+// chat (code verifications, the bridge's memory and CPU with many chat pages open). It
+// prints a table and writes JSON to bench/results/. It reports the targets; it never
+// fails on time.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -28,6 +31,7 @@ type run struct {
 	Error   string  `json:"error,omitempty"`
 	Phases  []phase `json:"phases"`
 	Scale   *scale  `json:"scale,omitempty"`
+	Secure  *secure `json:"secure,omitempty"`
 }
 
 type results struct {
@@ -35,12 +39,16 @@ type results struct {
 	N           int       `json:"n"`
 	Patients    int       `json:"patients"`
 	Concurrency []int     `json:"concurrency"`
+	Measured    []string  `json:"measured"`
 	CPUs        int       `json:"cpus"`
 	LoadAvg     string    `json:"loadavg_at_start"`
 	Note        string    `json:"note"`
 	Runs        []run     `json:"runs"`
 	Targets     []target  `json:"targets"`
 }
+
+// allPhases are what -phases chooses from, in the order they run.
+var allPhases = []string{"baseline", "inbound", "outbound", "scale", "secure"}
 
 const seenNote = "Inbound 'seen' is when the nurse's /sync delivered the patient ghost's m.room.encrypted " +
 	"event (counted, not decrypted). Baseline is the same client sending the same number of encrypted " +
@@ -52,8 +60,33 @@ func main() {
 	levels := flag.String("c", "1,8,32", "concurrency levels, comma-separated")
 	dbs := flag.String("db", "sqlite,postgres", "databases, comma-separated")
 	conversations := flag.Int("conversations", 100000, "conversations in the database for the scale measurement (0: skip)")
+	verifications := flag.Int("verifications", 1000, "secure chat code verifications to time, each on its own link and patient")
+	sessions := flag.Int("sessions", 1000, "secure chat pages held open at once, each with its live-update stream (0: skip)")
+	measure := flag.String("phases", strings.Join(allPhases, ","), "what to measure, comma-separated (the warm-up always runs)")
 	out := flag.String("out", "bench/results", "folder for the JSON results")
 	flag.Parse()
+
+	want := map[string]bool{}
+	for _, f := range strings.Split(*measure, ",") {
+		f = strings.TrimSpace(f)
+		if !slices.Contains(allPhases, f) {
+			fmt.Fprintf(os.Stderr, "bench: -phases takes %s, not %q\n", strings.Join(allPhases, ","), f)
+			os.Exit(2)
+		}
+		want[f] = true
+	}
+	if *conversations == 0 {
+		delete(want, "scale")
+	}
+	if *sessions == 0 && *verifications == 0 {
+		delete(want, "secure")
+	}
+	var measured []string
+	for _, p := range allPhases {
+		if want[p] {
+			measured = append(measured, p)
+		}
+	}
 
 	var conc []int
 	for _, f := range strings.Split(*levels, ",") {
@@ -65,7 +98,7 @@ func main() {
 		conc = append(conc, c)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc,
+	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc, Measured: measured,
 		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote}
 
 	ctx := context.Background()
@@ -83,9 +116,16 @@ func main() {
 		current.Store(tb)
 		skipped, err := guard(tb, func() {
 			s := startSystem(ctx, tb, kind, *patients)
+			steps := []struct {
+				name string
+				run  func(context.Context, int, int) (phase, error)
+			}{{"baseline", s.baselineRun}, {"inbound", s.inbound}, {"outbound", s.outbound}}
 			for _, c := range conc {
-				for _, step := range []func(context.Context, int, int) (phase, error){s.baselineRun, s.inbound, s.outbound} {
-					ph, err := step(ctx, *n, c)
+				for _, step := range steps {
+					if !want[step.name] {
+						continue
+					}
+					ph, err := step.run(ctx, *n, c)
 					if err != nil {
 						tb.Fatalf("%s at concurrency %d: %v", ph.Name, c, err)
 					}
@@ -93,12 +133,21 @@ func main() {
 					r.Phases = append(r.Phases, ph)
 				}
 			}
-			if *conversations > 0 {
+			if want["scale"] {
 				sc, err := s.scale(ctx, *conversations, *n)
 				if err != nil {
 					tb.Fatalf("scale: %v", err)
 				}
 				r.Scale = sc
+			}
+			// After the scale phase, so that the bridge's memory is measured with its
+			// conversations in the database, as the target asks.
+			if want["secure"] {
+				sec, err := s.secure(ctx, *verifications, *sessions, r.Scale != nil)
+				if err != nil {
+					tb.Fatalf("secure chat: %v", err)
+				}
+				r.Secure = sec
 			}
 		})
 		r.Skipped = skipped

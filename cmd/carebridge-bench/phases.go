@@ -33,7 +33,6 @@ type phase struct {
 
 func phaseTimeout(n int) time.Duration { return 2*time.Minute + time.Duration(n)*200*time.Millisecond }
 
-// measureBridge adds the bridge's RSS and CPU share over [from, now] to p.
 // finish fills a phase's figures: its n items ran from begin until the last was seen.
 func (s *system) finish(ph *phase, answers, seen []time.Duration, begin, last time.Time, before procStat) {
 	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
@@ -42,6 +41,7 @@ func (s *system) finish(ph *phase, answers, seen []time.Duration, begin, last ti
 	s.measureBridge(ph, before, begin)
 }
 
+// measureBridge adds the bridge's RSS and CPU share over [from, now] to p.
 func (s *system) measureBridge(p *phase, before procStat, from time.Time) {
 	after, err := readProc(s.br.Pid())
 	if err != nil {

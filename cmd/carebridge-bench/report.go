@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -44,7 +45,7 @@ func status(ok bool) string {
 func checkTargets(runs []run, conc []int) []target {
 	var out []target
 	for _, r := range runs {
-		if r.Skipped != "" || len(r.Phases) == 0 {
+		if r.Skipped != "" || (len(r.Phases) == 0 && r.Scale == nil && r.Secure == nil) {
 			continue
 		}
 		for _, c := range conc {
@@ -60,8 +61,7 @@ func checkTargets(runs []run, conc []int) []target {
 		} else {
 			out = append(out, target{r.DB, "webhook answer p99 < 50 ms (c=32)", "-", "not measured (no c=32)"})
 		}
-		out = append(out, target{r.DB, "RSS < 150 MB with 1,000 sessions and 100,000 conversations", "-",
-			"not measured (secure chat sessions not implemented in the bench yet)"})
+		out = append(out, rssTarget(r))
 		if r.Scale != nil {
 			out = append(out, target{r.DB, fmt.Sprintf("webhook answer at %d conversations within 10%% of 100 (p50)", r.Scale.Conversations),
 				fmt.Sprintf("%+.0f%%", 100*r.Scale.AnswerP50Change), status(r.Scale.AnswerP50Change <= 0.10)})
@@ -72,12 +72,33 @@ func checkTargets(runs []run, conc []int) []target {
 	return out
 }
 
+// rssTarget is the bridge's memory with the secure chat's pages open, after the scale
+// phase filled the database; a smaller run shows its figure without judging it.
+func rssTarget(r run) target {
+	const name = "bridge RSS < 150 MB with 1,000 open sessions and 100,000 conversations"
+	sec := r.Secure
+	if sec == nil || sec.Sessions == 0 {
+		return target{r.DB, name, "-", "not measured (secure chat sessions skipped)"}
+	}
+	value := fmt.Sprintf("%.0f MB", sec.RSSOpenMB)
+	if sec.Sessions < 1000 || sec.Conversations < 100000 {
+		return target{r.DB, name, value, fmt.Sprintf("not measured at that size (%d sessions, %d conversations)",
+			sec.Sessions, sec.Conversations)}
+	}
+	return target{r.DB, name, value, status(sec.RSSOpenMB < 150)}
+}
+
 func printReport(w io.Writer, res results) {
 	fmt.Fprintf(w, "\ncarebridge bench: n=%d per measurement, %d patients, %d CPUs, load average at start %s\n",
 		res.N, res.Patients, res.CPUs, res.LoadAvg)
 	fmt.Fprintln(w, "Note: "+res.Note)
 	fmt.Fprintln(w, "answer: webhook answer (inbound) or homeserver answer to the send (outbound, baseline);")
 	fmt.Fprintln(w, "seen: until /sync shows it (inbound, baseline) or fake Twilio receives it (outbound); ratio: throughput / baseline's.")
+	if slices.ContainsFunc(res.Runs, func(r run) bool { return r.Secure != nil }) {
+		fmt.Fprintln(w, "secure-verify: answer to the code's POST (session cookie), msg/s verifications per second, CPU while verifying;")
+		fmt.Fprintln(w, "secure-sessions: answer is each event stream's start, seen a staff message reaching an open page, RSS with every")
+		fmt.Fprintln(w, "stream open, CPU while they idle.")
+	}
 	for _, r := range res.Runs {
 		fmt.Fprintf(w, "\n== %s ==\n", r.DB)
 		if r.Skipped != "" {
@@ -87,31 +108,16 @@ func printReport(w io.Writer, res results) {
 		if r.Error != "" {
 			fmt.Fprintln(w, "error: "+r.Error)
 		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "phase\tc\tn\tanswer p50\tp95\tp99 ms\tseen p50\tp95\tp99 ms\tmsg/s\tratio\tRSS MB\tbridge CPU\t")
-		row := func(p phase, q float64) {
-			rs := "-"
-			if q > 0 {
-				rs = fmt.Sprintf("%.2f", q)
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%.0f%%\t\n",
-				p.Name, p.Concurrency, p.N, p.Answer.P50, p.Answer.P95, p.Answer.P99,
-				p.Seen.P50, p.Seen.P95, p.Seen.P99, p.Throughput, rs, p.BridgeRSSMB, p.BridgeCPUPct)
-		}
-		for _, p := range r.Phases {
-			row(p, ratio(r, p))
-		}
-		if sc := r.Scale; sc != nil {
-			row(sc.Before, 0)
-			row(sc.After, 0)
-		}
-		_ = tw.Flush()
+		printTable(w, r)
 		if sc := r.Scale; sc != nil {
 			fmt.Fprintf(w, "scale: %d conversations inserted in %.1f s; webhook answer p50 %+.0f%%, p99 %+.0f%%\n",
 				sc.Conversations, sc.InsertSeconds, 100*sc.AnswerP50Change, 100*sc.AnswerP99Change)
 			fmt.Fprintf(w, "       lookup by key p50/p99 %.2f/%.2f ms -> %.2f/%.2f ms; by patient number %.2f/%.2f ms -> %.2f/%.2f ms\n",
 				sc.LookupKeyBefore.P50, sc.LookupKeyBefore.P99, sc.LookupKeyAfter.P50, sc.LookupKeyAfter.P99,
 				sc.LookupTelBefore.P50, sc.LookupTelBefore.P99, sc.LookupTelAfter.P50, sc.LookupTelAfter.P99)
+		}
+		if sec := r.Secure; sec != nil {
+			printSecure(w, sec)
 		}
 	}
 	fmt.Fprintln(w, "\nTargets (reported, not asserted; a shared 2-core machine makes absolute figures noisy):")
@@ -120,4 +126,80 @@ func printReport(w io.Writer, res results) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.DB, t.Name, t.Value, t.Status)
 	}
 	_ = tw.Flush()
+}
+
+// printTable prints a run's phases, one row each, and the secure chat's two rows.
+func printTable(w io.Writer, r run) {
+	if len(r.Phases) == 0 && r.Scale == nil && r.Secure == nil {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tc\tn\tanswer p50\tp95\tp99 ms\tseen p50\tp95\tp99 ms\tmsg/s\tratio\tRSS MB\tbridge CPU\t")
+	row := func(p phase, q float64) {
+		rs := "-"
+		if q > 0 {
+			rs = fmt.Sprintf("%.2f", q)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.0f\t%.0f%%\t\n",
+			p.Name, p.Concurrency, p.N, p.Answer.P50, p.Answer.P95, p.Answer.P99,
+			p.Seen.P50, p.Seen.P95, p.Seen.P99, p.Throughput, rs, p.BridgeRSSMB, p.BridgeCPUPct)
+	}
+	for _, p := range r.Phases {
+		row(p, ratio(r, p))
+	}
+	if sc := r.Scale; sc != nil {
+		row(sc.Before, 0)
+		row(sc.After, 0)
+	}
+	// The secure chat's rows: verifications are timed like texts; the open pages'
+	// "answer" is each stream's start and "seen" a staff message reaching an open page.
+	if sec := r.Secure; sec != nil && sec.Verifications > 0 {
+		a := sec.VerifyAnswer
+		fmt.Fprintf(tw, "secure-verify\t%d\t%d\t%.1f\t%.1f\t%.1f\t-\t-\t-\t%.1f\t-\t%.0f\t%.0f%%\t\n",
+			sec.VerifyConcurrency, sec.Verifications, a.P50, a.P95, a.P99, sec.VerifyPerSecond, sec.VerifyRSSMB, sec.VerifyBridgeCPUPct)
+	}
+	if sec := r.Secure; sec != nil && sec.Sessions > 0 {
+		a, u := sec.StreamStart, sec.LiveUpdate
+		seen := "-\t-\t-"
+		if u.N > 0 {
+			seen = fmt.Sprintf("%.1f\t%.1f\t%.1f", u.P50, u.P95, u.P99)
+		}
+		fmt.Fprintf(tw, "secure-sessions\t%d\t%d\t%.1f\t%.1f\t%.1f\t%s\t-\t-\t%.0f\t%.1f%%\t\n",
+			secureOpenConcurrency, sec.Sessions, a.P50, a.P95, a.P99, seen, sec.RSSOpenMB, sec.IdleCPUPct)
+	}
+	_ = tw.Flush()
+}
+
+func printSecure(w io.Writer, sec *secure) {
+	fmt.Fprintln(w, "secure chat:")
+	if sec.Verifications > 0 {
+		fmt.Fprintf(w, "  code verifications: %d at c=%d, one per link and patient: %.1f/s, answer p50/p95/p99 %.1f/%.1f/%.1f ms, bridge CPU %.0f%%\n",
+			sec.Verifications, sec.VerifyConcurrency, sec.VerifyPerSecond, sec.VerifyAnswer.P50, sec.VerifyAnswer.P95,
+			sec.VerifyAnswer.P99, sec.VerifyBridgeCPUPct)
+		fmt.Fprintf(w, "    (before, not timed: %d links opened and codes texted through the fake Twilio in %.1f s; %d links from !sms secure alerts, the rest stored)\n",
+			sec.Verifications, sec.SetupSeconds, sec.LiveRooms)
+	}
+	if sec.Sessions == 0 {
+		return
+	}
+	where := fmt.Sprintf("%d conversations in the database", sec.Conversations)
+	if sec.AfterScale {
+		where = "after the scale phase, " + where
+	}
+	fmt.Fprintf(w, "  open chat pages: %d event streams at once (%d sessions from verifications, %d stored), %s\n",
+		sec.Sessions, sec.VerifiedSessions, sec.Sessions-sec.VerifiedSessions, where)
+	fmt.Fprintf(w, "    opened in %.1f s, stream start p50/p99 %.1f/%.1f ms; %d ended early\n",
+		sec.OpenSeconds, sec.StreamStart.P50, sec.StreamStart.P99, sec.Dropped)
+	fmt.Fprintf(w, "    bridge RSS %.0f MB at the phase's start, %.0f MB before the streams, %.0f MB with them open (%+.1f KB per stream), peak %.0f MB\n",
+		sec.RSSStartMB, sec.RSSBeforeMB, sec.RSSOpenMB, sec.PerStreamKB, sec.RSSPeakMB)
+	fmt.Fprintf(w, "    bridge CPU with the streams open and idle: %.1f%% of one core over %.0f s (%d keepalives, each a session check)\n",
+		sec.IdleCPUPct, sec.IdleSeconds, sec.IdleKeepalives)
+	if sec.GoroutinesOpen >= 0 {
+		fmt.Fprintf(w, "    bridge goroutines %.0f before, %.0f open, %.0f after closing; carebridge_secure_sessions_active %.0f\n",
+			sec.GoroutinesStart, sec.GoroutinesOpen, sec.GoroutinesAfter, sec.ActiveSessions)
+	}
+	if sec.LiveUpdate.N > 0 {
+		fmt.Fprintf(w, "    staff message to the update on the patient's open page: p50/max %.0f/%.0f ms over %d live rooms\n",
+			sec.LiveUpdate.P50, sec.LiveUpdate.Max, sec.LiveUpdate.N)
+	}
 }

@@ -82,14 +82,8 @@ func (s *system) scale(ctx context.Context, conversations, n int) (*scale, error
 // lookups times the conversation table's lookup by key (every inbound text) and by
 // patient number (the patient's name), 300 of each over the bench's patients.
 func (s *system) lookups(ctx context.Context, db *sql.DB) (byKey, byPhone dist, err error) {
-	ph := func(q string) string {
-		if s.db.Type != "postgres" {
-			return strings.ReplaceAll(strings.ReplaceAll(q, "$1", "?1"), "$2", "?2")
-		}
-		return q
-	}
-	keyQ := ph(`SELECT patient_phone FROM conversation WHERE login_id=$1 AND portal_id=$2`)
-	telQ := ph(`SELECT patient_name FROM conversation WHERE patient_phone=$1 AND patient_name<>'' ORDER BY created_at DESC LIMIT 1`)
+	keyQ := s.bind(`SELECT patient_phone FROM conversation WHERE login_id=$1 AND portal_id=$2`)
+	telQ := s.bind(`SELECT patient_name FROM conversation WHERE patient_phone=$1 AND patient_name<>'' ORDER BY created_at DESC LIMIT 1`)
 	var keys, tels []time.Duration
 	for range 300 {
 		p := s.patients[rand.IntN(len(s.patients))]

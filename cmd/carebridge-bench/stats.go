@@ -33,10 +33,11 @@ func summarise(d []time.Duration) dist {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// procStat is a process's resident memory and CPU time so far, from /proc.
+// procStat is a process's resident memory (now and its peak) and CPU time so far, from /proc.
 type procStat struct {
-	RSSBytes int64
-	CPU      time.Duration
+	RSSBytes     int64
+	PeakRSSBytes int64
+	CPU          time.Duration
 }
 
 func readProc(pid int) (procStat, error) {
@@ -45,10 +46,15 @@ func readProc(pid int) (procStat, error) {
 	if err != nil {
 		return st, err
 	}
+	kb := func(rest string) int64 {
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		return n * 1024
+	}
 	for _, line := range strings.Split(string(status), "\n") {
 		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			st.RSSBytes = kb * 1024
+			st.RSSBytes = kb(rest)
+		} else if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			st.PeakRSSBytes = kb(rest)
 		}
 	}
 	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")

@@ -9,6 +9,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/internal/dendrite"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
@@ -34,6 +35,8 @@ type system struct {
 	// rooms[i] is patients[i]'s room; baseline are rooms with only the nurse.
 	rooms    []id.RoomID
 	baseline []id.RoomID
+	// metricsURL is the bridge's metrics listener (Prometheus /metrics).
+	metricsURL string
 }
 
 func patientNumber(i int) string { return fmt.Sprintf("+1555200%04d", i) }
@@ -52,6 +55,8 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int) *sy
 	s.fake.AddNumber(accountSID, clinicPhone)
 	s.hs = testenv.NewDendrite(t)
 	nurseID := "@nurse:" + s.hs.ServerName()
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	s.metricsURL = "http://" + metricsAddr
 	s.br = testenv.NewBridge(t, testenv.BridgeOptions{
 		Homeserver: s.hs, DB: s.db, TwilioAPIURL: s.fake.URL(), StaffInvites: []string{nurseID},
 		// Production logs at info; the tests' debug level would measure the log writer.
@@ -59,6 +64,10 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int) *sy
 			cfg["logging"] = map[string]any{
 				"min_level": "info",
 				"writers":   []any{map[string]any{"type": "stdout", "format": "json"}},
+			}
+			// As a clinic runs it, with its metrics scraped; the secure chat phase reads them.
+			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "listen"}, metricsAddr); err != nil {
+				t.Fatalf("failed to edit the bridge config: %v", err)
 			}
 		},
 	})
