@@ -27,7 +27,7 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 		}
 	}
 	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)",
-		sms.FormatPhone(patient, cl.Connector.Config.DefaultRegion), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
+		cl.Connector.patientLabel(patient), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
 	roomType := database.RoomTypeDM
 	members := &bridgev2.ChatMemberList{
 		IsFull:      true,
@@ -57,8 +57,12 @@ func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*brid
 	}, nil
 }
 
-// patientDisplayName is the name staff gave the number, or the formatted number.
+// patientDisplayName is the name staff gave the number, or the formatted number; only
+// the number's last four digits when names are masked (privacy.mask_room_names).
 func (c *Connector) patientDisplayName(ctx context.Context, phone string) (string, error) {
+	if c.maskNames() {
+		return maskedNumber(phone), nil
+	}
 	name, err := c.DB.Conversation.GetPatientName(ctx, phone)
 	if err != nil {
 		return "", fmt.Errorf("failed to read patient name: %w", err)

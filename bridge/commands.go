@@ -170,6 +170,17 @@ func fnName(ce *commands.Event) {
 		ce.Reply("The name is saved but could not be shown yet; try again.")
 		return
 	}
+	if c.maskNames() {
+		// Names travel in clear to other servers: the name goes into the pinned,
+		// end-to-end encrypted notice only.
+		if err = c.pinPatientNotice(ce.Ctx, ce.Portal, phone); err != nil {
+			ce.Log.Err(err).Msg("Failed to pin the patient notice")
+			ce.Reply("The name is saved but the pinned notice could not be updated; try again.")
+			return
+		}
+		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", maskedNumber(phone))
+		return
+	}
 	ghost.UpdateInfo(ce.Ctx, &bridgev2.UserInfo{Name: &name})
 	roomName := name
 	if conv, err := c.conversationOf(ce.Ctx, ce.Portal); err == nil {

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
@@ -64,6 +65,11 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		br.Log.Warn().Int("configured", br.Config.PortalEventBuffer).
 			Msg("carebridge requires bridge.portal_event_buffer: 0; using 0")
 		br.Config.PortalEventBuffer = 0
+	}
+	// Every membership change in the bridge's rooms, whoever made it: members of servers
+	// not on federation.allowed_servers are removed (bridgev2 passes on only its own users').
+	if mc, ok := br.Matrix.(*matrix.Connector); ok {
+		mc.EventProcessor.On(event.StateMember, c.guardMembership)
 	}
 }
 
@@ -142,6 +148,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
+	go c.applyRoomPolicies(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
 }

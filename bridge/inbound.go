@@ -327,10 +327,23 @@ func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, po
 			return fmt.Errorf("failed to set the clinic number as relay: %w", err)
 		}
 	}
+	// Before anyone is invited: the room federates only with the allowed servers.
+	if err := c.setServerACL(ctx, portal); err != nil {
+		return err
+	}
 	if err := c.Staff.InviteAll(ctx, c.Bridge.Bot, portal.MXID); err != nil {
 		return err
 	}
 	if err := c.joinTeams(ctx, login, portal); err != nil {
+		return err
+	}
+	// After the invites, so that the staff's devices receive the notice's keys.
+	if c.maskNames() {
+		if err := c.pinPatientNotice(ctx, portal, PhoneOf(portal.ID)); err != nil {
+			return err
+		}
+	}
+	if err := c.DB.Conversation.SetRoomPolicy(ctx, string(login.ID), string(portal.ID), c.roomPolicy()); err != nil {
 		return err
 	}
 	return c.DB.Conversation.SetRoomReady(ctx, string(login.ID), string(portal.ID))

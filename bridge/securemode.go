@@ -320,8 +320,7 @@ func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev
 	if conv.Mode == cbdb.ModeSecure {
 		modeWord = "🔒 secure"
 	}
-	patient := sms.FormatPhone(conv.PatientPhone, c.Config.DefaultRegion)
-	topic := fmt.Sprintf("%s conversation with %s (%s)", modeWord, patient, c.Config.ClinicName)
+	topic := fmt.Sprintf("%s conversation with %s (%s)", modeWord, c.patientLabel(conv.PatientPhone), c.Config.ClinicName)
 	topic += c.workflowTopic(ctx, portal, conv)
 	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateTopic, "", &event.Content{
 		Parsed: &event.TopicEventContent{Topic: topic},

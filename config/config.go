@@ -22,6 +22,8 @@ type Config struct {
 	Twilio     TwilioConfig     `yaml:"twilio"`
 	Inbound    InboundConfig    `yaml:"inbound"`
 	Metrics    MetricsConfig    `yaml:"metrics"`
+	Federation FederationConfig `yaml:"federation"`
+	Privacy    PrivacyConfig    `yaml:"privacy"`
 
 	WorkflowConfig `yaml:",inline"`
 }
@@ -125,6 +127,8 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Int, "inbound", "concurrency")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	helper.Copy(up.Bool, "metrics", "pprof")
+	helper.Copy(up.List, "federation", "allowed_servers")
+	helper.Copy(up.Bool, "privacy", "mask_room_names")
 	helper.Copy(up.List, "teams")
 	helper.Copy(up.List, "on_call")
 	helper.Copy(up.Str, "emergency", "reply")

@@ -83,6 +83,9 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"old key differs from k1", func(c *Config) { c.SecureChat.EncryptionKey = testKey2 }, "network.secure_chat.encryption_key is the single key of older versions"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
 		{"retry backwards", func(c *Config) { c.Inbound.MaxRetryInterval = time.Second }, "network.inbound"},
+		{"wildcard server", func(c *Config) { c.Federation.AllowedServers = []string{"*.hospital.example"} }, "network.federation.allowed_servers[0] is \"*.hospital.example\": list each server by name"},
+		{"user id as server", func(c *Config) { c.Federation.AllowedServers = []string{"hospital.example", "@dr:hospital.example"} }, "network.federation.allowed_servers[1]"},
+		{"url as server", func(c *Config) { c.Federation.AllowedServers = []string{"https://hospital.example"} }, "network.federation.allowed_servers[0]"},
 		{"no inbound workers", func(c *Config) { c.Inbound.Concurrency = 0 }, "network.inbound.concurrency is 0: use 1 to 64"},
 		{"too many inbound workers", func(c *Config) { c.Inbound.Concurrency = 65 }, "network.inbound.concurrency is 65"},
 		{"metrics without port", func(c *Config) { c.Metrics.Listen = "127.0.0.1" }, "network.metrics.listen is \"127.0.0.1\": write host:port"},
@@ -219,6 +222,11 @@ func TestUpgraderKeys(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, keys["k1"], 32)
 	})
+	t.Run("federation kept", func(t *testing.T) {
+		cfg, _ := upgrade(t, "federation:\n    allowed_servers: [hospital.example]\nprivacy:\n    mask_room_names: true\n")
+		assert.Equal(t, []string{"hospital.example"}, cfg.Federation.AllowedServers)
+		assert.True(t, cfg.Privacy.MaskRoomNames)
+	})
 	t.Run("metrics listen kept", func(t *testing.T) {
 		cfg, _ := upgrade(t, "metrics:\n    listen: 127.0.0.1:9100\n    pprof: true\n")
 		assert.Equal(t, "127.0.0.1:9100", cfg.Metrics.Listen)
@@ -228,6 +236,8 @@ func TestUpgraderKeys(t *testing.T) {
 		cfg, _ := upgrade(t, "provider: twilio\n")
 		assert.Empty(t, cfg.Metrics.Listen, "metrics are off by default")
 		assert.False(t, cfg.Metrics.Pprof, "the profiler is off by default")
+		assert.Empty(t, cfg.Federation.AllowedServers, "rooms stay on the own server by default")
+		assert.False(t, cfg.Privacy.MaskRoomNames)
 		assert.Equal(t, 8, cfg.Inbound.Concurrency, "an older config gets the default")
 		_, keys, err := cfg.SecureChat.KeyMaterial()
 		require.NoError(t, err)
@@ -248,4 +258,27 @@ func TestUpgraderKeys(t *testing.T) {
 		again, _ := upgrade(t, out)
 		assert.Equal(t, cfg.SecureChat.Keys, again.SecureChat.Keys, "a second start changes no key")
 	})
+}
+
+func TestServerHost(t *testing.T) {
+	for name, want := range map[string]string{
+		"hospital.example":      "hospital.example",
+		"Hospital.Example:8448": "hospital.example",
+		"127.0.0.2:34567":       "127.0.0.2",
+		"[::1]:8448":            "::1",
+		"[2001:db8::1]":         "2001:db8::1",
+		"localhost":             "localhost",
+	} {
+		host, ok := ServerHost(name)
+		assert.True(t, ok, name)
+		assert.Equal(t, want, host, name)
+	}
+	for _, bad := range []string{"", "hospital.example:", "hospital.example:84x", "-bad.example", "a b", "dr@hospital.example", "https://hospital.example"} {
+		_, ok := ServerHost(bad)
+		assert.False(t, ok, bad)
+	}
+	f := FederationConfig{AllowedServers: []string{"b.example:8448", "A.example", "b.example"}}
+	assert.Equal(t, []string{"a.example", "b.example"}, f.AllowedHosts())
+	assert.True(t, IsIPLiteral("127.0.0.2"))
+	assert.False(t, IsIPLiteral("hospital.example"))
 }

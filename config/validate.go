@@ -77,6 +77,9 @@ func (c *Config) Validate() error {
 	if err := checkListen(c.Metrics.Listen); err != nil {
 		return invalid("metrics.listen", err.Error())
 	}
+	if err := c.Federation.validate(); err != nil {
+		return err
+	}
 	return nil
 }
 

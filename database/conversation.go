@@ -28,9 +28,17 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (login_id, portal_id) DO NOTHING
 	`
-	setRoomReadyQuery = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
-	setModeQuery      = `UPDATE conversation SET mode=$3 WHERE login_id=$1 AND portal_id=$2`
-	setDOBHashQuery   = `UPDATE conversation SET dob_hash=$3 WHERE login_id=$1 AND portal_id=$2`
+	setRoomReadyQuery  = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
+	roomsToPolicyQuery = `
+		SELECT login_id, portal_id FROM conversation WHERE room_ready AND room_policy<>$1
+		ORDER BY login_id, portal_id LIMIT $2
+	`
+	setRoomPolicyQuery   = `UPDATE conversation SET room_policy=$3 WHERE login_id=$1 AND portal_id=$2`
+	getRoomPolicyQuery   = `SELECT room_policy FROM conversation WHERE login_id=$1 AND portal_id=$2`
+	getPinnedNoticeQuery = `SELECT pinned_notice FROM conversation WHERE login_id=$1 AND portal_id=$2`
+	setPinnedNoticeQuery = `UPDATE conversation SET pinned_notice=$3 WHERE login_id=$1 AND portal_id=$2`
+	setModeQuery         = `UPDATE conversation SET mode=$3 WHERE login_id=$1 AND portal_id=$2`
+	setDOBHashQuery      = `UPDATE conversation SET dob_hash=$3 WHERE login_id=$1 AND portal_id=$2`
 	// claimAlertQuery takes the quiet period atomically: only one alert per period is sent.
 	claimAlertQuery     = `UPDATE conversation SET last_alert_at=$3 WHERE login_id=$1 AND portal_id=$2 AND last_alert_at<=$4`
 	setOptedOutQuery    = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
@@ -113,6 +121,41 @@ func (cq *ConversationQuery) GetOrCreate(ctx context.Context, c *Conversation) (
 // SetRoomReady records that the room's staff invites and relay are done.
 func (cq *ConversationQuery) SetRoomReady(ctx context.Context, loginID, portalID string) error {
 	return cq.Exec(ctx, setRoomReadyQuery, loginID, portalID)
+}
+
+// ConversationKey names a conversation.
+type ConversationKey struct{ LoginID, PortalID string }
+
+// RoomsNotAt returns up to limit conversations with a room whose last applied room
+// policy is not policy.
+func (cq *ConversationQuery) RoomsNotAt(ctx context.Context, policy string, limit int) ([]ConversationKey, error) {
+	rows, err := cq.GetDB().Query(ctx, roomsToPolicyQuery, policy, limit)
+	return dbutil.NewRowIterWithError(rows, func(row dbutil.Scannable) (k ConversationKey, err error) {
+		err = row.Scan(&k.LoginID, &k.PortalID)
+		return
+	}, err).AsList()
+}
+
+// RoomPolicy is the room policy last applied to the conversation's room ("" if none).
+func (cq *ConversationQuery) RoomPolicy(ctx context.Context, loginID, portalID string) (policy string, err error) {
+	err = cq.GetDB().QueryRow(ctx, getRoomPolicyQuery, loginID, portalID).Scan(&policy)
+	return
+}
+
+// PinnedNotice is the event ID of the bridge's pinned patient notice ("" if none).
+func (cq *ConversationQuery) PinnedNotice(ctx context.Context, loginID, portalID string) (eventID string, err error) {
+	err = cq.GetDB().QueryRow(ctx, getPinnedNoticeQuery, loginID, portalID).Scan(&eventID)
+	return
+}
+
+// SetPinnedNotice records the bridge's pinned patient notice.
+func (cq *ConversationQuery) SetPinnedNotice(ctx context.Context, loginID, portalID, eventID string) error {
+	return cq.Exec(ctx, setPinnedNoticeQuery, loginID, portalID, eventID)
+}
+
+// SetRoomPolicy records the room policy applied to the conversation's room.
+func (cq *ConversationQuery) SetRoomPolicy(ctx context.Context, loginID, portalID, policy string) error {
+	return cq.Exec(ctx, setRoomPolicyQuery, loginID, portalID, policy)
 }
 
 // SetMode switches the conversation between SMS and secure mode.

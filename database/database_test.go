@@ -36,7 +36,7 @@ func TestUpgradeIsIdempotent(t *testing.T) {
 		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
 		var version int
 		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
-		assert.Equal(t, 6, version)
+		assert.Equal(t, 7, version)
 	})
 }
 
@@ -251,5 +251,30 @@ func TestOutboundMediaExpiry(t *testing.T) {
 		got, err = db.Media.GetValid(ctx, "ab12", now)
 		require.NoError(t, err)
 		assert.Nil(t, got)
+	})
+}
+
+func TestRoomPolicy(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		for _, p := range []string{"+15551230001", "+15551230002", "+15551230003"} {
+			_, err := db.Conversation.GetOrCreate(ctx, &database.Conversation{LoginID: "15550001111", PortalID: p[1:],
+				ClinicPhone: "+15550001111", PatientPhone: p})
+			require.NoError(t, err)
+		}
+		// Only conversations with a room are listed.
+		require.NoError(t, db.Conversation.SetRoomReady(ctx, "15550001111", "15551230001"))
+		require.NoError(t, db.Conversation.SetRoomReady(ctx, "15550001111", "15551230002"))
+		keys, err := db.Conversation.RoomsNotAt(ctx, "acl=a|mask=0", 10)
+		require.NoError(t, err)
+		assert.Equal(t, []database.ConversationKey{{LoginID: "15550001111", PortalID: "15551230001"}, {LoginID: "15550001111", PortalID: "15551230002"}}, keys)
+		require.NoError(t, db.Conversation.SetRoomPolicy(ctx, "15550001111", "15551230001", "acl=a|mask=0"))
+		keys, err = db.Conversation.RoomsNotAt(ctx, "acl=a|mask=0", 10)
+		require.NoError(t, err)
+		assert.Equal(t, []database.ConversationKey{{LoginID: "15550001111", PortalID: "15551230002"}}, keys)
+		// A new policy lists both again; the limit holds.
+		keys, err = db.Conversation.RoomsNotAt(ctx, "acl=a,b|mask=1", 1)
+		require.NoError(t, err)
+		assert.Len(t, keys, 1)
 	})
 }

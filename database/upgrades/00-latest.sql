@@ -1,4 +1,4 @@
--- v0 -> v6: Latest revision
+-- v0 -> v7: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -25,6 +25,10 @@ CREATE TABLE conversation (
     waiting_since  BIGINT  NOT NULL DEFAULT 0,
     -- When the after-hours reply was last texted (once per closed period).
     after_hours_at BIGINT  NOT NULL DEFAULT 0,
+    -- The federation allow-list and masking last applied to the room.
+    room_policy    TEXT    NOT NULL DEFAULT '',
+    -- The bridge's pinned notice naming the patient in a room whose name is masked.
+    pinned_notice  TEXT    NOT NULL DEFAULT '',
 
     PRIMARY KEY (login_id, portal_id)
 );

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/carebridge/carebridge/internal/dendrite"
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// TestRoomPolicy runs one homeserver with an allow-list and masked names: the room's
+// server ACL allows the own server and the list, nothing in clear names the patient or
+// their full number, the pinned encrypted notice does, a referral to a server not on the
+// list is refused and audited, and a changed list reaches the existing room at restart.
+func TestRoomPolicy(t *testing.T) { eachDB(t, runRoomPolicy) }
+
+func runRoomPolicy(t *testing.T, kind string) {
+	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
+		cfg["network"].(map[string]any)["federation"] = map[string]any{"allowed_servers": []any{"hospital.example"}}
+		cfg["network"].(map[string]any)["privacy"] = map[string]any{"mask_room_names": true}
+	})
+	own := e.hs.ServerName()
+	rs := roomState{t: t, hsURL: e.hs.URL(), token: matrixLogin(t, e.hs.URL(), "nurse", "nurse-password-1")}
+
+	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, it's about my lab results")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Hello, it's about my lab results" })
+	require.NoError(t, err)
+	roomID := msg.RoomID
+
+	acl := rs.find(roomID, "m.room.server_acl", "")
+	require.NotNil(t, acl, "the room has a server ACL")
+	assert.Equal(t, []any{own, "hospital.example"}, acl["allow"])
+	assert.Equal(t, false, acl["allow_ip_literals"])
+
+	// The patient's number in full is only in the pinned, encrypted notice.
+	notice, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == roomID && m.MsgType == "m.notice" && strings.HasPrefix(m.Body, "📌 Patient:")
+	})
+	require.NoError(t, err)
+	assert.Contains(t, notice.Body, "(555) 123-4567")
+	pins := rs.find(roomID, "m.room.pinned_events", "")
+	require.NotNil(t, pins)
+	assert.Equal(t, []any{notice.EventID}, pins["pinned"])
+	assertMasked := func(what string) {
+		t.Helper()
+		for _, evt := range rs.get(roomID) {
+			raw, _ := json.Marshal(evt.Content)
+			assert.NotContains(t, string(raw), "5551234567", "%s: %s %q holds the full number", what, evt.Type, evt.StateKey)
+			assert.NotContains(t, string(raw), "123-4567", "%s: %s %q holds the full number", what, evt.Type, evt.StateKey)
+			assert.NotContains(t, string(raw), "Jane", "%s: %s %q holds the patient's name", what, evt.Type, evt.StateKey)
+		}
+		assert.Equal(t, "Patient …4567", rs.find(roomID, "m.room.name", "")["name"], what)
+	}
+	assertMasked("new room")
+
+	// A name goes into a new pinned notice, not into the room's name or the display name.
+	_, _, err = nurse.Send(ctx, roomID, "!sms name Jane Doe")
+	require.NoError(t, err)
+	named, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == roomID && strings.HasPrefix(m.Body, "📌 Patient: Jane Doe, ")
+	})
+	require.NoError(t, err)
+	rs.await(ctx, roomID, "m.room.pinned_events", "", "the named notice is pinned instead", func(c map[string]any) bool {
+		return slices.Equal(c["pinned"].([]any), []any{named.EventID})
+	})
+	assertMasked("after !sms name")
+
+	// A referral to a server not on the list is refused, with the reason, and audited.
+	_, _, err = nurse.Send(ctx, roomID, "!sms refer @dr.evil:elsewhere.example")
+	require.NoError(t, err)
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == roomID && strings.Contains(m.Body, "Not invited: elsewhere.example is not on this clinic's federation allow-list (allowed servers: hospital.example)")
+	})
+	require.NoError(t, err)
+	assert.Nil(t, rs.find(roomID, "m.room.member", "@dr.evil:elsewhere.example"), "nobody was invited")
+	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='referral refused' AND outcome='refused' AND detail='@dr.evil:elsewhere.example' AND actor='"+e.nurseID+"'"))
+
+	// The list changes: at the next start the existing room's ACL follows, once.
+	setConfig(t, e.br.ConfigPath(), []string{"network", "federation", "allowed_servers"}, []any{"clinic-partner.example", "hospital.example"})
+	e.br.Stop()
+	e.br.Restart()
+	rs.await(ctx, roomID, "m.room.server_acl", "", "the changed allow-list reaches the room", func(c map[string]any) bool {
+		return slices.Equal(c["allow"].([]any), []any{own, "clinic-partner.example", "hospital.example"})
+	})
+	assertMasked("after restart")
+	assert.Equal(t, 1, countNotices(nurse, roomID, "📌 Patient: Jane Doe, "), "the room was masked already: no second notice")
+}
+
+func countNotices(a *testenv.StaffAgent, roomID, prefix string) int {
+	n := 0
+	for _, m := range a.Messages() {
+		if m.RoomID == roomID && strings.HasPrefix(m.Body, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// setConfig changes one value of the bridge's config file.
+func setConfig(t *testing.T, path string, key []string, value any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var cfg map[string]any
+	require.NoError(t, yaml.Unmarshal(raw, &cfg))
+	require.NoError(t, dendrite.SetYAMLPath(cfg, key, value))
+	raw, err = yaml.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+}
