@@ -64,7 +64,14 @@ func main() {
 	sessions := flag.Int("sessions", 1000, "secure chat pages held open at once, each with its live-update stream (0: skip)")
 	measure := flag.String("phases", strings.Join(allPhases, ","), "what to measure, comma-separated (the warm-up always runs)")
 	out := flag.String("out", "bench/results", "folder for the JSON results")
+	pprofDir := flag.String("pprof", "", "folder for CPU profiles of the bridge during each measurement (empty: none)")
 	flag.Parse()
+	if *pprofDir != "" {
+		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
 
 	want := map[string]bool{}
 	for _, f := range strings.Split(*measure, ",") {
@@ -115,7 +122,11 @@ func main() {
 		tb := newBenchTB(kind)
 		current.Store(tb)
 		skipped, err := guard(tb, func() {
-			s := startSystem(ctx, tb, kind, *patients)
+			s := startSystem(ctx, tb, kind, *patients, *pprofDir != "")
+			var prof *profiler
+			if *pprofDir != "" {
+				prof = &profiler{dir: *pprofDir, base: s.metricsURL, kind: kind}
+			}
 			steps := []struct {
 				name string
 				run  func(context.Context, int, int) (phase, error)
@@ -125,7 +136,9 @@ func main() {
 					if !want[step.name] {
 						continue
 					}
+					stop := prof.profile(ctx, fmt.Sprintf("%s-c%d", step.name, c))
 					ph, err := step.run(ctx, *n, c)
+					stop()
 					if err != nil {
 						tb.Fatalf("%s at concurrency %d: %v", ph.Name, c, err)
 					}
@@ -134,7 +147,9 @@ func main() {
 				}
 			}
 			if want["scale"] {
+				stop := prof.profile(ctx, "scale")
 				sc, err := s.scale(ctx, *conversations, *n)
+				stop()
 				if err != nil {
 					tb.Fatalf("scale: %v", err)
 				}
@@ -143,7 +158,9 @@ func main() {
 			// After the scale phase, so that the bridge's memory is measured with its
 			// conversations in the database, as the target asks.
 			if want["secure"] {
+				stop := prof.profile(ctx, "secure")
 				sec, err := s.secure(ctx, *verifications, *sessions, r.Scale != nil)
+				stop()
 				if err != nil {
 					tb.Fatalf("secure chat: %v", err)
 				}

@@ -49,10 +49,12 @@ func checkTargets(runs []run, conc []int) []target {
 			continue
 		}
 		for _, c := range conc {
-			if in := findPhase(r, "inbound", c); in != nil {
+			name := fmt.Sprintf("inbound throughput >= 80%% of baseline (c=%d)", c)
+			if in := findPhase(r, "inbound", c); in != nil && findPhase(r, "baseline", c) == nil {
+				out = append(out, target{r.DB, name, "-", "not measured (no baseline)"})
+			} else if in != nil {
 				q := ratio(r, *in)
-				out = append(out, target{r.DB, fmt.Sprintf("inbound throughput >= 80%% of baseline (c=%d)", c),
-					fmt.Sprintf("%.0f%%", 100*q), status(q >= 0.8)})
+				out = append(out, target{r.DB, name, fmt.Sprintf("%.0f%%", 100*q), status(q >= 0.8)})
 			}
 		}
 		if in := findPhase(r, "inbound", 32); in != nil {

@@ -48,7 +48,7 @@ func ghostOf(e164 string) id.UserID {
 // startSystem starts everything for one database kind and warms it up: each patient texts
 // once (the bridge creates the room, the nurse joins), the nurse answers once in each
 // room (encryption keys get shared), and the baseline rooms are created and used once.
-func startSystem(ctx context.Context, t *benchTB, kind string, patients int) *system {
+func startSystem(ctx context.Context, t *benchTB, kind string, patients int, pprof bool) *system {
 	s := &system{kind: kind, db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(s.fake.Close)
 	s.fake.AddAccount(accountSID, authToken)
@@ -67,6 +67,9 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int) *sy
 			}
 			// As a clinic runs it, with its metrics scraped; the secure chat phase reads them.
 			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "listen"}, metricsAddr); err != nil {
+				t.Fatalf("failed to edit the bridge config: %v", err)
+			}
+			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "pprof"}, pprof); err != nil {
 				t.Fatalf("failed to edit the bridge config: %v", err)
 			}
 		},
