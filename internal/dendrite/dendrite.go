@@ -104,12 +104,16 @@ func lockFile(path string) (unlock func(), err error) {
 	}, nil
 }
 
-// Server is one Dendrite in a folder of its own, on 127.0.0.1:Port.
+// Server is one Dendrite in a folder of its own, its client API on 127.0.0.1:Port.
 type Server struct {
 	BinDir     string
 	Dir        string
 	Port       int
 	ServerName string
+	// FederationAddr, when set, turns federation on: the server also serves HTTPS, with
+	// a self-signed certificate, on this host:port (such as "127.0.0.2:34567", usually
+	// the ServerName too) and accepts other servers' self-signed certificates.
+	FederationAddr string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -129,7 +133,8 @@ func (s *Server) OutputPath() string { return filepath.Join(s.Dir, "dendrite.out
 // WriteConfig writes matrix_key.pem (unless present) and dendrite.yaml: generate-config's
 // CI defaults (SQLite, low bcrypt cost) made closed and local (no federation, no
 // registration, no presence, no rate limits). With persistent, the message queue is kept
-// on disk so the server keeps its state across restarts (the demo).
+// on disk so the server keeps its state across restarts (the demo). With FederationAddr
+// set, federation is on instead, with a certificate written beside the config.
 func (s *Server) WriteConfig(registrationPaths []string, persistent bool) (sharedSecret string, err error) {
 	if _, err := os.Stat(filepath.Join(s.Dir, "matrix_key.pem")); errors.Is(err, os.ErrNotExist) {
 		keys := exec.Command(filepath.Join(s.BinDir, "generate-keys"), "--private-key", "matrix_key.pem")
@@ -168,7 +173,7 @@ func (s *Server) WriteConfig(registrationPaths []string, persistent bool) (share
 		value any
 	}{
 		{[]string{"global", "private_key"}, "matrix_key.pem"},
-		{[]string{"global", "disable_federation"}, true},
+		{[]string{"global", "disable_federation"}, s.FederationAddr == ""},
 		{[]string{"global", "presence", "enable_inbound"}, false},
 		{[]string{"global", "presence", "enable_outbound"}, false},
 		{[]string{"global", "report_stats", "enabled"}, false},
@@ -189,6 +194,11 @@ func (s *Server) WriteConfig(registrationPaths []string, persistent bool) (share
 	}
 	for _, set := range settings {
 		if err := SetYAMLPath(cfg, set.path, set.value); err != nil {
+			return "", err
+		}
+	}
+	if s.FederationAddr != "" {
+		if err := s.configureFederation(cfg); err != nil {
 			return "", err
 		}
 	}
@@ -224,7 +234,8 @@ func SetYAMLPath(cfg map[string]any, path []string, value any) error {
 }
 
 // Start runs the server (from its folder: matrix_key.pem is a relative path) and waits
-// until /_matrix/client/versions answers.
+// until /_matrix/client/versions answers, and with federation on, until the HTTPS
+// listener serves the server's signing keys.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	if s.cmd != nil {
@@ -238,8 +249,11 @@ func (s *Server) Start() error {
 		return fmt.Errorf("failed to create output file: %w", err)
 	}
 	defer out.Close()
-	cmd := exec.Command(filepath.Join(s.BinDir, "dendrite"),
-		"-config", "dendrite.yaml", "-http-bind-address", "127.0.0.1:"+strconv.Itoa(s.Port))
+	args := []string{"-config", "dendrite.yaml", "-http-bind-address", "127.0.0.1:" + strconv.Itoa(s.Port)}
+	if s.FederationAddr != "" {
+		args = append(args, "-https-bind-address", s.FederationAddr, "-tls-cert", tlsCertFile, "-tls-key", tlsKeyFile)
+	}
+	cmd := exec.Command(filepath.Join(s.BinDir, "dendrite"), args...)
 	cmd.Dir = s.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, so Stop also ends anything it started.
@@ -265,15 +279,20 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
+	urls := []string{s.URL() + "/_matrix/client/versions"}
+	if s.FederationAddr != "" {
+		// Dendrite starts the HTTPS listener on its own and only logs when it fails.
+		client.Transport = insecureTransport()
+		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/_matrix/client/versions", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		for len(urls) > 0 && answers(ctx, client, urls[0]) {
+			urls = urls[1:]
+		}
+		if len(urls) == 0 {
+			return nil
 		}
 		select {
 		case <-done:
@@ -282,10 +301,20 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 			s.mu.Unlock()
 			return fmt.Errorf("dendrite exited during start-up: %v", err)
 		case <-ctx.Done():
-			return fmt.Errorf("dendrite did not answer on %s within %s", s.URL(), startTimeout)
+			return fmt.Errorf("dendrite did not answer %s within %s", urls[0], startTimeout)
 		case <-tick.C:
 		}
 	}
+}
+
+func answers(ctx context.Context, client *http.Client, url string) bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 5 s. The server can

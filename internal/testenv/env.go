@@ -19,11 +19,14 @@ import (
 const (
 	DepDendrite = "Dendrite"
 	DepNio      = "python3-matrix-nio"
+	// DepLoopbackAlias is binding 127.0.0.2 and up, which federation tests need.
+	DepLoopbackAlias = "loopback addresses beyond 127.0.0.1"
 )
 
 var installHints = map[string]string{
-	DepDendrite: "run scripts/install-dendrite.sh (needs Go and the module proxy) or point CAREBRIDGE_DENDRITE_BIN at a folder holding dendrite, generate-config, generate-keys and create-account",
-	DepNio:      "apt-get install -y python3-matrix-nio python3-olm (run by /usr/bin/python3)",
+	DepDendrite:      "run scripts/install-dendrite.sh (needs Go and the module proxy) or point CAREBRIDGE_DENDRITE_BIN at a folder holding dendrite, generate-config, generate-keys and create-account",
+	DepNio:           "apt-get install -y python3-matrix-nio python3-olm (run by /usr/bin/python3)",
+	DepLoopbackAlias: "Linux routes all of 127/8 to lo; on macOS run `sudo ifconfig lo0 alias 127.0.0.2 up` (and .3)",
 }
 
 // RequireDep stops the test when a dependency it needs is missing (err != nil): in CI

@@ -1,0 +1,60 @@
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+)
+
+// FederationOptions places a federating homeserver on loopback.
+type FederationOptions struct {
+	// Host is the IPv4 loopback address the federation listener binds and the host of
+	// the server name: "127.0.0.1", "127.0.0.2", "127.0.0.3"… (default "127.0.0.1").
+	// Give each server its own: m.room.server_acl matches hosts, not ports. (Host
+	// names would need /etc/hosts entries; IP literals need no resolution at all.)
+	Host string
+}
+
+// NewFederatedDendrite prepares a homeserver that federates with the other federated
+// homeservers of the test over HTTPS (self-signed certificates, validation off). Its
+// server name is HOST:PORT, an IP literal with the port of its federation listener, so
+// other servers contact it directly (no well-known, no SRV, no DNS); user IDs look like
+// @nurse:127.0.0.2:34567. The client API stays on http://127.0.0.1:PORT (URL). Use it
+// as NewDendrite's: Start, CreateUser, Stop and Restart work the same.
+func NewFederatedDendrite(t testing.TB, opts FederationOptions) *Dendrite {
+	t.Helper()
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	d := NewDendrite(t)
+	port, err := freePortOn(opts.Host)
+	for err == nil && port == d.srv.Port { // on 127.0.0.1 the client API has its port
+		port, err = freePortOn(opts.Host)
+	}
+	RequireDep(t, DepLoopbackAlias, err)
+	d.srv.FederationAddr = net.JoinHostPort(opts.Host, strconv.Itoa(port))
+	d.srv.ServerName = d.srv.FederationAddr
+	return d
+}
+
+// FederationURL is the server-server API base, https://HOST:PORT, or "" when the
+// homeserver does not federate.
+func (d *Dendrite) FederationURL() string { return d.srv.FederationURL() }
+
+// Host is the server name without its port: what m.room.server_acl entries match.
+func (d *Dendrite) Host() string {
+	if host, _, err := net.SplitHostPort(d.srv.ServerName); err == nil {
+		return host
+	}
+	return d.srv.ServerName
+}
+
+func freePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("cannot listen on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
