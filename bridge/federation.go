@@ -321,7 +321,13 @@ func fnRefer(ce *commands.Event, c *Connector, conv *cbdb.Conversation) {
 		ce.Reply("%s is invited, but the referral could not be written to the audit log; tell the administrator.", target)
 		return
 	}
+	// Whether their messages are texted to the patient is the bridge's permissions' call
+	// (bridge.permissions: relay for their server or them); say which it is.
+	replies := "Their messages stay in this room and do not reach the patient (bridge.permissions gives " + server + " no relay)."
+	if c.Bridge.Config.Permissions.Get(target).SendEvents {
+		replies = "Their messages here reach the patient like yours, signed with their name."
+	}
 	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s referred this conversation to %s. They read what is sent after they "+
-		"join; earlier messages stay unreadable to them (end-to-end encrypted: keys of older messages are not shared).",
-		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), target))
+		"join; earlier messages stay unreadable to them (end-to-end encrypted: keys of older messages are not shared). %s",
+		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), target, replies))
 }
