@@ -121,13 +121,17 @@ func (c *Connector) setServerACL(ctx context.Context, portal *bridgev2.Portal) e
 	return nil
 }
 
-// applyRoomPolicy brings an existing conversation room to the configured policy: server
-// ACL, name, topic and the patient's display name, and the pinned patient notice when
-// names are masked (unless the room was masked before: wasMasked).
+// applyRoomPolicy brings an existing conversation room to the configured policy: the
+// server ACL and, when masking was turned on or off (wasMasked is the room's old state),
+// the name, topic and the patient's display name, and the pinned patient notice.
 func (c *Connector) applyRoomPolicy(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, wasMasked bool) error {
 	if err := c.setServerACL(ctx, portal); err != nil {
 		return err
 	}
+	if wasMasked == c.maskNames() {
+		return nil
+	}
+	portal.UpdateBridgeInfo(ctx)
 	c.updateRoomName(ctx, portal, conv)
 	c.updateConversationState(ctx, portal, conv)
 	if ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(conv.PatientPhone)); err == nil {
@@ -135,7 +139,7 @@ func (c *Connector) applyRoomPolicy(ctx context.Context, portal *bridgev2.Portal
 			ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
 		}
 	}
-	if c.maskNames() && !wasMasked {
+	if c.maskNames() {
 		return c.pinPatientNotice(ctx, portal, conv.PatientPhone)
 	}
 	return nil

@@ -37,6 +37,8 @@ var baseDefaults = []struct{ old, new string }{
 	{`            m.emote: "* <b>{{ .Sender.DisambiguatedName }}</b> {{ .Message }}"`,
 		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
 	{"    message_status_events: false", "    # carebridge: carries Twilio's sent / delivered / failed state to clients that show it.\n" +
+		"    # Each is a room event: three per staff text in all. Element shows none of them (failures\n" +
+		"    # also come as notices); false lets a busy homeserver carry several times more texts.\n" +
 		"    message_status_events: true"},
 	{`            m.file: "<b>{{ .Sender.DisambiguatedName }}</b> sent a file`, `            m.file: "{{ .Sender.DisambiguatedName }} sent a file`},
 	{`            m.image: "<b>{{ .Sender.DisambiguatedName }}</b> sent an image`, `            m.image: "{{ .Sender.DisambiguatedName }} sent an image`},

@@ -34,13 +34,7 @@ func runRoomPolicy(t *testing.T, kind string) {
 	own := e.hs.ServerName()
 	rs := roomState{t: t, hsURL: e.hs.URL(), token: matrixLogin(t, e.hs.URL(), "nurse", "nurse-password-1")}
 
-	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, it's about my lab results")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
-	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Hello, it's about my lab results" })
-	require.NoError(t, err)
-	roomID := msg.RoomID
-
+	roomID := patientTexts(ctx, t, e, nurse, "Hello, it's about my lab results")
 	acl := rs.find(roomID, "m.room.server_acl", "")
 	require.NotNil(t, acl, "the room has a server ACL")
 	assert.Equal(t, []any{own, "hospital.example"}, acl["allow"])
@@ -100,6 +94,17 @@ func runRoomPolicy(t *testing.T, kind string) {
 	assert.Equal(t, 1, countNotices(nurse, roomID, "📌 Patient: Jane Doe, "), "the room was masked already: no second notice")
 }
 
+// patientTexts has the patient text the clinic and returns the room where the nurse reads it.
+func patientTexts(ctx context.Context, t *testing.T, e *env, nurse *testenv.StaffAgent, body string) string {
+	t.Helper()
+	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == body })
+	require.NoError(t, err)
+	return msg.RoomID
+}
+
 func countNotices(a *testenv.StaffAgent, roomID, prefix string) int {
 	n := 0
 	for _, m := range a.Messages() {
@@ -125,12 +130,10 @@ func setConfig(t *testing.T, path string, key []string, value any) {
 
 // TestFederationReferral runs three homeservers that federate on loopback (self-signed
 // TLS, validation off for the test): the bridge's, a hospital's on the allow-list and
-// another that is not. A nurse refers a doctor of the hospital, invited over federation; a
-// user of the other server, invited from a client, is removed by the bridge; both are
-// audited. (The doctor joining and reading is not here yet: Dendrite 0.13 breaks the room
-// on the joining server when the inviting server's events arrive during its send_join,
-// matrix-org/dendrite#1697, which the bridge's notice and message status right after the
-// invite trigger about half the time.)
+// another that is not. A nurse refers a doctor of the hospital, who joins over federation
+// and reads a new patient message end to end encrypted (nio); a user of the other server,
+// invited from a client, is removed by the bridge; both are audited, and what the
+// hospital's server holds in clear names neither the patient nor their number.
 func TestFederationReferral(t *testing.T) {
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -148,6 +151,12 @@ func TestFederationReferral(t *testing.T) {
 		Edit: func(cfg map[string]any) {
 			cfg["network"].(map[string]any)["federation"] = map[string]any{"allowed_servers": []any{hospital.ServerName()}}
 			cfg["network"].(map[string]any)["privacy"] = map[string]any{"mask_room_names": true}
+			// bridgev2 answers a join of a user without a login with a failure message
+			// status, a room event; arriving at the hospital's Dendrite while it processes
+			// the doctor's send_join, it breaks the room there (matrix-org/dendrite#1697:
+			// "cannot set latest events with no latest event references", then every later
+			// event rejected), about half the time. Synapse buffers such events.
+			cfg["matrix"].(map[string]any)["message_status_events"] = false
 		},
 	})
 	hs.Start(e.br.RegistrationPath)
@@ -162,18 +171,13 @@ func TestFederationReferral(t *testing.T) {
 	nurse := testenv.StartStaffAgent(t, hs.URL(), e.nurseID, "nurse-password-1")
 	rs := roomState{t: t, hsURL: hs.URL(), token: matrixLogin(t, hs.URL(), "nurse", "nurse-password-1")}
 
-	res, err := e.fake.SendInbound(ctx, patient, clinicPhone, "The rash is spreading to my arms")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
-	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "The rash is spreading to my arms" })
-	require.NoError(t, err)
-	roomID := msg.RoomID
+	roomID := patientTexts(ctx, t, e, nurse, "The rash is spreading to my arms")
 	acl := rs.find(roomID, "m.room.server_acl", "")
 	require.NotNil(t, acl)
 	assert.Equal(t, []any{hs.Host(), hospital.Host()}, acl["allow"])
 	assert.Equal(t, true, acl["allow_ip_literals"], "the loopback servers are IP literals")
 
-	// The nurse refers the hospital's dermatologist.
+	// The nurse refers the hospital's dermatologist, who joins over federation.
 	_, _, err = nurse.Send(ctx, roomID, "!sms refer "+doctorID)
 	require.NoError(t, err)
 	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
@@ -181,11 +185,27 @@ func TestFederationReferral(t *testing.T) {
 			strings.Contains(m.Body, "do not reach the patient")
 	})
 	require.NoError(t, err, "the notice says the doctor's messages stay in the room (no relay permission for the hospital)")
-	// The invite crossed federation: the hospital's server signed it (invites v2).
-	rs.await(ctx, roomID, "m.room.member", doctorID, "the referred doctor is invited over federation", func(c map[string]any) bool {
-		return c["membership"] == "invite"
-	})
+	doctor := testenv.StartStaffAgent(t, hospital.URL(), doctorID, "doctor-password-1")
+	_, err = doctor.WaitJoined(ctx, roomID)
+	require.NoError(t, err, "the referred doctor joins over federation")
 	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='referred' AND outcome='ok' AND detail='"+doctorID+"' AND actor='"+e.nurseID+"'"))
+
+	// A new patient message reaches the doctor end to end encrypted; the earlier one does not.
+	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Now it itches a lot, should I take an antihistamine?")
+	require.NoError(t, err)
+	got, err := doctor.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == roomID && m.Body == "Now it itches a lot, should I take an antihistamine?"
+	})
+	require.NoError(t, err)
+	assert.True(t, got.Encrypted)
+	assert.Zero(t, countBodies(doctor, "The rash is spreading to my arms"), "keys of messages from before the referral are not shared")
+	// The doctor advises the nurse in the room, encrypted for her devices too.
+	_, _, err = doctor.Send(ctx, roomID, "Cetirizine 10 mg once a day is fine for her.")
+	require.NoError(t, err)
+	advice, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Cetirizine 10 mg once a day is fine for her." })
+	require.NoError(t, err)
+	assert.True(t, advice.Encrypted)
+	assert.Equal(t, doctorID, advice.Sender)
 
 	// A client invites a user of a server not on the list: the bridge removes them.
 	inviteURL := hs.URL() + "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/invite"
@@ -205,4 +225,16 @@ func TestFederationReferral(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='member removed' AND outcome='refused' AND detail LIKE '"+intruderID+" invite by "+e.nurseID+"%'"))
+
+	// What the hospital's server holds in clear names neither the patient nor their number.
+	docRS := roomState{t: t, hsURL: hospital.URL(), token: matrixLogin(t, hospital.URL(), "dr.lee", "doctor-password-1")}
+	for _, evt := range docRS.get(roomID) {
+		if evt.Type == "m.room.member" {
+			continue // the patient ghost's Matrix ID holds the number (docs/HIPAA.md)
+		}
+		raw, _ := json.Marshal(evt.Content)
+		assert.NotContains(t, string(raw), "123-4567", "%s %q", evt.Type, evt.StateKey)
+		assert.NotContains(t, string(raw), "5551234567", "%s %q", evt.Type, evt.StateKey)
+	}
+	assert.Equal(t, "Patient …4567", docRS.find(roomID, "m.room.name", "")["name"])
 }
