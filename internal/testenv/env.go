@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/carebridge/carebridge/internal/dendrite"
@@ -49,12 +50,39 @@ func RequireDep(t testing.TB, name string, err error) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePortOn("127.0.0.1")
 	if err != nil {
 		t.Fatalf("failed to find a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
+}
+
+// handedOut are the ports this process gave out: a port is released as soon as it is
+// found, and the system may offer it again before its user binds it (two homeservers
+// of one test got the same port so).
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePortOn finds a port free on host that this process has not handed out before.
+func freePortOn(host string) (int, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("cannot listen on %s: %w", host, err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !seen {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("no port on %s that this process has not handed out already", host)
 }
 
 // RepoRoot walks up from the working directory (a test runs in its package folder)
