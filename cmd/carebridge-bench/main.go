@@ -40,11 +40,13 @@ type results struct {
 	Patients    int       `json:"patients"`
 	Concurrency []int     `json:"concurrency"`
 	Measured    []string  `json:"measured"`
-	CPUs        int       `json:"cpus"`
-	LoadAvg     string    `json:"loadavg_at_start"`
-	Note        string    `json:"note"`
-	Runs        []run     `json:"runs"`
-	Targets     []target  `json:"targets"`
+	// StatusEvents is the bridge's matrix.message_status_events in this run.
+	StatusEvents bool     `json:"message_status_events"`
+	CPUs         int      `json:"cpus"`
+	LoadAvg      string   `json:"loadavg_at_start"`
+	Note         string   `json:"note"`
+	Runs         []run    `json:"runs"`
+	Targets      []target `json:"targets"`
 }
 
 // allPhases are what -phases chooses from, in the order they run.
@@ -65,6 +67,7 @@ func main() {
 	measure := flag.String("phases", strings.Join(allPhases, ","), "what to measure, comma-separated (the warm-up always runs)")
 	out := flag.String("out", "bench/results", "folder for the JSON results")
 	pprofDir := flag.String("pprof", "", "folder for CPU profiles of the bridge during each measurement (empty: none)")
+	statusEvents := flag.Bool("status-events", true, "matrix.message_status_events of the bridge (false: staff texts cost the homeserver one room event instead of three)")
 	flag.Parse()
 	if *pprofDir != "" {
 		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
@@ -105,7 +108,7 @@ func main() {
 		conc = append(conc, c)
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc, Measured: measured,
+	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc, Measured: measured, StatusEvents: *statusEvents,
 		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote}
 
 	ctx := context.Background()
@@ -122,7 +125,7 @@ func main() {
 		tb := newBenchTB(kind)
 		current.Store(tb)
 		skipped, err := guard(tb, func() {
-			s := startSystem(ctx, tb, kind, *patients, *pprofDir != "")
+			s := startSystem(ctx, tb, kind, *patients, bridgeSettings{Pprof: *pprofDir != "", StatusEvents: *statusEvents})
 			var prof *profiler
 			if *pprofDir != "" {
 				prof = &profiler{dir: *pprofDir, base: s.metricsURL, kind: kind}

@@ -91,8 +91,8 @@ func rssTarget(r run) target {
 }
 
 func printReport(w io.Writer, res results) {
-	fmt.Fprintf(w, "\ncarebridge bench: n=%d per measurement, %d patients, %d CPUs, load average at start %s\n",
-		res.N, res.Patients, res.CPUs, res.LoadAvg)
+	fmt.Fprintf(w, "\ncarebridge bench: n=%d per measurement, %d patients, %d CPUs, load average at start %s, message status events %s\n",
+		res.N, res.Patients, res.CPUs, res.LoadAvg, map[bool]string{true: "on", false: "off"}[res.StatusEvents])
 	fmt.Fprintln(w, "Note: "+res.Note)
 	fmt.Fprintln(w, "answer: webhook answer (inbound) or homeserver answer to the send (outbound, baseline);")
 	fmt.Fprintln(w, "seen: until /sync shows it (inbound, baseline) or fake Twilio receives it (outbound); ratio: throughput / baseline's.")

@@ -48,7 +48,16 @@ func ghostOf(e164 string) id.UserID {
 // startSystem starts everything for one database kind and warms it up: each patient texts
 // once (the bridge creates the room, the nurse joins), the nurse answers once in each
 // room (encryption keys get shared), and the baseline rooms are created and used once.
-func startSystem(ctx context.Context, t *benchTB, kind string, patients int, pprof bool) *system {
+// bridgeSettings are the bench's changes to the bridge's defaults.
+type bridgeSettings struct {
+	// Pprof serves the profiler on the metrics listener (network.metrics.pprof).
+	Pprof bool
+	// StatusEvents is matrix.message_status_events (on by default; each costs the
+	// homeserver a room event).
+	StatusEvents bool
+}
+
+func startSystem(ctx context.Context, t *benchTB, kind string, patients int, settings bridgeSettings) *system {
 	s := &system{kind: kind, db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(s.fake.Close)
 	s.fake.AddAccount(accountSID, authToken)
@@ -69,7 +78,10 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, ppr
 			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "listen"}, metricsAddr); err != nil {
 				t.Fatalf("failed to edit the bridge config: %v", err)
 			}
-			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "pprof"}, pprof); err != nil {
+			if err := dendrite.SetYAMLPath(cfg, []string{"network", "metrics", "pprof"}, settings.Pprof); err != nil {
+				t.Fatalf("failed to edit the bridge config: %v", err)
+			}
+			if err := dendrite.SetYAMLPath(cfg, []string{"matrix", "message_status_events"}, settings.StatusEvents); err != nil {
 				t.Fatalf("failed to edit the bridge config: %v", err)
 			}
 		},
