@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -37,6 +38,7 @@ type Connector struct {
 	Simulator *sms.Simulator
 
 	inbound   *inboundQueue
+	started   atomic.Bool
 	retention *retentionLoop
 	later     *laterLoop
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
@@ -112,13 +114,17 @@ func (c *Connector) Start(ctx context.Context) error {
 		zerolog.Ctx(ctx).Warn().Msg("appservice.public_address is not set: Twilio cannot reach the bridge, " +
 			"and linking a clinic number is refused until it is set")
 	}
-	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleInbound)
-	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/status", c.handleStatus)
-	router.HandleFunc("GET "+mediaPathPrefix+"{token}/{name}", c.handleMedia)
+	// The appservice's HTTP server is already serving: the routes answer 503 until the
+	// connector has started (the queue, secure chat), so that a webhook arriving during
+	// start-up is retried rather than lost or half-handled.
+	c.inbound = newInboundQueue(c)
+	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.whenStarted(c.handleInbound))
+	router.HandleFunc("POST "+inboundPathPrefix+"{login_id}/status", c.whenStarted(c.handleStatus))
+	router.HandleFunc("GET "+mediaPathPrefix+"{token}/{name}", c.whenStarted(c.handleMedia))
 	for _, hook := range []string{"inbound", "status"} {
-		router.HandleFunc(inboundPathPrefix+"{login_id}/"+hook, func(w http.ResponseWriter, r *http.Request) {
+		router.HandleFunc(inboundPathPrefix+"{login_id}/"+hook, c.whenStarted(func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Twilio webhooks are POST requests", http.StatusMethodNotAllowed)
-		})
+		}))
 	}
 	if c.Config.Provider == config.ProviderSimulator {
 		zerolog.Ctx(ctx).Warn().Msg("⚠ network.provider is simulator: NO REAL SMS IS SENT, and the simulated phone page at " +
@@ -144,13 +150,25 @@ func (c *Connector) Start(ctx context.Context) error {
 		Log:             &c.Bridge.Log,
 	}).Register(router)
 	c.registerCommands()
-	c.inbound = newInboundQueue(c)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
 	go c.applyRoomPolicies(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
+	c.started.Store(true)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
+}
+
+// whenStarted answers 503 (retry shortly) until Start has finished, then hands over to h.
+func (c *Connector) whenStarted(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !c.started.Load() {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "carebridge is starting", http.StatusServiceUnavailable)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // Stop is called when the bridge shuts down.
