@@ -7,3 +7,8 @@ import _ "embed"
 //
 //go:embed example-config.yaml
 var ExampleConfig string
+
+// OpenAPI is the integration API's OpenAPI 3 document (docs/openapi.json).
+//
+//go:embed docs/openapi.json
+var OpenAPI []byte

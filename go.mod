@@ -15,6 +15,7 @@ require (
 	go.mau.fi/util v0.11.0
 	go.mau.fi/zeroconfig v0.2.0
 	golang.org/x/term v0.47.0
+	golang.org/x/time v0.16.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 	gopkg.in/yaml.v3 v3.0.1
 	maunium.net/go/mautrix v0.32.0

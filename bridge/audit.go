@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"fmt"
 
 	cbdb "github.com/carebridge/carebridge/database"
 )
@@ -11,17 +10,7 @@ import (
 // when the event cannot be written, the change does not happen either. change may be nil
 // for an event that goes with no change of ours.
 func (c *Connector) audited(ctx context.Context, entry *cbdb.AuditEntry, change func(ctx context.Context) error) error {
-	return c.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
-		if change != nil {
-			if err := change(ctx); err != nil {
-				return err
-			}
-		}
-		if err := c.DB.Audit.Append(ctx, entry); err != nil {
-			return fmt.Errorf("failed to write the audit log (%s): %w", entry.Event, err)
-		}
-		return nil
-	})
+	return c.DB.Audited(ctx, entry, change)
 }
 
 // convAudit is an audit entry about a conversation.

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -164,30 +166,36 @@ func fnName(ce *commands.Event) {
 		ce.Reply("Failed to save the name; try again.")
 		return
 	}
-	ghost, err := c.Bridge.GetGhostByID(ce.Ctx, MakeUserID(phone))
-	if err != nil {
-		ce.Log.Err(err).Msg("Failed to get patient ghost")
+	if err := c.showPatientName(ce.Ctx, ce.Portal, phone, name); err != nil {
+		ce.Log.Err(err).Msg("Failed to show the patient's name")
 		ce.Reply("The name is saved but could not be shown yet; try again.")
 		return
 	}
 	if c.maskNames() {
-		// Names travel in clear to other servers: the name goes into the pinned,
-		// end-to-end encrypted notice only.
-		if err = c.pinPatientNotice(ce.Ctx, ce.Portal, phone); err != nil {
-			ce.Log.Err(err).Msg("Failed to pin the patient notice")
-			ce.Reply("The name is saved but the pinned notice could not be updated; try again.")
-			return
-		}
 		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", maskedNumber(phone))
 		return
 	}
-	ghost.UpdateInfo(ce.Ctx, &bridgev2.UserInfo{Name: &name})
+	ce.Reply("This number is now shown as %s.", name)
+}
+
+// showPatientName shows a stored patient name: on the ghost and as the room name, or,
+// with privacy.mask_room_names (names travel in clear to other servers), only in the
+// pinned, end-to-end encrypted notice.
+func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal, phone, name string) error {
+	if c.maskNames() {
+		return c.pinPatientNotice(ctx, portal, phone)
+	}
+	ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(phone))
+	if err != nil {
+		return fmt.Errorf("failed to get patient ghost: %w", err)
+	}
+	ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
 	roomName := name
-	if conv, err := c.conversationOf(ce.Ctx, ce.Portal); err == nil {
-		if roomName, err = c.roomName(ce.Ctx, conv); err != nil {
+	if conv, err := c.conversationOf(ctx, portal); err == nil {
+		if roomName, err = c.roomName(ctx, conv); err != nil {
 			roomName = name
 		}
 	}
-	ce.Portal.UpdateInfo(ce.Ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
-	ce.Reply("This number is now shown as %s.", name)
+	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -37,8 +38,10 @@ type Connector struct {
 	// Simulator stands in for Twilio when network.provider is simulator.
 	Simulator *sms.Simulator
 
-	inbound   *inboundQueue
-	started   atomic.Bool
+	inbound *inboundQueue
+	started atomic.Bool
+	// API is the integration API, nil when no integration is configured.
+	API       *integration.Server
 	retention *retentionLoop
 	later     *laterLoop
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
@@ -154,6 +157,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
 	go c.applyRoomPolicies(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
+	c.startAPI(router)
 	c.started.Store(true)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
@@ -175,6 +179,9 @@ func (c *Connector) whenStarted(h http.HandlerFunc) http.HandlerFunc {
 func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
+	}
+	if c.API != nil {
+		c.API.Stop()
 	}
 	c.stopRetention()
 	c.stopLater()

@@ -261,6 +261,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	c.remindSecure(ctx, login, portal, in)
 	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
 		c.onPatientText(ctx, login, portal, in.Body)
+		c.apiEvent(ctx, portal, func(conv *database.Conversation) {
+			c.API.PatientReplied(ctx, conv, database.ModeSMS, in.Body, len(in.Media))
+		})
 	}
 	return nil
 }

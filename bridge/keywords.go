@@ -55,6 +55,10 @@ func (c *Connector) handleKeyword(ctx context.Context, login *bridgev2.UserLogin
 		}
 		log.Info().Msg("Patient changed their opt-out state")
 		c.sendNotice(ctx, portal, notice)
+		if c.API != nil {
+			conv.OptedOut = optOut
+			c.API.OptedOut(ctx, conv, optOut)
+		}
 	}
 	if in.OptOutType != "" {
 		log.Debug().Str("opt_out_type", in.OptOutType).Msg("Twilio already answered the keyword")

@@ -78,5 +78,8 @@ func (r *retentionLoop) purge(ctx context.Context) {
 		Int64("secure_codes", counts.Codes).
 		Int64("secure_sessions", counts.Sessions).
 		Int64("outbound_media", counts.Media).
+		Int64("api_idempotency", counts.APIKeys).
+		Int64("api_events", counts.APIEvents).
+		Int64("api_resources", counts.APIResources).
 		Msg("Purged data past retention")
 }

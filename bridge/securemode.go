@@ -119,6 +119,13 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 	if msg.Kind == cbdb.SecureText {
 		b.c.onPatientText(ctx, login, portal, msg.Text)
 	}
+	b.c.apiEvent(ctx, portal, func(conv *cbdb.Conversation) {
+		text, attachments := msg.Text, 0
+		if msg.Kind != cbdb.SecureText {
+			text, attachments = "", 1
+		}
+		b.c.API.PatientReplied(ctx, conv, cbdb.ModeSecure, text, attachments)
+	})
 	return part.MXID.String(), nil
 }
 
@@ -153,6 +160,9 @@ func convertSecure(ctx context.Context, portal *bridgev2.Portal, intent bridgev2
 
 // PatientRead shows, in the room, that the patient has read staff messages up to newest.
 func (b secureBackend) PatientRead(ctx context.Context, conv *cbdb.Conversation, newest *securechat.Message) error {
+	if b.c.API != nil {
+		b.c.API.PatientRead(ctx, conv, newest.ID, time.Now())
+	}
 	login, err := b.login(conv)
 	if err != nil {
 		return err
@@ -281,7 +291,12 @@ func describeSendError(err error) string {
 
 // setMode switches a conversation's mode, audited, with a notice and the room state.
 func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor id.UserID) error {
-	err := c.audited(ctx, convAudit(conv, actor.String(), "mode switched", "ok", string(mode)), func(ctx context.Context) error {
+	return c.setModeBy(ctx, portal, conv, mode, actor.String())
+}
+
+// setModeBy is setMode by any actor (a staff member's Matrix ID, or an integration).
+func (c *Connector) setModeBy(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor string) error {
+	err := c.audited(ctx, convAudit(conv, actor, "mode switched", "ok", string(mode)), func(ctx context.Context) error {
 		return c.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode)
 	})
 	if err != nil {

@@ -324,6 +324,9 @@ func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		return
 	}
 	conv.ClosedAt, conv.WaitingSince = now, time.Time{}
+	if c.API != nil {
+		c.API.ConversationClosed(ce.Ctx, conv, ce.User.MXID.String())
+	}
 	c.updateConversationState(ce.Ctx, ce.Portal, conv)
 	c.updateSpaceOrder(ce.Ctx, ce.Portal, conv)
 	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s closed this conversation: it leaves the inbox until the patient writes again.",

@@ -24,6 +24,8 @@ type Config struct {
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Federation FederationConfig `yaml:"federation"`
 	Privacy    PrivacyConfig    `yaml:"privacy"`
+	// Integrations use the REST and FHIR API (docs/api.md) and receive events.
+	Integrations []IntegrationConfig `yaml:"integrations"`
 
 	WorkflowConfig `yaml:",inline"`
 }
@@ -138,4 +140,5 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.List, "business_hours", "holidays")
 	helper.Copy(up.Str, "business_hours", "after_hours_reply")
 	helper.Copy(up.Map, "templates")
+	helper.Copy(up.List, "integrations")
 })

@@ -80,7 +80,7 @@ func (c *Config) Validate() error {
 	if err := c.Federation.validate(); err != nil {
 		return err
 	}
-	return nil
+	return c.ValidateIntegrations()
 }
 
 // checkListen accepts an empty address (listener off) or host:port.

@@ -321,3 +321,19 @@ func (c *chainCheck) gap(r *AuditEntry) string {
 func describeAudit(e *AuditEntry) string {
 	return fmt.Sprintf("%q at %s", e.Event, e.At.UTC().Format(time.RFC3339))
 }
+
+// Audited runs a change and its audit event in one transaction: when the event cannot be
+// written, the change does not happen either. change may be nil for an event alone.
+func (db *Database) Audited(ctx context.Context, entry *AuditEntry, change func(ctx context.Context) error) error {
+	return db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if change != nil {
+			if err := change(ctx); err != nil {
+				return err
+			}
+		}
+		if err := db.Audit.Append(ctx, entry); err != nil {
+			return fmt.Errorf("failed to write the audit log (%s): %w", entry.Event, err)
+		}
+		return nil
+	})
+}

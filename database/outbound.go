@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -67,4 +68,14 @@ func (oq *OutboundQuery) UpdateStatus(ctx context.Context, messageSID, oldStatus
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// LastAt is when the conversation's newest text went out (zero: none).
+func (oq *OutboundQuery) LastAt(ctx context.Context, loginID, portalID string) (time.Time, error) {
+	var at sql.NullInt64
+	err := oq.GetDB().QueryRow(ctx, `SELECT MAX(created_at) FROM outbound_message WHERE login_id=$1 AND portal_id=$2`, loginID, portalID).Scan(&at)
+	if err != nil || !at.Valid {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(at.Int64), nil
 }

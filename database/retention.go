@@ -55,6 +55,23 @@ const (
 			SELECT token_hash FROM outbound_media WHERE expires_at<$1 LIMIT $2
 		)
 	`
+	// Integration API: answers kept for Idempotency-Key, delivered events, and the text of
+	// FHIR Communications (the record stays: its id and state).
+	purgeIdempotencyQuery = `
+		DELETE FROM api_idempotency WHERE (integration, idem_key) IN (
+			SELECT integration, idem_key FROM api_idempotency WHERE created_at<$1 LIMIT $2
+		)
+	`
+	purgeAPIEventsQuery = `
+		DELETE FROM api_event WHERE id IN (
+			SELECT id FROM api_event WHERE delivered_at<>0 AND delivered_at<$1 LIMIT $2
+		)
+	`
+	purgeAPIResourcesQuery = `
+		UPDATE api_message SET key_id='', resource=NULL WHERE id IN (
+			SELECT id FROM api_message WHERE resource IS NOT NULL AND created_at<$1 LIMIT $2
+		)
+	`
 )
 
 const (
@@ -113,11 +130,15 @@ type PurgeCounts struct {
 	Codes         int64
 	Sessions      int64
 	Media         int64
+	// The integration API's kept answers, delivered events and FHIR texts.
+	APIKeys      int64
+	APIEvents    int64
+	APIResources int64
 }
 
 // Total is the number of rows deleted.
 func (pc PurgeCounts) Total() int64 {
-	return pc.SecureMessages + pc.Receipts + pc.Links + pc.Codes + pc.Sessions + pc.Media
+	return pc.SecureMessages + pc.Receipts + pc.Links + pc.Codes + pc.Sessions + pc.Media + pc.APIKeys + pc.APIEvents + pc.APIResources
 }
 
 // Purge deletes what the policy no longer keeps as of now. Rows go in batches of at most
@@ -158,6 +179,12 @@ func (db *Database) Purge(ctx context.Context, now time.Time, policy RetentionPo
 			"expired more than " + grace + " ago"},
 		{"outbound_media", &counts.Media, purgeMediaQuery, []any{expired},
 			"expired more than " + grace + " ago"},
+		{"api_idempotency", &counts.APIKeys, purgeIdempotencyQuery, []any{expired},
+			"kept for Idempotency-Key more than " + grace + " ago"},
+		{"api_event", &counts.APIEvents, purgeAPIEventsQuery, []any{now.Add(-policy.Receipts).UnixMilli()},
+			"delivered more than " + describeAge(policy.Receipts) + " ago"},
+		{"api_message", &counts.APIResources, purgeAPIResourcesQuery, []any{now.Add(-policy.SecureMessages).UnixMilli()},
+			"FHIR Communication texts sent more than " + describeAge(policy.SecureMessages) + " ago"},
 	}
 	for _, step := range steps {
 		*step.count, err = db.purgeBatches(ctx, policy.BatchSize, step.query, step.args, func(n int64) *AuditEntry {

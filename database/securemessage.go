@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -123,4 +125,17 @@ func (mq *SecureMessageQuery) Undelivered(ctx context.Context, before time.Time,
 // SetEventID records the Matrix event a message mirrors.
 func (mq *SecureMessageQuery) SetEventID(ctx context.Context, id int64, eventID string) error {
 	return mq.Exec(ctx, setSecureEventIDQuery, id, eventID)
+}
+
+// LastAt is when the conversation's newest secure chat message was stored (zero: none).
+func (mq *SecureMessageQuery) LastAt(ctx context.Context, loginID, portalID string) (time.Time, error) {
+	var at int64
+	err := mq.GetDB().QueryRow(ctx, `SELECT created_at FROM secure_message WHERE login_id=$1 AND portal_id=$2 ORDER BY id DESC LIMIT 1`,
+		loginID, portalID).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	} else if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(at), nil
 }

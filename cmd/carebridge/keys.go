@@ -14,6 +14,7 @@ import (
 
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/securechat"
 )
 
@@ -85,6 +86,11 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "carebridge keys status: failed to count scheduled follow-ups:", err)
 		return exitUsage
 	}
+	api, err := env.DB.Integration().SealedKeyCounts(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge keys status: failed to count the integration API's sealed data:", err)
+		return exitUsage
+	}
 	current := keys.Current()
 	fmt.Fprintf(stdout, "Keys of network.secure_chat.keys (current: %s):\n", current)
 	for _, id := range keys.IDs() {
@@ -92,8 +98,8 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if id == current {
 			mark = "  (current: seals new data)"
 		}
-		fmt.Fprintf(stdout, "  %-12s %s, %s, %s%s\n", id, plural(messages[id], "secure message"), plural(tokens[id], "Twilio auth token"),
-			plural(scheduled[id], "scheduled follow-up"), mark)
+		fmt.Fprintf(stdout, "  %-12s %s, %s, %s, %s%s\n", id, plural(messages[id], "secure message"), plural(tokens[id], "Twilio auth token"),
+			plural(scheduled[id], "scheduled follow-up"), plural(api[id], "integration API item"), mark)
 	}
 	if n := tokens[""]; n > 0 {
 		fmt.Fprintf(stdout, "  %-12s %s, kept by an older version (sealed at the bridge's next start, or by keys rotate)\n",
@@ -114,6 +120,13 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			code = keysExitLeft
 		}
 	}
+	for _, id := range slices.Sorted(maps.Keys(api)) {
+		if !keys.Has(id) {
+			fmt.Fprintf(stdout, "  %-12s %s (FHIR texts, queued events, kept answers) sealed with a key that is NOT in the config: put the key %q back\n",
+				id, plural(api[id], "integration API item"), id)
+			code = keysExitLeft
+		}
+	}
 	for _, id := range slices.Sorted(maps.Keys(tokens)) {
 		if id != "" && !keys.Has(id) {
 			fmt.Fprintf(stdout, "  %-12s %s sealed with a key that is NOT in the config: put the key %q back or link the number again\n",
@@ -129,7 +142,7 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintln(stdout)
 	for _, id := range old {
-		if messages[id] > 0 || tokens[id] > 0 || scheduled[id] > 0 {
+		if messages[id] > 0 || tokens[id] > 0 || scheduled[id] > 0 || api[id] > 0 {
 			fmt.Fprintf(stdout, "%s still seals stored data: run `carebridge keys rotate -c %s` to re-seal it with %s.\n", id, *path, current)
 			continue
 		}
@@ -202,6 +215,8 @@ type keyRotation struct {
 	tokens   *bridge.TokenRotation
 	// scheduled follow-ups re-sealed, and those no configured key opens, by key
 	scheduled, scheduledUnopened map[string]int
+	// the integration API's sealed data re-sealed, and what no configured key opens, by key
+	api, apiUnopened map[string]int
 }
 
 // rotateKeys re-seals the secure messages, then the linked numbers' auth tokens (few, and
@@ -215,7 +230,10 @@ func rotateKeys(ctx context.Context, db *database.Database, keys *securechat.Key
 	if r.tokens, err = bridge.RotateLoginTokens(ctx, db, keys); err != nil {
 		return r, err
 	}
-	r.scheduled, r.scheduledUnopened, err = securechat.RotateScheduled(ctx, db, keys)
+	if r.scheduled, r.scheduledUnopened, err = securechat.RotateScheduled(ctx, db, keys); err != nil {
+		return r, err
+	}
+	r.api, r.apiUnopened, err = integration.Rotate(ctx, db, keys)
 	return r, err
 }
 
@@ -228,7 +246,7 @@ func (r keyRotation) total() (n int) {
 			n += count
 		}
 	}
-	return n + sum(r.scheduled)
+	return n + sum(r.scheduled) + sum(r.api)
 }
 
 // left counts messages and tokens that the current key does not seal after the run;
@@ -243,7 +261,7 @@ func (r keyRotation) left() (n int) {
 	for _, count := range r.tokens.Unopened {
 		n += count
 	}
-	return n + r.tokens.Changed + sum(r.scheduledUnopened)
+	return n + r.tokens.Changed + sum(r.scheduledUnopened) + sum(r.apiUnopened)
 }
 
 func printRotation(w io.Writer, current string, r keyRotation) {
@@ -270,6 +288,12 @@ func printRotation(w io.Writer, current string, r keyRotation) {
 		fmt.Fprintf(w, "Scheduled follow-ups re-sealed with %s: %d%s\n", current, sum(r.scheduled), byKey(r.scheduled))
 		if n := sum(r.scheduledUnopened); n > 0 {
 			fmt.Fprintf(w, "Scheduled follow-ups left because no configured key opens them: %d%s\n", n, byKey(r.scheduledUnopened))
+		}
+	}
+	if r.api != nil {
+		fmt.Fprintf(w, "Integration API items (FHIR texts, events, kept answers) re-sealed with %s: %d%s\n", current, sum(r.api), byKey(r.api))
+		if n := sum(r.apiUnopened); n > 0 {
+			fmt.Fprintf(w, "Integration API items left because no configured key opens them: %d%s\n", n, byKey(r.apiUnopened))
 		}
 	}
 }

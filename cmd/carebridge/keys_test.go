@@ -25,6 +25,7 @@ import (
 
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/internal/dendrite"
 	"github.com/carebridge/carebridge/internal/testenv"
 	"github.com/carebridge/carebridge/securechat"
@@ -43,6 +44,7 @@ type rotationFixture struct {
 	db    *database.Database
 	texts map[int64]string // message ID → its text
 	files map[int64][]byte // message ID → its file, for files
+	api   []string         // the integration API's sealed items, in rotation order
 }
 
 var rotationPortals = []string{"15551234567", "15557654321", "15559876543"}
@@ -105,7 +107,56 @@ func newRotationFixture(t *testing.T, kind string, messages int) *rotationFixtur
 		}
 		return nil
 	}))
+	// What the integration API seals: a FHIR Communication's text, a queued event and an
+	// answer kept for an Idempotency-Key.
+	for _, item := range []struct {
+		kind database.APISealedKind
+		id   string
+		text string
+	}{
+		{database.APISealedCommunication, "msg_rotation", `{"resourceType":"Communication","payload":[{"contentString":"Your results are in."}]}`},
+		{database.APISealedEvent, "evt_rotation", `{"type":"patient.replied","data":{"body":"thanks"}}`},
+		{database.APISealedAnswer, "ehr", `{"conversation":{"id":"conv_rotation"}}`},
+	} {
+		s := &database.APISealed{Kind: item.kind, ID: item.id, ID2: map[bool]string{true: "key-1"}[item.kind == database.APISealedAnswer]}
+		keyID, sealed, err := k1.Seal([]byte(item.text), integration.SealedAdditional(s))
+		require.NoError(t, err)
+		q := f.db.Integration()
+		switch item.kind {
+		case database.APISealedCommunication:
+			err = q.InsertMessage(ctx, &database.APIMessage{ID: item.id, Integration: "ehr", ConversationID: "conv_rotation",
+				LoginID: rotationLogin, PortalID: rotationPortals[0], Via: database.ModeSecure, KeyID: keyID, Resource: sealed})
+		case database.APISealedEvent:
+			err = q.InsertEvent(ctx, &database.APIEvent{EventID: item.id, Integration: "ehr", Type: "patient.replied", KeyID: keyID, Payload: sealed})
+		case database.APISealedAnswer:
+			_, _, err = q.ClaimIdempotency(ctx, "ehr", "key-1", "hash")
+			require.NoError(t, err)
+			err = q.FinishIdempotency(ctx, "ehr", "key-1", 201, keyID, sealed)
+		}
+		require.NoError(t, err)
+		f.api = append(f.api, item.text)
+	}
 	return f
+}
+
+// checkAPIOpen opens the integration API's sealed items with keys; it returns how many
+// each key seals.
+func (f *rotationFixture) checkAPIOpen(t *testing.T, keys *securechat.Keyring) map[string]int {
+	t.Helper()
+	byKey := map[string]int{}
+	var texts []string
+	for _, kind := range database.APISealedKinds {
+		batch, err := f.db.Integration().SealedBatch(context.Background(), kind, "", "", 100)
+		require.NoError(t, err)
+		for _, s := range batch {
+			plain, err := keys.Open(s.KeyID, s.Data, integration.SealedAdditional(s))
+			require.NoError(t, err, "%s %s sealed with %s", kind, s.ID, s.KeyID)
+			texts = append(texts, string(plain))
+			byKey[s.KeyID]++
+		}
+	}
+	require.Equal(t, f.api, texts)
+	return byKey
 }
 
 // checkAllOpen opens every message with keys and compares it with what was sealed; it
@@ -286,8 +337,8 @@ func runKeysCommands(t *testing.T, kind string) {
 	require.Equal(t, 0, code, stderr)
 	t.Logf("[%s] keys status before:\n%s", kind, stdout)
 	assert.Contains(t, stdout, "Keys of network.secure_chat.keys (current: k2):")
-	assert.Regexp(t, `k1 +250 secure messages, 1 Twilio auth token, 0 scheduled follow-ups\n`, stdout)
-	assert.Regexp(t, `k2 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups +\(current: seals new data\)`, stdout)
+	assert.Regexp(t, `k1 +250 secure messages, 1 Twilio auth token, 0 scheduled follow-ups, 3 integration API items\n`, stdout)
+	assert.Regexp(t, `k2 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups, 0 integration API items +\(current: seals new data\)`, stdout)
 	assert.Regexp(t, `\(in clear\) +1 Twilio auth token, kept by an older version`, stdout)
 	assert.Contains(t, stdout, "k1 still seals stored data: run `carebridge keys rotate -c "+path+"`")
 
@@ -298,6 +349,7 @@ func runKeysCommands(t *testing.T, kind string) {
 	assert.Contains(t, stdout, "Secure messages re-sealed with k2: 150 (k1: 150)")
 	assert.Contains(t, stdout, "Twilio auth tokens re-sealed with k2: 2 (in clear: 1, k1: 1)")
 	assert.Contains(t, stdout, "Secure messages not yet sealed with k2: 100 (k1: 100)")
+	assert.Contains(t, stdout, "Integration API items (FHIR texts, events, kept answers) re-sealed with k2: 3 (k1: 3)")
 
 	stdout, stderr, code = run("keys", "rotate", "-c", path)
 	require.Equal(t, 0, code, "%s%s", stdout, stderr)
@@ -308,8 +360,8 @@ func runKeysCommands(t *testing.T, kind string) {
 	stdout, stderr, code = run("keys", "status", "-c", path)
 	require.Equal(t, 0, code, stderr)
 	t.Logf("[%s] keys status after:\n%s", kind, stdout)
-	assert.Regexp(t, `k1 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups\n`, stdout)
-	assert.Regexp(t, `k2 +250 secure messages, 2 Twilio auth tokens, 0 scheduled follow-ups`, stdout)
+	assert.Regexp(t, `k1 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups, 0 integration API items\n`, stdout)
+	assert.Regexp(t, `k2 +250 secure messages, 2 Twilio auth tokens, 0 scheduled follow-ups, 3 integration API items`, stdout)
 	assert.Contains(t, stdout, "k1 seals no stored message or token any more. Keep it in the ring for "+
 		"network.secure_chat.link_lifetime (72h0m0s) after the rotation")
 	assert.Contains(t, stdout, "until the dates of birth recorded before the rotation have been re-set")
@@ -318,13 +370,14 @@ func runKeysCommands(t *testing.T, kind string) {
 	onlyK2, err := securechat.NewKeyring("k2", rotationKey2)
 	require.NoError(t, err)
 	assert.Equal(t, map[string]int{"k2": 250}, f.checkAllOpen(t, onlyK2))
+	assert.Equal(t, map[string]int{"k2": 3}, f.checkAPIOpen(t, onlyK2))
 	assert.Equal(t, map[string]string{rotationLogin: rotationToken, rotationLegacy: legacyToken}, f.loginTokens(t, onlyK2))
 
 	audit, err := f.db.Audit.Find(context.Background(), "", "", "keys rotated")
 	require.NoError(t, err)
 	require.Len(t, audit, 2, "each run is audited")
 	assert.True(t, strings.HasPrefix(audit[0].Actor, "system:cli:"), audit[0].Actor)
-	assert.Equal(t, []string{"incomplete", "152 rows to k2"}, []string{audit[0].Outcome, audit[0].Detail})
+	assert.Equal(t, []string{"incomplete", "155 rows to k2"}, []string{audit[0].Outcome, audit[0].Detail})
 	assert.Equal(t, []string{"ok", "100 rows to k2"}, []string{audit[1].Outcome, audit[1].Detail})
 
 	// A key the bridge has not generated yet: nothing is touched, and the fix is named.

@@ -1,0 +1,69 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const testTokenSHA = "54299faa1ddee220d8416f9a92754402d7fa70d65d32d106451a0f56109ee46b"
+
+func TestIntegrationsValidate(t *testing.T) {
+	ok := func() IntegrationConfig {
+		return IntegrationConfig{Name: "ehr", TokenSHA256: testTokenSHA, Scopes: []string{ScopeConversationsRead}}
+	}
+	cfg := validConfig()
+	cfg.Integrations = []IntegrationConfig{ok()}
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, DefaultRatePerMinute, cfg.Integrations[0].RateLimit.PerMinute, "defaults filled in")
+	assert.Equal(t, DefaultRateBurst, cfg.Integrations[0].RateLimit.Burst)
+
+	for name, c := range map[string]struct {
+		edit func(ic *IntegrationConfig)
+		want string
+	}{
+		"name":          {func(ic *IntegrationConfig) { ic.Name = "EHR System" }, "integrations[0].name"},
+		"token":         {func(ic *IntegrationConfig) { ic.TokenSHA256 = "cbt_plain-token" }, "never the token"},
+		"no scopes":     {func(ic *IntegrationConfig) { ic.Scopes = nil }, "list what the token may do"},
+		"unknown scope": {func(ic *IntegrationConfig) { ic.Scopes = []string{"admin"} }, `has "admin"`},
+		"number":        {func(ic *IntegrationConfig) { ic.Numbers = []string{"555-0001"} }, "E.164"},
+		"rate":          {func(ic *IntegrationConfig) { ic.RateLimit.PerMinute = -1 }, "per_minute and burst"},
+		"event url":     {func(ic *IntegrationConfig) { ic.Events.URL = "ftp://ehr.example/events" }, "events.url"},
+		"short secret": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "short"
+		}, "at least 32 characters"},
+		"env secret unset": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "env"
+		}, "CAREBRIDGE_INTEGRATION_EHR_SECRET is unset"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := validConfig()
+			ic := ok()
+			c.edit(&ic)
+			cfg.Integrations = []IntegrationConfig{ic}
+			err := cfg.Validate()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), c.want)
+			assert.NotContains(t, err.Error(), "cbt_plain-token", "a token pasted by mistake is not repeated")
+		})
+	}
+
+	cfg = validConfig()
+	other := ok()
+	other.Name = "pms"
+	cfg.Integrations = []IntegrationConfig{ok(), other}
+	assert.ErrorContains(t, cfg.Validate(), "each integration needs its own token")
+
+	t.Setenv("CAREBRIDGE_INTEGRATION_EHR_SECRET", strings.Repeat("s", 40))
+	cfg = validConfig()
+	ic := ok()
+	ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "env"
+	cfg.Integrations = []IntegrationConfig{ic}
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, strings.Repeat("s", 40), cfg.Integrations[0].EventSecret())
+	assert.Equal(t, 5*time.Second, cfg.Integrations[0].Events.RetryInterval)
+	assert.Equal(t, time.Hour, cfg.Integrations[0].Events.MaxRetryInterval)
+}

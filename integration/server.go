@@ -1,0 +1,304 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/database"
+)
+
+// Paths the API is served under.
+const (
+	RESTPrefix = "/_carebridge/api/v1"
+	FHIRPrefix = "/_carebridge/fhir"
+)
+
+// maxRequestBody bounds a request: messages are text, far below it.
+const maxRequestBody = 256 << 10
+
+// Sealer encrypts what the API keeps that may hold PHI (answers kept for Idempotency-Key,
+// FHIR resources, event payloads) with the bridge's keyring.
+type Sealer interface {
+	Seal(plaintext, additional []byte) (keyID string, sealed []byte, err error)
+	Open(keyID string, sealed, additional []byte) ([]byte, error)
+}
+
+// Options are what a Server needs.
+type Options struct {
+	DB           *database.Database
+	Integrations []config.IntegrationConfig
+	Keys         Sealer
+	Backend      Backend
+	Log          zerolog.Logger
+	// EventClient delivers events; nil: a client with a 10 s timeout that follows no redirect.
+	EventClient *http.Client
+}
+
+// Server serves the integration API and delivers its events.
+type Server struct {
+	opts     Options
+	db       *database.Database
+	backend  Backend
+	log      zerolog.Logger
+	tokens   []tokenEntry
+	limiters map[string]*rate.Limiter
+	events   *eventDelivery
+}
+
+type tokenEntry struct {
+	hash  [32]byte
+	integ *config.IntegrationConfig
+}
+
+// NewServer prepares the API for the configured integrations.
+func NewServer(opts Options) *Server {
+	s := &Server{opts: opts, db: opts.DB, backend: opts.Backend, log: opts.Log, limiters: map[string]*rate.Limiter{}}
+	for i := range opts.Integrations {
+		ic := &opts.Integrations[i]
+		var e tokenEntry
+		raw, _ := hex.DecodeString(ic.TokenSHA256) // validated with the config
+		copy(e.hash[:], raw)
+		e.integ = ic
+		s.tokens = append(s.tokens, e)
+		s.limiters[ic.Name] = rate.NewLimiter(rate.Limit(float64(ic.RateLimit.PerMinute)/60), ic.RateLimit.Burst)
+	}
+	s.events = newEventDelivery(s)
+	return s
+}
+
+// Register mounts the API's routes.
+func (s *Server) Register(mux *http.ServeMux) {
+	s.route(mux, "POST "+RESTPrefix+"/conversations", config.ScopeConversationsWrite, s.postConversation)
+	s.route(mux, "GET "+RESTPrefix+"/conversations/{id}", config.ScopeConversationsRead, s.getConversation)
+	s.route(mux, "POST "+RESTPrefix+"/conversations/{id}/messages", config.ScopeMessagesWrite, s.postMessage)
+	s.route(mux, "GET "+RESTPrefix+"/conversations/{id}/messages/{message_id}", config.ScopeConversationsRead, s.getMessage)
+	s.route(mux, "POST "+FHIRPrefix+"/Communication", config.ScopeMessagesWrite, s.postCommunication)
+	s.route(mux, "GET "+FHIRPrefix+"/Communication/{id}", config.ScopeConversationsRead, s.getCommunication)
+	mux.HandleFunc("GET "+RESTPrefix+"/openapi.json", s.serveOpenAPI)
+	mux.HandleFunc(RESTPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, apiError(http.StatusNotFound, "not_found", "no such endpoint: see %s/openapi.json", RESTPrefix))
+	})
+	mux.HandleFunc(FHIRPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id)"))
+	})
+}
+
+// Start delivers events until ctx ends.
+func (s *Server) Start(ctx context.Context) { s.events.start(ctx) }
+
+// Stop ends event delivery and waits for it.
+func (s *Server) Stop() { s.events.stop() }
+
+// call is one API request on its way through: who made it and what it touched, for the
+// audit row written when it ends.
+type call struct {
+	integ    *config.IntegrationConfig
+	loginID  string
+	portalID string
+	fhir     bool
+}
+
+// Actor names the integration in the audit log.
+func (c *call) Actor() string { return "integration:" + c.integ.Name }
+
+func (c *call) touch(conv *database.Conversation) {
+	if conv != nil {
+		c.loginID, c.portalID = conv.LoginID, conv.PortalID
+	}
+}
+
+type handler func(ctx context.Context, c *call, r *http.Request, body []byte) (status int, resp any, err error)
+
+// route wraps a handler with what every call goes through, in this order: the token,
+// its scope, its rate limit, the body's size, the Idempotency-Key (POST), then the audit
+// row when it ends.
+func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
+	fhir := strings.Contains(pattern, FHIRPrefix)
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		c := &call{fhir: fhir}
+		rec := &recorder{ResponseWriter: w}
+		defer func() { s.auditCall(r, c, rec.status) }()
+		fail := func(e *Error) {
+			if fhir {
+				writeOutcome(rec, e)
+			} else {
+				writeError(rec, e)
+			}
+		}
+		c.integ = s.authenticate(r)
+		if c.integ == nil {
+			rec.Header().Set("WWW-Authenticate", `Bearer realm="carebridge"`)
+			if r.Header.Get("Authorization") == "" {
+				fail(apiError(http.StatusUnauthorized, "missing_token", "send the integration's token as Authorization: Bearer <token>"))
+			} else {
+				rec.Header().Set("WWW-Authenticate", `Bearer realm="carebridge", error="invalid_token"`)
+				fail(apiError(http.StatusUnauthorized, "invalid_token", "the bearer token is not one this bridge knows"))
+			}
+			return
+		}
+		if !c.integ.HasScope(scope) {
+			rec.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="carebridge", error="insufficient_scope", scope=%q`, scope))
+			fail(apiError(http.StatusForbidden, "insufficient_scope", "the token of integration %s lacks the scope %s", c.integ.Name, scope))
+			return
+		}
+		if wait, ok := s.allow(c.integ.Name); !ok {
+			seconds := int(math.Ceil(wait.Seconds()))
+			rec.Header().Set("Retry-After", fmt.Sprint(seconds))
+			fail(apiError(http.StatusTooManyRequests, "rate_limited", "integration %s is over its rate limit (%d a minute, bursts of %d); retry in %d s",
+				c.integ.Name, c.integ.RateLimit.PerMinute, c.integ.RateLimit.Burst, seconds))
+			return
+		}
+		var body []byte
+		if r.Method == http.MethodPost {
+			var err error
+			if body, err = readBody(rec, r); err != nil {
+				fail(asError(err))
+				return
+			}
+		}
+		run := func(ctx context.Context) (int, any, error) {
+			ctx = s.log.With().Str("integration", c.integ.Name).Str("route", r.Pattern).Logger().WithContext(ctx)
+			return h(ctx, c, r, body)
+		}
+		if r.Method == http.MethodPost {
+			s.idempotent(rec, r, c, body, run, fail)
+			return
+		}
+		status, resp, err := run(r.Context())
+		if err != nil {
+			fail(asError(err))
+			return
+		}
+		writeJSON(rec, status, resp, fhir)
+	})
+}
+
+// authenticate finds the integration whose token the request carries. Every configured
+// hash is compared, in constant time, whatever matches.
+func (s *Server) authenticate(r *http.Request) *config.IntegrationConfig {
+	auth := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(auth, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	var found *config.IntegrationConfig
+	for _, e := range s.tokens {
+		if subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1 {
+			found = e.integ
+		}
+	}
+	return found
+}
+
+// allow takes one request from the integration's bucket, or says how long to wait.
+func (s *Server) allow(name string) (time.Duration, bool) {
+	res := s.limiters[name].Reserve()
+	if delay := res.Delay(); delay > 0 {
+		res.Cancel()
+		return delay, false
+	}
+	return 0, true
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, apiError(http.StatusRequestEntityTooLarge, "too_large", "the request body is over %d KiB", maxRequestBody>>10)
+	} else if err != nil {
+		return nil, apiError(http.StatusBadRequest, "unreadable_body", "the request body could not be read")
+	}
+	return body, nil
+}
+
+// auditCall writes the call's audit row: who, which endpoint, the answer; never a body.
+func (s *Server) auditCall(r *http.Request, c *call, status int) {
+	actor := "unauthenticated"
+	if c.integ != nil {
+		actor = c.Actor()
+	}
+	outcome := "ok"
+	switch {
+	case status >= 500:
+		outcome = "failed"
+	case status >= 400:
+		outcome = "refused"
+	}
+	pattern := r.Pattern
+	if pattern == "" {
+		pattern = r.Method + " " + r.URL.Path
+	}
+	entry := &database.AuditEntry{Actor: actor, LoginID: c.loginID, PortalID: c.portalID, Event: "api call",
+		Outcome: outcome, Detail: fmt.Sprintf("%s %d", pattern, status)}
+	if err := s.db.Audited(context.WithoutCancel(r.Context()), entry, nil); err != nil {
+		s.log.Err(err).Str("route", pattern).Msg("Failed to audit an integration API call")
+	}
+}
+
+// recorder remembers the status written.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any, fhir bool) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(`{"error":{"code":"internal_error","message":"the answer could not be encoded"}}`)
+	}
+	writeRaw(w, status, data, fhir)
+}
+
+func writeRaw(w http.ResponseWriter, status int, data []byte, fhir bool) {
+	if fhir {
+		w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	writeRaw(w, e.Status, encodeError(e, false), false)
+}
+
+// encodeError is the body of an error answer: {"error": …}, or a FHIR OperationOutcome.
+func encodeError(e *Error, fhir bool) []byte {
+	var v any = map[string]any{"error": e}
+	if fhir {
+		v = outcomeOf(e)
+	}
+	data, _ := json.Marshal(v)
+	return data
+}
