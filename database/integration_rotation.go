@@ -69,20 +69,7 @@ func (s *APISealed) Cursor() string {
 func (q *IntegrationQuery) SealedKeyCounts(ctx context.Context) (map[string]int, error) {
 	counts := map[string]int{}
 	for _, kind := range APISealedKinds {
-		rows, err := q.db.Query(ctx, apiSealedTables[kind].count)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var keyID string
-			var n int
-			if err = rows.Scan(&keyID, &n); err != nil {
-				_ = rows.Close()
-				return nil, err
-			}
-			counts[keyID] += n
-		}
-		if err = rows.Close(); err != nil {
+		if err := addKeyCounts(ctx, q.db, counts, apiSealedTables[kind].count); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+
+	"go.mau.fi/util/dbutil"
 )
 
 // Key rotation's statements: secure messages re-sealed row by row under the current key,
@@ -40,21 +42,27 @@ type SealedMessage struct {
 
 // KeyCounts counts the secure messages sealed with each key, by key ID.
 func (mq *SecureMessageQuery) KeyCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := mq.GetDB().Query(ctx, secureKeyCountsQuery)
+	counts := map[string]int{}
+	return counts, addKeyCounts(ctx, mq.GetDB(), counts, secureKeyCountsQuery)
+}
+
+// addKeyCounts adds to counts what a "SELECT key_id, COUNT(*) … GROUP BY key_id" query
+// counts, by key ID.
+func addKeyCounts(ctx context.Context, db *dbutil.Database, counts map[string]int, query string) error {
+	rows, err := db.Query(ctx, query)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	counts := make(map[string]int)
 	for rows.Next() {
 		var keyID string
 		var n int
 		if err = rows.Scan(&keyID, &n); err != nil {
 			_ = rows.Close()
-			return nil, err
+			return err
 		}
-		counts[keyID] = n
+		counts[keyID] += n
 	}
-	return counts, errors.Join(rows.Err(), rows.Close())
+	return errors.Join(rows.Err(), rows.Close())
 }
 
 // SealedBatch returns up to limit messages sealed with keyID whose ID is above afterID,

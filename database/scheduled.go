@@ -169,21 +169,8 @@ const (
 // PendingKeyCounts counts the pending messages sealed with each key (sent, cancelled and
 // failed ones hold no text).
 func (sq *ScheduledMessageQuery) PendingKeyCounts(ctx context.Context) (map[string]int, error) {
-	rows, err := sq.GetDB().Query(ctx, pendingKeyCountsQuery)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	counts := map[string]int{}
-	for rows.Next() {
-		var keyID string
-		var n int
-		if err = rows.Scan(&keyID, &n); err != nil {
-			return nil, err
-		}
-		counts[keyID] = n
-	}
-	return counts, rows.Err()
+	return counts, addKeyCounts(ctx, sq.GetDB(), counts, pendingKeyCountsQuery)
 }
 
 // PendingNotSealedWith lists the pending messages sealed with another key than keyID
