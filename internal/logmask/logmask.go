@@ -1,7 +1,9 @@
-// Package logmask keeps patients' phone numbers out of carebridge's logs: every log writer
-// mxmain builds from the config (stdout, stderr, file, syslog, journald) is wrapped so that
-// a phone number is written with only its last four digits (+*******4567). bridgev2 names
-// ghosts, portals and rooms after the number, so this happens at the writer, for every line.
+// Package logmask keeps patients' phone numbers and names out of carebridge's logs: every
+// log writer mxmain builds from the config (stdout, stderr, file, syslog, journald) is
+// wrapped so that a phone number is written with only its last four digits (+*******4567),
+// and the display names, room names and topics in the Matrix requests mautrix logs at
+// debug level (they carry the patient's name) as "***". bridgev2 names ghosts, portals and
+// rooms after the number, so this happens at the writer, for every line.
 package logmask
 
 import (
@@ -34,8 +36,26 @@ var rules = []rule{
 	{regexp.MustCompile(`(^|\D)(\d{3})([-.])(\d{3})([-.])(\d{4})(\D|$)`), []int{1, 3, 5, 6, 7}},
 }
 
-// Mask returns line with every phone number reduced to its last four digits.
+// jsonString is a JSON string literal.
+const jsonString = `"(?:[^"\\]|\\.)*"`
+
+// redactions replace values that name a patient: display names (ghost profiles, the
+// m.bridge channel) anywhere, and the body of m.room.name and m.room.topic requests.
+var redactions = []struct {
+	re   *regexp.Regexp
+	with []byte
+}{
+	{regexp.MustCompile(`"displayname":` + jsonString), []byte(`"displayname":"***"`)},
+	{regexp.MustCompile(`"req_body":\{"name":` + jsonString), []byte(`"req_body":{"name":"***"`)},
+	{regexp.MustCompile(`"req_body":\{"topic":` + jsonString), []byte(`"req_body":{"topic":"***"`)},
+}
+
+// Mask returns line with every phone number reduced to its last four digits, and patient
+// names in Matrix requests replaced.
 func Mask(line []byte) []byte {
+	for _, r := range redactions {
+		line = r.re.ReplaceAllLiteral(line, r.with)
+	}
 	for _, r := range rules {
 		// A match ends with the character after the number, which may start the next
 		// one ("+15551234567/+15550001111"): run until nothing changes.

@@ -23,6 +23,12 @@ func TestMask(t *testing.T) {
 		`{"ts":1795607674038,"transaction_id":"1795607674833422121","size":123456789}`: `{"ts":1795607674038,"transaction_id":"1795607674833422121","size":123456789}`,
 		`"time":"2026-11-25T12:04:35.44501417Z","duration":30006.445198`:               `"time":"2026-11-25T12:04:35.44501417Z","duration":30006.445198`,
 		`"error_code":30003,"attempt":2`:                                               `"error_code":30003,"attempt":2`,
+		// Names in the Matrix requests mautrix logs at debug level.
+		`"req_body":{"displayname":"Jane \"JD\" Doe"},"time":1`:                              `"req_body":{"displayname":"***"},"time":1`,
+		`"req_body":{"name":"Jane Doe"},"x":"y"`:                                             `"req_body":{"name":"***"},"x":"y"`,
+		`"req_body":{"topic":"SMS conversation with Jane Doe (Example Clinic)"}`:             `"req_body":{"topic":"***"}`,
+		`"req_body":{"channel":{"id":"15551234567","displayname":"Jane Doe"},"protocol":{}}`: `"req_body":{"channel":{"id":"*******4567","displayname":"***"},"protocol":{}}`,
+		`{"name":"carebridge","version":"v0.1.0"}`:                                           `{"name":"carebridge","version":"v0.1.0"}`,
 	} {
 		assert.Equal(t, want, string(Mask([]byte(in))), in)
 	}
