@@ -139,7 +139,7 @@ func runNoPHIInLogs(t *testing.T, kind string) {
 		"the code": code, "the link token": link[1], "the session ID": session,
 		"the date of birth": "1980-02-29", "the date of birth (US)": "02/29/1980", "the date of birth (digits)": "19800229",
 		"the date of birth (as typed)": `"dob_year":"1980"`,
-		"the patient's name": "Jane Doe",
+		"the patient's name":           "Jane Doe",
 	}
 	for i, b := range bodies {
 		forbidden["message body "+string(rune('1'+i))] = b
