@@ -103,12 +103,8 @@ func (s *Service) txn(ctx context.Context, fn func(ctx context.Context) error) e
 // Audited runs a change to the database and its audit event in one transaction.
 func (s *Service) Audited(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string,
 	change func(ctx context.Context) error) error {
-	return s.txn(ctx, func(ctx context.Context) error {
-		if err := change(ctx); err != nil {
-			return err
-		}
-		return s.audit(ctx, actor, conv, event, outcome, detail)
-	})
+	return s.DB.Audited(ctx, &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID,
+		Event: event, Outcome: outcome, Detail: detail, At: s.now()}, change)
 }
 
 // auditAlone writes an event that goes with no change of ours (a refusal, a failed
