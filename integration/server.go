@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -279,6 +280,11 @@ func writeJSON(w http.ResponseWriter, status int, v any, fhir bool) {
 }
 
 func writeRaw(w http.ResponseWriter, status int, data []byte, fhir bool) {
+	if status == http.StatusCreated {
+		if location := locationOf(data); location != "" {
+			w.Header().Set("Location", location)
+		}
+	}
 	if fhir {
 		w.Header().Set("Content-Type", "application/fhir+json; charset=utf-8")
 	} else {
@@ -287,6 +293,34 @@ func writeRaw(w http.ResponseWriter, status int, data []byte, fhir bool) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(data)
+}
+
+// locationOf is the URL of what a 201 answer created (as FHIR create and REST expect in
+// Location), read from the answer itself so that a replayed answer has it too.
+func locationOf(data []byte) string {
+	var created struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+		Conversation *struct {
+			ID string `json:"id"`
+		} `json:"conversation"`
+		Message *struct {
+			ID             string `json:"id"`
+			ConversationID string `json:"conversation_id"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(data, &created) != nil {
+		return ""
+	}
+	switch {
+	case created.ResourceType == "Communication" && created.ID != "":
+		return FHIRPrefix + "/Communication/" + url.PathEscape(created.ID)
+	case created.Conversation != nil && created.Conversation.ID != "":
+		return RESTPrefix + "/conversations/" + url.PathEscape(created.Conversation.ID)
+	case created.Message != nil && created.Message.ID != "":
+		return RESTPrefix + "/conversations/" + url.PathEscape(created.Message.ConversationID) + "/messages/" + url.PathEscape(created.Message.ID)
+	}
+	return ""
 }
 
 func writeError(w http.ResponseWriter, e *Error) {

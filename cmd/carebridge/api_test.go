@@ -309,6 +309,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	convID := created.str("conversation.id")
 	require.Regexp(t, `^conv_[0-9a-f]{24}$`, convID)
 	assert.Equal(t, true, created.field("created"))
+	assert.Equal(t, api+"/conversations/"+convID, created.Header.Get("Location"))
 	assert.Equal(t, "+15551234567", created.str("conversation.patient.phone"))
 	assert.Equal(t, "Jane Doe", created.str("conversation.patient.name"))
 	assert.Equal(t, "MRN-1001", created.str("conversation.patient.external_id"))
@@ -327,6 +328,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	again := ehr.call(http.MethodPost, api+"/conversations", start, "Idempotency-Key", "start-jane-1")
 	assert.Equal(t, http.StatusCreated, again.Status)
 	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	assert.Equal(t, created.Header.Get("Location"), again.Header.Get("Location"), "a replay says where, too")
 	assert.JSONEq(t, created.Raw, again.Raw)
 	// The same key, another request: refused.
 	other := ehr.call(http.MethodPost, api+"/conversations", strings.Replace(start, "Jane Doe", "John Doe", 1), "Idempotency-Key", "start-jane-1")
@@ -371,6 +373,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	sent := ehr.call(http.MethodPost, api+"/conversations/"+convID+"/messages", `{"text":"`+phi+`","secure":true}`, "Idempotency-Key", "msg-1")
 	require.Equal(t, http.StatusCreated, sent.Status, sent.Raw)
 	msgID := sent.str("message.id")
+	assert.Equal(t, api+"/conversations/"+convID+"/messages/"+msgID, sent.Header.Get("Location"))
 	assert.Equal(t, "secure", sent.str("message.via"))
 	assert.Equal(t, "sent", sent.str("message.state"))
 	alert, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
@@ -392,6 +395,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	require.Equal(t, http.StatusCreated, posted.Status, posted.Raw)
 	commID := posted.str("id")
 	require.Regexp(t, `^comm_[0-9a-f]{24}$`, commID)
+	assert.Equal(t, fhir+"/"+commID, posted.Header.Get("Location"))
 	assert.Equal(t, "in-progress", posted.str("status"))
 	assert.Equal(t, "Communication", posted.str("resourceType"))
 	assert.NotNil(t, posted.field("category"))
