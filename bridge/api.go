@@ -72,12 +72,7 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patien
 		return nil, false, &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "patient.phone",
 			Message: "patient.phone is the clinic's own number"}
 	}
-	key := MakePortalKey(patient, login.ID)
-	existing, err := b.c.DB.Conversation.Get(ctx, loginID, string(key.ID))
-	if err != nil {
-		return nil, false, err
-	}
-	portal, err := b.c.ensureConversation(ctx, login, patient)
+	portal, created, err := b.c.openConversation(ctx, login, patient)
 	if err != nil {
 		return nil, false, err
 	}
@@ -85,7 +80,6 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patien
 	if err != nil {
 		return nil, false, err
 	}
-	created := existing == nil
 	if created {
 		if err = b.c.audited(ctx, convAudit(conv, actor, "conversation started", "ok", "integration api"), nil); err != nil {
 			return nil, false, err

@@ -21,6 +21,7 @@ import (
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
+	"github.com/carebridge/carebridge/internal/keyedlock"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -40,6 +41,8 @@ type Connector struct {
 
 	inbound *inboundQueue
 	started atomic.Bool
+	// setupLocks make one conversation's room be set up by one caller at a time.
+	setupLocks keyedlock.Locks
 	// API is the integration API, nil when no integration is configured.
 	API       *integration.Server
 	retention *retentionLoop

@@ -290,9 +290,24 @@ func (c *Connector) remindSecure(ctx context.Context, login *bridgev2.UserLogin,
 // ensureConversation returns the conversation room of a patient at a clinic number,
 // creating the conversation, the room, and the staff invites when they do not exist yet.
 // Staff are invited before any message is sent so that their devices receive its keys.
+// One caller at a time per conversation (an inbound text, staff's start-chat and the
+// integration API can open one at once), so that its room is set up once.
 func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.UserLogin, patientE164 string) (*bridgev2.Portal, error) {
+	portal, _, err := c.openConversation(ctx, login, patientE164)
+	return portal, err
+}
+
+// openConversation is ensureConversation that also says whether this call created the
+// conversation.
+func (c *Connector) openConversation(ctx context.Context, login *bridgev2.UserLogin, patientE164 string) (*bridgev2.Portal, bool, error) {
 	meta := login.Metadata.(*UserLoginMetadata)
 	key := MakePortalKey(patientE164, login.ID)
+	defer c.setupLocks.Lock(string(key.Receiver) + "/" + string(key.ID))()
+	existing, err := c.DB.Conversation.Get(ctx, string(login.ID), string(key.ID))
+	if err != nil {
+		return nil, false, fmt.Errorf("failed to read conversation: %w", err)
+	}
+	created := existing == nil
 	conv, err := c.DB.Conversation.GetOrCreate(ctx, &database.Conversation{
 		LoginID:      string(login.ID),
 		PortalID:     string(key.ID),
@@ -301,24 +316,24 @@ func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.User
 		Mode:         database.Mode(c.Config.SecureChat.DefaultMode),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("failed to store conversation: %w", err)
+		return nil, false, fmt.Errorf("failed to store conversation: %w", err)
 	}
 	portal, err := c.Bridge.GetPortalByKey(ctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("failed to get portal: %w", err)
+		return nil, false, fmt.Errorf("failed to get portal: %w", err)
 	}
 	if portal.MXID == "" {
 		if err = portal.CreateMatrixRoom(ctx, login, nil); err != nil {
-			return nil, fmt.Errorf("failed to create conversation room: %w", err)
+			return nil, false, fmt.Errorf("failed to create conversation room: %w", err)
 		}
 	}
 	if !conv.RoomReady {
 		if err = c.setupRoom(ctx, login, portal); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.updateConversationState(ctx, portal, conv)
 	}
-	return portal, nil
+	return portal, created, nil
 }
 
 // setupRoom makes the clinic login the room's relay (so staff without logins reply

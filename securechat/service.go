@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/keyedlock"
 )
 
 // LinkPath is where links start ("/s/{token}"): short, because it goes in an SMS.
@@ -61,7 +61,7 @@ type Service struct {
 	// Now is the clock (tests move it).
 	Now func() time.Time
 
-	convLocks keyedLocks
+	convLocks keyedlock.Locks
 }
 
 // NewService builds the service. The backend may be set later, before use.
@@ -397,50 +397,7 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 // lockConversation serialises code checks of one conversation, so that concurrent wrong
 // guesses cannot slip past the lockout count.
 func (s *Service) lockConversation(conv *database.Conversation) func() {
-	return s.convLocks.lock(conv.LoginID + "/" + conv.PortalID)
-}
-
-// keyedLocks are mutexes by key that exist only while held or waited for, so a bridge
-// that checks codes of many conversations over months keeps none of them.
-type keyedLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyedLock
-}
-
-type keyedLock struct {
-	sync.Mutex
-	users int // holding or waiting
-}
-
-// lock locks key and returns its unlock.
-func (k *keyedLocks) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = make(map[string]*keyedLock)
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyedLock{}
-		k.locks[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
-
-// held is how many keys are locked or waited for.
-func (k *keyedLocks) held() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.locks)
+	return s.convLocks.Lock(conv.LoginID + "/" + conv.PortalID)
 }
 
 // ---- sessions -------------------------------------------------------------------

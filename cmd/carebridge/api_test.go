@@ -343,6 +343,23 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	time.Sleep(500 * time.Millisecond)
 	assert.Len(t, e.fake.Messages(), 1, "the replay and the existing conversation texted nothing more")
 
+	// Several systems (or retries without a key) starting the same new patient at once: one
+	// conversation, created once.
+	var wg sync.WaitGroup
+	racing := make([]apiAnswer, 8)
+	for i := range racing {
+		wg.Go(func() {
+			racing[i] = ehr.call(http.MethodPost, api+"/conversations", `{"patient":{"phone":"+15551234570"}}`)
+		})
+	}
+	wg.Wait()
+	statuses := map[int]int{}
+	for _, a := range racing {
+		statuses[a.Status]++
+		assert.Equal(t, racing[0].str("conversation.id"), a.str("conversation.id"), a.Raw)
+	}
+	assert.Equal(t, map[int]int{http.StatusCreated: 1, http.StatusOK: len(racing) - 1}, statuses)
+
 	// Reading it, with the read-only token.
 	got := reader.call(http.MethodGet, api+"/conversations/"+convID, "")
 	require.Equal(t, http.StatusOK, got.Status, got.Raw)

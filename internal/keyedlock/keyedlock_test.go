@@ -1,4 +1,4 @@
-package securechat
+package keyedlock
 
 import (
 	"sync"
@@ -9,14 +9,14 @@ import (
 )
 
 func TestKeyedLocks(t *testing.T) {
-	var k keyedLocks
+	var k Locks
 	// One key: holders take turns, and nobody is inside twice.
 	var inside, most, total int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range 50 {
 		wg.Go(func() {
-			unlock := k.lock("clinic/patient-a")
+			unlock := k.Lock("clinic/patient-a")
 			mu.Lock()
 			inside++
 			most = max(most, inside)
@@ -32,13 +32,13 @@ func TestKeyedLocks(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 1, most, "two holders of one key at once")
 	assert.Equal(t, 50, total)
-	assert.Zero(t, k.held(), "a lock nobody holds or waits for is forgotten")
+	assert.Zero(t, k.Held(), "a lock nobody holds or waits for is forgotten")
 
 	// Different keys do not wait for each other.
-	unlockA := k.lock("clinic/patient-a")
+	unlockA := k.Lock("clinic/patient-a")
 	got := make(chan struct{})
 	go func() {
-		unlock := k.lock("clinic/patient-b")
+		unlock := k.Lock("clinic/patient-b")
 		close(got)
 		unlock()
 	}()
@@ -47,7 +47,7 @@ func TestKeyedLocks(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("another conversation's lock waited for this one")
 	}
-	assert.Equal(t, 1, k.held())
+	assert.Equal(t, 1, k.Held())
 	unlockA()
-	assert.Zero(t, k.held())
+	assert.Zero(t, k.Held())
 }
