@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"image/jpeg"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,15 +57,24 @@ func runMMSInbound(t *testing.T, kind string) {
 
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
-	file, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.RoomID == roomID && m.MsgType == "m.file" })
-	require.NoError(t, err)
-	var got []testenv.AgentMessage
-	for _, m := range nurse.Messages() {
-		if m.RoomID == roomID && m.Sender == "@sms_15551234567:"+e.hs.ServerName() {
-			got = append(got, m)
+	// The agent reports a media message once it has downloaded and decrypted the file, so
+	// the three may reach its list in another order: wait for all, then order by the server.
+	fromPatient := func() []testenv.AgentMessage {
+		var got []testenv.AgentMessage
+		for _, m := range nurse.Messages() {
+			if m.RoomID == roomID && m.Sender == "@sms_15551234567:"+e.hs.ServerName() {
+				got = append(got, m)
+			}
 		}
+		slices.SortFunc(got, func(a, b testenv.AgentMessage) int { return cmp.Compare(a.ServerTS, b.ServerTS) })
+		return got
 	}
+	require.Eventually(t, func() bool { return len(fromPatient()) >= 3 }, time.Minute, 50*time.Millisecond,
+		"the text, the photo and the PDF reach the nurse")
+	got := fromPatient()
 	require.Len(t, got, 3)
+	file := got[2]
+	assert.Equal(t, "m.file", file.MsgType)
 	assert.Equal(t, "m.text", got[0].MsgType)
 	assert.Equal(t, "Here is the rash and my insurance card", got[0].Body)
 	img := got[1]
