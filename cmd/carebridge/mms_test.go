@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +10,7 @@ import (
 	"image/jpeg"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -58,20 +58,35 @@ func runMMSInbound(t *testing.T, kind string) {
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
 	// The agent reports a media message once it has downloaded and decrypted the file, so
-	// the three may reach its list in another order: wait for all, then order by the server.
-	fromPatient := func() []testenv.AgentMessage {
-		var got []testenv.AgentMessage
+	// the three may reach its list in another order (and the parts of one MMS share their
+	// timestamp): wait for all, then put them in the room's order, as the server gives it.
+	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	fromPatient := func() map[string]testenv.AgentMessage {
+		got := map[string]testenv.AgentMessage{}
 		for _, m := range nurse.Messages() {
-			if m.RoomID == roomID && m.Sender == "@sms_15551234567:"+e.hs.ServerName() {
-				got = append(got, m)
+			if m.RoomID == roomID && m.Sender == ghost {
+				got[m.EventID] = m
 			}
 		}
-		slices.SortFunc(got, func(a, b testenv.AgentMessage) int { return cmp.Compare(a.ServerTS, b.ServerTS) })
 		return got
 	}
 	require.Eventually(t, func() bool { return len(fromPatient()) >= 3 }, time.Minute, 50*time.Millisecond,
 		"the text, the photo and the PDF reach the nurse")
-	got := fromPatient()
+	byEvent := fromPatient()
+	var timeline struct {
+		Chunk []struct {
+			EventID string `json:"event_id"`
+			Sender  string `json:"sender"`
+		} `json:"chunk"`
+	}
+	matrixGet(t, e.hs.URL(), matrixLogin(t, e.hs.URL(), "nurse", "nurse-password-1"),
+		"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/messages?dir=b&limit=100", &timeline)
+	var got []testenv.AgentMessage
+	for _, ev := range slices.Backward(timeline.Chunk) {
+		if m, ok := byEvent[ev.EventID]; ok {
+			got = append(got, m)
+		}
+	}
 	require.Len(t, got, 3)
 	file := got[2]
 	assert.Equal(t, "m.file", file.MsgType)
