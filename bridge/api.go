@@ -147,22 +147,7 @@ func (b apiBackend) Template(ctx context.Context, actor string, conv *database.C
 	if err := b.CheckTemplate(name); err != nil {
 		return "", err
 	}
-	text := b.c.Config.Templates[strings.ToLower(name)]
-	patientName := conv.PatientName
-	if patientName == "" {
-		var err error
-		if patientName, err = b.c.DB.Conversation.GetPatientName(ctx, conv.PatientPhone); err != nil {
-			return "", err
-		}
-	}
-	link := ""
-	if strings.Contains(text, "{link}") {
-		var err error
-		if link, err = b.c.Secure.IssueLink(ctx, conv, actor); err != nil {
-			return "", err
-		}
-	}
-	return fillTemplate(text, patientName, b.c.Config.ClinicName, link), nil
+	return b.c.templateText(ctx, conv, actor, b.c.Config.Templates[strings.ToLower(name)])
 }
 
 // Send is called for a message from the integration: it goes by the conversation's mode
@@ -177,11 +162,10 @@ func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conve
 		return nil, err
 	}
 	if secure || conv.Mode == database.ModeSecure {
-		msg, err := b.c.Secure.AddStaffMessage(ctx, conv, actor, apiName(actor), database.SecureText, text, "", nil, "")
+		msg, err := b.c.keepForSecureChat(ctx, portal, conv, actor, apiName(actor), text, "")
 		if err != nil {
 			return nil, err
 		}
-		go b.c.alertPatient(b.c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("🔒 %s sent to the secure chat: %s", apiName(actor), text))
 		return &integration.Sent{Via: database.ModeSecure, SecureID: msg.ID, Status: "sent"}, nil
 	}
@@ -200,20 +184,7 @@ func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conve
 	if err = b.c.audited(ctx, convAudit(conv, actor, "message sent", "ok", "sms"), nil); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit a message sent through the API")
 	}
-	status := sent.Status
-	if status == "" {
-		status = "queued"
-	}
-	noticeID := b.c.laterNotice(ctx, &database.ScheduledMessage{LoginID: conv.LoginID, PortalID: conv.PortalID},
-		fmt.Sprintf("%s texted: %s", apiName(actor), text))
-	if noticeID != "" {
-		// Twilio's delivery updates show on the notice, as they do on a staff message.
-		err = b.c.DB.Outbound.Insert(ctx, &database.Outbound{MessageSID: sent.SID, LoginID: conv.LoginID, PortalID: conv.PortalID,
-			EventID: noticeID.String(), SenderMXID: b.c.Bridge.Bot.GetMXID().String(), Status: status})
-		if err != nil {
-			zerolog.Ctx(ctx).Err(err).Str("message_sid", sent.SID).Msg("Failed to record a text sent through the API")
-		}
-	}
+	status := b.c.trackTextOnNotice(ctx, conv, sent, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)))
 	return &integration.Sent{Via: database.ModeSMS, MessageSID: sent.SID, Status: status}, nil
 }
 

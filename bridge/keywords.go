@@ -8,6 +8,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/sms"
 )
@@ -78,11 +79,13 @@ func (c *Connector) handleKeyword(ctx context.Context, login *bridgev2.UserLogin
 }
 
 // sendNotice posts a bridge notice (m.notice from the bridge bot) in a conversation room.
-func (c *Connector) sendNotice(ctx context.Context, portal *bridgev2.Portal, text string) {
-	_, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
+func (c *Connector) sendNotice(ctx context.Context, portal *bridgev2.Portal, text string) id.EventID {
+	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
 		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
 	}, nil)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
+		return ""
 	}
+	return resp.EventID
 }

@@ -281,6 +281,21 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 	c.updateConversationState(ctx, portal, conv)
 }
 
+// keepForSecureChat stores a text from the staff side for the secure chat and texts the
+// patient an alert in the background (at most one per quiet period). eventID is the Matrix
+// event it came from, if any.
+func (c *Connector) keepForSecureChat(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation,
+	actor, sender, text, eventID string) (*securechat.Message, error) {
+	msg, err := c.Secure.AddStaffMessage(ctx, conv, actor, sender, cbdb.SecureText, text, "", nil, eventID)
+	if err != nil {
+		return nil, err
+	}
+	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
+		go c.alertPatient(c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
+	}
+	return msg, nil
+}
+
 func describeSendError(err error) string {
 	var sendErr *sms.SendError
 	if errors.As(err, &sendErr) {

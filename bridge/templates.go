@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -102,20 +103,20 @@ func fillTemplate(text, patientName, clinicName, link string) string {
 // noNameGap is a missing name with the space before it: "Hi {patient_name}," → "Hi,".
 var noNameGap = regexp.MustCompile(` +\{patient_name\}([,.!?:;]?)`)
 
-// templateText fills a template for a conversation, issuing a fresh secure link only when
-// the template has {link}.
-func (c *Connector) templateText(ce *commands.Event, conv *database.Conversation, text string) (string, error) {
+// templateText fills a template for a conversation, issuing a fresh secure link (by
+// actor) only when the template has {link}.
+func (c *Connector) templateText(ctx context.Context, conv *database.Conversation, actor, text string) (string, error) {
 	name := conv.PatientName
 	if name == "" {
 		var err error
-		if name, err = c.DB.Conversation.GetPatientName(ce.Ctx, conv.PatientPhone); err != nil {
+		if name, err = c.DB.Conversation.GetPatientName(ctx, conv.PatientPhone); err != nil {
 			return "", fmt.Errorf("failed to read the patient's name: %w", err)
 		}
 	}
 	link := ""
 	if strings.Contains(text, "{link}") {
 		var err error
-		if link, err = c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+		if link, err = c.Secure.IssueLink(ctx, conv, actor); err != nil {
 			return "", fmt.Errorf("failed to issue a secure link: %w", err)
 		}
 	}
@@ -128,7 +129,7 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 		ce.Reply("Not sent: the patient has opted out (STOP); nothing is texted until they text START.")
 		return
 	}
-	text, err := c.templateText(ce, conv, template)
+	text, err := c.templateText(ce.Ctx, conv, ce.User.MXID.String(), template)
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to fill a template")
 		ce.Reply("The template could not be filled in; try again.")
@@ -151,20 +152,17 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 // sendSecureTemplate keeps a template for the secure chat and alerts the patient; it is
 // never texted.
 func (c *Connector) sendSecureTemplate(ce *commands.Event, conv *database.Conversation, name, template string) {
-	text, err := c.templateText(ce, conv, template)
+	text, err := c.templateText(ce.Ctx, conv, ce.User.MXID.String(), template)
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to fill a template")
 		ce.Reply("The template could not be filled in; try again.")
 		return
 	}
-	_, err = c.Secure.AddStaffMessage(ce.Ctx, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), database.SecureText, text, "", nil, ce.EventID.String())
+	_, err = c.keepForSecureChat(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), text, ce.EventID.String())
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to store a template for the secure chat")
 		ce.Reply("Not sent: the template could not be stored for the secure chat; try again.")
 		return
-	}
-	if login := c.Bridge.GetCachedUserLoginByID(ce.Portal.Receiver); login != nil {
-		go c.alertPatient(c.Bridge.BackgroundCtx, login, ce.Portal, conv.LoginID, conv.PortalID)
 	}
 	c.templateSent(ce, conv, name, "secure")
 	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("🔒 Sent template %s to the secure chat: %s", name, text))

@@ -16,7 +16,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/networkid"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
@@ -493,14 +492,12 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 	}
 	name := c.staffName(ctx, portal, id.UserID(m.CreatedBy))
 	if conv.Mode == database.ModeSecure {
-		_, err = c.Secure.AddStaffMessage(ctx, conv, m.CreatedBy, name, database.SecureText, text, "", nil, "")
-		if err != nil {
+		if _, err = c.keepForSecureChat(ctx, portal, conv, m.CreatedBy, name, text, ""); err != nil {
 			log.Err(err).Msg("Failed to store a scheduled message for the secure chat")
 			c.finishLater(ctx, m, "", "it could not be stored for the secure chat", text)
 			return true
 		}
 		c.finishLater(ctx, m, "secure", "", text)
-		go c.alertPatient(c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
 		return true
 	}
 	sent, reason := c.textLater(ctx, login, conv, name+": "+text)
@@ -508,19 +505,7 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 		c.finishLater(ctx, m, "", reason, text)
 		return true
 	}
-	eventID := c.finishLater(ctx, m, "sms", "", text)
-	if eventID != "" {
-		// Twilio's delivery updates show on the notice, as they do on a staff message.
-		status := sent.Status
-		if status == "" {
-			status = "queued"
-		}
-		err = c.DB.Outbound.Insert(ctx, &database.Outbound{MessageSID: sent.SID, LoginID: m.LoginID, PortalID: m.PortalID,
-			EventID: eventID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String(), Status: status})
-		if err != nil {
-			log.Err(err).Str("message_sid", sent.SID).Msg("Failed to record a sent scheduled text")
-		}
-	}
+	c.trackTextOnNotice(ctx, conv, sent, c.finishLater(ctx, m, "sms", "", text))
 	// Not a reply to a waiting patient: a follow-up staff wrote in advance does not end a
 	// wait nor count in the response times (onStaffReply is not called).
 	return true
@@ -594,12 +579,24 @@ func (c *Connector) laterNotice(ctx context.Context, m *database.ScheduledMessag
 		zerolog.Ctx(ctx).Err(err).Msg("No room to tell about a scheduled message")
 		return ""
 	}
-	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
-		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
-	}, nil)
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
-		return ""
+	return c.sendNotice(ctx, portal, text)
+}
+
+// trackTextOnNotice records a text the bridge sent on its own (a follow-up, an
+// integration's message) under the room notice that shows it, so that Twilio's delivery
+// updates show on the notice as they do on a staff message. It returns the text's status.
+func (c *Connector) trackTextOnNotice(ctx context.Context, conv *database.Conversation, sent *sms.SentMessage, noticeID id.EventID) string {
+	status := sent.Status
+	if status == "" {
+		status = "queued"
 	}
-	return resp.EventID
+	if noticeID == "" {
+		return status
+	}
+	err := c.DB.Outbound.Insert(ctx, &database.Outbound{MessageSID: sent.SID, LoginID: conv.LoginID, PortalID: conv.PortalID,
+		EventID: noticeID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String(), Status: status})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Str("message_sid", sent.SID).Msg("Failed to record a text the bridge sent")
+	}
+	return status
 }

@@ -157,11 +157,6 @@ func (q *IntegrationQuery) Conversation(ctx context.Context, id string) (*APICon
 	return q.conversation(ctx, getAPIConversationSQL, id)
 }
 
-// ConversationOf returns a conversation's API handle, or nil when it has none yet.
-func (q *IntegrationQuery) ConversationOf(ctx context.Context, loginID, portalID string) (*APIConversation, error) {
-	return q.conversation(ctx, getAPIConversationByKeySQL, loginID, portalID)
-}
-
 // ConversationsByExternalID returns the conversations carrying an integration's patient
 // ID, newest first (a patient can text several clinic numbers).
 func (q *IntegrationQuery) ConversationsByExternalID(ctx context.Context, externalID string) ([]*APIConversation, error) {

@@ -41,7 +41,3 @@ func asError(err error) *Error {
 	}
 	return apiError(http.StatusInternalServerError, "internal_error", "the bridge could not complete the request; try again (the same Idempotency-Key is safe)")
 }
-
-func asType[T error](err error, target *T) bool { return errors.As(err, target) }
-
-func itoa(i int) string { return fmt.Sprint(i) }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -205,7 +207,7 @@ func communicationText(comm *fhirCommunication) (string, error) {
 	return text, nil
 }
 
-func payloadPath(i int) string { return "Communication.payload[" + itoa(i) + "]" }
+func payloadPath(i int) string { return "Communication.payload[" + strconv.Itoa(i) + "]" }
 
 // communicationRecipient finds or opens the conversation with the recipient Patient.
 func (s *Server) communicationRecipient(ctx context.Context, c *call, comm *fhirCommunication) (*database.Conversation, *database.APIConversation, error) {
@@ -261,11 +263,11 @@ func containedPatient(contained []json.RawMessage, id string) (*fhirPatient, err
 	for i, raw := range contained {
 		var p fhirPatient
 		if err := json.Unmarshal(raw, &p); err != nil {
-			return nil, fhirIssue("structure", "Communication.contained["+itoa(i)+"]", "a contained resource is malformed: %s", jsonProblem(err))
+			return nil, fhirIssue("structure", "Communication.contained["+strconv.Itoa(i)+"]", "a contained resource is malformed: %s", jsonProblem(err))
 		}
 		if p.ID == id {
 			if p.ResourceType != "Patient" {
-				return nil, fhirIssue("invalid", "Communication.contained["+itoa(i)+"]", "the recipient #%s is a %s, not a Patient", id, p.ResourceType)
+				return nil, fhirIssue("invalid", "Communication.contained["+strconv.Itoa(i)+"]", "the recipient #%s is a %s, not a Patient", id, p.ResourceType)
 			}
 			return &p, nil
 		}
@@ -313,23 +315,13 @@ func (s *Server) openForPatient(ctx context.Context, c *call, comm *fhirCommunic
 			return nil, nil, fhirIssue("value", "Patient.birthDate", "Patient.birthDate must be a full date such as 1980-02-03")
 		}
 	}
-	if _, _, err = s.startConversation(ctx, c, req); err != nil {
-		return nil, nil, err
-	}
-	apiConv, err := s.db.Integration().ConversationOf(ctx, loginID, c.portalID)
-	if err != nil || apiConv == nil {
-		return nil, nil, asError(err)
-	}
-	conv, err := s.db.Conversation.Get(ctx, apiConv.LoginID, apiConv.PortalID)
-	if err != nil || conv == nil {
-		return nil, nil, asError(err)
-	}
-	return conv, apiConv, nil
+	conv, apiConv, _, err := s.openConversation(ctx, c, req)
+	return conv, apiConv, err
 }
 
 func jsonProblem(err error) string {
 	var typeErr *json.UnmarshalTypeError
-	if ok := asType(err, &typeErr); ok {
+	if errors.As(err, &typeErr) {
 		return typeErr.Field + " must be a " + typeErr.Type.Kind().String()
 	}
 	return "not valid JSON"

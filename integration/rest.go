@@ -197,48 +197,15 @@ type conversationResponse struct {
 }
 
 func (s *Server) startConversation(ctx context.Context, c *call, req startRequest) (int, any, error) {
-	if req.dob != "" {
-		if _, err := time.Parse("2006-01-02", req.dob); err != nil {
-			return 0, nil, fieldError("patient.birth_date", "patient.birth_date must be a date such as 1980-02-03")
-		}
-	}
 	// Everything the request can get wrong is checked before anything is created.
 	if req.template != "" {
 		if err := s.backend.CheckTemplate(req.template); err != nil {
 			return 0, nil, err
 		}
 	}
-	conv, created, err := s.backend.OpenConversation(ctx, c.Actor(), req.loginID, req.phone)
+	conv, apiConv, created, err := s.openConversation(ctx, c, req)
 	if err != nil {
 		return 0, nil, err
-	}
-	c.touch(conv)
-	apiConv, err := s.apiConversation(ctx, conv)
-	if err != nil {
-		return 0, nil, err
-	}
-	if req.externalID != "" && req.externalID != apiConv.ExternalID {
-		if err = s.db.Integration().SetExternalID(ctx, apiConv.ID, req.externalID); err != nil {
-			return 0, nil, err
-		}
-		apiConv.ExternalID = req.externalID
-	}
-	if req.name != "" && req.name != conv.PatientName {
-		if err = s.backend.SetPatientName(ctx, c.Actor(), conv, strings.Join(strings.Fields(req.name), " ")); err != nil {
-			return 0, nil, err
-		}
-	}
-	if req.dob != "" {
-		if err = s.backend.SetDOB(ctx, c.Actor(), conv, req.dob); err != nil {
-			return 0, nil, err
-		}
-	}
-	// The API can raise a conversation to secure mode, never lower it: going back to SMS
-	// is for staff (`!sms plain`), and the clinic's default_mode stands.
-	if req.secure && conv.Mode != database.ModeSecure {
-		if err = s.backend.SetSecure(ctx, c.Actor(), conv); err != nil {
-			return 0, nil, err
-		}
 	}
 	resp := &conversationResponse{Created: created}
 	text := req.message
@@ -266,6 +233,49 @@ func (s *Server) startConversation(ctx context.Context, c *call, req startReques
 		status = http.StatusCreated
 	}
 	return status, resp, nil
+}
+
+// openConversation finds or opens the patient's conversation (REST or FHIR) and records
+// what the request says of the patient: external ID, name, date of birth, secure mode.
+func (s *Server) openConversation(ctx context.Context, c *call, req startRequest) (*database.Conversation, *database.APIConversation, bool, error) {
+	if req.dob != "" {
+		if _, err := time.Parse("2006-01-02", req.dob); err != nil {
+			return nil, nil, false, fieldError("patient.birth_date", "patient.birth_date must be a date such as 1980-02-03")
+		}
+	}
+	conv, created, err := s.backend.OpenConversation(ctx, c.Actor(), req.loginID, req.phone)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	c.touch(conv)
+	apiConv, err := s.apiConversation(ctx, conv)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if req.externalID != "" && req.externalID != apiConv.ExternalID {
+		if err = s.db.Integration().SetExternalID(ctx, apiConv.ID, req.externalID); err != nil {
+			return nil, nil, false, err
+		}
+		apiConv.ExternalID = req.externalID
+	}
+	if req.name != "" && req.name != conv.PatientName {
+		if err = s.backend.SetPatientName(ctx, c.Actor(), conv, strings.Join(strings.Fields(req.name), " ")); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	if req.dob != "" {
+		if err = s.backend.SetDOB(ctx, c.Actor(), conv, req.dob); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	// The API can raise a conversation to secure mode, never lower it: going back to SMS
+	// is for staff (`!sms plain`), and the clinic's default_mode stands.
+	if req.secure && conv.Mode != database.ModeSecure {
+		if err = s.backend.SetSecure(ctx, c.Actor(), conv); err != nil {
+			return nil, nil, false, err
+		}
+	}
+	return conv, apiConv, created, nil
 }
 
 func (s *Server) getConversation(ctx context.Context, c *call, r *http.Request, _ []byte) (int, any, error) {

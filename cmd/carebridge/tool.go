@@ -83,10 +83,6 @@ func toolFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, path
 }
 
-// errConfigNotReady means the config still asks for a key to be generated: the bridge
-// has not started on it yet.
-var errConfigNotReady = errors.New("the config still has \"generate\" in place of a key: start the bridge once with it, or write the key in")
-
 // openTool reads the config (without rewriting it) and opens the database.
 func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, error) {
 	data, err := os.ReadFile(path)
