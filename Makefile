@@ -14,9 +14,15 @@ export GOFLAGS := -tags=$(TAGS) -buildvcs=false
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carebridge ./cmd/carebridge
 
-# Installs the test homeserver (cached under ~/.cache/carebridge) and checks the tools.
+CACHE     ?= $(HOME)/.cache/carebridge
+GOTESTSUM := $(CACHE)/bin/gotestsum
+export CAREBRIDGE_TEST_PG_PORT ?= 54329
+
+# Installs and starts what the tests need, idempotently (Debian packages, a PostgreSQL
+# test cluster on 127.0.0.1:$(CAREBRIDGE_TEST_PG_PORT), Dendrite and gotestsum cached
+# under ~/.cache/carebridge): scripts/test-deps.sh.
 deps:
-	./scripts/install-dendrite.sh >/dev/null
+	./scripts/test-deps.sh
 
 vet:
 	$(GO) vet ./...
@@ -24,9 +30,11 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 # Everything: unit tests, integration tests on SQLite and PostgreSQL, the acceptance test
-# with Dendrite and an independent E2EE client.
+# with Dendrite and an independent E2EE client. A missing dependency fails its tests here
+# (deps installed it); gotestsum ends the run with the counts and every skip's reason.
 test: deps vet build
-	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge $(GO) test -count=1 -timeout 25m ./...
+	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge CAREBRIDGE_TEST_STRICT=1 \
+	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
 
 test-unit:
 	$(GO) test -count=1 -short ./...

@@ -20,8 +20,8 @@ import (
 const DepPostgres = "PostgreSQL"
 
 func init() {
-	installHints[DepPostgres] = "start PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres " +
-		"(.ci/run does: pg_ctlcluster 15 main start), or set CAREBRIDGE_TEST_POSTGRES to a server URI"
+	installHints[DepPostgres] = "run scripts/test-deps.sh (make test does: it makes a test cluster on 127.0.0.1:54329 " +
+		"with trust auth on loopback), or set CAREBRIDGE_TEST_POSTGRES to a server URI"
 }
 
 // DBSpec is a database a test can give the bridge: the dbutil dialect and its URI.
@@ -31,12 +31,18 @@ type DBSpec struct {
 	URI  string
 }
 
-// postgresAdminURI is the server the tests create their databases on.
+// postgresAdminURI is the server the tests create their databases on: the test cluster
+// scripts/test-deps.sh makes (port CAREBRIDGE_TEST_PG_PORT, 54329 by default), or
+// CAREBRIDGE_TEST_POSTGRES.
 func postgresAdminURI() string {
 	if uri := os.Getenv("CAREBRIDGE_TEST_POSTGRES"); uri != "" {
 		return uri
 	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	port := os.Getenv("CAREBRIDGE_TEST_PG_PORT")
+	if port == "" {
+		port = "54329"
+	}
+	return "postgres://postgres@127.0.0.1:" + port + "/postgres?sslmode=disable"
 }
 
 // NewSQLite returns a fresh SQLite database file in the test's temp dir.
@@ -77,7 +83,7 @@ func postgresURIFor(dbName string) string {
 	// Swap the database name in the admin URI's path.
 	u, err := url.Parse(base)
 	if err != nil {
-		return fmt.Sprintf("postgres://postgres@127.0.0.1:5432/%s?sslmode=disable", dbName)
+		panic(fmt.Sprintf("CAREBRIDGE_TEST_POSTGRES is not a URI: %v", err))
 	}
 	u.Path = "/" + dbName
 	return u.String()
