@@ -21,6 +21,7 @@ type Config struct {
 	Keywords   KeywordsConfig   `yaml:"keywords"`
 	Twilio     TwilioConfig     `yaml:"twilio"`
 	Inbound    InboundConfig    `yaml:"inbound"`
+	Outbox     OutboxConfig     `yaml:"outbox"`
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Federation FederationConfig `yaml:"federation"`
 	Privacy    PrivacyConfig    `yaml:"privacy"`
@@ -81,6 +82,19 @@ type InboundConfig struct {
 	Concurrency int `yaml:"concurrency"`
 }
 
+// OutboxConfig tunes how texts to patients are sent: every text is stored first, then
+// sent by a pool of workers, one conversation's texts in order.
+type OutboxConfig struct {
+	// Concurrency is how many conversations' texts are at Twilio at once.
+	Concurrency int `yaml:"concurrency"`
+	// RetryInterval is the first wait before a text Twilio certainly did not accept is sent
+	// again; later waits double up to MaxRetryInterval, with jitter.
+	RetryInterval    time.Duration `yaml:"retry_interval"`
+	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
+	// MaxAttempts is how often a text is tried before staff are told it was not sent.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
 // MetricsConfig configures the separate listener for Prometheus metrics and health checks.
 type MetricsConfig struct {
 	// Listen is host:port for /metrics, /healthz and /readyz; empty turns the listener off.
@@ -127,6 +141,10 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
 	helper.Copy(up.Int, "inbound", "concurrency")
+	helper.Copy(up.Int, "outbox", "concurrency")
+	helper.Copy(up.Str, "outbox", "retry_interval")
+	helper.Copy(up.Str, "outbox", "max_retry_interval")
+	helper.Copy(up.Int, "outbox", "max_attempts")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "federation", "allowed_servers")

@@ -32,6 +32,7 @@ func validConfig() Config {
 		Keywords: KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
 		Twilio:   TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
 		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute, Concurrency: 8},
+		Outbox:   OutboxConfig{Concurrency: 16, RetryInterval: time.Second, MaxRetryInterval: time.Minute, MaxAttempts: 8},
 	}
 }
 
@@ -46,6 +47,7 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	assert.Equal(t, "Example Clinic", cfg.ClinicName)
 	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
 	assert.Equal(t, 5*time.Minute, cfg.Inbound.MaxRetryInterval)
+	assert.Equal(t, OutboxConfig{Concurrency: 16, RetryInterval: time.Second, MaxRetryInterval: time.Minute, MaxAttempts: 8}, cfg.Outbox)
 	assert.Equal(t, "You will receive no more texts from Example Clinic. Reply START to receive texts again.",
 		cfg.Render(cfg.Keywords.OptOutReply))
 }
@@ -88,6 +90,9 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"url as server", func(c *Config) { c.Federation.AllowedServers = []string{"https://hospital.example"} }, "network.federation.allowed_servers[0]"},
 		{"no inbound workers", func(c *Config) { c.Inbound.Concurrency = 0 }, "network.inbound.concurrency is 0: use 1 to 64"},
 		{"too many inbound workers", func(c *Config) { c.Inbound.Concurrency = 65 }, "network.inbound.concurrency is 65"},
+		{"no outbox workers", func(c *Config) { c.Outbox.Concurrency = 0 }, "network.outbox.concurrency is 0: use 1 to 256"},
+		{"outbox retry backwards", func(c *Config) { c.Outbox.MaxRetryInterval = time.Millisecond }, "network.outbox"},
+		{"no outbox attempts", func(c *Config) { c.Outbox.MaxAttempts = 0 }, "network.outbox.max_attempts is 0"},
 		{"metrics without port", func(c *Config) { c.Metrics.Listen = "127.0.0.1" }, "network.metrics.listen is \"127.0.0.1\": write host:port"},
 		{"metrics port out of range", func(c *Config) { c.Metrics.Listen = ":70000" }, "network.metrics.listen is \":70000\": the port"},
 	}

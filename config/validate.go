@@ -74,6 +74,15 @@ func (c *Config) Validate() error {
 	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 64 {
 		return invalid("inbound.concurrency", fmt.Sprintf("is %d: use 1 to 64 (8 by default)", c.Inbound.Concurrency))
 	}
+	if c.Outbox.Concurrency < 1 || c.Outbox.Concurrency > 256 {
+		return invalid("outbox.concurrency", fmt.Sprintf("is %d: use 1 to 256 (16 by default)", c.Outbox.Concurrency))
+	}
+	if c.Outbox.RetryInterval <= 0 || c.Outbox.MaxRetryInterval < c.Outbox.RetryInterval {
+		return invalid("outbox", "retry_interval must be positive and max_retry_interval at least as long (e.g. 1s and 1m)")
+	}
+	if c.Outbox.MaxAttempts < 1 || c.Outbox.MaxAttempts > 100 {
+		return invalid("outbox.max_attempts", fmt.Sprintf("is %d: use 1 to 100 (8 by default)", c.Outbox.MaxAttempts))
+	}
 	if err := checkListen(c.Metrics.Listen); err != nil {
 		return invalid("metrics.listen", err.Error())
 	}

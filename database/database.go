@@ -18,6 +18,7 @@ type Database struct {
 	Conversation *ConversationQuery
 	Receipt      *ReceiptQuery
 	Outbound     *OutboundQuery
+	Outbox       *OutboxQuery
 	Media        *OutboundMediaQuery
 	Link         *SecureLinkQuery
 	Code         *SecureCodeQuery
@@ -39,6 +40,9 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 		})},
 		Outbound: &OutboundQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Outbound]) *Outbound {
 			return &Outbound{}
+		})},
+		Outbox: &OutboxQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*OutboxMessage]) *OutboxMessage {
+			return &OutboxMessage{}
 		})},
 		Media: &OutboundMediaQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*OutboundMedia]) *OutboundMedia {
 			return &OutboundMedia{}

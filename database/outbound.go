@@ -9,9 +9,9 @@ import (
 )
 
 const (
-	outboundColumns     = `message_sid, login_id, portal_id, event_id, sender_mxid, status, error_code, created_at, updated_at`
+	outboundColumns     = `message_sid, login_id, portal_id, event_id, sender_mxid, status, error_code, created_at, updated_at, kind, remote_id`
 	getOutboundQuery    = `SELECT ` + outboundColumns + ` FROM outbound_message WHERE message_sid=$1`
-	insertOutboundQuery = `INSERT INTO outbound_message (` + outboundColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`
+	insertOutboundQuery = `INSERT INTO outbound_message (` + outboundColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)`
 	updateOutboundQuery = `UPDATE outbound_message SET status=$3, error_code=$4, updated_at=$5 WHERE message_sid=$1 AND status=$2`
 )
 
@@ -26,6 +26,8 @@ type Outbound struct {
 	ErrorCode  int
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	Kind       string // the outbox's kind of text ('' for texts sent before v9)
+	RemoteID   string // the bridgev2 message of a staff text ('' for others)
 }
 
 // OutboundQuery runs the outbound_message table's statements.
@@ -37,7 +39,7 @@ type OutboundQuery struct {
 func (o *Outbound) Scan(row dbutil.Scannable) (*Outbound, error) {
 	var createdAt, updatedAt int64
 	err := row.Scan(&o.MessageSID, &o.LoginID, &o.PortalID, &o.EventID, &o.SenderMXID, &o.Status,
-		&o.ErrorCode, &createdAt, &updatedAt)
+		&o.ErrorCode, &createdAt, &updatedAt, &o.Kind, &o.RemoteID)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +53,7 @@ func (oq *OutboundQuery) Insert(ctx context.Context, o *Outbound) error {
 		o.CreatedAt = time.Now()
 	}
 	return oq.Exec(ctx, insertOutboundQuery, o.MessageSID, o.LoginID, o.PortalID, o.EventID, o.SenderMXID,
-		o.Status, o.ErrorCode, o.CreatedAt.UnixMilli())
+		o.Status, o.ErrorCode, o.CreatedAt.UnixMilli(), o.Kind, o.RemoteID)
 }
 
 // Get returns a text by its MessageSid, or nil.

@@ -1,0 +1,215 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// dueBatch is how many conversations' next texts are read at once.
+const dueBatch = 64
+
+// stopGrace is how long Stop lets texts already at Twilio finish, so that their answer is
+// recorded and they are not sent again after the restart.
+const stopGrace = 5 * time.Second
+
+// Start puts back in line what a stopped process was sending and starts the workers.
+func (o *Outbox) Start(ctx context.Context) error {
+	n, err := o.DB.Outbox.Resume(ctx, o.Now())
+	if err != nil {
+		return fmt.Errorf("failed to resume the outbox: %w", err)
+	} else if n > 0 {
+		o.Log.Warn().Int64("count", n).Msg("Texts were being sent when the bridge stopped; sending them again")
+	}
+	ctx, o.cancel = context.WithCancel(o.Log.WithContext(ctx))
+	go o.run(ctx)
+	return nil
+}
+
+// Stop stops taking texts from the queue and waits briefly for the ones at Twilio.
+func (o *Outbox) Stop() {
+	o.once.Do(func() {
+		if o.cancel == nil {
+			return
+		}
+		o.cancel()
+		<-o.done
+	})
+}
+
+// run hands each conversation's next due text to a worker, up to outbox.concurrency
+// conversations at once; a conversation's next text becomes due when the one before it
+// is finished, so a slow Twilio call holds back only its own conversation.
+func (o *Outbox) run(ctx context.Context) {
+	defer close(o.done)
+	log := zerolog.Ctx(ctx)
+	workers := max(o.Config.Outbox.Concurrency, 1)
+	finished := make(chan string, workers)
+	inFlight := make(map[string]bool, workers)
+	// Sends outlive ctx by stopGrace, so a text at Twilio gets its answer recorded.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		grace := time.After(stopGrace)
+		for len(inFlight) > 0 {
+			select {
+			case conv := <-finished:
+				delete(inFlight, conv)
+			case <-grace:
+				cancelSends()
+				for range inFlight {
+					<-finished
+				}
+				return
+			}
+		}
+		cancelSends()
+	}()
+	read := true
+	for {
+		if read && len(inFlight) < workers {
+			read = false
+			due, err := o.DB.Outbox.GetDue(ctx, o.Now(), dueBatch)
+			if err != nil && ctx.Err() == nil {
+				log.Err(err).Msg("Failed to read the outbox")
+			}
+			for _, row := range due {
+				conv := row.LoginID + "/" + row.PortalID
+				if inFlight[conv] || len(inFlight) >= workers {
+					continue
+				}
+				inFlight[conv] = true
+				go func() {
+					defer func() { finished <- conv }()
+					o.process(sendCtx, row)
+				}()
+			}
+		}
+		var timer <-chan time.Time
+		if len(inFlight) < workers { // else a worker finishing comes first
+			next, ok, err := o.DB.Outbox.NextDue(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Err(err).Msg("Failed to read the outbox")
+				timer = time.After(o.Config.Outbox.RetryInterval)
+			case ok:
+				timer = time.After(max(next.Sub(o.Now()), time.Millisecond))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case conv := <-finished:
+			delete(inFlight, conv)
+		case <-o.wakeCh:
+		case <-timer:
+		}
+		read = true
+	}
+}
+
+// process sends one text and records the outcome.
+func (o *Outbox) process(ctx context.Context, row *database.OutboxMessage) {
+	log := o.Log.With().Int64("outbox_id", row.ID).Str("kind", row.Kind).Str("portal_id", row.PortalID).Logger()
+	ctx = log.WithContext(ctx)
+	if claimed, err := o.DB.Outbox.Claim(ctx, row.ID, o.Now()); err != nil || !claimed {
+		if err != nil {
+			log.Err(err).Msg("Failed to claim a text in the outbox")
+		}
+		return
+	}
+	t := &Text{ID: row.ID, LoginID: row.LoginID, PortalID: row.PortalID, From: row.From, To: row.To,
+		Kind: Kind(row.Kind), EventID: row.EventID, SenderMXID: row.SenderMXID, Attempts: row.Attempts + 1}
+	plain, err := o.Sealer.Open(row.KeyID, row.Sealed, additional(t))
+	var content stored
+	if err == nil {
+		err = json.Unmarshal(plain, &content)
+	}
+	if err != nil {
+		o.fail(ctx, t, 0, fmt.Errorf("failed to open the stored text: %w", err))
+		return
+	}
+	t.Body, t.MediaURLs = content.Body, content.MediaURLs
+	// The patient may have opted out while the text waited.
+	if err = o.check(ctx, t); err != nil {
+		var refusal *Refusal
+		if errors.As(err, &refusal) {
+			o.fail(ctx, t, 0, err)
+		} else {
+			o.retry(ctx, t, 0, err)
+		}
+		return
+	}
+	provider, err := o.Accounts.Provider(t.LoginID)
+	if errors.Is(err, ErrNotLinked) {
+		o.fail(ctx, t, 0, err)
+		return
+	} else if err != nil {
+		o.retry(ctx, t, 0, err)
+		return
+	}
+	sent, err := provider.Send(ctx, o.message(t))
+	if err != nil {
+		var sendErr *sms.SendError
+		if errors.As(err, &sendErr) && sendErr.Transient() {
+			o.retry(ctx, t, sendErr.Code, err)
+		} else {
+			// Refused, or uncertain (no answer in time): sending again could text it twice.
+			code := 0
+			if sendErr != nil {
+				code = sendErr.Code
+			}
+			o.fail(ctx, t, code, err)
+		}
+		return
+	}
+	err = o.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if err := o.DB.Outbox.MarkSent(ctx, t.ID, sent.SID, o.Now()); err != nil {
+			return err
+		}
+		return o.DB.Outbound.Insert(ctx, outboundOf(t, sent, o.Now()))
+	})
+	if err != nil {
+		// Left as sending: the next start sends it again rather than lose it.
+		log.Err(err).Str("message_sid", sent.SID).Msg("Failed to record a text Twilio accepted")
+	} else {
+		log.Debug().Str("message_sid", sent.SID).Int("attempt", t.Attempts).Msg("Sent text")
+	}
+	o.Hooks.Sent(ctx, t, sent)
+}
+
+// retry puts a text Twilio certainly did not accept back in line, or gives it up after
+// outbox.max_attempts.
+func (o *Outbox) retry(ctx context.Context, t *Text, code int, err error) {
+	cfg := o.Config.Outbox
+	if t.Attempts >= cfg.MaxAttempts {
+		o.fail(ctx, t, code, err)
+		return
+	}
+	wait := min(cfg.RetryInterval<<min(t.Attempts-1, 20), cfg.MaxRetryInterval)
+	// Up to a fifth either way, so texts refused together do not come back together.
+	wait += time.Duration((rand.Float64()*0.4 - 0.2) * float64(wait))
+	zerolog.Ctx(ctx).Warn().Err(err).Int("attempt", t.Attempts).Dur("retry_in", wait).Msg("Text not sent; will retry")
+	if err = o.DB.Outbox.MarkRetry(ctx, t.ID, o.Now().Add(wait), code, err.Error(), o.Now()); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to record a text's retry")
+	}
+}
+
+// fail gives a text up and tells the hooks once.
+func (o *Outbox) fail(ctx context.Context, t *Text, code int, err error) {
+	zerolog.Ctx(ctx).Warn().Err(err).Int("attempt", t.Attempts).Int("twilio_code", code).Msg("Text not sent")
+	changed, dbErr := o.DB.Outbox.MarkFailed(ctx, t.ID, code, err.Error(), o.Now())
+	if dbErr != nil {
+		zerolog.Ctx(ctx).Err(dbErr).Msg("Failed to record a text that was not sent")
+	} else if !changed {
+		return
+	}
+	o.Hooks.Failed(ctx, t, err)
+}
