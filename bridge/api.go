@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -176,7 +177,7 @@ func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conve
 		return nil, &integration.Error{Status: http.StatusUnprocessableEntity, Code: "too_long", Field: "text",
 			Message: fmt.Sprintf("the text would be %d SMS segments (%s), more than the clinic's limit of %d", segments, enc, b.c.Config.MaxSegments)}
 	}
-	sent, reason := b.c.textLater(ctx, login, conv, text)
+	sent, reason := b.c.textLater(ctx, conv, outbox.KindAPI, text)
 	if sent == nil {
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("⚠️ %s could not text the patient: %s", apiName(actor), reason))
 		return nil, &integration.Error{Status: http.StatusBadGateway, Code: "send_failed", Message: "the text was not sent: " + reason}

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/commands"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 )
 
@@ -96,7 +97,7 @@ func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	}
 	link, err := c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String())
 	if err == nil {
-		err = secureBackend{c}.SendSMS(ce.Ctx, conv, securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link))
+		err = c.textPatient(ce.Ctx, conv, outbox.KindAlert, securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link), ce.EventID)
 	}
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to text a secure chat link")

@@ -23,6 +23,7 @@ import (
 	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/internal/keyedlock"
 	"github.com/carebridge/carebridge/internal/metrics"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -40,6 +41,8 @@ type Connector struct {
 	Simulator *sms.Simulator
 
 	inbound *inboundQueue
+	// Outbox is the one way a text reaches a patient.
+	Outbox  *outbox.Outbox
 	started atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks keyedlock.Locks
@@ -156,6 +159,10 @@ func (c *Connector) Start(ctx context.Context) error {
 		Log:             &c.Bridge.Log,
 	}).Register(router)
 	c.registerCommands()
+	c.Outbox = c.newOutbox()
+	if err = c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
+		return err
+	}
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
@@ -182,6 +189,9 @@ func (c *Connector) whenStarted(h http.HandlerFunc) http.HandlerFunc {
 func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
+	}
+	if c.Outbox != nil {
+		c.Outbox.Stop()
 	}
 	if c.API != nil {
 		c.API.Stop()

@@ -14,86 +14,86 @@ import (
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
-	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/outbox"
 )
 
-// notSent is a refusal staff see as a notice, for a message that was certainly not sent.
-func notSent(err error, reason event.MessageStatusReason, words string) error {
+// refuse tells staff, in an encrypted notice replying to their message, why it was not
+// sent, and fails the message (no bridgev2 notice: bridgev2 sends those unencrypted).
+func (cl *Client) refuse(ctx context.Context, msg *bridgev2.MatrixMessage, err error, reason event.MessageStatusReason, words string) error {
+	cl.Connector.sendReplyNotice(ctx, msg.Portal, msg.Event.ID, "⚠️ Not sent: "+words)
 	return bridgev2.WrapErrorInStatus(err).WithErrorReason(reason).WithMessage("Not sent: " + words).
-		WithIsCertain(true).WithSendNotice(true)
+		WithIsCertain(true).WithSendNotice(false)
 }
 
 // HandleMatrixMessage is called for each staff message in a conversation room (through
-// the relay when the sender has no login): text goes to the patient as an SMS, an image
-// or file as an MMS.
+// the relay when the sender has no login), inside the homeserver's transaction: text goes
+// to the outbox as an SMS, an image or file as an MMS. The outbox has stored it when this
+// returns, and sends it in the conversation's turn; nothing here waits for Twilio.
 func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	c := cl.Connector
 	meta := cl.meta()
-	out := &sms.OutboundMessage{From: meta.Phone, To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body}
+	text := &outbox.Text{LoginID: string(cl.UserLogin.ID), PortalID: string(msg.Portal.ID), From: meta.Phone,
+		To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body, Kind: outbox.KindStaffReply,
+		EventID: msg.Event.ID.String(), SenderMXID: msg.Event.Sender.String()}
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:
 	case event.MsgImage, event.MsgFile, event.MsgVideo, event.MsgAudio:
 		// The caption (or the relay's "X sent an image") is the text; a bare file name is not.
 		if msg.Content.FileName == "" || msg.Content.Body == msg.Content.FileName {
-			out.Body = ""
+			text.Body = ""
 		}
 	default:
-		cl.Connector.metrics.Outbound(metrics.OutboundUnsupported)
-		return nil, notSent(ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
+		c.metrics.Outbound(metrics.OutboundUnsupported)
+		return nil, cl.refuse(ctx, msg, ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
-	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
+	conv, err := c.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
 	if err != nil {
 		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}
 	if conv != nil && conv.Mode == database.ModeSecure {
 		resp, err := cl.handleSecureMessage(ctx, msg, conv)
 		if err == nil {
-			cl.Connector.metrics.Outbound(metrics.OutboundSecure)
+			c.metrics.Outbound(metrics.OutboundSecure)
 		}
 		return resp, err
 	}
-	if segments, enc := sms.CountSegments(out.Body); segments > cl.Connector.Config.MaxSegments {
-		cl.Connector.metrics.Outbound(metrics.OutboundTooLong)
-		return nil, notSent(ErrTooLong, event.MessageStatusUnsupported, fmt.Sprintf(
-			"this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it",
-			segments, enc, cl.Connector.Config.MaxSegments))
-	}
-	if conv != nil && conv.OptedOut {
-		cl.Connector.metrics.Outbound(metrics.OutboundOptedOut)
-		return nil, notSent(ErrOptedOut, event.MessageStatusNoPermission, ErrOptedOut.Error())
+	// Refused before an MMS attachment is staged for Twilio.
+	if err = c.Outbox.Check(ctx, text); err != nil && !errors.Is(err, outbox.ErrEmpty) {
+		return nil, cl.refused(ctx, msg, err)
 	}
 	if msg.Content.MsgType.IsMedia() {
 		mediaURL, err := cl.stageMMS(ctx, msg)
 		if err != nil {
-			cl.Connector.metrics.Outbound(metrics.OutboundUnsupported)
-			return nil, notSent(err, event.MessageStatusUnsupported, err.Error())
+			c.metrics.Outbound(metrics.OutboundUnsupported)
+			return nil, cl.refuse(ctx, msg, err, event.MessageStatusUnsupported, err.Error())
 		}
-		out.MediaURLs = []string{mediaURL}
+		text.MediaURLs = []string{mediaURL}
 	}
-	if cl.Connector.publicBase() != "" {
-		out.StatusCallback = cl.Connector.statusURL(cl.UserLogin.ID)
+	if err = c.Outbox.Enqueue(ctx, text); err != nil {
+		return nil, cl.refused(ctx, msg, err)
 	}
-	sent, attempts, err := sms.SendWithRetry(ctx, cl.Provider, out, sms.DefaultRetryPolicy)
-	if err != nil {
-		cl.Connector.metrics.Outbound(metrics.OutboundFailed)
-		cl.Connector.sendFailure(err)
-		var sendErr *sms.SendError
-		if errors.As(err, &sendErr) {
-			zerolog.Ctx(ctx).Warn().Int("twilio_code", sendErr.Code).Int("http_status", sendErr.Status).
-				Int("attempts", attempts).Msg("Twilio refused outbound SMS")
-			return nil, bridgev2.WrapErrorInStatus(err).
-				WithErrorReason(event.MessageStatusNetworkError).
-				WithMessage("Not sent: " + sendErr.Describe()).
-				WithIsCertain(true).WithSendNotice(true)
-		}
-		return nil, err
-	}
-	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Sent SMS")
-	cl.Connector.metrics.Outbound(metrics.OutboundSent)
-	cl.recordOutbound(ctx, msg, sent)
-	cl.Connector.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
+	zerolog.Ctx(ctx).Debug().Int64("outbox_id", text.ID).Msg("Staff message queued as a text")
+	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
-		ID:        networkid.MessageID(sent.SID),
+		ID:        networkid.MessageID(outbox.RemoteID(text.ID)),
 		SenderID:  MakeUserID(meta.Phone),
 		Timestamp: time.Now(),
 	}}, nil
+}
+
+// refused turns the outbox's refusal of a staff message into a notice and a failed status.
+func (cl *Client) refused(ctx context.Context, msg *bridgev2.MatrixMessage, err error) error {
+	var refusal *outbox.Refusal
+	if !errors.As(err, &refusal) {
+		return err
+	}
+	result, reason := metrics.OutboundUnsupported, event.MessageStatusUnsupported
+	switch {
+	case errors.Is(err, outbox.ErrOptedOut):
+		result, reason = metrics.OutboundOptedOut, event.MessageStatusNoPermission
+	case errors.Is(err, outbox.ErrTooLong):
+		result = metrics.OutboundTooLong
+	}
+	cl.Connector.metrics.Outbound(result)
+	return cl.refuse(ctx, msg, err, reason, refusal.Words)
 }

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -282,7 +283,7 @@ func (c *Connector) remindSecure(ctx context.Context, login *bridgev2.UserLogin,
 	}
 	c.reminded.Store(key, time.Now())
 	text := securechat.ReminderText(c.Config.SecureChat.Language, c.Config.ClinicName)
-	if err = (secureBackend{c}).SendSMS(ctx, conv, text); err != nil {
+	if err = c.textPatient(ctx, conv, outbox.KindReminder, text, ""); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to text secure mode reminder")
 	}
 }

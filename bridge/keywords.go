@@ -7,9 +7,9 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -65,27 +65,15 @@ func (c *Connector) handleKeyword(ctx context.Context, login *bridgev2.UserLogin
 		log.Debug().Str("opt_out_type", in.OptOutType).Msg("Twilio already answered the keyword")
 		return nil
 	}
-	meta := login.Metadata.(*UserLoginMetadata)
-	_, _, err = sms.SendWithRetry(ctx, login.Client.(*Client).Provider, &sms.OutboundMessage{
-		From: meta.Phone,
-		To:   conv.PatientPhone,
-		Body: c.Config.Render(reply),
-	}, sms.DefaultRetryPolicy)
-	if err != nil {
+	if err = c.textPatient(ctx, conv, outbox.KindKeywordReply, c.Config.Render(reply), ""); err != nil {
 		// The state is recorded; a lost confirmation must not make the text redeliver.
 		log.Err(err).Msg("Failed to answer keyword")
 	}
 	return nil
 }
 
-// sendNotice posts a bridge notice (m.notice from the bridge bot) in a conversation room.
+// sendNotice posts a bridge notice (m.notice from the bridge bot, encrypted in encrypted
+// rooms) in a conversation room.
 func (c *Connector) sendNotice(ctx context.Context, portal *bridgev2.Portal, text string) id.EventID {
-	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
-		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
-	}, nil)
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
-		return ""
-	}
-	return resp.EventID
+	return c.sendReplyNotice(ctx, portal, "", text)
 }

@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -87,18 +90,27 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 	case cb.Failed():
 		log.Info().Msg("Text was not delivered")
 		c.metrics.DeliveryFailure(cb.ErrorCode)
-		c.Bridge.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
-			Status:      event.MessageStatusFail,
-			ErrorReason: event.MessageStatusNetworkError,
-			Message:     "Not delivered: " + sms.DescribeTwilioError(cb.ErrorCode),
-			IsCertain:   true,
-			SendNotice:  true,
-		}, &bridgev2.MessageStatusEventInfo{
-			RoomID:        portal.MXID,
-			SourceEventID: id.EventID(out.EventID),
-			Sender:        id.UserID(out.SenderMXID),
-			EventType:     event.EventMessage,
-		})
+		reason := sms.DescribeTwilioError(cb.ErrorCode)
+		// The words in an encrypted notice replying to the message; the status event (only
+		// with matrix.message_status_events) without bridgev2's notice, which is not encrypted.
+		notice := "⚠️ Not delivered: " + reason
+		if kind := outbox.Kind(out.Kind); kind != "" && kind != outbox.KindStaffReply {
+			notice = fmt.Sprintf("⚠️ The %s was not delivered to the patient: %s", kind.Words(), reason)
+		}
+		c.sendReplyNotice(ctx, portal, id.EventID(out.EventID), notice)
+		if out.EventID != "" {
+			c.Bridge.Matrix.SendMessageStatus(ctx, &bridgev2.MessageStatus{
+				Status:      event.MessageStatusFail,
+				ErrorReason: event.MessageStatusNetworkError,
+				Message:     "Not delivered: " + reason,
+				IsCertain:   true,
+			}, &bridgev2.MessageStatusEventInfo{
+				RoomID:        portal.MXID,
+				SourceEventID: id.EventID(out.EventID),
+				Sender:        id.UserID(out.SenderMXID),
+				EventType:     event.EventMessage,
+			})
+		}
 	case cb.Status == "delivered" || cb.Status == "read":
 		c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
 			EventMeta: simplevent.EventMeta{
@@ -107,28 +119,8 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 				Sender:    bridgev2.EventSender{Sender: networkid.UserID(out.PortalID)},
 				Timestamp: time.Now(),
 			},
-			Targets: []networkid.MessageID{networkid.MessageID(out.MessageSID)},
+			Targets: []networkid.MessageID{networkid.MessageID(cmp.Or(out.RemoteID, out.MessageSID))},
 		})
 	}
 	return nil
-}
-
-// recordOutbound stores a text Twilio accepted, so its status callbacks find it.
-func (cl *Client) recordOutbound(ctx context.Context, msg *bridgev2.MatrixMessage, sent *sms.SentMessage) {
-	status := sent.Status
-	if status == "" {
-		status = "queued"
-	}
-	err := cl.Connector.DB.Outbound.Insert(ctx, &database.Outbound{
-		MessageSID: sent.SID,
-		LoginID:    string(cl.UserLogin.ID),
-		PortalID:   string(msg.Portal.ID),
-		EventID:    msg.Event.ID.String(),
-		SenderMXID: msg.Event.Sender.String(),
-		Status:     status,
-	})
-	if err != nil {
-		// The text went out; only its later delivery updates will be missing.
-		zerolog.Ctx(ctx).Err(err).Str("message_sid", sent.SID).Msg("Failed to record sent text")
-	}
 }

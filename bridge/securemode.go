@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	cbdb "github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -50,18 +51,14 @@ func (b secureBackend) login(conv *cbdb.Conversation) (*bridgev2.UserLogin, erro
 	return login, nil
 }
 
-// SendSMS texts a fixed template (code or alert) to the patient, unless they opted out.
+// SendSMS texts a one-time code at once (the patient is waiting for it), through the
+// outbox without storing it, unless they opted out.
 func (b secureBackend) SendSMS(ctx context.Context, conv *cbdb.Conversation, text string) error {
-	if conv.OptedOut {
+	_, err := b.c.Outbox.Send(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
+		To: conv.PatientPhone, Body: text, Kind: outbox.KindCode, SenderMXID: b.c.Bridge.Bot.GetMXID().String()})
+	if errors.Is(err, outbox.ErrOptedOut) {
 		return ErrOptedOut
 	}
-	login, err := b.login(conv)
-	if err != nil {
-		return err
-	}
-	meta := login.Metadata.(*UserLoginMetadata)
-	_, _, err = sms.SendWithRetry(ctx, login.Client.(*Client).Provider,
-		&sms.OutboundMessage{From: meta.Phone, To: conv.PatientPhone, Body: text}, sms.DefaultRetryPolicy)
 	return err
 }
 
@@ -270,9 +267,9 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 		return
 	}
 	text := securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link)
-	if err = (secureBackend{c}).SendSMS(ctx, conv, text); err != nil {
+	if err = c.textPatient(ctx, conv, outbox.KindAlert, text, ""); err != nil {
 		log.Err(err).Msg("Failed to text secure message alert")
-		c.sendNotice(ctx, portal, "The secure message alert could not be texted: "+describeSendError(err))
+		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))
 		return
 	}
 	if err = c.audited(ctx, convAudit(conv, "system", "alert sent", "ok", ""), nil); err != nil {
@@ -298,8 +295,12 @@ func (c *Connector) keepForSecureChat(ctx context.Context, portal *bridgev2.Port
 
 func describeSendError(err error) string {
 	var sendErr *sms.SendError
-	if errors.As(err, &sendErr) {
+	var refusal *outbox.Refusal
+	switch {
+	case errors.As(err, &sendErr):
 		return sendErr.Describe()
+	case errors.As(err, &refusal):
+		return refusal.Words
 	}
 	return "the text could not be sent"
 }

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/commands"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -140,7 +141,7 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 			name, segments, enc, c.Config.MaxSegments)
 		return
 	}
-	if err = (secureBackend{c}).SendSMS(ce.Ctx, conv, text); err != nil {
+	if err = c.textPatient(ce.Ctx, conv, outbox.KindTemplate, text, ce.EventID); err != nil {
 		ce.Log.Err(err).Msg("Failed to text a template")
 		ce.Reply("Not sent: %s", describeSendError(err))
 		return

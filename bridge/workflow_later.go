@@ -19,6 +19,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -500,7 +501,7 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 		c.finishLater(ctx, m, "secure", "", text)
 		return true
 	}
-	sent, reason := c.textLater(ctx, login, conv, name+": "+text)
+	sent, reason := c.textLater(ctx, conv, outbox.KindFollowUp, name+": "+text)
 	if sent == nil {
 		c.finishLater(ctx, m, "", reason, text)
 		return true
@@ -511,28 +512,19 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 	return true
 }
 
-// textLater texts a scheduled message by SMS; on failure it returns why, in words.
-func (c *Connector) textLater(ctx context.Context, login *bridgev2.UserLogin, conv *database.Conversation, body string) (*sms.SentMessage, string) {
-	if conv.OptedOut {
-		return nil, ErrOptedOut.Error()
-	}
-	if segments, enc := sms.CountSegments(body); segments > c.Config.MaxSegments {
-		return nil, fmt.Sprintf("it would be %d SMS segments (%s), more than the limit of %d", segments, enc, c.Config.MaxSegments)
-	}
-	client, ok := login.Client.(*Client)
-	if !ok || client == nil {
-		return nil, "the clinic number is not connected"
-	}
-	out := &sms.OutboundMessage{From: client.meta().Phone, To: conv.PatientPhone, Body: body}
-	if c.publicBase() != "" {
-		out.StatusCallback = c.statusURL(login.ID)
-	}
-	sent, attempts, err := sms.SendWithRetry(ctx, client.Provider, out, sms.DefaultRetryPolicy)
+// textLater texts a message the bridge sends at once on the staff's behalf (a follow-up
+// that is due, an integration's message) through the outbox; on failure it says why, in words.
+func (c *Connector) textLater(ctx context.Context, conv *database.Conversation, kind outbox.Kind, body string) (*sms.SentMessage, string) {
+	sent, err := c.Outbox.Send(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
+		To: conv.PatientPhone, Body: body, Kind: kind, SenderMXID: c.Bridge.Bot.GetMXID().String()})
 	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Int("attempts", attempts).Msg("Failed to text a scheduled message")
+		zerolog.Ctx(ctx).Err(err).Str("kind", string(kind)).Msg("Failed to text a message")
+		if errors.Is(err, outbox.ErrNotLinked) {
+			return nil, "the clinic number is not connected"
+		}
 		return nil, describeSendError(err)
 	}
-	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Int("attempts", attempts).Msg("Texted a scheduled message")
+	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Str("kind", string(kind)).Msg("Texted a message")
 	return sent, ""
 }
 
@@ -593,8 +585,8 @@ func (c *Connector) trackTextOnNotice(ctx context.Context, conv *database.Conver
 	if noticeID == "" {
 		return status
 	}
-	err := c.DB.Outbound.Insert(ctx, &database.Outbound{MessageSID: sent.SID, LoginID: conv.LoginID, PortalID: conv.PortalID,
-		EventID: noticeID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String(), Status: status})
+	// The outbox recorded the text when Twilio accepted it; the notice came after.
+	err := c.DB.Outbound.SetEvent(ctx, sent.SID, noticeID.String(), c.Bridge.Bot.GetMXID().String())
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Str("message_sid", sent.SID).Msg("Failed to record a text the bridge sent")
 	}

@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 )
 
 // The automatic answers to a patient's text: the emergency reply and the after-hours
@@ -130,7 +131,7 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 		return
 	}
 	var outcome, audit string
-	switch err := (secureBackend{c}).SendSMS(ctx, conv, c.Config.Render(c.Config.Emergency.Reply)); {
+	switch err := c.textPatient(ctx, conv, outbox.KindAutoReply, c.Config.Render(c.Config.Emergency.Reply), ""); {
 	case err == nil:
 		outcome, audit = "The emergency reply (call 911) was texted to the patient.", "ok"
 	case conv.OptedOut:
@@ -176,7 +177,7 @@ func (c *Connector) checkAfterHours(ctx context.Context, login *bridgev2.UserLog
 		text += " " + opens
 	}
 	var outcome, audit string
-	switch err = (secureBackend{c}).SendSMS(ctx, conv, text); {
+	switch err = c.textPatient(ctx, conv, outbox.KindAutoReply, text, ""); {
 	case err == nil:
 		outcome, audit = "The after-hours reply was texted to the patient.", "ok"
 	case conv.OptedOut:

@@ -72,6 +72,11 @@ func (oq *OutboundQuery) UpdateStatus(ctx context.Context, messageSID, oldStatus
 	return n == 1, err
 }
 
+// SetEvent names the room event that shows a text (a notice posted after it was sent).
+func (oq *OutboundQuery) SetEvent(ctx context.Context, messageSID, eventID, senderMXID string) error {
+	return oq.Exec(ctx, `UPDATE outbound_message SET event_id=$2, sender_mxid=$3 WHERE message_sid=$1`, messageSID, eventID, senderMXID)
+}
+
 // LastAt is when the conversation's newest text went out (zero: none).
 func (oq *OutboundQuery) LastAt(ctx context.Context, loginID, portalID string) (time.Time, error) {
 	var at sql.NullInt64

@@ -149,7 +149,10 @@ func (o *Outbox) Send(ctx context.Context, t *Text) (*sms.SentMessage, error) {
 }
 
 // check applies the rules every text obeys: not to a number that opted out, not empty,
-// not longer than network.max_segments.
+// not longer than network.max_segments. Callers that post a notice before queueing use
+// Check to refuse first.
+func (o *Outbox) Check(ctx context.Context, t *Text) error { return o.check(ctx, t) }
+
 func (o *Outbox) check(ctx context.Context, t *Text) error {
 	if t.Body == "" && len(t.MediaURLs) == 0 {
 		return refuse(ErrEmpty, "")
@@ -162,7 +165,8 @@ func (o *Outbox) check(ctx context.Context, t *Text) error {
 	if err != nil {
 		return fmt.Errorf("failed to read conversation: %w", err)
 	}
-	if conv != nil && conv.OptedOut {
+	// The answer to STOP itself (the opt-out confirmation carriers require) still goes.
+	if conv != nil && conv.OptedOut && t.Kind != KindKeywordReply {
 		return refuse(ErrOptedOut, "")
 	}
 	return nil

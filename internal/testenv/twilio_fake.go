@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -55,6 +56,10 @@ type FakeTwilio struct {
 	// failEvery makes every n-th create-message request answer 503 (0: never).
 	failEvery   int
 	createCount int
+	// latency is the pace of every REST call (Twilio answers in 100-500 ms); hangs holds
+	// create-message requests to a number for longer.
+	latencyMin, latencyMax time.Duration
+	hangs                  map[string]time.Duration
 }
 
 // FakeMessage is an outbound message the fake accepted through POST .../Messages.json.
@@ -149,6 +154,9 @@ func NewFakeTwilio() *FakeTwilio {
 		media:         make(map[string]*fakeTwilioMedia),
 		cdnObjects:    make(map[string]*fakeTwilioMedia),
 		callbackDelay: 10 * time.Millisecond,
+		latencyMin:    100 * time.Millisecond,
+		latencyMax:    250 * time.Millisecond,
+		hangs:         map[string]time.Duration{},
 	}
 	f.server = httptest.NewServer(http.HandlerFunc(f.serveAPI))
 	f.cdn, f.cdnBase = startFakeTwilioCDN(http.HandlerFunc(f.serveCDN))
@@ -337,6 +345,49 @@ func (f *FakeTwilio) FailEveryNthSend(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.failEvery, f.createCount = n, 0
+}
+
+// SetLatency sets how long every REST call takes, picked evenly between lo and hi
+// (100-250 ms by default: real Twilio answers in 100-500 ms, and a fake that answers at
+// once hides code that calls it one request at a time). SetLatency(0, 0) answers at once.
+func (f *FakeTwilio) SetLatency(lo, hi time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.latencyMin, f.latencyMax = lo, max(lo, hi)
+}
+
+// HangSends makes create-message requests to the number `to` wait d before they are
+// answered (and the message created), as a stuck Twilio call does; 0 ends it. A caller
+// that gives up first gets no answer and no message is created.
+func (f *FakeTwilio) HangSends(to string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d == 0 {
+		delete(f.hangs, to)
+	} else {
+		f.hangs[to] = d
+	}
+}
+
+// pace waits out the latency of one REST call (and a hang for to, if set); false when
+// the caller gave up meanwhile.
+func (f *FakeTwilio) pace(r *http.Request, to string) bool {
+	f.mu.Lock()
+	wait := f.latencyMin
+	if f.latencyMax > f.latencyMin {
+		wait += time.Duration(mrand.Int64N(int64(f.latencyMax - f.latencyMin)))
+	}
+	wait += f.hangs[to]
+	f.mu.Unlock()
+	if wait <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(wait):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
 }
 
 // SetCallbackDelay sets the pause before each status change of an accepted message

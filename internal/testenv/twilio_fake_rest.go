@@ -16,6 +16,14 @@ const twilioAccountsPrefix = "/" + twilioAPIVersion + "/Accounts/"
 // serveAPI authenticates every request as Twilio does (HTTP basic auth with the account
 // SID and auth token) before routing it, so that even a wrong path answers 401 first.
 func (f *FakeTwilio) serveAPI(w http.ResponseWriter, r *http.Request) {
+	// Twilio's pace; a create-message request may hang for its recipient.
+	to := ""
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/Messages.json") && r.ParseForm() == nil {
+		to = r.PostForm.Get("To")
+	}
+	if !f.pace(r, to) {
+		return
+	}
 	acct := f.authenticate(r)
 	if acct == nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)

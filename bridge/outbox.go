@@ -1,0 +1,111 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/metrics"
+	"github.com/carebridge/carebridge/outbox"
+	"github.com/carebridge/carebridge/sms"
+)
+
+// newOutbox builds the outbox over the linked clinic numbers' providers.
+func (c *Connector) newOutbox() *outbox.Outbox {
+	var statusURL func(string) string
+	if c.publicBase() != "" {
+		statusURL = func(loginID string) string { return c.statusURL(networkid.UserLoginID(loginID)) }
+	}
+	return outbox.New(outbox.Options{
+		DB:             c.DB,
+		Config:         &c.Config,
+		Accounts:       outboxAccounts{c},
+		Sealer:         c.Keys,
+		Hooks:          outboxHooks{c},
+		StatusCallback: statusURL,
+		Log:            c.Bridge.Log.With().Str("component", "outbox").Logger(),
+	})
+}
+
+// outboxAccounts gives the outbox each linked clinic number's provider.
+type outboxAccounts struct{ c *Connector }
+
+func (a outboxAccounts) Provider(loginID string) (sms.Provider, error) {
+	login := a.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(loginID))
+	if login == nil {
+		return nil, fmt.Errorf("%w: %s", outbox.ErrNotLinked, loginID)
+	}
+	client, ok := login.Client.(*Client)
+	if !ok || client == nil {
+		return nil, errors.New("the clinic number is not connected yet")
+	}
+	return client.Provider, nil
+}
+
+// outboxHooks tells the room what became of texts: a failure is an encrypted notice.
+type outboxHooks struct{ c *Connector }
+
+func (h outboxHooks) Sent(ctx context.Context, t *outbox.Text, sent *sms.SentMessage) {
+	if t.Kind == outbox.KindStaffReply {
+		h.c.metrics.Outbound(metrics.OutboundSent)
+	}
+}
+
+func (h outboxHooks) Failed(ctx context.Context, t *outbox.Text, err error) {
+	if t.Kind == outbox.KindStaffReply {
+		h.c.metrics.Outbound(metrics.OutboundFailed)
+	}
+	h.c.sendFailure(err)
+	portal, perr := h.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(t.PortalID),
+		Receiver: networkid.UserLoginID(t.LoginID)})
+	if perr != nil || portal == nil || portal.MXID == "" {
+		zerolog.Ctx(ctx).Err(perr).Msg("No room to tell about a text that was not sent")
+		return
+	}
+	h.c.sendReplyNotice(ctx, portal, id.EventID(t.EventID), notSentWords(t.Kind, err))
+}
+
+// notSentWords is the notice staff read when a text of kind was not sent.
+func notSentWords(kind outbox.Kind, err error) string {
+	var refusal *outbox.Refusal
+	reason := describeSendError(err)
+	if errors.As(err, &refusal) {
+		reason = refusal.Words
+	} else if errors.Is(err, outbox.ErrNotLinked) {
+		reason = "the clinic number is no longer linked"
+	}
+	if kind == outbox.KindStaffReply {
+		return "⚠️ Not sent: " + reason
+	}
+	return fmt.Sprintf("⚠️ The %s was not texted to the patient: %s", kind.Words(), reason)
+}
+
+// textPatient queues a text the bridge sends on its own (an alert, a template, an
+// automatic reply) in the conversation's turn. eventID is the room event it belongs to,
+// if any; a later failure is a notice replying to it. A *outbox.Refusal says why not.
+func (c *Connector) textPatient(ctx context.Context, conv *database.Conversation, kind outbox.Kind, text string, eventID id.EventID) error {
+	return c.Outbox.Enqueue(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
+		To: conv.PatientPhone, Body: text, Kind: kind, EventID: eventID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String()})
+}
+
+// sendReplyNotice posts an encrypted notice in a conversation room, as a reply to
+// inReplyTo when it is set.
+func (c *Connector) sendReplyNotice(ctx context.Context, portal *bridgev2.Portal, inReplyTo id.EventID, text string) id.EventID {
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
+	if inReplyTo != "" {
+		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(inReplyTo)
+	}
+	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: content}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
+		return ""
+	}
+	return resp.EventID
+}
