@@ -37,9 +37,12 @@ func (c *Connector) newOutbox() *outbox.Outbox {
 // outboxAccounts gives the outbox each linked clinic number's provider.
 type outboxAccounts struct{ c *Connector }
 
-func (a outboxAccounts) Provider(loginID string) (sms.Provider, error) {
-	login := a.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(loginID))
-	if login == nil {
+func (a outboxAccounts) Provider(ctx context.Context, loginID string) (sms.Provider, error) {
+	// Loaded from the database when the bridge has not loaded the logins yet (at start).
+	login, err := a.c.Bridge.GetExistingUserLoginByID(ctx, networkid.UserLoginID(loginID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the clinic number: %w", err)
+	} else if login == nil {
 		return nil, fmt.Errorf("%w: %s", outbox.ErrNotLinked, loginID)
 	}
 	client, ok := login.Client.(*Client)

@@ -40,7 +40,7 @@ func RemoteID(id int64) string { return fmt.Sprintf("out-%d", id) }
 type Accounts interface {
 	// Provider is called before each send attempt with the text's clinic number login.
 	// ErrNotLinked (wrapped) says the number is gone; any other error is retried.
-	Provider(loginID string) (sms.Provider, error)
+	Provider(ctx context.Context, loginID string) (sms.Provider, error)
 }
 
 // Sealer seals text bodies at rest (the secure chat's key ring implements it).
@@ -134,7 +134,7 @@ func (o *Outbox) Send(ctx context.Context, t *Text) (*sms.SentMessage, error) {
 	if err := o.check(ctx, t); err != nil {
 		return nil, err
 	}
-	provider, err := o.Accounts.Provider(t.LoginID)
+	provider, err := o.Accounts.Provider(ctx, t.LoginID)
 	if err != nil {
 		return nil, err
 	}

@@ -83,7 +83,7 @@ func (p *fakeProvider) count() int {
 
 type accounts struct{ p sms.Provider }
 
-func (a accounts) Provider(loginID string) (sms.Provider, error) {
+func (a accounts) Provider(ctx context.Context, loginID string) (sms.Provider, error) {
 	if loginID != "15550001111" {
 		return nil, outbox.ErrNotLinked
 	}

@@ -147,7 +147,7 @@ func (o *Outbox) process(ctx context.Context, row *database.OutboxMessage) {
 		}
 		return
 	}
-	provider, err := o.Accounts.Provider(t.LoginID)
+	provider, err := o.Accounts.Provider(ctx, t.LoginID)
 	if errors.Is(err, ErrNotLinked) {
 		o.fail(ctx, t, 0, err)
 		return

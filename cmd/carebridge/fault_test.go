@@ -532,6 +532,7 @@ func scanBridgeLog(t *testing.T, path string, sids map[string]bool) bridgeLogSta
 			Message    string `json:"message"`
 			MessageSID string `json:"message_sid"`
 			Attempts   int    `json:"attempts"`
+			Attempt    int    `json:"attempt"`
 		}
 		if json.Unmarshal(sc.Bytes(), &line) != nil {
 			continue
@@ -545,11 +546,11 @@ func scanBridgeLog(t *testing.T, path string, sids map[string]bool) bridgeLogSta
 		switch line.Message {
 		case "Failed to deliver inbound text into Matrix; will retry":
 			st.deliveryRetries++
-		case "Sent SMS":
-			if line.Attempts > 1 {
-				st.retriedSends += line.Attempts - 1
+		case "Sent text":
+			if line.Attempt > 1 {
+				st.retriedSends += line.Attempt - 1
 			}
-		case "Twilio refused outbound SMS":
+		case "Text not sent":
 			st.refusedSends++
 		case "Request failed, retrying":
 			st.matrixRetries++
