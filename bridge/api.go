@@ -14,8 +14,8 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/database"
-	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/integration"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )

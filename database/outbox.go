@@ -28,7 +28,7 @@ const (
 	nextDueOutboxQuery = `SELECT MIN(o.next_attempt_at) FROM outbox_message o WHERE o.state='pending'
 		  AND NOT EXISTS (SELECT 1 FROM outbox_message p WHERE p.login_id=o.login_id AND p.portal_id=o.portal_id
 		                  AND p.id<o.id AND p.state IN ('pending', 'sending'))`
-	claimOutboxQuery   = `UPDATE outbox_message SET state='sending', attempts=attempts+1, updated_at=$2
+	claimOutboxQuery = `UPDATE outbox_message SET state='sending', attempts=attempts+1, updated_at=$2
 		WHERE id=$1 AND state='pending'`
 	sentOutboxQuery = `UPDATE outbox_message SET state='sent', message_sid=$2, sealed=NULL, last_error='', updated_at=$3
 		WHERE id=$1`
