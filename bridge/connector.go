@@ -77,6 +77,12 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 			Msg("carebridge requires bridge.portal_event_buffer: 0; using 0")
 		br.Config.PortalEventBuffer = 0
 	}
+	if mc, ok := br.Matrix.(*matrix.Connector); ok && mc.Config.Matrix.MessageErrorNotices {
+		// bridgev2 sends those with the raw bot intent, unencrypted, into encrypted rooms;
+		// carebridge posts its own notices, encrypted.
+		br.Log.Warn().Msg("carebridge requires matrix.message_error_notices: false (its own notices are encrypted); using false")
+		mc.Config.Matrix.MessageErrorNotices = false
+	}
 	// Every membership change in the bridge's rooms, whoever made it: members of servers
 	// not on federation.allowed_servers are removed (bridgev2 passes on only its own users').
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {

@@ -28,8 +28,20 @@ func (cl *Client) refuse(ctx context.Context, msg *bridgev2.MatrixMessage, err e
 // HandleMatrixMessage is called for each staff message in a conversation room (through
 // the relay when the sender has no login), inside the homeserver's transaction: text goes
 // to the outbox as an SMS, an image or file as an MMS. The outbox has stored it when this
-// returns, and sends it in the conversation's turn; nothing here waits for Twilio.
+// returns, and sends it in the conversation's turn; nothing here waits for Twilio. Every
+// failure is told in an encrypted notice (bridgev2's own notices are turned off).
 func (cl *Client) HandleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
+	resp, err := cl.handleMatrixMessage(ctx, msg)
+	var told bridgev2.MessageStatus
+	if err != nil && !errors.As(err, &told) {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to handle staff message")
+		cl.Connector.sendReplyNotice(ctx, msg.Portal, msg.Event.ID,
+			"⚠️ Not sent: carebridge could not take the message just now; send it again.")
+	}
+	return resp, err
+}
+
+func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixMessage) (*bridgev2.MatrixMessageResponse, error) {
 	c := cl.Connector
 	meta := cl.meta()
 	text := &outbox.Text{LoginID: string(cl.UserLogin.ID), PortalID: string(msg.Portal.ID), From: meta.Phone,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
@@ -112,15 +113,26 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 			})
 		}
 	case cb.Status == "delivered" || cb.Status == "read":
-		c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
-			EventMeta: simplevent.EventMeta{
-				Type:      bridgev2.RemoteEventDeliveryReceipt,
-				PortalKey: portal.PortalKey,
-				Sender:    bridgev2.EventSender{Sender: networkid.UserID(out.PortalID)},
-				Timestamp: time.Now(),
-			},
-			Targets: []networkid.MessageID{networkid.MessageID(cmp.Or(out.RemoteID, out.MessageSID))},
-		})
+		// The patient's read receipt on the text (an EDU Element shows as their avatar):
+		// their phone has it. Beeper's status event too, where message_status_events is on.
+		if ghost, err := c.Bridge.GetGhostByID(ctx, networkid.UserID(out.PortalID)); err != nil {
+			log.Err(err).Msg("Failed to get the patient's ghost for a delivery receipt")
+		} else if out.EventID != "" {
+			if err = ghost.Intent.MarkRead(ctx, portal.MXID, id.EventID(out.EventID), time.Now()); err != nil {
+				log.Err(err).Msg("Failed to show a delivered text with the patient's receipt")
+			}
+		}
+		if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Config.Matrix.MessageStatusEvents {
+			c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
+				EventMeta: simplevent.EventMeta{
+					Type:      bridgev2.RemoteEventDeliveryReceipt,
+					PortalKey: portal.PortalKey,
+					Sender:    bridgev2.EventSender{Sender: networkid.UserID(out.PortalID)},
+					Timestamp: time.Now(),
+				},
+				Targets: []networkid.MessageID{networkid.MessageID(cmp.Or(out.RemoteID, out.MessageSID))},
+			})
+		}
 	}
 	return nil
 }

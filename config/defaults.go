@@ -36,10 +36,14 @@ var baseDefaults = []struct{ old, new string }{
 		`            m.notice: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`},
 	{`            m.emote: "* <b>{{ .Sender.DisambiguatedName }}</b> {{ .Message }}"`,
 		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
-	{"    message_status_events: false", "    # carebridge: carries Twilio's sent / delivered / failed state to clients that show it.\n" +
-		"    # Each is a room event: three per staff text in all. Element shows none of them (failures\n" +
-		"    # also come as notices); false lets a busy homeserver carry several times more texts.\n" +
-		"    message_status_events: true"},
+	{"    message_status_events: false", "    # carebridge: Beeper's com.beeper.message_send_status events, which Element does not show;\n" +
+		"    # each is a room event (two more per staff text). Element users see a text's state without\n" +
+		"    # them: the bridge bot's read receipt when Twilio accepted it, the patient's when it was\n" +
+		"    # delivered, and an encrypted notice when it failed.\n" +
+		"    message_status_events: false"},
+	{"    message_error_notices: true", "    # carebridge requires false: bridgev2's notices are not encrypted. carebridge posts its own,\n" +
+		"    # end-to-end encrypted, for every message it could not send.\n" +
+		"    message_error_notices: false"},
 	{`            m.file: "<b>{{ .Sender.DisambiguatedName }}</b> sent a file`, `            m.file: "{{ .Sender.DisambiguatedName }} sent a file`},
 	{`            m.image: "<b>{{ .Sender.DisambiguatedName }}</b> sent an image`, `            m.image: "{{ .Sender.DisambiguatedName }} sent an image`},
 	{`            m.audio: "<b>{{ .Sender.DisambiguatedName }}</b> sent an audio file`, `            m.audio: "{{ .Sender.DisambiguatedName }} sent an audio file`},

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"net/url"
-	"slices"
 	"strings"
 	"testing"
 
@@ -13,18 +11,10 @@ import (
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
-type mssContent struct {
-	RelatesTo struct {
-		EventID string `json:"event_id"`
-	} `json:"m.relates_to"`
-	Status      string   `json:"status"`
-	Message     string   `json:"message"`
-	DeliveredTo []string `json:"delivered_to_users"`
-}
-
-// TestDeliveryStatus: Twilio's status callbacks become message statuses in the room:
-// delivered as a delivery to the patient's ghost, undelivered as a failure with the
-// reason in words (and a notice), and a late "sent" never turns the failure into success.
+// TestDeliveryStatus: what staff see in Element of each text, without Beeper's status
+// events: the bridge bot's read receipt once Twilio accepted it, the patient's once it was
+// delivered, an encrypted notice replying to it when it was not delivered (the reason in
+// words), and a late "sent" never turns the failure into success.
 func TestDeliveryStatus(t *testing.T) { eachDB(t, runDeliveryStatus) }
 
 func runDeliveryStatus(t *testing.T, kind string) {
@@ -35,45 +25,45 @@ func runDeliveryStatus(t *testing.T, kind string) {
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
 	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	bot := "@smsbot:" + e.hs.ServerName()
 
-	mss := func(eventID string, match func(mssContent) bool) mssContent {
+	receipt := func(eventID, from string) {
 		t.Helper()
-		var found mssContent
 		_, err := nurse.WaitEvent(ctx, func(ev testenv.AgentEvent) bool {
-			var c mssContent
-			if ev.EventType != "com.beeper.message_send_status" || json.Unmarshal(ev.Content, &c) != nil {
-				return false
-			}
-			if c.RelatesTo.EventID == eventID && match(c) {
-				found = c
+			return ev.EventType == "m.receipt.m.read" && ev.EventID == eventID && ev.Sender == from
+		})
+		require.NoError(t, err, "read receipt of %s on %s", from, eventID)
+	}
+	hasReceipt := func(eventID, from string) bool {
+		for _, ev := range nurse.Events() {
+			if ev.EventType == "m.receipt.m.read" && ev.EventID == eventID && ev.Sender == from {
 				return true
 			}
-			return false
-		})
-		require.NoError(t, err, "message status for %s", eventID)
-		return found
+		}
+		return false
 	}
 
-	// Delivered: the status names the patient's ghost as the recipient.
+	// Sent, then delivered: the bridge bot's receipt, then the patient's.
 	delivered, _, err := nurse.Send(ctx, roomID, "Yes, tomorrow at 10.")
 	require.NoError(t, err)
-	got := mss(delivered, func(c mssContent) bool { return slices.Contains(c.DeliveredTo, ghost) })
-	assert.Equal(t, "SUCCESS", got.Status)
+	receipt(delivered, bot)
+	receipt(delivered, ghost)
 	cb, err := e.fake.WaitForStatusCallback(ctx, func(c testenv.CallbackResult) bool { return c.MessageStatus == "delivered" })
 	require.NoError(t, err)
 	assert.Equal(t, e.br.URL()+"/_carebridge/twilio/"+loginID+"/status", cb.URL)
 	assert.Equal(t, 204, cb.StatusCode)
 
-	// Undelivered (unreachable handset): a failure in words, with a notice staff see.
+	// Undelivered (unreachable handset): an encrypted notice replying to the text, in words.
 	e.fake.SetDeliveryOutcome(patient, "undelivered", 30003)
 	failed, _, err := nurse.Send(ctx, roomID, "Please confirm by replying YES.")
 	require.NoError(t, err)
-	got = mss(failed, func(c mssContent) bool { return strings.HasPrefix(c.Status, "FAIL") })
-	assert.Equal(t, "Not delivered: the patient's phone is unreachable (switched off or out of coverage)", got.Message)
-	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+	receipt(failed, bot)
+	notice, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
 		return m.MsgType == "m.notice" && strings.Contains(m.Body, "phone is unreachable")
 	})
 	require.NoError(t, err)
+	assert.Equal(t, "⚠️ Not delivered: the patient's phone is unreachable (switched off or out of coverage)", notice.Body)
+	assert.True(t, notice.Encrypted, "the homeserver holds the failure notice encrypted")
 
 	// A late "sent" callback for the failed text (signed, as Twilio would send it) changes nothing.
 	var sid string
@@ -87,26 +77,31 @@ func runDeliveryStatus(t *testing.T, kind string) {
 		return c.MessageSID == sid && c.MessageStatus == "undelivered"
 	})
 	require.NoError(t, err)
-	late := url.Values{"MessageSid": {sid}, "SmsSid": {sid}, "MessageStatus": {"sent"}, "SmsStatus": {"sent"},
+	late := url.Values{"MessageSid": {sid}, "SmsSid": {sid}, "MessageStatus": {"delivered"}, "SmsStatus": {"delivered"},
 		"AccountSid": {accountSID}, "From": {clinicPhone}, "To": {patient}, "ApiVersion": {"2010-04-01"}}
 	resp, err := e.fake.PostSigned(ctx, e.br.URL()+"/_carebridge/twilio/"+loginID+"/status", late, authToken)
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	assert.Equal(t, 204, resp.StatusCode)
-	// A later text's status proves the late callback was processed before it; no SUCCESS for the failed one.
+	// A later text's delivery proves the late callback was processed before it.
 	e.fake.SetDeliveryOutcome(patient, "delivered", 0)
 	after, _, err := nurse.Send(ctx, roomID, "Thanks!")
 	require.NoError(t, err)
-	mss(after, func(c mssContent) bool { return slices.Contains(c.DeliveredTo, ghost) })
-	// Twilio's acceptance (SUCCESS, not yet delivered) precedes the failure; nothing follows it.
-	var statuses []string
-	for _, ev := range nurse.Events() {
-		var c mssContent
-		if json.Unmarshal(ev.Content, &c) == nil && c.RelatesTo.EventID == failed {
-			statuses = append(statuses, c.Status)
+	receipt(after, ghost)
+	assert.False(t, hasReceipt(failed, ghost), "a late callback never shows a failed text as delivered")
+	notices := 0
+	for _, m := range nurse.Messages() {
+		if m.MsgType == "m.notice" {
+			assert.True(t, m.Encrypted, "notice %q is encrypted", m.Body)
+			if strings.Contains(m.Body, "Not delivered") {
+				notices++
+			}
 		}
 	}
-	assert.Equal(t, []string{"SUCCESS", "FAIL_PERMANENT"}, statuses, "a late callback never turns a failure into a success")
+	assert.Equal(t, 1, notices, "one notice for the failed text")
+	for _, ev := range nurse.Events() {
+		assert.NotEqual(t, "com.beeper.message_send_status", ev.EventType, "no status events by default: Element shows none")
+	}
 
 	// A forged status callback is refused.
 	resp, err = e.fake.PostSigned(ctx, e.br.URL()+"/_carebridge/twilio/"+loginID+"/status", late, "00000000000000000000000000000000")
