@@ -52,7 +52,7 @@ type levelWriter struct {
 	lw zerolog.LevelWriter
 }
 
-// Wrap masks phone numbers in everything written to w (one log line per write, as
+// Wrap masks phone numbers and names in everything written to w (one log line per write, as
 // zerolog writes). A zerolog.LevelWriter stays one.
 func Wrap(w io.Writer) io.Writer {
 	if lw, ok := w.(zerolog.LevelWriter); ok {
