@@ -80,3 +80,16 @@ func TestWrapKeepsLevelsAndLength(t *testing.T) {
 	_, ok := Wrap(zerolog.MultiLevelWriter(&buf)).(zerolog.LevelWriter)
 	assert.True(t, ok)
 }
+
+// TestConsoleWriterRequestBodies: with `format: pretty` the writer sees zerolog's console
+// lines (req_body={...}), and the names in them are redacted too.
+func TestConsoleWriterRequestBodies(t *testing.T) {
+	var buf bytes.Buffer
+	log := zerolog.New(zerolog.ConsoleWriter{Out: Wrap(&buf), NoColor: true})
+	log.Debug().Str("url", "http://hs/_matrix/client/v3/createRoom").
+		RawJSON("req_body", []byte(`{"initial_state":[{"type":"m.room.name","content":{"name":"Jane Doe"}}],"topic":"Jane Doe, +15551234567"}`)).
+		Msg("Request completed")
+	assert.NotContains(t, buf.String(), "Jane")
+	assert.NotContains(t, buf.String(), "5551234567")
+	assert.Contains(t, buf.String(), `req_body={"initial_state":[{"content":{"name":"***"},"type":"m.room.name"}],"topic":"***"}`)
+}
