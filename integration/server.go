@@ -144,8 +144,8 @@ type call struct {
 	loginID  string
 	portalID string
 	fhir     bool
-	// refused: a call without a known token that is audited in aggregate (refusals.go).
-	refused bool
+	// counted: a call without a known token that is audited in aggregate (refusals.go).
+	counted bool
 }
 
 // Actor names the integration in the audit log.
@@ -160,8 +160,8 @@ func (c *call) touch(conv *database.Conversation) {
 type handler func(ctx context.Context, c *call, r *http.Request, body []byte) (status int, resp any, err error)
 
 // route wraps a handler with what every call goes through, in this order: the token
-// (without one, the limit of the client's address), its scope, its rate limit, the body's size, the Idempotency-Key (POST), then the audit
-// row when it ends.
+// (without a known one, the limit of the client's address), its scope, its rate limit,
+// the body's size, the Idempotency-Key (POST), then the audit row when it ends.
 func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
 	fhir := strings.Contains(pattern, FHIRPrefix)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +183,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
 				answer = "401 missing_token"
 			}
 			wait, limited, first := s.refused.refuse(r.Context(), clientAddress(r), answer)
-			c.refused = !first
+			c.counted = !first
 			if limited {
 				seconds := max(int(math.Ceil(wait.Seconds())), 1)
 				rec.Header().Set("Retry-After", fmt.Sprint(seconds))
@@ -276,9 +276,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // auditCall writes the call's audit row: who, which endpoint, the answer; never a body.
-// Calls refused for their token are counted instead (refusals.go).
+// Most calls refused for their token are counted instead (refusals.go).
 func (s *Server) auditCall(r *http.Request, c *call, status int) {
-	if c.refused {
+	if c.counted {
 		return
 	}
 	actor := "unauthenticated"
