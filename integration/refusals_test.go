@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,4 +151,37 @@ func TestClientAddress(t *testing.T) {
 		r.Header.Set("X-Forwarded-For", "192.0.2.1")
 		assert.Equal(t, want, clientAddress(r), remote)
 	}
+}
+
+// TestRefusalsStayBounded: a flood from many addresses tracks at most maxRefusingClients
+// of them (the rest share one bucket and one row), and idle addresses are forgotten.
+func TestRefusalsStayBounded(t *testing.T) {
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	var rows []*database.AuditEntry
+	rf := newRefusals(func() time.Time { return now }, func(_ context.Context, e *database.AuditEntry) error {
+		rows = append(rows, e)
+		return nil
+	})
+	ctx := context.Background()
+	firsts, limited := 0, 0
+	for i := range maxRefusingClients + 1000 {
+		addr := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String()
+		_, l, first := rf.refuse(ctx, addr, "401 invalid_token")
+		if first {
+			firsts++
+		}
+		if l {
+			limited++
+		}
+	}
+	assert.Len(t, rf.clients, maxRefusingClients+1, "the tracked addresses and the shared bucket")
+	assert.Equal(t, maxRefusingClients+1, firsts, "one first row per tracked address, one for the rest")
+	assert.Equal(t, 1000-refusedBurst, limited, "the rest share one bucket")
+	now = now.Add(refusalWindow)
+	rf.flush(ctx, false)
+	require.Len(t, rows, 1)
+	assert.Equal(t, "999 more calls from other addresses in 1m0s: 401 invalid_token ×9, 429 rate_limited ×990", rows[0].Detail)
+	now = now.Add(idleClient)
+	rf.flush(ctx, false)
+	assert.Empty(t, rf.clients, "idle addresses are forgotten")
 }
