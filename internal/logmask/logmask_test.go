@@ -62,6 +62,9 @@ func TestMaskRedactsNamesAnywhereInRequestBodies(t *testing.T) {
 		// Bodies that are not JSON objects are left alone; the rest of the line is not.
 		`"req_body":"<sensitive content omitted>","displayname":"Jane Doe"`: `"req_body":"<sensitive content omitted>","displayname":"***"`,
 		`"req_body":{"name":"Jane Doe","broken`:                             `"req_body":{"name":"***","broken`,
+		// bridgev2's "Ghost profile drifted" warning, as JSON and from the console writer.
+		`{"level":"warn","ghost_id":"x","expected_name":"Jane Doe","actual_name":"+1 555-123-4567","message":"Ghost profile drifted"}`: `{"level":"warn","ghost_id":"x","expected_name":"***","actual_name":"***","message":"Ghost profile drifted"}`,
+		`9:00AM WRN Ghost profile drifted actual_name=Jane expected_name="Jane Doe" ghost_id=x`:                                        `9:00AM WRN Ghost profile drifted actual_name="***" expected_name="***" ghost_id=x`,
 		// Outside request bodies, "name" is anything's name.
 		`{"name":"carebridge","req_body":{},"topic_count":2}`: `{"name":"carebridge","req_body":{},"topic_count":2}`,
 	} {

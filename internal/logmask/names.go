@@ -7,75 +7,127 @@ import "bytes"
 // m.bridge channel), m.room.name and m.room.topic state, member events and profiles.
 // A request body is walked as JSON and every string under a key "name", "topic",
 // "displayname" or "m.topic" (an extensible topic), at any depth below it, is written
-// "***". A "displayname" anywhere else in a line is too.
+// "***". So is a "displayname" anywhere else in a line, and the ghost's expected and
+// actual names bridgev2 logs when a ghost's profile drifted (ghost.go).
 
-var (
-	displayNameKey = []byte(`"displayname":"`)
-	reqBodyJSON    = []byte(`"req_body":`) // JSON lines
-	reqBodyPretty  = []byte(`req_body=`)   // zerolog's console writer
-	redacted       = []byte(`"***"`)
-)
+// A lookup is what redactNames looks for in a line. The line is searched for two anchors
+// only, "req_body" and "name", each lookup holding one.
+type lookup struct {
+	key    []byte
+	body   bool // a request body to walk; else a field whose string value is a name
+	anchor int  // in anchors
+	offset int  // of the anchor in key
+}
+
+var anchors = [...][]byte{[]byte("req_body"), []byte("name")}
+
+var lookups = [...]lookup{
+	{key: []byte(`"req_body":`), body: true}, // JSON lines
+	{key: []byte(` req_body=`), body: true},  // zerolog's console writer (format: pretty)
+	{key: []byte(`"displayname":`)},
+	{key: []byte(`"expected_name":`)},
+	{key: []byte(`"actual_name":`)},
+	{key: []byte(` expected_name=`)},
+	{key: []byte(` actual_name=`)},
+}
+
+func init() {
+	for k := range lookups {
+		for a, anchor := range anchors {
+			if i := bytes.Index(lookups[k].key, anchor); i >= 0 {
+				lookups[k].anchor, lookups[k].offset = a, i
+			}
+		}
+	}
+}
+
+var redacted = []byte(`"***"`)
 
 // redactNames returns line with the names replaced, in m.buf (owned) when there was one,
 // else line itself.
 func (m *masker) redactNames(line []byte) (out []byte, owned bool) {
 	r := redactor{line: line, m: m}
-	f := finder{line: line, at: [3]int{-2, -2, -2}}
+	f := finder{line: line}
+	for k := range f.at {
+		f.at[k] = -2
+	}
 	for i := 0; ; {
 		at, kind := f.next(i)
 		if at < 0 {
 			break
 		}
-		switch kind {
-		case 0: // displayname
-			start := at + len(displayNameKey) - 1
-			end := stringEnd(line, start)
-			if end < 0 {
-				i = start + 1
-				continue
-			}
-			r.replace(start, end)
-			i = end
-		default:
-			start := at + len(names[kind])
-			i = start
-			if start < len(line) && (line[start] == '{' || line[start] == '[') {
+		start := at + len(lookups[kind].key)
+		i = start
+		switch {
+		case start >= len(line):
+		case lookups[kind].body:
+			if line[start] == '{' || line[start] == '[' {
 				if end := r.walk(start); end > start {
 					i = end
 				}
 			}
 			// A body that is not JSON after all keeps what was replaced in it.
 			i = max(i, r.done)
+		case line[start] == '"':
+			if end := stringEnd(line, start); end > 0 {
+				r.replace(start, end)
+				i = end
+			}
+		case line[at] == ' ': // the console writer leaves out the quotes of one word
+			end := start
+			for end < len(line) && line[end] != ' ' && line[end] != '\n' {
+				end++
+			}
+			if end > start {
+				r.replace(start, end)
+				i = end
+			}
 		}
 	}
 	return r.finish()
 }
 
-// names are what redactNames looks for, in finder.at's order.
-var names = [3][]byte{displayNameKey, reqBodyJSON, reqBodyPretty}
-
-// finder finds the next of names in line, searching for each again only once passed.
+// finder finds the next of the lookups in line, searching for each anchor again only
+// once passed.
 type finder struct {
 	line []byte
-	at   [3]int // where each is from the last search; -1 none left, -2 not searched
+	at   [len(anchors)]int // where each is from the last search; -1 none left, -2 not searched
 }
 
 func (f *finder) next(from int) (at, kind int) {
-	best, kind := -1, -1
-	for k, name := range names {
+	for k := range anchors {
 		if f.at[k] == -2 || (f.at[k] >= 0 && f.at[k] < from) {
-			f.at[k] = -1
-			if from <= len(f.line) {
-				if i := bytes.Index(f.line[from:], name); i >= 0 {
-					f.at[k] = from + i
-				}
-			}
-		}
-		if f.at[k] >= 0 && (best < 0 || f.at[k] < best) {
-			best, kind = f.at[k], k
+			f.search(k, from)
 		}
 	}
-	return best, kind
+	for {
+		a := -1
+		for k := range anchors {
+			if f.at[k] >= 0 && (a < 0 || f.at[k] < f.at[a]) {
+				a = k
+			}
+		}
+		if a < 0 {
+			return -1, -1
+		}
+		p := f.at[a]
+		for k, l := range lookups {
+			if start := p - l.offset; l.anchor == a && start >= from && bytes.HasPrefix(f.line[start:], l.key) {
+				return start, k
+			}
+		}
+		f.search(a, p+1) // only the anchor
+	}
+}
+
+// search finds anchor k from from on.
+func (f *finder) search(k, from int) {
+	f.at[k] = -1
+	if from <= len(f.line) {
+		if i := bytes.Index(f.line[from:], anchors[k]); i >= 0 {
+			f.at[k] = from + i
+		}
+	}
 }
 
 // redactor writes line into m.buf with the spans it replaces.

@@ -44,6 +44,7 @@ func FuzzMask(f *testing.F) {
 		`"req_body":{"a":[{"b":[[]]},"c",1e5,true],"m.topic":{"m.text":[{"body":"Jane"}]}}`,
 		`"req_body":{"name":"Jane Doe","broken`,
 		`"req_body":{"name":`,
+		`{"expected_name":"Jane","actual_name":"x"} WRN x actual_name=Jane expected_name="Jane Doe" name name`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -52,8 +53,9 @@ func FuzzMask(f *testing.F) {
 		got := Mask(line)
 		require.Equal(t, orig, line, "the input is not changed")
 		assert.Equal(t, string(got), string(Mask(bytes.Clone(got))), "masking is idempotent")
-		if !bytes.Contains(line, []byte("req_body")) {
-			// Without a request body the names are the old ones: the same output.
+		if !bytes.Contains(line, []byte("req_body")) && !bytes.Contains(line, []byte("_name")) {
+			// Without a request body or a ghost's names, the names are the old ones: the
+			// same output.
 			assert.Equal(t, string(regexMask(bytes.Clone(line))), string(got))
 		}
 	})
