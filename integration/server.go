@@ -47,6 +47,8 @@ type Options struct {
 	Log          zerolog.Logger
 	// EventClient delivers events; nil: a client with a 10 s timeout that follows no redirect.
 	EventClient *http.Client
+	// Now is the clock of the limits on refused calls; nil: time.Now.
+	Now func() time.Time
 }
 
 // Server serves the integration API and delivers its events.
@@ -58,6 +60,10 @@ type Server struct {
 	tokens   []tokenEntry
 	limiters map[string]*rate.Limiter
 	events   *eventDelivery
+	refused  *refusals
+	// stopRefused ends the refusals' flush loop; refusedDone closes when it has flushed.
+	stopRefused context.CancelFunc
+	refusedDone chan struct{}
 }
 
 type tokenEntry struct {
@@ -78,6 +84,17 @@ func NewServer(opts Options) *Server {
 		s.limiters[ic.Name] = rate.NewLimiter(rate.Limit(float64(ic.RateLimit.PerMinute)/60), ic.RateLimit.Burst)
 	}
 	s.events = newEventDelivery(s)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s.refused = newRefusals(now, func(ctx context.Context, e *database.AuditEntry) error {
+		err := s.db.Audited(ctx, e, nil)
+		if err != nil {
+			s.log.Err(err).Msg("Failed to audit refused integration API calls")
+		}
+		return err
+	})
 	return s
 }
 
@@ -98,11 +115,27 @@ func (s *Server) Register(mux *http.ServeMux) {
 	})
 }
 
-// Start delivers events until ctx ends.
-func (s *Server) Start(ctx context.Context) { s.events.start(ctx) }
+// Start delivers events, and audits refused calls, until ctx ends.
+func (s *Server) Start(ctx context.Context) {
+	s.events.start(ctx)
+	ctx, s.stopRefused = context.WithCancel(ctx)
+	s.refusedDone = make(chan struct{})
+	go func() {
+		defer close(s.refusedDone)
+		s.refused.run(ctx)
+	}()
+}
 
-// Stop ends event delivery and waits for it.
-func (s *Server) Stop() { s.events.stop() }
+// Stop ends event delivery, audits the refused calls not audited yet, and waits for both.
+func (s *Server) Stop() {
+	s.events.stop()
+	if s.stopRefused != nil {
+		s.stopRefused()
+		<-s.refusedDone
+	} else {
+		s.refused.flush(context.Background(), true)
+	}
+}
 
 // call is one API request on its way through: who made it and what it touched, for the
 // audit row written when it ends.
@@ -111,6 +144,8 @@ type call struct {
 	loginID  string
 	portalID string
 	fhir     bool
+	// counted: a call without a known token that is audited in aggregate (refusals.go).
+	counted bool
 }
 
 // Actor names the integration in the audit log.
@@ -124,9 +159,9 @@ func (c *call) touch(conv *database.Conversation) {
 
 type handler func(ctx context.Context, c *call, r *http.Request, body []byte) (status int, resp any, err error)
 
-// route wraps a handler with what every call goes through, in this order: the token,
-// its scope, its rate limit, the body's size, the Idempotency-Key (POST), then the audit
-// row when it ends.
+// route wraps a handler with what every call goes through, in this order: the token
+// (without a known one, the limit of the client's address), its scope, its rate limit,
+// the body's size, the Idempotency-Key (POST), then the audit row when it ends.
 func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
 	fhir := strings.Contains(pattern, FHIRPrefix)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -142,8 +177,21 @@ func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
 		}
 		c.integ = s.authenticate(r)
 		if c.integ == nil {
+			missing := r.Header.Get("Authorization") == ""
+			answer := "401 invalid_token"
+			if missing {
+				answer = "401 missing_token"
+			}
+			wait, limited, first := s.refused.refuse(r.Context(), clientAddress(r), answer)
+			c.counted = !first
+			if limited {
+				seconds := max(int(math.Ceil(wait.Seconds())), 1)
+				rec.Header().Set("Retry-After", fmt.Sprint(seconds))
+				fail(apiError(http.StatusTooManyRequests, "rate_limited", "too many calls without a valid token from this address; retry in %d s", seconds))
+				return
+			}
 			rec.Header().Set("WWW-Authenticate", `Bearer realm="carebridge"`)
-			if r.Header.Get("Authorization") == "" {
+			if missing {
 				fail(apiError(http.StatusUnauthorized, "missing_token", "send the integration's token as Authorization: Bearer <token>"))
 			} else {
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="carebridge", error="invalid_token"`)
@@ -228,7 +276,11 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // auditCall writes the call's audit row: who, which endpoint, the answer; never a body.
+// Most calls refused for their token are counted instead (refusals.go).
 func (s *Server) auditCall(r *http.Request, c *call, status int) {
+	if c.counted {
+		return
+	}
 	actor := "unauthenticated"
 	if c.integ != nil {
 		actor = c.Actor()

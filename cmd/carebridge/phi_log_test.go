@@ -16,7 +16,8 @@ import (
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
-// TestNoPHIInLogs runs the SMS flow (texts, MMS both ways, a keyword, a name) and the
+// TestNoPHIInLogs runs the SMS flow (texts, MMS both ways, a keyword, a name, then a room
+// created for a second clinic number with that name from the start) and the
 // secure flow (date of birth, link, code, chat, upload, download, sign-out) with the
 // bridge logging at trace level, then searches everything it wrote for what must never
 // be there: message bodies, the patient's number beyond its last four digits (in any
@@ -36,13 +37,27 @@ func runNoPHIInLogs(t *testing.T, kind string) {
 		"Your x-ray shows a hairline fracture",
 		"Can I still walk to work tomorrow",
 		"Stay off it and book a cast fitting",
+		"Is the clinic on Elm Street open on Saturday",
 	}
 
-	// SMS mode.
+	// SMS mode. The patient is named in the first room, then texts a second clinic
+	// number: bridgev2 creates that room with the name already in createRoom's
+	// initial_state (m.room.name), which mautrix logs at debug level.
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, bodies[0])
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
+	_, _, err = nurse.Send(ctx, roomID, "!sms name Jane Doe")
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "now shown as")
+	const secondClinic = "+15550002222"
+	e.fake.AddNumber(accountSID, secondClinic)
+	_, err = e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, secondClinic)
+	require.NoError(t, err)
+	_, err = e.fake.SendInbound(ctx, patient, secondClinic, bodies[6])
+	require.NoError(t, err)
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.RoomID != roomID && m.Body == bodies[6] })
+	require.NoError(t, err, "the second clinic number's room")
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, bodies[1], e.fake.AddMedia("image/jpeg", testJPEG(t)))
 	require.NoError(t, err)
 	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.MsgType == "m.image" })
@@ -58,8 +73,6 @@ func runNoPHIInLogs(t *testing.T, kind string) {
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Info?") // HELP is answered by (fake) Twilio itself
 	require.NoError(t, err)
 	_, err = e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient && strings.Contains(m.Body, "emergencies") })
-	require.NoError(t, err)
-	_, _, err = nurse.Send(ctx, roomID, "!sms name Jane Doe")
 	require.NoError(t, err)
 
 	// Secure mode, with a date of birth.

@@ -1,16 +1,16 @@
 // Package logmask keeps patients' phone numbers and names out of carebridge's logs: every
 // log writer mxmain builds from the config (stdout, stderr, file, syslog, journald) is
 // wrapped so that a phone number is written with only its last four digits (+*******4567),
-// and the display names, room names and topics in the Matrix requests mautrix logs at
-// debug level (they carry the patient's name) as "***". bridgev2 names ghosts, portals and
-// rooms after the number, so this happens at the writer, for every line.
+// and the names, room names and topics in the Matrix request bodies mautrix logs at debug
+// level (they carry the patient's name) as "***". bridgev2 names ghosts, portals and rooms
+// after the number, so this happens at the writer, for every line: one pass, no regexp.
 package logmask
 
 import (
 	"bytes"
 	"io"
 	"log/syslog"
-	"regexp"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/journald"
@@ -18,79 +18,31 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 )
 
-type rule struct {
-	re *regexp.Regexp
-	// keep lists the submatches written as they are; the others become '*' per byte.
-	keep []int
-}
-
-// The forms a number takes in bridgev2's and carebridge's log lines.
-var rules = []rule{
-	// E.164 (+15551234567), URL-encoded (%2B15551234567), a ghost (sms_15551234567).
-	{regexp.MustCompile(`(\+|%2[Bb]|sms_)(\d{5,11})(\d{4})(\D|$)`), []int{1, 3, 4}},
-	// An ID that is a bare number: a JSON string ("15551234567"), key=value (pretty logs),
-	// a path segment, or part of a local room ID (!15551234567.15550001111:example.org).
-	{regexp.MustCompile(`(["=/!.])(\d{6,11})(\d{4})(["/\s.:]|$)`), []int{1, 3, 4}},
-	// National formats: (555) 123-4567, 555-123-4567, 555.123.4567.
-	{regexp.MustCompile(`(\()(\d{3})(\) ?)(\d{3})(-)(\d{4})(\D|$)`), []int{1, 3, 5, 6, 7}},
-	{regexp.MustCompile(`(^|\D)(\d{3})([-.])(\d{3})([-.])(\d{4})(\D|$)`), []int{1, 3, 5, 6, 7}},
-}
-
-// jsonString is a JSON string literal.
-const jsonString = `"(?:[^"\\]|\\.)*"`
-
-// redactions replace values that name a patient: display names (ghost profiles, the
-// m.bridge channel) anywhere, and the body of m.room.name and m.room.topic requests.
-var redactions = []struct {
-	re   *regexp.Regexp
-	with []byte
-}{
-	{regexp.MustCompile(`"displayname":` + jsonString), []byte(`"displayname":"***"`)},
-	{regexp.MustCompile(`"req_body":\{"name":` + jsonString), []byte(`"req_body":{"name":"***"`)},
-	{regexp.MustCompile(`"req_body":\{"topic":` + jsonString), []byte(`"req_body":{"topic":"***"`)},
-}
-
 // Mask returns line with every phone number reduced to its last four digits, and patient
-// names in Matrix requests replaced.
+// names in Matrix request bodies replaced. It returns line itself when nothing is masked
+// (no copy, no allocation), else a new slice; line is never changed.
 func Mask(line []byte) []byte {
-	for _, r := range redactions {
-		line = r.re.ReplaceAllLiteral(line, r.with)
-	}
-	for _, r := range rules {
-		// A match ends with the character after the number, which may start the next
-		// one ("+15551234567/+15550001111"): run until nothing changes.
-		for range 4 {
-			masked := r.re.ReplaceAllFunc(line, func(m []byte) []byte { return r.mask(m) })
-			if bytes.Equal(masked, line) {
-				break
-			}
-			line = masked
-		}
-	}
-	return line
-}
-
-func (r rule) mask(m []byte) []byte {
-	idx := r.re.FindSubmatchIndex(m)
-	out := make([]byte, 0, len(m))
-	for g := 1; g*2 < len(idx); g++ {
-		part := m[idx[2*g]:idx[2*g+1]]
-		if contains(r.keep, g) {
-			out = append(out, part...)
-		} else {
-			out = append(out, bytes.Repeat([]byte{'*'}, len(part))...)
-		}
+	m := maskers.Get().(*masker)
+	defer maskers.Put(m)
+	out := m.mask(line)
+	if len(out) > 0 && &out[0] != &line[0] {
+		return bytes.Clone(out)
 	}
 	return out
 }
 
-func contains(list []int, v int) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
+// masker holds what one Mask call needs, so that the writers reuse it (a pool) and
+// allocate nothing per line once warm.
+type masker struct {
+	buf   []byte  // the masked copy, when there is one
+	stack []frame // the JSON walk of a request body
+}
+
+var maskers = sync.Pool{New: func() any { return new(masker) }}
+
+func (m *masker) mask(line []byte) []byte {
+	out, owned := m.redactNames(line)
+	return m.maskNumbers(out, owned)
 }
 
 type writer struct{ w io.Writer }
@@ -100,7 +52,7 @@ type levelWriter struct {
 	lw zerolog.LevelWriter
 }
 
-// Wrap masks phone numbers in everything written to w (one log line per write, as
+// Wrap masks phone numbers and names in everything written to w (one log line per write, as
 // zerolog writes). A zerolog.LevelWriter stays one.
 func Wrap(w io.Writer) io.Writer {
 	if lw, ok := w.(zerolog.LevelWriter); ok {
@@ -110,14 +62,18 @@ func Wrap(w io.Writer) io.Writer {
 }
 
 func (w writer) Write(p []byte) (int, error) {
-	if _, err := w.w.Write(Mask(p)); err != nil {
+	m := maskers.Get().(*masker)
+	defer maskers.Put(m)
+	if _, err := w.w.Write(m.mask(p)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
 func (w levelWriter) WriteLevel(level zerolog.Level, p []byte) (int, error) {
-	if _, err := w.lw.WriteLevel(level, Mask(p)); err != nil {
+	m := maskers.Get().(*masker)
+	defer maskers.Put(m)
+	if _, err := w.lw.WriteLevel(level, m.mask(p)); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -1,0 +1,5 @@
+//go:build !race
+
+package logmask
+
+const raceEnabled = false
