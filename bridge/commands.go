@@ -97,7 +97,7 @@ func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	}
 	link, err := c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String())
 	if err == nil {
-		err = c.textPatient(ce.Ctx, conv, outbox.KindAlert, securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link), ce.EventID)
+		err = c.textPatient(ce.Ctx, conv, outbox.KindAlert, securechat.AlertText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link), ce.EventID)
 	}
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to text a secure chat link")

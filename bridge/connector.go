@@ -22,6 +22,7 @@ import (
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/internal/keyedlock"
+	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
@@ -43,13 +44,14 @@ type Connector struct {
 	inbound *inboundQueue
 	// Outbox is the one way a text reaches a patient.
 	Outbox  *outbox.Outbox
+	alerts  *loop.Loop
 	started atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks keyedlock.Locks
 	// API is the integration API, nil when no integration is configured.
 	API       *integration.Server
 	retention *retentionLoop
-	later     *laterLoop
+	later     *loop.Loop
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
 	metrics       *metrics.Metrics
 	metricsServer *metrics.Server
@@ -169,6 +171,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err = c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
 		return err
 	}
+	c.startAlerts(c.Bridge.BackgroundCtx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
@@ -196,6 +199,7 @@ func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
 	}
+	c.alerts.Stop()
 	if c.Outbox != nil {
 		c.Outbox.Stop()
 	}

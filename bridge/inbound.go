@@ -282,7 +282,7 @@ func (c *Connector) remindSecure(ctx context.Context, login *bridgev2.UserLogin,
 		return
 	}
 	c.reminded.Store(key, time.Now())
-	text := securechat.ReminderText(c.Config.SecureChat.Language, c.Config.ClinicName)
+	text := securechat.ReminderText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName)
 	if err = c.textPatient(ctx, conv, outbox.KindReminder, text, ""); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to text secure mode reminder")
 	}

@@ -239,8 +239,8 @@ func senderName(msg *bridgev2.MatrixMessage) string {
 	return "Care team"
 }
 
-// alertPatient texts the "new secure message" alert with a fresh link, unless one was
-// sent within the quiet period, the patient opted out, or they already read everything.
+// alertPatient tells the patient a secure message waits: at once, or when the quiet
+// period after the last alert ends (the alert loop sends it then, if still unread).
 func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, loginID, portalID string) {
 	log := c.Bridge.Log.With().Str("action", "secure alert").Str("portal_id", portalID).Logger()
 	ctx = log.WithContext(ctx)
@@ -253,7 +253,28 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 		c.sendNotice(ctx, portal, "The patient has opted out (STOP): no alert was texted. They will see the message when they open an earlier link.")
 		return
 	}
-	claimed, err := c.DB.Conversation.ClaimAlert(ctx, loginID, portalID, time.Now(), c.Config.SecureChat.AlertQuietPeriod)
+	action, due := c.alertPolicy().OnStaffMessage(conv, c.now())
+	if action == securechat.AlertLater {
+		if err = c.DB.Conversation.HoldAlert(ctx, loginID, portalID, due); err != nil {
+			log.Err(err).Msg("Failed to keep an alert for the end of the quiet period")
+		}
+		log.Debug().Time("due", due).Msg("Alert held back until the quiet period ends")
+		c.alerts.Wake()
+		return
+	}
+	c.sendAlert(ctx, portal, conv)
+}
+
+// alertPolicy is the clinic's configuration of when patients are alerted.
+func (c *Connector) alertPolicy() securechat.AlertPolicy {
+	return securechat.AlertPolicy{Quiet: c.Config.SecureChat.AlertQuietPeriod, ReminderAfter: c.Config.SecureChat.ReminderAfter}
+}
+
+// sendAlert texts the "new secure message" alert with a fresh link, in the patient's
+// language, unless another caller texted one within the quiet period.
+func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) {
+	log := zerolog.Ctx(ctx)
+	claimed, err := c.DB.Conversation.ClaimAlert(ctx, conv.LoginID, conv.PortalID, c.now(), c.Config.SecureChat.AlertQuietPeriod)
 	if err != nil {
 		log.Err(err).Msg("Failed to claim alert")
 		return
@@ -266,7 +287,7 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 		log.Err(err).Msg("Failed to issue link for alert")
 		return
 	}
-	text := securechat.AlertText(c.Config.SecureChat.Language, c.Config.ClinicName, link)
+	text := securechat.AlertText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link)
 	if err = c.textPatient(ctx, conv, outbox.KindAlert, text, ""); err != nil {
 		log.Err(err).Msg("Failed to text secure message alert")
 		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -19,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -201,7 +201,7 @@ func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation
 		return
 	}
 	if c.later != nil {
-		c.later.wake()
+		c.later.Wake()
 	}
 	ce.Reply("Scheduled message %d will be sent %s (in %s), by the conversation's mode at that time "+
 		"(SMS, or the secure chat). Cancel it with `$cmdprefix later cancel %d`.", m.ID, sendAt.In(loc).Format(laterShowLayout),
@@ -328,63 +328,24 @@ func (c *Connector) staffName(ctx context.Context, portal *bridgev2.Portal, user
 
 // ---- the scheduler ---------------------------------------------------------------
 
-// laterLoop sends scheduled messages when they are due, by the workflow clock.
-type laterLoop struct {
-	c      *Connector
-	wakeCh chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
-}
-
-// startLater starts the scheduler; stopLater ends it.
+// startLater starts the scheduler, which sends scheduled messages when they are due by
+// the workflow clock; stopLater lets a send in progress finish (so no claim is left
+// without its outcome) and waits for it to end.
 func (c *Connector) startLater(ctx context.Context) {
 	log := c.Bridge.Log.With().Str("component", "scheduled messages").Logger()
-	ctx, cancel := context.WithCancel(log.WithContext(ctx))
-	c.later = &laterLoop{c: c, wakeCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
-	go c.later.run(ctx)
-}
-
-// stopLater lets a send in progress finish (so no claim is left without its outcome) and
-// waits for the scheduler to end.
-func (c *Connector) stopLater() {
-	if c.later != nil {
-		c.later.once.Do(func() {
-			c.later.cancel()
-			<-c.later.done
-		})
-	}
-}
-
-// wake makes the scheduler look for due messages now.
-func (l *laterLoop) wake() {
-	select {
-	case l.wakeCh <- struct{}{}:
-	default:
-	}
-}
-
-func (l *laterLoop) run(ctx context.Context) {
-	defer close(l.done)
-	l.c.failInterrupted(ctx)
-	for {
-		l.c.sendDueLater(ctx)
-		wait := laterPollInterval
-		next, ok, err := l.c.DB.Scheduled().NextDue(ctx)
+	ctx = log.WithContext(ctx)
+	c.failInterrupted(ctx)
+	c.later = loop.Start(ctx, c.now, laterPollInterval, laterMinWait, func(ctx context.Context) (time.Time, bool) {
+		c.sendDueLater(ctx)
+		next, ok, err := c.DB.Scheduled().NextDue(ctx)
 		if err != nil && ctx.Err() == nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to read the next scheduled message")
-		} else if ok {
-			// The clock may be moved (tests), so never wait longer than the poll interval.
-			wait = min(max(next.Sub(l.c.now()), laterMinWait), laterPollInterval)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.wakeCh:
-		case <-time.After(wait):
-		}
-	}
+		return next, ok && err == nil
+	})
 }
+
+func (c *Connector) stopLater() { c.later.Stop() }
 
 // failInterrupted reports the messages that were being sent when the bridge stopped
 // without recording the outcome. They are not sent again: Twilio may or may not have

@@ -48,9 +48,11 @@ type SecureChatConfig struct {
 	SessionIdle      time.Duration `yaml:"session_idle"`
 	SessionMax       time.Duration `yaml:"session_max"`
 	AlertQuietPeriod time.Duration `yaml:"alert_quiet_period"`
-	Language         string        `yaml:"language"`
-	MaxUploadMB      int           `yaml:"max_upload_mb"`
-	RetentionDays    int           `yaml:"retention_days"`
+	// ReminderAfter is when messages still unread after their alert get one reminder (0: never).
+	ReminderAfter time.Duration `yaml:"reminder_after"`
+	Language      string        `yaml:"language"`
+	MaxUploadMB   int           `yaml:"max_upload_mb"`
+	RetentionDays int           `yaml:"retention_days"`
 }
 
 // KeywordsConfig holds the fixed answers to carrier keywords.
@@ -128,6 +130,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "secure_chat", "session_idle")
 	helper.Copy(up.Str, "secure_chat", "session_max")
 	helper.Copy(up.Str, "secure_chat", "alert_quiet_period")
+	helper.Copy(up.Str, "secure_chat", "reminder_after")
 	helper.Copy(up.Str, "secure_chat", "language")
 	helper.Copy(up.Int, "secure_chat", "max_upload_mb")
 	helper.Copy(up.Int, "secure_chat", "retention_days")

@@ -27,7 +27,7 @@ func validConfig() Config {
 		MaxSegments:   10,
 		SecureChat: SecureChatConfig{DefaultMode: "sms", Keys: map[string]string{"k1": testKey1}, CurrentKey: "k1",
 			LinkLifetime: 72 * time.Hour, CodeLifetime: 10 * time.Minute, MaxWrongCodes: 5, CodesPerHour: 5,
-			SessionIdle: 15 * time.Minute, SessionMax: 12 * time.Hour, AlertQuietPeriod: 15 * time.Minute,
+			SessionIdle: 15 * time.Minute, SessionMax: 12 * time.Hour, AlertQuietPeriod: 15 * time.Minute, ReminderAfter: 24 * time.Hour,
 			Language: "en", MaxUploadMB: 20, RetentionDays: 30},
 		Keywords: KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
 		Twilio:   TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},

@@ -139,6 +139,8 @@ func (s *SecureChatConfig) validate() error {
 		return invalid("secure_chat.session_max", "must be at least session_idle and at most 24h (default 12h)")
 	case s.AlertQuietPeriod < 0 || s.AlertQuietPeriod > 24*time.Hour:
 		return invalid("secure_chat.alert_quiet_period", "must be between 0 and 24h (default 15m)")
+	case s.ReminderAfter < 0 || (s.ReminderAfter > 0 && s.ReminderAfter < s.AlertQuietPeriod) || s.ReminderAfter > 30*24*time.Hour:
+		return invalid("secure_chat.reminder_after", "must be 0 (no reminder) or between alert_quiet_period and 720h (default 24h)")
 	case s.Language != "en" && s.Language != "es":
 		return invalid("secure_chat.language", fmt.Sprintf("is %q: use en or es", s.Language))
 	case s.MaxUploadMB < 1 || s.MaxUploadMB > 100:

@@ -21,7 +21,7 @@ const (
 
 const (
 	conversationColumns = `login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at, dob_hash, last_alert_at,
-		assignee, urgent, closed_at, waiting_since, after_hours_at`
+		assignee, urgent, closed_at, waiting_since, after_hours_at, alert_due_at, reminded_at, patient_language`
 	getConversationQuery    = `SELECT ` + conversationColumns + ` FROM conversation WHERE login_id=$1 AND portal_id=$2`
 	insertConversationQuery = `
 		INSERT INTO conversation (login_id, portal_id, clinic_phone, patient_phone, patient_name, mode, opted_out, room_ready, created_at)
@@ -40,7 +40,21 @@ const (
 	setModeQuery         = `UPDATE conversation SET mode=$3 WHERE login_id=$1 AND portal_id=$2`
 	setDOBHashQuery      = `UPDATE conversation SET dob_hash=$3 WHERE login_id=$1 AND portal_id=$2`
 	// claimAlertQuery takes the quiet period atomically: only one alert per period is sent.
-	claimAlertQuery     = `UPDATE conversation SET last_alert_at=$3 WHERE login_id=$1 AND portal_id=$2 AND last_alert_at<=$4`
+	claimAlertQuery = `UPDATE conversation SET last_alert_at=$3, alert_due_at=0 WHERE login_id=$1 AND portal_id=$2 AND last_alert_at<=$4`
+	// holdAlertQuery keeps an alert for when the quiet period ends, unless one is kept already.
+	holdAlertQuery = `UPDATE conversation SET alert_due_at=$3 WHERE login_id=$1 AND portal_id=$2 AND alert_due_at=0`
+	// Secure conversations with a held-back alert due, or alerted before remindBefore and
+	// not reminded since.
+	alertsDueQuery = `SELECT ` + conversationColumns + ` FROM conversation
+		WHERE mode='secure' AND ((alert_due_at>0 AND alert_due_at<=$1)
+		   OR (last_alert_at>0 AND last_alert_at<=$2 AND reminded_at<last_alert_at))
+		ORDER BY login_id, portal_id LIMIT $3`
+	nextAlertQuery = `SELECT MIN(CASE WHEN alert_due_at>0 THEN alert_due_at ELSE $1 END),
+		MIN(CASE WHEN last_alert_at>0 AND reminded_at<last_alert_at THEN last_alert_at ELSE $1 END)
+		FROM conversation WHERE mode='secure'`
+	clearAlertQuery     = `UPDATE conversation SET alert_due_at=0 WHERE login_id=$1 AND portal_id=$2`
+	claimReminderQuery  = `UPDATE conversation SET reminded_at=$3 WHERE login_id=$1 AND portal_id=$2 AND reminded_at<last_alert_at`
+	setPatientLangQuery = `UPDATE conversation SET patient_language=$3 WHERE login_id=$1 AND portal_id=$2 AND patient_language<>$3`
 	setOptedOutQuery    = `UPDATE conversation SET opted_out=$3 WHERE login_id=$1 AND portal_id=$2`
 	setPatientNameQuery = `UPDATE conversation SET patient_name=$2 WHERE patient_phone=$1`
 	getPatientNameQuery = `
@@ -73,6 +87,12 @@ type Conversation struct {
 	ClosedAt     time.Time
 	WaitingSince time.Time
 	AfterHoursAt time.Time
+
+	// Secure mode alerts: a held-back alert due then (zero: none), when the reminder for
+	// unread messages was texted, and the language the patient chose ("": the clinic's).
+	AlertDueAt      time.Time
+	RemindedAt      time.Time
+	PatientLanguage string
 }
 
 // ConversationQuery runs the conversation table's statements.
@@ -82,10 +102,10 @@ type ConversationQuery struct {
 
 // Scan reads one row.
 func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
-	var createdAt, lastAlert, closedAt, waitingSince, afterHoursAt int64
+	var createdAt, lastAlert, closedAt, waitingSince, afterHoursAt, alertDue, reminded int64
 	err := row.Scan(&c.LoginID, &c.PortalID, &c.ClinicPhone, &c.PatientPhone, &c.PatientName,
 		&c.Mode, &c.OptedOut, &c.RoomReady, &createdAt, &c.DOBHash, &lastAlert,
-		&c.Assignee, &c.Urgent, &closedAt, &waitingSince, &afterHoursAt)
+		&c.Assignee, &c.Urgent, &closedAt, &waitingSince, &afterHoursAt, &alertDue, &reminded, &c.PatientLanguage)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +114,8 @@ func (c *Conversation) Scan(row dbutil.Scannable) (*Conversation, error) {
 	c.ClosedAt = unixMilliOrZero(closedAt)
 	c.WaitingSince = unixMilliOrZero(waitingSince)
 	c.AfterHoursAt = unixMilliOrZero(afterHoursAt)
+	c.AlertDueAt = unixMilliOrZero(alertDue)
+	c.RemindedAt = unixMilliOrZero(reminded)
 	return c, nil
 }
 
@@ -177,6 +199,56 @@ func (cq *ConversationQuery) ClaimAlert(ctx context.Context, loginID, portalID s
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// HoldAlert keeps an alert for due, when the quiet period ends (an alert already held
+// keeps its time).
+func (cq *ConversationQuery) HoldAlert(ctx context.Context, loginID, portalID string, due time.Time) error {
+	return cq.Exec(ctx, holdAlertQuery, loginID, portalID, due.UnixMilli())
+}
+
+// ClearAlert drops a held-back alert (the patient read everything meanwhile).
+func (cq *ConversationQuery) ClearAlert(ctx context.Context, loginID, portalID string) error {
+	return cq.Exec(ctx, clearAlertQuery, loginID, portalID)
+}
+
+// AlertsDue returns up to limit secure conversations whose held-back alert is due at now,
+// or whose last alert was texted before remindBefore without a reminder since.
+func (cq *ConversationQuery) AlertsDue(ctx context.Context, now, remindBefore time.Time, limit int) ([]*Conversation, error) {
+	return cq.QueryMany(ctx, alertsDueQuery, now.UnixMilli(), remindBefore.UnixMilli(), limit)
+}
+
+// NextAlert returns the earliest held-back alert's time and the earliest last alert not
+// yet reminded of (each zero when there is none).
+func (cq *ConversationQuery) NextAlert(ctx context.Context) (due, lastUnreminded time.Time, err error) {
+	const none = int64(1) << 62
+	var a, b sql.NullInt64
+	if err = cq.GetDB().QueryRow(ctx, nextAlertQuery, none).Scan(&a, &b); err != nil {
+		return
+	}
+	if a.Valid && a.Int64 != none {
+		due = time.UnixMilli(a.Int64)
+	}
+	if b.Valid && b.Int64 != none {
+		lastUnreminded = time.UnixMilli(b.Int64)
+	}
+	return
+}
+
+// ClaimReminder takes the right to text the reminder for the current alert; two callers
+// cannot both win.
+func (cq *ConversationQuery) ClaimReminder(ctx context.Context, loginID, portalID string, now time.Time) (bool, error) {
+	res, err := cq.GetDB().Exec(ctx, claimReminderQuery, loginID, portalID, now.UnixMilli())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// SetPatientLanguage remembers the language the patient chose on the secure chat's pages.
+func (cq *ConversationQuery) SetPatientLanguage(ctx context.Context, loginID, portalID, lang string) error {
+	return cq.Exec(ctx, setPatientLangQuery, loginID, portalID, lang)
 }
 
 // SetOptedOut records the patient's STOP or START.

@@ -29,6 +29,12 @@ CREATE TABLE conversation (
     room_policy    TEXT    NOT NULL DEFAULT '',
     -- The bridge's pinned notice naming the patient in a room whose name is masked.
     pinned_notice  TEXT    NOT NULL DEFAULT '',
+    -- A secure-message alert held back by the quiet period is due then (0: none).
+    alert_due_at   BIGINT  NOT NULL DEFAULT 0,
+    -- When the reminder for secure messages still unread was texted.
+    reminded_at    BIGINT  NOT NULL DEFAULT 0,
+    -- The language the patient chose on the secure chat's pages ('' : the clinic's).
+    patient_language TEXT  NOT NULL DEFAULT '',
 
     PRIMARY KEY (login_id, portal_id)
 );

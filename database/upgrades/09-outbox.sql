@@ -1,4 +1,4 @@
--- v8 -> v9: The outbox: every text to a patient, stored before it is sent
+-- v8 -> v9: The outbox (every text to a patient, stored before it is sent) and secure alerts that never leave a patient unaware
 
 -- Every text and MMS to a patient, kept from the moment it is accepted until Twilio has
 -- answered for it, so a bridge stopped at any moment sends it after the restart. The body
@@ -35,3 +35,10 @@ CREATE INDEX outbox_message_sid_idx ON outbox_message (message_sid);
 ALTER TABLE outbound_message ADD COLUMN kind TEXT NOT NULL DEFAULT '';
 -- The bridgev2 message a staff text is stored as, for delivery receipts ('' before v9).
 ALTER TABLE outbound_message ADD COLUMN remote_id TEXT NOT NULL DEFAULT '';
+
+-- A secure-message alert held back by the quiet period is due then (0: none); when the
+-- reminder for messages still unread was texted; the language the patient chose on the
+-- secure chat's pages ('' until they choose: the clinic's).
+ALTER TABLE conversation ADD COLUMN alert_due_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE conversation ADD COLUMN reminded_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE conversation ADD COLUMN patient_language TEXT NOT NULL DEFAULT '';

@@ -1,0 +1,51 @@
+package securechat
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/carebridge/carebridge/database"
+)
+
+func TestLateMessageIsAlertedWhenTheQuietPeriodEnds(t *testing.T) {
+	p := AlertPolicy{Quiet: 15 * time.Minute, ReminderAfter: 24 * time.Hour}
+	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	conv := &database.Conversation{}
+
+	action, _ := p.OnStaffMessage(conv, t0)
+	assert.Equal(t, AlertNow, action, "the first message is alerted at once")
+	conv.LastAlertAt = t0
+
+	// The patient reads it; the lab result comes 7 minutes after the alert.
+	action, due := p.OnStaffMessage(conv, t0.Add(7*time.Minute))
+	assert.Equal(t, AlertLater, action)
+	assert.Equal(t, t0.Add(15*time.Minute), due, "held back until the quiet period ends")
+	conv.AlertDueAt = due
+
+	assert.Equal(t, AlertNone, p.Due(conv, true, t0.Add(14*time.Minute)), "not before")
+	assert.Equal(t, AlertNow, p.Due(conv, true, t0.Add(15*time.Minute)), "alerted when the quiet period ends")
+	assert.Equal(t, AlertNone, p.Due(conv, false, t0.Add(15*time.Minute)), "not when the patient read it meanwhile")
+}
+
+func TestMessagesStillUnreadGetOneReminder(t *testing.T) {
+	p := AlertPolicy{Quiet: 15 * time.Minute, ReminderAfter: 24 * time.Hour}
+	t0 := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	conv := &database.Conversation{LastAlertAt: t0}
+	assert.Equal(t, AlertNone, p.Due(conv, true, t0.Add(23*time.Hour)))
+	assert.Equal(t, AlertReminder, p.Due(conv, true, t0.Add(24*time.Hour)))
+	assert.Equal(t, AlertNone, p.Due(conv, false, t0.Add(24*time.Hour)), "nothing unread: no reminder")
+	conv.RemindedAt = t0.Add(24 * time.Hour)
+	assert.Equal(t, AlertNone, p.Due(conv, true, t0.Add(48*time.Hour)), "one reminder per alert")
+	p.ReminderAfter = 0
+	conv.RemindedAt = time.Time{}
+	assert.Equal(t, AlertNone, p.Due(conv, true, t0.Add(48*time.Hour)), "reminders can be turned off")
+}
+
+func TestTextsUseThePatientsLanguage(t *testing.T) {
+	assert.Equal(t, "en", Language(&database.Conversation{}, "en"))
+	assert.Equal(t, "es", Language(&database.Conversation{PatientLanguage: "es"}, "en"))
+	assert.Equal(t, "en", Language(&database.Conversation{PatientLanguage: "xx"}, "en"), "only languages the pages speak")
+	assert.Contains(t, UnreadReminderText("es", "Clínica Norte", "https://x/s/t"), "sin leer")
+}
