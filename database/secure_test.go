@@ -46,6 +46,9 @@ func TestSecureLinkLockout(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 4, l.FailedCodes, "a right answer gives its try back")
 		assert.True(t, l.LockedAt.IsZero(), "and the link is usable again")
+		count, err = db.Link.ClaimAttempt(ctx, "h1", 5, now.Add(73*time.Hour))
+		require.NoError(t, err)
+		assert.Zero(t, count, "an expired link has no tries")
 		count, err = db.Link.ClaimAttempt(ctx, "h1", 5, now.Add(time.Minute))
 		require.NoError(t, err)
 		assert.Equal(t, 5, count)
@@ -61,6 +64,9 @@ func TestSecureLinkLockout(t *testing.T) {
 		n, err = db.Link.CountActive(ctx, testLogin, testPortal, now)
 		require.NoError(t, err)
 		assert.Zero(t, n)
+		count, err = db.Link.ClaimAttempt(ctx, "h1", 5, now)
+		require.NoError(t, err)
+		assert.Zero(t, count, "a revoked link has no tries")
 	})
 }
 

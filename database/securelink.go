@@ -22,7 +22,7 @@ const (
 	claimAttemptQuery = `
 		UPDATE secure_link SET failed_codes=failed_codes+1,
 			locked_at=CASE WHEN failed_codes+1>=$2 THEN $3 ELSE locked_at END
-		WHERE token_hash=$1 AND failed_codes<$2 AND locked_at=0
+		WHERE token_hash=$1 AND failed_codes<$2 AND locked_at=0 AND revoked_at=0 AND expires_at>$3
 		RETURNING failed_codes
 	`
 	// releaseAttemptQuery gives a right answer's claim back: it was not a wrong answer,
@@ -88,7 +88,8 @@ func (lq *SecureLinkQuery) RevokeAll(ctx context.Context, loginID, portalID stri
 }
 
 // ClaimAttempt counts an answer as wrong before it is compared and returns the count
-// with it (the link is locked when it equals limit); 0 means the link has no tries left.
+// with it (the link is locked when it equals limit); 0 means the link has no tries left,
+// or was revoked or expired since it was read.
 // Call it in a transaction that also compares the answer and, for a right one, calls
 // ReleaseAttempt: the link's row stays locked until then.
 func (lq *SecureLinkQuery) ClaimAttempt(ctx context.Context, tokenHash string, limit int, at time.Time) (count int, err error) {

@@ -331,6 +331,12 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		return err
 	})
 	switch {
+	case errors.Is(err, errNoTry):
+		// Locked, or revoked or expired since CheckLink: say which.
+		if _, err = s.CheckLink(ctx, token); err == nil {
+			err = ErrLinkLocked
+		}
+		return "", link, err
 	case errors.Is(err, ErrCodeExpired):
 		s.auditAlone(ctx, "patient:link", link.Conversation, "code failed", "expired", "")
 		s.metrics().CodeFailed("expired")
@@ -347,6 +353,9 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 	return session, link, nil
 }
 
+// errNoTry is judgeAnswer's answer when the link has no try left to claim.
+var errNoTry = errors.New("no code try left")
+
 // judgeAnswer runs inside Verify's transaction. An error rolls the claimed try back
 // (no code sent yet, an expired code, a failure); a wrong answer keeps it and is audited.
 func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string, now time.Time) (session string, wrong, err error) {
@@ -355,7 +364,7 @@ func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string,
 	if err != nil {
 		return "", nil, fmt.Errorf("failed to claim a code try: %w", err)
 	} else if tries == 0 {
-		return "", nil, ErrLinkLocked
+		return "", nil, errNoTry
 	}
 	latest, err := s.DB.Code.Latest(ctx, linkHash)
 	if err != nil {
