@@ -111,6 +111,23 @@ func CheckEncryptionBuilt(cfg *bridgeconfig.Config, mc *matrix.Connector) error 
 	return nil
 }
 
+// CheckSafeToStart is called with CheckEncryptionBuilt, before the bridge connects
+// anywhere: it refuses a config that would expose patients (the simulator on an address
+// other machines reach, rooms that need not be encrypted; config.Config.CheckStart)
+// unless network.unsafe overrides it, and logs every override in force as an error.
+func CheckSafeToStart(cfg *bridgeconfig.Config, nc *config.Config, log *zerolog.Logger) error {
+	warnings, err := nc.CheckStart(config.StartSettings{ListenHost: cfg.AppService.Hostname,
+		PublicAddress: cfg.AppService.PublicAddress, EncryptionDefault: cfg.Encryption.Default,
+		EncryptionRequire: cfg.Encryption.Require})
+	if err != nil {
+		return err
+	}
+	for _, warning := range warnings {
+		log.Error().Msg("⚠ UNSAFE CONFIG: " + warning)
+	}
+	return nil
+}
+
 // Start is called after the Matrix connector started: it upgrades carebridge's tables,
 // mounts the Twilio webhook routes, starts delivering stored inbound texts and starts the
 // retention purges.

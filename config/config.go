@@ -27,6 +27,8 @@ type Config struct {
 	Privacy    PrivacyConfig    `yaml:"privacy"`
 	// Integrations use the REST and FHIR API (docs/api.md) and receive events.
 	Integrations []IntegrationConfig `yaml:"integrations"`
+	// Unsafe overrides start-up refusals (CheckStart).
+	Unsafe UnsafeConfig `yaml:"unsafe"`
 
 	WorkflowConfig `yaml:",inline"`
 }
@@ -152,6 +154,8 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "federation", "allowed_servers")
 	helper.Copy(up.Bool, "privacy", "mask_room_names")
+	helper.Copy(up.Bool, "unsafe", "simulator_on_public_address")
+	helper.Copy(up.Bool, "unsafe", "unencrypted_rooms")
 	helper.Copy(up.List, "teams")
 	helper.Copy(up.List, "on_call")
 	helper.Copy(up.Str, "emergency", "reply")

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -149,6 +150,11 @@ func (e *EventsConfig) validate(key string, ic *IntegrationConfig) error {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return invalid(key+".events.url", fmt.Sprintf("is %q: give the https URL that receives the events, or leave it empty", e.URL))
 	}
+	// Events carry patient numbers and, with include_bodies, message texts.
+	if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+		return invalid(key+".events.url", fmt.Sprintf("is %q: events carry patient numbers and messages, so they go over https; "+
+			"plain http is allowed only to this machine (localhost, 127.0.0.0/8, ::1)", e.URL))
+	}
 	if e.Secret == IntegrationSecretFromEnv {
 		if len(os.Getenv(ic.SecretEnv())) < 32 {
 			return invalid(key+".events.secret", "is env, but "+ic.SecretEnv()+" is unset or shorter than 32 characters")
@@ -166,4 +172,14 @@ func (e *EventsConfig) validate(key string, ic *IntegrationConfig) error {
 		return invalid(key+".events", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 1h)")
 	}
 	return nil
+}
+
+// IsLoopbackHost says whether a URL's host name is this machine: localhost, an address
+// in 127.0.0.0/8, or ::1.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

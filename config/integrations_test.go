@@ -32,6 +32,15 @@ func TestIntegrationsValidate(t *testing.T) {
 		"number":        {func(ic *IntegrationConfig) { ic.Numbers = []string{"555-0001"} }, "E.164"},
 		"rate":          {func(ic *IntegrationConfig) { ic.RateLimit.PerMinute = -1 }, "per_minute and burst"},
 		"event url":     {func(ic *IntegrationConfig) { ic.Events.URL = "ftp://ehr.example/events" }, "events.url"},
+		"plain http to another host": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret = "http://ehr.example/events", strings.Repeat("s", 40)
+		}, `network.integrations[0] (ehr).events.url is "http://ehr.example/events": events carry patient numbers and messages, so they go over https`},
+		"plain http to a private address": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret = "http://10.0.0.7:8080/events", strings.Repeat("s", 40)
+		}, "plain http is allowed only to this machine"},
+		"plain http to a name that starts like localhost": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret = "http://localhost.attacker.example/events", strings.Repeat("s", 40)
+		}, "events.url"},
 		"short secret": {func(ic *IntegrationConfig) {
 			ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "short"
 		}, "at least 32 characters"},
@@ -66,4 +75,23 @@ func TestIntegrationsValidate(t *testing.T) {
 	assert.Equal(t, strings.Repeat("s", 40), cfg.Integrations[0].EventSecret())
 	assert.Equal(t, 5*time.Second, cfg.Integrations[0].Events.RetryInterval)
 	assert.Equal(t, time.Hour, cfg.Integrations[0].Events.MaxRetryInterval)
+}
+
+func TestIntegrationEventsOverPlainHTTPOnlyToThisMachine(t *testing.T) {
+	for _, url := range []string{"https://ehr.example/events", "http://127.0.0.1:8080/events", "http://127.1.2.3/events",
+		"http://[::1]:9000/events", "http://localhost:9000/events", "http://LOCALHOST/events"} {
+		cfg := validConfig()
+		cfg.Integrations = []IntegrationConfig{{Name: "ehr", TokenSHA256: testTokenSHA, Scopes: []string{ScopeConversationsRead},
+			Events: EventsConfig{URL: url, Secret: strings.Repeat("s", 40)}}}
+		assert.NoError(t, cfg.Validate(), url)
+	}
+	for _, url := range []string{"http://ehr.example/events", "http://192.168.1.20/events", "http://[::ffff:10.0.0.1]/events",
+		"http://0.0.0.0/events", "http://127.0.0.1.nip.io/events"} {
+		cfg := validConfig()
+		cfg.Integrations = []IntegrationConfig{{Name: "ehr", TokenSHA256: testTokenSHA, Scopes: []string{ScopeConversationsRead},
+			Events: EventsConfig{URL: url, Secret: strings.Repeat("s", 40)}}}
+		err := cfg.Validate()
+		assert.ErrorIs(t, err, ErrInvalidConfig, url)
+		assert.ErrorContains(t, err, "network.integrations[0] (ehr).events.url", url)
+	}
 }

@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -13,10 +14,22 @@ const (
 	// The newest code of a link is the only one that counts: sending a code replaces the last.
 	latestSecureCodeQuery = `SELECT ` + secureCodeColumns + ` FROM secure_code WHERE link_hash=$1 ORDER BY created_at DESC LIMIT 1`
 	// useCodeQuery marks a code used unless it already was: a replayed code fails.
-	useCodeQuery           = `UPDATE secure_code SET used_at=$3 WHERE link_hash=$1 AND code_hash=$2 AND used_at=0`
-	countCodesByLinkQuery  = `SELECT COUNT(*) FROM secure_code WHERE link_hash=$1 AND created_at>$2`
-	countCodesByPhoneQuery = `SELECT COUNT(*) FROM secure_code WHERE patient_phone=$1 AND created_at>$2`
-	deleteOldCodesQuery    = `DELETE FROM secure_code WHERE expires_at<=$1`
+	useCodeQuery = `UPDATE secure_code SET used_at=$3 WHERE link_hash=$1 AND code_hash=$2 AND used_at=0`
+	// insertCodeWithinLimitsQuery stores a code only while fewer than $7 codes were sent
+	// for the link, and to the number, since $6: the count and the insert are one
+	// statement, which on SQLite holds the write lock throughout. On PostgreSQL two such
+	// statements could both count four, so lockCodeSendsQuery serialises them per number.
+	insertCodeWithinLimitsQuery = `
+		INSERT INTO secure_code (` + secureCodeColumns + `)
+		SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS BIGINT), CAST($5 AS BIGINT), 0
+		WHERE (SELECT COUNT(*) FROM secure_code WHERE link_hash=$1 AND created_at>$6)<$7
+			AND (SELECT COUNT(*) FROM secure_code WHERE patient_phone=$2 AND created_at>$6)<$7
+	`
+	// lockCodeSendsQuery (PostgreSQL only) is held until the transaction ends, in every
+	// process: one code send per number at a time. The first key keeps these locks apart
+	// from other advisory locks (the audit log's is a single bigint, another key space).
+	lockCodeSendsQuery  = `SELECT pg_advisory_xact_lock($1, hashtext($2))`
+	deleteOldCodesQuery = `DELETE FROM secure_code WHERE expires_at<=$1`
 )
 
 // SecureCode is a one-time code texted for a link; only its keyed hash is kept.
@@ -65,13 +78,30 @@ func (cq *SecureCodeQuery) Use(ctx context.Context, linkHash, codeHash string, a
 	return n == 1, err
 }
 
-// CountSince counts codes sent for a link, and to a number, since t (rate limits).
-func (cq *SecureCodeQuery) CountSince(ctx context.Context, linkHash, phone string, t time.Time) (byLink, byPhone int, err error) {
-	if err = cq.GetDB().QueryRow(ctx, countCodesByLinkQuery, linkHash, t.UnixMilli()).Scan(&byLink); err != nil {
-		return
-	}
-	err = cq.GetDB().QueryRow(ctx, countCodesByPhoneQuery, phone, t.UnixMilli()).Scan(&byPhone)
-	return
+// codeSendsLockSpace is the first key of lockCodeSendsQuery ("code").
+const codeSendsLockSpace int32 = 0x636f6465
+
+// InsertWithinLimit stores a new code unless limit codes were already sent for its link,
+// or to its number, since t; false means the limit is reached and nothing was stored.
+// Concurrent calls, in one process or several, never store more than limit.
+func (cq *SecureCodeQuery) InsertWithinLimit(ctx context.Context, c *SecureCode, t time.Time, limit int) (stored bool, err error) {
+	db := cq.GetDB()
+	err = db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		if db.Dialect == dbutil.Postgres {
+			if _, err := db.Exec(ctx, lockCodeSendsQuery, codeSendsLockSpace, c.PatientPhone); err != nil {
+				return fmt.Errorf("failed to take the code-send lock: %w", err)
+			}
+		}
+		res, err := db.Exec(ctx, insertCodeWithinLimitsQuery, c.LinkHash, c.PatientPhone, c.CodeHash,
+			c.CreatedAt.UnixMilli(), c.ExpiresAt.UnixMilli(), t.UnixMilli(), limit)
+		if err != nil {
+			return fmt.Errorf("failed to store the code: %w", err)
+		}
+		n, err := res.RowsAffected()
+		stored = n == 1
+		return err
+	})
+	return stored, err
 }
 
 // DeleteExpiredBefore removes codes that expired before t.

@@ -2,6 +2,8 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -12,11 +14,22 @@ const (
 	insertSecureLinkQuery = `INSERT INTO secure_link (` + secureLinkColumns + `) VALUES ($1, $2, $3, $4, $5, 0, 0, 0)`
 	getSecureLinkQuery    = `SELECT ` + secureLinkColumns + ` FROM secure_link WHERE token_hash=$1`
 	revokeLinksQuery      = `UPDATE secure_link SET revoked_at=$3 WHERE login_id=$1 AND portal_id=$2 AND revoked_at=0`
-	// failCodeQuery counts a wrong code and locks the link at the limit, in one statement.
-	failCodeQuery = `
+	// claimAttemptQuery counts an answer (code, date of birth) as wrong before it is
+	// compared, and locks the link when the count reaches the limit, in one statement: of
+	// any number of answers at once, in any number of processes, at most limit are ever
+	// compared. It locks the row until the transaction ends, so a right answer gives its
+	// claim back (releaseAttemptQuery) before another answer is judged.
+	claimAttemptQuery = `
 		UPDATE secure_link SET failed_codes=failed_codes+1,
-			locked_at=CASE WHEN failed_codes+1>=$2 AND locked_at=0 THEN $3 ELSE locked_at END
-		WHERE token_hash=$1
+			locked_at=CASE WHEN failed_codes+1>=$2 THEN $3 ELSE locked_at END
+		WHERE token_hash=$1 AND failed_codes<$2 AND locked_at=0 AND revoked_at=0 AND expires_at>$3
+		RETURNING failed_codes
+	`
+	// releaseAttemptQuery gives a right answer's claim back: it was not a wrong answer,
+	// and the count after it is below the limit again.
+	releaseAttemptQuery = `
+		UPDATE secure_link SET failed_codes=failed_codes-1, locked_at=CASE WHEN failed_codes-1<$2 THEN 0 ELSE locked_at END
+		WHERE token_hash=$1 AND failed_codes>0
 	`
 	unlockLinksQuery     = `UPDATE secure_link SET failed_codes=0, locked_at=0 WHERE login_id=$1 AND portal_id=$2 AND revoked_at=0`
 	deleteOldLinksQuery  = `DELETE FROM secure_link WHERE expires_at<=$1`
@@ -74,9 +87,22 @@ func (lq *SecureLinkQuery) RevokeAll(ctx context.Context, loginID, portalID stri
 	return lq.Exec(ctx, revokeLinksQuery, loginID, portalID, at.UnixMilli())
 }
 
-// FailCode counts a wrong code on a link and locks it when the count reaches limit.
-func (lq *SecureLinkQuery) FailCode(ctx context.Context, tokenHash string, limit int, at time.Time) error {
-	return lq.Exec(ctx, failCodeQuery, tokenHash, limit, at.UnixMilli())
+// ClaimAttempt counts an answer as wrong before it is compared and returns the count
+// with it (the link is locked when it equals limit); 0 means the link has no tries left,
+// or was revoked or expired since it was read.
+// Call it in a transaction that also compares the answer and, for a right one, calls
+// ReleaseAttempt: the link's row stays locked until then.
+func (lq *SecureLinkQuery) ClaimAttempt(ctx context.Context, tokenHash string, limit int, at time.Time) (count int, err error) {
+	err = lq.GetDB().QueryRow(ctx, claimAttemptQuery, tokenHash, limit, at.UnixMilli()).Scan(&count)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return count, err
+}
+
+// ReleaseAttempt gives back the claim of an answer that was right.
+func (lq *SecureLinkQuery) ReleaseAttempt(ctx context.Context, tokenHash string, limit int) error {
+	return lq.Exec(ctx, releaseAttemptQuery, tokenHash, limit)
 }
 
 // UnlockAll lifts the lockout and wrong-code count of a conversation's live links.

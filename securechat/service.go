@@ -14,7 +14,6 @@ import (
 
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
-	"github.com/carebridge/carebridge/internal/keyedlock"
 )
 
 // LinkPath is where links start ("/s/{token}"): short, because it goes in an SMS.
@@ -60,8 +59,6 @@ type Service struct {
 
 	// Now is the clock (tests move it).
 	Now func() time.Time
-
-	convLocks keyedlock.Locks
 }
 
 // NewService builds the service. The backend may be set later, before use.
@@ -280,25 +277,27 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	}
 	conv := link.Conversation
 	now := s.now()
-	byLink, byPhone, err := s.DB.Code.CountSince(ctx, link.Row.TokenHash, conv.PatientPhone, now.Add(-time.Hour))
-	if err != nil {
-		return err
-	} else if byLink >= s.Config.CodesPerHour || byPhone >= s.Config.CodesPerHour {
-		s.auditAlone(ctx, "patient:link", conv, "code sent", "rate limited", "")
-		s.metrics().CodeRateLimited()
-		return ErrRateLimited
-	}
 	code, err := randomCode()
 	if err != nil {
 		return err
 	}
 	// The code is stored (and its issue audited) before it is texted: a code that
-	// reached the phone always works. The send's outcome is its own event.
+	// reached the phone always works. The send's outcome is its own event. The limits are
+	// counted by the statement that stores it, so requests at once cannot all pass them.
 	err = s.Audited(ctx, "patient:link", conv, "code issued", "ok", "", func(ctx context.Context) error {
-		return s.DB.Code.Insert(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash, PatientPhone: conv.PatientPhone,
-			CodeHash: s.Keys.Hash("code", code), CreatedAt: now, ExpiresAt: now.Add(s.Config.CodeLifetime)})
+		stored, err := s.DB.Code.InsertWithinLimit(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash,
+			PatientPhone: conv.PatientPhone, CodeHash: s.Keys.Hash("code", code), CreatedAt: now,
+			ExpiresAt: now.Add(s.Config.CodeLifetime)}, now.Add(-time.Hour), s.Config.CodesPerHour)
+		if err == nil && !stored {
+			err = ErrRateLimited
+		}
+		return err
 	})
-	if err != nil {
+	if errors.Is(err, ErrRateLimited) {
+		s.auditAlone(ctx, "patient:link", conv, "code sent", "rate limited", "")
+		s.metrics().CodeRateLimited()
+		return ErrRateLimited
+	} else if err != nil {
 		return err
 	}
 	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime))
@@ -314,21 +313,65 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 // Verify checks a code (and the date of birth when staff recorded one). A wrong answer
 // counts towards the lockout, which a new code does not reset. On success it starts a
 // session and returns its token (the cookie value).
+//
+// Each answer first claims one of the link's tries in the database, and the claim, the
+// comparison and its outcome are one transaction: answers to one link are judged one at
+// a time in every process, a right answer gives its try back before anyone sees it, and
+// no more than max_wrong_codes wrong answers are ever compared.
 func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, *Link, error) {
 	link, err := s.CheckLink(ctx, token)
 	if err != nil {
 		return "", link, err
 	}
-	conv := link.Conversation
-	unlock := s.lockConversation(conv)
-	defer unlock()
-	latest, err := s.DB.Code.Latest(ctx, link.Row.TokenHash)
-	if err != nil {
-		return "", link, err
-	} else if latest == nil {
-		return "", link, ErrNoCode
-	}
 	now := s.now()
+	var session string
+	var wrong error // the answer was wrong: ErrWrongCode, or ErrLinkLocked when the link is now locked
+	err = s.txn(ctx, func(ctx context.Context) (err error) {
+		session, wrong, err = s.judgeAnswer(ctx, link, code, dob, now)
+		return err
+	})
+	switch {
+	case errors.Is(err, errNoTry):
+		// Locked, or revoked or expired since CheckLink: say which.
+		if _, err = s.CheckLink(ctx, token); err == nil {
+			err = ErrLinkLocked
+		}
+		return "", link, err
+	case errors.Is(err, ErrCodeExpired):
+		s.auditAlone(ctx, "patient:link", link.Conversation, "code failed", "expired", "")
+		s.metrics().CodeFailed("expired")
+		return "", link, ErrCodeExpired
+	case err != nil:
+		return "", link, err
+	case wrong != nil:
+		s.metrics().CodeFailed("wrong")
+		if errors.Is(wrong, ErrLinkLocked) {
+			s.metrics().LinkLocked()
+		}
+		return "", link, wrong
+	}
+	return session, link, nil
+}
+
+// errNoTry is judgeAnswer's answer when the link has no try left to claim.
+var errNoTry = errors.New("no code try left")
+
+// judgeAnswer runs inside Verify's transaction. An error rolls the claimed try back
+// (no code sent yet, an expired code, a failure); a wrong answer keeps it and is audited.
+func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string, now time.Time) (session string, wrong, err error) {
+	conv, linkHash, limit := link.Conversation, link.Row.TokenHash, s.Config.MaxWrongCodes
+	tries, err := s.DB.Link.ClaimAttempt(ctx, linkHash, limit, now)
+	if err != nil {
+		return "", nil, fmt.Errorf("failed to claim a code try: %w", err)
+	} else if tries == 0 {
+		return "", nil, errNoTry
+	}
+	latest, err := s.DB.Code.Latest(ctx, linkHash)
+	if err != nil {
+		return "", nil, err
+	} else if latest == nil {
+		return "", nil, ErrNoCode
+	}
 	codeOK := s.Keys.Match("code", strings.TrimSpace(code), latest.CodeHash) && latest.UsedAt.IsZero()
 	dobOK, dobRehash := true, ""
 	if conv.DOBHash != "" {
@@ -339,65 +382,49 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		}
 	}
 	if codeOK && dobOK && !now.Before(latest.ExpiresAt) {
-		s.auditAlone(ctx, "patient:link", conv, "code failed", "expired", "")
-		s.metrics().CodeFailed("expired")
-		return "", link, ErrCodeExpired
+		return "", nil, ErrCodeExpired
+	}
+	if codeOK && dobOK {
+		if used, err := s.DB.Code.Use(ctx, linkHash, latest.CodeHash, now); err != nil {
+			return "", nil, err
+		} else if !used {
+			codeOK = false // used since it was read: a replay
+		}
 	}
 	if !codeOK || !dobOK {
-		locked := link.Row.FailedCodes+1 >= s.Config.MaxWrongCodes
-		event, outcome, detail := "code failed", "wrong", ""
-		if locked {
-			event, outcome, detail = "code locked", "locked", fmt.Sprintf("%d wrong codes", link.Row.FailedCodes+1)
+		event, outcome, detail, answer := "code failed", "wrong", "", ErrWrongCode
+		if tries >= limit {
+			event, outcome, detail, answer = "code locked", "locked", fmt.Sprintf("%d wrong codes", tries), ErrLinkLocked
 		}
-		err = s.Audited(ctx, "patient:link", conv, event, outcome, detail, func(ctx context.Context) error {
-			return s.DB.Link.FailCode(ctx, link.Row.TokenHash, s.Config.MaxWrongCodes, now)
-		})
-		if err != nil {
-			return "", link, err
+		if err = s.audit(ctx, "patient:link", conv, event, outcome, detail); err != nil {
+			return "", nil, err
 		}
-		s.metrics().CodeFailed("wrong")
-		if locked {
-			s.metrics().LinkLocked()
-			return "", link, ErrLinkLocked
-		}
-		return "", link, ErrWrongCode
+		return "", answer, nil
 	}
-	session, err := randomToken(32)
-	if err != nil {
-		return "", link, err
+	if err = s.DB.Link.ReleaseAttempt(ctx, linkHash, limit); err != nil {
+		return "", nil, fmt.Errorf("failed to give back the code try: %w", err)
+	}
+	if session, err = randomToken(32); err != nil {
+		return "", nil, err
 	}
 	sessionHash := s.Keys.Hash("session", session)
-	err = s.txn(ctx, func(ctx context.Context) error {
-		if used, err := s.DB.Code.Use(ctx, link.Row.TokenHash, latest.CodeHash, now); err != nil {
-			return err
-		} else if !used {
-			return ErrWrongCode
-		}
-		err := s.DB.Session.Insert(ctx, &database.SecureSession{SessionHash: sessionHash, LinkHash: link.Row.TokenHash,
-			LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
-		if err != nil {
-			return err
-		}
-		if dobRehash != "" {
-			if err = s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, dobRehash); err != nil {
-				return err
-			}
-		}
-		if err = s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", ""); err != nil {
-			return err
-		}
-		return s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", "")
-	})
+	err = s.DB.Session.Insert(ctx, &database.SecureSession{SessionHash: sessionHash, LinkHash: linkHash,
+		LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.SessionMax)})
 	if err != nil {
-		return "", link, err
+		return "", nil, err
 	}
-	return session, link, nil
-}
-
-// lockConversation serialises code checks of one conversation, so that concurrent wrong
-// guesses cannot slip past the lockout count.
-func (s *Service) lockConversation(conv *database.Conversation) func() {
-	return s.convLocks.Lock(conv.LoginID + "/" + conv.PortalID)
+	if dobRehash != "" {
+		if err = s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, dobRehash); err != nil {
+			return "", nil, err
+		}
+	}
+	if err = s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", ""); err != nil {
+		return "", nil, err
+	}
+	if err = s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", ""); err != nil {
+		return "", nil, err
+	}
+	return session, nil, nil
 }
 
 // ---- sessions -------------------------------------------------------------------

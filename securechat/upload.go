@@ -8,6 +8,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -76,9 +77,17 @@ func heifType(data []byte) string {
 	return ""
 }
 
+// typeExts are the file extensions of the types uploads and staff files may have, the
+// first one the one a name is given; a name never keeps an extension its bytes belie.
+var typeExts = map[string][]string{
+	"image/jpeg": {".jpg", ".jpeg"}, "image/png": {".png"}, "image/webp": {".webp"}, "image/gif": {".gif"},
+	"image/heic": {".heic"}, "image/heif": {".heif", ".heic"}, "image/avif": {".avif"}, "application/pdf": {".pdf"},
+}
+
 // sanitizeFileName keeps the base name of what the browser sent, without control or
-// direction-changing characters, at most 100 characters with the extension kept; an
-// empty name becomes one from the type.
+// direction-changing characters, at most 100 characters, and ending in the extension of
+// its type (JPEG bytes sent as "report.html" become "report.jpg"); an empty name becomes
+// one from the type. A type without a known extension keeps the name's own.
 func sanitizeFileName(name string, typ uploadType) string {
 	name = strings.ToValidUTF8(name, "")
 	name = strings.ReplaceAll(name, "\\", "/")
@@ -91,21 +100,53 @@ func sanitizeFileName(name string, typ uploadType) string {
 	}, name)
 	name = strings.TrimLeft(strings.TrimSpace(name), ".")
 	name = strings.TrimSpace(name)
+	exts := typeExts[typ.ContentType]
+	if typ.Ext != "" && !slices.Contains(exts, typ.Ext) {
+		exts = append([]string{typ.Ext}, exts...)
+	}
 	if name == "" {
 		base := "photo"
 		if typ.Kind == database.SecureFile {
 			base = "document"
 		}
-		return base + typ.Ext
+		if len(exts) == 0 {
+			return base
+		}
+		return base + exts[0]
+	}
+	ext := path.Ext(name)
+	if !isExtension(ext) {
+		ext = ""
+	}
+	if len(exts) > 0 && !slices.Contains(exts, strings.ToLower(ext)) {
+		name = strings.TrimSpace(strings.TrimSuffix(name, ext))
+		if name == "" {
+			name = "file"
+		}
+		if ext = path.Ext(name); !slices.Contains(exts, strings.ToLower(ext)) {
+			ext = exts[0] // "photo.jpg.html" is "photo.jpg", not "photo.jpg.jpg"
+			name += ext
+		}
 	}
 	if runes := []rune(name); len(runes) > maxFileNameRunes {
-		ext := []rune(path.Ext(name))
-		if len(ext) > 10 {
-			ext = nil
-		}
-		name = strings.TrimSpace(string(runes[:maxFileNameRunes-len(ext)])) + string(ext)
+		extRunes := []rune(ext)
+		name = strings.TrimSpace(string(runes[:maxFileNameRunes-len(extRunes)])) + ext
 	}
 	return name
+}
+
+// isExtension tells whether what follows a name's last dot looks like a file extension
+// (".html", ".exe"), not part of the name ("v1.2 results").
+func isExtension(ext string) bool {
+	if len(ext) < 2 || len(ext) > 10 {
+		return false
+	}
+	for _, r := range ext[1:] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // upload is what a multipart upload form carried.

@@ -72,6 +72,7 @@ func TestSniffUpload(t *testing.T) {
 func TestSanitizeFileName(t *testing.T) {
 	png := uploadType{"image/png", database.SecureImage, ".png"}
 	pdf := uploadType{"application/pdf", database.SecureFile, ".pdf"}
+	jpeg := uploadType{"image/jpeg", database.SecureImage, ".jpg"}
 	long := strings.Repeat("a", 150) + ".jpeg"
 	for _, tc := range []struct {
 		in   string
@@ -79,17 +80,26 @@ func TestSanitizeFileName(t *testing.T) {
 		want string
 	}{
 		{"IMG_2041.png", png, "IMG_2041.png"},
-		{"../../etc/passwd", png, "passwd"},
+		{"../../etc/passwd", png, "passwd.png"},
 		{`C:\Users\maria\Desktop\rash.png`, png, "rash.png"},
-		{"rash\u202egnp.exe", png, "rashgnp.exe"},
+		{"rash\u202egnp.exe", png, "rashgnp.png"},
+		{"report.html", jpeg, "report.jpg"},
+		{"report .HTML", jpeg, "report.jpg"},
+		{"photo.jpg.html", jpeg, "photo.jpg"},
+		{"IMG_0001.JPEG", jpeg, "IMG_0001.JPEG"},
+		{"v1.2 results", pdf, "v1.2 results.pdf"},
+		{"scan", pdf, "scan.pdf"},
+		{".html", jpeg, "html.jpg"},
+		{"notes.docx", uploadType{ContentType: "application/vnd.openxmlformats-officedocument.wordprocessingml.document", Kind: database.SecureFile}, "notes.docx"},
 		{"tab\tnew\nline\x00.png", png, "tabnewline.png"},
 		{"  .hidden.png ", png, "hidden.png"},
 		{"", png, "photo.png"},
 		{"/", pdf, "document.pdf"},
 		{"...", pdf, "document.pdf"},
-		{"\xff\xfe.pdf", pdf, "pdf"},
+		{"\xff\xfe.pdf", pdf, "pdf.pdf"},
 		{"résultats d’analyse.pdf", pdf, "résultats d’analyse.pdf"},
-		{long, png, strings.Repeat("a", 95) + ".jpeg"},
+		{long, jpeg, strings.Repeat("a", 95) + ".jpeg"},
+		{long, png, strings.Repeat("a", 96) + ".png"},
 	} {
 		got := sanitizeFileName(tc.in, tc.typ)
 		assert.Equal(t, tc.want, got, "%q", tc.in)

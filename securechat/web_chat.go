@@ -303,7 +303,8 @@ func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
 	if msg.Kind == database.SecureImage && inlineTypes[contentType] {
 		disposition = "inline"
 	}
-	name := sanitizeFileName(msg.Text, uploadType{Kind: msg.Kind, Ext: ""})
+	// Named by the type it is served as, whatever name it was stored under.
+	name := sanitizeFileName(msg.Text, uploadType{ContentType: contentType, Kind: msg.Kind})
 	if value := mime.FormatMediaType(disposition, map[string]string{"filename": name}); value != "" {
 		disposition = value
 	}

@@ -500,6 +500,39 @@ func TestUpload(t *testing.T) {
 	})
 }
 
+func TestUploadIsNamedByItsType(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		jpeg := append([]byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01"), bytes.Repeat([]byte{0}, 64)...)
+		res := c.upload(csrf, filePart{"file", "report.html", "text/html", jpeg})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+
+		calls := e.backend.patientCalls()
+		require.Len(t, calls, 1)
+		assert.Equal(t, "report.jpg", calls[0].Text, "the room gets the name of what the bytes are")
+		assert.Equal(t, "image/jpeg", calls[0].ContentType)
+		rows := e.storedMessages()
+		require.Len(t, rows, 1)
+		stored, err := e.svc.open(e.conv, rows[0])
+		require.NoError(t, err)
+		assert.Equal(t, "report.jpg", stored.Text, "stored under that name")
+		file := c.get(fmt.Sprintf("/chat/file/%d", rows[0].ID))
+		require.Equal(t, http.StatusOK, file.Status)
+		assert.Equal(t, "image/jpeg", file.Header.Get("Content-Type"))
+		assert.Equal(t, "inline; filename=report.jpg", file.Header.Get("Content-Disposition"))
+
+		// A file stored under its sender's name before names followed types is served
+		// under the name of its type too.
+		sess := &Session{Conversation: e.conv, Hash: strings.Repeat("0", 64)}
+		old, err := e.svc.AddPatientMessage(context.Background(), sess, database.SecureImage, "scan.html", "image/jpeg", jpeg)
+		require.NoError(t, err)
+		file = c.get(fmt.Sprintf("/chat/file/%d", old.ID))
+		require.Equal(t, http.StatusOK, file.Status)
+		assert.Equal(t, "inline; filename=scan.jpg", file.Header.Get("Content-Disposition"))
+	})
+}
+
 func TestUploadRefusesOtherTypes(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()

@@ -44,7 +44,11 @@ func main() {
 		Connector:   connector,
 	}
 	m.PostInit = func() {
-		if err := bridge.CheckEncryptionBuilt(m.Config, m.Matrix); err != nil {
+		err := bridge.CheckEncryptionBuilt(m.Config, m.Matrix)
+		if err == nil {
+			err = bridge.CheckSafeToStart(m.Config, &connector.Config, m.Log)
+		}
+		if err != nil {
 			m.Log.Error().Err(err).Msg("Refusing to start")
 			fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
 			os.Exit(13)

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,4 +41,62 @@ func TestRefusesToStartWithoutEncryption(t *testing.T) {
 	require.True(t, errors.As(err, &exitErr), "carebridge must exit with an error, got %v\n%s", err, out)
 	assert.Equal(t, 13, exitErr.ExitCode(), string(out))
 	assert.Contains(t, string(out), "built without encryption")
+}
+
+// refusal runs the bridge with a config edited by edit and returns its output and exit
+// code; the homeserver is never started: the refusal must come first.
+func refusal(t *testing.T, edit func(cfg map[string]any)) (string, int) {
+	hs := testenv.NewDendrite(t)
+	br := testenv.NewBridge(t, testenv.BridgeOptions{Homeserver: hs, MinimalEdits: true, Edit: edit})
+	// A bridge that does not refuse waits for the homeserver: stop it after a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bin := br.Command()
+	cmd := exec.CommandContext(ctx, bin.Path, "-c", br.ConfigPath(), "--ignore-unsupported-server")
+	cmd.Dir = bin.Dir
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, ctx.Err(), "carebridge must refuse at once, but ran on\n%s", out)
+	var exitErr *exec.ExitError
+	require.True(t, errors.As(err, &exitErr), "carebridge must exit with an error, got %v\n%s", err, out)
+	return string(out), exitErr.ExitCode()
+}
+
+// TestRefusesToStartWithUnencryptedRooms: a config with encryption.default or
+// encryption.require false stops at once, naming both keys and the override; with the
+// override it starts, and says so in the log.
+func TestRefusesToStartWithUnencryptedRooms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bridge")
+	}
+	for _, key := range []string{"default", "require"} {
+		out, code := refusal(t, func(cfg map[string]any) {
+			cfg["encryption"].(map[string]any)[key] = false
+		})
+		assert.Equal(t, 13, code, out)
+		assert.Contains(t, out, "encryption.default and encryption.require must both be true")
+		assert.Contains(t, out, "network.unsafe.unencrypted_rooms: true")
+	}
+
+	hs := testenv.NewDendrite(t)
+	br := testenv.NewBridge(t, testenv.BridgeOptions{Homeserver: hs, DB: testenv.NewSQLite(t), Edit: func(cfg map[string]any) {
+		cfg["encryption"].(map[string]any)["require"] = false
+		cfg["network"].(map[string]any)["unsafe"] = map[string]any{"unencrypted_rooms": true}
+	}})
+	hs.Start(br.RegistrationPath)
+	br.Start()
+	assert.Contains(t, br.Log(), "UNSAFE CONFIG: network.unsafe.unencrypted_rooms is true")
+}
+
+// TestRefusesSimulatorOnPublicAddress: provider simulator with the example's public
+// address (another machine's) stops at once and says what to set.
+func TestRefusesSimulatorOnPublicAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bridge")
+	}
+	out, code := refusal(t, func(cfg map[string]any) {
+		cfg["network"].(map[string]any)["provider"] = "simulator"
+	})
+	assert.Equal(t, 13, code, out)
+	assert.Contains(t, out, "network.provider is simulator, but appservice.public_address is")
+	assert.Contains(t, out, "network.unsafe.simulator_on_public_address: true")
 }
