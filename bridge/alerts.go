@@ -15,7 +15,7 @@ import (
 
 const (
 	// alertPoll is how often the alert loop looks at least (the workflow clock may move).
-	alertPoll    = 30 * time.Second
+	alertPoll    = 5 * time.Second
 	alertMinWait = 100 * time.Millisecond
 	alertBatch   = 50
 )

@@ -1,10 +1,12 @@
 package securechat
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/database"
 )
@@ -48,4 +50,20 @@ func TestTextsUseThePatientsLanguage(t *testing.T) {
 	assert.Equal(t, "es", Language(&database.Conversation{PatientLanguage: "es"}, "en"))
 	assert.Equal(t, "en", Language(&database.Conversation{PatientLanguage: "xx"}, "en"), "only languages the pages speak")
 	assert.Contains(t, UnreadReminderText("es", "Clínica Norte", "https://x/s/t"), "sin leer")
+}
+
+func TestThePatientsPageLanguageIsRememberedForTheirTexts(t *testing.T) {
+	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
+		ctx := context.Background()
+		token := f.link(t)
+		require.NoError(t, f.svc.SendCode(ctx, token, "es"))
+		f.backend.mu.Lock()
+		assert.Contains(t, f.backend.texts[len(f.backend.texts)-1], "su código es", "the code is in the page's language")
+		f.backend.mu.Unlock()
+		conv, err := f.svc.DB.Conversation.Get(ctx, f.conv.LoginID, f.conv.PortalID)
+		require.NoError(t, err)
+		assert.Equal(t, "es", conv.PatientLanguage)
+		assert.Equal(t, "es", Language(conv, "en"), "alerts from now on are in Spanish")
+		assert.Contains(t, AlertText(Language(conv, "en"), "Clínica Norte", "https://x/s/t"), "tiene un mensaje seguro nuevo")
+	})
 }

@@ -276,6 +276,12 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 		return err
 	}
 	conv := link.Conversation
+	// The language of the page the patient asked from is theirs for alerts from now on.
+	if supportedLang(lang) && lang != conv.PatientLanguage {
+		if err = s.DB.Conversation.SetPatientLanguage(ctx, conv.LoginID, conv.PortalID, lang); err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to remember the patient's language")
+		}
+	}
 	now := s.now()
 	code, err := randomCode()
 	if err != nil {
