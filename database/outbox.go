@@ -40,7 +40,6 @@ const (
 	// go again (the patient may get one twice; never none).
 	resumeOutboxQuery  = `UPDATE outbox_message SET state='pending', updated_at=$1 WHERE state='sending'`
 	countOutboxQuery   = `SELECT COUNT(*) FROM outbox_message WHERE state IN ('pending', 'sending')`
-	purgeOutboxQuery   = `DELETE FROM outbox_message WHERE state IN ('sent', 'failed') AND updated_at<$1`
 	outboxAttemptError = 500 // characters of an error kept with a text
 )
 
@@ -164,15 +163,6 @@ func (oq *OutboxQuery) Resume(ctx context.Context, now time.Time) (int64, error)
 func (oq *OutboxQuery) CountUnfinished(ctx context.Context) (n int, err error) {
 	err = oq.GetDB().QueryRow(ctx, countOutboxQuery).Scan(&n)
 	return
-}
-
-// PurgeFinished deletes finished texts (they hold no body) last changed before cutoff.
-func (oq *OutboxQuery) PurgeFinished(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := oq.GetDB().Exec(ctx, purgeOutboxQuery, cutoff.UnixMilli())
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
 }
 
 func (oq *OutboxQuery) execOne(ctx context.Context, query string, args ...any) (bool, error) {

@@ -67,6 +67,12 @@ const (
 			SELECT id FROM api_event WHERE delivered_at<>0 AND delivered_at<$1 LIMIT $2
 		)
 	`
+	// A finished text holds no body; its row goes with the inbound receipts' age.
+	purgeOutboxQuery = `
+		DELETE FROM outbox_message WHERE id IN (
+			SELECT id FROM outbox_message WHERE state IN ('sent', 'failed') AND updated_at<$1 LIMIT $2
+		)
+	`
 	purgeAPIResourcesQuery = `
 		UPDATE api_message SET key_id='', resource=NULL WHERE id IN (
 			SELECT id FROM api_message WHERE resource IS NOT NULL AND created_at<$1 LIMIT $2
@@ -134,11 +140,13 @@ type PurgeCounts struct {
 	APIKeys      int64
 	APIEvents    int64
 	APIResources int64
+	// Finished texts of the outbox (they hold no body).
+	Outbox int64
 }
 
 // Total is the number of rows deleted.
 func (pc PurgeCounts) Total() int64 {
-	return pc.SecureMessages + pc.Receipts + pc.Links + pc.Codes + pc.Sessions + pc.Media + pc.APIKeys + pc.APIEvents + pc.APIResources
+	return pc.SecureMessages + pc.Receipts + pc.Links + pc.Codes + pc.Sessions + pc.Media + pc.APIKeys + pc.APIEvents + pc.APIResources + pc.Outbox
 }
 
 // Purge deletes what the policy no longer keeps as of now. Rows go in batches of at most
@@ -183,6 +191,8 @@ func (db *Database) Purge(ctx context.Context, now time.Time, policy RetentionPo
 			"kept for Idempotency-Key more than " + grace + " ago"},
 		{"api_event", &counts.APIEvents, purgeAPIEventsQuery, []any{now.Add(-policy.Receipts).UnixMilli()},
 			"delivered more than " + describeAge(policy.Receipts) + " ago"},
+		{"outbox_message", &counts.Outbox, purgeOutboxQuery, []any{now.Add(-policy.Receipts).UnixMilli()},
+			"texts sent or given up more than " + describeAge(policy.Receipts) + " ago"},
 		{"api_message", &counts.APIResources, purgeAPIResourcesQuery, []any{now.Add(-policy.SecureMessages).UnixMilli()},
 			"FHIR Communication texts sent more than " + describeAge(policy.SecureMessages) + " ago"},
 	}
