@@ -52,17 +52,20 @@ func ratioTarget(r run, name string, c int) (target, bool) {
 }
 
 // headOfLineTarget is issue 14's: a hung conversation holds back only itself, so the
-// other conversations' texts reach Twilio within a second of the outbound phase's pace.
+// other conversations' texts go from the homeserver's answer to Twilio at the outbound
+// phase's pace (the homeserver's own time to answer is left out: it is not the bridge's,
+// and on a shared machine it swings by seconds between phases).
 func headOfLineTarget(r run, c int) (target, bool) {
 	p := findPhase(r, "headofline", c)
-	if p == nil || p.Hung == nil {
+	if p == nil || p.Hung == nil || p.AfterAnswer == nil {
 		return target{}, false
 	}
-	t := target{DB: r.DB, Name: fmt.Sprintf("headofline: others' seen p99 within 1 s of outbound's, one conversation hung %.0f s (c=%d)",
-		p.Hung.HangSeconds, c), Value: fmt.Sprintf("%.0f ms", p.Seen.P99), Status: "not measured (no outbound)"}
-	if out := findPhase(r, "outbound", c); out != nil {
-		t.Value = fmt.Sprintf("%+.0f ms (%.0f vs %.0f)", p.Seen.P99-out.Seen.P99, p.Seen.P99, out.Seen.P99)
-		t.Status = status(p.Seen.P99-out.Seen.P99 < 1000)
+	t := target{DB: r.DB, Name: fmt.Sprintf("headofline: others' answer-to-Twilio p99 within 1 s of outbound's, one conversation hung %.0f s (c=%d)",
+		p.Hung.HangSeconds, c), Value: fmt.Sprintf("%.0f ms", p.AfterAnswer.P99), Status: "not measured (no outbound)"}
+	if out := findPhase(r, "outbound", c); out != nil && out.AfterAnswer != nil {
+		diff := p.AfterAnswer.P99 - out.AfterAnswer.P99
+		t.Value = fmt.Sprintf("%+.0f ms (%.0f vs %.0f)", diff, p.AfterAnswer.P99, out.AfterAnswer.P99)
+		t.Status = status(diff < 1000)
 	}
 	return t, true
 }
