@@ -61,7 +61,8 @@ demo-script:
 
 # Measures the bridge against the homeserver's own limit in the same run (issue 8):
 # inbound webhooks and outbound texts on SQLite and PostgreSQL, each beside a baseline
-# without the bridge; prints a table and writes bench/results/<time>.json.
+# without the bridge, with the fake Twilio at -twilio-latency (200ms) a call and a head-of-line
+# phase (one conversation's sends hang); prints a table and writes bench/results/<time>.json.
 # BENCH_ARGS passes flags, e.g. `make bench BENCH_ARGS="-n 200"`.
 .PHONY: bench
 bench: deps build

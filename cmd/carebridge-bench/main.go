@@ -1,12 +1,14 @@
 // Command carebridge-bench measures carebridge against the homeserver's own limit in the
 // same run (issue 8): inbound webhooks and outbound staff texts on SQLite and PostgreSQL,
-// each beside a baseline of the same Matrix work without the bridge, then the secure
+// each beside a baseline of the same Matrix work without the bridge, with the fake Twilio
+// answering at Twilio's pace and one conversation's sends hanging (issue 14), then the secure
 // chat (code verifications, the bridge's memory and CPU with many chat pages open). It
 // prints a table and writes JSON to bench/results/. It reports the targets; it never
 // fails on time.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -41,16 +43,20 @@ type results struct {
 	Concurrency []int     `json:"concurrency"`
 	Measured    []string  `json:"measured"`
 	// StatusEvents is the bridge's matrix.message_status_events in this run.
-	StatusEvents bool     `json:"message_status_events"`
-	CPUs         int      `json:"cpus"`
-	LoadAvg      string   `json:"loadavg_at_start"`
-	Note         string   `json:"note"`
-	Runs         []run    `json:"runs"`
-	Targets      []target `json:"targets"`
+	StatusEvents bool `json:"message_status_events"`
+	// TwilioLatencyMS is how long the fake Twilio took to answer each REST call;
+	// HangSeconds how long the head-of-line phase's hung sends waited.
+	TwilioLatencyMS float64  `json:"twilio_latency_ms"`
+	HangSeconds     float64  `json:"hang_s"`
+	CPUs            int      `json:"cpus"`
+	LoadAvg         string   `json:"loadavg_at_start"`
+	Note            string   `json:"note"`
+	Runs            []run    `json:"runs"`
+	Targets         []target `json:"targets"`
 }
 
 // allPhases are what -phases chooses from, in the order they run.
-var allPhases = []string{"baseline", "inbound", "outbound", "scale", "secure"}
+var allPhases = []string{"baseline", "inbound", "outbound", "headofline", "scale", "secure"}
 
 const seenNote = "Inbound 'seen' is when the nurse's /sync delivered the patient ghost's m.room.encrypted " +
 	"event (counted, not decrypted). Baseline is the same client sending the same number of encrypted " +
@@ -68,6 +74,8 @@ func main() {
 	out := flag.String("out", "bench/results", "folder for the JSON results")
 	pprofDir := flag.String("pprof", "", "folder for CPU profiles of the bridge during each measurement (empty: none)")
 	statusEvents := flag.Bool("status-events", true, "matrix.message_status_events of the bridge (false: staff texts cost the homeserver one room event instead of three)")
+	twilioLatency := flag.Duration("twilio-latency", 200*time.Millisecond, "how long the fake Twilio takes to answer each REST call (0: at once, the figures before issue 14)")
+	hang := flag.Duration("hang", 12*time.Second, "how long each send to the head-of-line phase's hung conversation waits at the fake Twilio")
 	flag.Parse()
 	if *pprofDir != "" {
 		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
@@ -84,6 +92,10 @@ func main() {
 			os.Exit(2)
 		}
 		want[f] = true
+	}
+	if *twilioLatency < 0 || *hang <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -twilio-latency wants 0 or more and -hang more than 0, such as 200ms and 12s")
+		os.Exit(2)
 	}
 	if *conversations == 0 {
 		delete(want, "scale")
@@ -109,15 +121,16 @@ func main() {
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
 	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc, Measured: measured, StatusEvents: *statusEvents,
-		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote}
+		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote,
+		TwilioLatencyMS: ms(*twilioLatency), HangSeconds: hang.Seconds()}
 
 	ctx := context.Background()
 	stopOnSignal()
 	for _, kind := range strings.Split(*dbs, ",") {
 		kind = strings.TrimSpace(kind)
 		r := run{DB: kind}
-		if kind == "postgres" && os.Getenv("CAREBRIDGE_TEST_POSTGRES") == "" && !reachable("127.0.0.1:5432") {
-			r.Skipped = "PostgreSQL is not reachable on 127.0.0.1:5432 (start it, or set CAREBRIDGE_TEST_POSTGRES)"
+		if addr := postgresAddr(); kind == "postgres" && os.Getenv("CAREBRIDGE_TEST_POSTGRES") == "" && !reachable(addr) {
+			r.Skipped = "PostgreSQL is not reachable on " + addr + " (make deps starts the test cluster; or set CAREBRIDGE_TEST_POSTGRES)"
 			note("[%s] skipped: %s", kind, r.Skipped)
 			res.Runs = append(res.Runs, r)
 			continue
@@ -125,7 +138,8 @@ func main() {
 		tb := newBenchTB(kind)
 		current.Store(tb)
 		skipped, err := guard(tb, func() {
-			s := startSystem(ctx, tb, kind, *patients, bridgeSettings{Pprof: *pprofDir != "", StatusEvents: *statusEvents})
+			s := startSystem(ctx, tb, kind, *patients, bridgeSettings{Pprof: *pprofDir != "", StatusEvents: *statusEvents,
+				TwilioLatency: *twilioLatency})
 			var prof *profiler
 			if *pprofDir != "" {
 				prof = &profiler{dir: *pprofDir, base: s.metricsURL, kind: kind}
@@ -133,7 +147,8 @@ func main() {
 			steps := []struct {
 				name string
 				run  func(context.Context, int, int) (phase, error)
-			}{{"baseline", s.baselineRun}, {"inbound", s.inbound}, {"outbound", s.outbound}}
+			}{{"baseline", s.baselineRun}, {"inbound", s.inbound}, {"outbound", s.outbound},
+				{"headofline", func(ctx context.Context, n, c int) (phase, error) { return s.headOfLine(ctx, n, c, *hang) }}}
 			for _, c := range conc {
 				for _, step := range steps {
 					if !want[step.name] {
@@ -200,6 +215,12 @@ func stopOnSignal() {
 		}
 		os.Exit(130)
 	}()
+}
+
+// postgresAddr is where internal/testenv creates its PostgreSQL databases: the test
+// cluster that make deps starts (CAREBRIDGE_TEST_PG_PORT, 54329 by default).
+func postgresAddr() string {
+	return "127.0.0.1:" + cmp.Or(os.Getenv("CAREBRIDGE_TEST_PG_PORT"), "54329")
 }
 
 func reachable(addr string) bool {

@@ -3,25 +3,23 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
-
-	"github.com/carebridge/carebridge/internal/testenv"
 )
 
 // phase is one measured run: n messages at a concurrency.
 type phase struct {
-	Name        string `json:"name"` // inbound, outbound, baseline
+	Name        string `json:"name"` // inbound, outbound, headofline, baseline
 	Concurrency int    `json:"concurrency"`
 	N           int    `json:"n"`
 	// Answer is the time to the HTTP answer: the bridge's webhook answer (inbound) or
 	// the homeserver's answer to the send (outbound, baseline).
 	Answer dist `json:"answer"`
 	// Seen is from the start of the request until the other side has it: the nurse's
-	// /sync (inbound, baseline) or the fake Twilio (outbound).
+	// /sync (inbound, baseline) or the fake Twilio (outbound, headofline: the texts of
+	// the conversations that were not hung).
 	Seen dist `json:"seen"`
 	// Throughput is messages per second from the first request to the last seen.
 	Throughput float64 `json:"throughput_per_s"`
@@ -29,6 +27,17 @@ type phase struct {
 	// Bridge process: resident memory at the end and CPU used, as a share of one core.
 	BridgeRSSMB  float64 `json:"bridge_rss_mb"`
 	BridgeCPUPct float64 `json:"bridge_cpu_pct"`
+	// AfterAnswer is from the homeserver's answer to the staff send until the fake Twilio
+	// had the text (outbound, headofline): the bridge's part and Twilio's latency, without
+	// the homeserver's.
+	AfterAnswer *dist `json:"after_answer,omitempty"`
+	// StatusEventsPerText is how many com.beeper.message_send_status room events the
+	// bridge posted per staff text (outbound, headofline).
+	StatusEventsPerText *float64 `json:"status_events_per_text,omitempty"`
+	// Duplicates is how many staff texts reached Twilio more than once.
+	Duplicates int `json:"duplicates,omitempty"`
+	// Hung is the conversation whose sends hung (headofline).
+	Hung *hung `json:"hung,omitempty"`
 }
 
 func phaseTimeout(n int) time.Duration { return 2*time.Minute + time.Duration(n)*200*time.Millisecond }
@@ -170,60 +179,6 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 		}
 	}
 	s.staff.mu.Unlock()
-	s.finish(&ph, answers, seen, begin, last, before)
-	return ph, nil
-}
-
-// outbound sends n staff texts into the patients' rooms in turn, c at a time, timed until
-// the fake Twilio receives each as an SMS.
-func (s *system) outbound(ctx context.Context, n, c int) (phase, error) {
-	ph := phase{Name: "outbound", Concurrency: c, N: n}
-	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
-	defer cancel()
-	starts := make(map[string]time.Time, n)
-	var mu sync.Mutex
-	answers := make([]time.Duration, n)
-	prog := startProgress(fmt.Sprintf("[%s] outbound c=%d", s.kind, c), n)
-	defer prog.end()
-	tag := fmt.Sprintf("Reply c%d #", c)
-	before, _ := readProc(s.br.Pid())
-	begin := time.Now()
-	err := parallel(c, n, func(i int) error {
-		body := fmt.Sprintf("%s%d: please take your reading again tomorrow", tag, i)
-		start := time.Now()
-		mu.Lock()
-		starts[body] = start
-		mu.Unlock()
-		_, err := s.staff.send(ctx, s.rooms[i%len(s.rooms)], body)
-		answers[i] = time.Since(start)
-		prog.sent.Add(1)
-		return err
-	})
-	if err != nil {
-		return ph, err
-	}
-	received := map[string]time.Time{}
-	err = waitFake(ctx, s.fake, func(msgs []testenv.FakeMessage) bool {
-		for _, m := range msgs {
-			// Relay mode signs staff texts: "nurse: <body>".
-			if i := strings.Index(m.Body, tag); i >= 0 {
-				received[m.Body[i:]] = m.ReceivedAt
-			}
-		}
-		prog.seen.Store(int64(len(received)))
-		return len(received) >= n
-	})
-	if err != nil {
-		return ph, fmt.Errorf("%d of %d staff texts reached Twilio: %w", len(received), n, err)
-	}
-	var seen []time.Duration
-	var last time.Time
-	for body, at := range received {
-		seen = append(seen, at.Sub(starts[body]))
-		if at.After(last) {
-			last = at
-		}
-	}
 	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }

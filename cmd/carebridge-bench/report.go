@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -35,6 +36,40 @@ func ratio(r run, p phase) float64 {
 	return p.Throughput / base.Throughput
 }
 
+// ratioTarget is issue 8's target for a phase (issue 14's for outbound, at Twilio's
+// pace): its throughput at least 80% of the homeserver baseline's.
+func ratioTarget(r run, name string, c int) (target, bool) {
+	p := findPhase(r, name, c)
+	if p == nil {
+		return target{}, false
+	}
+	t := target{DB: r.DB, Name: fmt.Sprintf("%s throughput >= 80%% of baseline (c=%d)", name, c), Value: "-", Status: "not measured (no baseline)"}
+	if findPhase(r, "baseline", c) != nil {
+		q := ratio(r, *p)
+		t.Value, t.Status = fmt.Sprintf("%.0f%%", 100*q), status(q >= 0.8)
+	}
+	return t, true
+}
+
+// headOfLineTarget is issue 14's: a hung conversation holds back only itself, so the
+// other conversations' texts go from the homeserver's answer to Twilio at the outbound
+// phase's pace (the homeserver's own time to answer is left out: it is not the bridge's,
+// and on a shared machine it swings by seconds between phases).
+func headOfLineTarget(r run, c int) (target, bool) {
+	p := findPhase(r, "headofline", c)
+	if p == nil || p.Hung == nil || p.AfterAnswer == nil {
+		return target{}, false
+	}
+	t := target{DB: r.DB, Name: fmt.Sprintf("headofline: others' answer-to-Twilio p99 within 1 s of outbound's, one conversation hung %.0f s (c=%d)",
+		p.Hung.HangSeconds, c), Value: fmt.Sprintf("%.0f ms", p.AfterAnswer.P99), Status: "not measured (no outbound)"}
+	if out := findPhase(r, "outbound", c); out != nil && out.AfterAnswer != nil {
+		diff := p.AfterAnswer.P99 - out.AfterAnswer.P99
+		t.Value = fmt.Sprintf("%+.0f ms (%.0f vs %.0f)", diff, p.AfterAnswer.P99, out.AfterAnswer.P99)
+		t.Status = status(diff < 1000)
+	}
+	return t, true
+}
+
 func status(ok bool) string {
 	if ok {
 		return "met"
@@ -48,13 +83,16 @@ func checkTargets(runs []run, conc []int) []target {
 		if r.Skipped != "" || (len(r.Phases) == 0 && r.Scale == nil && r.Secure == nil) {
 			continue
 		}
+		for _, name := range []string{"inbound", "outbound"} {
+			for _, c := range conc {
+				if t, ok := ratioTarget(r, name, c); ok {
+					out = append(out, t)
+				}
+			}
+		}
 		for _, c := range conc {
-			name := fmt.Sprintf("inbound throughput >= 80%% of baseline (c=%d)", c)
-			if in := findPhase(r, "inbound", c); in != nil && findPhase(r, "baseline", c) == nil {
-				out = append(out, target{r.DB, name, "-", "not measured (no baseline)"})
-			} else if in != nil {
-				q := ratio(r, *in)
-				out = append(out, target{r.DB, name, fmt.Sprintf("%.0f%%", 100*q), status(q >= 0.8)})
+			if t, ok := headOfLineTarget(r, c); ok {
+				out = append(out, t)
 			}
 		}
 		if in := findPhase(r, "inbound", 32); in != nil {
@@ -93,9 +131,14 @@ func rssTarget(r run) target {
 func printReport(w io.Writer, res results) {
 	fmt.Fprintf(w, "\ncarebridge bench: n=%d per measurement, %d patients, %d CPUs, load average at start %s, message status events %s\n",
 		res.N, res.Patients, res.CPUs, res.LoadAvg, map[bool]string{true: "on", false: "off"}[res.StatusEvents])
+	fmt.Fprintf(w, "Twilio (the fake) answers each REST call in %s.\n", twilioPace(res.TwilioLatencyMS))
 	fmt.Fprintln(w, "Note: "+res.Note)
-	fmt.Fprintln(w, "answer: webhook answer (inbound) or homeserver answer to the send (outbound, baseline);")
-	fmt.Fprintln(w, "seen: until /sync shows it (inbound, baseline) or fake Twilio receives it (outbound); ratio: throughput / baseline's.")
+	fmt.Fprintln(w, "answer: webhook answer (inbound) or homeserver answer to the send (outbound, headofline, baseline);")
+	fmt.Fprintln(w, "seen: until /sync shows it (inbound, baseline) or fake Twilio receives it (outbound, headofline); ratio: throughput / baseline's.")
+	if slices.Contains(res.Measured, "headofline") {
+		fmt.Fprintf(w, "headofline: outbound while every send to one patient hangs %.0f s at Twilio; its figures are the other conversations' texts.\n",
+			res.HangSeconds)
+	}
 	if slices.ContainsFunc(res.Runs, func(r run) bool { return r.Secure != nil }) {
 		fmt.Fprintln(w, "secure-verify: answer to the code's POST (session cookie), msg/s verifications per second, CPU while verifying;")
 		fmt.Fprintln(w, "secure-sessions: answer is each event stream's start, seen a staff message reaching an open page, RSS with every")
@@ -111,6 +154,7 @@ func printReport(w io.Writer, res results) {
 			fmt.Fprintln(w, "error: "+r.Error)
 		}
 		printTable(w, r)
+		printStaffTexts(w, r)
 		if sc := r.Scale; sc != nil {
 			fmt.Fprintf(w, "scale: %d conversations inserted in %.1f s; webhook answer p50 %+.0f%%, p99 %+.0f%%\n",
 				sc.Conversations, sc.InsertSeconds, 100*sc.AnswerP50Change, 100*sc.AnswerP99Change)
@@ -170,6 +214,41 @@ func printTable(w io.Writer, r run) {
 			secureOpenConcurrency, sec.Sessions, a.P50, a.P95, a.P99, seen, sec.RSSOpenMB, sec.IdleCPUPct)
 	}
 	_ = tw.Flush()
+}
+
+func twilioPace(latencyMS float64) string {
+	if latencyMS == 0 {
+		return "no time (-twilio-latency 0)"
+	}
+	return fmt.Sprintf("%g ms (-twilio-latency)", latencyMS)
+}
+
+// printStaffTexts says, below the table, what the staff-text phases cost the homeserver
+// in status events and what became of the head-of-line phase's hung conversation.
+func printStaffTexts(w io.Writer, r run) {
+	for _, p := range r.Phases {
+		if a := p.AfterAnswer; a != nil {
+			fmt.Fprintf(w, "%s c=%d: from the homeserver's answer to Twilio p50/p95/p99 %.1f/%.1f/%.1f ms\n",
+				p.Name, p.Concurrency, a.P50, a.P95, a.P99)
+		}
+		if p.Hung != nil {
+			h := p.Hung
+			fmt.Fprintf(w, "headofline c=%d: patient %d's %d texts hung %.0f s each at Twilio; the first was there %.1f s after it was sent, the last %.1f s after the hang was lifted\n",
+				p.Concurrency, h.Patient, h.Texts, h.HangSeconds, h.FirstSeconds, h.DrainSeconds)
+		}
+		if p.Duplicates > 0 {
+			fmt.Fprintf(w, "%s c=%d: %d staff texts reached Twilio more than once\n", p.Name, p.Concurrency, p.Duplicates)
+		}
+	}
+	var costs []string
+	for _, p := range r.Phases {
+		if p.StatusEventsPerText != nil {
+			costs = append(costs, fmt.Sprintf("%s c=%d %.2f", p.Name, p.Concurrency, *p.StatusEventsPerText))
+		}
+	}
+	if len(costs) > 0 {
+		fmt.Fprintf(w, "status events (com.beeper.message_send_status) per staff text: %s\n", strings.Join(costs, ", "))
+	}
 }
 
 func printSecure(w io.Writer, sec *secure) {

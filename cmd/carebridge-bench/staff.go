@@ -36,6 +36,9 @@ type staff struct {
 	arrivals  map[id.RoomID][]time.Time
 	// ownSeen is when /sync echoed each of the nurse's own events.
 	ownSeen map[id.EventID]time.Time
+	// statusEvents counts the bridge's com.beeper.message_send_status events in every room
+	// (matrix.message_status_events): each is a room event the homeserver carries.
+	statusEvents int
 }
 
 func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, error) {
@@ -103,6 +106,11 @@ func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, e
 				s.arrivals[evt.RoomID] = append(s.arrivals[evt.RoomID], now)
 			}
 		})
+	})
+	syncer.OnEventType(event.BeeperMessageStatus, func(_ context.Context, evt *event.Event) {
+		if evt.Mautrix.EventSource&event.SourceTimeline != 0 {
+			s.update(func() { s.statusEvents++ })
+		}
 	})
 	syncCtx, stop := context.WithCancel(context.Background())
 	s.cancel = stop

@@ -55,11 +55,15 @@ type bridgeSettings struct {
 	// StatusEvents is matrix.message_status_events (on by default; each costs the
 	// homeserver a room event).
 	StatusEvents bool
+	// TwilioLatency is how long the fake Twilio takes to answer each REST call.
+	TwilioLatency time.Duration
 }
 
 func startSystem(ctx context.Context, t *benchTB, kind string, patients int, settings bridgeSettings) *system {
 	s := &system{kind: kind, db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(s.fake.Close)
+	// Fixed rather than spread, so that the report can name the latency the run used.
+	s.fake.SetLatency(settings.TwilioLatency, settings.TwilioLatency)
 	s.fake.AddAccount(accountSID, authToken)
 	s.fake.AddNumber(accountSID, clinicPhone)
 	s.hs = testenv.NewDendrite(t)
