@@ -2,14 +2,13 @@
 # end-to-bridge encryption is compiled in without libolm).
 GO        ?= go
 TAGS      ?= goolm
-VERSION   := $(shell git describe --tags --always 2>/dev/null || echo unknown)
-COMMIT    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-BUILDTIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-LDFLAGS   := -X main.Tag=$(VERSION) -X main.Commit=$(COMMIT) -X 'main.BuildTime=$(BUILDTIME)'
+# The version, commit and build time from git (scripts/version.sh): `carebridge --version`
+# prints the tag on a clean tagged commit.
+LDFLAGS   := $(shell ./scripts/version.sh ldflags)
 export CGO_ENABLED := 1
 export GOFLAGS := -tags=$(TAGS) -buildvcs=false
 
-.PHONY: build test test-unit vet deps clean demo demo-reset
+.PHONY: build test test-unit vet deps clean demo demo-reset release
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carebridge ./cmd/carebridge
@@ -49,7 +48,13 @@ demo-reset:
 	rm -rf demo-data
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# Release binaries for linux/amd64 and linux/arm64 (-trimpath, no symbols, the version
+# from the git tag) and their SHA256SUMS in dist/: scripts/release.sh. See the README,
+# "Cutting a release".
+release:
+	./scripts/release.sh
 
 # Plays a triage conversation through a running `make demo` (start it in another
 # terminal first): the patient's phone, staff in an E2EE Matrix client, the secure chat;
