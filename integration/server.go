@@ -58,6 +58,7 @@ type Server struct {
 	tokens   []tokenEntry
 	limiters map[string]*rate.Limiter
 	events   *eventDelivery
+	metadata []byte // the CapabilityStatement, encoded
 }
 
 type tokenEntry struct {
@@ -78,6 +79,7 @@ func NewServer(opts Options) *Server {
 		s.limiters[ic.Name] = rate.NewLimiter(rate.Limit(float64(ic.RateLimit.PerMinute)/60), ic.RateLimit.Burst)
 	}
 	s.events = newEventDelivery(s)
+	s.metadata = mustJSON(newCapabilityStatement(time.Now()))
 	return s
 }
 
@@ -90,11 +92,12 @@ func (s *Server) Register(mux *http.ServeMux) {
 	s.route(mux, "POST "+FHIRPrefix+"/Communication", config.ScopeMessagesWrite, s.postCommunication)
 	s.route(mux, "GET "+FHIRPrefix+"/Communication/{id}", config.ScopeConversationsRead, s.getCommunication)
 	mux.HandleFunc("GET "+RESTPrefix+"/openapi.json", s.serveOpenAPI)
+	mux.HandleFunc("GET "+FHIRPrefix+"/metadata", s.serveMetadata)
 	mux.HandleFunc(RESTPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, "not_found", "no such endpoint: see %s/openapi.json", RESTPrefix))
 	})
 	mux.HandleFunc(FHIRPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id)"))
+		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id): see %s/metadata", FHIRPrefix))
 	})
 }
 
