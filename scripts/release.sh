@@ -4,7 +4,8 @@
 # (-s -w), the version from git tags (scripts/version.sh), into
 #   $DIST/carebridge-<version>-linux-<arch>   and   $DIST/SHA256SUMS (those files only).
 # arm64 is cross-compiled with Debian's gcc-aarch64-linux-gnu, installed when missing.
-# A tree with uncommitted changes is refused (its binaries could not be rebuilt from a
+# Each binary's --version is printed (the other architecture's under qemu-user, when
+# installed). A tree with uncommitted changes is refused (its binaries could not be rebuilt from a
 # tag) unless ALLOW_DIRTY=1. ARCHES="arm64" builds fewer; DIST defaults to ./dist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,19 @@ for arch in $arches; do
   env CGO_ENABLED=1 GOOS=linux GOARCH="$arch" CC="$cc" GOFLAGS= \
     "$go" build -tags goolm -trimpath -buildvcs=false -ldflags "$ldflags" -o "$dist/$out" ./cmd/carebridge
   printf '    %s s, %s bytes\n' "$(( $(date +%s) - start ))" "$(stat -c %s "$dist/$out")" >&2
+  # Run what was built: natively, or under qemu-user for the other architecture.
+  run=()
+  if [ "$arch" != "$host" ]; then
+    case "$arch" in
+    arm64) run=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
+    amd64) run=(qemu-x86_64 -L /usr/x86_64-linux-gnu) ;;
+    esac
+  fi
+  if [ ${#run[@]} -eq 0 ] || command -v "${run[0]}" >/dev/null; then
+    printf '    %s\n' "$("${run[@]}" "$dist/$out" --version)" >&2
+  else
+    printf '    not run: %s is missing (apt-get install qemu-user)\n' "${run[0]}" >&2
+  fi
   files+=("$out")
 done
 (cd "$dist" && sha256sum "${files[@]}" > SHA256SUMS)
