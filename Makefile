@@ -52,7 +52,7 @@ clean:
 
 # Release binaries for linux/amd64 and linux/arm64 (-trimpath, no symbols, the version
 # from the git tag) and their SHA256SUMS in dist/: scripts/release.sh. See the README,
-# "Cutting a release".
+# "Releases".
 release:
 	./scripts/release.sh
 

@@ -18,7 +18,7 @@ ldflags="-s -w $(scripts/version.sh ldflags)"
 case "$version" in
 *-dirty)
   if [ "${ALLOW_DIRTY:-}" != 1 ]; then
-    echo "release: the tree has uncommitted changes; commit them (and tag the release: see README, \"Cutting a release\"), or set ALLOW_DIRTY=1 for a test build" >&2
+    echo "release: the tree has uncommitted changes; commit them (and tag the release: see the README, \"Releases\"), or set ALLOW_DIRTY=1 for a test build" >&2
     exit 1
   fi ;;
 esac
