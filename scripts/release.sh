@@ -4,9 +4,10 @@
 # (-s -w), the version from git tags (scripts/version.sh), into
 #   $DIST/carebridge-<version>-linux-<arch>   and   $DIST/SHA256SUMS (those files only).
 # arm64 is cross-compiled with Debian's gcc-aarch64-linux-gnu, installed when missing.
-# Each binary's --version is printed (the other architecture's under qemu-user, when
-# installed). A tree with uncommitted changes is refused (its binaries could not be rebuilt from a
-# tag) unless ALLOW_DIRTY=1. ARCHES="arm64" builds fewer; DIST defaults to ./dist.
+# Each binary's --version is run and printed (the other architecture's under qemu-user,
+# when installed); a tagged release's must print the tag. A tree with uncommitted changes
+# is refused (its binaries could not be rebuilt from a tag) unless ALLOW_DIRTY=1.
+# ARCHES="arm64" builds fewer; DIST defaults to ./dist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dist=${DIST:-dist}
@@ -51,7 +52,13 @@ for arch in $arches; do
     esac
   fi
   if [ ${#run[@]} -eq 0 ] || command -v "${run[0]}" >/dev/null; then
-    printf '    %s\n' "$("${run[@]}" "$dist/$out" --version)" >&2
+    line=$("${run[@]}" "$dist/$out" --version)
+    printf '    %s\n' "$line" >&2
+    # A clean tagged commit's name is the tag, and its binary must say so.
+    if [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ && "$line" != "carebridge $version ("* ]]; then
+      echo "release: $out --version does not print the tag $version" >&2
+      exit 1
+    fi
   else
     printf '    not run: %s is missing (apt-get install qemu-user)\n' "${run[0]}" >&2
   fi
