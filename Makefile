@@ -2,14 +2,13 @@
 # end-to-bridge encryption is compiled in without libolm).
 GO        ?= go
 TAGS      ?= goolm
-VERSION   := $(shell git describe --tags --always 2>/dev/null || echo unknown)
-COMMIT    := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-BUILDTIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
-LDFLAGS   := -X main.Tag=$(VERSION) -X main.Commit=$(COMMIT) -X 'main.BuildTime=$(BUILDTIME)'
+# The version, commit and build time from git (scripts/version.sh): `carebridge --version`
+# prints the tag on a clean tagged commit.
+LDFLAGS   := $(shell ./scripts/version.sh ldflags)
 export CGO_ENABLED := 1
 export GOFLAGS := -tags=$(TAGS) -buildvcs=false
 
-.PHONY: build test test-unit vet deps clean demo demo-reset
+.PHONY: build test test-unit vet deps clean demo demo-reset release
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/carebridge ./cmd/carebridge
@@ -49,7 +48,21 @@ demo-reset:
 	rm -rf demo-data
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# Release binaries for linux/amd64 and linux/arm64 (-trimpath, no symbols, the version
+# from the git tag) and their SHA256SUMS in dist/: scripts/release.sh. See the README,
+# "Releases".
+release:
+	./scripts/release.sh
+
+# The release test (build tag "release", out of `make test`: a cold arm64 cross build takes
+# minutes): a tagged clone of HEAD built for arm64, checked (stripped, -trimpath,
+# SHA256SUMS) and run under qemu-aarch64, whose --version must print the tag.
+.PHONY: release-test
+release-test:
+	./scripts/debian-packages.sh gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+	CAREBRIDGE_TEST_STRICT=1 $(GO) test -tags $(TAGS),release -count=1 -v -run 'TestReleaseBinaryRunsOnARM64|TestVersionComesFromTheGitTag' ./cmd/carebridge
 
 # Plays a triage conversation through a running `make demo` (start it in another
 # terminal first): the patient's phone, staff in an E2EE Matrix client, the secure chat;

@@ -64,6 +64,7 @@ type Server struct {
 	// stopRefused ends the refusals' flush loop; refusedDone closes when it has flushed.
 	stopRefused context.CancelFunc
 	refusedDone chan struct{}
+	metadata    []byte // the CapabilityStatement, encoded
 }
 
 type tokenEntry struct {
@@ -95,6 +96,7 @@ func NewServer(opts Options) *Server {
 		}
 		return err
 	})
+	s.metadata = mustJSON(newCapabilityStatement(time.Now()))
 	return s
 }
 
@@ -107,11 +109,12 @@ func (s *Server) Register(mux *http.ServeMux) {
 	s.route(mux, "POST "+FHIRPrefix+"/Communication", config.ScopeMessagesWrite, s.postCommunication)
 	s.route(mux, "GET "+FHIRPrefix+"/Communication/{id}", config.ScopeConversationsRead, s.getCommunication)
 	mux.HandleFunc("GET "+RESTPrefix+"/openapi.json", s.serveOpenAPI)
+	mux.HandleFunc("GET "+FHIRPrefix+"/metadata", s.serveMetadata)
 	mux.HandleFunc(RESTPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, "not_found", "no such endpoint: see %s/openapi.json", RESTPrefix))
 	})
 	mux.HandleFunc(FHIRPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id)"))
+		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id): see %s/metadata", FHIRPrefix))
 	})
 }
 

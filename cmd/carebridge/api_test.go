@@ -261,6 +261,16 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	require.Equal(t, http.StatusOK, doc.Status)
 	assert.Equal(t, "3.0.3", doc.str("openapi"))
 	assert.Contains(t, doc.Body["paths"], api+"/conversations")
+	// So is the FHIR CapabilityStatement, which names this binary's version.
+	meta := apiClient{t, base, ""}.call(http.MethodGet, "/_carebridge/fhir/metadata", "", "Accept", "application/fhir+json")
+	require.Equal(t, http.StatusOK, meta.Status, meta.Raw)
+	assert.Equal(t, "application/fhir+json; charset=utf-8", meta.Header.Get("Content-Type"))
+	assert.Equal(t, "CapabilityStatement", meta.str("resourceType"))
+	assert.Equal(t, "4.0.1", meta.str("fhirVersion"))
+	assert.Equal(t, "carebridge", meta.str("software.name"))
+	versionOut, err := e.br.Command("--version").Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(versionOut), "carebridge "+meta.str("software.version")+" (", "the version --version prints")
 
 	start := `{"patient":{"phone":"(555) 123-4567","name":"Jane Doe","birth_date":"1980-02-03","external_id":"MRN-1001"},` +
 		`"mode":"sms","template":"results"}`

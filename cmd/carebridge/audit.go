@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
 	"github.com/carebridge/carebridge/database"
@@ -239,7 +238,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return 0
 }
 
-// writeAuditExport streams the rows page by page, with a progress bar when stderr is a
+// writeAuditExport streams the rows page by page, with a progress line when stderr is a
 // terminal.
 func writeAuditExport(ctx context.Context, aq *database.AuditQuery, since, until time.Time, format string, out, stderr io.Writer) (int, error) {
 	buf := bufio.NewWriterSize(out, 64*1024)
@@ -247,17 +246,14 @@ func writeAuditExport(ctx context.Context, aq *database.AuditQuery, since, until
 	if err != nil {
 		return 0, err
 	}
-	var bar *progressbar.ProgressBar
+	var progress *rowProgress
 	if isTerminalWriter(stderr) {
 		total, err := aq.Count(ctx, since, until)
 		if err != nil {
 			return 0, err
 		}
-		bar = progressbar.NewOptions64(int64(total), progressbar.OptionSetWriter(stderr),
-			progressbar.OptionSetDescription("Exporting audit log"), progressbar.OptionShowCount(),
-			progressbar.OptionSetItsString("rows"), progressbar.OptionShowIts(),
-			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
-		defer func() { _ = bar.Finish() }()
+		progress = newRowProgress(stderr, "Exporting audit log", total, time.Now)
+		defer progress.finish()
 	}
 	n := 0
 	err = aq.Each(ctx, since, until, func(e *database.AuditEntry) error {
@@ -265,8 +261,8 @@ func writeAuditExport(ctx context.Context, aq *database.AuditQuery, since, until
 			return fmt.Errorf("failed to write row %d: %w", e.ID, err)
 		}
 		n++
-		if bar != nil {
-			_ = bar.Add(1)
+		if progress != nil {
+			progress.add(1)
 		}
 		return nil
 	})

@@ -13,13 +13,7 @@ import (
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/internal/logmask"
-)
-
-// Filled at build time by the Makefile (-X).
-var (
-	Tag       = "unknown"
-	Commit    = "unknown"
-	BuildTime = "unknown"
+	"github.com/carebridge/carebridge/internal/version"
 )
 
 func main() {
@@ -37,10 +31,10 @@ func main() {
 		return
 	}
 	m := mxmain.BridgeMain{
-		Name:        "carebridge",
+		Name:        version.Name,
 		Description: "A Matrix-SMS bridge for clinics, with a secure patient web chat",
-		URL:         "https://github.com/carebridge/carebridge",
-		Version:     "0.1.0",
+		URL:         version.URL,
+		Version:     version.Base,
 		Connector:   connector,
 	}
 	m.PostInit = func() {
@@ -54,6 +48,6 @@ func main() {
 			os.Exit(13)
 		}
 	}
-	m.InitVersion(Tag, Commit, BuildTime)
+	m.InitVersion(version.Tag, version.Commit, version.BuildTime)
 	m.Run()
 }
