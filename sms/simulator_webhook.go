@@ -2,15 +2,10 @@ package sms
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 )
 
@@ -41,7 +36,7 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 		return fmt.Errorf("failed to build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", simulatorSignature(authToken, smsURL, form))
+	req.Header.Set("X-Twilio-Signature", SignWebhook(authToken, smsURL, form))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", newSimulatedSID(""))
 	resp, err := simulatorWebhookClient.Do(req)
@@ -54,20 +49,4 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 		return fmt.Errorf("the bridge answered HTTP %d: %s", resp.StatusCode, strings.TrimSpace(truncate(string(answer), 200)))
 	}
 	return nil
-}
-
-// simulatorSignature is X-Twilio-Signature: base64 of HMAC-SHA1, keyed with the auth
-// token, over the URL followed by each parameter's name and value, sorted by name.
-func simulatorSignature(authToken, rawURL string, form url.Values) string {
-	mac := hmac.New(sha1.New, []byte(authToken))
-	_, _ = io.WriteString(mac, rawURL)
-	for _, key := range slices.Sorted(maps.Keys(form)) {
-		values := slices.Clone(form[key])
-		slices.Sort(values)
-		for _, v := range values {
-			_, _ = io.WriteString(mac, key)
-			_, _ = io.WriteString(mac, v)
-		}
-	}
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
