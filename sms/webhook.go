@@ -110,10 +110,9 @@ func ValidSignature(authToken, publicURL string, form url.Values, signature stri
 }
 
 // SignWebhook computes the X-Twilio-Signature Twilio sends with a webhook, for whatever
-// stands in for Twilio (the simulator, the test fake): HMAC-SHA1 keyed with the auth
-// token over the full URL followed by every POST parameter's name and value, sorted by
-// name (a repeated name contributes each of its values, in sorted order), encoded as
-// standard base64. For a GET webhook the parameters are in the URL and params is empty.
+// stands in for Twilio in demos and tests: HMAC-SHA1 keyed with the auth token over the
+// full URL followed by every POST parameter's name and value, sorted by name (a repeated
+// name contributes each of its values, in sorted order), encoded as standard base64. For a GET webhook the parameters are in the URL and params is empty.
 func SignWebhook(authToken, rawURL string, params url.Values) string {
 	mac := hmac.New(sha1.New, []byte(authToken))
 	_, _ = io.WriteString(mac, rawURL)

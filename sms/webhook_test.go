@@ -393,7 +393,7 @@ func FuzzParseInbound(f *testing.F) {
 	})
 }
 
-// TestSignWebhookMatchesTwilioGo: what the simulator and the test fake sign, twilio-go's
+// TestSignWebhookMatchesTwilioGo: what a stand-in for Twilio signs, twilio-go's
 // validator (and so the bridge) accepts, and Twilio's own vector comes out the same.
 func TestSignWebhookMatchesTwilioGo(t *testing.T) {
 	// The vector from twilio-go's own tests, computed by Twilio.

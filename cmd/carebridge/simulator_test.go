@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/internal/testenv"
-	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/internal/twiliosim"
 )
 
 // TestSimulatorProvider: with network.provider simulator (and no Twilio at all), a text
@@ -34,7 +34,7 @@ func TestSimulatorProvider(t *testing.T) {
 		network["provider"] = "simulator"
 		network["twilio"].(map[string]any)["api_url"] = ""
 	})
-	_, err := e.br.LinkNumber(ctx, e.adminID, sms.SimulatorAccountSID, sms.SimulatorAuthToken, clinicPhone)
+	_, err := e.br.LinkNumber(ctx, e.adminID, twiliosim.DemoAccountSID, twiliosim.DemoAuthToken, clinicPhone)
 	require.NoError(t, err)
 	assert.Contains(t, e.br.Log(), "NO REAL SMS IS SENT", "the bridge warns loudly")
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
@@ -68,7 +68,7 @@ func TestSimulatorProvider(t *testing.T) {
 	require.NoError(t, err)
 
 	var feed struct {
-		Messages []sms.SimulatedText `json:"messages"`
+		Messages []twiliosim.Text `json:"messages"`
 	}
 	for ctx.Err() == nil {
 		resp, err = http.Get(phonePage + "/messages.json")

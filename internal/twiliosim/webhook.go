@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
 // simulatorWebhookClient calls the bridge's webhooks. Twilio follows no redirects.
@@ -16,7 +18,7 @@ var simulatorWebhookClient = &http.Client{
 }
 
 // PostWebhook delivers an inbound form the way Twilio does, and can serve as
-// SimulatorOptions.Deliver: it posts the form to the SMS webhook that ConfigureWebhooks
+// Options.Deliver: it posts the form to the SMS webhook that ConfigureWebhooks
 // set for the clinic number in its To field, signed (X-Twilio-Signature) with the auth
 // token of the account that linked the number. An answer other than 2xx is an error that
 // carries the bridge's status and the start of its answer.
@@ -36,7 +38,7 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 		return fmt.Errorf("failed to build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", SignWebhook(authToken, smsURL, form))
+	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, smsURL, form))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", newSimulatedSID(""))
 	resp, err := simulatorWebhookClient.Do(req)

@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 // Credentials of the demo's simulated Twilio account. They are deliberately fake and grant
 // nothing anywhere; the simulator accepts any well-formed pair anyway.
 const (
-	SimulatorAccountSID = "ACfeedface0000000000000000deadbeef"
-	SimulatorAuthToken  = "deadbeef0000000000000000feedface"
+	DemoAccountSID = "ACfeedface0000000000000000deadbeef"
+	DemoAuthToken  = "deadbeef0000000000000000feedface"
 )
 
 // Bounds of the simulator's memory.
@@ -36,8 +36,8 @@ const (
 // e164Pattern is the strict E.164 form the simulator accepts; it normalises nothing.
 var e164Pattern = regexp.MustCompile(`^\+[1-9]\d{7,14}$`)
 
-// SimulatorOptions configures the simulator.
-type SimulatorOptions struct {
+// Options configures the simulator.
+type Options struct {
 	// BasePath is where Handler is mounted on the bridge's HTTP server, e.g. "/_carebridge/simulator".
 	BasePath string
 	// PublicBase is the bridge's public URL (e.g. "http://127.0.0.1:29340"), for absolute media URLs.
@@ -51,9 +51,9 @@ type SimulatorOptions struct {
 	Deliver func(ctx context.Context, form url.Values) error
 }
 
-// SimulatedText is one text in the simulator: sent by the bridge to a patient's phone
+// Text is one text in the simulator: sent by the bridge to a patient's phone
 // (see Inbox), or typed on the phone page by someone playing the patient.
-type SimulatedText struct {
+type Text struct {
 	SID       string    `json:"sid"`
 	From      string    `json:"from"`
 	To        string    `json:"to"`
@@ -65,14 +65,14 @@ type SimulatedText struct {
 	StatusCallback string `json:"status_callback,omitempty"`
 }
 
-func (t SimulatedText) clone() SimulatedText {
+func (t Text) clone() Text {
 	t.MediaURLs = slices.Clone(t.MediaURLs)
 	return t
 }
 
-// Simulator is a Provider that keeps texts in memory and shows them on a phone page
+// Simulator is an sms.Provider that keeps texts in memory and shows them on a phone page
 // instead of sending SMS. It is safe for concurrent use. Its own Provider methods act for
-// the demo account (SimulatorAccountSID); Account gives the same simulator for other
+// the demo account (DemoAccountSID); Account gives the same simulator for other
 // credentials.
 type Simulator struct {
 	basePath   string
@@ -96,8 +96,8 @@ type Simulator struct {
 
 // simThread is what one patient number's phone has seen.
 type simThread struct {
-	received []SimulatedText // from the bridge, oldest first
-	sent     []SimulatedText // typed on the page, oldest first
+	received []Text // from the bridge, oldest first
+	sent     []Text // typed on the page, oldest first
 	// version changes with every text either way; the page polls it.
 	version    uint64
 	lastActive time.Time
@@ -114,8 +114,8 @@ type simNumber struct {
 	smsURL     string
 }
 
-// NewSimulator builds an empty simulator.
-func NewSimulator(opts SimulatorOptions) *Simulator {
+// New builds an empty simulator.
+func New(opts Options) *Simulator {
 	base := strings.TrimRight(opts.BasePath, "/")
 	if base != "" && !strings.HasPrefix(base, "/") {
 		base = "/" + base
@@ -132,18 +132,18 @@ func NewSimulator(opts SimulatorOptions) *Simulator {
 }
 
 // Inbox returns the texts the patient's phone received, oldest first, at most the last 500.
-func (s *Simulator) Inbox(phone string) []SimulatedText {
+func (s *Simulator) Inbox(phone string) []Text {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inboxLocked(phone)
 }
 
-func (s *Simulator) inboxLocked(phone string) []SimulatedText {
+func (s *Simulator) inboxLocked(phone string) []Text {
 	th := s.threads[phone]
 	if th == nil {
-		return []SimulatedText{}
+		return []Text{}
 	}
-	out := make([]SimulatedText, len(th.received))
+	out := make([]Text, len(th.received))
 	for i, t := range th.received {
 		out[i] = t.clone()
 	}
@@ -172,7 +172,7 @@ func (s *Simulator) threadLocked(phone string) *simThread {
 }
 
 // addReceivedLocked stores a text the bridge sent to the patient text.To.
-func (s *Simulator) addReceivedLocked(text SimulatedText) {
+func (s *Simulator) addReceivedLocked(text Text) {
 	th := s.threadLocked(text.To)
 	th.received = appendBounded(th.received, text)
 	th.version++
@@ -181,7 +181,7 @@ func (s *Simulator) addReceivedLocked(text SimulatedText) {
 }
 
 // addSentLocked stores a text the patient text.From sent from the page.
-func (s *Simulator) addSentLocked(text SimulatedText) {
+func (s *Simulator) addSentLocked(text Text) {
 	th := s.threadLocked(text.From)
 	th.sent = appendBounded(th.sent, text)
 	th.version++
@@ -189,7 +189,7 @@ func (s *Simulator) addSentLocked(text SimulatedText) {
 	th.lastClinic = text.To
 }
 
-func appendBounded(list []SimulatedText, text SimulatedText) []SimulatedText {
+func appendBounded(list []Text, text Text) []Text {
 	list = append(list, text)
 	if over := len(list) - simulatorInboxLimit; over > 0 {
 		list = slices.Delete(list, 0, over)
@@ -207,4 +207,12 @@ func randomHex(n int) string {
 // newSimulatedSID is a Twilio-shaped SID: the prefix and 32 lower-case hex digits.
 func newSimulatedSID(prefix string) string {
 	return prefix + randomHex(16)
+}
+
+// truncate cuts what a caller sent down to n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

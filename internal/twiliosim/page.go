@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"bytes"
@@ -15,10 +15,10 @@ import (
 	"time"
 )
 
-//go:embed simulator/phone.html simulator/phone.css simulator/phone.js
+//go:embed phone/phone.html phone/phone.css phone/phone.js
 var simulatorAssets embed.FS
 
-var simulatorPage = template.Must(template.ParseFS(simulatorAssets, "simulator/phone.html"))
+var simulatorPage = template.Must(template.ParseFS(simulatorAssets, "phone/phone.html"))
 
 // simulatorAssetTypes are the static files the page loads, with their types.
 var simulatorAssetTypes = map[string]string{
@@ -299,7 +299,7 @@ func (s *Simulator) itemsLocked(th *simThread) []simItem {
 	return items
 }
 
-func newSimItem(t SimulatedText, outgoing bool) simItem {
+func newSimItem(t Text, outgoing bool) simItem {
 	item := simItem{
 		Outgoing:  outgoing,
 		From:      t.From,
@@ -394,9 +394,9 @@ func trimLinkTail(link string) string {
 // simMessagesFeed is messages.json: the patient's inbox, and a version that changes with
 // every text either way, which the page polls.
 type simMessagesFeed struct {
-	Phone    string          `json:"phone"`
-	Version  uint64          `json:"version"`
-	Messages []SimulatedText `json:"messages"`
+	Phone    string `json:"phone"`
+	Version  uint64 `json:"version"`
+	Messages []Text `json:"messages"`
 }
 
 func (s *Simulator) serveMessages(w http.ResponseWriter, r *http.Request) {
@@ -425,7 +425,7 @@ func (s *Simulator) serveAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := simulatorAssets.ReadFile("simulator/" + name)
+	data, err := simulatorAssets.ReadFile("phone/" + name)
 	if err != nil {
 		http.NotFound(w, r)
 		return
