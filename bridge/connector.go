@@ -206,6 +206,9 @@ func (c *Connector) Stop() {
 	c.stopRetention()
 	c.stopLater()
 	c.stopMetrics()
+	if c.Simulator != nil {
+		c.Simulator.Close()
+	}
 }
 
 // router is the appservice's HTTP router. bridgev2's GetRouter hides it while

@@ -291,6 +291,8 @@ carebridge demo is running. No real SMS is sent.
 
   Patient's phone (simulated):  %s/_carebridge/simulator/
       Type a number such as +15551234567, then text the clinic (%s).
+      A number ending in 0000 is never reached: the clinic's texts to it
+      are reported undelivered in the room.
 
   Staff, in Element Desktop (or any Matrix client on this machine):
       Homeserver:  %s

@@ -695,11 +695,16 @@ func leakedWords(text, secret string) []string {
 // randomPatientNumber is a fictional US number, +1 555 01X XXXX, new on every run so
 // that every run starts its own conversation.
 func randomPatientNumber() string {
-	n, err := rand.Int(rand.Reader, big.NewInt(100000))
-	if err != nil {
-		panic(err)
+	for {
+		n, err := rand.Int(rand.Reader, big.NewInt(100000))
+		if err != nil {
+			panic(err)
+		}
+		// The simulator never reaches numbers ending in its UnreachableSuffix.
+		if number := fmt.Sprintf("+155501%05d", n.Int64()); !strings.HasSuffix(number, twiliosim.UnreachableSuffix) {
+			return number
+		}
 	}
-	return fmt.Sprintf("+155501%05d", n.Int64())
 }
 
 // rashPhoto is the patient's photo: a small skin-coloured picture with red spots.

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
 //go:embed phone/phone.html phone/phone.css phone/phone.js
@@ -69,6 +71,8 @@ type simItem struct {
 	ISOTime   string
 	TimeLabel string
 	Last      bool
+	// Undelivered says why a text from the clinic never reached this phone.
+	Undelivered string
 }
 
 // simTextPart is a run of a text's body: plain, or a link when URL is set. The template
@@ -148,7 +152,8 @@ func (s *Simulator) serveHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.renderPage(w, http.StatusOK, "", simPageData{
-		Notice: "No texts yet. Type the patient number you want to play, such as +15555550123, or wait for the clinic to text one.",
+		Notice: "No texts yet. Type the patient number you want to play, such as +15555550123, or wait for the clinic to text one. " +
+			"A number ending in " + UnreachableSuffix + " plays a phone that is never reached: the clinic's texts to it are not delivered.",
 	})
 }
 
@@ -307,6 +312,9 @@ func newSimItem(t Text, outgoing bool) simItem {
 		Parts:     autolink(t.Body),
 		ISOTime:   t.Time.Format(time.RFC3339),
 		TimeLabel: simTimeLabel(t.Time, time.Now()),
+	}
+	if t.ErrorCode != 0 {
+		item.Undelivered = fmt.Sprintf("Not delivered to this phone (Twilio error %d): %s.", t.ErrorCode, sms.DescribeTwilioError(t.ErrorCode))
 	}
 	for _, raw := range t.MediaURLs {
 		if simLooksLikeImage(raw) || outgoing {

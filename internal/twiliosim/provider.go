@@ -136,11 +136,11 @@ func (a *Account) ConfigureWebhooks(ctx context.Context, numberSID, smsURL strin
 	return nil
 }
 
-// Send is called for every staff message that goes out as a text. It refuses what Twilio
-// refuses, with Twilio's codes, and otherwise puts the text in the patient number's
-// inbox. A StatusCallback is accepted and recorded but never called: simulated texts stay
-// "queued". Opt-outs are not enforced here (the bridge enforces them), and From may be
-// any E.164 number, as the simulator trusts everything.
+// Send is called for every text the bridge sends. It refuses what Twilio refuses, with
+// Twilio's codes, and otherwise puts the text in the patient number's inbox, "queued",
+// and reports its delivery to the StatusCallback as Twilio does (see FailNumber for
+// texts that are not delivered). Opt-outs are not enforced here (the bridge enforces
+// them), and From may be any E.164 number, as the simulator trusts everything.
 func (a *Account) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &sms.SendError{NotSent: true, Err: err}
@@ -160,12 +160,17 @@ func (a *Account) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.Sent
 		MediaURLs:      append([]string(nil), msg.MediaURLs...),
 		Time:           time.Now(),
 		StatusCallback: msg.StatusCallback,
+		Status:         "queued",
 	}
 	s := a.sim
 	s.mu.Lock()
 	s.addReceivedLocked(text)
+	if s.ctx.Err() == nil {
+		s.callbacks.Add(1)
+		go s.report(text.clone(), a.accountSID, a.authToken, s.failureLocked(text.To))
+	}
 	s.mu.Unlock()
-	return &sms.SentMessage{SID: text.SID, Status: "queued"}, nil
+	return &sms.SentMessage{SID: text.SID, Status: text.Status}, nil
 }
 
 // validateSimulatedSend checks a message as Twilio's Create Message does.

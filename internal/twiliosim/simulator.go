@@ -49,6 +49,9 @@ type Options struct {
 	// error means it was not stored and the page must say so. PostWebhook is a ready-made
 	// Deliver that calls the clinic number's configured webhook, signed.
 	Deliver func(ctx context.Context, form url.Values) error
+	// StatusDelay is the pause before each status callback of a text the bridge sent;
+	// 0 means DefaultStatusDelay.
+	StatusDelay time.Duration
 }
 
 // Text is one text in the simulator: sent by the bridge to a patient's phone
@@ -61,8 +64,12 @@ type Text struct {
 	MediaURLs []string  `json:"media_urls,omitempty"`
 	Time      time.Time `json:"time"`
 	// StatusCallback is the URL the bridge asked for delivery updates; the simulator
-	// records it but never calls it.
+	// posts them there.
 	StatusCallback string `json:"status_callback,omitempty"`
+	// Status and ErrorCode are where a text from the bridge is, as Twilio would report
+	// it: queued, sent, then delivered, or undelivered with Twilio's error code.
+	Status    string `json:"status,omitempty"`
+	ErrorCode int    `json:"error_code,omitempty"`
 }
 
 func (t Text) clone() Text {
@@ -80,7 +87,12 @@ type Simulator struct {
 	deliver    func(ctx context.Context, form url.Values) error
 	// csrfToken is embedded in the page's forms and required on POST. One per simulator
 	// is enough: the page has no sessions and holds nothing secret from its visitors.
-	csrfToken string
+	csrfToken   string
+	statusDelay time.Duration
+	// ctx ends with Close, which stop cancels; callbacks counts the texts still reported on.
+	ctx       context.Context
+	stop      context.CancelFunc
+	callbacks sync.WaitGroup
 
 	mu sync.Mutex
 	// threads are keyed by patient number.
@@ -92,6 +104,8 @@ type Simulator struct {
 	// lastClinic is the clinic number most recently linked (looked up or configured).
 	lastClinic string
 	media      simMediaStore
+	// failures are the patient numbers FailNumber set, with their error code (0: delivered).
+	failures map[string]int
 }
 
 // simThread is what one patient number's phone has seen.
@@ -114,20 +128,29 @@ type simNumber struct {
 	smsURL     string
 }
 
-// New builds an empty simulator.
+// New builds an empty simulator. Close stops its status callbacks.
 func New(opts Options) *Simulator {
 	base := strings.TrimRight(opts.BasePath, "/")
 	if base != "" && !strings.HasPrefix(base, "/") {
 		base = "/" + base
 	}
+	statusDelay := opts.StatusDelay
+	if statusDelay <= 0 {
+		statusDelay = DefaultStatusDelay
+	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &Simulator{
-		basePath:   base,
-		publicBase: strings.TrimRight(opts.PublicBase, "/"),
-		deliver:    opts.Deliver,
-		csrfToken:  randomHex(32),
-		threads:    make(map[string]*simThread),
-		numbers:    make(map[string]*simNumber),
-		clinics:    make(map[string]*simNumber),
+		basePath:    base,
+		publicBase:  strings.TrimRight(opts.PublicBase, "/"),
+		deliver:     opts.Deliver,
+		csrfToken:   randomHex(32),
+		statusDelay: statusDelay,
+		ctx:         ctx,
+		stop:        stop,
+		threads:     make(map[string]*simThread),
+		numbers:     make(map[string]*simNumber),
+		clinics:     make(map[string]*simNumber),
+		failures:    make(map[string]int),
 	}
 }
 

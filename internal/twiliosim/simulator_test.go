@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,6 +40,14 @@ var (
 	simCSRFPattern       = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 )
 
+// newSimulator builds a simulator that is closed when the test ends.
+func newSimulator(t *testing.T, opts twiliosim.Options) *twiliosim.Simulator {
+	t.Helper()
+	sim := twiliosim.New(opts)
+	t.Cleanup(sim.Close)
+	return sim
+}
+
 // simHarness is a simulator behind an httptest server, recording what it delivers.
 type simHarness struct {
 	sim    *twiliosim.Simulator
@@ -56,9 +65,10 @@ func newSimHarness(t *testing.T) *simHarness {
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(h.srv.Close)
-	h.sim = twiliosim.New(twiliosim.Options{
-		BasePath:   simBase,
-		PublicBase: h.srv.URL,
+	h.sim = newSimulator(t, twiliosim.Options{
+		BasePath:    simBase,
+		PublicBase:  h.srv.URL,
+		StatusDelay: 10 * time.Millisecond,
 		Deliver: func(ctx context.Context, form url.Values) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -148,7 +158,7 @@ func testPNG(t *testing.T) []byte {
 
 func TestSimulatorSendStoresAndValidates(t *testing.T) {
 	ctx := context.Background()
-	sim := twiliosim.New(twiliosim.Options{BasePath: simBase})
+	sim := newSimulator(t, twiliosim.Options{BasePath: simBase})
 	var provider sms.Provider = sim
 	sent, err := provider.Send(ctx, &sms.OutboundMessage{From: simClinic, To: simPatient, Body: "Your appointment is at 3pm.", StatusCallback: "https://bridge.example/status"})
 	require.NoError(t, err)
@@ -198,7 +208,7 @@ func TestSimulatorSendStoresAndValidates(t *testing.T) {
 }
 
 func TestSimulatorInboxIsBounded(t *testing.T) {
-	sim := twiliosim.New(twiliosim.Options{})
+	sim := newSimulator(t, twiliosim.Options{})
 	for i := range 505 {
 		_, err := sim.Send(context.Background(), &sms.OutboundMessage{From: simClinic, To: simPatient, Body: "text #" + strconv.Itoa(i)})
 		require.NoError(t, err)
@@ -211,7 +221,7 @@ func TestSimulatorInboxIsBounded(t *testing.T) {
 
 func TestSimulatorAccountsAndNumbers(t *testing.T) {
 	ctx := context.Background()
-	sim := twiliosim.New(twiliosim.Options{})
+	sim := newSimulator(t, twiliosim.Options{})
 	require.NoError(t, sim.CheckAccount(ctx))
 	assert.Regexp(t, `^AC[0-9a-f]{32}$`, twiliosim.DemoAccountSID)
 	assert.Regexp(t, `^[0-9a-f]{32}$`, twiliosim.DemoAuthToken)
@@ -231,7 +241,7 @@ func TestSimulatorAccountsAndNumbers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^PN[0-9a-f]{32}$`, n1.SID)
 	assert.Equal(t, simClinic, n1.E164)
-	n2, err := twiliosim.New(twiliosim.Options{}).Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16)).LookupNumber(ctx, simClinic)
+	n2, err := newSimulator(t, twiliosim.Options{}).Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16)).LookupNumber(ctx, simClinic)
 	require.NoError(t, err)
 	assert.Equal(t, n1.SID, n2.SID, "the SID is stable across runs")
 	_, err = acct.LookupNumber(ctx, "555-0001")
@@ -538,7 +548,7 @@ func TestSimulatorMessagesJSON(t *testing.T) {
 }
 
 func TestSimulatorHandlerUnderStripPrefix(t *testing.T) {
-	sim := twiliosim.New(twiliosim.Options{BasePath: simBase})
+	sim := newSimulator(t, twiliosim.Options{BasePath: simBase})
 	srv := httptest.NewServer(http.StripPrefix(simBase, sim.Handler()))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + simBase + "/phone/" + simPatient)
@@ -565,7 +575,7 @@ func TestSimulatorPostWebhookSigns(t *testing.T) {
 	defer bridge.Close()
 
 	var sim *twiliosim.Simulator
-	sim = twiliosim.New(twiliosim.Options{
+	sim = newSimulator(t, twiliosim.Options{
 		BasePath: simBase,
 		Deliver:  func(ctx context.Context, form url.Values) error { return sim.PostWebhook(ctx, form) },
 	})

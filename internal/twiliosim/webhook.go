@@ -33,12 +33,19 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 	if smsURL == "" {
 		return fmt.Errorf("the clinic number %s is not linked to the bridge (no SMS webhook is set for it): link it first", truncate(clinic, 20))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, smsURL, strings.NewReader(form.Encode()))
+	return s.postSigned(ctx, smsURL, form, authToken)
+}
+
+// postSigned posts a form to one of the bridge's webhooks as Twilio does: signed with the
+// account's auth token (X-Twilio-Signature), not following redirects. An answer other
+// than 2xx is an error that carries the bridge's status and the start of its answer.
+func (s *Simulator) postSigned(ctx context.Context, rawURL string, form url.Values, authToken string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return fmt.Errorf("failed to build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, smsURL, form))
+	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, rawURL, form))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", newSimulatedSID(""))
 	resp, err := simulatorWebhookClient.Do(req)
