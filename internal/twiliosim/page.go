@@ -399,8 +399,9 @@ func trimLinkTail(link string) string {
 	return link
 }
 
-// simMessagesFeed is messages.json: the patient's inbox, and a version that changes with
-// every text either way, which the page polls.
+// simMessagesFeed is messages.json: the patient's inbox (with each text's delivery
+// status), and a version that changes with every text either way and when one is not
+// delivered, which the page polls.
 type simMessagesFeed struct {
 	Phone    string `json:"phone"`
 	Version  uint64 `json:"version"`

@@ -112,7 +112,7 @@ type Simulator struct {
 type simThread struct {
 	received []Text // from the bridge, oldest first
 	sent     []Text // typed on the page, oldest first
-	// version changes with every text either way; the page polls it.
+	// version changes with every text either way and when one is not delivered; the page polls it.
 	version    uint64
 	lastActive time.Time
 	// lastClinic is the clinic number this patient last exchanged a text with.
