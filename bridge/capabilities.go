@@ -7,14 +7,12 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
 )
-
-// maxSMSLength is Twilio's limit for one message body (it splits it into segments).
-const maxSMSLength = 1600
 
 var smsRoomFeatures = &event.RoomFeatures{
 	ID:            "org.carebridge.sms.v2",
-	MaxTextLength: maxSMSLength,
+	MaxTextLength: sms.MaxBodyChars,
 	File: event.FileFeatureMap{
 		event.MsgImage: mmsFeatures,
 		event.MsgFile:  mmsFeatures,

@@ -24,6 +24,7 @@ import (
 	"github.com/carebridge/carebridge/internal/keyedlock"
 	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/internal/metrics"
+	"github.com/carebridge/carebridge/internal/twiliosim"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -39,7 +40,7 @@ type Connector struct {
 	// Keys seals secure messages and the clinic numbers' Twilio auth tokens at rest.
 	Keys *securechat.Keyring
 	// Simulator stands in for Twilio when network.provider is simulator.
-	Simulator *sms.Simulator
+	Simulator *twiliosim.Simulator
 
 	inbound *inboundQueue
 	// Outbox is the one way a text reaches a patient.
@@ -164,8 +165,8 @@ func (c *Connector) Start(ctx context.Context) error {
 		zerolog.Ctx(ctx).Warn().Msg("⚠ network.provider is simulator: NO REAL SMS IS SENT, and the simulated phone page at " +
 			c.publicBase() + simulatorPath + "/ shows every simulated patient's texts. For demos only.")
 		// Texts typed on the phone page go through the real webhook path, signed as Twilio signs.
-		var sim *sms.Simulator
-		sim = sms.NewSimulator(sms.SimulatorOptions{BasePath: simulatorPath, PublicBase: c.publicBase(),
+		var sim *twiliosim.Simulator
+		sim = twiliosim.New(twiliosim.Options{BasePath: simulatorPath, PublicBase: c.publicBase(),
 			Deliver: func(ctx context.Context, form url.Values) error { return sim.PostWebhook(ctx, form) }})
 		c.Simulator = sim
 		router.Handle(simulatorPath+"/", c.Simulator.Handler())
@@ -226,6 +227,9 @@ func (c *Connector) Stop() {
 	c.stopRetention()
 	c.stopLater()
 	c.stopMetrics()
+	if c.Simulator != nil {
+		c.Simulator.Close()
+	}
 }
 
 // router is the appservice's HTTP router. bridgev2's GetRouter hides it while

@@ -18,6 +18,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // mediaPathPrefix is where Twilio fetches attachments staff send by MMS.
@@ -41,7 +42,7 @@ var mmsFeatures = &event.FileFeatures{
 		"*/*":             event.CapLevelRejected,
 	},
 	Caption:          event.CapLevelFullySupported,
-	MaxCaptionLength: maxSMSLength,
+	MaxCaptionLength: sms.MaxBodyChars,
 	MaxSize:          maxMMSBytes,
 }
 

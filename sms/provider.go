@@ -25,8 +25,8 @@ type PhoneNumber struct {
 	SMSURL       string
 }
 
-// Provider sends texts and manages the clinic numbers. Twilio implements it; the local
-// simulator used by the demo implements it too.
+// Provider sends texts and manages the clinic numbers. Twilio implements it here; a
+// stand-in for demos and tests may implement it outside this package.
 type Provider interface {
 	// CheckAccount is called when a clinic number is linked, to verify the credentials.
 	CheckAccount(ctx context.Context) error

@@ -14,6 +14,10 @@ const (
 	EncodingUCS2 Encoding = "UCS-2"
 )
 
+// MaxBodyChars is the longest body Twilio accepts in one message, in characters (error
+// 21617); Twilio splits it into segments.
+const MaxBodyChars = 1600
+
 // Segment sizes: a text that fits in one SMS may use the whole 140 octets; a longer one
 // is split and each part gives 6 octets to the concatenation header (UDH).
 const (

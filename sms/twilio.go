@@ -17,7 +17,7 @@ import (
 type TwilioOptions struct {
 	AccountSID string
 	AuthToken  string
-	// APIURL replaces https://api.twilio.com (tests, simulators); empty for the real API.
+	// APIURL replaces https://api.twilio.com (tests, Twilio-compatible servers); empty for the real API.
 	APIURL  string
 	Timeout time.Duration
 }

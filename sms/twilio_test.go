@@ -466,7 +466,7 @@ func TestTwilioSendServerErrors(t *testing.T) {
 }
 
 // TestTwilioAPIURLPathPrefix mounts the fake under /twilio behind a reverse proxy, as a
-// simulator behind a shared ingress would be: the client must keep the prefix.
+// Twilio-compatible server behind a shared ingress would be: the client must keep the prefix.
 func TestTwilioAPIURLPathPrefix(t *testing.T) {
 	fx := newTwilioFixture(t)
 	target, err := url.Parse(fx.fake.URL())

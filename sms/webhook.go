@@ -1,10 +1,16 @@
 package sms
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -101,4 +107,22 @@ func ValidSignature(authToken, publicURL string, form url.Values, signature stri
 	}
 	validator := client.NewRequestValidator(authToken)
 	return validator.Validate(publicURL, params, signature)
+}
+
+// SignWebhook computes the X-Twilio-Signature Twilio sends with a webhook, for whatever
+// stands in for Twilio in demos and tests: HMAC-SHA1 keyed with the auth token over the
+// full URL followed by every POST parameter's name and value, sorted by name (a repeated
+// name contributes each of its values, in sorted order), encoded as standard base64. For a GET webhook the parameters are in the URL and params is empty.
+func SignWebhook(authToken, rawURL string, params url.Values) string {
+	mac := hmac.New(sha1.New, []byte(authToken))
+	_, _ = io.WriteString(mac, rawURL)
+	for _, key := range slices.Sorted(maps.Keys(params)) {
+		values := slices.Clone(params[key])
+		slices.Sort(values)
+		for _, v := range values {
+			_, _ = io.WriteString(mac, key)
+			_, _ = io.WriteString(mac, v)
+		}
+	}
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/twilio/twilio-go/client"
 
-	"github.com/carebridge/carebridge/internal/testenv"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -267,9 +267,6 @@ func TestParseInboundRejects(t *testing.T) {
 }
 
 func TestValidSignature(t *testing.T) {
-	fake := testenv.NewFakeTwilio()
-	t.Cleanup(fake.Close)
-
 	repeated := inboundSMSForm()
 	repeated.Add("Body", "a second body")
 
@@ -329,7 +326,7 @@ func TestValidSignature(t *testing.T) {
 			if tt.checkForm != nil {
 				checkForm = tt.checkForm
 			}
-			signature := fake.Sign(signToken, signURL, signForm)
+			signature := sms.SignWebhook(signToken, signURL, signForm)
 			if tt.signature != nil {
 				signature = tt.signature()
 			}
@@ -392,6 +389,81 @@ func FuzzParseInbound(f *testing.F) {
 			require.NoError(t, err)
 			require.Contains(t, []string{"http", "https"}, u.Scheme)
 			require.NotEmpty(t, u.Host)
+		}
+	})
+}
+
+// TestSignWebhookMatchesTwilioGo: what a stand-in for Twilio signs, twilio-go's
+// validator (and so the bridge) accepts, and Twilio's own vector comes out the same.
+func TestSignWebhookMatchesTwilioGo(t *testing.T) {
+	// The vector from twilio-go's own tests, computed by Twilio.
+	known := url.Values{
+		"Digits": {"1234"}, "CallSid": {"CA1234567890ABCDE"}, "To": {"+18005551212"},
+		"Caller": {"+14158675309"}, "From": {"+14158675309"},
+		"ReasonConferenceEnded": {"test"}, "Reason": {"Participant"},
+	}
+	assert.Equal(t, "vOEb5UThFn24KEfnOFLQY2AE5FY=",
+		sms.SignWebhook("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", known))
+
+	token := "2bd9e9638872de601313dc77410d3b23"
+	inbound := url.Values{
+		"AccountSid": {"AC3b4c8d3a4a1f0e9c2d7f6e5a4b3c2d1e"}, "ApiVersion": {"2010-04-01"},
+		"Body": {"Can I move my appointment to Friday?"}, "From": {testPatientNumber},
+		"To": {testClinicNumber}, "MessageSid": {"SM0123456789abcdef0123456789abcdef"},
+		"NumMedia": {"0"}, "ToCity": {""}, "FromZip": {""},
+	}
+	tests := []struct {
+		name   string
+		url    string
+		params url.Values
+	}{
+		{"https without port", "https://bridge.example.org/_twilio/sms", inbound},
+		{"loopback with port and query", "http://127.0.0.1:29318/_twilio/sms?tenant=clinic-7", inbound},
+		{"no params", "https://bridge.example.org/_twilio/status", url.Values{}},
+		{"unicode body", "https://bridge.example.org/_twilio/sms", url.Values{"Body": {"Grüße 😀 ✓"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sig := sms.SignWebhook(token, tt.url, tt.params)
+			v := client.NewRequestValidator(token)
+			assert.True(t, v.Validate(tt.url, firstValues(tt.params), sig))
+			assert.True(t, v.ValidateBody(tt.url, []byte(tt.params.Encode()), sig))
+			assert.True(t, sms.ValidSignature(token, tt.url, tt.params, sig))
+
+			tampered := firstValues(tt.params)
+			tampered["Body"] += "!"
+			assert.False(t, v.Validate(tt.url, tampered, sig), "tampered param must fail")
+			assert.False(t, v.Validate(tt.url+"x", firstValues(tt.params), sig), "other URL must fail")
+			wrong := client.NewRequestValidator("0" + token[1:])
+			assert.False(t, wrong.Validate(tt.url, firstValues(tt.params), sig), "other token must fail")
+		})
+	}
+
+	t.Run("repeated names sign every value in order", func(t *testing.T) {
+		a := sms.SignWebhook(token, "https://x.example.org/", url.Values{"MediaUrl": {"https://b", "https://a"}})
+		b := sms.SignWebhook(token, "https://x.example.org/", url.Values{"MediaUrl": {"https://a", "https://b"}})
+		assert.Equal(t, a, b)
+		assert.NotEqual(t, a, sms.SignWebhook(token, "https://x.example.org/", url.Values{"MediaUrl": {"https://a"}}))
+	})
+}
+
+func firstValues(v url.Values) map[string]string {
+	out := make(map[string]string, len(v))
+	for k, vs := range v {
+		out[k] = vs[0]
+	}
+	return out
+}
+
+func FuzzSignWebhook(f *testing.F) {
+	f.Add("2bd9e9638872de601313dc77410d3b23", "https://bridge.example.org/_twilio/sms", "Body", "Hello")
+	f.Add("12345", "http://127.0.0.1:8080/x?y=1", "From", "+15551234567")
+	f.Add("", "not a url", "", "")
+	f.Fuzz(func(t *testing.T, token, rawURL, key, value string) {
+		params := url.Values{key: {value}}
+		v := client.NewRequestValidator(token)
+		if !v.Validate(rawURL, map[string]string{key: value}, sms.SignWebhook(token, rawURL, params)) {
+			t.Fatalf("twilio-go rejects SignWebhook(%q, %q, %v)", token, rawURL, params)
 		}
 	})
 }

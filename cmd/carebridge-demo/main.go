@@ -25,7 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/carebridge/carebridge/internal/dendrite"
-	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/internal/twiliosim"
 )
 
 // The demo's fixed cast.
@@ -282,7 +282,7 @@ func linkClinicNumber(bridgeURL, secret, adminID string) error {
 	}
 	var done map[string]any
 	return call(http.MethodPost, "/v3/login/step/"+start.LoginID+"/"+start.StepID+"/user_input",
-		map[string]string{"account_sid": sms.SimulatorAccountSID, "auth_token": sms.SimulatorAuthToken, "phone_number": clinicNumber}, &done)
+		map[string]string{"account_sid": twiliosim.DemoAccountSID, "auth_token": twiliosim.DemoAuthToken, "phone_number": clinicNumber}, &done)
 }
 
 func printWelcome(hsURL, bridgeURL string) {
@@ -291,6 +291,8 @@ carebridge demo is running. No real SMS is sent.
 
   Patient's phone (simulated):  %s/_carebridge/simulator/
       Type a number such as +15551234567, then text the clinic (%s).
+      A number ending in 0000 is never reached: the clinic's texts to it
+      are reported undelivered in the room.
 
   Staff, in Element Desktop (or any Matrix client on this machine):
       Homeserver:  %s

@@ -38,6 +38,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/internal/twiliosim"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -263,7 +264,7 @@ func (s *scriptRun) staffGoesSecure(ctx context.Context) error {
 // ---- 4. the patient's phone gets the alert --------------------------------------------
 
 func (s *scriptRun) alertArrives(ctx context.Context) error {
-	alert, err := s.phone.wait(ctx, "the secure message alert", func(t sms.SimulatedText) bool {
+	alert, err := s.phone.wait(ctx, "the secure message alert", func(t twiliosim.Text) bool {
 		return strings.Contains(t.Body, "secure message") && findLink(t.Body) != ""
 	})
 	if err != nil {
@@ -307,7 +308,7 @@ func (s *scriptRun) patientReads(ctx context.Context) error {
 		return fmt.Errorf("asking for a code ended on %s, not the code page: %s", final.Path, pageError(page))
 	}
 	s.say("PATIENT taps %q", button)
-	codeText, err := s.phone.wait(ctx, "the one-time code", func(t sms.SimulatedText) bool { return findCode(t.Body) != "" })
+	codeText, err := s.phone.wait(ctx, "the one-time code", func(t twiliosim.Text) bool { return findCode(t.Body) != "" })
 	if err != nil {
 		return err
 	}
@@ -469,7 +470,7 @@ func (p *simPhone) send(ctx context.Context, body string) (string, error) {
 }
 
 // inbox is what the clinic texted the patient, oldest first.
-func (p *simPhone) inbox(ctx context.Context) ([]sms.SimulatedText, error) {
+func (p *simPhone) inbox(ctx context.Context) ([]twiliosim.Text, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/phone/"+url.PathEscape(p.number)+"/messages.json", nil)
 	if err != nil {
 		return nil, err
@@ -483,7 +484,7 @@ func (p *simPhone) inbox(ctx context.Context) ([]sms.SimulatedText, error) {
 		return nil, fmt.Errorf("the simulated phone's texts answered HTTP %d", resp.StatusCode)
 	}
 	var feed struct {
-		Messages []sms.SimulatedText `json:"messages"`
+		Messages []twiliosim.Text `json:"messages"`
 	}
 	if err = decodeJSON(resp.Body, &feed); err != nil {
 		return nil, fmt.Errorf("failed to read the simulated phone's texts: %w", err)
@@ -497,12 +498,12 @@ func (p *simPhone) count(ctx context.Context) (int, error) {
 }
 
 // wait polls the inbox for a text after mark that matches.
-func (p *simPhone) wait(ctx context.Context, what string, match func(sms.SimulatedText) bool) (sms.SimulatedText, error) {
+func (p *simPhone) wait(ctx context.Context, what string, match func(twiliosim.Text) bool) (twiliosim.Text, error) {
 	deadline := time.Now().Add(scriptWait)
 	for {
 		texts, err := p.inbox(ctx)
 		if err != nil {
-			return sms.SimulatedText{}, err
+			return twiliosim.Text{}, err
 		}
 		for i := p.mark; i < len(texts); i++ {
 			if match(texts[i]) {
@@ -511,12 +512,12 @@ func (p *simPhone) wait(ctx context.Context, what string, match func(sms.Simulat
 			}
 		}
 		if time.Now().After(deadline) {
-			return sms.SimulatedText{}, fmt.Errorf("timed out after %s waiting for %s on the patient's phone (%d new texts, none matched)",
+			return twiliosim.Text{}, fmt.Errorf("timed out after %s waiting for %s on the patient's phone (%d new texts, none matched)",
 				scriptWait, what, len(texts)-p.mark)
 		}
 		select {
 		case <-ctx.Done():
-			return sms.SimulatedText{}, ctx.Err()
+			return twiliosim.Text{}, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -694,11 +695,16 @@ func leakedWords(text, secret string) []string {
 // randomPatientNumber is a fictional US number, +1 555 01X XXXX, new on every run so
 // that every run starts its own conversation.
 func randomPatientNumber() string {
-	n, err := rand.Int(rand.Reader, big.NewInt(100000))
-	if err != nil {
-		panic(err)
+	for {
+		n, err := rand.Int(rand.Reader, big.NewInt(100000))
+		if err != nil {
+			panic(err)
+		}
+		// The simulator never reaches numbers ending in its UnreachableSuffix.
+		if number := fmt.Sprintf("+155501%05d", n.Int64()); !strings.HasSuffix(number, twiliosim.UnreachableSuffix) {
+			return number
+		}
 	}
-	return fmt.Sprintf("+155501%05d", n.Int64())
 }
 
 // rashPhoto is the patient's photo: a small skin-coloured picture with red spots.

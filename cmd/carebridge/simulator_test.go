@@ -16,12 +16,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/internal/testenv"
-	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/internal/twiliosim"
 )
 
 // TestSimulatorProvider: with network.provider simulator (and no Twilio at all), a text
-// typed on the simulated phone page reaches the nurse encrypted, and her reply shows up
-// in the phone's inbox.
+// typed on the simulated phone page reaches the nurse encrypted, her reply shows up in
+// the phone's inbox, and the simulator's status callbacks show her its delivery (the
+// patient's read receipt). A patient number ending in twiliosim.UnreachableSuffix shows
+// her a failure instead.
 func TestSimulatorProvider(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
@@ -34,29 +36,12 @@ func TestSimulatorProvider(t *testing.T) {
 		network["provider"] = "simulator"
 		network["twilio"].(map[string]any)["api_url"] = ""
 	})
-	_, err := e.br.LinkNumber(ctx, e.adminID, sms.SimulatorAccountSID, sms.SimulatorAuthToken, clinicPhone)
+	_, err := e.br.LinkNumber(ctx, e.adminID, twiliosim.DemoAccountSID, twiliosim.DemoAuthToken, clinicPhone)
 	require.NoError(t, err)
 	assert.Contains(t, e.br.Log(), "NO REAL SMS IS SENT", "the bridge warns loudly")
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
 
-	phonePage := e.br.URL() + "/_carebridge/simulator/phone/" + url.PathEscape(patient)
-	resp, err := http.Get(phonePage)
-	require.NoError(t, err)
-	page, err := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	csrf := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindSubmatch(page)
-	require.NotNil(t, csrf)
-
-	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err = noRedirect.PostForm(phonePage+"/send", url.Values{"csrf": {string(csrf[1])}, "to": {clinicPhone},
-		"body": {"Hi, I need to reschedule my physio appointment."}})
-	require.NoError(t, err)
-	errPage, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "%s", errPage)
-
+	phonePage := textFromSimulatedPhone(t, e.br.URL(), patient, "Hi, I need to reschedule my physio appointment.")
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
 	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
@@ -64,14 +49,14 @@ func TestSimulatorProvider(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.True(t, msg.Encrypted)
-	_, _, err = nurse.Send(ctx, roomID, "Sure, does Thursday at 2pm work?")
+	reply, _, err := nurse.Send(ctx, roomID, "Sure, does Thursday at 2pm work?")
 	require.NoError(t, err)
 
 	var feed struct {
-		Messages []sms.SimulatedText `json:"messages"`
+		Messages []twiliosim.Text `json:"messages"`
 	}
 	for ctx.Err() == nil {
-		resp, err = http.Get(phonePage + "/messages.json")
+		resp, err := http.Get(phonePage + "/messages.json")
 		require.NoError(t, err)
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&feed))
 		_ = resp.Body.Close()
@@ -84,6 +69,54 @@ func TestSimulatorProvider(t *testing.T) {
 	require.NotEmpty(t, inbox)
 	assert.Equal(t, clinicPhone, inbox[0].From)
 	assert.True(t, strings.HasSuffix(inbox[0].Body, "Sure, does Thursday at 2pm work?"), inbox[0].Body)
+	assert.Regexp(t, "^"+regexp.QuoteMeta(e.br.URL()+"/_carebridge/twilio/")+"[^/]+/status$", inbox[0].StatusCallback,
+		"the reply carries the bridge's status callback")
+
+	// Delivered: the simulator's signed callbacks reach the bridge, which shows the
+	// patient's read receipt on the reply.
+	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	_, err = nurse.WaitEvent(ctx, func(ev testenv.AgentEvent) bool {
+		return ev.EventType == "m.receipt.m.read" && ev.EventID == reply && ev.Sender == ghost
+	})
+	require.NoError(t, err, "the patient's read receipt on the delivered reply")
+
+	// Unreachable: the reply to a number ending in the suffix is undelivered, and the
+	// nurse reads why in an encrypted notice.
+	unreachable := "+1555123" + twiliosim.UnreachableSuffix
+	textFromSimulatedPhone(t, e.br.URL(), unreachable, "Can you call me back?")
+	msg, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Can you call me back?" })
+	require.NoError(t, err)
+	_, _, err = nurse.Send(ctx, msg.RoomID, "We tried, please call us.")
+	require.NoError(t, err)
+	failed, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == msg.RoomID && m.MsgType == "m.notice" && strings.Contains(m.Body, "phone is unreachable")
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "⚠️ Not delivered: the patient's phone is unreachable (switched off or out of coverage)", failed.Body)
+	assert.True(t, failed.Encrypted)
+}
+
+// textFromSimulatedPhone texts the clinic from the simulated phone page of phone, as a
+// demo user does, and returns the page's URL.
+func textFromSimulatedPhone(t *testing.T, bridgeURL, phone, body string) string {
+	t.Helper()
+	phonePage := bridgeURL + "/_carebridge/simulator/phone/" + url.PathEscape(phone)
+	resp, err := http.Get(phonePage)
+	require.NoError(t, err)
+	page, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	csrf := regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`).FindSubmatch(page)
+	require.NotNil(t, csrf)
+
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noRedirect.PostForm(phonePage+"/send", url.Values{"csrf": {string(csrf[1])}, "to": {clinicPhone}, "body": {body}})
+	require.NoError(t, err)
+	errPage, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "%s", errPage)
+	return phonePage
 }
 
 // TestSimulatorPhoneInBrowser drives the simulated phone page in Chromium as a demo user

@@ -2,9 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +10,10 @@ import (
 	"net/url"
 	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
 // InboundResult is what the bridge answered to an inbound-message webhook.
@@ -41,30 +39,6 @@ var (
 	twilioOptInKeywords  = []string{"START", "YES", "UNSTOP"}
 	twilioHelpKeywords   = []string{"HELP", "INFO"}
 )
-
-// Sign computes the X-Twilio-Signature Twilio sends with a webhook: HMAC-SHA1 keyed with
-// the auth token over the full URL followed by every POST parameter's name and value,
-// sorted by name (a repeated name contributes each of its values, in sorted order),
-// encoded as standard base64. For a GET webhook the parameters are in the URL and
-// params is empty.
-func (f *FakeTwilio) Sign(authToken, rawURL string, params url.Values) string {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	mac := hmac.New(sha1.New, []byte(authToken))
-	_, _ = io.WriteString(mac, rawURL)
-	for _, k := range keys {
-		values := slices.Clone(params[k])
-		sort.Strings(values)
-		for _, v := range values {
-			_, _ = io.WriteString(mac, k)
-			_, _ = io.WriteString(mac, v)
-		}
-	}
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
 
 // PostSigned posts params form-encoded to rawURL the way Twilio calls a webhook: signed
 // with authToken in X-Twilio-Signature, with Twilio's User-Agent and a fresh
@@ -94,7 +68,7 @@ func (f *FakeTwilio) callWebhook(ctx context.Context, method, rawURL string, par
 	if err != nil {
 		return nil, fmt.Errorf("failed to build webhook request: %w", err)
 	}
-	req.Header.Set("X-Twilio-Signature", f.Sign(authToken, rawURL, params))
+	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, rawURL, params))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", idempotencyToken)
 	resp, err := f.client.Do(req)

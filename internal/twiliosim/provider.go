@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"context"
@@ -10,37 +10,39 @@ import (
 	"regexp"
 	"time"
 	"unicode/utf8"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
-// maxBodyChars is the longest body Twilio accepts (error 21617).
-const maxBodyChars = 1600
+// The shapes of a Twilio account SID (as in every webhook) and auth token.
+var (
+	accountSIDPattern   = regexp.MustCompile(`^AC[0-9a-f]{32}$`)
+	simAuthTokenPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+)
 
-// simAuthTokenPattern is the shape of a Twilio auth token.
-var simAuthTokenPattern = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
-
-// SimulatorAccount is the simulator as one set of credentials sees it: the texts and
+// Account is the simulator as one set of credentials sees it: the texts and
 // numbers are shared with the Simulator, and the account's SID is the AccountSid of the
 // webhooks for the clinic numbers it links. The bridge makes one per linked clinic number,
 // as it makes one Twilio client per number.
-type SimulatorAccount struct {
+type Account struct {
 	sim        *Simulator
 	accountSID string
 	authToken  string
 }
 
 var (
-	_ Provider = (*Simulator)(nil)
-	_ Provider = (*SimulatorAccount)(nil)
+	_ sms.Provider = (*Simulator)(nil)
+	_ sms.Provider = (*Account)(nil)
 )
 
 // Account returns the simulator as the account with these credentials. Nothing is checked
 // here: CheckAccount does, and accepts any well-formed pair.
-func (s *Simulator) Account(accountSID, authToken string) *SimulatorAccount {
-	return &SimulatorAccount{sim: s, accountSID: accountSID, authToken: authToken}
+func (s *Simulator) Account(accountSID, authToken string) *Account {
+	return &Account{sim: s, accountSID: accountSID, authToken: authToken}
 }
 
-func (s *Simulator) demoAccount() *SimulatorAccount {
-	return s.Account(SimulatorAccountSID, SimulatorAuthToken)
+func (s *Simulator) demoAccount() *Account {
+	return s.Account(DemoAccountSID, DemoAuthToken)
 }
 
 // CheckAccount is called when a clinic number is linked. The demo account's credentials
@@ -51,7 +53,7 @@ func (s *Simulator) CheckAccount(ctx context.Context) error {
 
 // LookupNumber is called when a clinic number is linked and when the bridge starts: the
 // demo account owns every E.164 number.
-func (s *Simulator) LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, error) {
+func (s *Simulator) LookupNumber(ctx context.Context, e164 string) (*sms.PhoneNumber, error) {
 	return s.demoAccount().LookupNumber(ctx, e164)
 }
 
@@ -62,19 +64,19 @@ func (s *Simulator) ConfigureWebhooks(ctx context.Context, numberSID, smsURL str
 
 // Send is called for every staff message that goes out as a text: it lands in the
 // patient number's simulated inbox.
-func (s *Simulator) Send(ctx context.Context, msg *OutboundMessage) (*SentMessage, error) {
+func (s *Simulator) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
 	return s.demoAccount().Send(ctx, msg)
 }
 
 // CheckAccount is called when a clinic number is linked. The simulator has no real
 // accounts and trusts everything: any account SID of Twilio's shape (AC and 32 lower-case
 // hex digits, as in every webhook) with a 32-hex-digit token passes.
-func (a *SimulatorAccount) CheckAccount(ctx context.Context) error {
+func (a *Account) CheckAccount(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if !accountSIDPattern.MatchString(a.accountSID) || !simAuthTokenPattern.MatchString(a.authToken) {
-		return ErrBadCredentials
+		return sms.ErrBadCredentials
 	}
 	return nil
 }
@@ -82,12 +84,12 @@ func (a *SimulatorAccount) CheckAccount(ctx context.Context) error {
 // LookupNumber is called when a clinic number is linked and when the bridge starts. Every
 // account owns every E.164 number, under a SID that is the same on every call and every
 // run, so a restarted demo finds its numbers again.
-func (a *SimulatorAccount) LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, error) {
+func (a *Account) LookupNumber(ctx context.Context, e164 string) (*sms.PhoneNumber, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if !e164Pattern.MatchString(e164) {
-		return nil, fmt.Errorf("%w: %q is not an E.164 number", ErrNumberNotOwned, truncate(e164, 20))
+		return nil, fmt.Errorf("%w: %q is not an E.164 number", sms.ErrNumberNotOwned, truncate(e164, 20))
 	}
 	sum := sha256.Sum256([]byte("carebridge simulator\x00" + a.accountSID + "\x00" + e164))
 	sid := "PN" + hex.EncodeToString(sum[:16])
@@ -106,17 +108,17 @@ func (a *SimulatorAccount) LookupNumber(ctx context.Context, e164 string) (*Phon
 		s.clinics[e164] = num
 	}
 	s.lastClinic = e164
-	return &PhoneNumber{SID: sid, E164: e164, FriendlyName: "Simulated " + e164, SMSURL: num.smsURL}, nil
+	return &sms.PhoneNumber{SID: sid, E164: e164, FriendlyName: "Simulated " + e164, SMSURL: num.smsURL}, nil
 }
 
 // ConfigureWebhooks is called when a clinic number is linked. It records the webhook URL
 // (PostWebhook calls it) and makes this account the one the number's texts are for.
-func (a *SimulatorAccount) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
+func (a *Account) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if u, err := url.Parse(smsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: the SMS webhook %q is not an absolute http(s) URL", ErrTwilioRejection, truncate(smsURL, 200))
+		return fmt.Errorf("%w: the SMS webhook %q is not an absolute http(s) URL", sms.ErrTwilioRejection, truncate(smsURL, 200))
 	}
 	s := a.sim
 	s.mu.Lock()
@@ -124,8 +126,8 @@ func (a *SimulatorAccount) ConfigureWebhooks(ctx context.Context, numberSID, sms
 	num := s.numbers[numberSID]
 	if num == nil || num.accountSID != a.accountSID {
 		// Twilio answers 404 for a number SID the account does not have.
-		return &SendError{Code: 20404, Status: http.StatusNotFound,
-			Err: fmt.Errorf("%w: the account has no number %s (look it up first)", ErrTwilioRejection, truncate(numberSID, 40))}
+		return &sms.SendError{Code: 20404, Status: http.StatusNotFound,
+			Err: fmt.Errorf("%w: the account has no number %s (look it up first)", sms.ErrTwilioRejection, truncate(numberSID, 40))}
 	}
 	num.smsURL = smsURL
 	num.authToken = a.authToken
@@ -134,14 +136,14 @@ func (a *SimulatorAccount) ConfigureWebhooks(ctx context.Context, numberSID, sms
 	return nil
 }
 
-// Send is called for every staff message that goes out as a text. It refuses what Twilio
-// refuses, with Twilio's codes, and otherwise puts the text in the patient number's
-// inbox. A StatusCallback is accepted and recorded but never called: simulated texts stay
-// "queued". Opt-outs are not enforced here (the bridge enforces them), and From may be
-// any E.164 number, as the simulator trusts everything.
-func (a *SimulatorAccount) Send(ctx context.Context, msg *OutboundMessage) (*SentMessage, error) {
+// Send is called for every text the bridge sends. It refuses what Twilio refuses, with
+// Twilio's codes, and otherwise puts the text in the patient number's inbox, "queued",
+// and reports its delivery to the StatusCallback as Twilio does (see FailNumber for
+// texts that are not delivered). Opt-outs are not enforced here (the bridge enforces
+// them), and From may be any E.164 number, as the simulator trusts everything.
+func (a *Account) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, &SendError{NotSent: true, Err: err}
+		return nil, &sms.SendError{NotSent: true, Err: err}
 	}
 	if err := validateSimulatedSend(msg); err != nil {
 		return nil, err
@@ -150,7 +152,7 @@ func (a *SimulatorAccount) Send(ctx context.Context, msg *OutboundMessage) (*Sen
 	if len(msg.MediaURLs) > 0 {
 		prefix = "MM"
 	}
-	text := SimulatedText{
+	text := Text{
 		SID:            newSimulatedSID(prefix),
 		From:           msg.From,
 		To:             msg.To,
@@ -158,18 +160,23 @@ func (a *SimulatorAccount) Send(ctx context.Context, msg *OutboundMessage) (*Sen
 		MediaURLs:      append([]string(nil), msg.MediaURLs...),
 		Time:           time.Now(),
 		StatusCallback: msg.StatusCallback,
+		Status:         "queued",
 	}
 	s := a.sim
 	s.mu.Lock()
 	s.addReceivedLocked(text)
+	if s.ctx.Err() == nil {
+		s.callbacks.Add(1)
+		go s.report(text.clone(), a.accountSID, a.authToken, s.failureLocked(text.To))
+	}
 	s.mu.Unlock()
-	return &SentMessage{SID: text.SID, Status: "queued"}, nil
+	return &sms.SentMessage{SID: text.SID, Status: text.Status}, nil
 }
 
 // validateSimulatedSend checks a message as Twilio's Create Message does.
-func validateSimulatedSend(msg *OutboundMessage) error {
+func validateSimulatedSend(msg *sms.OutboundMessage) error {
 	refuse := func(code int, why string) error {
-		return &SendError{Code: code, Status: http.StatusBadRequest, Err: fmt.Errorf("%w: %s", ErrTwilioRejection, why)}
+		return &sms.SendError{Code: code, Status: http.StatusBadRequest, Err: fmt.Errorf("%w: %s", sms.ErrTwilioRejection, why)}
 	}
 	switch {
 	case msg == nil:
@@ -180,9 +187,9 @@ func validateSimulatedSend(msg *OutboundMessage) error {
 		return refuse(21212, "the From number is not in E.164 form")
 	case msg.Body == "" && len(msg.MediaURLs) == 0:
 		return refuse(21602, "a message needs a body or media")
-	case utf8.RuneCountInString(msg.Body) > maxBodyChars:
+	case utf8.RuneCountInString(msg.Body) > sms.MaxBodyChars:
 		return refuse(21617, "the body is longer than 1600 characters")
-	case len(msg.MediaURLs) > MaxMedia:
+	case len(msg.MediaURLs) > sms.MaxMedia:
 		return refuse(21623, "more than 10 media URLs")
 	}
 	for _, raw := range msg.MediaURLs {

@@ -1,4 +1,4 @@
-package sms_test
+package twiliosim_test
 
 import (
 	"bytes"
@@ -19,10 +19,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/carebridge/carebridge/internal/twiliosim"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -38,9 +40,17 @@ var (
 	simCSRFPattern       = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 )
 
+// newSimulator builds a simulator that is closed when the test ends.
+func newSimulator(t *testing.T, opts twiliosim.Options) *twiliosim.Simulator {
+	t.Helper()
+	sim := twiliosim.New(opts)
+	t.Cleanup(sim.Close)
+	return sim
+}
+
 // simHarness is a simulator behind an httptest server, recording what it delivers.
 type simHarness struct {
-	sim    *sms.Simulator
+	sim    *twiliosim.Simulator
 	srv    *httptest.Server
 	client *http.Client
 
@@ -55,9 +65,10 @@ func newSimHarness(t *testing.T) *simHarness {
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	t.Cleanup(h.srv.Close)
-	h.sim = sms.NewSimulator(sms.SimulatorOptions{
-		BasePath:   simBase,
-		PublicBase: h.srv.URL,
+	h.sim = newSimulator(t, twiliosim.Options{
+		BasePath:    simBase,
+		PublicBase:  h.srv.URL,
+		StatusDelay: 10 * time.Millisecond,
 		Deliver: func(ctx context.Context, form url.Values) error {
 			h.mu.Lock()
 			defer h.mu.Unlock()
@@ -147,7 +158,7 @@ func testPNG(t *testing.T) []byte {
 
 func TestSimulatorSendStoresAndValidates(t *testing.T) {
 	ctx := context.Background()
-	sim := sms.NewSimulator(sms.SimulatorOptions{BasePath: simBase})
+	sim := newSimulator(t, twiliosim.Options{BasePath: simBase})
 	var provider sms.Provider = sim
 	sent, err := provider.Send(ctx, &sms.OutboundMessage{From: simClinic, To: simPatient, Body: "Your appointment is at 3pm.", StatusCallback: "https://bridge.example/status"})
 	require.NoError(t, err)
@@ -197,7 +208,7 @@ func TestSimulatorSendStoresAndValidates(t *testing.T) {
 }
 
 func TestSimulatorInboxIsBounded(t *testing.T) {
-	sim := sms.NewSimulator(sms.SimulatorOptions{})
+	sim := newSimulator(t, twiliosim.Options{})
 	for i := range 505 {
 		_, err := sim.Send(context.Background(), &sms.OutboundMessage{From: simClinic, To: simPatient, Body: "text #" + strconv.Itoa(i)})
 		require.NoError(t, err)
@@ -210,10 +221,10 @@ func TestSimulatorInboxIsBounded(t *testing.T) {
 
 func TestSimulatorAccountsAndNumbers(t *testing.T) {
 	ctx := context.Background()
-	sim := sms.NewSimulator(sms.SimulatorOptions{})
+	sim := newSimulator(t, twiliosim.Options{})
 	require.NoError(t, sim.CheckAccount(ctx))
-	assert.Regexp(t, `^AC[0-9a-f]{32}$`, sms.SimulatorAccountSID)
-	assert.Regexp(t, `^[0-9a-f]{32}$`, sms.SimulatorAuthToken)
+	assert.Regexp(t, `^AC[0-9a-f]{32}$`, twiliosim.DemoAccountSID)
+	assert.Regexp(t, `^[0-9a-f]{32}$`, twiliosim.DemoAuthToken)
 
 	acct := sim.Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16))
 	require.NoError(t, acct.CheckAccount(ctx))
@@ -230,7 +241,7 @@ func TestSimulatorAccountsAndNumbers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^PN[0-9a-f]{32}$`, n1.SID)
 	assert.Equal(t, simClinic, n1.E164)
-	n2, err := sms.NewSimulator(sms.SimulatorOptions{}).Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16)).LookupNumber(ctx, simClinic)
+	n2, err := newSimulator(t, twiliosim.Options{}).Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16)).LookupNumber(ctx, simClinic)
 	require.NoError(t, err)
 	assert.Equal(t, n1.SID, n2.SID, "the SID is stable across runs")
 	_, err = acct.LookupNumber(ctx, "555-0001")
@@ -329,7 +340,7 @@ func TestSimulatorSendFormDeliversTwilioForm(t *testing.T) {
 	assert.Regexp(t, simMessageSIDPattern, form.Get("MessageSid"))
 	assert.Equal(t, form.Get("MessageSid"), form.Get("SmsSid"))
 	assert.Equal(t, form.Get("MessageSid"), form.Get("SmsMessageSid"))
-	assert.Equal(t, sms.SimulatorAccountSID, form.Get("AccountSid"))
+	assert.Equal(t, twiliosim.DemoAccountSID, form.Get("AccountSid"))
 	assert.Equal(t, simPatient, form.Get("From"))
 	assert.Equal(t, simClinic, form.Get("To"))
 	assert.Equal(t, "Hi, can I move my appointment?\nThanks", form.Get("Body"))
@@ -516,9 +527,9 @@ func TestSimulatorMessagesJSON(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	var feed struct {
-		Phone    string              `json:"phone"`
-		Version  uint64              `json:"version"`
-		Messages []sms.SimulatedText `json:"messages"`
+		Phone    string           `json:"phone"`
+		Version  uint64           `json:"version"`
+		Messages []twiliosim.Text `json:"messages"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(body), &feed))
 	assert.Equal(t, simPatient, feed.Phone)
@@ -537,7 +548,7 @@ func TestSimulatorMessagesJSON(t *testing.T) {
 }
 
 func TestSimulatorHandlerUnderStripPrefix(t *testing.T) {
-	sim := sms.NewSimulator(sms.SimulatorOptions{BasePath: simBase})
+	sim := newSimulator(t, twiliosim.Options{BasePath: simBase})
 	srv := httptest.NewServer(http.StripPrefix(simBase, sim.Handler()))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + simBase + "/phone/" + simPatient)
@@ -563,8 +574,8 @@ func TestSimulatorPostWebhookSigns(t *testing.T) {
 	}))
 	defer bridge.Close()
 
-	var sim *sms.Simulator
-	sim = sms.NewSimulator(sms.SimulatorOptions{
+	var sim *twiliosim.Simulator
+	sim = newSimulator(t, twiliosim.Options{
 		BasePath: simBase,
 		Deliver:  func(ctx context.Context, form url.Values) error { return sim.PostWebhook(ctx, form) },
 	})

@@ -1,17 +1,14 @@
-package sms
+package twiliosim
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
 // simulatorWebhookClient calls the bridge's webhooks. Twilio follows no redirects.
@@ -21,7 +18,7 @@ var simulatorWebhookClient = &http.Client{
 }
 
 // PostWebhook delivers an inbound form the way Twilio does, and can serve as
-// SimulatorOptions.Deliver: it posts the form to the SMS webhook that ConfigureWebhooks
+// Options.Deliver: it posts the form to the SMS webhook that ConfigureWebhooks
 // set for the clinic number in its To field, signed (X-Twilio-Signature) with the auth
 // token of the account that linked the number. An answer other than 2xx is an error that
 // carries the bridge's status and the start of its answer.
@@ -36,12 +33,19 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 	if smsURL == "" {
 		return fmt.Errorf("the clinic number %s is not linked to the bridge (no SMS webhook is set for it): link it first", truncate(clinic, 20))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, smsURL, strings.NewReader(form.Encode()))
+	return s.postSigned(ctx, smsURL, form, authToken)
+}
+
+// postSigned posts a form to one of the bridge's webhooks as Twilio does: signed with the
+// account's auth token (X-Twilio-Signature), not following redirects. An answer other
+// than 2xx is an error that carries the bridge's status and the start of its answer.
+func (s *Simulator) postSigned(ctx context.Context, rawURL string, form url.Values, authToken string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return fmt.Errorf("failed to build webhook request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", simulatorSignature(authToken, smsURL, form))
+	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, rawURL, form))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", newSimulatedSID(""))
 	resp, err := simulatorWebhookClient.Do(req)
@@ -54,20 +58,4 @@ func (s *Simulator) PostWebhook(ctx context.Context, form url.Values) error {
 		return fmt.Errorf("the bridge answered HTTP %d: %s", resp.StatusCode, strings.TrimSpace(truncate(string(answer), 200)))
 	}
 	return nil
-}
-
-// simulatorSignature is X-Twilio-Signature: base64 of HMAC-SHA1, keyed with the auth
-// token, over the URL followed by each parameter's name and value, sorted by name.
-func simulatorSignature(authToken, rawURL string, form url.Values) string {
-	mac := hmac.New(sha1.New, []byte(authToken))
-	_, _ = io.WriteString(mac, rawURL)
-	for _, key := range slices.Sorted(maps.Keys(form)) {
-		values := slices.Clone(form[key])
-		slices.Sort(values)
-		for _, v := range values {
-			_, _ = io.WriteString(mac, key)
-			_, _ = io.WriteString(mac, v)
-		}
-	}
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"bytes"
@@ -13,12 +13,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
-//go:embed simulator/phone.html simulator/phone.css simulator/phone.js
+//go:embed phone/phone.html phone/phone.css phone/phone.js
 var simulatorAssets embed.FS
 
-var simulatorPage = template.Must(template.ParseFS(simulatorAssets, "simulator/phone.html"))
+var simulatorPage = template.Must(template.ParseFS(simulatorAssets, "phone/phone.html"))
 
 // simulatorAssetTypes are the static files the page loads, with their types.
 var simulatorAssetTypes = map[string]string{
@@ -69,6 +71,8 @@ type simItem struct {
 	ISOTime   string
 	TimeLabel string
 	Last      bool
+	// Undelivered says why a text from the clinic never reached this phone.
+	Undelivered string
 }
 
 // simTextPart is a run of a text's body: plain, or a link when URL is set. The template
@@ -148,7 +152,8 @@ func (s *Simulator) serveHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.renderPage(w, http.StatusOK, "", simPageData{
-		Notice: "No texts yet. Type the patient number you want to play, such as +15555550123, or wait for the clinic to text one.",
+		Notice: "No texts yet. Type the patient number you want to play, such as +15555550123, or wait for the clinic to text one. " +
+			"A number ending in " + UnreachableSuffix + " plays a phone that is never reached: the clinic's texts to it are not delivered.",
 	})
 }
 
@@ -299,7 +304,7 @@ func (s *Simulator) itemsLocked(th *simThread) []simItem {
 	return items
 }
 
-func newSimItem(t SimulatedText, outgoing bool) simItem {
+func newSimItem(t Text, outgoing bool) simItem {
 	item := simItem{
 		Outgoing:  outgoing,
 		From:      t.From,
@@ -307,6 +312,9 @@ func newSimItem(t SimulatedText, outgoing bool) simItem {
 		Parts:     autolink(t.Body),
 		ISOTime:   t.Time.Format(time.RFC3339),
 		TimeLabel: simTimeLabel(t.Time, time.Now()),
+	}
+	if t.ErrorCode != 0 {
+		item.Undelivered = fmt.Sprintf("Not delivered to this phone (Twilio error %d): %s.", t.ErrorCode, sms.DescribeTwilioError(t.ErrorCode))
 	}
 	for _, raw := range t.MediaURLs {
 		if simLooksLikeImage(raw) || outgoing {
@@ -391,12 +399,13 @@ func trimLinkTail(link string) string {
 	return link
 }
 
-// simMessagesFeed is messages.json: the patient's inbox, and a version that changes with
-// every text either way, which the page polls.
+// simMessagesFeed is messages.json: the patient's inbox (with each text's delivery
+// status), and a version that changes with every text either way and when one is not
+// delivered, which the page polls.
 type simMessagesFeed struct {
-	Phone    string          `json:"phone"`
-	Version  uint64          `json:"version"`
-	Messages []SimulatedText `json:"messages"`
+	Phone    string `json:"phone"`
+	Version  uint64 `json:"version"`
+	Messages []Text `json:"messages"`
 }
 
 func (s *Simulator) serveMessages(w http.ResponseWriter, r *http.Request) {
@@ -425,7 +434,7 @@ func (s *Simulator) serveAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	data, err := simulatorAssets.ReadFile("simulator/" + name)
+	data, err := simulatorAssets.ReadFile("phone/" + name)
 	if err != nil {
 		http.NotFound(w, r)
 		return

@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/carebridge/carebridge/sms"
 )
 
 // simulatorDeliverTimeout bounds how long the page waits for the bridge to store a text.
@@ -115,7 +117,7 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.addSentLocked(SimulatedText{
+	s.addSentLocked(Text{
 		SID:       form.Get("MessageSid"),
 		From:      patient,
 		To:        to,
@@ -174,7 +176,7 @@ func checkSimulatedText(to, body string, photo *simMedia) *simSendError {
 		return &simSendError{http.StatusBadRequest, simPhoneError("The clinic number", to)}
 	case body == "" && photo == nil:
 		return &simSendError{http.StatusBadRequest, "Type a message or choose a photo to send."}
-	case utf8.RuneCountInString(body) > maxBodyChars:
+	case utf8.RuneCountInString(body) > sms.MaxBodyChars:
 		return &simSendError{http.StatusBadRequest, fmt.Sprintf(
 			"The message is %d characters long; a text holds at most 1,600. Shorten it and send again.", utf8.RuneCountInString(body))}
 	}
@@ -203,13 +205,13 @@ func (s *Simulator) inboundForm(patient, clinic, body string, mediaURLs []string
 		prefix = "MM"
 	}
 	sid := newSimulatedSID(prefix)
-	accountSID := SimulatorAccountSID
+	accountSID := DemoAccountSID
 	s.mu.Lock()
 	if num := s.clinics[clinic]; num != nil {
 		accountSID = num.accountSID
 	}
 	s.mu.Unlock()
-	segments, _ := CountSegments(body)
+	segments, _ := sms.CountSegments(body)
 	form := url.Values{
 		"ToCountry":     {simCountry(clinic)},
 		"ToState":       {""},

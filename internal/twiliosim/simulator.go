@@ -1,4 +1,4 @@
-package sms
+package twiliosim
 
 import (
 	"context"
@@ -20,8 +20,8 @@ import (
 // Credentials of the demo's simulated Twilio account. They are deliberately fake and grant
 // nothing anywhere; the simulator accepts any well-formed pair anyway.
 const (
-	SimulatorAccountSID = "ACfeedface0000000000000000deadbeef"
-	SimulatorAuthToken  = "deadbeef0000000000000000feedface"
+	DemoAccountSID = "ACfeedface0000000000000000deadbeef"
+	DemoAuthToken  = "deadbeef0000000000000000feedface"
 )
 
 // Bounds of the simulator's memory.
@@ -36,8 +36,8 @@ const (
 // e164Pattern is the strict E.164 form the simulator accepts; it normalises nothing.
 var e164Pattern = regexp.MustCompile(`^\+[1-9]\d{7,14}$`)
 
-// SimulatorOptions configures the simulator.
-type SimulatorOptions struct {
+// Options configures the simulator.
+type Options struct {
 	// BasePath is where Handler is mounted on the bridge's HTTP server, e.g. "/_carebridge/simulator".
 	BasePath string
 	// PublicBase is the bridge's public URL (e.g. "http://127.0.0.1:29340"), for absolute media URLs.
@@ -49,11 +49,14 @@ type SimulatorOptions struct {
 	// error means it was not stored and the page must say so. PostWebhook is a ready-made
 	// Deliver that calls the clinic number's configured webhook, signed.
 	Deliver func(ctx context.Context, form url.Values) error
+	// StatusDelay is the pause before each status callback of a text the bridge sent;
+	// 0 means DefaultStatusDelay.
+	StatusDelay time.Duration
 }
 
-// SimulatedText is one text in the simulator: sent by the bridge to a patient's phone
+// Text is one text in the simulator: sent by the bridge to a patient's phone
 // (see Inbox), or typed on the phone page by someone playing the patient.
-type SimulatedText struct {
+type Text struct {
 	SID       string    `json:"sid"`
 	From      string    `json:"from"`
 	To        string    `json:"to"`
@@ -61,18 +64,22 @@ type SimulatedText struct {
 	MediaURLs []string  `json:"media_urls,omitempty"`
 	Time      time.Time `json:"time"`
 	// StatusCallback is the URL the bridge asked for delivery updates; the simulator
-	// records it but never calls it.
+	// posts them there.
 	StatusCallback string `json:"status_callback,omitempty"`
+	// Status and ErrorCode are where a text from the bridge is, as Twilio would report
+	// it: queued, sent, then delivered, or undelivered with Twilio's error code.
+	Status    string `json:"status,omitempty"`
+	ErrorCode int    `json:"error_code,omitempty"`
 }
 
-func (t SimulatedText) clone() SimulatedText {
+func (t Text) clone() Text {
 	t.MediaURLs = slices.Clone(t.MediaURLs)
 	return t
 }
 
-// Simulator is a Provider that keeps texts in memory and shows them on a phone page
+// Simulator is an sms.Provider that keeps texts in memory and shows them on a phone page
 // instead of sending SMS. It is safe for concurrent use. Its own Provider methods act for
-// the demo account (SimulatorAccountSID); Account gives the same simulator for other
+// the demo account (DemoAccountSID); Account gives the same simulator for other
 // credentials.
 type Simulator struct {
 	basePath   string
@@ -80,7 +87,12 @@ type Simulator struct {
 	deliver    func(ctx context.Context, form url.Values) error
 	// csrfToken is embedded in the page's forms and required on POST. One per simulator
 	// is enough: the page has no sessions and holds nothing secret from its visitors.
-	csrfToken string
+	csrfToken   string
+	statusDelay time.Duration
+	// ctx ends with Close, which stop cancels; callbacks counts the texts still reported on.
+	ctx       context.Context
+	stop      context.CancelFunc
+	callbacks sync.WaitGroup
 
 	mu sync.Mutex
 	// threads are keyed by patient number.
@@ -92,13 +104,15 @@ type Simulator struct {
 	// lastClinic is the clinic number most recently linked (looked up or configured).
 	lastClinic string
 	media      simMediaStore
+	// failures are the patient numbers FailNumber set, with their error code (0: delivered).
+	failures map[string]int
 }
 
 // simThread is what one patient number's phone has seen.
 type simThread struct {
-	received []SimulatedText // from the bridge, oldest first
-	sent     []SimulatedText // typed on the page, oldest first
-	// version changes with every text either way; the page polls it.
+	received []Text // from the bridge, oldest first
+	sent     []Text // typed on the page, oldest first
+	// version changes with every text either way and when one is not delivered; the page polls it.
 	version    uint64
 	lastActive time.Time
 	// lastClinic is the clinic number this patient last exchanged a text with.
@@ -114,36 +128,45 @@ type simNumber struct {
 	smsURL     string
 }
 
-// NewSimulator builds an empty simulator.
-func NewSimulator(opts SimulatorOptions) *Simulator {
+// New builds an empty simulator. Close stops its status callbacks.
+func New(opts Options) *Simulator {
 	base := strings.TrimRight(opts.BasePath, "/")
 	if base != "" && !strings.HasPrefix(base, "/") {
 		base = "/" + base
 	}
+	statusDelay := opts.StatusDelay
+	if statusDelay <= 0 {
+		statusDelay = DefaultStatusDelay
+	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &Simulator{
-		basePath:   base,
-		publicBase: strings.TrimRight(opts.PublicBase, "/"),
-		deliver:    opts.Deliver,
-		csrfToken:  randomHex(32),
-		threads:    make(map[string]*simThread),
-		numbers:    make(map[string]*simNumber),
-		clinics:    make(map[string]*simNumber),
+		basePath:    base,
+		publicBase:  strings.TrimRight(opts.PublicBase, "/"),
+		deliver:     opts.Deliver,
+		csrfToken:   randomHex(32),
+		statusDelay: statusDelay,
+		ctx:         ctx,
+		stop:        stop,
+		threads:     make(map[string]*simThread),
+		numbers:     make(map[string]*simNumber),
+		clinics:     make(map[string]*simNumber),
+		failures:    make(map[string]int),
 	}
 }
 
 // Inbox returns the texts the patient's phone received, oldest first, at most the last 500.
-func (s *Simulator) Inbox(phone string) []SimulatedText {
+func (s *Simulator) Inbox(phone string) []Text {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inboxLocked(phone)
 }
 
-func (s *Simulator) inboxLocked(phone string) []SimulatedText {
+func (s *Simulator) inboxLocked(phone string) []Text {
 	th := s.threads[phone]
 	if th == nil {
-		return []SimulatedText{}
+		return []Text{}
 	}
-	out := make([]SimulatedText, len(th.received))
+	out := make([]Text, len(th.received))
 	for i, t := range th.received {
 		out[i] = t.clone()
 	}
@@ -172,7 +195,7 @@ func (s *Simulator) threadLocked(phone string) *simThread {
 }
 
 // addReceivedLocked stores a text the bridge sent to the patient text.To.
-func (s *Simulator) addReceivedLocked(text SimulatedText) {
+func (s *Simulator) addReceivedLocked(text Text) {
 	th := s.threadLocked(text.To)
 	th.received = appendBounded(th.received, text)
 	th.version++
@@ -181,7 +204,7 @@ func (s *Simulator) addReceivedLocked(text SimulatedText) {
 }
 
 // addSentLocked stores a text the patient text.From sent from the page.
-func (s *Simulator) addSentLocked(text SimulatedText) {
+func (s *Simulator) addSentLocked(text Text) {
 	th := s.threadLocked(text.From)
 	th.sent = appendBounded(th.sent, text)
 	th.version++
@@ -189,7 +212,7 @@ func (s *Simulator) addSentLocked(text SimulatedText) {
 	th.lastClinic = text.To
 }
 
-func appendBounded(list []SimulatedText, text SimulatedText) []SimulatedText {
+func appendBounded(list []Text, text Text) []Text {
 	list = append(list, text)
 	if over := len(list) - simulatorInboxLimit; over > 0 {
 		list = slices.Delete(list, 0, over)
@@ -207,4 +230,12 @@ func randomHex(n int) string {
 // newSimulatedSID is a Twilio-shaped SID: the prefix and 32 lower-case hex digits.
 func newSimulatedSID(prefix string) string {
 	return prefix + randomHex(16)
+}
+
+// truncate cuts what a caller sent down to n bytes for an error message.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
