@@ -13,6 +13,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -43,6 +45,9 @@ type Web struct {
 	assetVersion string
 	// keepalive is how often an open event stream gets a comment (proxies close idle ones).
 	keepalive time.Duration
+	// crossOrigin refuses state-changing requests another site's page makes (Fetch
+	// metadata and Origin), a second layer under the CSRF tokens.
+	crossOrigin *http.CrossOriginProtection
 }
 
 type asset struct {
@@ -86,12 +91,25 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 		version.Write(sum[:])
 	}
 	w.assetVersion = hex.EncodeToString(version.Sum(nil)[:6])
+	w.crossOrigin = http.NewCrossOriginProtection()
+	if u, err := url.Parse(opts.PublicURL); err == nil && u.Scheme != "" && u.Host != "" {
+		// Behind a reverse proxy the Host the bridge sees may differ from the public one.
+		_ = w.crossOrigin.AddTrustedOrigin(u.Scheme + "://" + u.Host)
+	}
+	w.crossOrigin.SetDenyHandler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		logOf(r).Warn().Msg("Refused a cross-origin request")
+		back := chatPath
+		if strings.HasPrefix(r.URL.Path, LinkPath) {
+			back = path.Dir(r.URL.Path)
+		}
+		w.csrfFailed(rw, r, back)
+	}))
 	return w
 }
 
 // Register mounts the pages on the bridge's router (Go 1.22 patterns).
 func (w *Web) Register(mux *http.ServeMux) {
-	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, w.wrap(h)) }
+	handle := func(pattern string, h http.HandlerFunc) { mux.Handle(pattern, w.wrap(w.crossOrigin.Handler(h))) }
 	toLink := func(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(rw, r, LinkPath+r.PathValue("token"), http.StatusSeeOther)
 	}
@@ -121,7 +139,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 type langKey struct{}
 
 // wrap sets the headers every response carries, the request's logger and its language.
-func (w *Web) wrap(h http.HandlerFunc) http.Handler {
+func (w *Web) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hdr := rw.Header()
 		hdr.Set("Content-Security-Policy", contentSecurityPolicy)
@@ -140,7 +158,7 @@ func (w *Web) wrap(h http.HandlerFunc) http.Handler {
 			ctx = w.opts.Log.With().Str("component", "secure chat").Str("route", r.Pattern).Logger().WithContext(ctx)
 		}
 		ctx = context.WithValue(ctx, langKey{}, w.chooseLang(rw, r))
-		h(rw, r.WithContext(ctx))
+		h.ServeHTTP(rw, r.WithContext(ctx))
 	})
 }
 

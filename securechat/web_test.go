@@ -910,3 +910,27 @@ func TestPagesReadable(t *testing.T) {
 	assert.Contains(t, chat.Body, `<noscript><meta http-equiv="refresh" content="905; url=/chat/signed-out"></noscript>`)
 	assert.NotContains(t, page.Body, "refresh", "only the chat page")
 }
+
+// TestCrossSitePostsAreRefused: a form another site's page submits (the browser says so in
+// Sec-Fetch-Site, or its Origin is not the clinic's) is refused before anything happens,
+// even with a valid CSRF token; the clinic's own pages still work.
+func TestCrossSitePostsAreRefused(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		page := c.get(LinkPath + e.token)
+		require.Equal(t, http.StatusOK, page.Status)
+		form := url.Values{"csrf": {csrfOf(t, page.Body)}}
+		for _, header := range [][]string{
+			{"Sec-Fetch-Site", "cross-site"},
+			{"Origin", "https://evil.example"},
+		} {
+			res := c.post(LinkPath+e.token+"/code", form, header...)
+			assert.Equal(t, http.StatusForbidden, res.Status, header)
+			assert.Contains(t, res.Body, "Please try again", header)
+		}
+		assert.Empty(t, e.backend.texts(), "no code was texted")
+		res := c.post(LinkPath+e.token+"/code", form, "Sec-Fetch-Site", "same-origin", "Origin", e.srv.URL)
+		assert.Equal(t, http.StatusSeeOther, res.Status, "the clinic's own page may post")
+		assert.Len(t, e.backend.texts(), 1)
+	})
+}
