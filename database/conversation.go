@@ -61,6 +61,7 @@ const (
 		SELECT patient_name FROM conversation WHERE patient_phone=$1 AND patient_name<>''
 		ORDER BY created_at DESC LIMIT 1
 	`
+	listByPatientQuery = `SELECT ` + conversationColumns + ` FROM conversation WHERE patient_phone=$1 ORDER BY created_at DESC`
 	countByLoginQuery  = `SELECT COUNT(*) FROM conversation WHERE login_id=$1`
 	deleteByLoginQuery = `DELETE FROM conversation WHERE login_id=$1`
 )
@@ -249,6 +250,11 @@ func (cq *ConversationQuery) ClaimReminder(ctx context.Context, loginID, portalI
 // SetPatientLanguage remembers the language the patient chose on the secure chat's pages.
 func (cq *ConversationQuery) SetPatientLanguage(ctx context.Context, loginID, portalID, lang string) error {
 	return cq.Exec(ctx, setPatientLangQuery, loginID, portalID, lang)
+}
+
+// ListByPatient returns every conversation with a patient number, newest first.
+func (cq *ConversationQuery) ListByPatient(ctx context.Context, patientPhone string) ([]*Conversation, error) {
+	return cq.QueryMany(ctx, listByPatientQuery, patientPhone)
 }
 
 // SetOptedOut records the patient's STOP or START.

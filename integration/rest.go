@@ -225,7 +225,7 @@ func (s *Server) startConversation(ctx context.Context, c *call, req startReques
 			return 0, nil, err
 		}
 	}
-	if resp.Conversation, err = s.conversationView(ctx, apiConv); err != nil {
+	if resp.Conversation, err = s.conversationView(ctx, c, apiConv); err != nil {
 		return 0, nil, err
 	}
 	status := http.StatusOK
@@ -238,6 +238,13 @@ func (s *Server) startConversation(ctx context.Context, c *call, req startReques
 // openConversation finds or opens the patient's conversation (REST or FHIR) and records
 // what the request says of the patient: external ID, name, date of birth, secure mode.
 func (s *Server) openConversation(ctx context.Context, c *call, req startRequest) (*database.Conversation, *database.APIConversation, bool, error) {
+	if req.name != "" {
+		// A patient's name is one per number (their ghost's, in every room): an integration
+		// restricted to some clinic numbers may not rename a patient who also talks to others.
+		if err := s.checkMayName(ctx, c, req.phone); err != nil {
+			return nil, nil, false, err
+		}
+	}
 	if req.dob != "" {
 		if _, err := time.Parse("2006-01-02", req.dob); err != nil {
 			return nil, nil, false, fieldError("patient.birth_date", "patient.birth_date must be a date such as 1980-02-03")
@@ -284,7 +291,7 @@ func (s *Server) getConversation(ctx context.Context, c *call, r *http.Request, 
 		return 0, nil, err
 	}
 	c.touch(conv)
-	view, err := s.conversationView(ctx, apiConv)
+	view, err := s.conversationView(ctx, c, apiConv)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -404,22 +411,60 @@ func (s *Server) findConversation(ctx context.Context, c *call, id string) (*dat
 	return apiConv, conv, nil
 }
 
+// checkMayName refuses a name from an integration restricted to some clinic numbers when
+// the patient also has a conversation on a number it may not use.
+func (s *Server) checkMayName(ctx context.Context, c *call, patientPhone string) error {
+	if len(c.integ.Numbers) == 0 {
+		return nil
+	}
+	convs, err := s.db.Conversation.ListByPatient(ctx, patientPhone)
+	if err != nil {
+		return err
+	}
+	for _, conv := range convs {
+		if !c.integ.AllowsNumber(conv.ClinicPhone) {
+			return &Error{Status: http.StatusForbidden, Code: "forbidden", Field: "patient.name",
+				Message: "patient.name cannot be set: the patient also talks to a clinic number this integration may not use, " +
+					"and a name shows in all of their conversations; leave it out (staff can name them with !sms name)"}
+		}
+	}
+	return nil
+}
+
+// patientName is the name the integration may see: given on one of the numbers it may use.
+func (s *Server) patientName(ctx context.Context, c *call, conv *database.Conversation) string {
+	if len(c.integ.Numbers) == 0 {
+		if conv.PatientName != "" {
+			return conv.PatientName
+		}
+		name, _ := s.db.Conversation.GetPatientName(ctx, conv.PatientPhone)
+		return name
+	}
+	convs, err := s.db.Conversation.ListByPatient(ctx, conv.PatientPhone)
+	if err != nil {
+		return ""
+	}
+	for _, other := range convs {
+		if other.PatientName != "" && c.integ.AllowsNumber(other.ClinicPhone) {
+			return other.PatientName
+		}
+	}
+	return ""
+}
+
 // apiConversation returns the conversation's API handle, giving it one if needed.
 func (s *Server) apiConversation(ctx context.Context, conv *database.Conversation) (*database.APIConversation, error) {
 	return s.db.Integration().EnsureConversation(ctx, conv.LoginID, conv.PortalID, newID("conv"))
 }
 
-func (s *Server) conversationView(ctx context.Context, apiConv *database.APIConversation) (*ConversationView, error) {
+func (s *Server) conversationView(ctx context.Context, c *call, apiConv *database.APIConversation) (*ConversationView, error) {
 	conv, err := s.db.Conversation.Get(ctx, apiConv.LoginID, apiConv.PortalID)
 	if err != nil {
 		return nil, err
 	} else if conv == nil {
 		return nil, fmt.Errorf("conversation %s has no row", apiConv.ID)
 	}
-	name := conv.PatientName
-	if name == "" {
-		name, _ = s.db.Conversation.GetPatientName(ctx, conv.PatientPhone)
-	}
+	name := s.patientName(ctx, c, conv)
 	v := &ConversationView{
 		ID:           apiConv.ID,
 		ClinicNumber: conv.ClinicPhone,
