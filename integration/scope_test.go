@@ -40,17 +40,21 @@ func (b scopeBackend) OpenConversation(ctx context.Context, _, loginID, patient 
 func (b scopeBackend) SetPatientName(ctx context.Context, _ string, conv *database.Conversation, name string) error {
 	return b.db.Conversation.SetPatientName(ctx, conv.PatientPhone, name)
 }
-func (b scopeBackend) SetDOB(context.Context, string, *database.Conversation, string) error { return nil }
-func (b scopeBackend) SetSecure(context.Context, string, *database.Conversation) error     { return nil }
-func (b scopeBackend) CheckTemplate(string) error                                          { return nil }
+func (b scopeBackend) SetDOB(context.Context, string, *database.Conversation, string) error {
+	return nil
+}
+func (b scopeBackend) SetSecure(context.Context, string, *database.Conversation) error { return nil }
+func (b scopeBackend) CheckTemplate(string) error                                      { return nil }
 func (b scopeBackend) Template(context.Context, string, *database.Conversation, string) (string, error) {
 	return "", nil
 }
 func (b scopeBackend) Send(context.Context, string, *database.Conversation, string, bool) (*Sent, error) {
 	return &Sent{}, nil
 }
-func (b scopeBackend) LastActivity(context.Context, *database.Conversation) time.Time { return time.Time{} }
-func (b scopeBackend) UnreadByPatient(context.Context, *database.Conversation) int    { return 0 }
+func (b scopeBackend) LastActivity(context.Context, *database.Conversation) time.Time {
+	return time.Time{}
+}
+func (b scopeBackend) UnreadByPatient(context.Context, *database.Conversation) int { return 0 }
 
 // TestIntegrationOnOneNumberNeitherRenamesNorReadsOtherNumbersPatients: an integration
 // restricted to clinic number A may not rename a patient who also talks to number B (the
