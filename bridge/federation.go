@@ -122,10 +122,13 @@ func (c *Connector) setServerACL(ctx context.Context, portal *bridgev2.Portal) e
 }
 
 // applyRoomPolicy brings an existing conversation room to the configured policy: the
-// server ACL and, when masking was turned on or off (wasMasked is the room's old state),
+// server ACL, members of servers no longer allowed removed and, when masking was turned on or off (wasMasked is the room's old state),
 // the name, topic and the patient's display name, and the pinned patient notice.
 func (c *Connector) applyRoomPolicy(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, wasMasked bool) error {
 	if err := c.setServerACL(ctx, portal); err != nil {
+		return err
+	}
+	if err := c.removeDisallowedMembers(ctx, portal); err != nil {
 		return err
 	}
 	if wasMasked == c.maskNames() {
@@ -267,28 +270,59 @@ func (c *Connector) guardMembership(ctx context.Context, evt *event.Event) {
 		return
 	}
 	log := c.Bridge.Log.With().Str("action", "remove member of a server not allowed").Stringer("room_id", evt.RoomID).Logger()
-	ctx = log.WithContext(c.Bridge.BackgroundCtx)
 	// Off the appservice transaction: the kick is a request to the homeserver.
-	go func() {
-		_, server, _ := target.ParseAndValidateRelaxed()
-		reason := fmt.Sprintf("%s is not on this clinic's federation allow-list", server)
-		mc, ok := c.Bridge.Matrix.(*matrix.Connector)
-		if !ok {
-			return
+	go c.removeMember(log.WithContext(c.Bridge.BackgroundCtx), portal, target,
+		fmt.Sprintf("%s %s by %s: server not allowed", target, content.Membership, evt.Sender))
+}
+
+// removeMember removes a member of a server that is not allowed from a conversation room,
+// audited and told in the room; detail is what the audit row says happened.
+func (c *Connector) removeMember(ctx context.Context, portal *bridgev2.Portal, target id.UserID, detail string) {
+	log := zerolog.Ctx(ctx)
+	_, server, _ := target.ParseAndValidateRelaxed()
+	reason := fmt.Sprintf("%s is not on this clinic's federation allow-list", server)
+	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if !ok {
+		return
+	}
+	if _, err := mc.Bot.KickUser(ctx, portal.MXID, &mautrix.ReqKickUser{UserID: target, Reason: reason}); err != nil {
+		log.Err(err).Msg("Failed to remove a member of a server that is not allowed")
+		return
+	}
+	if conv, err := c.conversationOf(ctx, portal); err == nil {
+		if err = c.audited(ctx, convAudit(conv, "system", "member removed", "refused", detail), nil); err != nil {
+			log.Err(err).Msg("Failed to audit a removed member")
 		}
-		if _, err := mc.Bot.KickUser(ctx, evt.RoomID, &mautrix.ReqKickUser{UserID: target, Reason: reason}); err != nil {
-			log.Err(err).Msg("Failed to remove a member of a server that is not allowed")
-			return
+	}
+	c.sendNotice(ctx, portal, fmt.Sprintf("⚠ %s was removed from this conversation: %s. Colleagues of allowed "+
+		"organisations are invited with `%s refer @user:server`.", target, reason, c.Bridge.Config.CommandPrefix))
+}
+
+// removeDisallowedMembers removes from a room everyone (joined, invited or knocking) of a
+// server no longer on the allow-list: the ACL stops their server's new events, but their
+// devices would still receive the room's keys.
+func (c *Connector) removeDisallowedMembers(ctx context.Context, portal *bridgev2.Portal) error {
+	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if !ok {
+		return nil
+	}
+	members, err := mc.Bot.Members(ctx, portal.MXID)
+	if err != nil {
+		return fmt.Errorf("failed to list the room's members: %w", err)
+	}
+	for _, evt := range members.Chunk {
+		if evt.StateKey == nil {
+			continue
 		}
-		if conv, err := c.conversationOf(ctx, portal); err == nil {
-			detail := fmt.Sprintf("%s %s by %s: server not allowed", target, content.Membership, evt.Sender)
-			if err = c.audited(ctx, convAudit(conv, "system", "member removed", "refused", detail), nil); err != nil {
-				log.Err(err).Msg("Failed to audit a removed member")
-			}
+		target := id.UserID(*evt.StateKey)
+		membership := evt.Content.AsMember().Membership
+		if c.serverAllowed(target) || (membership != event.MembershipJoin && membership != event.MembershipInvite &&
+			membership != event.MembershipKnock) {
+			continue
 		}
-		c.sendNotice(ctx, portal, fmt.Sprintf("⚠ %s was removed from this conversation: %s. Colleagues of allowed "+
-			"organisations are invited with `%s refer @user:server`.", target, reason, c.Bridge.Config.CommandPrefix))
-	}()
+		c.removeMember(ctx, portal, target, fmt.Sprintf("%s (%s): server removed from the allow-list", target, membership))
+	}
+	return nil
 }
 
 func fnRefer(ce *commands.Event, c *Connector, conv *cbdb.Conversation) {

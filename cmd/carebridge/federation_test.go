@@ -237,4 +237,22 @@ func TestFederationReferral(t *testing.T) {
 		assert.NotContains(t, string(raw), "5551234567", "%s %q", evt.Type, evt.StateKey)
 	}
 	assert.Equal(t, "Patient …4567", docRS.find(roomID, "m.room.name", "")["name"])
+
+	// The clinic takes the hospital off its allow-list: at the next start the doctor, who
+	// would otherwise keep receiving the room's keys, is removed, audited and told.
+	e.br.Stop()
+	e.br.EditConfig(func(cfg map[string]any) {
+		cfg["network"].(map[string]any)["federation"] = map[string]any{"allowed_servers": []any{}}
+	})
+	e.br.Restart()
+	rs.await(ctx, roomID, "m.room.member", doctorID, "a member of a server taken off the list is removed", func(c map[string]any) bool {
+		return c["membership"] == "leave"
+	})
+	_, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.RoomID == roomID && strings.Contains(m.Body, doctorID+" was removed from this conversation")
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='member removed' AND detail LIKE '"+
+		doctorID+" (join): server removed from the allow-list%'"))
+	assert.Equal(t, []any{hs.Host()}, rs.find(roomID, "m.room.server_acl", "")["allow"])
 }

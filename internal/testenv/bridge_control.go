@@ -1,8 +1,11 @@
 package testenv
 
 import (
+	"os"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // bridgeKillTimeout bounds the wait for a SIGKILLed bridge to be reaped.
@@ -31,4 +34,24 @@ func (b *Bridge) Restart() {
 	}
 	b.launch()
 	b.waitReady()
+}
+
+// EditConfig changes the bridge's config file (a YAML map) for its next Restart.
+func (b *Bridge) EditConfig(edit func(cfg map[string]any)) {
+	b.t.Helper()
+	raw, err := os.ReadFile(b.ConfigPath())
+	if err != nil {
+		b.t.Fatalf("failed to read the bridge's config: %v", err)
+	}
+	var cfg map[string]any
+	if err = yaml.Unmarshal(raw, &cfg); err != nil {
+		b.t.Fatalf("failed to parse the bridge's config: %v", err)
+	}
+	edit(cfg)
+	if raw, err = yaml.Marshal(cfg); err != nil {
+		b.t.Fatalf("failed to write the bridge's config: %v", err)
+	}
+	if err = os.WriteFile(b.ConfigPath(), raw, 0o600); err != nil {
+		b.t.Fatalf("failed to write the bridge's config: %v", err)
+	}
 }
