@@ -23,9 +23,15 @@ func (k *Keyring) AuditMAC(id string, data []byte) (mac []byte, ok bool) {
 	if !ok {
 		return nil, false
 	}
-	derive := hmac.New(sha256.New, key.hashKey)
-	derive.Write([]byte(auditKeyLabel))
-	h := hmac.New(sha256.New, derive.Sum(nil))
+	h := hmac.New(sha256.New, key.auditKey)
 	h.Write(data)
 	return h.Sum(nil), true
+}
+
+// deriveAuditKey derives a key's audit key from its token-hashing key, which is itself
+// derived, so the audit key is never stored and a database dump cannot make it.
+func deriveAuditKey(hashKey []byte) []byte {
+	derive := hmac.New(sha256.New, hashKey)
+	derive.Write([]byte(auditKeyLabel))
+	return derive.Sum(nil)
 }
