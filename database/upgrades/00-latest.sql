@@ -325,8 +325,8 @@ CREATE INDEX outbox_message_state_idx ON outbox_message (state, next_attempt_at)
 CREATE INDEX outbox_message_sid_idx ON outbox_message (message_sid);
 
 -- The database refuses to change or delete audit rows, whoever asks: the log is
--- append-only (nothing purges it; it is kept for HIPAA's six years). The first keyed row
--- marker is guarded the same way.
+-- append-only (nothing purges it; it is kept for HIPAA's six years). audit_chain, which
+-- says where the keyed rows start, is guarded the same way.
 -- only: postgres until "end only"
 CREATE FUNCTION audit_log_refuse_change() RETURNS trigger AS $$
 BEGIN

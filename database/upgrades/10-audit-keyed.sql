@@ -12,8 +12,8 @@ CREATE TABLE audit_chain (
 INSERT INTO audit_chain (unkeyed_until) SELECT COALESCE(MAX(id), 0) FROM audit_log;
 
 -- The database refuses to change or delete audit rows, whoever asks: the log is
--- append-only (nothing purges it; it is kept for HIPAA's six years). The first keyed row
--- marker is guarded the same way.
+-- append-only (nothing purges it; it is kept for HIPAA's six years). audit_chain, which
+-- says where the keyed rows start, is guarded the same way.
 -- only: postgres until "end only"
 CREATE FUNCTION audit_log_refuse_change() RETURNS trigger AS $$
 BEGIN
