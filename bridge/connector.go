@@ -73,6 +73,8 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.Bridge = br
 	c.startedAt = time.Now().Truncate(time.Millisecond)
 	c.DB = database.New(br.DB.Database, br.Log.With().Str("db_section", "carebridge").Logger())
+	// No audit row without its MAC: appends fail until Start has built the key ring.
+	c.DB.Audit.RequireKeys()
 	if br.Config.PortalEventBuffer != 0 {
 		// A receipt is marked delivered only when bridgev2 has put the text into the room,
 		// which needs synchronous portal event handling.
@@ -177,6 +179,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	// One keyring, with every configured key, for the service and the auth tokens.
 	c.Keys = c.Secure.Keys
+	c.DB.Audit.SetKeys(c.Keys)
 	c.Secure.Backend = secureBackend{c}
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{

@@ -31,6 +31,7 @@ func openAuditDB(tb testing.TB, spec testenv.DBSpec) *database.Database {
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = raw.Close() })
 	db := database.New(raw, zerolog.Nop())
+	db.Audit.SetKeys(clinicAuditKeys)
 	require.NoError(tb, db.Upgrade(context.Background()))
 	return db
 }
@@ -97,16 +98,18 @@ func TestAuditChainVerifies(t *testing.T) {
 // TestAuditVerifyNamesFirstBrokenRow tampers with a ten-row chain (ids 1–10) in the ways
 // someone with database access could, and checks the row the error names.
 func TestAuditVerifyNamesFirstBrokenRow(t *testing.T) {
+	// The forger here holds the key (an insider): what verify says about the row's place
+	// in the chain is under test, not the key.
 	forge := func(prev string) (e database.AuditEntry) {
 		e = database.AuditEntry{At: time.Date(2026, 1, 12, 8, 34, 30, 0, time.UTC), Actor: "@nurse.kim:clinic.example",
-			LoginID: auditLogin, PortalID: auditPortal, Event: "code unlocked", Outcome: "ok", PrevHash: prev}
-		e.Hash = e.ComputeHash()
+			LoginID: auditLogin, PortalID: auditPortal, Event: "code unlocked", Outcome: "ok", PrevHash: prev, MACKey: "k1"}
+		e.Hash, _ = e.ComputeMAC(clinicAuditKeys)
 		return
 	}
 	insert := func(t *testing.T, db *database.Database, id int64, e database.AuditEntry) {
-		_, err := db.Exec(context.Background(), `INSERT INTO audit_log (id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			id, e.At.UnixMilli(), e.Actor, e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail, e.PrevHash, e.Hash)
+		_, err := db.Exec(context.Background(), `INSERT INTO audit_log (id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash, mac_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			id, e.At.UnixMilli(), e.Actor, e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail, e.PrevHash, e.Hash, e.MACKey)
 		require.NoError(t, err)
 	}
 	exec := func(t *testing.T, db *database.Database, query string, args ...any) {
@@ -154,11 +157,26 @@ func TestAuditVerifyNamesFirstBrokenRow(t *testing.T) {
 		},
 		id: 2, prevID: 0, message: []string{"row 2 does not link to the start of the log", "deleted", "no row has id 1"},
 	}, {
-		name: "row rewritten with a recomputed hash",
+		name: "row rewritten with a plain SHA-256 hash",
+		tamper: func(t *testing.T, db *database.Database, rows []*database.AuditEntry) {
+			e := *rows[3]
+			e.Outcome, e.MACKey = "failed", ""
+			exec(t, db, "UPDATE audit_log SET outcome=$1, hash=$2, mac_key='' WHERE id=$3", e.Outcome, e.ComputeHash(), e.ID)
+		},
+		id: 4, prevID: 3, message: []string{"row 4 has no MAC, but every row after the start of the log is keyed"},
+	}, {
+		name: "row claims a key the ring does not have",
+		tamper: func(t *testing.T, db *database.Database, rows []*database.AuditEntry) {
+			exec(t, db, "UPDATE audit_log SET mac_key='k9' WHERE id=$1", rows[2].ID)
+		},
+		id: 3, prevID: 2, message: []string{`row 3 names the key "k9", which is not in the key ring`},
+	}, {
+		name: "row rewritten with a hash recomputed with the key",
 		tamper: func(t *testing.T, db *database.Database, rows []*database.AuditEntry) {
 			e := *rows[3]
 			e.Outcome = "failed"
-			exec(t, db, "UPDATE audit_log SET outcome=$1, hash=$2 WHERE id=$3", e.Outcome, e.ComputeHash(), e.ID)
+			hash, _ := e.ComputeMAC(clinicAuditKeys)
+			exec(t, db, "UPDATE audit_log SET outcome=$1, hash=$2 WHERE id=$3", e.Outcome, hash, e.ID)
 		},
 		id: 5, prevID: 4, message: []string{"row 5 does not link to row 4", "row 4 was rewritten"},
 	}, {
@@ -186,6 +204,7 @@ func TestAuditVerifyNamesFirstBrokenRow(t *testing.T) {
 					db := openDB(t, kind)
 					rows := appendDay(t, db)
 					require.Equal(t, int64(1), rows[0].ID, "the cases name ids 1–10")
+					dropAuditGuards(t, db)
 					tc.tamper(t, db, rows)
 					head, err := db.Audit.VerifyChain(context.Background())
 					require.ErrorIs(t, err, database.ErrAuditChainBroken)
@@ -204,19 +223,29 @@ func TestAuditVerifyNamesFirstBrokenRow(t *testing.T) {
 }
 
 // TestAuditTruncationNeedsTheHead: cutting the newest rows leaves a valid chain; only
-// a head hash kept from earlier shows it.
+// a head kept from earlier shows it.
 func TestAuditTruncationNeedsTheHead(t *testing.T) {
 	eachDB(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		rows := appendDay(t, db)
 		before, err := db.Audit.VerifyChain(ctx)
 		require.NoError(t, err)
+		assert.Equal(t, database.AuditAnchor{ID: rows[9].ID, Hash: rows[9].Hash}, before.Anchor())
+		dropAuditGuards(t, db)
 		_, err = db.Exec(ctx, "DELETE FROM audit_log WHERE id>=$1", rows[8].ID)
 		require.NoError(t, err)
 		after, err := db.Audit.VerifyChain(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, 8, after.Rows)
 		assert.NotEqual(t, before.Hash, after.Hash)
+
+		_, err = db.Audit.VerifyChain(ctx, before.Anchor())
+		require.ErrorIs(t, err, database.ErrAuditChainBroken)
+		var br *database.AuditBreak
+		require.ErrorAs(t, err, &br)
+		assert.True(t, br.Anchor)
+		assert.Equal(t, rows[9].ID, br.ID)
+		assert.Contains(t, err.Error(), "the kept head 10:"+rows[9].Hash+" names row 10, but the log ends at row 8: rows were cut from its end")
 	})
 }
 
@@ -337,14 +366,14 @@ func fillAuditLog(b *testing.B, db *database.Database, n int) {
 			for i := start; i < min(start+batch, n); i++ {
 				e := auditDay[i%len(auditDay)]
 				e.LoginID, e.PortalID = auditLogin, fmt.Sprintf("1555%07d", i%5000)
-				e.At, e.PrevHash = at.Add(time.Duration(i)*7*time.Second), prev
-				e.Hash = e.ComputeHash()
+				e.At, e.PrevHash, e.MACKey = at.Add(time.Duration(i)*7*time.Second), prev, clinicAuditKeys.Current()
+				e.Hash, _ = e.ComputeMAC(clinicAuditKeys)
 				prev = e.Hash
 				p := len(args)
-				values = append(values, fmt.Sprintf("($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9))
-				args = append(args, e.At.UnixMilli(), e.Actor, e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail, e.PrevHash, e.Hash)
+				values = append(values, fmt.Sprintf("($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8, p+9, p+10))
+				args = append(args, e.At.UnixMilli(), e.Actor, e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail, e.PrevHash, e.Hash, e.MACKey)
 			}
-			if _, err := db.Exec(ctx, "INSERT INTO audit_log (at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash) VALUES "+
+			if _, err := db.Exec(ctx, "INSERT INTO audit_log (at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash, mac_key) VALUES "+
 				strings.Join(values, ", "), args...); err != nil {
 				return err
 			}

@@ -21,6 +21,7 @@ func openDB(t *testing.T, kind string) *database.Database {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = raw.Close() })
 	db := database.New(raw, zerolog.Nop())
+	db.Audit.SetKeys(clinicAuditKeys)
 	require.NoError(t, db.Upgrade(context.Background()))
 	return db
 }
@@ -36,7 +37,7 @@ func TestUpgradeIsIdempotent(t *testing.T) {
 		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
 		var version int
 		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
-		assert.Equal(t, 9, version)
+		assert.Equal(t, 10, version)
 	})
 }
 

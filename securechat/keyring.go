@@ -30,6 +30,8 @@ type Keyring struct {
 type ringKey struct {
 	aead    cipher.AEAD
 	hashKey []byte
+	// auditKey keys the audit log's chain (auditkey.go).
+	auditKey []byte
 }
 
 // NewKeyring builds a keyring with a single key, current.
@@ -60,7 +62,8 @@ func NewKeyringOf(current string, keys map[string][]byte) (*Keyring, error) {
 		// The token-hashing key is derived, so a database dump alone cannot test guesses.
 		mac := hmac.New(sha256.New, key)
 		mac.Write([]byte("carebridge secure chat token hashing v1"))
-		k.keys[id] = ringKey{aead: aead, hashKey: mac.Sum(nil)}
+		hashKey := mac.Sum(nil)
+		k.keys[id] = ringKey{aead: aead, hashKey: hashKey, auditKey: deriveAuditKey(hashKey)}
 		if id != current {
 			k.ids = append(k.ids, id)
 		}

@@ -18,9 +18,10 @@ import (
 )
 
 // `carebridge audit verify` checks the audit log's hash chain; `carebridge audit export`
-// writes its rows for an auditor. A chain shows a changed, inserted or deleted row, but
-// not rows cut from its end: keep the head hash that verify prints (or the last row of an
-// export) and compare it next time.
+// writes its rows for an auditor; `carebridge audit head` prints the newest row as ID:HASH.
+// The keyed chain shows a changed, inserted or deleted row, but not rows cut from its end,
+// nor a history rewritten by someone who also holds the key: keep the heads outside the
+// database (a write-once log) and pass one back with `audit verify --expect ID:HASH`.
 
 // Exit codes: 0 done, 1 the chain is broken or the export failed, 2 wrong arguments,
 // config or database.
@@ -33,23 +34,36 @@ const (
 const auditTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 func init() {
-	registerTool("audit", "verify the audit log's hash chain, or export it (audit verify | audit export)", runAudit)
+	registerTool("audit", "verify the audit log's hash chain, print its head, or export it (audit verify | audit head | audit export)", runAudit)
 }
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runSubcommands(ctx, "audit", map[string]subcommand{"verify": auditVerify, "export": auditExport}, auditUsage, args, stdout, stderr)
+	return runSubcommands(ctx, "audit", map[string]subcommand{"verify": auditVerify, "head": auditHead, "export": auditExport},
+		auditUsage, args, stdout, stderr)
 }
 
 func auditUsage(w io.Writer) {
 	fmt.Fprintln(w, `usage:
-  carebridge audit verify -c config.yaml
-      check every row of the audit log's hash chain; exit 1 naming the first broken row
+  carebridge audit verify -c config.yaml [--expect ID:HASH]...
+      check every row of the audit log's hash chain; exit 1 naming the first broken row,
+      or when the log does not hold a head printed earlier by audit head
+  carebridge audit head -c config.yaml
+      verify the chain and print its newest row as ID:HASH, to keep outside the database
   carebridge audit export -c config.yaml --since 2026-01-01 [--until 2026-02-01] [--format jsonl|csv] [--output FILE]
       write the rows from --since up to (not including) --until, oldest first`)
 }
 
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, path := toolFlags("audit verify", stderr)
+	var expect []database.AuditAnchor
+	fs.Func("expect", "a head printed earlier by `carebridge audit head` (ID:HASH) that the log must still hold; repeatable",
+		func(value string) error {
+			anchor, err := database.ParseAuditAnchor(value)
+			if err == nil {
+				expect = append(expect, anchor)
+			}
+			return err
+		})
 	if code, ok := parseToolArgs(fs, args, stderr); !ok {
 		return code
 	}
@@ -59,26 +73,75 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitUsage
 	}
 	defer env.Close()
-	head, err := env.DB.Audit.VerifyChain(ctx)
-	if errors.Is(err, database.ErrAuditChainBroken) {
+	head, code := verifyAuditChain(ctx, env, "audit verify", expect, stderr)
+	if code != 0 {
+		return code
+	}
+	if head.Rows == 0 {
+		fmt.Fprintln(stdout, "audit log intact: 0 rows (empty)")
+	} else {
+		fmt.Fprintf(stdout, "audit log intact: %s, newest row %d at %s, head hash %s\n",
+			auditRowCount(head.Rows), head.LastID, head.LastAt.UTC().Format(time.RFC3339), head.Hash)
+	}
+	if head.Unkeyed > 0 {
+		fmt.Fprintf(stdout, "%s written before the chain was keyed (plain SHA-256); every later row is keyed.\n",
+			auditRowCount(head.Unkeyed))
+	}
+	for _, a := range expect {
+		fmt.Fprintf(stdout, "The log holds the kept head %s.\n", a)
+	}
+	if len(expect) == 0 && head.Rows > 0 {
+		fmt.Fprintln(stdout, "Rows cut from the end, or a history rewritten with the key, leave an intact chain: "+
+			"keep `carebridge audit head` outside the database and pass it back with --expect ID:HASH.")
+	}
+	return 0
+}
+
+// auditHead prints the newest row of a verified chain as ID:HASH (0:GenesisHash for an
+// empty log), alone on stdout, for a cron job to append to a write-once log.
+func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, path := toolFlags("audit head", stderr)
+	if code, ok := parseToolArgs(fs, args, stderr); !ok {
+		return code
+	}
+	env, err := openTool(ctx, *path, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge audit head:", err)
+		return exitUsage
+	}
+	defer env.Close()
+	head, code := verifyAuditChain(ctx, env, "audit head", nil, stderr)
+	if code != 0 {
+		return code
+	}
+	fmt.Fprintln(stdout, head.Anchor())
+	return 0
+}
+
+// verifyAuditChain verifies the chain (and the kept heads) and explains a failure on
+// stderr; code is the exit code, 0 when the chain holds.
+func verifyAuditChain(ctx context.Context, env *toolEnv, name string, expect []database.AuditAnchor, stderr io.Writer) (database.AuditHead, int) {
+	head, err := env.DB.Audit.VerifyChain(ctx, expect...)
+	var br *database.AuditBreak
+	switch {
+	case errors.As(err, &br) && br.Anchor:
+		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "The chain itself holds (%s, up to row %d), so it was rewritten or cut by someone who could "+
+			"write the database.\n", auditRowCount(head.Rows), head.LastID)
+		fmt.Fprintln(stderr, "Keep this database as evidence, compare it with your exports, and restore the audit log from a backup.")
+		return head, exitFailed
+	case errors.Is(err, database.ErrAuditChainBroken):
 		fmt.Fprintln(stderr, err)
 		if head.Rows > 0 {
 			fmt.Fprintf(stderr, "Intact before it: %s, up to row %d.\n", auditRowCount(head.Rows), head.LastID)
 		}
 		fmt.Fprintln(stderr, "Keep this database as evidence, compare it with your latest export, and restore the audit log from a backup.")
-		return exitFailed
-	} else if err != nil {
-		fmt.Fprintln(stderr, "carebridge audit verify:", err)
-		return exitUsage
+		return head, exitFailed
+	case err != nil:
+		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
+		return head, exitUsage
 	}
-	if head.Rows == 0 {
-		fmt.Fprintln(stdout, "audit log intact: 0 rows (empty)")
-		return 0
-	}
-	fmt.Fprintf(stdout, "audit log intact: %s, newest row %d at %s, head hash %s\n",
-		auditRowCount(head.Rows), head.LastID, head.LastAt.UTC().Format(time.RFC3339), head.Hash)
-	fmt.Fprintln(stdout, "Rows cut from the end leave an intact chain: compare the head hash with the one you kept from the last verify or export.")
-	return 0
+	return head, 0
 }
 
 // auditRecord is one exported row.
@@ -93,17 +156,18 @@ type auditRecord struct {
 	Detail   string `json:"detail"`
 	PrevHash string `json:"prev_hash"`
 	Hash     string `json:"hash"`
+	MACKey   string `json:"mac_key"`
 }
 
-var auditCSVHeader = []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash"}
+var auditCSVHeader = []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash", "mac_key"}
 
 func newAuditRecord(e *database.AuditEntry) auditRecord {
 	return auditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor, LoginID: e.LoginID,
-		PortalID: e.PortalID, Event: e.Event, Outcome: e.Outcome, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash}
+		PortalID: e.PortalID, Event: e.Event, Outcome: e.Outcome, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash, MACKey: e.MACKey}
 }
 
 func (r auditRecord) fields() []string {
-	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash}
+	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash, r.MACKey}
 }
 
 // auditEncoder writes rows in one format; finish flushes.

@@ -34,6 +34,10 @@ func TestAuditCommandArguments(t *testing.T) {
 		{"unknown subcommand", []string{"audit", "check"}, `unknown subcommand "check"`},
 		{"stray argument", []string{"audit", "verify", "extra"}, `unexpected argument "extra"`},
 		{"export flag on verify", []string{"audit", "verify", "--since", "2026-01-01"}, "flag provided but not defined: -since"},
+		{"expect without hash", []string{"audit", "verify", "--expect", "1042"}, `"1042" is not ID:HASH`},
+		{"expect with a short hash", []string{"audit", "verify", "--expect", "1042:3f3f"}, "64 lower-case hex digits"},
+		{"stray argument to head", []string{"audit", "head", "extra"}, `unexpected argument "extra"`},
+		{"missing config for head", []string{"audit", "head", "-c", missing}, "failed to read config"},
 		{"missing config", []string{"audit", "verify", "-c", missing}, "failed to read config"},
 		{"no since", []string{"audit", "export", "-c", missing}, "--since is required"},
 		{"US date", []string{"audit", "export", "-c", missing, "--since", "01/02/2026"}, `--since "01/02/2026" is not a date: write it as 2026-01-31`},
@@ -118,7 +122,10 @@ func runAuditCommands(t *testing.T, kind string) {
 	t.Logf("[%s] %s", kind, strings.SplitN(stdout, "\n", 2)[0])
 	assert.Contains(t, stdout, fmt.Sprintf("audit log intact: %s, newest row %d at %s, head hash %s\n",
 		auditRowCount(n), last.ID, last.parsedTime(t).Format(time.RFC3339), last.Hash))
-	assert.Contains(t, stdout, "compare the head hash")
+	assert.Contains(t, stdout, "keep `carebridge audit head` outside the database and pass it back with --expect ID:HASH")
+	for _, r := range rows {
+		assert.Equal(t, "k1", r.MACKey, "row %d (%s) is keyed with the current key", r.ID, r.Event)
+	}
 
 	since := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
 
@@ -130,7 +137,7 @@ func runAuditCommands(t *testing.T, kind string) {
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		var fields map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &fields), line)
-		assert.Len(t, fields, 10, line)
+		assert.Len(t, fields, 11, line)
 		var r auditRecord
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		exported = append(exported, r)
@@ -150,7 +157,7 @@ func runAuditCommands(t *testing.T, kind string) {
 	records, err := csv.NewReader(f).ReadAll()
 	_ = f.Close()
 	require.NoError(t, err)
-	require.Equal(t, []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash"}, records[0])
+	require.Equal(t, []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash", "mac_key"}, records[0])
 	require.Len(t, records, n+2, "header, the rows, and the first export's row")
 	for i, rec := range records[1 : n+1] {
 		assert.Equal(t, rows[i].fields(), rec)
@@ -177,6 +184,9 @@ func runAuditCommands(t *testing.T, kind string) {
 
 	// Someone with database access hides the switch back to SMS: verify names the row.
 	_, err = db.Exec(ctx, "UPDATE audit_log SET detail='secure' WHERE id=$1", rows[switched].ID)
+	require.ErrorContains(t, err, "audit_log is append-only", "the trigger refuses the change")
+	dropAuditGuards(t, db)
+	_, err = db.Exec(ctx, "UPDATE audit_log SET detail='secure' WHERE id=$1", rows[switched].ID)
 	require.NoError(t, err)
 	stdout, stderr, code = runCarebridge(t, e.br, "audit", "verify", "-c", e.br.ConfigPath())
 	assert.Equal(t, 1, code, stderr)
@@ -198,14 +208,14 @@ func (r auditRecord) parsedTime(t *testing.T) time.Time {
 
 // readAuditRows reads the table directly, formatted as the export should write it.
 func readAuditRows(t *testing.T, db *dbutil.Database) []auditRecord {
-	res, err := db.Query(context.Background(), "SELECT id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash FROM audit_log ORDER BY id")
+	res, err := db.Query(context.Background(), "SELECT id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash, mac_key FROM audit_log ORDER BY id")
 	require.NoError(t, err)
 	defer res.Close()
 	var rows []auditRecord
 	for res.Next() {
 		var r auditRecord
 		var at int64
-		require.NoError(t, res.Scan(&r.ID, &at, &r.Actor, &r.LoginID, &r.PortalID, &r.Event, &r.Outcome, &r.Detail, &r.PrevHash, &r.Hash))
+		require.NoError(t, res.Scan(&r.ID, &at, &r.Actor, &r.LoginID, &r.PortalID, &r.Event, &r.Outcome, &r.Detail, &r.PrevHash, &r.Hash, &r.MACKey))
 		r.Time = time.UnixMilli(at).UTC().Format("2006-01-02T15:04:05.000Z")
 		rows = append(rows, r)
 	}

@@ -53,12 +53,7 @@ func keysEnv(ctx context.Context, name, path string, stderr io.Writer) (env *too
 		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
 		return nil, nil, exitUsage
 	}
-	if keys, err = securechat.KeyringFromConfig(&env.Network.SecureChat); err != nil {
-		env.Close()
-		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
-		return nil, nil, exitUsage
-	}
-	return env, keys, 0
+	return env, env.Keys, 0
 }
 
 func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -89,6 +84,11 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	api, err := env.DB.Integration().SealedKeyCounts(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "carebridge keys status: failed to count the integration API's sealed data:", err)
+		return exitUsage
+	}
+	audit, err := env.DB.Audit.MACKeyCounts(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "carebridge keys status: failed to count the audit log's rows by key:", err)
 		return exitUsage
 	}
 	current := keys.Current()
@@ -127,6 +127,16 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			code = keysExitLeft
 		}
 	}
+	for _, id := range slices.Sorted(maps.Keys(audit)) {
+		if id != "" && !keys.Has(id) {
+			fmt.Fprintf(stdout, "  %-12s %s of the audit log keyed with a key that is NOT in the config: `carebridge audit verify` "+
+				"fails until the key %q is put back\n", id, plural(audit[id], "row"), id)
+			code = keysExitLeft
+		}
+	}
+	if n := sum(audit); n > 0 {
+		fmt.Fprintf(stdout, "Audit log rows by the key that keyed them: %s\n", auditByKey(audit))
+	}
 	for _, id := range slices.Sorted(maps.Keys(tokens)) {
 		if id != "" && !keys.Has(id) {
 			fmt.Fprintf(stdout, "  %-12s %s sealed with a key that is NOT in the config: put the key %q back or link the number again\n",
@@ -150,6 +160,10 @@ func keysStatus(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"(%s) after the rotation, for the links, codes and sessions hashed with it, and until the dates of birth recorded "+
 			"before the rotation have been re-set (a patient's next successful check re-records it); then remove it from "+
 			"network.secure_chat.keys.\n", id, env.Network.SecureChat.LinkLifetime)
+		if audit[id] > 0 {
+			fmt.Fprintf(stdout, "  But %s keyed %s of the audit log, which verify only with it: keep it in the ring for as long "+
+				"as the audit log must be verifiable (six years under HIPAA). Kept there, it seals nothing new.\n", id, plural(audit[id], "row"))
+		}
 	}
 	return code
 }
@@ -312,6 +326,20 @@ func byKey(counts map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s: %d", label, counts[id]))
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// auditByKey writes audit rows by key as "k1: 10, k2: 2, unkeyed (before v10): 5".
+func auditByKey(counts map[string]int) string {
+	parts := make([]string, 0, len(counts))
+	for _, id := range slices.Sorted(maps.Keys(counts)) {
+		if id != "" {
+			parts = append(parts, fmt.Sprintf("%s: %d", id, counts[id]))
+		}
+	}
+	if n := counts[""]; n > 0 {
+		parts = append(parts, fmt.Sprintf("unkeyed (written before the chain was keyed): %d", n))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func sum(counts map[string]int) (n int) {

@@ -70,6 +70,10 @@ func newRotationFixture(t *testing.T, kind string, messages int) *rotationFixtur
 
 	k1, err := securechat.NewKeyring("k1", rotationKey1)
 	require.NoError(t, err)
+	// The bridge audited with k1 before the rotation.
+	f.db.Audit.SetKeys(k1)
+	require.NoError(t, f.db.Audit.Append(ctx, &database.AuditEntry{Actor: "@admin:clinic.example", LoginID: rotationLogin,
+		Event: "login added", Outcome: "ok"}))
 	sealed := &bridge.UserLoginMetadata{AccountSID: "AC0123456789abcdef0123456789abcdef", Phone: "+15550001111", PhoneSID: "PN01"}
 	require.NoError(t, sealed.SetAuthToken(k1, rotationLogin, rotationToken))
 	legacy := &bridge.UserLoginMetadata{AccountSID: "AC0123456789abcdef0123456789abcdef", PlainAuthToken: legacyToken,
@@ -341,6 +345,7 @@ func runKeysCommands(t *testing.T, kind string) {
 	assert.Regexp(t, `k2 +0 secure messages, 0 Twilio auth tokens, 0 scheduled follow-ups, 0 integration API items +\(current: seals new data\)`, stdout)
 	assert.Regexp(t, `\(in clear\) +1 Twilio auth token, kept by an older version`, stdout)
 	assert.Contains(t, stdout, "k1 still seals stored data: run `carebridge keys rotate -c "+path+"`")
+	assert.Contains(t, stdout, "Audit log rows by the key that keyed them: k1: 1\n")
 
 	stdout, stderr, code = run("keys", "rotate", "-c", path, "--batch", "60", "--limit", "150")
 	assert.Equal(t, keysExitLeft, code, "stopped with messages left\n%s%s", stdout, stderr)
@@ -366,6 +371,18 @@ func runKeysCommands(t *testing.T, kind string) {
 		"network.secure_chat.link_lifetime (72h0m0s) after the rotation")
 	assert.Contains(t, stdout, "until the dates of birth recorded before the rotation have been re-set")
 	assert.NotContains(t, stdout, "(in clear)")
+	assert.Contains(t, stdout, "Audit log rows by the key that keyed them: k1: 1, k2: 2\n")
+	assert.Contains(t, stdout, "But k1 keyed 1 row of the audit log, which verify only with it: keep it in the ring")
+
+	// The audit chain runs from k1's row through the rotations' k2 rows and verifies.
+	stdout, stderr, code = run("audit", "verify", "-c", path)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "audit log intact: 3 rows")
+	head, stderr, code := run("audit", "head", "-c", path)
+	require.Equal(t, 0, code, stderr)
+	stdout, stderr, code = run("audit", "verify", "-c", path, "--expect", strings.TrimSpace(head))
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "The log holds the kept head "+strings.TrimSpace(head))
 
 	onlyK2, err := securechat.NewKeyring("k2", rotationKey2)
 	require.NoError(t, err)

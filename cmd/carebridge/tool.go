@@ -19,6 +19,7 @@ import (
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/logmask"
+	"github.com/carebridge/carebridge/securechat"
 )
 
 // carebridge's own subcommands sit in front of mxmain's flags: `carebridge audit verify
@@ -64,7 +65,9 @@ type toolEnv struct {
 	Bridge  *bridgeconfig.Config
 	Network config.Config
 	DB      *database.Database
-	Log     zerolog.Logger
+	// Keys is the secure chat key ring, which also keys the audit log's rows.
+	Keys *securechat.Keyring
+	Log  zerolog.Logger
 }
 
 // Close closes the database.
@@ -111,7 +114,14 @@ func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, err
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the database: %w", err)
 	}
+	if env.Keys, err = securechat.KeyringFromConfig(&env.Network.SecureChat); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
 	env.DB = database.New(raw, env.Log)
+	// What a subcommand audits is keyed like the bridge's own rows, and verified with the same ring.
+	env.DB.Audit.RequireKeys()
+	env.DB.Audit.SetKeys(env.Keys)
 	if err = env.DB.Upgrade(ctx); err != nil {
 		_ = raw.Close()
 		return nil, fmt.Errorf("failed to bring the database schema up to date: %w", err)

@@ -1,4 +1,4 @@
--- v0 -> v9: Latest revision
+-- v0 -> v10: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -167,8 +167,18 @@ CREATE TABLE audit_log (
     outcome   TEXT   NOT NULL,
     detail    TEXT   NOT NULL DEFAULT '',
     prev_hash TEXT   NOT NULL,
-    hash      TEXT   NOT NULL
+    -- HMAC-SHA256 under the audit key derived from the secure chat key mac_key; plain
+    -- SHA-256 where mac_key is '' (rows written before v10).
+    hash      TEXT   NOT NULL,
+    mac_key   TEXT   NOT NULL DEFAULT ''
 );
+
+-- Rows up to unkeyed_until were written before the chain was keyed; every later row must
+-- carry a MAC. Rows are only added, and the smallest value counts.
+CREATE TABLE audit_chain (
+    unkeyed_until BIGINT NOT NULL
+);
+INSERT INTO audit_chain (unkeyed_until) VALUES (0);
 
 -- Two writers appending after the same row would fork the chain: the second one fails.
 CREATE UNIQUE INDEX audit_log_prev_hash_idx ON audit_log (prev_hash);
@@ -313,3 +323,40 @@ CREATE TABLE outbox_message (
 CREATE INDEX outbox_message_conversation_idx ON outbox_message (login_id, portal_id, state, id);
 CREATE INDEX outbox_message_state_idx ON outbox_message (state, next_attempt_at);
 CREATE INDEX outbox_message_sid_idx ON outbox_message (message_sid);
+
+-- The database refuses to change or delete audit rows, whoever asks: the log is
+-- append-only (nothing purges it; it is kept for HIPAA's six years). audit_chain, which
+-- says where the keyed rows start, is guarded the same way.
+-- only: postgres until "end only"
+CREATE FUNCTION audit_log_refuse_change() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
+    FOR EACH ROW EXECUTE FUNCTION audit_log_refuse_change();
+CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse_change();
+-- end only postgres
+-- only: sqlite until "end only"
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE refused');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: DELETE refused');
+END;
+CREATE TRIGGER audit_chain_no_update BEFORE UPDATE ON audit_chain
+BEGIN
+    SELECT RAISE(ABORT, 'audit_chain is append-only: UPDATE refused');
+END;
+CREATE TRIGGER audit_chain_no_delete BEFORE DELETE ON audit_chain
+BEGIN
+    SELECT RAISE(ABORT, 'audit_chain is append-only: DELETE refused');
+END;
+-- end only sqlite
