@@ -78,7 +78,28 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	// not on federation.allowed_servers are removed (bridgev2 passes on only its own users').
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		mc.EventProcessor.On(event.StateMember, c.guardMembership)
+		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
+		if mc.AS != nil {
+			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted)
+		}
 	}
+}
+
+// untilStarted answers 503 with Retry-After to every request but the homeserver's and
+// the health checks until Start has finished: bridgev2 serves its routes (the
+// provisioning API, media) from the moment the Matrix connector starts, while the
+// network connector is still upgrading its tables and building what requests need.
+// The homeserver's API (/_matrix/app/) is left to bridgev2, which must answer the ping
+// during start-up and queues events until it is ready.
+func (c *Connector) untilStarted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || strings.HasPrefix(r.URL.Path, "/_matrix/mau/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "carebridge is starting", http.StatusServiceUnavailable)
+	})
 }
 
 // ValidateConfig is called by mxmain after the config is loaded, before anything starts.
@@ -87,6 +108,12 @@ func (c *Connector) ValidateConfig() error {
 		return err
 	}
 	c.Staff = appservice.NewStaffPolicy(c.Config.StaffInvites)
+	// Built before anything is served: a clinic number's auth token is sealed with it.
+	keys, err := securechat.KeyringFromConfig(&c.Config.SecureChat)
+	if err != nil {
+		return err
+	}
+	c.Keys = keys
 	return nil
 }
 
@@ -147,7 +174,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	// One keyring, with every configured key, for the service and the auth tokens.
-	c.Keys = c.Secure.Keys
+	c.Secure.Keys = c.Keys
 	c.Secure.Backend = secureBackend{c}
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{

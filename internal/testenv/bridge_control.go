@@ -32,3 +32,26 @@ func (b *Bridge) Restart() {
 	b.launch()
 	b.waitReady()
 }
+
+// Launch runs the bridge as Start does but returns at once, for tests of what it answers
+// while it starts. It is stopped at the end of the test.
+func (b *Bridge) Launch() {
+	b.t.Helper()
+	b.launch()
+	b.t.Cleanup(func() {
+		b.Stop()
+		if b.t.Failed() {
+			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
+		}
+	})
+}
+
+// Exited reports whether the bridge process has ended, and its exit error.
+func (b *Bridge) Exited() (bool, error) {
+	select {
+	case <-b.exited:
+		return true, b.exitErr
+	default:
+		return false, nil
+	}
+}
