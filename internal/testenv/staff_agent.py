@@ -362,10 +362,18 @@ class Agent:
                 since = self.gap_watch_since
                 self.gaps[room_id] = min(self.gaps.get(room_id, since), since)
         gaps, self.gaps = self.gaps, {}
-        for room_id, since in gaps.items():
+        paged = bool(gaps)
+        for room_id, since in list(gaps.items()):
             if room_id in self.client.rooms:
-                await self.backfill(room_id, since)
-        if gaps:
+                try:
+                    await self.backfill(room_id, since)
+                except BaseException:
+                    # Kept for the next round; the sync loop counts the failure.
+                    for pending_room, pending_since in gaps.items():
+                        self.gaps[pending_room] = min(self.gaps.get(pending_room, pending_since), pending_since)
+                    raise
+            del gaps[room_id]
+        if paged:
             self.retry_pending()
 
     async def backfill(self, room_id, since):
