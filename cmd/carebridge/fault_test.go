@@ -616,9 +616,12 @@ func pendingReceipts(spec testenv.DBSpec) (int, error) {
 // diagnoseMissing logs, for each text the nurse has not seen, how far it got, so that a
 // failure tells a bridge fault from a homeserver's or the test client's: the bridge's
 // inbound receipt (pending or delivered) and bridgev2's message row (the event the bridge
-// believes it put into the room); whether the homeserver knows that event (GET /event,
-// answered from the room's event store) and whether it is in the room's timeline as
-// clients read it (/messages, which /sync shares); and the bridge's log lines of the text.
+// believes it put into the room); whether the homeserver serves that event to clients
+// (GET /event, and the room's timeline: /messages, which /sync shares; on Dendrite both
+// come from its sync API, which can miss what its roomserver acknowledged); and the
+// bridge's log lines of the text. A receipt still pending or no message row is the
+// bridge's fault; a message row whose event the room lacks is the homeserver's; an event
+// in the room the nurse never saw is her client's.
 func diagnoseMissing(t *testing.T, e *env, nurse *testenv.StaffAgent, all map[string]*faultText, bodies []string) {
 	t.Helper()
 	seen := map[string]bool{}
@@ -689,7 +692,7 @@ func diagnoseMissing(t *testing.T, e *env, nurse *testenv.StaffAgent, all map[st
 	}
 }
 
-// homeserverHas says whether the homeserver knows an event (GET /event) and whether the
+// homeserverHas says whether the homeserver serves an event (GET /event) and whether the
 // room's timeline as clients read it (/messages) holds it.
 func homeserverHas(ctx context.Context, client *mautrix.Client, roomID id.RoomID, eventID id.EventID) string {
 	if client == nil {
