@@ -86,14 +86,14 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 }
 
 // untilStarted answers 503 with Retry-After to every request but the homeserver's and
-// the health checks until Start has finished: bridgev2 serves its routes (the
-// provisioning API, media) from the moment the Matrix connector starts, while the
-// network connector is still upgrading its tables and building what requests need.
-// The homeserver's API (/_matrix/app/) is left to bridgev2, which must answer the ping
-// during start-up and queues events until it is ready.
+// the liveness check until Start has finished: bridgev2 serves its routes (the
+// provisioning API, media, its readiness check) from the moment the Matrix connector
+// starts, while the network connector is still upgrading its tables and building what
+// requests need. The homeserver's API (/_matrix/app/) is left to bridgev2, which must
+// answer the ping during start-up and queues events until it is ready.
 func (c *Connector) untilStarted(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || strings.HasPrefix(r.URL.Path, "/_matrix/mau/") {
+		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || r.URL.Path == "/_matrix/mau/live" {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -31,8 +31,8 @@ func TestWhenStarted(t *testing.T) {
 }
 
 // TestUntilStarted: bridgev2's routes answer 503 with Retry-After until Start has
-// finished, but the homeserver's API and the health checks, which bridgev2 needs while
-// it starts.
+// finished, but the homeserver's API, which bridgev2 needs while it starts, and the
+// liveness check.
 func TestUntilStarted(t *testing.T) {
 	c := &Connector{}
 	called := 0
@@ -45,7 +45,7 @@ func TestUntilStarted(t *testing.T) {
 		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
 		return rec
 	}
-	for _, path := range []string{"/_matrix/provision/v3/login/start/auth-token", "/_matrix/provision/v3/logins", "/_mautrix/publicmedia/x"} {
+	for _, path := range []string{"/_matrix/provision/v3/login/start/auth-token", "/_matrix/provision/v3/logins", "/_mautrix/publicmedia/x", "/_matrix/mau/ready"} {
 		rec := serve(http.MethodPost, path)
 		assert.Equal(t, http.StatusServiceUnavailable, rec.Code, path)
 		assert.Equal(t, "1", rec.Header().Get("Retry-After"), path)
