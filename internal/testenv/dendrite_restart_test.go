@@ -17,7 +17,7 @@ import (
 // TestAgentSeesEverythingThroughRestart: a staff agent that keeps syncing while the
 // homeserver is stopped in the middle of a stream of messages and started again sees
 // every message of its rooms, and every message the homeserver acknowledged is in its
-// room afterwards (which needs Dendrite's message queue on disk, see Dendrite.start). Dendrite 0.13.8 hands a client that syncs through its restart a
+// room afterwards. Dendrite 0.13.8 hands a client that syncs through its restart a
 // /sync token past events that are in the room, without a limited timeline (measured
 // here with a plain client: 2 to 15 of about 120 messages missed in each of 8 runs, none
 // without the restart), so the agent pages back (/messages) after its sync recovers.
