@@ -73,7 +73,12 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.Bridge = br
 	c.startedAt = time.Now().Truncate(time.Millisecond)
 	c.DB = database.New(br.DB.Database, br.Log.With().Str("db_section", "carebridge").Logger())
-	// No audit row without its MAC: appends fail until Start has built the key ring.
+	if c.Keys != nil {
+		// mxmain validated the config (and built the ring) before Init: the audit chain is
+		// keyed (HMAC) with the same ring from before anything is served.
+		c.DB.Audit.SetKeys(c.Keys)
+	}
+	// No audit row without its MAC (a ring that failed to build fails the appends).
 	c.DB.Audit.RequireKeys()
 	if br.Config.PortalEventBuffer != 0 {
 		// A receipt is marked delivered only when bridgev2 has put the text into the room,
@@ -92,7 +97,28 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	// not on federation.allowed_servers are removed (bridgev2 passes on only its own users').
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		mc.EventProcessor.On(event.StateMember, c.guardMembership)
+		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
+		if mc.AS != nil {
+			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted)
+		}
 	}
+}
+
+// untilStarted answers 503 with Retry-After to every request but the homeserver's and
+// the liveness check until Start has finished: bridgev2 serves its routes (the
+// provisioning API, media, its readiness check) from the moment the Matrix connector
+// starts, while the network connector is still upgrading its tables and building what
+// requests need. The homeserver's API (/_matrix/app/) is left to bridgev2, which must
+// answer the ping during start-up and queues events until it is ready.
+func (c *Connector) untilStarted(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || r.URL.Path == "/_matrix/mau/live" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "carebridge is starting", http.StatusServiceUnavailable)
+	})
 }
 
 // ValidateConfig is called by mxmain after the config is loaded, before anything starts.
@@ -101,6 +127,12 @@ func (c *Connector) ValidateConfig() error {
 		return err
 	}
 	c.Staff = appservice.NewStaffPolicy(c.Config.StaffInvites)
+	// Built before anything is served: a clinic number's auth token is sealed with it.
+	keys, err := securechat.KeyringFromConfig(&c.Config.SecureChat)
+	if err != nil {
+		return err
+	}
+	c.Keys = keys
 	return nil
 }
 
@@ -178,8 +210,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	// One keyring, with every configured key, for the service and the auth tokens.
-	c.Keys = c.Secure.Keys
-	c.DB.Audit.SetKeys(c.Keys)
+	c.Secure.Keys = c.Keys
 	c.Secure.Backend = secureBackend{c}
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/internal/testenv"
 )
@@ -201,7 +204,10 @@ func runFaultInbound(t *testing.T, kind string) {
 	// Texts keep coming while the backlog drains; the next fault waits for the drain,
 	// so that each recovery is timed on its own.
 	senders.allow(faultTexts * 2 / 3)
-	require.NoError(t, waitBodiesSeen(ctx, nurse, want, beforeDendriteUp), "the outage's backlog reached the nurse")
+	if err := waitBodiesSeen(ctx, nurse, want, beforeDendriteUp); err != nil {
+		diagnoseMissing(t, e, nurse, want, beforeDendriteUp)
+		require.NoError(t, err, "the outage's backlog reached the nurse")
+	}
 	dendriteDrainedAt := time.Now()
 
 	// Phase B: the bridge is killed after two thirds, while texts keep coming. Twilio
@@ -254,6 +260,7 @@ func runFaultInbound(t *testing.T, kind string) {
 
 	// Everything reaches the nurse.
 	if err := waitBodiesSeen(ctx, nurse, want, slices.Collect(maps.Keys(want))); err != nil {
+		diagnoseMissing(t, e, nurse, want, slices.Collect(maps.Keys(want)))
 		pending, _ := pendingReceipts(e.db)
 		t.Fatalf("%v\npending receipts: %d", err, pending)
 	}
@@ -280,7 +287,7 @@ func runFaultInbound(t *testing.T, kind string) {
 	for _, b := range beforeBridgeUp {
 		outageBacklog[b] = outageBacklog[b] || !seenBeforeKill[b]
 	}
-	duplicates, outageDuplicates, other := 0, 0, 0
+	duplicates, outageDuplicates, other, backfilled := 0, 0, 0, 0
 	for _, m := range msgs {
 		txt := want[m.Body]
 		if txt == nil {
@@ -303,6 +310,12 @@ func runFaultInbound(t *testing.T, kind string) {
 			assert.Equal(t, room, m.RoomID, "patient %d's texts are all in one room", txt.patient)
 		} else {
 			roomOf[txt.patient] = m.RoomID
+		}
+		// A message the client found by paging back arrives after later ones; the
+		// room's own order (below) holds it to account.
+		if m.Backfilled {
+			backfilled++
+			continue
 		}
 		if txt.seq <= lastSeq[txt.patient] {
 			t.Errorf("patient %d: message %02d arrived after message %02d", txt.patient, txt.seq, lastSeq[txt.patient])
@@ -327,6 +340,28 @@ func runFaultInbound(t *testing.T, kind string) {
 			prev = m.ServerTS
 		}
 	}
+	// Each patient's texts are in the room in the order they were typed, as every client
+	// shows them (/messages).
+	reader := e.hs.Login(t, "nurse", "nurse-password-1")
+	bodyOf := map[id.EventID]string{}
+	for _, m := range msgs {
+		bodyOf[id.EventID(m.EventID)] = m.Body
+	}
+	for p, roomID := range roomOf {
+		timeline, err := roomTimeline(ctx, reader, id.RoomID(roomID))
+		require.NoError(t, err)
+		last := 0
+		for _, evt := range timeline {
+			txt := want[bodyOf[evt]]
+			if txt == nil {
+				continue
+			}
+			if txt.seq <= last {
+				t.Errorf("patient %d: message %02d is after message %02d in the room", p, txt.seq, last)
+			}
+			last = max(last, txt.seq)
+		}
+	}
 
 	// Figures for the report.
 	lastSeen := func(bodies []string) time.Time {
@@ -345,9 +380,11 @@ func runFaultInbound(t *testing.T, kind string) {
 	logStats := scanBridgeLog(t, e.br.LogPath(), rejectedSIDs)
 	t.Logf("[%s] inbound under faults: sent %d, accepted on first try %d, rejected while down %d (%d of them had been stored before the kill), "+
 		"re-posted after answer %d (bridge log: %d repeats recognised), delivered %d distinct, duplicates %d (%d in crash windows), "+
-		"other messages %d, undecryptable %d, delivery retries in bridge log %d, parts found already in the room on redelivery %d",
+		"other messages %d, undecryptable %d, delivery retries in bridge log %d, parts found already in the room on redelivery %d, "+
+		"messages the nurse's client found by paging back %d",
 		kind, faultTexts, len(senders.firstTry), len(rejected), logStats.repeatedRejected, len(probes), logStats.repeated,
-		len(count), duplicates, outageDuplicates, other, len(nurse.Undecryptable()), logStats.deliveryRetries, logStats.foundInRoom)
+		len(count), duplicates, outageDuplicates, other, len(nurse.Undecryptable()), logStats.deliveryRetries, logStats.foundInRoom,
+		backfilled)
 	t.Logf("[%s] Dendrite down %v (%d texts sent meanwhile, %d homeserver requests retried by the bridge's Matrix client); "+
 		"drain after it came back: %v (seen by the test after %v)",
 		kind, dendriteUpAt.Sub(stoppedAt).Round(time.Millisecond), duringOutage, logStats.matrixRetries,
@@ -576,4 +613,160 @@ func pendingReceipts(spec testenv.DBSpec) (int, error) {
 	var n int
 	err = db.QueryRow("SELECT COUNT(*) FROM inbound_receipt WHERE state='pending'").Scan(&n)
 	return n, err
+}
+
+// diagnoseMissing logs, for each text the nurse has not seen, how far it got, so that a
+// failure tells a bridge fault from a homeserver's or the test client's: the bridge's
+// inbound receipt (pending or delivered) and bridgev2's message row (the event the bridge
+// believes it put into the room); whether the homeserver serves that event to clients
+// (GET /event, and the room's timeline: /messages, which /sync shares; on Dendrite both
+// come from its sync API, which can miss what its roomserver acknowledged); and the
+// bridge's log lines of the text. A receipt still pending or no message row is the
+// bridge's fault; a message row whose event the room lacks is the homeserver's; an event
+// in the room the nurse never saw is her client's.
+func diagnoseMissing(t *testing.T, e *env, nurse *testenv.StaffAgent, all map[string]*faultText, bodies []string) {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, m := range nurse.Messages() {
+		seen[m.Body] = true
+	}
+	var missing []*faultText
+	for _, b := range bodies {
+		if !seen[b] && all[b] != nil {
+			missing = append(missing, all[b])
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	driver, ph := "postgres", "$1"
+	if e.db.Type != "postgres" {
+		driver, ph = "sqlite3", "?1"
+	}
+	db, err := sql.Open(driver, e.db.URI)
+	if err != nil {
+		t.Logf("diagnosis: cannot open the bridge database: %v", err)
+		return
+	}
+	defer db.Close()
+	var client *mautrix.Client
+	if e.hs.Running() {
+		client = e.hs.Login(t, "nurse", "nurse-password-1")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, txt := range missing {
+		sid := txt.res.MessageSID
+		var state, lastError string
+		var attempts int
+		var deliveredAt sql.NullInt64
+		err := db.QueryRowContext(ctx, strings.ReplaceAll(
+			"SELECT state, attempts, last_error, delivered_at FROM inbound_receipt WHERE message_sid=$1", "$1", ph), sid).
+			Scan(&state, &attempts, &lastError, &deliveredAt)
+		receipt := fmt.Sprintf("state=%s attempts=%d last_error=%q delivered_at=%v", state, attempts, lastError, deliveredAt.Int64)
+		if errors.Is(err, sql.ErrNoRows) {
+			receipt = "none: the bridge never stored the text"
+		} else if err != nil {
+			receipt = "not readable: " + err.Error()
+		}
+		t.Logf("diagnosis of %q (%s): receipt %s", txt.body, sid, receipt)
+		rows, err := db.QueryContext(ctx, strings.ReplaceAll(
+			"SELECT m.part_id, m.mxid, p.mxid FROM message m JOIN portal p ON p.bridge_id=m.bridge_id AND p.id=m.room_id AND p.receiver=m.room_receiver WHERE m.id=$1",
+			"$1", ph), sid)
+		if err != nil {
+			t.Logf("  message rows not readable: %v", err)
+			continue
+		}
+		parts := 0
+		for rows.Next() {
+			var partID, eventID, roomID string
+			if err := rows.Scan(&partID, &eventID, &roomID); err != nil {
+				t.Logf("  message row not readable: %v", err)
+				continue
+			}
+			parts++
+			t.Logf("  message row: part %q event %s room %s; %s", partID, eventID, roomID,
+				homeserverHas(ctx, client, id.RoomID(roomID), id.EventID(eventID)))
+		}
+		rows.Close()
+		if parts == 0 {
+			t.Logf("  no message row: the bridge does not believe it is in the room")
+		}
+		t.Logf("  bridge log of %s:\n%s", sid, bridgeLogOf(e.br.LogPath(), sid))
+	}
+}
+
+// homeserverHas says whether the homeserver serves an event (GET /event) and whether the
+// room's timeline as clients read it (/messages) holds it.
+func homeserverHas(ctx context.Context, client *mautrix.Client, roomID id.RoomID, eventID id.EventID) string {
+	if client == nil {
+		return "homeserver not running, not asked"
+	}
+	known := "GET /event: found"
+	if _, err := client.GetEvent(ctx, roomID, eventID); err != nil {
+		known = "GET /event: " + err.Error()
+	}
+	timeline, err := roomTimeline(ctx, client, roomID)
+	if err != nil {
+		return fmt.Sprintf("%s; /messages: %v", known, err)
+	}
+	if i := slices.Index(timeline, eventID); i >= 0 {
+		return fmt.Sprintf("%s; /messages: found (%d events back)", known, len(timeline)-i)
+	}
+	return fmt.Sprintf("%s; /messages: not among the room's %d events", known, len(timeline))
+}
+
+// roomTimeline returns a room's events as /messages gives them, oldest first.
+func roomTimeline(ctx context.Context, client *mautrix.Client, roomID id.RoomID) ([]id.EventID, error) {
+	var events []id.EventID
+	from := ""
+	for range 50 {
+		resp, err := client.Messages(ctx, roomID, from, "", mautrix.DirectionBackward, nil, 100)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the room after %d events: %w", len(events), err)
+		}
+		for _, evt := range resp.Chunk {
+			events = append(events, evt.ID)
+		}
+		if resp.End == "" || len(resp.Chunk) == 0 {
+			break
+		}
+		from = resp.End
+	}
+	slices.Reverse(events)
+	return events, nil
+}
+
+// bridgeLogOf returns the bridge's log lines about one text, shortened to what tells its
+// story (no request bodies).
+func bridgeLogOf(path, messageSID string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), messageSID) {
+			continue
+		}
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		// Of the Matrix requests made for the text, only its sends tell its story.
+		if u, _ := line["url"].(string); line["message"] == "Request completed" && !strings.Contains(u, "/send/") {
+			continue
+		}
+		s := fmt.Sprintf("    %v %v %q", line["time"], line["level"], line["message"])
+		for _, k := range []string{"event_id", "status_code", "duration", "error", "attempt", "part", "parts", "url"} {
+			if v, ok := line[k]; ok {
+				s += fmt.Sprintf(" %s=%v", k, v)
+			}
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, "\n")
 }

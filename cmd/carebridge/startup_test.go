@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os/exec"
 	"testing"
 	"time"
@@ -99,4 +105,86 @@ func TestRefusesSimulatorOnPublicAddress(t *testing.T) {
 	assert.Equal(t, 13, code, out)
 	assert.Contains(t, out, "network.provider is simulator, but appservice.public_address is")
 	assert.Contains(t, out, "network.unsafe.simulator_on_public_address: true")
+}
+
+// TestProvisioningWhileStarting: IT links a clinic number through the provisioning API
+// from the moment the bridge process starts, on PostgreSQL (its table upgrades make the
+// window widest). Until the bridge is ready each call finds no listener or is answered
+// 503 with Retry-After, never another 5xx or a panic; then the number is linked.
+func TestProvisioningWhileStarting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Dendrite and the bridge")
+	}
+	db := testenv.NewDatabase(t, "postgres")
+	fake := testenv.NewFakeTwilio()
+	t.Cleanup(fake.Close)
+	fake.AddAccount(accountSID, authToken)
+	fake.AddNumber(accountSID, clinicPhone)
+	hs := testenv.NewDendrite(t)
+	br := testenv.NewBridge(t, testenv.BridgeOptions{Homeserver: hs, DB: db, TwilioAPIURL: fake.URL()})
+	hs.Start(br.RegistrationPath)
+	adminID := hs.CreateUser(t, "admin", "admin-password-1")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	call := func(path string, body any) (status int, out map[string]any, refused bool) {
+		var reader io.Reader = http.NoBody
+		if body != nil {
+			data, err := json.Marshal(body)
+			require.NoError(t, err)
+			reader = bytes.NewReader(data)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+			br.URL()+"/_matrix/provision"+path+"?user_id="+url.QueryEscape(adminID), reader)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+br.ProvisioningSecret)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			require.NoError(t, ctx.Err(), "the number was not linked in time")
+			return 0, nil, true
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		switch {
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			require.NotEmpty(t, resp.Header.Get("Retry-After"), "503 without Retry-After from %s: %s", path, data)
+		case resp.StatusCode >= 300:
+			t.Fatalf("%s answered %d while the bridge started: %s", path, resp.StatusCode, data)
+		default:
+			require.NoError(t, json.Unmarshal(data, &out), "%s", data)
+		}
+		return resp.StatusCode, out, false
+	}
+
+	br.Launch()
+	launched := time.Now()
+	refusedCalls, busyCalls := 0, 0
+	var loginID string
+	for loginID == "" {
+		if exited, err := br.Exited(); exited {
+			t.Fatalf("carebridge exited while starting: %v", err)
+		}
+		status, start, refused := call("/v3/login/start/auth-token", nil)
+		if status == http.StatusOK {
+			status, start, refused = call(fmt.Sprintf("/v3/login/step/%v/%v/user_input", start["login_id"], start["step_id"]),
+				map[string]string{"account_sid": accountSID, "auth_token": authToken, "phone_number": clinicPhone})
+			if status == http.StatusOK {
+				require.Equal(t, "complete", start["type"], "%v", start)
+				loginID = fmt.Sprint(start["complete"].(map[string]any)["user_login_id"])
+				break
+			}
+		}
+		if refused {
+			refusedCalls++
+		} else {
+			busyCalls++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("linked %s %v after launch; before that %d calls found no listener and %d were answered 503",
+		loginID, time.Since(launched).Round(time.Millisecond), refusedCalls, busyCalls)
+	assert.Positive(t, busyCalls, "the bridge served the provisioning API while it started")
+	assert.NotContains(t, br.Log(), "panic")
 }

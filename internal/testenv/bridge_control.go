@@ -55,3 +55,26 @@ func (b *Bridge) EditConfig(edit func(cfg map[string]any)) {
 		b.t.Fatalf("failed to write the bridge's config: %v", err)
 	}
 }
+
+// Launch runs the bridge as Start does but returns at once, for tests of what it answers
+// while it starts. It is stopped at the end of the test.
+func (b *Bridge) Launch() {
+	b.t.Helper()
+	b.launch()
+	b.t.Cleanup(func() {
+		b.Stop()
+		if b.t.Failed() {
+			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
+		}
+	})
+}
+
+// Exited reports whether the bridge process has ended, and its exit error.
+func (b *Bridge) Exited() (bool, error) {
+	select {
+	case <-b.exited:
+		return true, b.exitErr
+	default:
+		return false, nil
+	}
+}

@@ -135,6 +135,9 @@ func (d *Dendrite) fail(what string, err error) {
 // than once and runs by itself at the end of the test.
 func (d *Dendrite) Stop() { d.srv.Stop() }
 
+// Running reports whether the homeserver process is running.
+func (d *Dendrite) Running() bool { return d.srv.Running() }
+
 // CreateUser registers localpart with the shared secret and returns its user ID.
 func (d *Dendrite) CreateUser(t testing.TB, localpart, password string) string {
 	t.Helper()

@@ -65,6 +65,10 @@ type AgentMessage struct {
 	Encrypted  bool   `json:"encrypted"`
 	ServerTS   int64  `json:"server_ts"`
 	ReceivedMS int64  `json:"received_ms"`
+	// Backfilled is set on a message the agent found by paging back (/messages) because
+	// /sync had left it out (after a limited timeline or a homeserver restart): it was
+	// handed over after messages that follow it in the room.
+	Backfilled bool `json:"backfilled"`
 	// For media messages: the type, and the SHA-256 and size of the downloaded (and
 	// decrypted) bytes, or the download error.
 	MimeType       string `json:"mimetype"`

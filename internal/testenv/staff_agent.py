@@ -29,7 +29,9 @@ from nio import (
     LoginError,
     MegolmEvent,
     RoomCreateError,
+    MessageDirection,
     RoomMessage,
+    RoomMessagesError,
     RoomPreset,
     RoomSendError,
     SyncError,
@@ -48,6 +50,18 @@ ROOM_WAIT_S = 20.0
 # Dendrite sometimes leaves a just-joined room out of the next incremental /sync; after
 # this long the agent syncs again from scratch, which lists every joined room.
 RESYNC_AFTER_S = 3.0
+# /sync can leave events out without saying so: Dendrite, restarted, hands a client that
+# synced through the outage a token past events that are in the room (measured:
+# TestDendriteRestartKeepsAcknowledgedEvents), and a timeline with more events than the
+# filter's limit comes back "limited". A client then pages back (/messages), as Element
+# does: after a limited timeline, after a from-scratch sync, and for GAP_WATCH_S after
+# the sync loop recovers from a failure (every BACKFILL_EVERY_S, as the server catches up).
+GAP_WATCH_S = 20.0
+BACKFILL_EVERY_S = 2.0
+BACKFILL_PAGE = 100
+BACKFILL_MAX_PAGES = 10
+# Paging back ends after this many events in a row that the agent saw before the gap.
+BACKFILL_KNOWN_RUN = 20
 
 
 def now_ms():
@@ -113,13 +127,22 @@ class Agent:
         # room_id -> devices the current outbound session was shared with
         self.shared_with = {}
         self.resync = False
+        # event_id -> when a /sync (or a page back) first showed it (monotonic)
+        self.timeline_seen = {}
+        # room_id -> events seen before this moment (monotonic) end a page back
+        self.gaps = {}
+        self.last_sync_ok = time.monotonic()
+        self.outage_started = None
+        self.gap_watch_until = 0.0
+        self.gap_watch_since = 0.0
+        self.last_backfill = 0.0
         self.stopping = asyncio.Event()
         self.tasks = set()
 
     # ---- events -------------------------------------------------------------
 
     @guarded
-    def on_message(self, room, event):
+    def on_message(self, room, event, backfilled=False):
         if event.event_id in self.seen_events:
             return
         self.seen_events.add(event.event_id)
@@ -135,6 +158,7 @@ class Agent:
             "encrypted": bool(getattr(event, "decrypted", False)),
             "server_ts": event.server_timestamp,
             "received_ms": now_ms(),
+            "backfilled": backfilled,
         }
         if "file" in content or "url" in content:
             # Media: download (and decrypt) it, so tests compare the exact bytes.
@@ -216,7 +240,7 @@ class Agent:
             except Exception:
                 decrypted = None
             if decrypted is not None and isinstance(decrypted, RoomMessage):
-                self.on_message(room, decrypted)
+                self.on_message(room, decrypted, getattr(event, "backfilled", False))
                 continue
             if decrypted is not None:
                 self.on_other(room, decrypted, True)
@@ -291,6 +315,17 @@ class Agent:
         )
         if isinstance(resp, SyncError):
             raise RuntimeError(f"sync failed: {resp}")
+        synced_at = time.monotonic()
+        for room_id, info in resp.rooms.join.items():
+            for event in info.timeline.events:
+                if getattr(event, "event_id", None):
+                    self.timeline_seen.setdefault(event.event_id, synced_at)
+            # A room joined in this sync starts limited: what came before the join is
+            # not the agent's to see. A from-scratch sync is limited in every room.
+            if info.timeline.limited and room_id in self.joined:
+                since = self.last_sync_ok
+                self.gaps[room_id] = min(self.gaps.get(room_id, since), since)
+        self.last_sync_ok = synced_at
         await self.maintain_keys()
         self.note_joined_rooms()
         self.retry_pending()
@@ -302,13 +337,92 @@ class Agent:
         while not self.stopping.is_set():
             try:
                 await self.sync_once()
+                if failures:
+                    log(f"sync recovered after {failures} failures: paging back for {GAP_WATCH_S}s")
+                    self.gap_watch_since = self.outage_started
+                    self.gap_watch_until = time.monotonic() + GAP_WATCH_S
+                    self.outage_started = None
                 failures = 0
+                await self.backfill_gaps()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
                 failures += 1
+                if self.outage_started is None:
+                    self.outage_started = self.last_sync_ok
                 emit_error(f"sync loop: {e!r}", traceback=traceback.format_exc())
                 await asyncio.sleep(min(0.2 * failures, 2.0))
+
+    async def backfill_gaps(self):
+        """Pages back through rooms whose /sync may have left events out (see GAP_WATCH_S)."""
+        now = time.monotonic()
+        if now < self.gap_watch_until and now - self.last_backfill >= BACKFILL_EVERY_S:
+            self.last_backfill = now
+            for room_id in self.joined:
+                since = self.gap_watch_since
+                self.gaps[room_id] = min(self.gaps.get(room_id, since), since)
+        gaps, self.gaps = self.gaps, {}
+        paged = bool(gaps)
+        for room_id, since in list(gaps.items()):
+            if room_id in self.client.rooms:
+                try:
+                    await self.backfill(room_id, since)
+                except BaseException:
+                    # Kept for the next round; the sync loop counts the failure.
+                    for pending_room, pending_since in gaps.items():
+                        self.gaps[pending_room] = min(self.gaps.get(pending_room, pending_since), pending_since)
+                    raise
+            del gaps[room_id]
+        if paged:
+            self.retry_pending()
+
+    async def backfill(self, room_id, since):
+        """Pages back from the latest sync token, handing the room events (not state) that
+        /sync did not show to the same callbacks, until BACKFILL_KNOWN_RUN events in a row
+        seen before since, or the agent's own join."""
+        c = self.client
+        room = c.rooms[room_id]
+        token = c.next_batch
+        known_run = 0
+        found = 0
+        for _ in range(BACKFILL_MAX_PAGES):
+            resp = await c.room_messages(room_id, token, direction=MessageDirection.back, limit=BACKFILL_PAGE)
+            if isinstance(resp, RoomMessagesError):
+                raise RuntimeError(f"paging back in {room_id} failed: {resp}")
+            unseen = []
+            joined_here = False
+            for event in resp.chunk:
+                event_id = getattr(event, "event_id", None)
+                source = getattr(event, "source", None) or {}
+                if source.get("type") == "m.room.member" and source.get("state_key") == c.user_id \
+                        and (source.get("content") or {}).get("membership") == "join":
+                    joined_here = True
+                    break
+                seen_at = self.timeline_seen.get(event_id)
+                if seen_at is None:
+                    if event_id and "state_key" not in source:
+                        unseen.append(event)
+                    known_run = 0
+                elif seen_at < since:
+                    known_run += 1
+                    if known_run >= BACKFILL_KNOWN_RUN:
+                        break
+            # Oldest first, as a timeline would have shown them.
+            for event in reversed(unseen):
+                self.timeline_seen[event.event_id] = time.monotonic()
+                found += 1
+                if isinstance(event, RoomMessage):
+                    self.on_message(room, event, True)
+                elif isinstance(event, MegolmEvent):
+                    event.backfilled = True
+                    self.on_megolm(room, event)
+                elif isinstance(event, UnknownEvent):
+                    self.on_other(room, event)
+            if joined_here or known_run >= BACKFILL_KNOWN_RUN or not resp.chunk or not resp.end or resp.end == token:
+                break
+            token = resp.end
+        if found:
+            log(f"paging back in {room_id} found {found} events /sync had not shown")
 
     async def wait_for(self, predicate, timeout):
         async def waiter():
