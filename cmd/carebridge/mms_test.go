@@ -174,10 +174,13 @@ func runMMSOutbound(t *testing.T, kind string) {
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "an expired link serves nothing")
 }
 
+// notice waits for the bridge's notice containing contains; every notice the bridge posts
+// into an encrypted room is encrypted (the homeserver never holds its words in clear).
 func notice(t *testing.T, ctx context.Context, a *testenv.StaffAgent, contains string) {
 	t.Helper()
-	_, err := a.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+	m, err := a.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
 		return m.MsgType == "m.notice" && strings.Contains(m.Body, contains)
 	})
 	require.NoError(t, err, "notice containing %q", contains)
+	assert.True(t, m.Encrypted, "notice %q is end-to-end encrypted", m.Body)
 }
