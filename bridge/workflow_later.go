@@ -38,9 +38,6 @@ const (
 	laterLoginGrace = time.Minute
 	// laterSendTimeout bounds one send, which a shutdown lets finish.
 	laterSendTimeout = 2 * time.Minute
-)
-
-const (
 	// laterBatch is how many due messages are read at a time.
 	laterBatch = 20
 	// laterPreviewRunes is how much of each text the list shows.
