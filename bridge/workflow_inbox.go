@@ -367,17 +367,11 @@ func (c *Connector) inboxLine(ctx context.Context, conv *database.Conversation, 
 	return line
 }
 
-// workflowTopic is what the room topic adds to the mode: owner, urgency, closed.
+// workflowTopic is what the room topic adds to the mode (workflow.TopicSuffix).
 func (c *Connector) workflowTopic(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) string {
-	var topic string
+	owner := ""
 	if conv.Assignee != "" {
-		topic += " · assigned to " + c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
+		owner = c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
 	}
-	if conv.Urgent {
-		topic += " · 🚨 urgent"
-	}
-	if !conv.ClosedAt.IsZero() {
-		topic += " · closed"
-	}
-	return topic
+	return workflow.TopicSuffix(conv, owner)
 }

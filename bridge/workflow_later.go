@@ -40,8 +40,6 @@ const (
 	laterSendTimeout = 2 * time.Minute
 	// laterBatch is how many due messages are read at a time.
 	laterBatch = 20
-	// laterPreviewRunes is how much of each text the list shows.
-	laterPreviewRunes = 60
 )
 
 // laterPart is the additional data a scheduled text is sealed with: it opens only in its
@@ -121,20 +119,16 @@ func listLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("No message is scheduled in this conversation. " + workflow.LaterUsage)
 		return
 	}
-	loc := workflow.ClinicLocation(&c.Config.BusinessHours)
-	var b strings.Builder
-	fmt.Fprintf(&b, "Scheduled messages of this conversation (clinic time):\n\n")
-	for _, m := range pending {
-		preview := "(cannot be opened)"
+	entries := make([]workflow.LaterEntry, len(pending))
+	for i, m := range pending {
+		entries[i].Message = m
 		if text, err := c.openLater(m); err == nil {
-			preview = workflow.PreviewText(text, laterPreviewRunes)
+			entries[i].Text = text
 		} else {
-			preview = "(cannot be opened: " + err.Error() + ")"
+			entries[i].Unreadable = err.Error()
 		}
-		fmt.Fprintf(&b, "* %d · %s · %s · %s\n", m.ID, workflow.LaterTime(m.SendAt, loc), m.CreatedBy, preview)
 	}
-	fmt.Fprintf(&b, "\nCancel one with `%s later cancel <number>`.", ce.Bridge.Config.CommandPrefix)
-	ce.Reply("%s", b.String())
+	ce.Reply("%s", withPrefix(ce, workflow.LaterList(entries, workflow.ClinicLocation(&c.Config.BusinessHours))))
 }
 
 func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, arg string) {

@@ -97,6 +97,22 @@ func InboxEntry(conv *database.Conversation, patient, owner string, now time.Tim
 	return parts
 }
 
+// TopicSuffix is what the room topic adds to the mode: the owner (shown as owner), urgency,
+// closed.
+func TopicSuffix(conv *database.Conversation, owner string) string {
+	var topic string
+	if conv.Assignee != "" {
+		topic += " · assigned to " + owner
+	}
+	if conv.Urgent {
+		topic += " · 🚨 urgent"
+	}
+	if !conv.ClosedAt.IsZero() {
+		topic += " · closed"
+	}
+	return topic
+}
+
 // RoomName is a conversation room's name: the patient's name or number, marked while urgent.
 func RoomName(patient string, urgent bool) string {
 	if urgent {

@@ -84,6 +84,25 @@ func TestInboxEntrySaysUrgencyPatientOwnerAndWait(t *testing.T) {
 	assert.Equal(t, "Maria Lopez", RoomName("Maria Lopez", false))
 }
 
+func TestTheRoomTopicShowsOwnerUrgencyAndClosing(t *testing.T) {
+	closed := time.Date(2026, 3, 4, 17, 5, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		conv database.Conversation
+		want string
+	}{
+		{"new", database.Conversation{}, ""},
+		{"taken and urgent", database.Conversation{Assignee: "@kim:clinic.example", Urgent: true}, " · assigned to Kim Park · 🚨 urgent"},
+		{"closed", database.Conversation{Assignee: "@kim:clinic.example", ClosedAt: closed}, " · assigned to Kim Park · closed"},
+	} {
+		owner := ""
+		if tc.conv.Assignee != "" {
+			owner = "Kim Park"
+		}
+		assert.Equal(t, tc.want, TopicSuffix(&tc.conv, owner), tc.name)
+	}
+}
+
 func TestTheAssigneeIsMentionedOncePerMinuteOfABurst(t *testing.T) {
 	var mentions Mentions
 	const maria, john = "15550001111/15551234567", "15550001111/15557654321"

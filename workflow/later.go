@@ -106,6 +106,33 @@ func LaterScheduled(id int64, sendAt, now time.Time, loc *time.Location) string 
 		FormatWait(sendAt.Sub(now)), id)
 }
 
+// laterPreviewRunes is how much of each text LaterList shows.
+const laterPreviewRunes = 60
+
+// LaterEntry is one pending message of LaterList: its text, or why it cannot be opened.
+type LaterEntry struct {
+	Message    *database.ScheduledMessage
+	Text       string
+	Unreadable string
+}
+
+// LaterList is the answer to `!sms later`: the pending messages, each with its number, when
+// it goes (clinic time), who wrote it and the start of its text.
+func LaterList(pending []LaterEntry, loc *time.Location) string {
+	var b strings.Builder
+	b.WriteString("Scheduled messages of this conversation (clinic time):\n\n")
+	for _, e := range pending {
+		preview := PreviewText(e.Text, laterPreviewRunes)
+		if e.Unreadable != "" {
+			preview = "(cannot be opened: " + e.Unreadable + ")"
+		}
+		m := e.Message
+		fmt.Fprintf(&b, "* %d · %s · %s · %s\n", m.ID, LaterTime(m.SendAt, loc), m.CreatedBy, preview)
+	}
+	b.WriteString("\nCancel one with `$cmdprefix later cancel <number>`.")
+	return b.String()
+}
+
 // PreviewText is the first n characters of text on one line.
 func PreviewText(text string, n int) string {
 	text = strings.Join(strings.Fields(text), " ")

@@ -83,6 +83,23 @@ func TestLaterIsShownInClinicTimeAndInHowLongFromTheMomentItWasRead(t *testing.T
 	}
 }
 
+func TestTheLaterListShowsNumberClinicTimeAuthorAndTheStartOfEachText(t *testing.T) {
+	ny := newYork(t)
+	list := LaterList([]LaterEntry{
+		{Message: &database.ScheduledMessage{ID: 3, SendAt: time.Date(2026, 3, 9, 19, 30, 0, 0, time.UTC), CreatedBy: "@nurse:clinic.example"},
+			Text: "How is the knee today? Reply here if the swelling is worse."},
+		{Message: &database.ScheduledMessage{ID: 5, SendAt: time.Date(2026, 3, 16, 13, 0, 0, 0, time.UTC), CreatedBy: "@dr.ng:clinic.example"},
+			Text: "Time to book your follow-up appointment: reply with a day that suits you."},
+		{Message: &database.ScheduledMessage{ID: 6, SendAt: time.Date(2026, 3, 17, 13, 0, 0, 0, time.UTC), CreatedBy: "@dr.ng:clinic.example"},
+			Unreadable: `it was sealed with the key "2025-q4", which this bridge no longer has`},
+	}, ny)
+	assert.Equal(t, "Scheduled messages of this conversation (clinic time):\n\n"+
+		"* 3 · Mon 9 Mar 2026, 15:30 EDT · @nurse:clinic.example · How is the knee today? Reply here if the swelling is worse.\n"+
+		"* 5 · Mon 16 Mar 2026, 09:00 EDT · @dr.ng:clinic.example · Time to book your follow-up appointment: reply with a day th…\n"+
+		"* 6 · Tue 17 Mar 2026, 09:00 EDT · @dr.ng:clinic.example · (cannot be opened: it was sealed with the key \"2025-q4\", which this bridge no longer has)\n"+
+		"\nCancel one with `$cmdprefix later cancel <number>`.", list)
+}
+
 func TestCutWordAndPreview(t *testing.T) {
 	word, rest := CutWord("  cancel   3 ")
 	assert.Equal(t, "cancel", word)
