@@ -34,6 +34,8 @@ vet:
 test: deps vet build
 	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge CAREBRIDGE_TEST_STRICT=1 \
 	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
+	# The clock file reader exists only in testclock builds (the tests that move time build one).
+	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
 
 test-unit:
 	$(GO) test -count=1 -short ./...

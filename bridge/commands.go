@@ -22,6 +22,25 @@ const maxPatientNameLength = 100
 // HelpSectionCarebridge groups carebridge's own commands in `!sms help`.
 var HelpSectionCarebridge = commands.HelpSection{Name: "Patient conversations", Order: 25}
 
+// The bridge's commands, every one in the list below; their handlers (fn…) are in the file
+// of what they do. registerCommands adds them when the connector starts.
+
+// commandList is every carebridge command, in the order they are registered.
+func commandList() []commands.CommandHandler {
+	return []commands.CommandHandler{
+		cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock,
+		cmdRefer, cmdTemplate,
+		cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdInbox,
+		cmdLater, cmdStats,
+	}
+}
+
+func (c *Connector) registerCommands() {
+	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
+		proc.AddHandlers(commandList()...)
+	}
+}
+
 var cmdName = &commands.FullHandler{
 	Name: "name",
 	Help: commands.HelpMeta{
@@ -33,6 +52,7 @@ var cmdName = &commands.FullHandler{
 	Func:           fnName,
 }
 
+// conversationCommand is a command run in a conversation room, on its conversation.
 func conversationCommand(name, description, args string, fn func(ce *commands.Event, c *Connector, conv *database.Conversation)) *commands.FullHandler {
 	return &commands.FullHandler{
 		Name:           name,
@@ -50,6 +70,7 @@ func conversationCommand(name, description, args string, fn func(ce *commands.Ev
 	}
 }
 
+// Secure mode (securemode.go, and the handlers below).
 var (
 	cmdSecure = conversationCommand("secure", "Switch this conversation to secure mode: nothing clinical by SMS, "+
 		"the patient reads your messages in the secure web chat", "", fnSecure)
@@ -61,11 +82,55 @@ var (
 	cmdUnlock = conversationCommand("unlock", "Lift a lockout after too many wrong codes", "", fnUnlock)
 )
 
-func (c *Connector) registerCommands() {
-	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
-		proc.AddHandlers(cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock)
-		proc.AddHandlers(workflowHandlers...)
+// Federation (federation.go).
+var cmdRefer = conversationCommand("refer",
+	"Invite a colleague of another organisation (a server on federation.allowed_servers) into this conversation",
+	"<@user:server>", fnRefer)
+
+// Templates (templates.go).
+var cmdTemplate = &commands.FullHandler{
+	Name:    "t",
+	Aliases: []string{"template"},
+	Help: commands.HelpMeta{
+		Section:     HelpSectionCarebridge,
+		Description: "Send one of the clinic's quick replies (templates) to the patient; without a name, list them",
+		Args:        "[name]",
+	},
+	Func: fnTemplate,
+}
+
+// Assignment, urgency, closing and the inbox (workflow_inbox.go).
+var (
+	cmdTake   = conversationCommand("take", "Assign this conversation to yourself", "", fnTake)
+	cmdAssign = conversationCommand("assign", "Assign this conversation to a staff member",
+		"<@user:server>", fnAssign)
+	cmdUnassign = conversationCommand("unassign", "Leave this conversation without an owner", "", fnUnassign)
+	cmdUrgent   = conversationCommand("urgent", "Mark this conversation urgent: it sorts first in the inbox and the team space", "", fnUrgent)
+	cmdRoutine  = conversationCommand("routine", "Mark this conversation routine again (not urgent)", "", fnRoutine)
+	cmdClose    = conversationCommand("close", "Close this conversation: it leaves the inbox until the patient writes again", "", fnClose)
+	cmdInbox    = &commands.FullHandler{
+		Name: "inbox",
+		Help: commands.HelpMeta{Section: HelpSectionCarebridge,
+			Description: "List open conversations: unassigned first, then urgent, then waiting longest"},
+		Func: fnInbox,
 	}
+)
+
+// Scheduled follow-ups (workflow_later.go).
+var cmdLater = conversationCommand("later",
+	"Schedule a message to the patient (clinic time), sent by the conversation's mode at that time; "+
+		"without arguments, list this conversation's; `later cancel N` cancels one",
+	"[<YYYY-MM-DD HH:MM> | <3d, 2h, 90m, 1d12h>] <text> | cancel <number>", fnLater)
+
+// Response times (workflow_stats.go).
+var cmdStats = &commands.FullHandler{
+	Name: "stats",
+	Help: commands.HelpMeta{
+		Section: HelpSectionCarebridge,
+		Description: "Show response times (today and this week: answered waits, median and 90th percentile time to " +
+			"first reply) and who is waiting now, for this room's clinic number, or all numbers in the management room",
+	},
+	Func: fnStats,
 }
 
 func fnSecure(ce *commands.Event, c *Connector, conv *database.Conversation) {

@@ -28,6 +28,7 @@ import (
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Connector is carebridge's bridgev2 network connector.
@@ -60,6 +61,9 @@ type Connector struct {
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
 	reminded sync.Map
+	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
+	Clock    workflow.Clock
+	workflow workflowState
 }
 
 var (
@@ -71,6 +75,9 @@ var (
 // Init is called once when the bridge is created, before the config is validated.
 func (c *Connector) Init(br *bridgev2.Bridge) {
 	c.Bridge = br
+	if c.Clock == nil {
+		c.Clock = workflow.SystemClock{}
+	}
 	c.startedAt = time.Now().Truncate(time.Millisecond)
 	c.DB = database.New(br.DB.Database, br.Log.With().Str("db_section", "carebridge").Logger())
 	if c.Keys != nil {
@@ -171,7 +178,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
-	warnTestClock(zerolog.Ctx(ctx))
+	c.warnTestClock(zerolog.Ctx(ctx))
 	if err := c.startMetrics(); err != nil {
 		return err
 	}

@@ -10,4 +10,6 @@ var (
 	ErrTooLong              = errors.New("text longer than network.max_segments")
 	ErrOptedOut             = errors.New("the patient has opted out (STOP): nothing is sent until they text START")
 	ErrUnknownLogin         = errors.New("no linked clinic number for this webhook")
+	ErrTestClockNotBuilt    = errors.New(TestClockEnv + " is set, but this carebridge binary was built without the testclock tag: " +
+		"its clock is real time and would not move. Unset it (a production bridge never sets it), or build with -tags testclock for tests")
 )

@@ -28,14 +28,6 @@ import (
 // numbers out of what travels in clear (room name, topic, the patient's display name,
 // bridge info), and pins an encrypted notice with them instead.
 
-func init() {
-	workflowHandlers = append(workflowHandlers, cmdRefer)
-}
-
-var cmdRefer = conversationCommand("refer",
-	"Invite a colleague of another organisation (a server on federation.allowed_servers) into this conversation",
-	"<@user:server>", fnRefer)
-
 // ownHost is the clinic's homeserver host (its server name without a port).
 func (c *Connector) ownHost() string {
 	host, _ := config.ServerHost(c.Bridge.Matrix.ServerName())

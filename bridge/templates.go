@@ -3,48 +3,30 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"maunium.net/go/mautrix/bridgev2/commands"
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Templates (quick replies): `!sms t` lists the clinic's templates, `!sms t NAME` fills
 // one in and sends it the way the conversation sends: texted in SMS mode, kept for the
 // secure chat (with an alert) in secure mode.
 
-var cmdTemplate = &commands.FullHandler{
-	Name:    "t",
-	Aliases: []string{"template"},
-	Help: commands.HelpMeta{
-		Section:     HelpSectionCarebridge,
-		Description: "Send one of the clinic's quick replies (templates) to the patient; without a name, list them",
-		Args:        "[name]",
-	},
-	Func: fnTemplate,
-}
-
-func init() {
-	workflowHandlers = append(workflowHandlers, cmdTemplate)
-}
-
 func fnTemplate(ce *commands.Event) {
 	c := ce.Bridge.Network.(*Connector)
 	name := strings.ToLower(strings.TrimSpace(ce.RawArgs))
 	if name == "" {
-		ce.Reply("%s", templateList(c.Config.Templates))
+		ce.Reply("%s", workflow.TemplateList(c.Config.Templates))
 		return
 	}
 	text, ok := c.Config.Templates[name]
 	if !ok {
-		ce.Reply("There is no template called %q. %s", name, templateList(c.Config.Templates))
+		ce.Reply("There is no template called %q. %s", name, workflow.TemplateList(c.Config.Templates))
 		return
 	}
 	if ce.Portal == nil {
@@ -63,47 +45,6 @@ func fnTemplate(ce *commands.Event) {
 	}
 }
 
-// templateList is the reply to `!sms t`: every template with its text.
-func templateList(templates map[string]string) string {
-	if len(templates) == 0 {
-		return "This clinic has no templates: IT can add them under `network.templates` in the bridge config."
-	}
-	names := make([]string, 0, len(templates))
-	for name := range templates {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	b.WriteString("Templates (send one with `$cmdprefix t NAME`):\n")
-	for _, name := range names {
-		fmt.Fprintf(&b, "\n* `%s`: %s", name, templates[name])
-	}
-	return b.String()
-}
-
-// fillTemplate replaces the placeholders; an unknown patient name leaves no gap ("Hi
-// {patient_name}, your…" becomes "Hi, your…").
-func fillTemplate(text, patientName, clinicName, link string) string {
-	text = strings.ReplaceAll(text, "{clinic_name}", clinicName)
-	text = strings.ReplaceAll(text, "{link}", link)
-	if patientName != "" {
-		return strings.ReplaceAll(text, "{patient_name}", patientName)
-	}
-	if !strings.Contains(text, "{patient_name}") {
-		return text
-	}
-	text = noNameGap.ReplaceAllString(text, "$1")
-	text = strings.TrimLeft(strings.ReplaceAll(text, "{patient_name}", ""), " ,")
-	text = strings.Join(strings.Fields(text), " ")
-	if r, size := utf8.DecodeRuneInString(text); size > 0 && unicode.IsLower(r) {
-		text = string(unicode.ToUpper(r)) + text[size:]
-	}
-	return text
-}
-
-// noNameGap is a missing name with the space before it: "Hi {patient_name}," → "Hi,".
-var noNameGap = regexp.MustCompile(` +\{patient_name\}([,.!?:;]?)`)
-
 // templateText fills a template for a conversation, issuing a fresh secure link (by
 // actor) only when the template has {link}.
 func (c *Connector) templateText(ctx context.Context, conv *database.Conversation, actor, text string) (string, error) {
@@ -115,13 +56,13 @@ func (c *Connector) templateText(ctx context.Context, conv *database.Conversatio
 		}
 	}
 	link := ""
-	if strings.Contains(text, "{link}") {
+	if workflow.NeedsLink(text) {
 		var err error
 		if link, err = c.Secure.IssueLink(ctx, conv, actor); err != nil {
 			return "", fmt.Errorf("failed to issue a secure link: %w", err)
 		}
 	}
-	return fillTemplate(text, name, c.Config.ClinicName, link), nil
+	return workflow.FillTemplate(text, name, c.Config.ClinicName, link), nil
 }
 
 // sendSMSTemplate texts a template in SMS mode; the notice shows the room what went out.

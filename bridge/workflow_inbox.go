@@ -7,7 +7,6 @@ import (
 	"html"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -19,45 +18,11 @@ import (
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Assignment, urgency, closing and the inbox: who owns a conversation, which ones come
 // first, and the list staff work through.
-
-const (
-	// mentionInterval keeps the assignee's mentions quiet while a patient texts in a burst.
-	mentionInterval = time.Minute
-	// inboxLimit is how many conversations `inbox` lists before "+N more".
-	inboxLimit = 50
-	// urgentNamePrefix marks an urgent conversation's room name.
-	urgentNamePrefix = "🚨 "
-)
-
-// assigneeMentions holds when each conversation's assignee was last mentioned.
-var assigneeMentions = struct {
-	sync.Mutex
-	last map[string]time.Time
-}{last: map[string]time.Time{}}
-
-var (
-	cmdTake   = conversationCommand("take", "Assign this conversation to yourself", "", fnTake)
-	cmdAssign = conversationCommand("assign", "Assign this conversation to a staff member",
-		"<@user:server>", fnAssign)
-	cmdUnassign = conversationCommand("unassign", "Leave this conversation without an owner", "", fnUnassign)
-	cmdUrgent   = conversationCommand("urgent", "Mark this conversation urgent: it sorts first in the inbox and the team space", "", fnUrgent)
-	cmdRoutine  = conversationCommand("routine", "Mark this conversation routine again (not urgent)", "", fnRoutine)
-	cmdClose    = conversationCommand("close", "Close this conversation: it leaves the inbox until the patient writes again", "", fnClose)
-	cmdInbox    = &commands.FullHandler{
-		Name: "inbox",
-		Help: commands.HelpMeta{Section: HelpSectionCarebridge,
-			Description: "List open conversations: unassigned first, then urgent, then waiting longest"},
-		Func: fnInbox,
-	}
-)
-
-func init() {
-	workflowHandlers = append(workflowHandlers, cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdInbox)
-}
 
 // ---- hooks ------------------------------------------------------------------------
 
@@ -99,21 +64,12 @@ func (c *Connector) markWaiting(ctx context.Context, loginID, portalID string) {
 var errAlreadyOpen = errors.New("conversation already open")
 
 // mentionAssignee mentions the conversation's owner on a new patient message, at most
-// once per mentionInterval per conversation.
+// once per workflow.MentionInterval per conversation.
 func (c *Connector) mentionAssignee(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
 	if conv.Assignee == "" || portal == nil || portal.MXID == "" {
 		return
 	}
-	now := c.now()
-	key := conv.LoginID + "/" + conv.PortalID
-	assigneeMentions.Lock()
-	last, seen := assigneeMentions.last[key]
-	quiet := seen && now.Sub(last) < mentionInterval && now.After(last)
-	if !quiet {
-		assigneeMentions.last[key] = now
-	}
-	assigneeMentions.Unlock()
-	if quiet {
+	if !c.workflow.mentions.Due(conv.LoginID+"/"+conv.PortalID, c.now()) {
 		return
 	}
 	assignee := id.UserID(conv.Assignee)
@@ -163,10 +119,7 @@ func (c *Connector) roomName(ctx context.Context, conv *database.Conversation) (
 	if err != nil {
 		return "", err
 	}
-	if conv.Urgent {
-		name = urgentNamePrefix + name
-	}
-	return name, nil
+	return workflow.RoomName(name, conv.Urgent), nil
 }
 
 // updateRoomName sets the room name through bridgev2's portal, so that the portal keeps it.
@@ -336,34 +289,14 @@ func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
 // ---- inbox ------------------------------------------------------------------------
 
 // inboxNumbers are the clinic numbers whose conversations a staff member's inbox lists
-// (nil: every number). Members of teams see their teams' numbers; staff invited to every
-// conversation, and everyone when no team names them, see all (bridge permissions already
-// decide who may use commands).
+// (nil: every number; workflow.InboxNumbers).
 func (c *Connector) inboxNumbers(user id.UserID) []string {
-	if slices.Contains(c.Staff.Members(), user) {
-		return nil
-	}
-	var numbers []string
-	member := false
-	for _, team := range c.Config.Teams {
-		if !slices.Contains(team.Members, user.String()) {
-			continue
-		}
-		if len(team.Numbers) == 0 {
-			return nil
-		}
-		member = true
-		numbers = append(numbers, team.Numbers...)
-	}
-	if !member {
-		return nil
-	}
-	return numbers
+	return workflow.InboxNumbers(c.Config.Teams, user.String(), slices.Contains(c.Staff.Members(), user))
 }
 
 func fnInbox(ce *commands.Event) {
 	c := ce.Bridge.Network.(*Connector)
-	list, total, err := c.DB.Conversation.Inbox(ce.Ctx, c.inboxNumbers(ce.User.MXID), inboxLimit)
+	list, total, err := c.DB.Conversation.Inbox(ce.Ctx, c.inboxNumbers(ce.User.MXID), workflow.InboxLimit)
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to read the inbox")
 		ce.Reply("Failed to read the inbox; try again.")
@@ -415,18 +348,11 @@ func (c *Connector) inboxLine(ctx context.Context, conv *database.Conversation, 
 	if err == nil && portal != nil {
 		roomID = portal.MXID
 	}
-	owner := "unassigned"
+	owner := ""
 	if conv.Assignee != "" {
-		owner = "assigned to " + c.memberName(ctx, roomID, id.UserID(conv.Assignee))
+		owner = c.memberName(ctx, roomID, id.UserID(conv.Assignee))
 	}
-	wait := "not waiting"
-	if !conv.WaitingSince.IsZero() {
-		wait = "waiting " + formatWait(now.Sub(conv.WaitingSince))
-	}
-	parts := []string{patient, owner, wait}
-	if conv.Urgent {
-		parts = append([]string{"🚨 urgent"}, parts...)
-	}
+	parts := workflow.InboxEntry(conv, patient, owner, now)
 	line := inboxLine{text: strings.Join(parts, " · ")}
 	escaped := make([]string, len(parts))
 	for i, p := range parts {
@@ -441,31 +367,11 @@ func (c *Connector) inboxLine(ctx context.Context, conv *database.Conversation, 
 	return line
 }
 
-// formatWait writes a wait as "3d 4h", "2h 10m" or "5m".
-func formatWait(d time.Duration) string {
-	d = max(d, 0).Truncate(time.Minute)
-	days, hours, minutes := int(d/(24*time.Hour)), int(d/time.Hour)%24, int(d/time.Minute)%60
-	switch {
-	case days > 0:
-		return fmt.Sprintf("%dd %dh", days, hours)
-	case hours > 0:
-		return fmt.Sprintf("%dh %dm", hours, minutes)
-	default:
-		return fmt.Sprintf("%dm", minutes)
-	}
-}
-
-// workflowTopic is what the room topic adds to the mode: owner, urgency, closed.
+// workflowTopic is what the room topic adds to the mode (workflow.TopicSuffix).
 func (c *Connector) workflowTopic(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) string {
-	var topic string
+	owner := ""
 	if conv.Assignee != "" {
-		topic += " · assigned to " + c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
+		owner = c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
 	}
-	if conv.Urgent {
-		topic += " · 🚨 urgent"
-	}
-	if !conv.ClosedAt.IsZero() {
-		topic += " · closed"
-	}
-	return topic
+	return workflow.TopicSuffix(conv, owner)
 }

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -22,6 +19,7 @@ import (
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Scheduled follow-ups (`!sms later`): staff write a message now for the patient to get
@@ -29,8 +27,7 @@ import (
 // at most once: a message is claimed (pending → sending) before it goes out, and a claim
 // whose outcome was never recorded (a crash mid-send) is reported to staff, not resent.
 
-// Variables so that tests can rely on a quick pickup.
-var (
+const (
 	// laterPollInterval is how often the scheduler looks for due messages; scheduling one
 	// also wakes it at once.
 	laterPollInterval = 2 * time.Second
@@ -41,112 +38,16 @@ var (
 	laterLoginGrace = time.Minute
 	// laterSendTimeout bounds one send, which a shutdown lets finish.
 	laterSendTimeout = 2 * time.Minute
-)
-
-const (
 	// laterBatch is how many due messages are read at a time.
 	laterBatch = 20
-	// laterMaxAhead is how far ahead a message may be scheduled.
-	laterMaxAheadYears = 1
-	// laterPreviewRunes is how much of each text the list shows.
-	laterPreviewRunes = 60
-	// laterTimeLayout is how staff write a date and time, and laterShowLayout how it is shown.
-	laterTimeLayout = "2006-01-02 15:04"
-	laterShowLayout = "Mon 2 Jan 2006, 15:04 MST"
 )
 
 // laterPart is the additional data a scheduled text is sealed with: it opens only in its
 // conversation, and never as a secure chat message.
 const laterPart = securechat.ScheduledPart
 
-func init() {
-	workflowHandlers = append(workflowHandlers, cmdLater)
-}
-
-var cmdLater = conversationCommand("later",
-	"Schedule a message to the patient (clinic time), sent by the conversation's mode at that time; "+
-		"without arguments, list this conversation's; `later cancel N` cancels one",
-	"[<YYYY-MM-DD HH:MM> | <3d, 2h, 90m, 1d12h>] <text> | cancel <number>", fnLater)
-
-var (
-	delayPattern = regexp.MustCompile(`^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?$`)
-	datePattern  = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
-)
-
-const laterUsageText = "Usage: `$cmdprefix later 2026-12-01 09:00 <text>` (clinic time) or `$cmdprefix later 3d <text>` " +
-	"(also 2h, 90m, 1d12h); `$cmdprefix later` lists this conversation's scheduled messages, " +
-	"`$cmdprefix later cancel 3` cancels one."
-
-// errLaterUsage means the command did not have the shape of a schedule.
-var errLaterUsage = errors.New(laterUsageText)
-
-// cutWord splits s into its first word and the rest, trimmed on the left.
-func cutWord(s string) (word, rest string) {
-	s = strings.TrimLeftFunc(s, unicode.IsSpace)
-	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
-		return s[:i], strings.TrimLeftFunc(s[i:], unicode.IsSpace)
-	}
-	return s, ""
-}
-
-// parseLater reads "<YYYY-MM-DD HH:MM> text" (in loc) or "<delay> text" and returns when to
-// send the text. The errors are sentences for staff.
-func parseLater(args string, now time.Time, loc *time.Location) (sendAt time.Time, text string, err error) {
-	now = now.In(loc)
-	first, rest := cutWord(args)
-	switch {
-	case datePattern.MatchString(first):
-		clock, body := cutWord(rest)
-		sendAt, err = time.ParseInLocation(laterTimeLayout, first+" "+clock, loc)
-		if err != nil {
-			return time.Time{}, "", fmt.Errorf("%q is not a date and time like 2026-12-01 09:00 (24-hour clock, clinic time)", first+" "+clock)
-		}
-		if !sendAt.After(now) {
-			return time.Time{}, "", fmt.Errorf("%s has already passed (it is now %s, clinic time)",
-				sendAt.Format(laterShowLayout), now.Format(laterShowLayout))
-		}
-		text = body
-	case strings.HasPrefix(first, "-") && delayPattern.MatchString(first[1:]) && first != "-":
-		return time.Time{}, "", errors.New("a message cannot be scheduled in the past: use a delay such as 3d, 2h or 90m")
-	default:
-		m := delayPattern.FindStringSubmatch(first)
-		if m == nil || first == "" {
-			return time.Time{}, "", errLaterUsage
-		}
-		days, _ := strconv.Atoi(m[1])
-		hours, _ := strconv.Atoi(m[2])
-		minutes, _ := strconv.Atoi(m[3])
-		if days > 366*laterMaxAheadYears || hours > 24*366*laterMaxAheadYears || minutes > 60*24*366*laterMaxAheadYears {
-			return time.Time{}, "", fmt.Errorf("%s is more than a year ahead", first)
-		}
-		// Days are calendar days in the clinic's zone: 3d at 09:00 is 09:00, across a DST change too.
-		sendAt = now.AddDate(0, 0, days).Add(time.Duration(hours)*time.Hour + time.Duration(minutes)*time.Minute)
-		if !sendAt.After(now) {
-			return time.Time{}, "", fmt.Errorf("%s is no delay: use one such as 3d, 2h or 90m", first)
-		}
-		text = rest
-	}
-	if sendAt.After(now.AddDate(laterMaxAheadYears, 0, 0)) {
-		return time.Time{}, "", fmt.Errorf("%s is more than a year ahead: schedule messages at most a year in advance",
-			sendAt.Format(laterShowLayout))
-	}
-	if text = strings.TrimSpace(text); text == "" {
-		return time.Time{}, "", errors.New("the message is missing: write it after the time, e.g. `$cmdprefix later 3d How is your knee today?`")
-	}
-	return sendAt, text, nil
-}
-
-// clinicLocation is the clinic's time zone (business_hours.time_zone), UTC if unset.
-func (c *Connector) clinicLocation() *time.Location {
-	loc, err := c.Config.BusinessHours.Location()
-	if err != nil || loc == nil {
-		return time.UTC
-	}
-	return loc
-}
-
 func fnLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	sub, rest := cutWord(ce.RawArgs)
+	sub, rest := workflow.CutWord(ce.RawArgs)
 	switch strings.ToLower(sub) {
 	case "":
 		listLater(ce, c, conv)
@@ -160,11 +61,12 @@ func fnLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	loc := c.clinicLocation()
-	sendAt, text, err := parseLater(ce.RawArgs, c.now(), loc)
+	loc := workflow.ClinicLocation(&c.Config.BusinessHours)
+	now := c.now()
+	sendAt, text, err := workflow.ParseLater(ce.RawArgs, now, loc)
 	if err != nil {
-		if errors.Is(err, errLaterUsage) {
-			ce.Reply(laterUsageText)
+		if errors.Is(err, workflow.ErrLaterUsage) {
+			ce.Reply(workflow.LaterUsage)
 		} else {
 			ce.Reply("Not scheduled: %s.", withPrefix(ce, err.Error()))
 		}
@@ -186,7 +88,7 @@ func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation
 		return
 	}
 	m := &database.ScheduledMessage{LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedBy: ce.User.MXID.String(),
-		CreatedAt: c.now(), SendAt: sendAt, KeyID: keyID, Body: sealed}
+		CreatedAt: now, SendAt: sendAt, KeyID: keyID, Body: sealed}
 	entry := convAudit(conv, ce.User.MXID.String(), "follow-up scheduled", "ok", "")
 	err = c.audited(ce.Ctx, entry, func(ctx context.Context) error {
 		if err := c.DB.Scheduled().Insert(ctx, m); err != nil {
@@ -203,9 +105,7 @@ func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation
 	if c.later != nil {
 		c.later.Wake()
 	}
-	ce.Reply("Scheduled message %d will be sent %s (in %s), by the conversation's mode at that time "+
-		"(SMS, or the secure chat). Cancel it with `$cmdprefix later cancel %d`.", m.ID, sendAt.In(loc).Format(laterShowLayout),
-		formatWait(sendAt.Sub(c.now())), m.ID)
+	ce.Reply("%s", withPrefix(ce, workflow.LaterScheduled(m.ID, sendAt, now, loc)))
 }
 
 func listLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
@@ -216,23 +116,19 @@ func listLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		return
 	}
 	if len(pending) == 0 {
-		ce.Reply("No message is scheduled in this conversation. " + laterUsageText)
+		ce.Reply("No message is scheduled in this conversation. " + workflow.LaterUsage)
 		return
 	}
-	loc := c.clinicLocation()
-	var b strings.Builder
-	fmt.Fprintf(&b, "Scheduled messages of this conversation (clinic time):\n\n")
-	for _, m := range pending {
-		preview := "(cannot be opened)"
+	entries := make([]workflow.LaterEntry, len(pending))
+	for i, m := range pending {
+		entries[i].Message = m
 		if text, err := c.openLater(m); err == nil {
-			preview = previewText(text, laterPreviewRunes)
+			entries[i].Text = text
 		} else {
-			preview = "(cannot be opened: " + err.Error() + ")"
+			entries[i].Unreadable = err.Error()
 		}
-		fmt.Fprintf(&b, "* %d · %s · %s · %s\n", m.ID, m.SendAt.In(loc).Format(laterShowLayout), m.CreatedBy, preview)
 	}
-	fmt.Fprintf(&b, "\nCancel one with `%s later cancel <number>`.", ce.Bridge.Config.CommandPrefix)
-	ce.Reply("%s", b.String())
+	ce.Reply("%s", withPrefix(ce, workflow.LaterList(entries, workflow.ClinicLocation(&c.Config.BusinessHours))))
 }
 
 func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, arg string) {
@@ -259,7 +155,7 @@ func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, 
 		case m == nil || m.LoginID != conv.LoginID || m.PortalID != conv.PortalID:
 			ce.Reply("There is no scheduled message %d in this conversation; `$cmdprefix later` lists them.", n)
 		default:
-			ce.Reply("Scheduled message %d cannot be cancelled: it is %s.", n, describeScheduledState(m.State))
+			ce.Reply("Scheduled message %d cannot be cancelled: it is %s.", n, workflow.DescribeScheduledState(m.State))
 		}
 		return
 	} else if err != nil {
@@ -279,29 +175,6 @@ func withPrefix(ce *commands.Event, text string) string {
 // errUnchanged rolls back the audit row of a change that did not happen (the row was not
 // in the state the change expects).
 var errUnchanged = errors.New("scheduled message not in the expected state")
-
-func describeScheduledState(state database.ScheduledState) string {
-	switch state {
-	case database.ScheduledSending:
-		return "being sent right now"
-	case database.ScheduledSent:
-		return "already sent"
-	case database.ScheduledCancelled:
-		return "already cancelled"
-	case database.ScheduledFailed:
-		return "a message that could not be sent"
-	}
-	return string(state)
-}
-
-// previewText is the first n characters of text on one line.
-func previewText(text string, n int) string {
-	text = strings.Join(strings.Fields(text), " ")
-	if utf8.RuneCountInString(text) <= n {
-		return text
-	}
-	return string([]rune(text)[:n]) + "…"
-}
 
 // openLater opens a scheduled message's sealed text.
 func (c *Connector) openLater(m *database.ScheduledMessage) (string, error) {

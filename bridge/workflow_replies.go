@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"html"
 	"strings"
-	"sync"
-	"time"
-	"unicode"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -16,107 +13,16 @@ import (
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // The automatic answers to a patient's text: the emergency reply and the after-hours
 // reply. Both are fixed texts without PHI, so they go by SMS even in secure mode (the
 // patient may not have the secure chat open), and never to a number that opted out.
 
-// emergencyReplyInterval is how long a conversation's emergency reply is not repeated:
-// a patient who writes "chest pain" three times gets one reply (every match still marks
-// the conversation urgent).
-const emergencyReplyInterval = 10 * time.Minute
-
-// emergencyReplies holds when each conversation last got the emergency reply. It lives in
-// memory (one bridge process holds the appservice): after a restart a repeated phrase may
-// get the reply once more, which is harmless.
-var emergencyReplies = struct {
-	sync.Mutex
-	last map[string]time.Time
-}{last: map[string]time.Time{}}
-
-// claimEmergencyReply takes the right to text the emergency reply now; release undoes it.
-func claimEmergencyReply(conv *database.Conversation, now time.Time) (claimed bool, release func()) {
-	key := conv.LoginID + "/" + conv.PortalID
-	emergencyReplies.Lock()
-	defer emergencyReplies.Unlock()
-	for k, at := range emergencyReplies.last {
-		if now.Sub(at) >= emergencyReplyInterval || at.After(now.Add(emergencyReplyInterval)) {
-			delete(emergencyReplies.last, k)
-		}
-	}
-	if _, recent := emergencyReplies.last[key]; recent {
-		return false, nil
-	}
-	emergencyReplies.last[key] = now
-	return true, func() {
-		emergencyReplies.Lock()
-		defer emergencyReplies.Unlock()
-		if emergencyReplies.last[key].Equal(now) {
-			delete(emergencyReplies.last, key)
-		}
-	}
-}
-
-// foldText prepares text for phrase matching: lower case, accents and apostrophes
-// (’ ' ` ´) dropped, and everything that is not a letter or digit a word break. So "Can’t
-// breathe!!" matches "can't breathe" and "dolor de pécho" matches "dolor de pecho".
-func foldText(s string) []string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch r {
-		case '\'', '’', '‘', '`', '´', 'ʼ':
-			continue
-		}
-		if folded, ok := accentFold[r]; ok {
-			r = folded
-		}
-		if unicode.IsLetter(r) || unicode.IsDigit(r) {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte(' ')
-		}
-	}
-	return strings.Fields(b.String())
-}
-
-var accentFold = map[rune]rune{
-	'á': 'a', 'à': 'a', 'â': 'a', 'ä': 'a', 'ã': 'a',
-	'é': 'e', 'è': 'e', 'ê': 'e', 'ë': 'e',
-	'í': 'i', 'ì': 'i', 'î': 'i', 'ï': 'i',
-	'ó': 'o', 'ò': 'o', 'ô': 'o', 'ö': 'o', 'õ': 'o',
-	'ú': 'u', 'ù': 'u', 'û': 'u', 'ü': 'u',
-	'ñ': 'n', 'ç': 'c',
-}
-
-// matchEmergency returns the first configured phrase that body contains as whole words
-// ("stroke" matches "I think it's a stroke", not "heatstroke"), or "".
-func matchEmergency(phrases []string, body string) string {
-	words := foldText(body)
-	for _, phrase := range phrases {
-		want := foldText(phrase)
-		if len(want) == 0 {
-			continue
-		}
-		for i := 0; i+len(want) <= len(words); i++ {
-			match := true
-			for j, w := range want {
-				if words[i+j] != w {
-					match = false
-					break
-				}
-			}
-			if match {
-				return phrase
-			}
-		}
-	}
-	return ""
-}
-
 // checkEmergency answers a text containing an emergency phrase and marks it urgent.
 func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, conv *database.Conversation, body string) {
-	phrase := matchEmergency(c.Config.Emergency.Phrases, body)
+	phrase := workflow.MatchEmergency(c.Config.Emergency.Phrases, body)
 	if phrase == "" {
 		return
 	}
@@ -125,7 +31,7 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 	if err := c.markUrgent(ctx, portal, conv, "system", true); err != nil {
 		log.Err(err).Msg("Failed to mark the conversation urgent")
 	}
-	claimed, release := claimEmergencyReply(conv, c.now())
+	claimed, release := c.workflow.emergencyReplies.Claim(conv.LoginID+"/"+conv.PortalID, c.now())
 	if !claimed {
 		log.Debug().Msg("Emergency reply already sent within the interval")
 		return
@@ -152,17 +58,17 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 func (c *Connector) checkAfterHours(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, conv *database.Conversation) {
 	log := zerolog.Ctx(ctx).With().Str("action", "after-hours reply").Str("portal_id", conv.PortalID).Logger()
 	ctx = log.WithContext(ctx)
-	hours, err := parseBusinessHours(&c.Config.BusinessHours)
+	hours, err := workflow.ParseBusinessHours(&c.Config.BusinessHours)
 	if err != nil {
 		log.Err(err).Msg("Failed to read business hours")
 		return
 	}
 	now := c.now()
-	state := hours.at(now)
-	if state.Open {
+	reply := hours.AfterHours(now, c.Config.SecureChat.Language, c.Config.BusinessHours.AfterHoursReply)
+	if !reply.Closed {
 		return
 	}
-	claimed, err := c.DB.Conversation.ClaimAfterHours(ctx, conv.LoginID, conv.PortalID, now, state.ClosedSince)
+	claimed, err := c.DB.Conversation.ClaimAfterHours(ctx, conv.LoginID, conv.PortalID, now, reply.ClosedSince)
 	if err != nil {
 		log.Err(err).Msg("Failed to claim the after-hours reply")
 		return
@@ -170,11 +76,9 @@ func (c *Connector) checkAfterHours(ctx context.Context, login *bridgev2.UserLog
 		log.Debug().Msg("After-hours reply already sent in this closed period")
 		return
 	}
-	lang := c.Config.SecureChat.Language
-	opens := opensAgainText(lang, now, state.OpensAt, hours.loc)
-	text := c.Config.Render(afterHoursReply(lang, c.Config.BusinessHours.AfterHoursReply))
-	if opens != "" {
-		text += " " + opens
+	text := c.Config.Render(reply.Template)
+	if reply.OpensAgain != "" {
+		text += " " + reply.OpensAgain
 	}
 	var outcome, audit string
 	switch err = c.textPatient(ctx, conv, outbox.KindAutoReply, text, ""); {
@@ -193,22 +97,10 @@ func (c *Connector) checkAfterHours(ctx context.Context, login *bridgev2.UserLog
 		log.Err(err).Msg("Failed to audit the after-hours reply")
 	}
 	when := ""
-	if !state.OpensAt.IsZero() {
-		when = " (" + opensAgainText("en", now, state.OpensAt, hours.loc) + ")"
+	if reply.ForStaff != "" {
+		when = " (" + reply.ForStaff + ")"
 	}
 	c.noticeOnCall(ctx, portal, "🌙 After hours: the patient wrote while the clinic is closed"+when+". "+outcome)
-}
-
-// defaultAfterHoursReply is example-config.yaml's after_hours_reply. A clinic that kept it
-// and set secure_chat.language to es gets the Spanish wording; a clinic that wrote its own
-// reply gets its own words, in whatever language it wrote them.
-const defaultAfterHoursReply = "{clinic_name} is closed now. We will answer when we open. For emergencies call 911."
-
-func afterHoursReply(lang, configured string) string {
-	if lang == "es" && strings.TrimSpace(configured) == defaultAfterHoursReply {
-		return "{clinic_name} está cerrado ahora. Le responderemos cuando abramos. Para emergencias llame al 911."
-	}
-	return configured
 }
 
 // noticeOnCall posts a notice that mentions the on-call staff (m.mentions and their IDs

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -17,6 +15,7 @@ import (
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
 	cbdb "github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Teams: a new conversation invites the members of the teams answering its clinic number
@@ -27,30 +26,9 @@ import (
 // Matrix room tags (m.tag, e.g. a "u.urgent" tag or m.favourite) are per-user account
 // data, which an appservice cannot set for staff without double puppeting their accounts.
 
-// Space child orders: urgent conversations first, open ones next, closed ones last.
-const (
-	orderUrgent = "0-urgent"
-	orderOpen   = "5-open"
-	orderClosed = "9-closed"
-)
-
-var (
-	// teamSpaceLock makes two conversations starting at once create a team's space once.
-	teamSpaceLock sync.Mutex
-	// teamSpaceChecked holds the teams whose space members were invited by this process,
-	// so that members added to the config are invited once after a restart.
-	teamSpaceChecked sync.Map
-)
-
 // teamsOf returns the teams answering a clinic number (E.164).
 func (c *Connector) teamsOf(clinicPhone string) []config.TeamConfig {
-	var teams []config.TeamConfig
-	for _, team := range c.Config.Teams {
-		if len(team.Numbers) == 0 || slices.Contains(team.Numbers, clinicPhone) {
-			teams = append(teams, team)
-		}
-	}
-	return teams
+	return workflow.TeamsOf(c.Config.Teams, clinicPhone)
 }
 
 // joinTeams is called while a new conversation room is set up: it invites the members of
@@ -82,7 +60,7 @@ func (c *Connector) joinTeams(ctx context.Context, login *bridgev2.UserLogin, po
 			log.Err(err).Msg("Failed to get the team's space")
 			continue
 		}
-		if err = c.setSpaceChild(ctx, space, portal.MXID, spaceOrder(conv)); err != nil {
+		if err = c.setSpaceChild(ctx, space, portal.MXID, workflow.SpaceOrder(conv)); err != nil {
 			log.Err(err).Msg("Failed to add the conversation to the team's space")
 			continue
 		}
@@ -102,8 +80,8 @@ func (c *Connector) joinTeams(ctx context.Context, login *bridgev2.UserLogin, po
 // teamSpace returns the team's space, creating it the first time (bot-owned, the team
 // invited) and inviting members added to the config since.
 func (c *Connector) teamSpace(ctx context.Context, team config.TeamConfig) (id.RoomID, error) {
-	teamSpaceLock.Lock()
-	defer teamSpaceLock.Unlock()
+	c.workflow.teamSpaceLock.Lock()
+	defer c.workflow.teamSpaceLock.Unlock()
 	raw, err := c.DB.TeamSpace().Get(ctx, team.Name)
 	if err != nil {
 		return "", fmt.Errorf("failed to read the team's space: %w", err)
@@ -125,12 +103,12 @@ func (c *Connector) teamSpace(ctx context.Context, team config.TeamConfig) (id.R
 		}
 		zerolog.Ctx(ctx).Info().Str("team", team.Name).Stringer("space_room_id", space).Msg("Created team space")
 	}
-	if _, done := teamSpaceChecked.Load(team.Name); !done {
+	if _, done := c.workflow.teamSpaceChecked.Load(team.Name); !done {
 		if err = appservice.NewStaffPolicy(team.Members).InviteAll(ctx, c.Bridge.Bot, space); err != nil {
 			// The space still works for those invited; the rest is tried after a restart.
 			zerolog.Ctx(ctx).Err(err).Str("team", team.Name).Msg("Failed to invite team members to the team's space")
 		}
-		teamSpaceChecked.Store(team.Name, true)
+		c.workflow.teamSpaceChecked.Store(team.Name, true)
 	}
 	return space, nil
 }
@@ -143,18 +121,6 @@ func (c *Connector) setSpaceChild(ctx context.Context, space, room id.RoomID, or
 	return err
 }
 
-// spaceOrder is where a conversation sorts in its team spaces.
-func spaceOrder(conv *cbdb.Conversation) string {
-	switch {
-	case !conv.ClosedAt.IsZero():
-		return orderClosed
-	case conv.Urgent:
-		return orderUrgent
-	default:
-		return orderOpen
-	}
-}
-
 // updateSpaceOrder moves the conversation to its place in each of its team spaces.
 func (c *Connector) updateSpaceOrder(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) {
 	if portal == nil || portal.MXID == "" {
@@ -163,7 +129,7 @@ func (c *Connector) updateSpaceOrder(ctx context.Context, portal *bridgev2.Porta
 	for _, team := range c.teamsOf(conv.ClinicPhone) {
 		space, err := c.teamSpace(ctx, team)
 		if err == nil {
-			err = c.setSpaceChild(ctx, space, portal.MXID, spaceOrder(conv))
+			err = c.setSpaceChild(ctx, space, portal.MXID, workflow.SpaceOrder(conv))
 		}
 		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Str("team", team.Name).Msg("Failed to update the conversation's place in the team's space")

@@ -45,6 +45,12 @@ func newEnv(t *testing.T, kind string) *env {
 
 // newEnvWith is newEnv with changes to the bridge's config (a YAML map).
 func newEnvWith(t *testing.T, kind string, edit func(cfg map[string]any)) *env {
+	return newEnvClock(t, kind, edit, false)
+}
+
+// newEnvClock is newEnvWith, with a bridge whose clock the test moves (SetClock: a
+// testclock build) when movableClock.
+func newEnvClock(t *testing.T, kind string, edit func(cfg map[string]any), movableClock bool) *env {
 	e := &env{db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(e.fake.Close)
 	e.fake.AddAccount(accountSID, authToken)
@@ -53,6 +59,7 @@ func newEnvWith(t *testing.T, kind string, edit func(cfg map[string]any)) *env {
 	e.nurseID = "@nurse:" + e.hs.ServerName()
 	e.br = testenv.NewBridge(t, testenv.BridgeOptions{
 		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID}, Edit: edit,
+		MovableClock: movableClock,
 	})
 	e.hs.Start(e.br.RegistrationPath)
 	e.adminID = e.hs.CreateUser(t, "admin", "admin-password-1")
@@ -162,13 +169,22 @@ func runSMSRoundTrip(t *testing.T, kind string) {
 // linkedEnv starts a system (newEnvWith) with the clinic number linked and a nurse
 // (matrix-nio) logged in, bounded by one context; it skips with -short and needs nio.
 func linkedEnv(t *testing.T, kind string, edit func(cfg map[string]any)) (*env, *testenv.StaffAgent, string, context.Context) {
+	return linkedEnvClock(t, kind, edit, false)
+}
+
+// linkedClockEnv is linkedEnv with a bridge whose clock the test moves (SetClock).
+func linkedClockEnv(t *testing.T, kind string, edit func(cfg map[string]any)) (*env, *testenv.StaffAgent, string, context.Context) {
+	return linkedEnvClock(t, kind, edit, true)
+}
+
+func linkedEnvClock(t *testing.T, kind string, edit func(cfg map[string]any), movableClock bool) (*env, *testenv.StaffAgent, string, context.Context) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge and matrix-nio")
 	}
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	e := newEnvWith(t, kind, edit)
+	e := newEnvClock(t, kind, edit, movableClock)
 	loginID, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")

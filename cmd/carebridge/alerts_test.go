@@ -21,7 +21,7 @@ import (
 func TestLateSecureMessageIsAlerted(t *testing.T) { eachDB(t, runLateSecureMessageIsAlerted) }
 
 func runLateSecureMessageIsAlerted(t *testing.T, kind string) {
-	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	e, nurse, _, ctx := linkedClockEnv(t, kind, nil)
 	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Are my lab results back?")
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")

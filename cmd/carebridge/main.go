@@ -22,7 +22,12 @@ func main() {
 	}
 	// Phone numbers are reduced to their last four digits in every log writer.
 	logmask.Install()
-	connector := &bridge.Connector{}
+	clock, err := bridge.ProcessClock()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
+		os.Exit(13)
+	}
+	connector := &bridge.Connector{Clock: clock}
 	if path, ok := exampleRequest(os.Args[1:]); ok {
 		if err := writeExample(path, connector.GetName(), config.ExampleConfig); err != nil {
 			fmt.Fprintln(os.Stderr, "Failed to write example config:", err)

@@ -9,7 +9,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -47,6 +49,22 @@ func TestRefusesToStartWithoutEncryption(t *testing.T) {
 	require.True(t, errors.As(err, &exitErr), "carebridge must exit with an error, got %v\n%s", err, out)
 	assert.Equal(t, 13, exitErr.ExitCode(), string(out))
 	assert.Contains(t, string(out), "built without encryption")
+}
+
+// TestAProductionBinaryRefusesATestClockFile: the clock file the integration tests move
+// time with is read only by a testclock build; the binary under test (a production
+// build) stops at once when it is set, so that nobody believes time moved.
+func TestAProductionBinaryRefusesATestClockFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the bridge binary")
+	}
+	cmd := exec.Command(testenv.BridgeBinary(t), "-c", filepath.Join(t.TempDir(), "config.yaml"))
+	cmd.Env = append(os.Environ(), "CAREBRIDGE_TEST_CLOCK_FILE="+filepath.Join(t.TempDir(), "clock-offset"))
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	require.True(t, errors.As(err, &exitErr), "carebridge must exit with an error, got %v\n%s", err, out)
+	assert.Equal(t, 13, exitErr.ExitCode(), string(out))
+	assert.Contains(t, string(out), "CAREBRIDGE_TEST_CLOCK_FILE is set, but this carebridge binary was built without the testclock tag")
 }
 
 // refusal runs the bridge with a config edited by edit and returns its output and exit

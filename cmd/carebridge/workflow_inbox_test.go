@@ -69,7 +69,7 @@ func (rs roomState) await(ctx context.Context, roomID, eventType, stateKey, what
 
 func runWorkflowInbox(t *testing.T, kind string) {
 	var kimID, nurseID, serverName string
-	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
+	e, nurse, _, ctx := linkedClockEnv(t, kind, func(cfg map[string]any) {
 		serverName = cfg["homeserver"].(map[string]any)["domain"].(string)
 		kimID, nurseID = "@kim:"+serverName, "@nurse:"+serverName
 		cfg["network"].(map[string]any)["teams"] = []any{

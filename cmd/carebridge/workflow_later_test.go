@@ -101,7 +101,7 @@ func textsTo(fake *testenv.FakeTwilio, to, body string) int {
 func TestWorkflowLater(t *testing.T) { eachDB(t, runWorkflowLater) }
 
 func runWorkflowLater(t *testing.T, kind string) {
-	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	e, nurse, _, ctx := linkedClockEnv(t, kind, nil)
 	room := newLaterRoom(t, ctx, e, nurse, patient, "Hi, I had my knee operated on Monday, it is a bit swollen.")
 
 	const (
@@ -190,7 +190,7 @@ func runWorkflowLater(t *testing.T, kind string) {
 func TestWorkflowLaterSecure(t *testing.T) { eachDB(t, runWorkflowLaterSecure) }
 
 func runWorkflowLaterSecure(t *testing.T, kind string) {
-	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	e, nurse, _, ctx := linkedClockEnv(t, kind, nil)
 	room := newLaterRoom(t, ctx, e, nurse, patient, "Hello, are my blood test results back?")
 	room.command("!sms secure", "Secure mode")
 	const phi = "Your potassium was 5.4, slightly high: please repeat the blood test this week."
@@ -215,7 +215,7 @@ func runWorkflowLaterSecure(t *testing.T, kind string) {
 func TestWorkflowStats(t *testing.T) { eachDB(t, runWorkflowStats) }
 
 func runWorkflowStats(t *testing.T, kind string) {
-	e, nurse, _, ctx := linkedEnv(t, kind, nil)
+	e, nurse, _, ctx := linkedClockEnv(t, kind, nil)
 	room := newLaterRoom(t, ctx, e, nurse, patient, "Can someone call me about my prescription?")
 	// The text reaches the room before the bridge records the wait: the clock moves after.
 	require.Eventually(t, func() bool {

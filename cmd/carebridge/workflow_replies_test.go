@@ -108,7 +108,7 @@ func TestWorkflowRepliesAfterHours(t *testing.T) { eachDB(t, runWorkflowRepliesA
 
 func runWorkflowRepliesAfterHours(t *testing.T, kind string) {
 	var onCall string
-	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
+	e, nurse, _, ctx := linkedClockEnv(t, kind, func(cfg map[string]any) {
 		domain := cfg["homeserver"].(map[string]any)["domain"].(string)
 		onCall = "@oncall:" + domain
 		network := cfg["network"].(map[string]any)

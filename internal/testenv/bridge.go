@@ -77,6 +77,10 @@ type BridgeOptions struct {
 	StaffInvites []string
 	// Binary replaces the binary under test (e.g. one from BuildBridge with other tags).
 	Binary string
+	// MovableClock runs a binary built with the testclock tag (BuildBridge, once per test
+	// process, unless Binary is given) whose clock SetClock moves. Production builds
+	// refuse to start with a clock file.
+	MovableClock bool
 	// MinimalEdits edits only what a new user must (homeserver address and domain, and
 	// permissions), keeping every other default of the generated example.
 	MinimalEdits bool
@@ -89,6 +93,7 @@ type Bridge struct {
 	t                  testing.TB
 	bin                string
 	dir                string
+	movableClock       bool
 	port               int
 	ProvisioningSecret string
 	RegistrationPath   string
@@ -101,8 +106,12 @@ type Bridge struct {
 // Start the homeserver with RegistrationPath, then call Start.
 func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 	t.Helper()
-	b := &Bridge{t: t, bin: opts.Binary, dir: t.TempDir()}
-	if b.bin == "" {
+	b := &Bridge{t: t, bin: opts.Binary, dir: t.TempDir(), movableClock: opts.MovableClock}
+	switch {
+	case b.bin != "":
+	case opts.MovableClock:
+		b.bin = BuildBridge(t, "goolm,testclock")
+	default:
 		b.bin = BridgeBinary(t)
 	}
 	b.ProvisioningSecret = randomHex(16)
@@ -224,10 +233,14 @@ func (b *Bridge) Start() {
 
 func (b *Bridge) clockPath() string { return filepath.Join(b.dir, "clock-offset") }
 
-// SetClock moves the bridge's workflow clock (business hours, scheduled messages, response
-// times) to real time plus offset, at once and across restarts; tests never sleep for it.
+// SetClock moves the bridge's clock (business hours, scheduled messages, response times,
+// alerts) to real time plus offset, at once and across restarts; tests never sleep for it.
+// The bridge must have been made with BridgeOptions.MovableClock.
 func (b *Bridge) SetClock(offset time.Duration) {
 	b.t.Helper()
+	if !b.movableClock {
+		b.t.Fatalf("SetClock needs a bridge made with BridgeOptions{MovableClock: true} (a testclock build)")
+	}
 	if err := os.WriteFile(b.clockPath(), []byte(offset.String()), 0o600); err != nil {
 		b.t.Fatalf("failed to set the bridge clock: %v", err)
 	}
@@ -243,8 +256,11 @@ func (b *Bridge) launch() {
 	cmd := exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
 	cmd.Dir = b.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// The workflow clock reads its offset from here (SetClock); absent, it is real time.
-	cmd.Env = append(os.Environ(), "CAREBRIDGE_TEST_CLOCK_FILE="+b.clockPath())
+	cmd.Env = os.Environ()
+	if b.movableClock {
+		// The testclock build's clock reads its offset from here (SetClock); absent, it is real time.
+		cmd.Env = append(cmd.Env, "CAREBRIDGE_TEST_CLOCK_FILE="+b.clockPath())
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err = cmd.Start(); err != nil {
 		b.t.Fatalf("failed to start carebridge: %v", err)

@@ -1,4 +1,4 @@
-package bridge
+package workflow
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 // looked for: a clinic closed for longer than a year is treated as closed since a year ago.
 const hoursSearchDays = 366
 
-// businessHours is network.business_hours parsed once: the opening ranges of each weekday
+// BusinessHours is network.business_hours parsed once: the opening ranges of each weekday
 // and the closed dates, in the clinic's time zone.
-type businessHours struct {
+type BusinessHours struct {
 	loc      *time.Location
 	weekly   [7][]config.OpenRange
 	holidays map[string]bool
@@ -21,8 +21,8 @@ type businessHours struct {
 	always bool
 }
 
-// hoursState is where a moment falls in the clinic's week.
-type hoursState struct {
+// HoursState is where a moment falls in the clinic's week.
+type HoursState struct {
 	Open bool
 	// ClosedSince is when the current closed period began (the end of the last opening
 	// range before the moment); zero while open.
@@ -34,14 +34,14 @@ type hoursState struct {
 
 type openInterval struct{ from, to time.Time }
 
-// parseBusinessHours reads the configuration; validation already refused bad values, so
+// ParseBusinessHours reads the configuration; validation already refused bad values, so
 // an error here means the config was changed without being validated.
-func parseBusinessHours(cfg *config.BusinessHoursConfig) (*businessHours, error) {
+func ParseBusinessHours(cfg *config.BusinessHoursConfig) (*BusinessHours, error) {
 	loc, err := cfg.Location()
 	if err != nil {
 		return nil, fmt.Errorf("failed to load business_hours.time_zone: %w", err)
 	}
-	h := &businessHours{loc: loc, holidays: map[string]bool{}, always: len(cfg.Weekly) == 0}
+	h := &BusinessHours{loc: loc, holidays: map[string]bool{}, always: len(cfg.Weekly) == 0}
 	for i, day := range config.Weekdays {
 		if h.weekly[i], err = config.ParseHours(cfg.Weekly[day]); err != nil {
 			return nil, fmt.Errorf("failed to parse business_hours.weekly.%s: %w", day, err)
@@ -56,7 +56,7 @@ func parseBusinessHours(cfg *config.BusinessHoursConfig) (*businessHours, error)
 // day returns the opening intervals of the calendar date y-m-d in the clinic's zone.
 // time.Date normalises times a DST change skips or repeats, so a range across the change
 // keeps its wall-clock ends.
-func (h *businessHours) day(y int, m time.Month, d int) []openInterval {
+func (h *BusinessHours) day(y int, m time.Month, d int) []openInterval {
 	midnight := time.Date(y, m, d, 0, 0, 0, 0, h.loc)
 	if h.holidays[midnight.Format(time.DateOnly)] {
 		return nil
@@ -73,20 +73,20 @@ func (h *businessHours) day(y int, m time.Month, d int) []openInterval {
 	return out
 }
 
-// at says whether the clinic is open at t, and if not since when it is closed and when
+// At says whether the clinic is open at t, and if not since when it is closed and when
 // it opens again.
-func (h *businessHours) at(t time.Time) hoursState {
+func (h *BusinessHours) At(t time.Time) HoursState {
 	if h.always {
-		return hoursState{Open: true}
+		return HoursState{Open: true}
 	}
 	t = t.In(h.loc)
 	y, m, d := t.Date()
 	for _, iv := range h.day(y, m, d) {
 		if !t.Before(iv.from) && t.Before(iv.to) {
-			return hoursState{Open: true}
+			return HoursState{Open: true}
 		}
 	}
-	var st hoursState
+	var st HoursState
 	for off := 0; off >= -hoursSearchDays && st.ClosedSince.IsZero(); off-- {
 		for _, iv := range h.day(y, m, d+off) {
 			if !iv.to.After(t) && iv.to.After(st.ClosedSince) {
@@ -115,10 +115,10 @@ var (
 		"septiembre", "octubre", "noviembre", "diciembre"}
 )
 
-// opensAgainText is the sentence added to the after-hours reply: "We open again Monday at
+// OpensAgainText is the sentence added to the after-hours reply: "We open again Monday at
 // 8:00 AM." (or in Spanish), from the patient's now to the opening, both in the clinic's
 // zone; "" when there is no opening to tell.
-func opensAgainText(lang string, now, opensAt time.Time, loc *time.Location) string {
+func OpensAgainText(lang string, now, opensAt time.Time, loc *time.Location) string {
 	if opensAt.IsZero() {
 		return ""
 	}
@@ -157,4 +157,16 @@ func opensAgainText(lang string, now, opensAt time.Time, loc *time.Location) str
 		when = weekdaysEN[opensAt.Weekday()] + ", " + opensAt.Format("January 2")
 	}
 	return fmt.Sprintf("We open again %s at %s.", when, opensAt.Format("3:04 PM"))
+}
+
+// Location is the clinic's time zone.
+func (h *BusinessHours) Location() *time.Location { return h.loc }
+
+// ClinicLocation is the clinic's time zone (business_hours.time_zone), UTC if unset.
+func ClinicLocation(cfg *config.BusinessHoursConfig) *time.Location {
+	loc, err := cfg.Location()
+	if err != nil || loc == nil {
+		return time.UTC
+	}
+	return loc
 }

@@ -1,0 +1,144 @@
+package workflow
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/database"
+)
+
+// The inbox: which conversations a staff member works through and where each sorts. The
+// inbox itself is ordered by the database (unassigned first, then urgent, then waiting
+// longest: database.ConversationQuery.Inbox); team spaces sort urgent, open, closed.
+
+const (
+	// InboxLimit is how many conversations `inbox` lists before "+N more".
+	InboxLimit = 50
+	// UrgentNamePrefix marks an urgent conversation's room name.
+	UrgentNamePrefix = "🚨 "
+	// MentionInterval keeps the assignee's mentions quiet while a patient texts in a burst.
+	MentionInterval = time.Minute
+)
+
+// Space child orders: urgent conversations first, open ones next, closed ones last.
+const (
+	OrderUrgent = "0-urgent"
+	OrderOpen   = "5-open"
+	OrderClosed = "9-closed"
+)
+
+// SpaceOrder is where a conversation sorts in its team spaces.
+func SpaceOrder(conv *database.Conversation) string {
+	switch {
+	case !conv.ClosedAt.IsZero():
+		return OrderClosed
+	case conv.Urgent:
+		return OrderUrgent
+	default:
+		return OrderOpen
+	}
+}
+
+// TeamsOf returns the teams answering a clinic number (E.164): those naming it, and those
+// naming no number.
+func TeamsOf(teams []config.TeamConfig, clinicPhone string) []config.TeamConfig {
+	var out []config.TeamConfig
+	for _, team := range teams {
+		if len(team.Numbers) == 0 || slices.Contains(team.Numbers, clinicPhone) {
+			out = append(out, team)
+		}
+	}
+	return out
+}
+
+// InboxNumbers are the clinic numbers whose conversations a staff member's inbox lists
+// (nil: every number). Members of teams see their teams' numbers; staff invited to every
+// conversation (invitedToAll), and everyone when no team names them, see all (bridge
+// permissions already decide who may use commands).
+func InboxNumbers(teams []config.TeamConfig, user string, invitedToAll bool) []string {
+	if invitedToAll {
+		return nil
+	}
+	var numbers []string
+	member := false
+	for _, team := range teams {
+		if !slices.Contains(team.Members, user) {
+			continue
+		}
+		if len(team.Numbers) == 0 {
+			return nil
+		}
+		member = true
+		numbers = append(numbers, team.Numbers...)
+	}
+	if !member {
+		return nil
+	}
+	return numbers
+}
+
+// InboxEntry is what the inbox says of one conversation: urgency, the patient (name or
+// number), its owner ("" when unassigned) and how long the patient has waited at now.
+func InboxEntry(conv *database.Conversation, patient, owner string, now time.Time) []string {
+	ownerText := "unassigned"
+	if conv.Assignee != "" {
+		ownerText = "assigned to " + owner
+	}
+	wait := "not waiting"
+	if !conv.WaitingSince.IsZero() {
+		wait = "waiting " + FormatWait(now.Sub(conv.WaitingSince))
+	}
+	parts := []string{patient, ownerText, wait}
+	if conv.Urgent {
+		parts = append([]string{"🚨 urgent"}, parts...)
+	}
+	return parts
+}
+
+// TopicSuffix is what the room topic adds to the mode: the owner (shown as owner), urgency,
+// closed.
+func TopicSuffix(conv *database.Conversation, owner string) string {
+	var topic string
+	if conv.Assignee != "" {
+		topic += " · assigned to " + owner
+	}
+	if conv.Urgent {
+		topic += " · 🚨 urgent"
+	}
+	if !conv.ClosedAt.IsZero() {
+		topic += " · closed"
+	}
+	return topic
+}
+
+// RoomName is a conversation room's name: the patient's name or number, marked while urgent.
+func RoomName(patient string, urgent bool) string {
+	if urgent {
+		return UrgentNamePrefix + patient
+	}
+	return patient
+}
+
+// Mentions holds when each conversation's assignee was last mentioned, so that a burst of
+// patient texts mentions them once per MentionInterval.
+type Mentions struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// Due says whether conversation key's assignee is mentioned at now, and if so records it.
+func (m *Mentions) Due(key string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		m.last = map[string]time.Time{}
+	}
+	last, seen := m.last[key]
+	if seen && now.Sub(last) < MentionInterval && now.After(last) {
+		return false
+	}
+	m.last[key] = now
+	return true
+}
