@@ -24,7 +24,6 @@ import (
 	"github.com/carebridge/carebridge/internal/keyedlock"
 	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/internal/metrics"
-	"github.com/carebridge/carebridge/internal/twiliosim"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
@@ -40,8 +39,11 @@ type Connector struct {
 	Secure *securechat.Service
 	// Keys seals secure messages and the clinic numbers' Twilio auth tokens at rest.
 	Keys *securechat.Keyring
+	// NewSimulator builds the simulated SMS provider for network.provider: simulator; set
+	// by the binary (cmd/carebridge, from internal/twiliosim), never by the bridge itself.
+	NewSimulator func(basePath, publicBase string) Simulator
 	// Simulator stands in for Twilio when network.provider is simulator.
-	Simulator *twiliosim.Simulator
+	Simulator Simulator
 
 	inbound *inboundQueue
 	// Outbox is the one way a text reaches a patient.
@@ -206,11 +208,10 @@ func (c *Connector) Start(ctx context.Context) error {
 	if c.Config.Provider == config.ProviderSimulator {
 		zerolog.Ctx(ctx).Warn().Msg("⚠ network.provider is simulator: NO REAL SMS IS SENT, and the simulated phone page at " +
 			c.publicBase() + simulatorPath + "/ shows every simulated patient's texts. For demos only.")
-		// Texts typed on the phone page go through the real webhook path, signed as Twilio signs.
-		var sim *twiliosim.Simulator
-		sim = twiliosim.New(twiliosim.Options{BasePath: simulatorPath, PublicBase: c.publicBase(),
-			Deliver: func(ctx context.Context, form url.Values) error { return sim.PostWebhook(ctx, form) }})
-		c.Simulator = sim
+		if c.NewSimulator == nil {
+			return fmt.Errorf("network.provider is simulator, but this build has no simulator")
+		}
+		c.Simulator = c.NewSimulator(simulatorPath, c.publicBase())
 		router.Handle(simulatorPath+"/", c.Simulator.Handler())
 	}
 	var err error
@@ -387,6 +388,16 @@ func (c *Connector) mediaHosts() []string {
 func isLoopbackHTTP(base string) bool {
 	u, err := url.Parse(base)
 	return err == nil && u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost")
+}
+
+// Simulator is the simulated SMS provider of demos and tests (internal/twiliosim).
+type Simulator interface {
+	// Account is called when a clinic number of the simulated account is loaded.
+	Account(accountSID, authToken string) sms.Provider
+	// Handler serves the simulated phone page.
+	Handler() http.Handler
+	// Close stops its status callbacks.
+	Close()
 }
 
 // simulatorPath is where the simulated phone page is served.

@@ -27,7 +27,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
 		os.Exit(13)
 	}
-	connector := &bridge.Connector{Clock: clock}
+	connector := &bridge.Connector{Clock: clock, NewSimulator: newSimulator}
 	if path, ok := exampleRequest(os.Args[1:]); ok {
 		if err := writeExample(path, connector.GetName(), config.ExampleConfig); err != nil {
 			fmt.Fprintln(os.Stderr, "Failed to write example config:", err)
