@@ -106,17 +106,11 @@ func (c *Connector) sendUnreadReminder(ctx context.Context, conv *database.Conve
 		}
 		return
 	}
-	link, err := c.Secure.IssueLink(ctx, conv, "system")
-	if err != nil {
-		log.Err(err).Msg("Failed to issue a link for the unread reminder")
-		return
-	}
-	text := securechat.UnreadReminderText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link)
-	if err = c.textPatient(ctx, conv, outbox.KindReminder, text, ""); err != nil {
+	if err := c.textLink(ctx, conv, outbox.KindReminder, "", "system", securechat.UnreadReminderText); err != nil {
 		log.Err(err).Msg("Failed to text the unread reminder")
 		return
 	}
-	if err = c.audited(ctx, convAudit(conv, "system", "reminder sent", "ok", ""), nil); err != nil {
+	if err := c.audited(ctx, convAudit(conv, "system", "reminder sent", "ok", ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit an unread reminder")
 	}
 	log.Info().Msg("Reminded the patient of unread secure messages")

@@ -160,11 +160,7 @@ func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("The patient has opted out (STOP): no link can be texted until they text START.")
 		return
 	}
-	link, err := c.Secure.IssueLink(ce.Ctx, conv, ce.User.MXID.String())
-	if err == nil {
-		err = c.textPatient(ce.Ctx, conv, outbox.KindAlert, securechat.AlertText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link), ce.EventID)
-	}
-	if err != nil {
+	if err := c.textLink(ce.Ctx, conv, outbox.KindAlert, ce.EventID, ce.User.MXID.String(), securechat.AlertText); err != nil {
 		ce.Log.Err(err).Msg("Failed to text a secure chat link")
 		ce.Reply("The link could not be texted: %s", describeSendError(err))
 		return

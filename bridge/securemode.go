@@ -265,6 +265,19 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 	c.sendAlert(ctx, portal, conv)
 }
 
+// textLink texts the patient a fresh secure link in one of the fixed, PHI-free templates,
+// in their language, queued in the conversation's turn. eventID is the room event it
+// answers, if any; actor is who asked for the link.
+func (c *Connector) textLink(ctx context.Context, conv *cbdb.Conversation, kind outbox.Kind, eventID id.EventID, actor string,
+	template func(lang, clinic, link string) string) error {
+	link, err := c.Secure.IssueLink(ctx, conv, actor)
+	if err != nil {
+		return fmt.Errorf("failed to issue a secure link: %w", err)
+	}
+	text := template(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link)
+	return c.textPatient(ctx, conv, kind, text, eventID)
+}
+
 // alertPolicy is the clinic's configuration of when patients are alerted.
 func (c *Connector) alertPolicy() securechat.AlertPolicy {
 	return securechat.AlertPolicy{Quiet: c.Config.SecureChat.AlertQuietPeriod, ReminderAfter: c.Config.SecureChat.ReminderAfter}
@@ -282,13 +295,7 @@ func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv
 		log.Debug().Msg("Alert already sent within the quiet period")
 		return
 	}
-	link, err := c.Secure.IssueLink(ctx, conv, "system")
-	if err != nil {
-		log.Err(err).Msg("Failed to issue link for alert")
-		return
-	}
-	text := securechat.AlertText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link)
-	if err = c.textPatient(ctx, conv, outbox.KindAlert, text, ""); err != nil {
+	if err = c.textLink(ctx, conv, outbox.KindAlert, "", "system", securechat.AlertText); err != nil {
 		log.Err(err).Msg("Failed to text secure message alert")
 		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))
 		return
