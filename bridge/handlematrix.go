@@ -69,11 +69,11 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		return resp, err
 	}
-	// Refused before an MMS attachment is staged for Twilio.
-	if err = c.Outbox.Check(ctx, text); err != nil && !errors.Is(err, outbox.ErrEmpty) {
-		return nil, cl.refused(ctx, msg, err)
-	}
 	if msg.Content.MsgType.IsMedia() {
+		// Refused before the attachment is staged for Twilio (the caption may be empty).
+		if err = c.Outbox.Check(ctx, text); err != nil && !errors.Is(err, outbox.ErrEmpty) {
+			return nil, cl.refused(ctx, msg, err)
+		}
 		mediaURL, err := cl.stageMMS(ctx, msg)
 		if err != nil {
 			c.metrics.Outbound(metrics.OutboundUnsupported)
