@@ -85,7 +85,9 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		return nil, cl.refused(ctx, msg, err)
 	}
 	zerolog.Ctx(ctx).Debug().Int64("outbox_id", text.ID).Msg("Staff message queued as a text")
-	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
+	if conv != nil {
+		c.recordStaffReply(ctx, msg.Portal, conv, msg.Event.Sender)
+	}
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
 		ID:        networkid.MessageID(outbox.RemoteID(text.ID)),
 		SenderID:  MakeUserID(meta.Phone),

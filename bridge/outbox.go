@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -56,20 +55,12 @@ func (a outboxAccounts) Provider(ctx context.Context, loginID string) (sms.Provi
 // outboxHooks tells the room what became of texts: a failure is an encrypted notice.
 type outboxHooks struct{ c *Connector }
 
-// Sent shows staff that Twilio accepted their text: the bridge bot's read receipt on it
-// (an EDU, which Element shows as the bot's avatar under the message).
+// Sent counts a staff text Twilio accepted. Staff see it in the room only when it is
+// delivered (the patient's read receipt) or fails (a notice): a receipt for "sent" too
+// would cost the homeserver a second request per text for a state that lasts seconds.
 func (h outboxHooks) Sent(ctx context.Context, t *outbox.Text, sent *sms.SentMessage) {
-	if t.Kind != outbox.KindStaffReply {
-		return
-	}
-	h.c.metrics.Outbound(metrics.OutboundSent)
-	portal, err := h.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(t.PortalID),
-		Receiver: networkid.UserLoginID(t.LoginID)})
-	if err != nil || portal == nil || portal.MXID == "" || t.EventID == "" {
-		return
-	}
-	if err = h.c.Bridge.Bot.MarkRead(ctx, portal.MXID, id.EventID(t.EventID), time.Now()); err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to mark a sent text with the bridge bot's receipt")
+	if t.Kind == outbox.KindStaffReply {
+		h.c.metrics.Outbound(metrics.OutboundSent)
 	}
 }
 

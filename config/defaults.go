@@ -38,8 +38,8 @@ var baseDefaults = []struct{ old, new string }{
 		`            m.emote: "* {{ .Sender.DisambiguatedName }} {{ .Message }}"`},
 	{"    message_status_events: false", "    # carebridge: Beeper's com.beeper.message_send_status events, which Element does not show;\n" +
 		"    # each is a room event (two more per staff text). Element users see a text's state without\n" +
-		"    # them: the bridge bot's read receipt when Twilio accepted it, the patient's when it was\n" +
-		"    # delivered, and an encrypted notice when it failed.\n" +
+		"    # them: the patient's read receipt when a text was delivered, and an encrypted notice\n" +
+		"    # when it failed.\n" +
 		"    message_status_events: false"},
 	{"    message_error_notices: true", "    # carebridge requires false: bridgev2's notices are not encrypted. carebridge posts its own,\n" +
 		"    # end-to-end encrypted, for every message it could not send.\n" +
