@@ -14,8 +14,7 @@ const (
 	insertOutboxQuery = `INSERT INTO outbox_message (login_id, portal_id, kind, from_phone, to_phone, key_id, sealed,
 		event_id, sender_mxid, state, next_attempt_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10) RETURNING id`
-	getOutboxQuery      = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE id=$1`
-	getOutboxBySIDQuery = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE message_sid=$1 AND message_sid<>''`
+	getOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE id=$1`
 	// The head of each conversation: its oldest unfinished text, when that one is due. A
 	// text waiting for a retry holds back the rest of its conversation, so they leave in order.
 	getDueOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message o
@@ -107,11 +106,6 @@ func (oq *OutboxQuery) Insert(ctx context.Context, m *OutboxMessage) error {
 // Get returns a text by its ID, or nil.
 func (oq *OutboxQuery) Get(ctx context.Context, id int64) (*OutboxMessage, error) {
 	return oq.QueryOne(ctx, getOutboxQuery, id)
-}
-
-// GetBySID returns the text Twilio accepted as messageSID, or nil.
-func (oq *OutboxQuery) GetBySID(ctx context.Context, messageSID string) (*OutboxMessage, error) {
-	return oq.QueryOne(ctx, getOutboxBySIDQuery, messageSID)
 }
 
 // GetDue returns up to limit conversations' next texts that are due at now, oldest first.

@@ -322,7 +322,6 @@ CREATE TABLE outbox_message (
 );
 CREATE INDEX outbox_message_conversation_idx ON outbox_message (login_id, portal_id, state, id);
 CREATE INDEX outbox_message_state_idx ON outbox_message (state, next_attempt_at);
-CREATE INDEX outbox_message_sid_idx ON outbox_message (message_sid);
 
 -- The database refuses to change or delete audit rows, whoever asks: the log is
 -- append-only (nothing purges it; it is kept for HIPAA's six years). audit_chain, which

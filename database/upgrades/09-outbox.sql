@@ -28,7 +28,6 @@ CREATE TABLE outbox_message (
 );
 CREATE INDEX outbox_message_conversation_idx ON outbox_message (login_id, portal_id, state, id);
 CREATE INDEX outbox_message_state_idx ON outbox_message (state, next_attempt_at);
-CREATE INDEX outbox_message_sid_idx ON outbox_message (message_sid);
 
 -- What kind of text a tracked one is (a staff reply, an alert, a code…), so a failure
 -- reported later by a status callback is told to staff in words.
