@@ -21,12 +21,12 @@ func fnTemplate(ce *commands.Event) {
 	c := ce.Bridge.Network.(*Connector)
 	name := strings.ToLower(strings.TrimSpace(ce.RawArgs))
 	if name == "" {
-		ce.Reply("%s", workflow.TemplateList(c.Config.Templates))
+		ce.Reply("%s", workflow.TemplateList(c.Config.Templates, c.Bridge.Config.CommandPrefix))
 		return
 	}
 	text, ok := c.Config.Templates[name]
 	if !ok {
-		ce.Reply("There is no template called %q. %s", name, workflow.TemplateList(c.Config.Templates))
+		ce.Reply("There is no template called %q. %s", name, workflow.TemplateList(c.Config.Templates, c.Bridge.Config.CommandPrefix))
 		return
 	}
 	if ce.Portal == nil {

@@ -13,7 +13,7 @@ import (
 // patient by `!sms t NAME`.
 
 // TemplateList is the reply to `!sms t`: every template with its text, by name.
-func TemplateList(templates map[string]string) string {
+func TemplateList(templates map[string]string, commandPrefix string) string {
 	if len(templates) == 0 {
 		return "This clinic has no templates: IT can add them under `network.templates` in the bridge config."
 	}
@@ -23,7 +23,7 @@ func TemplateList(templates map[string]string) string {
 	}
 	slices.Sort(names)
 	var b strings.Builder
-	b.WriteString("Templates (send one with `$cmdprefix t NAME`):\n")
+	fmt.Fprintf(&b, "Templates (send one with `%s t NAME`):\n", commandPrefix)
 	for _, name := range names {
 		fmt.Fprintf(&b, "\n* `%s`: %s", name, templates[name])
 	}

@@ -33,10 +33,10 @@ func TestTemplateListShowsEveryTemplateByNameOrTellsITHowToAddThem(t *testing.T)
 		"labs":  "Your lab results are in: {link}",
 		"flu":   "Flu shots are available at {clinic_name} this week.",
 		"delay": "We are running 20 minutes late today.",
-	})
-	assert.Equal(t, "Templates (send one with `$cmdprefix t NAME`):\n"+
+	}, "!sms")
+	assert.Equal(t, "Templates (send one with `!sms t NAME`):\n"+
 		"\n* `delay`: We are running 20 minutes late today."+
 		"\n* `flu`: Flu shots are available at {clinic_name} this week."+
 		"\n* `labs`: Your lab results are in: {link}", list)
-	assert.Contains(t, TemplateList(nil), "`network.templates`")
+	assert.Contains(t, TemplateList(nil, "!sms"), "`network.templates`")
 }

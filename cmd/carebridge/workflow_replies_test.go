@@ -59,6 +59,7 @@ func runWorkflowRepliesEmergency(t *testing.T, kind string) {
 	// Templates in SMS mode.
 	r.command(roomID, "!sms t")
 	r.notice("`confirm`: Hi {patient_name}, your appointment at {clinic_name} is confirmed.")
+	r.notice("send one with `!sms t NAME`") // the prefix, not a literal $cmdprefix
 	r.command(roomID, "!sms t nope")
 	r.notice(`There is no template called "nope"`)
 	r.command(roomID, "!sms t confirm")
