@@ -214,12 +214,8 @@ func (c *Connector) Start(ctx context.Context) error {
 		c.Simulator = c.NewSimulator(simulatorPath, c.publicBase())
 		router.Handle(simulatorPath+"/", c.Simulator.Handler())
 	}
-	var err error
-	if c.Secure, err = securechat.NewService(c.DB, &c.Config.SecureChat, c.Config.ClinicName, c.publicBase()); err != nil {
-		return err
-	}
 	// One keyring, with every configured key, for the service and the auth tokens.
-	c.Secure.Keys = c.Keys
+	c.Secure = securechat.NewServiceWithKeys(c.DB, &c.Config.SecureChat, c.Keys, c.Config.ClinicName, c.publicBase())
 	c.Secure.Backend = secureBackend{c}
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
@@ -229,7 +225,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}).Register(router)
 	c.registerCommands()
 	c.Outbox = c.newOutbox()
-	if err = c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
+	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
 		return err
 	}
 	c.startAlerts(c.Bridge.BackgroundCtx)

@@ -221,16 +221,7 @@ func TestAuditRowsBeforeTheKeyStillVerify(t *testing.T) {
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = raw.Close() })
 			// Version 1 as TestUpgradeFromV1 makes it, then the step upgrades to version 9.
-			for _, stmt := range []string{
-				"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
-				"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
-				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, clinic_phone TEXT NOT NULL, " +
-					"patient_phone TEXT NOT NULL, patient_name TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT 'sms', " +
-					"opted_out BOOLEAN NOT NULL DEFAULT false, room_ready BOOLEAN NOT NULL DEFAULT false, created_at BIGINT NOT NULL, " +
-					"PRIMARY KEY (login_id, portal_id))",
-				"CREATE TABLE inbound_receipt (message_sid TEXT PRIMARY KEY, login_id TEXT NOT NULL, patient_phone TEXT NOT NULL, " +
-					"state TEXT NOT NULL, received_at BIGINT NOT NULL)",
-			} {
+			for _, stmt := range v1Schema {
 				_, err = raw.Exec(ctx, stmt)
 				require.NoError(t, err, stmt)
 			}

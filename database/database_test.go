@@ -173,6 +173,18 @@ func TestOutboundStatusCompareAndSet(t *testing.T) {
 	})
 }
 
+// v1Schema is what version 1 created, as 00-latest.sql said then.
+var v1Schema = []string{
+	"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
+	"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
+	"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, clinic_phone TEXT NOT NULL, " +
+		"patient_phone TEXT NOT NULL, patient_name TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT 'sms', " +
+		"opted_out BOOLEAN NOT NULL DEFAULT false, room_ready BOOLEAN NOT NULL DEFAULT false, created_at BIGINT NOT NULL, " +
+		"PRIMARY KEY (login_id, portal_id))",
+	"CREATE TABLE inbound_receipt (message_sid TEXT PRIMARY KEY, login_id TEXT NOT NULL, patient_phone TEXT NOT NULL, " +
+		"state TEXT NOT NULL, received_at BIGINT NOT NULL)",
+}
+
 // TestUpgradeFromV1 applies the step upgrade to a database created at version 1.
 func TestUpgradeFromV1(t *testing.T) {
 	for _, kind := range testenv.DatabaseKinds {
@@ -182,17 +194,7 @@ func TestUpgradeFromV1(t *testing.T) {
 			require.NoError(t, err)
 			defer raw.Close()
 			ctx := context.Background()
-			// What version 1 created, as 00-latest.sql said then.
-			for _, stmt := range []string{
-				"CREATE TABLE " + database.VersionTable + " (version INTEGER, compat INTEGER)",
-				"INSERT INTO " + database.VersionTable + " (version, compat) VALUES (1, 1)",
-				"CREATE TABLE conversation (login_id TEXT NOT NULL, portal_id TEXT NOT NULL, clinic_phone TEXT NOT NULL, " +
-					"patient_phone TEXT NOT NULL, patient_name TEXT NOT NULL DEFAULT '', mode TEXT NOT NULL DEFAULT 'sms', " +
-					"opted_out BOOLEAN NOT NULL DEFAULT false, room_ready BOOLEAN NOT NULL DEFAULT false, created_at BIGINT NOT NULL, " +
-					"PRIMARY KEY (login_id, portal_id))",
-				"CREATE TABLE inbound_receipt (message_sid TEXT PRIMARY KEY, login_id TEXT NOT NULL, patient_phone TEXT NOT NULL, " +
-					"state TEXT NOT NULL, received_at BIGINT NOT NULL)",
-			} {
+			for _, stmt := range v1Schema {
 				_, err = raw.Exec(ctx, stmt)
 				require.NoError(t, err, stmt)
 			}

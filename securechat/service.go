@@ -61,14 +61,21 @@ type Service struct {
 	Now func() time.Time
 }
 
-// NewService builds the service. The backend may be set later, before use.
+// NewService builds the service with the key ring the config names. The backend may be
+// set later, before use.
 func NewService(db *database.Database, cfg *config.SecureChatConfig, clinicName, publicBase string) (*Service, error) {
 	keys, err := KeyringFromConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
+	return NewServiceWithKeys(db, cfg, keys, clinicName, publicBase), nil
+}
+
+// NewServiceWithKeys builds the service on a key ring the caller already built (the bridge
+// builds one for everything it seals).
+func NewServiceWithKeys(db *database.Database, cfg *config.SecureChatConfig, keys *Keyring, clinicName, publicBase string) *Service {
 	return &Service{DB: db, Config: cfg, ClinicName: clinicName, PublicBase: strings.TrimRight(publicBase, "/"),
-		Keys: keys, Hub: NewHub(), Now: time.Now}, nil
+		Keys: keys, Hub: NewHub(), Now: time.Now}
 }
 
 func (s *Service) now() time.Time { return time.UnixMilli(s.Now().UnixMilli()) }

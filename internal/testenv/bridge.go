@@ -221,13 +221,7 @@ func (b *Bridge) InboundURL(loginID string) string {
 // and waits until its Twilio routes answer.
 func (b *Bridge) Start() {
 	b.t.Helper()
-	b.launch()
-	b.t.Cleanup(func() {
-		b.Stop()
-		if b.t.Failed() {
-			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
-		}
-	})
+	b.Launch()
 	b.waitReady()
 }
 
