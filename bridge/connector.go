@@ -66,6 +66,8 @@ type Connector struct {
 	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
 	Clock    workflow.Clock
 	workflow workflowState
+	// rooms holds the transactions waiting for their rooms' loops.
+	rooms roomHandling
 }
 
 var (
@@ -89,13 +91,9 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	}
 	// No audit row without its MAC (a ring that failed to build fails the appends).
 	c.DB.Audit.RequireKeys()
-	if br.Config.PortalEventBuffer != 0 {
-		// A receipt is marked delivered only when bridgev2 has put the text into the room,
-		// which needs synchronous portal event handling.
-		br.Log.Warn().Int("configured", br.Config.PortalEventBuffer).
-			Msg("carebridge requires bridge.portal_event_buffer: 0; using 0")
-		br.Config.PortalEventBuffer = 0
-	}
+	// Rooms in parallel, each in order; a transaction answered once its rooms handled it.
+	mc, _ := br.Matrix.(*matrix.Connector)
+	c.configurePortalQueue(br, mc)
 	if mc, ok := br.Matrix.(*matrix.Connector); ok && mc.Config.Matrix.MessageErrorNotices {
 		// bridgev2 sends those with the raw bot intent, unencrypted, into encrypted rooms;
 		// carebridge posts its own notices, encrypted.

@@ -219,7 +219,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
 		c.markWaiting(ctx, string(login.ID), string(portal.ID))
 	}
-	res := c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*sms.Inbound]{
+	res := c.queueAndWait(ctx, login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
 			PortalKey: key,

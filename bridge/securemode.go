@@ -86,7 +86,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 		return "", err
 	}
 	b.c.markWaiting(ctx, conv.LoginID, conv.PortalID)
-	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Message[*securechat.Message]{
+	res := b.c.queueAndWait(ctx, login, &simplevent.Message[*securechat.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
 			PortalKey: key,

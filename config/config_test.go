@@ -118,7 +118,7 @@ func TestHardenBaseExample(t *testing.T) {
 	out, err := HardenBaseExample(mxmain.MatrixExampleConfigBase)
 	require.NoError(t, err)
 	for _, want := range []string{"    allow: true\n", "    default: true\n", "    require: true\n",
-		"        enabled: true\n", "portal_event_buffer: 0", "message_status_events: false", "message_error_notices: false", "\"*\": block", "type: sqlite3-fk-wal"} {
+		"        enabled: true\n", "portal_event_buffer: 64", "deduplicate_matrix_messages: true", "message_status_events: false", "message_error_notices: false", "\"*\": block", "type: sqlite3-fk-wal"} {
 		assert.Contains(t, out, want)
 	}
 	assert.Contains(t, out, `m.text: "{{ .Sender.DisambiguatedName }}: {{ .Message }}"`)

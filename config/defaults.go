@@ -23,7 +23,11 @@ var baseDefaults = []struct{ old, new string }{
 			"        # carebridge sets the clinic number's login as the relay of each conversation it creates,\n" +
 			"        # so staff without a login of their own reply through the clinic number.\n        enabled: true"},
 	{"    portal_event_buffer: 64",
-		"    # carebridge requires 0: a patient text is marked delivered only after it reached the room.\n    portal_event_buffer: 0"},
+		"    # carebridge handles each room's events in its own queue (in order within a room, rooms\n" +
+			"    # in parallel) and uses at least 64.\n    portal_event_buffer: 64"},
+	{"    deduplicate_matrix_messages: false",
+		"    # carebridge requires true: a transaction the homeserver sends again after a crash\n" +
+			"    # must not text a staff message twice.\n    deduplicate_matrix_messages: true"},
 	{"        \"*\": relay\n", "        # Users of other servers (federation) may not use the bridge unless listed here.\n        \"*\": block\n"},
 	{"    type: postgres\n", "    type: sqlite3-fk-wal\n"},
 	{"    uri: postgres://user:password@host/database?sslmode=disable",
