@@ -158,3 +158,117 @@ func runPatientMatrixIDIsOpaque(t *testing.T, kind string) {
 	assert.Equal(t, patient, sms.To)
 	assert.Equal(t, secondClinic, sms.From)
 }
+
+// lastPhoneGhostRelease is the last commit whose patient ghosts were named by the number
+// (@sms_15551234567): TestUpgradeMovesRoomsToOpaqueGhosts makes its rooms with it.
+const lastPhoneGhostRelease = "e93bf856b1e23b30518b5d95ceb422512ba65d9d"
+
+// eventually polls cond until it holds, failing the test when ctx ends first.
+func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// TestUpgradeMovesRoomsToOpaqueGhosts: a bridge whose patient ghost is named by the
+// number (the release before opaque IDs, on its own database and rooms) is upgraded. At
+// start the old ghost leaves the room and loses its profile (the patient's name), the
+// opaque ghost joins with the name staff gave, the bridge info names the opaque ID, and the
+// patient's next text reaches the same room from the new ghost.
+func TestUpgradeMovesRoomsToOpaqueGhosts(t *testing.T) { eachDB(t, runUpgradeMovesRoomsToOpaqueGhosts) }
+
+func runUpgradeMovesRoomsToOpaqueGhosts(t *testing.T, kind string) {
+	if testing.Short() {
+		t.Skip("builds the previous release and starts Dendrite, the bridge and matrix-nio")
+	}
+	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	current := testenv.BridgeBinary(t)
+	e := &env{db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
+	t.Cleanup(e.fake.Close)
+	e.fake.AddAccount(accountSID, authToken)
+	e.fake.AddNumber(accountSID, clinicPhone)
+	e.hs = testenv.NewDendrite(t)
+	e.nurseID = "@nurse:" + e.hs.ServerName()
+	e.br = testenv.NewBridge(t, testenv.BridgeOptions{
+		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID},
+		Binary: testenv.BuildBridgeAt(t, lastPhoneGhostRelease),
+	})
+	e.hs.Start(e.br.RegistrationPath)
+	e.adminID = e.hs.CreateUser(t, "admin", "admin-password-1")
+	e.hs.CreateUser(t, "nurse", "nurse-password-1")
+	e.br.Start()
+	_, err := e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
+	require.NoError(t, err)
+	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
+	staff := e.hs.Login(t, "nurse", "nurse-password-1")
+
+	// The old release: the patient texts, staff name them.
+	legacy := id.UserID("@sms_15551234567:" + e.hs.ServerName())
+	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Can I move my appointment to Monday?")
+	require.NoError(t, err)
+	roomID, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Can I move my appointment to Monday?" })
+	require.NoError(t, err)
+	require.Equal(t, legacy.String(), msg.Sender, "the old release names the ghost by the number")
+	_, _, err = nurse.Send(ctx, roomID, "!sms name Maria Lopez")
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "now shown as Maria Lopez")
+	require.Equal(t, []string{"15551234567"}, bridgeChannelIDs(t, ctx, staff, roomID))
+
+	// The upgrade.
+	e.br.Stop()
+	e.br.SetBinary(current)
+	e.br.Restart()
+
+	ghost := e.patientGhost(t, ctx, patient)
+	assert.Regexp(t, `^@sms_p[a-z2-7]{16}:`, ghost)
+	members := waitJoinedMembers(t, ctx, staff, roomID, func(m map[id.UserID]bool) bool { return m[id.UserID(ghost)] && !m[legacy] })
+	for userID := range members {
+		assert.NotContains(t, userID.String(), "5551234567", "a member's Matrix ID")
+	}
+	opaque := strings.TrimPrefix(strings.SplitN(ghost, ":", 2)[0], "@sms_")
+	eventually(t, ctx, "the bridge info to name the opaque ID", func() bool {
+		ids := bridgeChannelIDs(t, ctx, staff, roomID)
+		return len(ids) == 1 && ids[0] == opaque
+	})
+	eventually(t, ctx, "the old ghost's profile to be emptied", func() bool {
+		profile, err := staff.GetProfile(ctx, legacy)
+		return err == nil && profile.DisplayName == ""
+	})
+	for _, raw := range rawRoomState(t, ctx, staff, roomID) {
+		var evt struct {
+			Type     string         `json:"type"`
+			StateKey string         `json:"state_key"`
+			Content  map[string]any `json:"content"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &evt))
+		if evt.Type == "m.room.member" && evt.StateKey == legacy.String() {
+			assert.Equal(t, "leave", evt.Content["membership"])
+			assert.Empty(t, evt.Content["displayname"], "the old ghost left without showing the patient's name again")
+		}
+	}
+	profile, err := staff.GetProfile(ctx, id.UserID(ghost))
+	require.NoError(t, err)
+	assert.Equal(t, "Maria Lopez", profile.DisplayName, "staff still see the name they gave")
+
+	// The patient texts again: the same room, from the opaque ghost; replies reach them.
+	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Monday at 10 works for me.")
+	require.NoError(t, err)
+	msg, err = nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Monday at 10 works for me." })
+	require.NoError(t, err)
+	assert.Equal(t, roomID, msg.RoomID)
+	assert.Equal(t, ghost, msg.Sender)
+	_, _, err = nurse.Send(ctx, roomID, "Booked: Monday 10am.")
+	require.NoError(t, err)
+	sms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return strings.HasSuffix(m.Body, "Booked: Monday 10am.") })
+	require.NoError(t, err)
+	assert.Equal(t, patient, sms.To)
+}
