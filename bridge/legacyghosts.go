@@ -139,4 +139,3 @@ func (c *Connector) moveRoomToPatientGhost(ctx context.Context, portal *bridgev2
 	}
 	return nil
 }
-
