@@ -48,15 +48,17 @@ func TestIsPatientID(t *testing.T) {
 	}{
 		{"pabcdefghijklmnop", true},
 		{"pa2b3c4d5e6f7g2h3", true},
-		{"15551234567", false},        // a legacy ghost, named by the number
-		{"15550001111", false},        // the clinic number's own ghost
-		{"pabcdefghijklmno", false},   // too short
-		{"pabcdefghijklmnopq", false}, // too long
-		{"qabcdefghijklmnop", false},  // wrong prefix
-		{"pABCDEFGHIJKLMNOP", false},  // upper case
-		{"pabcdefghijklmn01", false},  // 0 and 1 are not base32
-		{"pabcdefghijklmno=", false},  // padding
-		{"p/bcdefghijklmnop", false},  // outside the alphabet
+		{"15551234567", false},          // a legacy ghost, named by the number
+		{"15550001111", false},          // the clinic number's own ghost
+		{"pabcdefghijklmno", false},     // too short
+		{"pabcdefghijklmnopq", false},   // too long
+		{"qabcdefghijklmnop", false},    // wrong prefix
+		{"pABCDEFGHIJKLMNOP", false},    // upper case
+		{"pabcdefghijklmn01", false},    // 0 and 1 are not base32
+		{"pabcdefghijklmno=", false},    // padding
+		{"p/bcdefghijklmnop", false},    // outside the alphabet
+		{"p222222222222222\xff", false}, // found by FuzzIsPatientID
+		{"p22222222222222\n2", false},   // base32's decoder skips line breaks
 		{"", false},
 	} {
 		assert.Equal(t, tt.want, IsPatientID(networkid.UserID(tt.id)), tt.id)
