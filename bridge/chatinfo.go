@@ -6,6 +6,7 @@ import (
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/sms"
 )
@@ -29,13 +30,17 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)",
 		cl.Connector.patientLabel(patient), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
 	roomType := database.RoomTypeDM
+	ghostID, err := cl.Connector.patientUserID(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
 	members := &bridgev2.ChatMemberList{
 		IsFull:      true,
-		OtherUserID: MakeUserID(patient),
+		OtherUserID: ghostID,
 		MemberMap:   bridgev2.ChatMemberMap{},
 	}
-	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{IsFromMe: true, Sender: MakeUserID(cl.meta().Phone)}})
-	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{Sender: MakeUserID(patient)}})
+	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{IsFromMe: true, Sender: MakeClinicUserID(cl.meta().Phone)}})
+	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{Sender: ghostID}})
 	return &bridgev2.ChatInfo{
 		Name:    &name,
 		Topic:   &topic,
@@ -44,17 +49,44 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	}, nil
 }
 
-// GetUserInfo is called for a patient ghost without a profile: its name is the number.
+// GetUserInfo is called for a ghost without a profile. A patient's name is the one staff
+// gave, or the number (its last four digits when names are masked); the clinic number's
+// own ghost shows the clinic number. An old ghost named by a patient's number (before
+// ghost IDs were opaque) gets an empty profile.
 func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
-	phone := PhoneOf(ghost.ID)
-	name, err := cl.Connector.patientDisplayName(ctx, phone)
+	phone, err := cl.Connector.patientPhoneOf(ctx, ghost.ID)
+	if err != nil {
+		return nil, err
+	} else if phone == "" {
+		return cl.Connector.otherGhostInfo(ghost.ID), nil
+	}
+	return cl.Connector.patientGhostInfo(ctx, phone)
+}
+
+// patientGhostInfo is the profile of a patient's ghost.
+func (c *Connector) patientGhostInfo(ctx context.Context, phone string) (*bridgev2.UserInfo, error) {
+	name, err := c.patientDisplayName(ctx, phone)
 	if err != nil {
 		return nil, err
 	}
-	return &bridgev2.UserInfo{
-		Identifiers: []string{"tel:" + phone},
-		Name:        &name,
-	}, nil
+	info := &bridgev2.UserInfo{Name: &name, Identifiers: []string{}}
+	if !c.maskNames() {
+		// Identifiers can reach the ghost's public profile (matrix.ghost_extra_profile_info).
+		info.Identifiers = []string{"tel:" + phone}
+	}
+	return info, nil
+}
+
+// otherGhostInfo is the profile of a ghost that is no patient's: a clinic number's own,
+// or an old ghost named by a patient's number, which shows nothing.
+func (c *Connector) otherGhostInfo(id networkid.UserID) *bridgev2.UserInfo {
+	name := ""
+	identifiers := []string{}
+	if c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(id)) != nil {
+		phone := "+" + string(id)
+		name, identifiers = sms.FormatPhone(phone, c.Config.DefaultRegion), []string{"tel:" + phone}
+	}
+	return &bridgev2.UserInfo{Name: &name, Identifiers: identifiers}
 }
 
 // patientDisplayName is the name staff gave the number, or the formatted number; only

@@ -78,5 +78,5 @@ func (cl *Client) LogoutRemote(ctx context.Context) {
 
 // IsThisUser is called to map a remote user to this login: the clinic number itself.
 func (cl *Client) IsThisUser(ctx context.Context, userID networkid.UserID) bool {
-	return userID == MakeUserID(cl.meta().Phone)
+	return userID == MakeClinicUserID(cl.meta().Phone)
 }

@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -247,9 +246,9 @@ func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal
 	if c.maskNames() {
 		return c.pinPatientNotice(ctx, portal, phone)
 	}
-	ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(phone))
+	ghost, err := c.patientGhost(ctx, phone)
 	if err != nil {
-		return fmt.Errorf("failed to get patient ghost: %w", err)
+		return err
 	}
 	ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
 	roomName := name

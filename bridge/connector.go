@@ -230,7 +230,10 @@ func (c *Connector) Start(ctx context.Context) error {
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
-	go c.applyRoomPolicies(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
+	go func(ctx context.Context) {
+		c.retireLegacyGhosts(ctx)
+		c.applyRoomPolicies(ctx)
+	}(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.startAPI(router)
 	c.started.Store(true)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")

@@ -98,10 +98,12 @@ func (c *Connector) patientLabel(e164 string) string {
 var _ bridgev2.PortalBridgeInfoFillingNetwork = (*Connector)(nil)
 
 // FillPortalBridgeInfo keeps the patient's number out of the room's bridge info state
-// event (its channel ID is the number) when names are masked.
+// event, which other servers see: its channel ID is the portal ID (the number) unless
+// replaced, here by the patient's opaque ghost ID (empty until the room has it).
 func (c *Connector) FillPortalBridgeInfo(portal *bridgev2.Portal, content *event.BridgeEventContent) {
-	if c.maskNames() {
-		content.Channel.ID = maskedNumber(PhoneOf(portal.ID))
+	content.Channel.ID = ""
+	if IsPatientID(portal.OtherUserID) {
+		content.Channel.ID = string(portal.OtherUserID)
 	}
 }
 
@@ -129,9 +131,9 @@ func (c *Connector) applyRoomPolicy(ctx context.Context, portal *bridgev2.Portal
 	portal.UpdateBridgeInfo(ctx)
 	c.updateRoomName(ctx, portal, conv)
 	c.updateConversationState(ctx, portal, conv)
-	if ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(conv.PatientPhone)); err == nil {
-		if name, err := c.patientDisplayName(ctx, conv.PatientPhone); err == nil {
-			ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
+	if ghost, err := c.patientGhost(ctx, conv.PatientPhone); err == nil {
+		if info, err := c.patientGhostInfo(ctx, conv.PatientPhone); err == nil {
+			ghost.UpdateInfo(ctx, info)
 		}
 	}
 	if c.maskNames() {

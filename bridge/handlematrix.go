@@ -90,7 +90,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
 		ID:        networkid.MessageID(outbox.RemoteID(text.ID)),
-		SenderID:  MakeUserID(meta.Phone),
+		SenderID:  MakeClinicUserID(meta.Phone),
 		Timestamp: time.Now(),
 	}}, nil
 }

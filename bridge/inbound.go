@@ -206,9 +206,9 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	if err != nil {
 		return err
 	}
-	ghost, err := c.Bridge.GetGhostByID(ctx, MakeUserID(r.PatientPhone))
+	ghost, err := c.patientGhost(ctx, r.PatientPhone)
 	if err != nil {
-		return fmt.Errorf("failed to get patient ghost: %w", err)
+		return err
 	}
 	// A text stored before this process started may have been in flight when it stopped.
 	suspect := r.Attempts > 0 || r.ReceivedAt.Before(c.startedAt)
@@ -223,7 +223,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
 			PortalKey: key,
-			Sender:    bridgev2.EventSender{Sender: MakeUserID(r.PatientPhone)},
+			Sender:    bridgev2.EventSender{Sender: ghost.ID},
 			Timestamp: r.ReceivedAt,
 			LogContext: func(lc zerolog.Context) zerolog.Context {
 				return lc.Str("message_sid", r.MessageSID)

@@ -115,19 +115,20 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 	case cb.Status == "delivered" || cb.Status == "read":
 		// The patient's read receipt on the text (an EDU Element shows as their avatar):
 		// their phone has it. Beeper's status event too, where message_status_events is on.
-		if ghost, err := c.Bridge.GetGhostByID(ctx, networkid.UserID(out.PortalID)); err != nil {
+		ghost, err := c.patientGhost(ctx, PhoneOf(portal.ID))
+		if err != nil {
 			log.Err(err).Msg("Failed to get the patient's ghost for a delivery receipt")
 		} else if out.EventID != "" {
 			if err = ghost.Intent.MarkRead(ctx, portal.MXID, id.EventID(out.EventID), time.Now()); err != nil {
 				log.Err(err).Msg("Failed to show a delivered text with the patient's receipt")
 			}
 		}
-		if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Config.Matrix.MessageStatusEvents {
+		if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && ghost != nil && mc.Config.Matrix.MessageStatusEvents {
 			c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
 				EventMeta: simplevent.EventMeta{
 					Type:      bridgev2.RemoteEventDeliveryReceipt,
 					PortalKey: portal.PortalKey,
-					Sender:    bridgev2.EventSender{Sender: networkid.UserID(out.PortalID)},
+					Sender:    bridgev2.EventSender{Sender: ghost.ID},
 					Timestamp: time.Now(),
 				},
 				Targets: []networkid.MessageID{networkid.MessageID(cmp.Or(out.RemoteID, out.MessageSID))},

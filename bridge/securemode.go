@@ -77,9 +77,9 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 	} else if portal == nil {
 		return "", fmt.Errorf("conversation %s has no room", conv.PortalID)
 	}
-	ghost, err := b.c.Bridge.GetGhostByID(ctx, networkid.UserID(conv.PortalID))
+	ghost, err := b.c.patientGhost(ctx, conv.PatientPhone)
 	if err != nil {
-		return "", fmt.Errorf("failed to get patient ghost: %w", err)
+		return "", err
 	}
 	send, err := b.c.prepareStableSend(ctx, login, portal, ghost, base, msg.CreatedAt, securechat.IsRedelivery(ctx))
 	if err != nil {
@@ -90,7 +90,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
 			PortalKey: key,
-			Sender:    bridgev2.EventSender{Sender: networkid.UserID(conv.PortalID)},
+			Sender:    bridgev2.EventSender{Sender: ghost.ID},
 			Timestamp: msg.CreatedAt,
 			MutateContextFunc: func(ctx context.Context) context.Context {
 				return withStableSend(ctx, send)
@@ -164,11 +164,15 @@ func (b secureBackend) PatientRead(ctx context.Context, conv *cbdb.Conversation,
 	if err != nil {
 		return err
 	}
+	ghostID, err := b.c.patientUserID(ctx, conv.PatientPhone)
+	if err != nil {
+		return err
+	}
 	res := b.c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventReadReceipt,
 			PortalKey: networkid.PortalKey{ID: networkid.PortalID(conv.PortalID), Receiver: login.ID},
-			Sender:    bridgev2.EventSender{Sender: networkid.UserID(conv.PortalID)},
+			Sender:    bridgev2.EventSender{Sender: ghostID},
 			Timestamp: time.Now(),
 		},
 		LastTarget: networkid.MessageID("secure-" + strconv.FormatInt(newest.ID, 10)),
@@ -223,7 +227,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),
-		SenderID:  MakeUserID(cl.meta().Phone),
+		SenderID:  MakeClinicUserID(cl.meta().Phone),
 		Timestamp: time.Now(),
 	}}, nil
 }

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"fmt"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
@@ -17,11 +16,10 @@ var (
 	_ bridgev2.IdentifierValidatingNetwork   = (*Connector)(nil)
 )
 
-// ValidateUserID is called before a ghost ID from a Matrix user ID is used: only
-// digits of a possible phone number are patients.
+// ValidateUserID is called before a ghost ID from a Matrix user ID is used: only the
+// shape of a patient's opaque ID can be a patient.
 func (c *Connector) ValidateUserID(id networkid.UserID) bool {
-	phone, err := sms.NormalizePhone(PhoneOf(id), c.Config.DefaultRegion)
-	return err == nil && MakeUserID(phone) == id
+	return IsPatientID(id)
 }
 
 // ResolveIdentifier is called by `start-chat`, `resolve-identifier` and the provisioning
@@ -39,9 +37,16 @@ func (cl *Client) ResolveIdentifier(ctx context.Context, identifier string, crea
 	return cl.resolvePhone(ctx, phone, createChat)
 }
 
-// CreateChatWithGhost is called when staff start a chat with a ghost's Matrix ID.
+// CreateChatWithGhost is called when staff start a chat with a ghost's Matrix ID: the
+// ghost of a patient this bridge knows.
 func (cl *Client) CreateChatWithGhost(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.CreateChatResponse, error) {
-	resp, err := cl.resolvePhone(ctx, PhoneOf(ghost.ID), true)
+	phone, err := cl.Connector.patientPhoneOf(ctx, ghost.ID)
+	if err != nil {
+		return nil, err
+	} else if phone == "" {
+		return nil, bridgev2.RespError(mautrix.MNotFound.WithMessage("%s is no patient of this clinic", ghost.Intent.GetMXID()))
+	}
+	resp, err := cl.resolvePhone(ctx, phone, true)
 	if err != nil {
 		return nil, err
 	}
@@ -49,12 +54,11 @@ func (cl *Client) CreateChatWithGhost(ctx context.Context, ghost *bridgev2.Ghost
 }
 
 func (cl *Client) resolvePhone(ctx context.Context, phone string, createChat bool) (*bridgev2.ResolveIdentifierResponse, error) {
-	userID := MakeUserID(phone)
-	ghost, err := cl.Connector.Bridge.GetGhostByID(ctx, userID)
+	ghost, err := cl.Connector.patientGhost(ctx, phone)
 	if err != nil {
-		return nil, fmt.Errorf("failed to get ghost: %w", err)
+		return nil, err
 	}
-	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: userID}
+	resp := &bridgev2.ResolveIdentifierResponse{Ghost: ghost, UserID: ghost.ID}
 	resp.UserInfo, _ = cl.GetUserInfo(ctx, ghost)
 	if !createChat {
 		return resp, nil

@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type system struct {
 	staff    *staff
 	loginID  string
 	patients []string
+	// ghosts[i] is patients[i]'s ghost (an opaque ID the bridge gives).
+	ghosts []id.UserID
 	// rooms[i] is patients[i]'s room; baseline are rooms with only the nurse.
 	rooms    []id.RoomID
 	baseline []id.RoomID
@@ -41,8 +44,14 @@ type system struct {
 
 func patientNumber(i int) string { return fmt.Sprintf("+1555200%04d", i) }
 
-func ghostOf(e164 string) id.UserID {
-	return id.UserID("@sms_" + strings.TrimPrefix(e164, "+") + ":localhost")
+// ghostOf asks the bridge for a patient number's ghost (its ID does not hold the number),
+// as start-chat does: the provisioning API's resolve_identifier.
+func ghostOf(ctx context.Context, br *testenv.Bridge, adminID, e164 string) (id.UserID, error) {
+	var resp struct {
+		MXID id.UserID `json:"mxid"`
+	}
+	_, err := br.Provision(ctx, http.MethodGet, "/v3/resolve_identifier/"+url.PathEscape(e164), adminID, nil, &resp)
+	return resp.MXID, err
 }
 
 // startSystem starts everything for one database kind and warms it up: each patient texts
@@ -107,6 +116,11 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 	note("[%s] warm-up: %d patients text once, the nurse joins each room", kind, patients)
 	for i := range patients {
 		s.patients = append(s.patients, patientNumber(i))
+		ghost, err := ghostOf(ctx, s.br, adminID, s.patients[i])
+		if err != nil {
+			t.Fatalf("failed to get patient %d's ghost: %v", i, err)
+		}
+		s.ghosts = append(s.ghosts, ghost)
 	}
 	err = parallel(8, patients, func(i int) error {
 		res, err := s.fake.SendInbound(ctx, s.patients[i], clinicPhone, "Hello, this is a new patient")
@@ -122,8 +136,8 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(patients)*3*time.Second)
 	defer cancel()
 	err = s.staff.wait(wctx, "every patient's room", func() bool {
-		for _, p := range s.patients {
-			room, ok := s.staff.ghostRoom[ghostOf(p)]
+		for _, ghost := range s.ghosts {
+			room, ok := s.staff.ghostRoom[ghost]
 			if !ok || !s.staff.joined[room] {
 				return false
 			}
@@ -134,8 +148,8 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 		t.Fatalf("%v", err)
 	}
 	s.staff.mu.Lock()
-	for _, p := range s.patients {
-		s.rooms = append(s.rooms, s.staff.ghostRoom[ghostOf(p)])
+	for _, ghost := range s.ghosts {
+		s.rooms = append(s.rooms, s.staff.ghostRoom[ghost])
 	}
 	s.staff.mu.Unlock()
 

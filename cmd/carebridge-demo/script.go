@@ -167,10 +167,9 @@ func (s *scriptRun) setUp(ctx context.Context) error {
 		return err
 	}
 	s.phone = &simPhone{base: s.bridge + "/_carebridge/simulator", number: s.patient, http: &http.Client{Timeout: scriptWait}}
-	s.ghost = id.NewUserID("sms_"+strings.TrimPrefix(s.patient, "+"), serverName)
 	// Staff sign in before the patient texts, as a nurse on shift would be: the bridge
 	// then shares the room's keys with this new device from the first message.
-	staff, err := newStaffClient(ctx, s.homeserver, s.ghost)
+	staff, err := newStaffClient(ctx, s.homeserver, s.patient)
 	if err != nil {
 		return err
 	}
@@ -222,11 +221,13 @@ func (s *scriptRun) staffReads(ctx context.Context) error {
 	}
 	s.say("STAFF accepts the invitation to %s", s.staff.roomName(ctx, roomID))
 	evt, err := s.staff.waitMessage(ctx, roomID, 0, "the patient's text in the room", func(evt *event.Event) bool {
-		return evt.Sender == s.ghost && evt.Content.AsMessage().Body == patientText
+		return strings.HasPrefix(evt.Sender.Localpart(), "sms_") && evt.Content.AsMessage().Body == patientText
 	})
 	if err != nil {
 		return err
 	}
+	// The ghost's ID is opaque (it does not hold the number): it is who sent the text.
+	s.ghost = evt.Sender
 	if !decrypted(evt) {
 		return fmt.Errorf("the patient's text reached the room unencrypted")
 	}
@@ -736,7 +737,7 @@ type staffClient struct {
 	client   *mautrix.Client
 	helper   *cryptohelper.CryptoHelper
 	storeDir string
-	ghost    id.UserID
+	patient  string // the patient's number (E.164)
 	cancel   context.CancelFunc
 	syncDone chan struct{}
 
@@ -754,7 +755,7 @@ type staffClient struct {
 
 // newStaffClient signs in as the demo's nurse on a new device with a fresh crypto store,
 // and syncs in the background from now on.
-func newStaffClient(ctx context.Context, hsURL string, ghost id.UserID) (*staffClient, error) {
+func newStaffClient(ctx context.Context, hsURL, patient string) (*staffClient, error) {
 	client, err := mautrix.NewClient(hsURL, "", "")
 	if err != nil {
 		return nil, err
@@ -763,7 +764,7 @@ func newStaffClient(ctx context.Context, hsURL string, ghost id.UserID) (*staffC
 	if err != nil {
 		return nil, err
 	}
-	s := &staffClient{client: client, storeDir: storeDir, ghost: ghost, changed: make(chan struct{}),
+	s := &staffClient{client: client, storeDir: storeDir, patient: patient, changed: make(chan struct{}),
 		invites: map[id.RoomID][]*event.Event{}, syncDone: make(chan struct{})}
 	helper, err := cryptohelper.NewCryptoHelper(client, []byte("demo-script pickle key"), storeDir+"/crypto.db")
 	if err != nil {
@@ -889,13 +890,13 @@ func (s *staffClient) wait(ctx context.Context, what string, cond func() bool) e
 }
 
 // waitInvite waits for the invitation to the patient's room: the room whose invite
-// shows the patient's ghost, or names the patient's number.
+// names the patient's number.
 func (s *staffClient) waitInvite(ctx context.Context) (id.RoomID, error) {
 	var found id.RoomID
-	digits := strings.TrimPrefix(strings.TrimPrefix(s.ghost.Localpart(), "sms_"), "1")
+	digits := strings.TrimPrefix(strings.TrimPrefix(s.patient, "+"), "1")
 	err := s.wait(ctx, "the invitation to the patient's room (a number that texted this demo before has its room already and gets none)", func() bool {
 		for roomID, state := range s.invites {
-			if inviteIsFor(state, s.ghost, digits) {
+			if inviteIsFor(state, digits) {
 				found = roomID
 				return true
 			}
@@ -905,16 +906,10 @@ func (s *staffClient) waitInvite(ctx context.Context) (id.RoomID, error) {
 	return found, err
 }
 
-// inviteIsFor reports whether an invite's state shows the ghost as a member, or the
-// patient's number in the room's name or topic.
-func inviteIsFor(state []*event.Event, ghost id.UserID, nationalDigits string) bool {
+// inviteIsFor reports whether an invite's state shows the patient's number in the room's
+// name or topic (the demo does not mask names; the ghost's ID does not hold the number).
+func inviteIsFor(state []*event.Event, nationalDigits string) bool {
 	for _, evt := range state {
-		if evt.StateKey != nil && *evt.StateKey == ghost.String() && evt.Type == event.StateMember {
-			return true
-		}
-		if evt.Sender == ghost {
-			return true
-		}
 		var text string
 		switch evt.Type {
 		case event.StateRoomName:

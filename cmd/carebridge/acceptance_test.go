@@ -98,7 +98,7 @@ func runSMSRoundTrip(t *testing.T, kind string) {
 	})
 	require.NoError(t, err)
 	assert.True(t, msg.Encrypted, "the patient's text arrives end-to-end encrypted")
-	assert.Equal(t, "@sms_15551234567:"+hs.ServerName(), msg.Sender, "sent by the patient's ghost")
+	assert.Equal(t, e.patientGhost(t, ctx, patient), msg.Sender, "sent by the patient's ghost")
 
 	// The nurse replies; relay sends it from the clinic number, signed with her name.
 	_, _, err = nurse.Send(ctx, roomID, "Please come in at 3pm today.")

@@ -305,7 +305,7 @@ func runFaultInbound(t *testing.T, kind string) {
 		}
 		firstSeen[m.Body] = m
 		assert.True(t, m.Encrypted, "%q arrived unencrypted", m.Body)
-		assert.Equal(t, "@sms_"+strings.TrimPrefix(txt.from, "+")+":"+e.hs.ServerName(), m.Sender, m.Body)
+		assert.Equal(t, e.patientGhost(t, ctx, txt.from), m.Sender, m.Body)
 		if room, ok := roomOf[txt.patient]; ok {
 			assert.Equal(t, room, m.RoomID, "patient %d's texts are all in one room", txt.patient)
 		} else {

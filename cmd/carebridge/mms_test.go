@@ -60,7 +60,7 @@ func runMMSInbound(t *testing.T, kind string) {
 	// The agent reports a media message once it has downloaded and decrypted the file, so
 	// the three may reach its list in another order (and the parts of one MMS share their
 	// timestamp): wait for all, then put them in the room's order, as the server gives it.
-	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	ghost := e.patientGhost(t, ctx, patient)
 	fromPatient := func() map[string]testenv.AgentMessage {
 		got := map[string]testenv.AgentMessage{}
 		for _, m := range nurse.Messages() {

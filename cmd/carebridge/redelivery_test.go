@@ -22,7 +22,7 @@ func TestRedeliveryAfterCrash(t *testing.T) { eachDB(t, runRedeliveryAfterCrash)
 
 func runRedeliveryAfterCrash(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedEnv(t, kind, nil)
-	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	ghost := e.patientGhost(t, ctx, patient)
 
 	first, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Is the clinic open on Friday?")
 	require.NoError(t, err)

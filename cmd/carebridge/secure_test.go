@@ -153,8 +153,9 @@ func runSecureModeEndToEnd(t *testing.T, kind string, scripts bool) {
 	assert.Contains(t, text, phi, "the patient reads the staff message")
 
 	// The patient read it: the ghost's read receipt on the staff message.
+	ghost := e.patientGhost(t, ctx, patient)
 	_, err = nurse.WaitEvent(ctx, func(ev testenv.AgentEvent) bool {
-		return ev.EventType == "m.receipt.m.read" && ev.EventID == staffEvent && ev.Sender == "@sms_15551234567:"+e.hs.ServerName()
+		return ev.EventType == "m.receipt.m.read" && ev.EventID == staffEvent && ev.Sender == ghost
 	})
 	require.NoError(t, err, "read receipt from the patient's ghost")
 

@@ -74,7 +74,7 @@ func TestSimulatorProvider(t *testing.T) {
 
 	// Delivered: the simulator's signed callbacks reach the bridge, which shows the
 	// patient's read receipt on the reply.
-	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	ghost := e.patientGhost(t, ctx, patient)
 	_, err = nurse.WaitEvent(ctx, func(ev testenv.AgentEvent) bool {
 		return ev.EventType == "m.receipt.m.read" && ev.EventID == reply && ev.Sender == ghost
 	})

@@ -26,12 +26,17 @@ func runStaffStartChat(t *testing.T, kind string) {
 		DMRoomID string `json:"dm_room_mxid"`
 	}
 	var rooms []string
+	ghost := ""
 	for _, form := range []string{"(555) 123-4567", "+1 555 123 4567", "5551234567"} {
 		var resp dmResp
 		_, err := e.br.Provision(ctx, http.MethodPost, "/v3/create_dm/"+url.PathEscape(form), e.adminID, nil, &resp)
 		require.NoError(t, err, form)
-		assert.Equal(t, "15551234567", resp.ID, form)
-		assert.Equal(t, "@sms_15551234567:"+e.hs.ServerName(), resp.MXID, form)
+		assert.Regexp(t, "^p[a-z2-7]{16}$", resp.ID, "an opaque ID, not the number")
+		assert.Equal(t, "@sms_"+resp.ID+":"+e.hs.ServerName(), resp.MXID, form)
+		if ghost == "" {
+			ghost = resp.MXID
+		}
+		assert.Equal(t, ghost, resp.MXID, "one ghost per patient number")
 		rooms = append(rooms, resp.DMRoomID)
 	}
 	require.NotEmpty(t, rooms[0])
@@ -58,7 +63,7 @@ func runStaffStartChat(t *testing.T, kind string) {
 		return m.RoomID == joined && m.MsgType == "m.notice" && m.Body == "This number is now shown as Maria Lopez."
 	})
 	require.NoError(t, err)
-	resp, err := http.Get(e.hs.URL() + "/_matrix/client/v3/profile/" + url.PathEscape("@sms_15551234567:"+e.hs.ServerName()) + "/displayname")
+	resp, err := http.Get(e.hs.URL() + "/_matrix/client/v3/profile/" + url.PathEscape(ghost) + "/displayname")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var profile struct {

@@ -24,7 +24,7 @@ func runDeliveryStatus(t *testing.T, kind string) {
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
-	ghost := "@sms_15551234567:" + e.hs.ServerName()
+	ghost := e.patientGhost(t, ctx, patient)
 
 	receipt := func(eventID, from string) {
 		t.Helper()

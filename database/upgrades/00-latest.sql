@@ -1,4 +1,4 @@
--- v0 -> v10: Latest revision
+-- v0 -> v11: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -37,6 +37,21 @@ CREATE TABLE conversation (
     patient_language TEXT  NOT NULL DEFAULT '',
 
     PRIMARY KEY (login_id, portal_id)
+);
+
+-- The opaque ID of each patient number's ghost (@sms_<ghost_id>): random, never derived
+-- from the number, so no Matrix user ID tells it to the servers and clients that see it.
+CREATE TABLE patient_ghost (
+    phone      TEXT   PRIMARY KEY,
+    ghost_id   TEXT   NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL
+);
+
+-- Patients whose ghost was named by their number (before v11). At start the bridge moves
+-- each one's rooms to the opaque ghost and clears the old ghost's profile, then deletes
+-- the row.
+CREATE TABLE legacy_ghost (
+    phone TEXT PRIMARY KEY
 );
 
 -- Inbound Twilio webhooks, stored before they are answered: de-duplication by MessageSid
