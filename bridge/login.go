@@ -119,7 +119,7 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit linking the clinic number")
 	}
-	if err = provider.ConfigureWebhooks(ctx, number.SID, c.inboundURL(loginID)); err != nil {
+	if err = provider.ConfigureWebhooks(ctx, number.SID, c.numberWebhooks(loginID)); err != nil {
 		return nil, fmt.Errorf("the number is linked, but its SMS webhook could not be set (set it to %s in the Twilio console): %w",
 			c.inboundURL(loginID), err)
 	}
