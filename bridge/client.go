@@ -45,6 +45,8 @@ func (cl *Client) Connect(ctx context.Context) {
 			}
 		}
 		cl.UserLogin.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
+		// At start and when the number is linked again: texts sent meanwhile are in the log.
+		cl.Connector.catchUp.request(cl.UserLogin.ID, true)
 	case errors.Is(err, sms.ErrNumberNotOwned), errors.Is(err, sms.ErrBadCredentials):
 		zerolog.Ctx(ctx).Err(err).Msg("Twilio no longer accepts this clinic number's credentials")
 		cl.UserLogin.BridgeState.Send(status.BridgeState{

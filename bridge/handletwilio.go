@@ -128,6 +128,17 @@ func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
 // the simulator) and wakes the delivery queue. On failure it returns the HTTP status
 // and an error whose text may be shown to the sender (no body in it).
 func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin, form url.Values) (int, error) {
+	status, err := c.storeInbound(ctx, login, form, time.Now(), metrics.InboundStored)
+	if status >= http.StatusInternalServerError {
+		// Twilio may not retry: the text is in its message log.
+		c.catchUp.request(login.ID, false)
+	}
+	return status, err
+}
+
+// storeInbound is acceptInbound for a text that arrived at receivedAt (the catch-up's
+// come from Twilio's message log); stored is the metric a new text counts as.
+func (c *Connector) storeInbound(ctx context.Context, login *bridgev2.UserLogin, form url.Values, receivedAt time.Time, stored string) (int, error) {
 	log := c.Bridge.Log.With().Str("action", "accept inbound text").Str("login_id", string(login.ID)).Logger()
 	meta := login.Metadata.(*UserLoginMetadata)
 	in, err := sms.ParseInbound(form)
@@ -154,7 +165,7 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 		LoginID:      string(login.ID),
 		PatientPhone: patient,
 		Params:       form,
-		ReceivedAt:   time.Now(),
+		ReceivedAt:   receivedAt,
 	})
 	if err != nil {
 		// Twilio retries on 5xx; nothing was stored, so nothing is lost.
@@ -168,7 +179,7 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 		return http.StatusOK, nil
 	}
 	log.Debug().Int("media_count", len(in.Media)).Msg("Stored inbound text")
-	c.metrics.Inbound(metrics.InboundStored)
+	c.metrics.Inbound(stored)
 	c.inbound.wake()
 	return http.StatusOK, nil
 }

@@ -212,10 +212,12 @@ func TestTwilioConfigureWebhooks(t *testing.T) {
 	smsURL := rcv.server.URL + "/twilio/sms?clinic=c7f3"
 	ctx := context.Background()
 
-	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, smsURL))
+	fallbackURL := "https://sms2.clinic.example/twilio/sms?clinic=c7f3"
+	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, sms.NumberWebhooks{SMSURL: smsURL, SMSFallbackURL: fallbackURL}))
 	pn, err := fx.client.LookupNumber(ctx, testClinicNumber)
 	require.NoError(t, err)
 	assert.Equal(t, smsURL, pn.SMSURL)
+	assert.Equal(t, fallbackURL, pn.SMSFallbackURL)
 
 	photo := fx.fake.AddMedia("image/jpeg", []byte("\xff\xd8\xff\xe0 not really a JPEG"))
 	res, err := fx.fake.SendInbound(ctx, testPatientNumber, testClinicNumber, "Running 10 minutes late, sorry!")
@@ -240,7 +242,7 @@ func TestTwilioConfigureWebhooks(t *testing.T) {
 
 	// Pointing the number elsewhere takes effect at once.
 	moved := rcv.server.URL + "/twilio/sms?clinic=moved"
-	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, moved))
+	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, sms.NumberWebhooks{SMSURL: moved}))
 	res, err = fx.fake.SendInbound(ctx, testPatientNumber, testClinicNumber, "Still there?")
 	require.NoError(t, err)
 	assert.Equal(t, moved, res.URL)
@@ -261,7 +263,7 @@ func TestTwilioConfigureWebhooksRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := fx.client.ConfigureWebhooks(context.Background(), tt.numberSID, tt.smsURL)
+			err := fx.client.ConfigureWebhooks(context.Background(), tt.numberSID, sms.NumberWebhooks{SMSURL: tt.smsURL})
 			requireSendError(t, err, tt.code)
 			assert.Contains(t, err.Error(), "failed to set the number's SMS webhook")
 		})
