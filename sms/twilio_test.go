@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -184,7 +185,7 @@ func (rcv *inboundReceiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	publicURL := sms.PublicRequestURL(rcv.server.URL, r)
-	if !sms.ValidSignature(rcv.authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+	if !sms.ValidWebhookSignature(rcv.authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
 		http.Error(w, "bad signature", http.StatusForbidden)
 		return
 	}
@@ -238,7 +239,9 @@ func TestTwilioConfigureWebhooks(t *testing.T) {
 		Body:       "Running 10 minutes late, sorry!",
 	}, got[0])
 	assert.Regexp(t, mmsSIDPattern, got[1].MessageSID)
-	assert.Equal(t, []sms.Media{{URL: photo, ContentType: "image/jpeg"}}, got[1].Media)
+	// The fake attaches its media to the message, whose SID the media URL then names.
+	assert.Equal(t, []sms.Media{{URL: mms.Params.Get("MediaUrl0"), ContentType: "image/jpeg"}}, got[1].Media)
+	assert.Equal(t, path.Base(photo), path.Base(got[1].Media[0].URL))
 
 	// Pointing the number elsewhere takes effect at once.
 	moved := rcv.server.URL + "/twilio/sms?clinic=moved"
