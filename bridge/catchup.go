@@ -297,7 +297,12 @@ func (cu *catchUp) catchUpStatuses(ctx context.Context, login *bridgev2.UserLogi
 		return nil
 	}
 	now := time.Now()
-	texts, err := c.DB.Outbound.Unfinished(ctx, string(login.ID), now.Add(-statusWindow), now.Add(-statusOverdue), statusBatch)
+	// A text sent before this process started had its callbacks go to a process that is gone.
+	before := now.Add(-statusOverdue)
+	if c.startedAt.After(before) {
+		before = c.startedAt
+	}
+	texts, err := c.DB.Outbound.Unfinished(ctx, string(login.ID), now.Add(-statusWindow), before, statusBatch)
 	if err != nil {
 		return err
 	}
