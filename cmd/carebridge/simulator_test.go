@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/internal/testenv"
-	"github.com/carebridge/carebridge/sms"
 	"github.com/carebridge/carebridge/internal/twiliosim"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // TestSimulatorProvider: with network.provider simulator (and no Twilio at all), a text

@@ -39,18 +39,18 @@ type FakeTwilio struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	mu            sync.Mutex
-	closed        bool
-	changed       chan struct{}
-	accounts      map[string]*fakeTwilioAccount
-	accountOrder  []string
-	numbers       []*fakeTwilioNumber
-	services      map[string]*fakeTwilioService
-	messages      []*fakeTwilioMessage
+	mu           sync.Mutex
+	closed       bool
+	changed      chan struct{}
+	accounts     map[string]*fakeTwilioAccount
+	accountOrder []string
+	numbers      []*fakeTwilioNumber
+	services     map[string]*fakeTwilioService
+	messages     []*fakeTwilioMessage
 	// inbound are the messages patients sent (SendInbound), in the same message log.
 	inbound []*fakeTwilioMessage
 	// seq orders the message log when two messages have the same date.
-	seq int64
+	seq           int64
 	optOuts       map[fakeTwilioPair]bool
 	outcomes      map[string]fakeTwilioOutcome
 	callbacks     []CallbackResult
