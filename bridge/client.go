@@ -35,14 +35,18 @@ func (cl *Client) Connect(ctx context.Context) {
 	case err == nil:
 		// The number's webhook must point here (the public address may have changed, or
 		// someone edited it in the Twilio console); a wrong one loses every text.
-		if want := cl.Connector.inboundURL(cl.UserLogin.ID); cl.Connector.publicBase() != "" && number.SMSURL != want {
+		want := cl.Connector.numberWebhooks(cl.UserLogin.ID)
+		if cl.Connector.publicBase() != "" && (number.SMSURL != want.SMSURL || number.SMSFallbackURL != want.SMSFallbackURL) {
 			if err = cl.Provider.ConfigureWebhooks(ctx, number.SID, want); err != nil {
 				zerolog.Ctx(ctx).Err(err).Msg("Failed to point the clinic number's SMS webhook at the bridge")
 			} else {
-				zerolog.Ctx(ctx).Info().Str("webhook", want).Msg("Pointed the clinic number's SMS webhook at the bridge")
+				zerolog.Ctx(ctx).Info().Str("webhook", want.SMSURL).Str("fallback", want.SMSFallbackURL).
+					Msg("Pointed the clinic number's SMS webhook at the bridge")
 			}
 		}
 		cl.UserLogin.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
+		// At start and when the number is linked again: texts sent meanwhile are in the log.
+		cl.Connector.catchUp.request(cl.UserLogin.ID, true)
 	case errors.Is(err, sms.ErrNumberNotOwned), errors.Is(err, sms.ErrBadCredentials):
 		zerolog.Ctx(ctx).Err(err).Msg("Twilio no longer accepts this clinic number's credentials")
 		cl.UserLogin.BridgeState.Send(status.BridgeState{

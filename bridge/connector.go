@@ -46,6 +46,7 @@ type Connector struct {
 	Simulator Simulator
 
 	inbound *inboundQueue
+	catchUp *catchUp
 	// Outbox is the one way a text reaches a patient.
 	Outbox  *outbox.Outbox
 	alerts  *loop.Loop
@@ -227,6 +228,8 @@ func (c *Connector) Start(ctx context.Context) error {
 		return err
 	}
 	c.startAlerts(c.Bridge.BackgroundCtx)
+	c.catchUp = newCatchUp(c)
+	c.catchUp.atStart(ctx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
@@ -236,6 +239,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.startAPI(router)
 	c.started.Store(true)
+	c.catchUp.start(c.Bridge.BackgroundCtx)
 	zerolog.Ctx(ctx).Info().Str("webhook_base", c.publicBase()).Msg("carebridge network connector started")
 	return nil
 }
@@ -257,6 +261,7 @@ func (c *Connector) Stop() {
 	if c.inbound != nil {
 		c.inbound.stop()
 	}
+	c.catchUp.stop()
 	c.alerts.Stop()
 	if c.Outbox != nil {
 		c.Outbox.Stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -23,14 +24,26 @@ const inboundPathPrefix = "/_carebridge/twilio/"
 // 1,600-character body) is far smaller.
 const maxWebhookBytes = 64 << 10
 
-// inboundURL is the webhook URL of a clinic number, as Twilio calls and signs it.
+// inboundURL is the webhook URL of a clinic number, as Twilio calls and signs it: with
+// Twilio's connection overrides (retries) as its fragment.
 func (c *Connector) inboundURL(loginID networkid.UserLoginID) string {
-	return c.publicBase() + inboundPathPrefix + string(loginID) + "/inbound"
+	return sms.WithConnectionOverrides(c.publicBase() + inboundPathPrefix + string(loginID) + "/inbound")
 }
 
-// statusURL is where Twilio posts delivery updates of a clinic number's texts.
+// numberWebhooks are the webhooks a clinic number is given: the inbound one, and the
+// same path on the second instance (twilio.fallback_url) when one is configured.
+func (c *Connector) numberWebhooks(loginID networkid.UserLoginID) sms.NumberWebhooks {
+	hooks := sms.NumberWebhooks{SMSURL: c.inboundURL(loginID)}
+	if fallback := strings.TrimRight(c.Config.Twilio.FallbackURL, "/"); fallback != "" {
+		hooks.SMSFallbackURL = sms.WithConnectionOverrides(fallback + inboundPathPrefix + string(loginID) + "/inbound")
+	}
+	return hooks
+}
+
+// statusURL is where Twilio posts delivery updates of a clinic number's texts, with the
+// same connection overrides.
 func (c *Connector) statusURL(loginID networkid.UserLoginID) string {
-	return c.publicBase() + inboundPathPrefix + string(loginID) + "/status"
+	return sms.WithConnectionOverrides(c.publicBase() + inboundPathPrefix + string(loginID) + "/status")
 }
 
 // verifyWebhook reads a Twilio webhook's form and checks that it is for a linked clinic
@@ -67,7 +80,7 @@ func (c *Connector) verifyWebhook(w http.ResponseWriter, r *http.Request, log ze
 		return nil
 	}
 	publicURL := sms.PublicRequestURL(c.publicBase(), r)
-	if !sms.ValidSignature(authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+	if !sms.ValidWebhookSignature(authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
 		// The usual cause is a proxy: Twilio signs the URL it called, which must equal publicURL.
 		log.Warn().Str("signed_url_expected", publicURL).
 			Bool("signature_present", r.Header.Get("X-Twilio-Signature") != "").
@@ -115,6 +128,17 @@ func (c *Connector) handleInbound(w http.ResponseWriter, r *http.Request) {
 // the simulator) and wakes the delivery queue. On failure it returns the HTTP status
 // and an error whose text may be shown to the sender (no body in it).
 func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin, form url.Values) (int, error) {
+	status, err := c.storeInbound(ctx, login, form, time.Now(), metrics.InboundStored)
+	if status >= http.StatusInternalServerError {
+		// Twilio may not retry: the text is in its message log.
+		c.catchUp.request(login.ID, false)
+	}
+	return status, err
+}
+
+// storeInbound is acceptInbound for a text that arrived at receivedAt (the catch-up's
+// come from Twilio's message log); stored is the metric a new text counts as.
+func (c *Connector) storeInbound(ctx context.Context, login *bridgev2.UserLogin, form url.Values, receivedAt time.Time, stored string) (int, error) {
 	log := c.Bridge.Log.With().Str("action", "accept inbound text").Str("login_id", string(login.ID)).Logger()
 	meta := login.Metadata.(*UserLoginMetadata)
 	in, err := sms.ParseInbound(form)
@@ -141,7 +165,7 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 		LoginID:      string(login.ID),
 		PatientPhone: patient,
 		Params:       form,
-		ReceivedAt:   time.Now(),
+		ReceivedAt:   receivedAt,
 	})
 	if err != nil {
 		// Twilio retries on 5xx; nothing was stored, so nothing is lost.
@@ -155,7 +179,7 @@ func (c *Connector) acceptInbound(ctx context.Context, login *bridgev2.UserLogin
 		return http.StatusOK, nil
 	}
 	log.Debug().Int("media_count", len(in.Media)).Msg("Stored inbound text")
-	c.metrics.Inbound(metrics.InboundStored)
+	c.metrics.Inbound(stored)
 	c.inbound.wake()
 	return http.StatusOK, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -119,7 +120,12 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit linking the clinic number")
 	}
-	if err = provider.ConfigureWebhooks(ctx, number.SID, c.inboundURL(loginID)); err != nil {
+	// Texts sent before the number was first linked are not the bridge's; a number linked
+	// again keeps its mark, and Connect catches up on the texts sent while it was not.
+	if err = c.DB.TwilioSync.Init(ctx, string(loginID), time.Now()); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to record when the clinic number was linked")
+	}
+	if err = provider.ConfigureWebhooks(ctx, number.SID, c.numberWebhooks(loginID)); err != nil {
 		return nil, fmt.Errorf("the number is linked, but its SMS webhook could not be set (set it to %s in the Twilio console): %w",
 			c.inboundURL(loginID), err)
 	}

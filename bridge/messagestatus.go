@@ -46,6 +46,7 @@ func (c *Connector) handleStatus(w http.ResponseWriter, r *http.Request) {
 	// Not the request's context: the room updates outlive the answer to Twilio.
 	if err = c.applyStatus(log.WithContext(c.Bridge.BackgroundCtx), login, cb); err != nil {
 		log.Err(err).Msg("Failed to apply status callback")
+		c.catchUp.request(login.ID, true)
 		http.Error(w, "Temporarily unable to record the status", http.StatusServiceUnavailable)
 		return
 	}

@@ -129,11 +129,25 @@ func (t *timedProvider) LookupNumber(ctx context.Context, e164 string) (*sms.Pho
 	return number, err
 }
 
-func (t *timedProvider) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
+func (t *timedProvider) ConfigureWebhooks(ctx context.Context, numberSID string, hooks sms.NumberWebhooks) error {
 	start := time.Now()
-	err := t.Provider.ConfigureWebhooks(ctx, numberSID, smsURL)
+	err := t.Provider.ConfigureWebhooks(ctx, numberSID, hooks)
 	t.m.TwilioRequest(metrics.OpConfigureWebhooks, start, err)
 	return err
+}
+
+func (t *timedProvider) ListInbound(ctx context.Context, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	start := time.Now()
+	msgs, err := t.Provider.ListInbound(ctx, to, since)
+	t.m.TwilioRequest(metrics.OpListMessages, start, err)
+	return msgs, err
+}
+
+func (t *timedProvider) FetchMessage(ctx context.Context, sid string) (*sms.LoggedMessage, error) {
+	start := time.Now()
+	msg, err := t.Provider.FetchMessage(ctx, sid)
+	t.m.TwilioRequest(metrics.OpFetchMessage, start, err)
+	return msg, err
 }
 
 func (t *timedProvider) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {

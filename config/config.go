@@ -75,6 +75,9 @@ type TwilioConfig struct {
 	PublicURLOverride string        `yaml:"public_url_override"`
 	RequestTimeout    time.Duration `yaml:"request_timeout"`
 	MediaURLLifetime  time.Duration `yaml:"media_url_lifetime"`
+	// FallbackURL is the public base URL of a second carebridge instance on the same
+	// database; a clinic number's SmsFallbackUrl points there (empty: no fallback).
+	FallbackURL string `yaml:"fallback_url"`
 }
 
 // InboundConfig tunes redelivery of patient texts into Matrix.
@@ -84,6 +87,9 @@ type InboundConfig struct {
 	// Concurrency is how many conversations receive texts at once; each conversation's
 	// texts still arrive one at a time, in order.
 	Concurrency int `yaml:"concurrency"`
+	// CatchUpInterval is how often Twilio's message log is read for texts whose webhook
+	// never reached the bridge, besides at start and after a gap the bridge saw.
+	CatchUpInterval time.Duration `yaml:"catch_up_interval"`
 }
 
 // OutboxConfig tunes how texts to patients are sent: every text is stored first, then
@@ -143,9 +149,11 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "twilio", "public_url_override")
 	helper.Copy(up.Str, "twilio", "request_timeout")
 	helper.Copy(up.Str, "twilio", "media_url_lifetime")
+	helper.Copy(up.Str, "twilio", "fallback_url")
 	helper.Copy(up.Str, "inbound", "retry_interval")
 	helper.Copy(up.Str, "inbound", "max_retry_interval")
 	helper.Copy(up.Int, "inbound", "concurrency")
+	helper.Copy(up.Str, "inbound", "catch_up_interval")
 	helper.Copy(up.Int, "outbox", "concurrency")
 	helper.Copy(up.Str, "outbox", "retry_interval")
 	helper.Copy(up.Str, "outbox", "max_retry_interval")

@@ -31,7 +31,7 @@ func validConfig() Config {
 			Language: "en", MaxUploadMB: 20, RetentionDays: 30},
 		Keywords: KeywordsConfig{HelpText: "{clinic_name}: reply STOP to opt out.", OptOutReply: "Unsubscribed.", OptInReply: "Subscribed."},
 		Twilio:   TwilioConfig{RequestTimeout: 15 * time.Second, MediaURLLifetime: time.Hour},
-		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute, Concurrency: 8},
+		Inbound:  InboundConfig{RetryInterval: 5 * time.Second, MaxRetryInterval: time.Minute, Concurrency: 8, CatchUpInterval: 10 * time.Minute},
 		Outbox:   OutboxConfig{Concurrency: 16, RetryInterval: time.Second, MaxRetryInterval: time.Minute, MaxAttempts: 8},
 	}
 }
@@ -89,6 +89,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"user id as server", func(c *Config) { c.Federation.AllowedServers = []string{"hospital.example", "@dr:hospital.example"} }, "network.federation.allowed_servers[1]"},
 		{"url as server", func(c *Config) { c.Federation.AllowedServers = []string{"https://hospital.example"} }, "network.federation.allowed_servers[0]"},
 		{"no inbound workers", func(c *Config) { c.Inbound.Concurrency = 0 }, "network.inbound.concurrency is 0: use 1 to 64"},
+		{"fallback with a fragment", func(c *Config) { c.Twilio.FallbackURL = "https://sms2.clinic.example/#rc=5" }, "network.twilio.fallback_url"},
+		{"catch-up every second", func(c *Config) { c.Inbound.CatchUpInterval = time.Second }, "network.inbound.catch_up_interval"},
 		{"too many inbound workers", func(c *Config) { c.Inbound.Concurrency = 65 }, "network.inbound.concurrency is 65"},
 		{"no outbox workers", func(c *Config) { c.Outbox.Concurrency = 0 }, "network.outbox.concurrency is 0: use 1 to 256"},
 		{"outbox retry backwards", func(c *Config) { c.Outbox.MaxRetryInterval = time.Millisecond }, "network.outbox"},

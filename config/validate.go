@@ -62,6 +62,9 @@ func (c *Config) Validate() error {
 	if err := checkBaseURL(c.Twilio.PublicURLOverride); err != nil {
 		return invalid("twilio.public_url_override", err.Error()+": give the public https URL Twilio calls, or leave it empty")
 	}
+	if err := checkBaseURL(c.Twilio.FallbackURL); err != nil {
+		return invalid("twilio.fallback_url", err.Error()+": give the public https URL of the second instance, or leave it empty")
+	}
 	if c.Twilio.RequestTimeout <= 0 {
 		return invalid("twilio.request_timeout", "must be a positive duration such as 15s")
 	}
@@ -70,6 +73,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Inbound.RetryInterval <= 0 || c.Inbound.MaxRetryInterval < c.Inbound.RetryInterval {
 		return invalid("inbound", "retry_interval must be positive and max_retry_interval at least as long (e.g. 5s and 5m)")
+	}
+	if c.Inbound.CatchUpInterval < time.Minute || c.Inbound.CatchUpInterval > 24*time.Hour {
+		return invalid("inbound.catch_up_interval", "must be between 1m and 24h (default 10m)")
 	}
 	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 64 {
 		return invalid("inbound.concurrency", fmt.Sprintf("is %d: use 1 to 64 (8 by default)", c.Inbound.Concurrency))

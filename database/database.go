@@ -25,6 +25,7 @@ type Database struct {
 	Session      *SecureSessionQuery
 	Secure       *SecureMessageQuery
 	Audit        *AuditQuery
+	TwilioSync   *TwilioSyncQuery
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -62,5 +63,6 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 		Audit: &AuditQuery{QueryHelper: dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*AuditEntry]) *AuditEntry {
 			return &AuditEntry{}
 		})},
+		TwilioSync: &TwilioSyncQuery{db: db},
 	}
 }

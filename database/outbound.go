@@ -13,6 +13,14 @@ const (
 	getOutboundQuery    = `SELECT ` + outboundColumns + ` FROM outbound_message WHERE message_sid=$1`
 	insertOutboundQuery = `INSERT INTO outbound_message (` + outboundColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)`
 	updateOutboundQuery = `UPDATE outbound_message SET status=$3, error_code=$4, updated_at=$5 WHERE message_sid=$1 AND status=$2`
+	// Statuses after which Twilio still owes a callback (delivered, read, undelivered,
+	// failed and canceled are final).
+	unfinishedOutboundQuery = `
+		SELECT ` + outboundColumns + ` FROM outbound_message
+		WHERE login_id=$1 AND status IN ('accepted', 'scheduled', 'queued', 'sending', 'sent')
+		  AND created_at<$2 AND created_at>=$3
+		ORDER BY created_at LIMIT $4
+	`
 )
 
 // Outbound is a text staff sent and its latest delivery status at Twilio.
@@ -85,4 +93,10 @@ func (oq *OutboundQuery) LastAt(ctx context.Context, loginID, portalID string) (
 		return time.Time{}, err
 	}
 	return time.UnixMilli(at.Int64), nil
+}
+
+// Unfinished returns the clinic number's texts created between since and before whose
+// final status has not arrived, oldest first, at most limit.
+func (oq *OutboundQuery) Unfinished(ctx context.Context, loginID string, since, before time.Time, limit int) ([]*Outbound, error) {
+	return oq.QueryMany(ctx, unfinishedOutboundQuery, loginID, before.UnixMilli(), since.UnixMilli(), limit)
 }

@@ -41,6 +41,7 @@ const (
 		ORDER BY received_at, message_sid LIMIT $2
 	`
 	nextDueReceiptQuery = `SELECT MIN(next_attempt_at) FROM inbound_receipt WHERE state='pending'`
+	lastReceivedQuery   = `SELECT MAX(received_at) FROM inbound_receipt WHERE login_id=$1`
 	markDeliveredQuery  = `
 		UPDATE inbound_receipt SET state='delivered', attempts=attempts+1, last_error='', delivered_at=$2
 		WHERE message_sid=$1
@@ -136,4 +137,13 @@ func (rq *ReceiptQuery) MarkDelivered(ctx context.Context, messageSID string, at
 // MarkRetry records a failed attempt and when to try again. lastError must not hold PHI.
 func (rq *ReceiptQuery) MarkRetry(ctx context.Context, messageSID, lastError string, next time.Time) error {
 	return rq.Exec(ctx, markRetryQuery, messageSID, lastError, next.UnixMilli())
+}
+
+// LastReceivedAt is when the clinic number's newest stored text arrived (zero: none).
+func (rq *ReceiptQuery) LastReceivedAt(ctx context.Context, loginID string) (time.Time, error) {
+	var at sql.NullInt64
+	if err := rq.GetDB().QueryRow(ctx, lastReceivedQuery, loginID).Scan(&at); err != nil || !at.Valid {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(at.Int64), nil
 }

@@ -36,7 +36,15 @@ func (p *fakeProvider) CheckAccount(context.Context) error { return nil }
 func (p *fakeProvider) LookupNumber(context.Context, string) (*sms.PhoneNumber, error) {
 	return nil, nil
 }
-func (p *fakeProvider) ConfigureWebhooks(context.Context, string, string) error { return nil }
+func (p *fakeProvider) ConfigureWebhooks(context.Context, string, sms.NumberWebhooks) error { return nil }
+
+// The outbox never reads the message log.
+func (p *fakeProvider) ListInbound(context.Context, string, time.Time) ([]*sms.LoggedMessage, error) {
+	return nil, nil
+}
+func (p *fakeProvider) FetchMessage(context.Context, string) (*sms.LoggedMessage, error) {
+	return nil, sms.ErrMessageNotFound
+}
 
 func (p *fakeProvider) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
 	p.mu.Lock()

@@ -16,6 +16,7 @@ var (
 	ErrNumberNotOwned  = errors.New("the Twilio account does not own this phone number")
 	ErrBadCredentials  = errors.New("Twilio refused the account SID or auth token")
 	ErrTwilioRejection = errors.New("Twilio refused the request")
+	ErrMessageNotFound = errors.New("the Twilio account has no such message")
 )
 
 // twilioErrorWords says in words what a Twilio error code means for a clinic.

@@ -1,6 +1,9 @@
 package sms
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // OutboundMessage is one text to a patient.
 type OutboundMessage struct {
@@ -19,10 +22,19 @@ type SentMessage struct {
 
 // PhoneNumber is a number the provider account owns.
 type PhoneNumber struct {
-	SID          string
-	E164         string
-	FriendlyName string
-	SMSURL       string
+	SID            string
+	E164           string
+	FriendlyName   string
+	SMSURL         string
+	SMSFallbackURL string
+}
+
+// NumberWebhooks are where the provider calls when a number receives a text.
+type NumberWebhooks struct {
+	// SMSURL is the inbound webhook (Twilio's SmsUrl), with its connection overrides.
+	SMSURL string
+	// SMSFallbackURL is called when SMSURL failed (Twilio's SmsFallbackUrl); empty for none.
+	SMSFallbackURL string
 }
 
 // Provider sends texts and manages the clinic numbers. Twilio implements it here; a
@@ -33,9 +45,19 @@ type Provider interface {
 	// LookupNumber is called when a clinic number is linked and when the bridge starts,
 	// to verify the account owns it. It returns ErrNumberNotOwned when it does not.
 	LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, error)
-	// ConfigureWebhooks is called when a clinic number is linked: it points the number's
-	// inbound SMS webhook at the bridge, so nobody pastes URLs into the Twilio console.
-	ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error
+	// ConfigureWebhooks is called when a clinic number is linked, and when the bridge
+	// starts and finds them changed: it points the number's inbound SMS webhook (and its
+	// fallback) at the bridge, so nobody pastes URLs into the Twilio console.
+	ConfigureWebhooks(ctx context.Context, numberSID string, hooks NumberWebhooks) error
 	// Send is called for every staff message that goes out as a text. Refusals are *SendError.
 	Send(ctx context.Context, msg *OutboundMessage) (*SentMessage, error)
+	// ListInbound is called when the bridge starts, after a gap it saw (a webhook it
+	// answered with an error, a number linked again) and now and then: it returns the
+	// messages the number `to` received that were sent at or after since, oldest first,
+	// with their media, so that texts whose webhook never reached the bridge are found.
+	ListInbound(ctx context.Context, to string, since time.Time) ([]*LoggedMessage, error)
+	// FetchMessage is called for a text the bridge sent whose final status never arrived
+	// (the bridge was down or failed the status callback). It returns ErrMessageNotFound
+	// when the account has no such message.
+	FetchMessage(ctx context.Context, sid string) (*LoggedMessage, error)
 }

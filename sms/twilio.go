@@ -20,6 +20,9 @@ type TwilioOptions struct {
 	// APIURL replaces https://api.twilio.com (tests, Twilio-compatible servers); empty for the real API.
 	APIURL  string
 	Timeout time.Duration
+	// ListPageSize is how many messages a page of the message log holds; 0 means
+	// DefaultListPageSize (Twilio allows 1 to 1,000).
+	ListPageSize int
 }
 
 // defaultTimeout bounds a Twilio request when no timeout is configured: twilio-go's
@@ -30,6 +33,9 @@ const defaultTimeout = 30 * time.Second
 type Twilio struct {
 	accountSID string
 	api        *openapi.ApiService
+	// apiBase is where the API is, the base of inbound media URLs (as in webhooks).
+	apiBase      string
+	listPageSize int
 }
 
 var _ Provider = (*Twilio)(nil)
@@ -53,7 +59,15 @@ func NewTwilio(opts TwilioOptions) (*Twilio, error) {
 	}
 	c := &client.Client{Credentials: client.NewCredentials(opts.AccountSID, opts.AuthToken), HTTPClient: httpClient}
 	c.SetAccountSid(opts.AccountSID)
-	return &Twilio{accountSID: opts.AccountSID, api: openapi.NewApiServiceWithClient(c)}, nil
+	pageSize := opts.ListPageSize
+	if pageSize <= 0 || pageSize > 1000 {
+		pageSize = DefaultListPageSize
+	}
+	apiBase := defaultAPIBase
+	if opts.APIURL != "" {
+		apiBase = strings.TrimRight(opts.APIURL, "/")
+	}
+	return &Twilio{accountSID: opts.AccountSID, api: openapi.NewApiServiceWithClient(c), apiBase: apiBase, listPageSize: pageSize}, nil
 }
 
 // rewriteTransport sends requests meant for Twilio's API hosts to another base URL.
@@ -106,15 +120,20 @@ func (t *Twilio) LookupNumber(ctx context.Context, e164 string) (*PhoneNumber, e
 			if n.SmsUrl != nil {
 				pn.SMSURL = *n.SmsUrl
 			}
+			if n.SmsFallbackUrl != nil {
+				pn.SMSFallbackURL = *n.SmsFallbackUrl
+			}
 			return pn, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNumberNotOwned, e164)
 }
 
-// ConfigureWebhooks sets the number's inbound SMS webhook.
-func (t *Twilio) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
-	params := (&openapi.UpdateIncomingPhoneNumberParams{}).SetSmsUrl(smsURL).SetSmsMethod(http.MethodPost)
+// ConfigureWebhooks sets the number's inbound SMS webhook and its fallback (cleared when
+// hooks has none).
+func (t *Twilio) ConfigureWebhooks(ctx context.Context, numberSID string, hooks NumberWebhooks) error {
+	params := (&openapi.UpdateIncomingPhoneNumberParams{}).SetSmsUrl(hooks.SMSURL).SetSmsMethod(http.MethodPost).
+		SetSmsFallbackUrl(hooks.SMSFallbackURL).SetSmsFallbackMethod(http.MethodPost)
 	if _, err := t.api.UpdateIncomingPhoneNumber(numberSID, params); err != nil {
 		return fmt.Errorf("failed to set the number's SMS webhook: %w", wrapTwilioError(err))
 	}

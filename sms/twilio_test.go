@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -184,7 +185,7 @@ func (rcv *inboundReceiver) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	publicURL := sms.PublicRequestURL(rcv.server.URL, r)
-	if !sms.ValidSignature(rcv.authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
+	if !sms.ValidWebhookSignature(rcv.authToken, publicURL, r.PostForm, r.Header.Get("X-Twilio-Signature")) {
 		http.Error(w, "bad signature", http.StatusForbidden)
 		return
 	}
@@ -212,10 +213,12 @@ func TestTwilioConfigureWebhooks(t *testing.T) {
 	smsURL := rcv.server.URL + "/twilio/sms?clinic=c7f3"
 	ctx := context.Background()
 
-	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, smsURL))
+	fallbackURL := "https://sms2.clinic.example/twilio/sms?clinic=c7f3"
+	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, sms.NumberWebhooks{SMSURL: smsURL, SMSFallbackURL: fallbackURL}))
 	pn, err := fx.client.LookupNumber(ctx, testClinicNumber)
 	require.NoError(t, err)
 	assert.Equal(t, smsURL, pn.SMSURL)
+	assert.Equal(t, fallbackURL, pn.SMSFallbackURL)
 
 	photo := fx.fake.AddMedia("image/jpeg", []byte("\xff\xd8\xff\xe0 not really a JPEG"))
 	res, err := fx.fake.SendInbound(ctx, testPatientNumber, testClinicNumber, "Running 10 minutes late, sorry!")
@@ -236,11 +239,13 @@ func TestTwilioConfigureWebhooks(t *testing.T) {
 		Body:       "Running 10 minutes late, sorry!",
 	}, got[0])
 	assert.Regexp(t, mmsSIDPattern, got[1].MessageSID)
-	assert.Equal(t, []sms.Media{{URL: photo, ContentType: "image/jpeg"}}, got[1].Media)
+	// The fake attaches its media to the message, whose SID the media URL then names.
+	assert.Equal(t, []sms.Media{{URL: mms.Params.Get("MediaUrl0"), ContentType: "image/jpeg"}}, got[1].Media)
+	assert.Equal(t, path.Base(photo), path.Base(got[1].Media[0].URL))
 
 	// Pointing the number elsewhere takes effect at once.
 	moved := rcv.server.URL + "/twilio/sms?clinic=moved"
-	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, moved))
+	require.NoError(t, fx.client.ConfigureWebhooks(ctx, fx.numberSID, sms.NumberWebhooks{SMSURL: moved}))
 	res, err = fx.fake.SendInbound(ctx, testPatientNumber, testClinicNumber, "Still there?")
 	require.NoError(t, err)
 	assert.Equal(t, moved, res.URL)
@@ -261,7 +266,7 @@ func TestTwilioConfigureWebhooksRefused(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := fx.client.ConfigureWebhooks(context.Background(), tt.numberSID, tt.smsURL)
+			err := fx.client.ConfigureWebhooks(context.Background(), tt.numberSID, sms.NumberWebhooks{SMSURL: tt.smsURL})
 			requireSendError(t, err, tt.code)
 			assert.Contains(t, err.Error(), "failed to set the number's SMS webhook")
 		})

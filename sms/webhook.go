@@ -92,6 +92,35 @@ func PublicRequestURL(publicBase string, r *http.Request) string {
 	return strings.TrimRight(publicBase, "/") + r.URL.RequestURI()
 }
 
+// ConnectionOverrides are Twilio's webhook connection overrides that the bridge puts, as
+// the URL's fragment, on every webhook URL it gives Twilio: without them Twilio does not
+// retry a failed SMS webhook at all (error 11200). With them it retries up to 5 times
+// when the bridge cannot be reached within 3 s (ct), does not answer within 5 s (rt), or
+// answers 5xx; all attempts share Twilio's 15 s. A 4xx (bad signature, malformed form)
+// is not retried: it would fail again.
+const ConnectionOverrides = "ct=3000&rt=5000&rc=5&rp=ct,rt,5xx"
+
+// WithConnectionOverrides is the webhook URL to give Twilio: rawURL with
+// ConnectionOverrides as its fragment.
+func WithConnectionOverrides(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	base, _, _ := strings.Cut(rawURL, "#")
+	return base + "#" + ConnectionOverrides
+}
+
+// ValidWebhookSignature checks a webhook that arrived at publicURL (PublicRequestURL).
+// Twilio signs the webhook URL exactly as it was configured, fragment included (its
+// docs: the signature covers "the Webhook URL set in Twilio"), although an HTTP client
+// never sends the fragment: the bridge signs what it configured, publicURL with
+// ConnectionOverrides, and also accepts publicURL alone, the URL of a number set up by
+// an earlier version or the status callback of a text sent before.
+func ValidWebhookSignature(authToken, publicURL string, form url.Values, signature string) bool {
+	return ValidSignature(authToken, WithConnectionOverrides(publicURL), form, signature) ||
+		ValidSignature(authToken, publicURL, form, signature)
+}
+
 // ValidSignature checks X-Twilio-Signature with twilio-go's validator. Twilio signs the
 // first value of each parameter; webhooks carry no repeated names.
 func ValidSignature(authToken, publicURL string, form url.Values, signature string) bool {

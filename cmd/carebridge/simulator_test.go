@@ -17,6 +17,7 @@ import (
 
 	"github.com/carebridge/carebridge/internal/testenv"
 	"github.com/carebridge/carebridge/internal/twiliosim"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // TestSimulatorProvider: with network.provider simulator (and no Twilio at all), a text
@@ -69,7 +70,7 @@ func TestSimulatorProvider(t *testing.T) {
 	require.NotEmpty(t, inbox)
 	assert.Equal(t, clinicPhone, inbox[0].From)
 	assert.True(t, strings.HasSuffix(inbox[0].Body, "Sure, does Thursday at 2pm work?"), inbox[0].Body)
-	assert.Regexp(t, "^"+regexp.QuoteMeta(e.br.URL()+"/_carebridge/twilio/")+"[^/]+/status$", inbox[0].StatusCallback,
+	assert.Regexp(t, "^"+regexp.QuoteMeta(e.br.URL()+"/_carebridge/twilio/")+"[^/]+/status#"+regexp.QuoteMeta(sms.ConnectionOverrides)+"$", inbox[0].StatusCallback,
 		"the reply carries the bridge's status callback")
 
 	// Delivered: the simulator's signed callbacks reach the bridge, which shows the

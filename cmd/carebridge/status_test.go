@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/internal/testenv"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // TestDeliveryStatus: what staff see in Element of each text, without Beeper's status
@@ -48,7 +49,8 @@ func runDeliveryStatus(t *testing.T, kind string) {
 	receipt(delivered, ghost)
 	cb, err := e.fake.WaitForStatusCallback(ctx, func(c testenv.CallbackResult) bool { return c.MessageStatus == "delivered" })
 	require.NoError(t, err)
-	assert.Equal(t, e.br.URL()+"/_carebridge/twilio/"+loginID+"/status", cb.URL)
+	assert.Equal(t, sms.WithConnectionOverrides(e.br.URL()+"/_carebridge/twilio/"+loginID+"/status"), cb.URL,
+		"the callback URL asks Twilio for retries")
 	assert.Equal(t, 204, cb.StatusCode)
 
 	// Undelivered (unreachable handset): an encrypted notice replying to the text, in words.

@@ -19,6 +19,8 @@ const (
 	InboundOtherNumber = "rejected_other_number"
 	InboundNotPhone    = "rejected_not_phone"
 	InboundStoreFailed = "store_failed"
+	// InboundCaughtUp is a text found in Twilio's message log that no webhook had stored.
+	InboundCaughtUp = "caught_up"
 
 	// Outbound staff messages (carebridge_outbound_messages_total{result}).
 	OutboundSent        = "sent"
@@ -42,19 +44,21 @@ const (
 	OpLookupNumber      = "lookup_number"
 	OpCheckAccount      = "check_account"
 	OpConfigureWebhooks = "configure_webhooks"
+	OpListMessages      = "list_messages"
+	OpFetchMessage      = "fetch_message"
 
 	other = "other"
 )
 
 var (
-	inboundResults = words(InboundStored, "rejected_"+other, InboundRepeated, InboundMalformed, InboundOtherNumber, InboundNotPhone,
+	inboundResults = words(InboundStored, InboundCaughtUp, "rejected_"+other, InboundRepeated, InboundMalformed, InboundOtherNumber, InboundNotPhone,
 		InboundStoreFailed, "rejected_"+RejectUnreadable, "rejected_"+RejectLookupFailed, "rejected_"+RejectUnknownNumber,
 		"rejected_"+RejectTokenFailed, "rejected_"+RejectSignature, "rejected_"+RejectOtherAccount)
 	outboundResults = words(OutboundSent, OutboundFailed, OutboundOptedOut, OutboundTooLong, OutboundUnsupported, OutboundSecure)
 	rejectReasons   = words(RejectUnreadable, RejectLookupFailed, RejectUnknownNumber, RejectTokenFailed, RejectSignature,
 		RejectOtherAccount)
 	webhooks     = words("inbound", "status")
-	operations   = words(OpSend, OpLookupNumber, OpCheckAccount, OpConfigureWebhooks)
+	operations   = words(OpSend, OpLookupNumber, OpCheckAccount, OpConfigureWebhooks, OpListMessages, OpFetchMessage)
 	codeFailures = words("wrong", "expired")
 )
 

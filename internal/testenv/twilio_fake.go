@@ -39,14 +39,18 @@ type FakeTwilio struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	mu            sync.Mutex
-	closed        bool
-	changed       chan struct{}
-	accounts      map[string]*fakeTwilioAccount
-	accountOrder  []string
-	numbers       []*fakeTwilioNumber
-	services      map[string]*fakeTwilioService
-	messages      []*fakeTwilioMessage
+	mu           sync.Mutex
+	closed       bool
+	changed      chan struct{}
+	accounts     map[string]*fakeTwilioAccount
+	accountOrder []string
+	numbers      []*fakeTwilioNumber
+	services     map[string]*fakeTwilioService
+	messages     []*fakeTwilioMessage
+	// inbound are the messages patients sent (SendInbound), in the same message log.
+	inbound []*fakeTwilioMessage
+	// seq orders the message log when two messages have the same date.
+	seq           int64
 	optOuts       map[fakeTwilioPair]bool
 	outcomes      map[string]fakeTwilioOutcome
 	callbacks     []CallbackResult
@@ -98,8 +102,11 @@ type CallbackResult struct {
 	// StatusCode is the receiver's HTTP status, 0 when the request failed.
 	StatusCode int
 	// Err is the transport error, if the request could not be made.
-	Err    error
-	SentAt time.Time
+	Err error
+	// Attempts is how often the callback was posted: once, unless the URL's connection
+	// overrides ask for retries.
+	Attempts int
+	SentAt   time.Time
 }
 
 type fakeTwilioAccount struct {
@@ -125,9 +132,12 @@ type fakeTwilioService struct {
 type fakeTwilioMessage struct {
 	FakeMessage
 	requestedFrom string
-	created       time.Time
-	updated       time.Time
-	sent          time.Time
+	// direction is "inbound" for a patient's text, "" for one sent through the API.
+	direction string
+	seq       int64
+	created   time.Time
+	updated   time.Time
+	sent      time.Time
 }
 
 // fakeTwilioPair is a (Twilio sender, recipient) pair for opt-outs.

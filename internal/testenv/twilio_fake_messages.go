@@ -139,6 +139,8 @@ func (f *FakeTwilio) createMessage(w http.ResponseWriter, r *http.Request, acct 
 	}
 
 	f.mu.Lock()
+	f.seq++
+	m.seq = f.seq
 	f.messages = append(f.messages, m)
 	res := m.resource()
 	outcome, ok := f.outcomes[to]
@@ -163,7 +165,7 @@ func (f *FakeTwilio) createMessage(w http.ResponseWriter, r *http.Request, acct 
 func (f *FakeTwilio) fetchMessage(w http.ResponseWriter, r *http.Request, acct *fakeTwilioAccount, sid string) {
 	f.mu.Lock()
 	var res map[string]any
-	for _, m := range f.messages {
+	for _, m := range slices.Concat(f.messages, f.inbound) {
 		if m.SID == sid && m.AccountSID == acct.sid {
 			res = m.resource()
 		}
@@ -197,6 +199,10 @@ func (m *fakeTwilioMessage) resource() map[string]any {
 	if m.ErrorCode != 0 {
 		errorCode = m.ErrorCode
 	}
+	direction := "outbound-api"
+	if m.direction != "" {
+		direction = m.direction
+	}
 	return map[string]any{
 		"account_sid":           m.AccountSID,
 		"api_version":           twilioAPIVersion,
@@ -204,7 +210,7 @@ func (m *fakeTwilioMessage) resource() map[string]any {
 		"date_created":          twilioDate(m.created),
 		"date_sent":             dateSent,
 		"date_updated":          twilioDate(m.updated),
-		"direction":             "outbound-api",
+		"direction":             direction,
 		"error_code":            errorCode,
 		"error_message":         nil,
 		"from":                  from,

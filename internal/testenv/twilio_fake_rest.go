@@ -56,8 +56,16 @@ func (f *FakeTwilio) serveAPI(w http.ResponseWriter, r *http.Request) {
 			f.numberInstance(w, r, acct, strings.TrimSuffix(parts[2], ".json"))
 		}
 	case len(parts) == 2 && parts[1] == "Messages.json":
-		if onlyMethods(w, r, http.MethodPost) {
-			f.createMessage(w, r, acct)
+		if onlyMethods(w, r, http.MethodPost, http.MethodGet) {
+			if r.Method == http.MethodGet {
+				f.listMessages(w, r, acct)
+			} else {
+				f.createMessage(w, r, acct)
+			}
+		}
+	case len(parts) == 4 && parts[1] == "Messages" && parts[3] == "Media.json":
+		if onlyMethods(w, r, http.MethodGet) {
+			f.listMessageMedia(w, r, acct, parts[2])
 		}
 	case len(parts) == 3 && parts[1] == "Messages" && strings.HasSuffix(parts[2], ".json"):
 		if onlyMethods(w, r, http.MethodGet) {

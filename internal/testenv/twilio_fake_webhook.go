@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/carebridge/carebridge/sms"
 )
 
 // InboundResult is what the bridge answered to an inbound-message webhook.
@@ -30,6 +28,13 @@ type InboundResult struct {
 	Body             string
 	// Params is the exact form Twilio sent (and signed).
 	Params url.Values
+	// Attempts is how often SmsUrl was called: once, unless its connection overrides
+	// (the URL's #fragment) ask for retries.
+	Attempts int
+	// FallbackURL is the SmsFallbackUrl called after SmsUrl failed ("" when it was not),
+	// FallbackAttempts how often. StatusCode, Header and Body are then its answer.
+	FallbackURL      string
+	FallbackAttempts int
 }
 
 // Twilio's default opt-out handling: these bodies (trimmed, any case) opt the sender
@@ -43,24 +48,27 @@ var (
 // PostSigned posts params form-encoded to rawURL the way Twilio calls a webhook: signed
 // with authToken in X-Twilio-Signature, with Twilio's User-Agent and a fresh
 // I-Twilio-Idempotency-Token, not following redirects. The caller closes the body.
+// A #fragment of rawURL (connection overrides) is signed but not sent, as by Twilio; this
+// one call is not retried.
 func (f *FakeTwilio) PostSigned(ctx context.Context, rawURL string, params url.Values, authToken string) (*http.Response, error) {
 	return f.callWebhook(ctx, http.MethodPost, rawURL, params, authToken, newTwilioSID(""))
 }
 
 func (f *FakeTwilio) callWebhook(ctx context.Context, method, rawURL string, params url.Values, authToken, idempotencyToken string) (*http.Response, error) {
+	return f.callWebhookWith(ctx, f.client, method, rawURL, params, authToken, idempotencyToken)
+}
+
+// callWebhookWith makes one webhook request: GET with the parameters in the query, or a
+// form POST; signed over the URL as configured, fragment included, which the request
+// line never carries.
+func (f *FakeTwilio) callWebhookWith(ctx context.Context, client *http.Client, method, rawURL string, params url.Values, authToken, idempotencyToken string) (*http.Response, error) {
+	_, requestURL := signedURL(method, rawURL, params)
 	var req *http.Request
 	var err error
 	if method == http.MethodGet {
-		// Twilio appends the parameters to the URL and signs that URL alone.
-		sep := "?"
-		if strings.Contains(rawURL, "?") {
-			sep = "&"
-		}
-		rawURL += sep + params.Encode()
-		req, err = http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
-		params = nil
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, requestURL, nil)
 	} else {
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader(params.Encode()))
+		req, err = http.NewRequestWithContext(ctx, http.MethodPost, requestURL, strings.NewReader(params.Encode()))
 		if req != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		}
@@ -68,22 +76,26 @@ func (f *FakeTwilio) callWebhook(ctx context.Context, method, rawURL string, par
 	if err != nil {
 		return nil, fmt.Errorf("failed to build webhook request: %w", err)
 	}
-	req.Header.Set("X-Twilio-Signature", sms.SignWebhook(authToken, rawURL, params))
+	req.Header.Set("X-Twilio-Signature", signWebhook(authToken, method, rawURL, params))
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
 	req.Header.Set("I-Twilio-Idempotency-Token", idempotencyToken)
-	resp, err := f.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("failed to call webhook %s: %w", rawURL, err)
+		return nil, fmt.Errorf("failed to call webhook %s: %w", requestURL, err)
 	}
 	return resp, nil
 }
 
 // SendInbound delivers an SMS (or MMS, with mediaURLs such as those from AddMedia) from
-// `from` to the fake's number `to`, as Twilio does: it builds Twilio's inbound form,
-// signs it with the owning account's auth token and calls the number's SmsUrl with its
-// SmsMethod. A body that is an opt-out (STOP…) or opt-in (START…) keyword changes the
-// opt-out state first, and the form carries OptOutType, as with Twilio's default
-// handling. A non-2xx answer is no error: it is in the result's StatusCode.
+// `from` to the fake's number `to`, as Twilio does: it records the message in the
+// account's message log ("received"), builds Twilio's inbound form, signs it with the
+// owning account's auth token and calls the number's SmsUrl with its SmsMethod. Like
+// Twilio, it calls once and does not retry a failure unless the SmsUrl's fragment holds
+// connection overrides (#rc=…&rp=…), then calls the SmsFallbackUrl if one is set. The
+// fake's own media are attached to the message (their URLs name it, as Twilio's do). A
+// body that is an opt-out (STOP…) or opt-in (START…) keyword changes the opt-out state
+// first, and the form carries OptOutType, as with Twilio's default handling. A non-2xx
+// answer is no error: it is in the result's StatusCode; no answer at all is an error.
 func (f *FakeTwilio) SendInbound(ctx context.Context, from, to, body string, mediaURLs ...string) (InboundResult, error) {
 	if from == "" {
 		return InboundResult{}, errors.New("inbound message needs a sender")
@@ -99,12 +111,19 @@ func (f *FakeTwilio) SendInbound(ctx context.Context, from, to, body string, med
 		return InboundResult{}, fmt.Errorf("number %s (%s) has no SmsUrl: configure it through the REST API first", to, num.sid)
 	}
 	res := InboundResult{URL: num.smsURL, Method: num.smsMethod, IdempotencyToken: newTwilioSID("")}
+	fallbackURL, fallbackMethod := num.smsFallbackURL, num.smsFallbackMethod
 	var serviceSID string
 	for _, svc := range f.services {
 		if slices.Contains(svc.senders, to) {
 			serviceSID = svc.sid
 		}
 	}
+	prefix := "SM"
+	if len(mediaURLs) > 0 {
+		prefix = "MM"
+	}
+	res.MessageSID = newTwilioSID(prefix)
+	mediaURLs = f.attachMediaLocked(res.MessageSID, mediaURLs)
 	contentTypes := make([]string, len(mediaURLs))
 	for i, u := range mediaURLs {
 		contentTypes[i] = f.mediaContentTypeLocked(u)
@@ -122,13 +141,10 @@ func (f *FakeTwilio) SendInbound(ctx context.Context, from, to, body string, med
 		optOutType = "HELP"
 	}
 	accountSID := num.accountSID
+	token := f.accounts[accountSID].authToken
+	f.recordInboundLocked(res.MessageSID, accountSID, serviceSID, from, to, body, mediaURLs)
 	f.mu.Unlock()
 
-	prefix := "SM"
-	if len(mediaURLs) > 0 {
-		prefix = "MM"
-	}
-	res.MessageSID = newTwilioSID(prefix)
 	toGeo, fromGeo := twilioGeo(to), twilioGeo(from)
 	params := url.Values{
 		"ToCountry":     {toGeo.country},
@@ -162,12 +178,12 @@ func (f *FakeTwilio) SendInbound(ctx context.Context, from, to, body string, med
 		params.Set("OptOutType", optOutType)
 	}
 	res.Params = params
-	return f.ResendInbound(ctx, res)
+	return f.callNumberWebhook(ctx, res, fallbackURL, fallbackMethod, token)
 }
 
-// ResendInbound posts res.Params again to the same URL with the same MessageSid and
-// idempotency token, as Twilio does when it retries a webhook. The returned result
-// holds the new answer.
+// ResendInbound posts res.Params once more to the same URL with the same MessageSid and
+// idempotency token, as an operator replaying a failed webhook from Twilio's console
+// does. The returned result holds the new answer.
 func (f *FakeTwilio) ResendInbound(ctx context.Context, res InboundResult) (InboundResult, error) {
 	f.mu.Lock()
 	acct := f.accounts[res.Params.Get("AccountSid")]

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -282,9 +283,12 @@ func TestFakeTwilioMedia(t *testing.T) {
 	require.NoError(t, err)
 	assert.Regexp(t, `^MM`, res.MessageSID)
 	assert.Equal(t, "1", res.Params.Get("NumMedia"))
-	assert.Equal(t, mediaURL, res.Params.Get("MediaUrl0"))
+	// The media is now the message's: its URL names the inbound message, as Twilio's do.
+	assert.Equal(t, fx.fake.URL()+"/2010-04-01/Accounts/"+fx.accountSID+"/Messages/"+res.MessageSID+"/Media/"+path.Base(mediaURL),
+		res.Params.Get("MediaUrl0"))
 	assert.Equal(t, "image/jpeg", res.Params.Get("MediaContentType0"))
 	assert.True(t, receive(t, got).sigValid)
+	mediaURL = res.Params.Get("MediaUrl0")
 
 	t.Run("download with basic auth follows the redirect to the CDN", func(t *testing.T) {
 		req, err := http.NewRequest(http.MethodGet, mediaURL, nil)

@@ -58,8 +58,18 @@ func (s *Simulator) LookupNumber(ctx context.Context, e164 string) (*sms.PhoneNu
 }
 
 // ConfigureWebhooks is called when a clinic number is linked: it records the webhook URL.
-func (s *Simulator) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
-	return s.demoAccount().ConfigureWebhooks(ctx, numberSID, smsURL)
+func (s *Simulator) ConfigureWebhooks(ctx context.Context, numberSID string, hooks sms.NumberWebhooks) error {
+	return s.demoAccount().ConfigureWebhooks(ctx, numberSID, hooks)
+}
+
+// ListInbound is called when the bridge catches up on texts its webhook missed.
+func (s *Simulator) ListInbound(ctx context.Context, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	return s.demoAccount().ListInbound(ctx, to, since)
+}
+
+// FetchMessage is called for a text whose final status never reached the bridge.
+func (s *Simulator) FetchMessage(ctx context.Context, sid string) (*sms.LoggedMessage, error) {
+	return s.demoAccount().FetchMessage(ctx, sid)
 }
 
 // Send is called for every staff message that goes out as a text: it lands in the
@@ -108,17 +118,21 @@ func (a *Account) LookupNumber(ctx context.Context, e164 string) (*sms.PhoneNumb
 		s.clinics[e164] = num
 	}
 	s.lastClinic = e164
-	return &sms.PhoneNumber{SID: sid, E164: e164, FriendlyName: "Simulated " + e164, SMSURL: num.smsURL}, nil
+	return &sms.PhoneNumber{SID: sid, E164: e164, FriendlyName: "Simulated " + e164, SMSURL: num.smsURL,
+		SMSFallbackURL: num.smsFallbackURL}, nil
 }
 
-// ConfigureWebhooks is called when a clinic number is linked. It records the webhook URL
-// (PostWebhook calls it) and makes this account the one the number's texts are for.
-func (a *Account) ConfigureWebhooks(ctx context.Context, numberSID, smsURL string) error {
+// ConfigureWebhooks is called when a clinic number is linked. It records the webhook URLs
+// (PostWebhook calls the first; the simulator has no outage to fall back from) and makes
+// this account the one the number's texts are for.
+func (a *Account) ConfigureWebhooks(ctx context.Context, numberSID string, hooks sms.NumberWebhooks) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if u, err := url.Parse(smsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%w: the SMS webhook %q is not an absolute http(s) URL", sms.ErrTwilioRejection, truncate(smsURL, 200))
+	for _, hook := range []string{hooks.SMSURL, hooks.SMSFallbackURL} {
+		if u, err := url.Parse(hook); hook == hooks.SMSURL && hook == "" || hook != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			return fmt.Errorf("%w: the SMS webhook %q is not an absolute http(s) URL", sms.ErrTwilioRejection, truncate(hook, 200))
+		}
 	}
 	s := a.sim
 	s.mu.Lock()
@@ -129,7 +143,7 @@ func (a *Account) ConfigureWebhooks(ctx context.Context, numberSID, smsURL strin
 		return &sms.SendError{Code: 20404, Status: http.StatusNotFound,
 			Err: fmt.Errorf("%w: the account has no number %s (look it up first)", sms.ErrTwilioRejection, truncate(numberSID, 40))}
 	}
-	num.smsURL = smsURL
+	num.smsURL, num.smsFallbackURL = hooks.SMSURL, hooks.SMSFallbackURL
 	num.authToken = a.authToken
 	s.clinics[num.e164] = num
 	s.lastClinic = num.e164

@@ -93,7 +93,7 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var mediaURLs []string
+	var mediaURLs, mediaTypes []string
 	if photo != nil {
 		photo.id = randomHex(16)
 		photo.added = time.Now()
@@ -101,6 +101,7 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.media.add(photo)
 		s.mu.Unlock()
 		mediaURLs = []string{s.publicBaseFor(r) + s.basePath + "/media/" + photo.id}
+		mediaTypes = []string{photo.contentType}
 	}
 	form := s.inboundForm(patient, to, body, mediaURLs, photo)
 	ctx, cancel := context.WithTimeout(r.Context(), simulatorDeliverTimeout)
@@ -124,6 +125,8 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 		Body:      body,
 		MediaURLs: mediaURLs,
 		Time:      time.Now(),
+
+		mediaTypes: mediaTypes,
 	})
 	s.mu.Unlock()
 	http.Redirect(w, r, s.phoneURL(patient)+"?sent=1#latest", http.StatusSeeOther)

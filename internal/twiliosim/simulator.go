@@ -70,10 +70,13 @@ type Text struct {
 	// it: queued, sent, then delivered, or undelivered with Twilio's error code.
 	Status    string `json:"status,omitempty"`
 	ErrorCode int    `json:"error_code,omitempty"`
+	// mediaTypes are the content types of a patient's photos, for the message log.
+	mediaTypes []string
 }
 
 func (t Text) clone() Text {
 	t.MediaURLs = slices.Clone(t.MediaURLs)
+	t.mediaTypes = slices.Clone(t.mediaTypes)
 	return t
 }
 
@@ -126,6 +129,8 @@ type simNumber struct {
 	accountSID string
 	authToken  string
 	smsURL     string
+	// smsFallbackURL is recorded as Twilio records it; the simulator never fails over.
+	smsFallbackURL string
 }
 
 // New builds an empty simulator. Close stops its status callbacks.

@@ -247,14 +247,14 @@ func TestSimulatorAccountsAndNumbers(t *testing.T) {
 	_, err = acct.LookupNumber(ctx, "555-0001")
 	assert.ErrorIs(t, err, sms.ErrNumberNotOwned)
 
-	require.NoError(t, acct.ConfigureWebhooks(ctx, n1.SID, "https://bridge.example/_carebridge/twilio/login/inbound"))
+	require.NoError(t, acct.ConfigureWebhooks(ctx, n1.SID, sms.NumberWebhooks{SMSURL: "https://bridge.example/_carebridge/twilio/login/inbound"}))
 	again, err := acct.LookupNumber(ctx, simClinic)
 	require.NoError(t, err)
 	assert.Equal(t, "https://bridge.example/_carebridge/twilio/login/inbound", again.SMSURL)
 	var sendErr *sms.SendError
-	require.ErrorAs(t, acct.ConfigureWebhooks(ctx, "PN"+strings.Repeat("0", 32), "https://bridge.example/x"), &sendErr)
+	require.ErrorAs(t, acct.ConfigureWebhooks(ctx, "PN"+strings.Repeat("0", 32), sms.NumberWebhooks{SMSURL: "https://bridge.example/x"}), &sendErr)
 	assert.Equal(t, 20404, sendErr.Code)
-	assert.Error(t, acct.ConfigureWebhooks(ctx, n1.SID, "not a url"))
+	assert.Error(t, acct.ConfigureWebhooks(ctx, n1.SID, sms.NumberWebhooks{SMSURL: "not a url"}))
 }
 
 func TestSimulatorPageEscapesAndLinks(t *testing.T) {
@@ -374,7 +374,7 @@ func TestSimulatorSendUsesLinkingAccount(t *testing.T) {
 	acct := h.sim.Account(accountSID, strings.Repeat("4d", 16))
 	num, err := acct.LookupNumber(ctx, simClinic)
 	require.NoError(t, err)
-	require.NoError(t, acct.ConfigureWebhooks(ctx, num.SID, "https://bridge.example/hook"))
+	require.NoError(t, acct.ConfigureWebhooks(ctx, num.SID, sms.NumberWebhooks{SMSURL: "https://bridge.example/hook"}))
 	resp, _ := h.postSend(t, simPatient, map[string]string{"csrf": h.csrf(t), "to": simClinic, "body": "Hello"}, nil)
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Len(t, h.deliveries(), 1)
@@ -582,7 +582,7 @@ func TestSimulatorPostWebhookSigns(t *testing.T) {
 	acct := sim.Account(accountSID, authToken)
 	num, err := acct.LookupNumber(ctx, simClinic)
 	require.NoError(t, err)
-	require.NoError(t, acct.ConfigureWebhooks(ctx, num.SID, bridge.URL+"/_carebridge/twilio/login1/inbound"))
+	require.NoError(t, acct.ConfigureWebhooks(ctx, num.SID, sms.NumberWebhooks{SMSURL: bridge.URL + "/_carebridge/twilio/login1/inbound"}))
 
 	srv := httptest.NewServer(sim.Handler())
 	defer srv.Close()
