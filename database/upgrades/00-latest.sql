@@ -1,4 +1,4 @@
--- v0 -> v11: Latest revision
+-- v0 -> v12: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (

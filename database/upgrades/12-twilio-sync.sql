@@ -1,4 +1,4 @@
--- v10 -> v11: How far Twilio's message log has been read for texts whose webhook never arrived
+-- v11 -> v12: How far Twilio's message log has been read for texts whose webhook never arrived
 
 -- One row per clinic number: every inbound text Twilio sent before synced_until is stored
 -- (a webhook stored it, or the catch-up found it in the message log).
