@@ -106,7 +106,7 @@ func (c *Connector) sendUnreadReminder(ctx context.Context, conv *database.Conve
 		}
 		return
 	}
-	if err := c.textLink(ctx, conv, outbox.KindReminder, "", "system", securechat.UnreadReminderText); err != nil {
+	if err := c.Conversations.TextLink(ctx, conv, outbox.KindReminder, "", "system", securechat.UnreadReminderText); err != nil {
 		log.Err(err).Msg("Failed to text the unread reminder")
 		return
 	}

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/outbox"
@@ -92,27 +93,18 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patien
 
 // SetPatientName is called when the integration names the patient.
 func (b apiBackend) SetPatientName(ctx context.Context, actor string, conv *database.Conversation, name string) error {
-	err := b.c.audited(ctx, convAudit(conv, actor, "patient named", "ok", ""), func(ctx context.Context) error {
-		return b.c.DB.Conversation.SetPatientName(ctx, conv.PatientPhone, name)
-	})
-	if err != nil {
-		return err
-	}
-	conv.PatientName = name
-	portal, err := b.portal(ctx, conv)
-	if err != nil {
-		return err
-	}
-	if err = b.c.showPatientName(ctx, portal, conv.PatientPhone, name); err != nil {
+	err := b.c.Conversations.SetPatientName(ctx, conv, actor, name)
+	if errors.Is(err, conversation.ErrNotShown) {
 		// Stored: the room shows it the next time it is named.
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to show the patient's name in the room")
+		return nil
 	}
-	return nil
+	return err
 }
 
 // SetDOB is called with the patient's date of birth (YYYY-MM-DD).
 func (b apiBackend) SetDOB(ctx context.Context, actor string, conv *database.Conversation, dob string) error {
-	err := b.c.Secure.SetDOB(ctx, conv, dob, actor)
+	err := b.c.Conversations.SetDOB(ctx, conv, actor, dob)
 	if errors.Is(err, securechat.ErrInvalidDOB) {
 		return &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "patient.birth_date",
 			Message: "patient.birth_date must be a past date such as 1980-02-03"}
@@ -122,11 +114,10 @@ func (b apiBackend) SetDOB(ctx context.Context, actor string, conv *database.Con
 
 // SetSecure is called when the integration asks for secure mode.
 func (b apiBackend) SetSecure(ctx context.Context, actor string, conv *database.Conversation) error {
-	portal, err := b.portal(ctx, conv)
-	if err != nil {
+	if err := b.c.Conversations.SetMode(ctx, conv, database.ModeSecure, actor); !errors.Is(err, conversation.ErrSameMode) {
 		return err
 	}
-	return b.c.setModeBy(ctx, portal, conv, database.ModeSecure, actor)
+	return nil
 }
 
 // CheckTemplate is called before anything is done for a request naming a template.
@@ -163,7 +154,7 @@ func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conve
 		return nil, err
 	}
 	if secure || conv.Mode == database.ModeSecure {
-		msg, err := b.c.keepForSecureChat(ctx, portal, conv, actor, apiName(actor), text, "")
+		msg, err := b.c.Conversations.KeepForSecureChat(ctx, conv, actor, apiName(actor), text, "")
 		if err != nil {
 			return nil, err
 		}

@@ -5,18 +5,15 @@ import (
 	"errors"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 )
-
-// maxPatientNameLength bounds a name staff give a patient (it becomes a Matrix display name).
-const maxPatientNameLength = 100
 
 // HelpSectionCarebridge groups carebridge's own commands in `!sms help`.
 var HelpSectionCarebridge = commands.HelpSection{Name: "Patient conversations", Order: 25}
@@ -40,16 +37,8 @@ func (c *Connector) registerCommands() {
 	}
 }
 
-var cmdName = &commands.FullHandler{
-	Name: "name",
-	Help: commands.HelpMeta{
-		Section:     HelpSectionCarebridge,
-		Description: "Set the patient's name shown for this number (room name and sender), instead of the number",
-		Args:        "<full name>",
-	},
-	RequiresPortal: true,
-	Func:           fnName,
-}
+var cmdName = conversationCommand("name",
+	"Set the patient's name shown for this number (room name and sender), instead of the number", "<full name>", fnName)
 
 // conversationCommand is a command run in a conversation room, on its conversation.
 func conversationCommand(name, description, args string, fn func(ce *commands.Event, c *Connector, conv *database.Conversation)) *commands.FullHandler {
@@ -133,43 +122,40 @@ var cmdStats = &commands.FullHandler{
 }
 
 func fnSecure(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if conv.Mode == database.ModeSecure {
-		ce.Reply("This conversation is already in secure mode.")
-		return
-	}
-	if err := c.setMode(ce.Ctx, ce.Portal, conv, database.ModeSecure, ce.User.MXID); err != nil {
-		ce.Log.Err(err).Msg("Failed to switch to secure mode")
-		ce.Reply("Failed to switch to secure mode; try again.")
-	}
+	switchMode(ce, c, conv, database.ModeSecure, "secure")
 }
 
 func fnPlain(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if conv.Mode == database.ModeSMS {
-		ce.Reply("This conversation is already in SMS mode.")
-		return
-	}
-	if err := c.setMode(ce.Ctx, ce.Portal, conv, database.ModeSMS, ce.User.MXID); err != nil {
-		ce.Log.Err(err).Msg("Failed to switch to SMS mode")
-		ce.Reply("Failed to switch to SMS mode; try again.")
+	switchMode(ce, c, conv, database.ModeSMS, "SMS")
+}
+
+func switchMode(ce *commands.Event, c *Connector, conv *database.Conversation, mode database.Mode, word string) {
+	err := c.Conversations.SetMode(ce.Ctx, conv, mode, ce.User.MXID.String())
+	switch {
+	case errors.Is(err, conversation.ErrSameMode):
+		ce.Reply("This conversation is already in %s mode.", word)
+	case err != nil:
+		ce.Log.Err(err).Str("mode", string(mode)).Msg("Failed to switch mode")
+		ce.Reply("Failed to switch to %s mode; try again.", word)
 	}
 }
 
 func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if conv.OptedOut {
+	err := c.Conversations.TextLink(ce.Ctx, conv, outbox.KindAlert, ce.EventID.String(), ce.User.MXID.String(), securechat.AlertText)
+	switch {
+	case errors.Is(err, outbox.ErrOptedOut):
 		ce.Reply("The patient has opted out (STOP): no link can be texted until they text START.")
 		return
-	}
-	if err := c.textLink(ce.Ctx, conv, outbox.KindAlert, ce.EventID, ce.User.MXID.String(), securechat.AlertText); err != nil {
+	case err != nil:
 		ce.Log.Err(err).Msg("Failed to text a secure chat link")
 		ce.Reply("The link could not be texted: %s", describeSendError(err))
 		return
 	}
-	c.updateConversationState(ce.Ctx, ce.Portal, conv)
 	ce.Reply("A new secure chat link was texted to the patient. It works for %s.", c.Config.SecureChat.LinkLifetime)
 }
 
 func fnRevoke(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if err := c.Secure.Revoke(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+	if err := c.Conversations.Revoke(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
 		ce.Log.Err(err).Msg("Failed to revoke links")
 		ce.Reply("Failed to revoke; try again.")
 		return
@@ -185,7 +171,7 @@ func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("Usage: `$cmdprefix dob 1980-02-03`, or `$cmdprefix dob clear`")
 		return
 	}
-	if err := c.Secure.SetDOB(ce.Ctx, conv, arg, ce.User.MXID.String()); err != nil {
+	if err := c.Conversations.SetDOB(ce.Ctx, conv, ce.User.MXID.String(), arg); err != nil {
 		if errors.Is(err, securechat.ErrInvalidDOB) {
 			ce.Reply("That is not a date of birth in the form YYYY-MM-DD (e.g. 1980-02-03).")
 			return
@@ -203,7 +189,7 @@ func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnUnlock(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if err := c.Secure.Unlock(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+	if err := c.Conversations.Unlock(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
 		ce.Log.Err(err).Msg("Failed to unlock links")
 		ce.Reply("Failed to unlock; try again.")
 		return
@@ -211,32 +197,24 @@ func fnUnlock(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	ce.Reply("The secure chat link is unlocked; the patient can ask for a new code.")
 }
 
-func fnName(ce *commands.Event) {
-	c := ce.Bridge.Network.(*Connector)
-	name := strings.Join(strings.Fields(ce.RawArgs), " ")
-	if name == "" {
+func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.SetPatientName(ce.Ctx, conv, ce.User.MXID.String(), ce.RawArgs)
+	switch {
+	case errors.Is(err, conversation.ErrNameEmpty):
 		ce.Reply("Usage: `$cmdprefix name <full name>`, e.g. `$cmdprefix name Jane Doe`")
-		return
-	} else if utf8.RuneCountInString(name) > maxPatientNameLength {
-		ce.Reply("That name is longer than %d characters.", maxPatientNameLength)
-		return
-	}
-	phone := PhoneOf(ce.Portal.ID)
-	if err := c.DB.Conversation.SetPatientName(ce.Ctx, phone, name); err != nil {
-		ce.Log.Err(err).Msg("Failed to store patient name")
-		ce.Reply("Failed to save the name; try again.")
-		return
-	}
-	if err := c.showPatientName(ce.Ctx, ce.Portal, phone, name); err != nil {
+	case errors.Is(err, conversation.ErrNameTooLong):
+		ce.Reply("That name is longer than %d characters.", conversation.MaxPatientNameLength)
+	case errors.Is(err, conversation.ErrNotShown):
 		ce.Log.Err(err).Msg("Failed to show the patient's name")
 		ce.Reply("The name is saved but could not be shown yet; try again.")
-		return
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to store patient name")
+		ce.Reply("Failed to save the name; try again.")
+	case c.maskNames():
+		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", maskedNumber(conv.PatientPhone))
+	default:
+		ce.Reply("This number is now shown as %s.", conv.PatientName)
 	}
-	if c.maskNames() {
-		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", maskedNumber(phone))
-		return
-	}
-	ce.Reply("This number is now shown as %s.", name)
 }
 
 // showPatientName shows a stored patient name: on the ghost and as the room name, or,

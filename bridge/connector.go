@@ -19,6 +19,7 @@ import (
 
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
 	"github.com/carebridge/carebridge/internal/keyedlock"
@@ -48,9 +49,11 @@ type Connector struct {
 	inbound *inboundQueue
 	catchUp *catchUp
 	// Outbox is the one way a text reaches a patient.
-	Outbox  *outbox.Outbox
-	alerts  *loop.Loop
-	started atomic.Bool
+	Outbox *outbox.Outbox
+	// Conversations is what is done to a conversation (mode, name, links, secure chat).
+	Conversations *conversation.Service
+	alerts        *loop.Loop
+	started       atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks keyedlock.Locks
 	// API is the integration API, nil when no integration is configured.
@@ -224,6 +227,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	}).Register(router)
 	c.registerCommands()
 	c.Outbox = c.newOutbox()
+	c.Conversations = c.newConversations()
 	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
 		return err
 	}

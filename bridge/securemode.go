@@ -13,7 +13,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
@@ -269,19 +268,6 @@ func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin,
 	c.sendAlert(ctx, portal, conv)
 }
 
-// textLink texts the patient a fresh secure link in one of the fixed, PHI-free templates,
-// in their language, queued in the conversation's turn. eventID is the room event it
-// answers, if any; actor is who asked for the link.
-func (c *Connector) textLink(ctx context.Context, conv *cbdb.Conversation, kind outbox.Kind, eventID id.EventID, actor string,
-	template func(lang, clinic, link string) string) error {
-	link, err := c.Secure.IssueLink(ctx, conv, actor)
-	if err != nil {
-		return fmt.Errorf("failed to issue a secure link: %w", err)
-	}
-	text := template(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName, link)
-	return c.textPatient(ctx, conv, kind, text, eventID)
-}
-
 // alertPolicy is the clinic's configuration of when patients are alerted.
 func (c *Connector) alertPolicy() securechat.AlertPolicy {
 	return securechat.AlertPolicy{Quiet: c.Config.SecureChat.AlertQuietPeriod, ReminderAfter: c.Config.SecureChat.ReminderAfter}
@@ -299,7 +285,7 @@ func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv
 		log.Debug().Msg("Alert already sent within the quiet period")
 		return
 	}
-	if err = c.textLink(ctx, conv, outbox.KindAlert, "", "system", securechat.AlertText); err != nil {
+	if err = c.Conversations.TextLink(ctx, conv, outbox.KindAlert, "", "system", securechat.AlertText); err != nil {
 		log.Err(err).Msg("Failed to text secure message alert")
 		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))
 		return
@@ -307,22 +293,6 @@ func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv
 	if err = c.audited(ctx, convAudit(conv, "system", "alert sent", "ok", ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit a secure message alert")
 	}
-	c.updateConversationState(ctx, portal, conv)
-}
-
-// keepForSecureChat stores a text from the staff side for the secure chat and texts the
-// patient an alert in the background (at most one per quiet period). eventID is the Matrix
-// event it came from, if any.
-func (c *Connector) keepForSecureChat(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation,
-	actor, sender, text, eventID string) (*securechat.Message, error) {
-	msg, err := c.Secure.AddStaffMessage(ctx, conv, actor, sender, cbdb.SecureText, text, "", nil, eventID)
-	if err != nil {
-		return nil, err
-	}
-	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
-		go c.alertPatient(c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
-	}
-	return msg, nil
 }
 
 func describeSendError(err error) string {
@@ -335,33 +305,6 @@ func describeSendError(err error) string {
 		return refusal.Words
 	}
 	return "the text could not be sent"
-}
-
-// setMode switches a conversation's mode, audited, with a notice and the room state.
-func (c *Connector) setMode(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor id.UserID) error {
-	return c.setModeBy(ctx, portal, conv, mode, actor.String())
-}
-
-// setModeBy is setMode by any actor (a staff member's Matrix ID, or an integration).
-func (c *Connector) setModeBy(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation, mode cbdb.Mode, actor string) error {
-	err := c.audited(ctx, convAudit(conv, actor, "mode switched", "ok", string(mode)), func(ctx context.Context) error {
-		return c.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode)
-	})
-	if err != nil {
-		return err
-	}
-	conv.Mode = mode
-	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
-		portal.UpdateCapabilities(ctx, login, false)
-	}
-	c.updateConversationState(ctx, portal, conv)
-	if mode == cbdb.ModeSecure {
-		c.sendNotice(ctx, portal, "🔒 Secure mode: staff messages are no longer texted. The patient gets a text with a link "+
-			"and reads them in the secure web chat after a code sent to their phone.")
-	} else {
-		c.sendNotice(ctx, portal, "SMS mode: staff messages are texted to the patient again. Do not send protected health information.")
-	}
-	return nil
 }
 
 // updateConversationState shows the mode in the room topic and state event.

@@ -100,7 +100,7 @@ func (c *Connector) sendSecureTemplate(ce *commands.Event, conv *database.Conver
 		ce.Reply("The template could not be filled in; try again.")
 		return
 	}
-	_, err = c.keepForSecureChat(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), text, ce.EventID.String())
+	_, err = c.Conversations.KeepForSecureChat(ce.Ctx, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), text, ce.EventID.String())
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to store a template for the secure chat")
 		ce.Reply("Not sent: the template could not be stored for the secure chat; try again.")

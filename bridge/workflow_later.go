@@ -327,7 +327,7 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 	}
 	name := c.staffName(ctx, portal, id.UserID(m.CreatedBy))
 	if conv.Mode == database.ModeSecure {
-		if _, err = c.keepForSecureChat(ctx, portal, conv, m.CreatedBy, name, text, ""); err != nil {
+		if _, err = c.Conversations.KeepForSecureChat(ctx, conv, m.CreatedBy, name, text, ""); err != nil {
 			log.Err(err).Msg("Failed to store a scheduled message for the secure chat")
 			c.finishLater(ctx, m, "", "it could not be stored for the secure chat", text)
 			return true

@@ -1,0 +1,79 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/networkid"
+
+	"github.com/carebridge/carebridge/conversation"
+	"github.com/carebridge/carebridge/database"
+)
+
+// newConversations builds the conversation service over the bridge's rooms.
+func (c *Connector) newConversations() *conversation.Service {
+	return &conversation.Service{Config: &c.Config, DB: c.DB, Rooms: conversationRooms{c}, Texts: c.Outbox,
+		Secure: c.Secure, Alerts: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
+}
+
+// conversationRooms is a conversation's room, as the conversation service sees it.
+type conversationRooms struct{ c *Connector }
+
+var (
+	_ conversation.Rooms  = conversationRooms{}
+	_ conversation.Alerts = conversationRooms{}
+)
+
+// portal is the conversation's portal, or nil (logged) when it has no room.
+func (r conversationRooms) portal(ctx context.Context, conv *database.Conversation) *bridgev2.Portal {
+	portal, err := r.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.PortalID),
+		Receiver: networkid.UserLoginID(conv.LoginID)})
+	if err != nil || portal == nil || portal.MXID == "" {
+		log := r.c.Bridge.Log.With().Str("portal_id", conv.PortalID).Logger()
+		log.Err(err).Msg("The conversation has no room")
+		return nil
+	}
+	return portal
+}
+
+func (r conversationRooms) Notice(ctx context.Context, conv *database.Conversation, text string) string {
+	if portal := r.portal(ctx, conv); portal != nil {
+		return r.c.sendNotice(ctx, portal, text).String()
+	}
+	return ""
+}
+
+func (r conversationRooms) ShowState(ctx context.Context, conv *database.Conversation) {
+	r.c.updateConversationState(ctx, r.portal(ctx, conv), conv)
+}
+
+func (r conversationRooms) ShowMode(ctx context.Context, conv *database.Conversation) {
+	portal := r.portal(ctx, conv)
+	if portal == nil {
+		return
+	}
+	if login := r.c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
+		portal.UpdateCapabilities(ctx, login, false)
+	}
+}
+
+func (r conversationRooms) ShowPatientName(ctx context.Context, conv *database.Conversation, name string) error {
+	portal := r.portal(ctx, conv)
+	if portal == nil {
+		return fmt.Errorf("conversation %s has no room", conv.PortalID)
+	}
+	return r.c.showPatientName(ctx, portal, conv.PatientPhone, name)
+}
+
+// StaffMessageKept alerts the patient in the background (at once, or when the quiet
+// period ends).
+func (r conversationRooms) StaffMessageKept(ctx context.Context, conv *database.Conversation) {
+	portal := r.portal(ctx, conv)
+	if portal == nil {
+		return
+	}
+	if login := r.c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
+		go r.c.alertPatient(r.c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
+	}
+}
