@@ -8,6 +8,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
+	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -15,20 +16,19 @@ import (
 // the clinic number (the login owner) and the patient's ghost.
 func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*bridgev2.ChatInfo, error) {
 	patient := PhoneOf(portal.ID)
-	name, err := cl.Connector.patientDisplayName(ctx, patient)
+	conv, err := cl.Connector.DB.Conversation.Get(ctx, string(portal.Receiver), string(portal.ID))
+	if err != nil {
+		return nil, err
+	} else if conv == nil {
+		// A room is made for a stored conversation (openConversation stores it first).
+		return nil, fmt.Errorf("conversation %s is not stored", portal.ID)
+	}
+	// The same look as every later update (an urgent conversation keeps its 🚨).
+	look, err := cl.Connector.roomLook(ctx, portal, conv)
 	if err != nil {
 		return nil, err
 	}
-	// An urgent conversation keeps its 🚨 through a refresh.
-	if conv, err := cl.Connector.DB.Conversation.Get(ctx, string(portal.Receiver), string(portal.ID)); err != nil {
-		return nil, err
-	} else if conv != nil {
-		if name, err = cl.Connector.roomName(ctx, conv); err != nil {
-			return nil, err
-		}
-	}
-	topic := fmt.Sprintf("SMS conversation with %s through %s (%s)",
-		cl.Connector.patientLabel(patient), cl.UserLogin.RemoteName, cl.Connector.Config.ClinicName)
+	info := cl.Connector.lookInfo(look)
 	roomType := database.RoomTypeDM
 	ghostID, err := cl.Connector.patientUserID(ctx, patient)
 	if err != nil {
@@ -41,12 +41,8 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 	}
 	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{IsFromMe: true, Sender: MakeClinicUserID(cl.meta().Phone)}})
 	members.MemberMap.Set(bridgev2.ChatMember{EventSender: bridgev2.EventSender{Sender: ghostID}})
-	return &bridgev2.ChatInfo{
-		Name:    &name,
-		Topic:   &topic,
-		Type:    &roomType,
-		Members: members,
-	}, nil
+	info.Type, info.Members = &roomType, members
+	return info, nil
 }
 
 // GetUserInfo is called for a ghost without a profile. A patient's name is the one staff
@@ -93,7 +89,7 @@ func (c *Connector) otherGhostInfo(id networkid.UserID) *bridgev2.UserInfo {
 // the number's last four digits when names are masked (privacy.mask_room_names).
 func (c *Connector) patientDisplayName(ctx context.Context, phone string) (string, error) {
 	if c.maskNames() {
-		return maskedNumber(phone), nil
+		return appservice.MaskedNumber(phone), nil
 	}
 	name, err := c.DB.Conversation.GetPatientName(ctx, phone)
 	if err != nil {

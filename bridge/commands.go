@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 
+	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
@@ -211,7 +212,7 @@ func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Log.Err(err).Msg("Failed to store patient name")
 		ce.Reply("Failed to save the name; try again.")
 	case c.maskNames():
-		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", maskedNumber(conv.PatientPhone))
+		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", appservice.MaskedNumber(conv.PatientPhone))
 	default:
 		ce.Reply("This number is now shown as %s.", conv.PatientName)
 	}

@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/config"
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
@@ -57,13 +58,6 @@ func (c *Connector) serverAllowed(userID id.UserID) bool {
 	return ok && slices.Contains(c.aclHosts(), host)
 }
 
-// serverACL is the m.room.server_acl of conversation rooms. IP literals are allowed only
-// when a listed server is one (a test set-up on loopback; real servers have names).
-func (c *Connector) serverACL() *event.ServerACLEventContent {
-	hosts := c.aclHosts()
-	return &event.ServerACLEventContent{Allow: hosts, Deny: []string{}, AllowIPLiterals: slices.ContainsFunc(hosts, config.IsIPLiteral)}
-}
-
 // maskNames is privacy.mask_room_names.
 func (c *Connector) maskNames() bool { return c.Config.Privacy.MaskRoomNames }
 
@@ -77,20 +71,11 @@ func (c *Connector) roomPolicy() string {
 	return "acl=" + strings.Join(c.aclHosts(), ",") + "|mask=" + mask
 }
 
-// maskedNumber is how a masked room shows a patient: the last four digits only.
-func maskedNumber(e164 string) string {
-	digits := strings.TrimPrefix(e164, "+")
-	if len(digits) > 4 {
-		digits = digits[len(digits)-4:]
-	}
-	return "Patient …" + digits
-}
-
 // patientLabel is the patient as room names, topics and display names show them: the
 // formatted number, or only its last four digits when names are masked.
 func (c *Connector) patientLabel(e164 string) string {
 	if c.maskNames() {
-		return maskedNumber(e164)
+		return appservice.MaskedNumber(e164)
 	}
 	return sms.FormatPhone(e164, c.Config.DefaultRegion)
 }
@@ -109,7 +94,7 @@ func (c *Connector) FillPortalBridgeInfo(portal *bridgev2.Portal, content *event
 
 // setServerACL puts the allow-list into a conversation room as its m.room.server_acl.
 func (c *Connector) setServerACL(ctx context.Context, portal *bridgev2.Portal) error {
-	if _, err := c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateServerACL, "", &event.Content{Parsed: c.serverACL()}, time.Time{}); err != nil {
+	if _, err := c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateServerACL, "", &event.Content{Parsed: appservice.ServerACL(c.aclHosts())}, time.Time{}); err != nil {
 		return fmt.Errorf("failed to set the room's server ACL: %w", err)
 	}
 	return nil
@@ -129,7 +114,6 @@ func (c *Connector) applyRoomPolicy(ctx context.Context, portal *bridgev2.Portal
 		return nil
 	}
 	portal.UpdateBridgeInfo(ctx)
-	c.updateRoomName(ctx, portal, conv)
 	c.updateConversationState(ctx, portal, conv)
 	if ghost, err := c.patientGhost(ctx, conv.PatientPhone); err == nil {
 		if info, err := c.patientGhostInfo(ctx, conv.PatientPhone); err == nil {
@@ -153,8 +137,7 @@ func (c *Connector) pinPatientNotice(ctx context.Context, portal *bridgev2.Porta
 	if name != "" {
 		who = name + ", " + who
 	}
-	text := fmt.Sprintf("📌 Patient: %s. The room's name and topic show only the last four digits "+
-		"(privacy.mask_room_names), because they are not end-to-end encrypted.", who)
+	text := appservice.PatientNotice(who)
 	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
 		Parsed: &event.MessageEventContent{MsgType: event.MsgNotice, Body: text},
 	}, nil)

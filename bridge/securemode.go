@@ -14,25 +14,12 @@ import (
 	"maunium.net/go/mautrix/bridgev2/simplevent"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/carebridge/carebridge/appservice"
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 )
-
-// StateConversation is the room state event that shows a conversation's mode to clients.
-var StateConversation = event.Type{Type: "com.carebridge.conversation", Class: event.StateEventType}
-
-// ConversationState is the content of StateConversation.
-type ConversationState struct {
-	Mode        cbdb.Mode `json:"mode"`
-	Verified    bool      `json:"verified"`
-	LinkExpires int64     `json:"link_expires,omitempty"` // unix ms of the newest link's expiry
-	// Assignee is the Matrix ID of the staff member who owns the conversation, if any.
-	Assignee string `json:"assignee,omitempty"`
-	Urgent   bool   `json:"urgent"`
-	Closed   bool   `json:"closed"`
-}
 
 // secureMessagePrefix marks, in the room, what the patient sent through the secure chat.
 const secureMessagePrefix = "🔒 "
@@ -307,33 +294,55 @@ func describeSendError(err error) string {
 	return "the text could not be sent"
 }
 
-// updateConversationState shows the mode in the room topic and state event.
+// updateConversationState shows the conversation in its room — name, topic and the
+// com.carebridge.conversation state — through bridgev2, which keeps the portal's stored
+// name and topic what the room shows.
 func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) {
 	if portal == nil || portal.MXID == "" {
 		return
 	}
-	state := &ConversationState{Mode: conv.Mode, Assignee: conv.Assignee, Urgent: conv.Urgent, Closed: !conv.ClosedAt.IsZero()}
+	look, err := c.roomLook(ctx, portal, conv)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to show the conversation in its room")
+		return
+	}
+	portal.UpdateInfo(ctx, c.lookInfo(look), nil, nil, time.Time{})
+}
+
+// roomLook is how the conversation's room looks now (appservice.LookOf).
+func (c *Connector) roomLook(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) (appservice.Look, error) {
+	name, err := c.roomName(ctx, conv)
+	if err != nil {
+		return appservice.Look{}, err
+	}
+	in := appservice.LookInput{Conv: conv, RoomName: name, PatientLabel: c.patientLabel(conv.PatientPhone), ClinicName: c.Config.ClinicName}
+	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
+		in.Through = login.RemoteName
+	}
+	if portal.MXID != "" {
+		in.TopicSuffix = c.workflowTopic(ctx, portal, conv)
+	}
 	// An upper bound: the newest link, if any was issued just now, expires then.
-	activeLinks, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now())
-	if err == nil && activeLinks > 0 {
-		state.LinkExpires = time.Now().Add(c.Config.SecureChat.LinkLifetime).UnixMilli()
+	if active, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now()); err == nil && active > 0 {
+		in.LinkExpires = time.Now().Add(c.Config.SecureChat.LinkLifetime)
 	}
-	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, StateConversation, "", &event.Content{Parsed: state}, time.Time{})
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to update conversation state event")
-	}
-	modeWord := "SMS"
-	if conv.Mode == cbdb.ModeSecure {
-		modeWord = "🔒 secure"
-	}
-	topic := fmt.Sprintf("%s conversation with %s (%s)", modeWord, c.patientLabel(conv.PatientPhone), c.Config.ClinicName)
-	topic += c.workflowTopic(ctx, portal, conv)
-	_, err = c.Bridge.Bot.SendState(ctx, portal.MXID, event.StateTopic, "", &event.Content{
-		Parsed: &event.TopicEventContent{Topic: topic},
-	}, time.Time{})
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to update room topic")
-	}
+	return appservice.LookOf(in), nil
+}
+
+// lookInfo is a room look as bridgev2's ChatInfo: the name and topic bridgev2 sets (when
+// they changed) and stores, and the conversation state event.
+func (c *Connector) lookInfo(look appservice.Look) *bridgev2.ChatInfo {
+	return &bridgev2.ChatInfo{Name: &look.Name, Topic: &look.Topic,
+		ExtraUpdates: func(ctx context.Context, portal *bridgev2.Portal) bool {
+			if portal.MXID == "" {
+				return false // the room's creation sets it up; the state follows
+			}
+			_, err := c.Bridge.Bot.SendState(ctx, portal.MXID, appservice.StateConversation, "", &event.Content{Parsed: look.State}, time.Time{})
+			if err != nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to update conversation state event")
+			}
+			return false
+		}}
 }
 
 // conversationOf returns the conversation of a portal.

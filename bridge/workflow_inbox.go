@@ -107,7 +107,6 @@ func (c *Connector) markUrgent(ctx context.Context, portal *bridgev2.Portal, con
 	}
 	conv.Urgent = urgent
 	c.updateConversationState(ctx, portal, conv)
-	c.updateRoomName(ctx, portal, conv)
 	c.updateSpaceOrder(ctx, portal, conv)
 	return nil
 }
@@ -120,19 +119,6 @@ func (c *Connector) roomName(ctx context.Context, conv *database.Conversation) (
 		return "", err
 	}
 	return workflow.RoomName(name, conv.Urgent), nil
-}
-
-// updateRoomName sets the room name through bridgev2's portal, so that the portal keeps it.
-func (c *Connector) updateRoomName(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
-	if portal == nil || portal.MXID == "" {
-		return
-	}
-	name, err := c.roomName(ctx, conv)
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to update the room name")
-		return
-	}
-	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &name}, nil, nil, time.Time{})
 }
 
 // memberName is a staff member's display name in the room, or their Matrix ID.
