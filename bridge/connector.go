@@ -12,9 +12,11 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/configupgrade"
+	"go.mau.fi/util/exsync"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/appservice"
@@ -22,7 +24,6 @@ import (
 	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
-	"github.com/carebridge/carebridge/internal/keyedlock"
 	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/outbox"
@@ -55,7 +56,7 @@ type Connector struct {
 	alerts        *loop.Loop
 	started       atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
-	setupLocks keyedlock.Locks
+	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.
 	API       *integration.Server
 	retention *retentionLoop

@@ -303,7 +303,7 @@ func (c *Connector) ensureConversation(ctx context.Context, login *bridgev2.User
 func (c *Connector) openConversation(ctx context.Context, login *bridgev2.UserLogin, patientE164 string) (*bridgev2.Portal, bool, error) {
 	meta := login.Metadata.(*UserLoginMetadata)
 	key := MakePortalKey(patientE164, login.ID)
-	defer c.setupLocks.Lock(string(key.Receiver) + "/" + string(key.ID))()
+	defer c.setupLocks.WithLock(key)()
 	existing, err := c.DB.Conversation.Get(ctx, string(login.ID), string(key.ID))
 	if err != nil {
 		return nil, false, fmt.Errorf("failed to read conversation: %w", err)
