@@ -117,14 +117,16 @@ func TestBrowserFlowWithJavaScript(t *testing.T) {
 	// The script subscribes to live updates.
 	require.Eventually(t, func() bool { return e.liveSubscribers() == 1 }, 10*time.Second, 50*time.Millisecond)
 
+	// From here the page must not reload, for a text or a photo: a marker on window shows it.
+	browserRun(t, ctx, chromedp.Evaluate[chromedp.Void](`window.carebridgeMarker = 42`))
 	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("text"), browserPatientText), chromedp.Click(chromedp.ID("send")))
 	text := waitText(t, ctx, "#messages li.mine", "It itches most at night.")
 	assert.Contains(t, text, "You")
 	html := browserValue(t, ctx, chromedp.InnerHTML(chromedp.CSS("#messages li.mine .text")))
 	assert.Equal(t, "It started on Monday.\nIt itches most at night.", html, "line breaks kept")
-
-	// From here the page must not reload: a marker on window shows it.
-	browserRun(t, ctx, chromedp.Evaluate[chromedp.Void](`window.carebridgeMarker = 42`))
+	assert.Equal(t, 42, browserValue(t, ctx, chromedp.Evaluate[int](`window.carebridgeMarker`)), "the text went without a reload")
+	assert.Empty(t, browserValue(t, ctx, chromedp.Value(chromedp.ID("text"))), "the box is emptied for the next text")
+	require.Len(t, e.backend.patientCalls(), 1)
 	require.Eventually(t, func() bool { return e.liveSubscribers() == 1 }, 10*time.Second, 50*time.Millisecond)
 	pngPath, png := writeTestPNG(t)
 	browserRun(t, ctx, chromedp.SetUploadFiles(chromedp.ID("file-choose"), []string{pngPath}), chromedp.Click(chromedp.ID("upload")),
@@ -195,4 +197,64 @@ func TestBrowserSpanish(t *testing.T) {
 	// The switch link goes back to English.
 	browserRun(t, ctx, chromedp.Click(chromedp.CSS("a.lang")))
 	waitText(t, ctx, "h1", "Enter the code we texted you")
+}
+
+// pageCost is what the last load of the page cost the browser: the document and every
+// resource it fetched (a resource from the browser's cache costs nothing).
+const pageCost = `(() => {
+	const nav = performance.getEntriesByType('navigation')[0];
+	return performance.getEntriesByType('resource').reduce((sum, r) => sum + r.transferSize, nav.transferSize);
+})()`
+
+// imagesLoaded tells whether every photo on the page is loaded.
+const imagesLoaded = `Array.from(document.querySelectorAll('#messages img')).every(img => img.complete && img.naturalWidth > 0)`
+
+func TestBrowserPhonePhotoCostsLittle(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	e.staffMessage(browserStaffFirst)
+	ctx := testenv.NewBrowser(t, true)
+	browserSignIn(t, ctx, e, false)
+
+	// A phone's photo: 4032×3024, megabytes, with its position in EXIF.
+	photo := withPhoneMetadata(t, phonePhoto(t, 4032, 3024), 1)
+	require.Greater(t, len(photo), 1<<20)
+	path := filepath.Join(t.TempDir(), "IMG_0042.jpg")
+	require.NoError(t, os.WriteFile(path, photo, 0o600))
+	browserRun(t, ctx, chromedp.SetUploadFiles(chromedp.ID("file-choose"), []string{path}), chromedp.Click(chromedp.ID("upload")),
+		chromedp.WaitVisible(chromedp.CSS("#messages li.mine img")))
+	waitText(t, ctx, "#upload-status", "Sent.")
+	calls := e.backend.patientCalls()
+	require.Len(t, calls, 1)
+	assert.NotContains(t, string(calls[0].Data), gpsMarker, "staff get it without its position")
+
+	// The next views of the chat: the page and the photo's preview, well under 200 KB.
+	for view := range 2 {
+		browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat"), chromedp.WaitVisible(chromedp.CSS("#messages li.mine img")))
+		require.Eventually(t, func() bool {
+			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](imagesLoaded))
+			return err == nil && ok
+		}, 20*time.Second, 100*time.Millisecond, "the photo shows")
+		cost := browserValue(t, ctx, chromedp.Evaluate[int](pageCost))
+		preview := browserValue(t, ctx, chromedp.Evaluate[int](`performance.getEntriesByType('resource').
+			filter(r => r.name.endsWith('/preview')).reduce((sum, r) => sum + r.transferSize, 0)`))
+		t.Logf("View %d of the chat with a %d-byte phone photo cost %d bytes (its preview %d)", view+2, len(photo), cost, preview)
+		assert.Less(t, cost, 200_000)
+		assert.Greater(t, preview, 0, "the measure counts the photo")
+	}
+	img := browserValue(t, ctx, chromedp.Evaluate[[]int](`(() => { const i = document.querySelector('#messages li.mine img');
+		return [i.naturalWidth, i.naturalHeight, i.width > 0 ? 1 : 0]; })()`))
+	assert.Equal(t, []int{640, 480, 1}, img, "the preview, not the original")
+	assert.Equal(t, "lazy", browserValue(t, ctx, chromedp.Evaluate[string](`document.querySelector('#messages li.mine img').loading`)))
+	alt := browserValue(t, ctx, chromedp.Evaluate[string](`document.querySelector('#messages li.mine img').alt`))
+	assert.True(t, strings.HasPrefix(alt, "Photo you sent, "), alt)
+
+	// A tap opens the original.
+	href := browserValue(t, ctx, chromedp.Evaluate[string](`document.querySelector('#messages li.mine a.image-link').href`))
+	browserRun(t, ctx, chromedp.Click(chromedp.CSS("#messages li.mine a.image-link")))
+	require.Eventually(t, func() bool {
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		return err == nil && loc == href
+	}, 10*time.Second, 100*time.Millisecond)
+	width := browserValue(t, ctx, chromedp.Evaluate[int](`document.images[0] ? document.images[0].naturalWidth : 0`))
+	assert.Equal(t, 4032, width, "the original")
 }

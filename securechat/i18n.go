@@ -62,6 +62,7 @@ var catalogs = map[string]catalog{
 		"err.upload_large": "This file is too large. The limit is %d MB.",
 		"err.upload_none":  "Choose a photo or file first.",
 		"err.upload_net":   "The file could not be sent. Check your connection and try again.",
+		"err.send_net":     "Your message could not be sent. Check your connection and try again.",
 
 		"notice.unknown.title":   "Link not found",
 		"notice.unknown.heading": "This link does not work",
@@ -115,6 +116,8 @@ var catalogs = map[string]catalog{
 		"chat.signout":        "Sign out",
 		"chat.signout_hint":   "For your privacy, you are signed out after %d minutes without activity. Sign out when you are done, especially on a shared phone.",
 		"chat.open_file":      "Open %s",
+		"chat.photo_you":      "Photo you sent, %s",
+		"chat.photo_from":     "Photo from %s, %s",
 	},
 	langSpanish: {
 		"lang.name": "Español",
@@ -156,6 +159,7 @@ var catalogs = map[string]catalog{
 		"err.upload_large": "Este archivo es demasiado grande. El límite es de %d MB.",
 		"err.upload_none":  "Elija primero una foto o un archivo.",
 		"err.upload_net":   "No se pudo enviar el archivo. Revise su conexión e inténtelo de nuevo.",
+		"err.send_net":     "No se pudo enviar su mensaje. Revise su conexión e inténtelo de nuevo.",
 
 		"notice.unknown.title":   "Enlace no encontrado",
 		"notice.unknown.heading": "Este enlace no funciona",
@@ -209,6 +213,8 @@ var catalogs = map[string]catalog{
 		"chat.signout":        "Cerrar sesión",
 		"chat.signout_hint":   "Para proteger su privacidad, la sesión se cierra después de %d minutos sin actividad. Cierre la sesión cuando termine, sobre todo en un teléfono compartido.",
 		"chat.open_file":      "Abrir %s",
+		"chat.photo_you":      "Foto que usted envió, %s",
+		"chat.photo_from":     "Foto de %s, %s",
 	},
 }
 

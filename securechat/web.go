@@ -125,6 +125,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	handle("POST "+chatPath+"/send", w.handleSend)
 	handle("POST "+chatPath+"/upload", w.handleUpload)
 	handle("GET "+chatPath+"/file/{id}", w.handleFile)
+	handle("GET "+chatPath+"/file/{id}/preview", w.handlePreview)
 	handle("GET "+chatPath+"/messages", w.handleMessages)
 	handle("GET "+chatPath+"/events", w.handleEvents)
 	handle("POST "+chatPath+"/signout", w.handleSignOut)

@@ -35,12 +35,18 @@ type chatMessage struct {
 	Size        int64  `json:"size,omitempty"`
 	Time        string `json:"time"`
 	FileURL     string `json:"file_url,omitempty"`
+	// Photos shown inline: the preview the page loads (the original on tap), the size it
+	// is shown at (0: unknown) and words that say what it is.
+	PreviewURL string `json:"preview_url,omitempty"`
+	Width      int    `json:"width,omitempty"`
+	Height     int    `json:"height,omitempty"`
+	Alt        string `json:"alt,omitempty"`
 
 	TimeLabel string `json:"-"`
 	SizeLabel string `json:"-"`
 }
 
-func (m chatMessage) IsImage() bool { return m.Kind == string(database.SecureImage) && m.FileURL != "" }
+func (m chatMessage) IsImage() bool { return m.PreviewURL != "" }
 func (m chatMessage) IsFile() bool  { return m.FileURL != "" && !m.IsImage() }
 
 func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
@@ -55,6 +61,18 @@ func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 	}
 	if msg.Kind != database.SecureText {
 		out.FileURL = chatPath + "/file/" + strconv.FormatInt(msg.ID, 10)
+	}
+	// HEIC, which only Safari shows, is offered as a file.
+	if msg.Kind == database.SecureImage && inlinePhotoTypes[msg.ContentType] {
+		out.PreviewURL, out.Width, out.Height = out.FileURL, msg.Width, msg.Height
+		if msg.HasPreview {
+			out.PreviewURL = out.FileURL + "/preview"
+		}
+		if msg.FromPatient {
+			out.Alt = translate(lang, "chat.photo_you", out.TimeLabel)
+		} else {
+			out.Alt = translate(lang, "chat.photo_from", out.Sender, out.TimeLabel)
+		}
 	}
 	return out
 }
@@ -263,17 +281,14 @@ func (w *Web) handleUpload(rw http.ResponseWriter, r *http.Request) {
 	}
 	name := sanitizeFileName(up.FileName, typ)
 	msg, err := w.svc.AddPatientMessage(r.Context(), sess, typ.Kind, name, typ.ContentType, up.Data)
-	if msg == nil {
+	if errors.Is(err, ErrUploadType) {
+		w.chatError(rw, r, sess, http.StatusUnsupportedMediaType, "err.upload_type", "", true)
+		return
+	} else if msg == nil {
 		w.serverError(rw, r, err, "Failed to store a secure chat upload")
 		return
 	}
 	w.sent(rw, r, msg, err)
-}
-
-// inlineTypes are shown in the page; any other file is a download.
-var inlineTypes = map[string]bool{
-	"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true,
-	"image/heic": true, "image/heif": true, "image/avif": true,
 }
 
 // handleFile serves an attachment of the session's conversation.
@@ -300,7 +315,7 @@ func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
 		contentType = parsed
 	}
 	disposition := "attachment"
-	if msg.Kind == database.SecureImage && inlineTypes[contentType] {
+	if msg.Kind == database.SecureImage && inlinePhotoTypes[contentType] {
 		disposition = "inline"
 	}
 	// Named by the type it is served as, whatever name it was stored under.
@@ -315,6 +330,32 @@ func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Cache-Control", "no-store")
 	_, _ = rw.Write(data)
+}
+
+// handlePreview serves a photo's preview, the small copy the chat page shows.
+func (w *Web) handlePreview(rw http.ResponseWriter, r *http.Request) {
+	sess := w.session(rw, r, false)
+	if sess == nil {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		w.fileNotFound(rw, r)
+		return
+	}
+	thumb, err := w.svc.Preview(r.Context(), sess, id)
+	if errors.Is(err, ErrNotFound) {
+		w.fileNotFound(rw, r)
+		return
+	} else if err != nil {
+		w.serverError(rw, r, err, "Failed to open a secure chat photo preview")
+		return
+	}
+	hdr := rw.Header()
+	hdr.Set("Content-Type", "image/jpeg")
+	hdr.Set("Content-Disposition", "inline")
+	hdr.Set("Content-Length", strconv.Itoa(len(thumb)))
+	_, _ = rw.Write(thumb)
 }
 
 func (w *Web) fileNotFound(rw http.ResponseWriter, r *http.Request) {

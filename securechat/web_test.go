@@ -474,7 +474,8 @@ func TestUpload(t *testing.T) {
 		page := c.get("/chat")
 		imgURL := fmt.Sprintf("/chat/file/%d", rows[0].ID)
 		pdfURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
-		assert.Contains(t, page.Body, `<img src="`+imgURL+`" alt="rashgnp.exe.png">`)
+		assert.Contains(t, page.Body, `<a class="image-link" href="`+imgURL+`"><img src="`+imgURL+`" width="40" height="30" loading="lazy" decoding="async" alt="Photo you sent, `,
+			"a small photo is its own preview")
 		assert.Contains(t, page.Body, `<a href="`+pdfURL+`">lab results.pdf</a>`)
 
 		img := c.get(imgURL)
@@ -500,11 +501,63 @@ func TestUpload(t *testing.T) {
 	})
 }
 
+func TestPhotosShowAsPreviews(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		photo := phonePhoto(t, 4032, 3024)
+		staff, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+			"wound-care.jpg", "image/jpeg", photo, "$p")
+		require.NoError(t, err)
+		heic := append([]byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), bytes.Repeat([]byte{1}, 64)...)
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		res := c.upload(csrf, filePart{"file", "IMG_0001.HEIC", "image/heic", heic})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+		rows := e.storedMessages()
+		require.Len(t, rows, 2)
+		assert.Equal(t, []int{640, 480}, []int{rows[0].Width, rows[0].Height})
+		assert.True(t, rows[0].HasThumb)
+		assert.False(t, rows[1].HasThumb, "no preview of what cannot be decoded")
+
+		page := c.get("/chat")
+		fileURL := fmt.Sprintf("/chat/file/%d", staff.ID)
+		assert.Contains(t, page.Body, `<a class="image-link" href="`+fileURL+`"><img src="`+fileURL+`/preview" width="640" height="480" loading="lazy" decoding="async" alt="Photo from Nurse Kim, `,
+			"the page loads the preview, the original on tap")
+		heicURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
+		assert.Contains(t, page.Body, `<a href="`+heicURL+`">IMG_0001.HEIC</a>`, "HEIC, which most browsers do not show, is a file")
+		assert.NotContains(t, page.Body, `<img src="`+heicURL)
+
+		preview := c.get(fileURL + "/preview")
+		require.Equal(t, http.StatusOK, preview.Status)
+		assert.Equal(t, "image/jpeg", preview.Header.Get("Content-Type"))
+		assert.Equal(t, "no-store", preview.Header.Get("Cache-Control"), "nothing of it stays on a shared phone")
+		assert.Less(t, len(preview.Body), 80<<10)
+		assert.Equal(t, image.Rect(0, 0, 640, 480), decodeJPEG(t, []byte(preview.Body)).Bounds())
+		original := c.get(fileURL)
+		require.Equal(t, http.StatusOK, original.Status)
+		assert.Equal(t, photo, []byte(original.Body), "the original, untouched, on tap")
+		heicFile := c.get(heicURL)
+		assert.True(t, strings.HasPrefix(heicFile.Header.Get("Content-Disposition"), "attachment"))
+
+		res = c.get("/chat/messages?after=0")
+		assert.Contains(t, res.Body, `"preview_url":"`+fileURL+`/preview","width":640,"height":480,"alt":"Photo from Nurse Kim, `)
+
+		otherConv := e.newConversation("15557654321", "+15557654321")
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+			"other.jpg", "image/jpeg", photo, "$q")
+		require.NoError(t, err)
+		for _, path := range []string{fmt.Sprintf("/chat/file/%d/preview", foreign.ID), heicURL + "/preview", "/chat/file/x/preview"} {
+			assert.Equal(t, http.StatusNotFound, c.get(path).Status, path)
+		}
+		assert.Equal(t, http.StatusSeeOther, e.newClient().get(fileURL+"/preview").Status, "no session, no preview")
+	})
+}
+
 func TestUploadIsNamedByItsType(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()
 		csrf := csrfOf(t, c.signIn().Body)
-		jpeg := append([]byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01"), bytes.Repeat([]byte{0}, 64)...)
+		jpeg := phonePhoto(t, 32, 24)
 		res := c.upload(csrf, filePart{"file", "report.html", "text/html", jpeg})
 		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
 
