@@ -192,7 +192,7 @@ func TestBrowserSpanish(t *testing.T) {
 	assert.Equal(t, "Envíenme un código", strings.TrimSpace(browserValue(t, ctx, chromedp.TextContent(chromedp.ID("send-code")))))
 	browserRun(t, ctx, chromedp.Click(chromedp.ID("send-code")), chromedp.WaitVisible(chromedp.ID("code")))
 	code := e.backend.lastCode(t)
-	assert.Equal(t, CodeText("es", testClinic, code, 10*time.Minute), e.backend.texts()[0])
+	assert.Equal(t, CodeText("es", testClinic, code, e.host(), 10*time.Minute), e.backend.texts()[0])
 	assert.Equal(t, "es", browserValue(t, ctx, chromedp.Evaluate[string](`document.documentElement.lang`)))
 	// The switch link goes back to English.
 	browserRun(t, ctx, chromedp.Click(chromedp.CSS("a.lang")))

@@ -317,7 +317,7 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	} else if err != nil {
 		return err
 	}
-	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime))
+	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, codeHost(s.PublicBase), s.Config.CodeLifetime))
 	s.metrics().CodeSent(err)
 	if err != nil {
 		s.auditAlone(ctx, "patient:link", conv, "code sent", "failed", "")

@@ -81,6 +81,7 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 	for name, contentType := range map[string]string{
 		"chat.css": "text/css; charset=utf-8",
 		"chat.js":  "text/javascript; charset=utf-8",
+		"code.js":  "text/javascript; charset=utf-8",
 	} {
 		data, err := fs.ReadFile(assetFS, "assets/"+name)
 		if err != nil {

@@ -206,6 +206,13 @@ func newWebEnv(t testing.TB, kind string, opts webEnvOptions) *webEnv {
 	return e
 }
 
+// host is the pages' host, as the code text's origin-bound line names it.
+func (e *webEnv) host() string {
+	u, err := url.Parse(e.srv.URL)
+	require.NoError(e.t, err)
+	return u.Hostname()
+}
+
 func (e *webEnv) newConversation(portalID, patientPhone string) *database.Conversation {
 	conv, err := e.db.Conversation.GetOrCreate(context.Background(), &database.Conversation{
 		LoginID: testLoginID, PortalID: portalID, ClinicPhone: testClinicPhone, PatientPhone: patientPhone,

@@ -65,6 +65,7 @@ func (w *Web) codePage(rw http.ResponseWriter, r *http.Request, token string, st
 	}
 	v := w.newView(r, LinkPath+token+"/verify")
 	v.Title = v.T("code.title")
+	v.Script, v.JS = true, assetPrefix+"code.js?v="+w.assetVersion
 	v.Token = token
 	v.CSRF = w.preSessionCSRF(rw, r)
 	v.PhoneEnd = phoneEnd(link.Conversation.PatientPhone)

@@ -85,11 +85,13 @@ func TestSendCodeTextsOnlyTheTemplate(t *testing.T) {
 		texts := e.backend.texts()
 		require.Len(t, texts, 1)
 		assert.Regexp(t, `^\d{6}$`, code)
-		assert.Equal(t, CodeText("en", testClinic, code, 10*time.Minute), texts[0], "the text is the template and nothing else")
+		assert.Equal(t, CodeText("en", testClinic, code, e.host(), 10*time.Minute), texts[0], "the text is the template and nothing else")
+		assert.True(t, strings.HasSuffix(texts[0], "\n\n@127.0.0.1 #"+code), "origin-bound last line: %q", texts[0])
 
 		page := c.get(LinkPath + e.token + "/verify?sent=1")
 		assert.Contains(t, page.Body, `inputmode="numeric"`)
 		assert.Contains(t, page.Body, `autocomplete="one-time-code"`)
+		assert.Contains(t, page.Body, `<script src="/assets/securechat/code.js?v=`, "WebOTP where the browser has it")
 		assert.Contains(t, page.Body, "We texted a 6-digit code to your phone ending in 67")
 		assert.NotContains(t, page.Body, "dob_year", "no date of birth unless staff recorded one")
 		assert.NotContains(t, page.Body, code, "the page never shows the code")
@@ -102,7 +104,7 @@ func TestSendCodeTextsOnlyTheTemplate(t *testing.T) {
 		res := es.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrfOf(t, page.Body)}}, "Accept-Language", "es-MX")
 		require.Equal(t, http.StatusSeeOther, res.Status)
 		esCode := e.backend.lastCode(t)
-		assert.Equal(t, CodeText("es", testClinic, esCode, 10*time.Minute), e.backend.texts()[1])
+		assert.Equal(t, CodeText("es", testClinic, esCode, e.host(), 10*time.Minute), e.backend.texts()[1])
 	})
 }
 
@@ -775,7 +777,8 @@ func TestSecurityHeaders(t *testing.T) {
 		check("signed out", c.get("/chat/signed-out"), true)
 		check("unknown", c.get(LinkPath+"BBBBBBBBBBBBBBBBBBBBBBBBBB"), true)
 
-		for name, contentType := range map[string]string{"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8"} {
+		for name, contentType := range map[string]string{"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8",
+			"code.js": "text/javascript; charset=utf-8"} {
 			asset := c.get(assetPrefix + name + "?v=" + e.web.assetVersion)
 			require.Equal(t, http.StatusOK, asset.Status, name)
 			check(name, asset, false)
@@ -828,7 +831,7 @@ func TestLanguage(t *testing.T) {
 		csrf := csrfOf(t, fresh.get(LinkPath+e.token+"?lang=es").Body)
 		require.Equal(t, http.StatusSeeOther, fresh.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}}).Status)
 		code := e.backend.lastCode(t)
-		assert.Equal(t, CodeText("es", testClinic, code, 10*time.Minute), e.backend.texts()[0])
+		assert.Equal(t, CodeText("es", testClinic, code, e.host(), 10*time.Minute), e.backend.texts()[0])
 		require.Equal(t, http.StatusSeeOther, fresh.verify(csrf, code, nil).Status)
 		chat := fresh.get("/chat")
 		assert.Contains(t, chat.Body, "Sus mensajes")
