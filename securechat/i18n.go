@@ -42,6 +42,8 @@ var catalogs = map[string]catalog{
 		"code.button":      "Open my messages",
 		"code.resend_hint": "No code? It can take a minute to arrive. You can ask for a new one.",
 		"code.resend":      "Text me a new code",
+		"code.tries_left":  "You have %d tries left. After that, this link locks and you will need to ask the clinic for a new one.",
+		"code.try_left":    "You have 1 try left. After that, this link locks and you will need to ask the clinic for a new one.",
 
 		"dob.legend": "Your date of birth",
 		"dob.hint":   "The clinic asks for it to make sure this is you.",
@@ -51,7 +53,8 @@ var catalogs = map[string]catalog{
 
 		"err.code_format":  "Enter the 6 digits from the text message.",
 		"err.dob_format":   "Enter your date of birth: month, day and year (4 digits).",
-		"err.wrong":        "That code or date of birth is not right. Check the text message and try again.",
+		"err.wrong":        "That code is not right. Check the text message and try again.",
+		"err.wrong_dob":    "That code or date of birth is not right. Check the text message and your date of birth, and try again.",
 		"err.code_expired": "That code has expired. Tap “Text me a new code” to get another one.",
 		"err.no_code":      "We have not sent you a code yet. Tap “Text me a new code”.",
 		"err.rate_limited": "We have sent several codes in the last hour. Please use the newest code we texted you, or try again in an hour.",
@@ -139,6 +142,8 @@ var catalogs = map[string]catalog{
 		"code.button":      "Ver mis mensajes",
 		"code.resend_hint": "¿No le llegó el código? Puede tardar un minuto. Puede pedir uno nuevo.",
 		"code.resend":      "Envíenme un código nuevo",
+		"code.tries_left":  "Le quedan %d intentos. Después, este enlace se bloquea y tendrá que pedirle uno nuevo a la clínica.",
+		"code.try_left":    "Le queda 1 intento. Después, este enlace se bloquea y tendrá que pedirle uno nuevo a la clínica.",
 
 		"dob.legend": "Su fecha de nacimiento",
 		"dob.hint":   "La clínica la pide para confirmar que es usted.",
@@ -148,7 +153,8 @@ var catalogs = map[string]catalog{
 
 		"err.code_format":  "Escriba los 6 dígitos del mensaje de texto.",
 		"err.dob_format":   "Escriba su fecha de nacimiento: día, mes y año (4 dígitos).",
-		"err.wrong":        "El código o la fecha de nacimiento no es correcto. Revise el mensaje de texto e inténtelo de nuevo.",
+		"err.wrong":        "Ese código no es correcto. Revise el mensaje de texto e inténtelo de nuevo.",
+		"err.wrong_dob":    "El código o la fecha de nacimiento no es correcto. Revise el mensaje de texto y su fecha de nacimiento, e inténtelo de nuevo.",
 		"err.code_expired": "Ese código venció. Toque «Envíenme un código nuevo» para recibir otro.",
 		"err.no_code":      "Todavía no le enviamos un código. Toque «Envíenme un código nuevo».",
 		"err.rate_limited": "Le enviamos varios códigos en la última hora. Use el código más reciente que le enviamos o vuelva a intentarlo en una hora.",

@@ -249,6 +249,7 @@ type view struct {
 	Sent     bool
 	NeedDOB  bool
 	Error    string
+	Warning  string
 
 	// Notice pages.
 	Heading     string

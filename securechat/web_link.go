@@ -72,8 +72,20 @@ func (w *Web) codePage(rw http.ResponseWriter, r *http.Request, token string, st
 	v.Minutes = int(w.svc.Config.CodeLifetime.Minutes())
 	v.NeedDOB = link.Conversation.DOBHash != ""
 	v.Sent = sent
+	if errKey == "err.wrong" && v.NeedDOB {
+		errKey = "err.wrong_dob" // the date of birth is named only where it was asked
+	}
 	if errKey != "" {
 		v.Error = v.T(errKey)
+	}
+	// The database counts the wrong answers (secure_link.failed_codes): the last two tries
+	// are announced, so the lock comes as no surprise.
+	switch left := w.svc.Config.MaxWrongCodes - link.Row.FailedCodes; {
+	case link.Row.FailedCodes == 0 || left > 2 || left < 1:
+	case left == 1:
+		v.Warning = v.T("code.try_left")
+	default:
+		v.Warning = v.T("code.tries_left", left)
 	}
 	w.render(rw, r, status, "code", v)
 }

@@ -159,11 +159,19 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()
 		csrf, code := c.requestCode()
-		for range 3 {
+		for i := range 3 {
 			res := c.verify(csrf, wrongCode(code), nil)
 			assert.Equal(t, http.StatusBadRequest, res.Status)
-			assert.Contains(t, res.Body, "That code or date of birth is not right")
+			assert.Contains(t, res.Body, "That code is not right. Check the text message and try again.")
+			assert.NotContains(t, res.Body, "date of birth", "no date of birth was asked")
+			if i < 2 {
+				assert.NotContains(t, res.Body, "tries left", "no warning while tries are many")
+			}
 		}
+		page := c.get(LinkPath + e.token + "/verify")
+		assert.Contains(t, page.Body, `<p class="error" id="tries-left">You have 2 tries left. After that, this link locks`,
+			"the warning stays on the page, from the database's count")
+		assert.Contains(t, page.Body, `aria-describedby="tries-left"`)
 		// A malformed code is not a guess.
 		res := c.verify(csrf, "12a", nil)
 		assert.Contains(t, res.Body, "Enter the 6 digits")
@@ -175,6 +183,7 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 		code = e.backend.lastCode(t)
 		res = c.verify(csrf, wrongCode(code), nil)
 		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, `<p class="error" role="alert" id="form-error">That code is not right. Check the text message and try again. <span id="tries-left">You have 1 try left.`)
 		res = c.verify(csrf, wrongCode(code), nil)
 		assert.Equal(t, http.StatusForbidden, res.Status, "the fifth wrong code locks")
 		assert.Contains(t, res.Body, "This link is locked")
@@ -282,7 +291,7 @@ func TestDateOfBirthRequiredWhenSet(t *testing.T) {
 
 		res = c.verify(csrf, code, url.Values{"dob_month": {"3"}, "dob_day": {"2"}, "dob_year": {"1980"}})
 		assert.Equal(t, http.StatusBadRequest, res.Status)
-		assert.Contains(t, res.Body, "not right")
+		assert.Contains(t, res.Body, "That code or date of birth is not right.", "the date of birth was asked: it is named")
 		assert.Equal(t, 1, e.linkRow().FailedCodes, "a wrong date counts")
 
 		res = c.verify(csrf, code, url.Values{"dob_month": {"2"}, "dob_day": {"3"}, "dob_year": {"1980"}})
