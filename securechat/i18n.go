@@ -82,6 +82,12 @@ var catalogs = map[string]catalog{
 		"notice.text_clinic":     "Text the clinic",
 		"notice.clinic_number":   "The clinic’s number is %s.",
 		"notice.clinic":          "the clinic",
+		"notice.new_link_text":   "Please send me a new secure link",
+
+		"footer.number":        "Text the clinic:",
+		"footer.help":          "Help",
+		"footer.privacy":       "Privacy",
+		"footer.accessibility": "Accessibility",
 
 		"notice.signedout.title":   "Signed out",
 		"notice.signedout.heading": "You are signed out",
@@ -182,6 +188,12 @@ var catalogs = map[string]catalog{
 		"notice.text_clinic":     "Enviar un mensaje a la clínica",
 		"notice.clinic_number":   "El número de la clínica es %s.",
 		"notice.clinic":          "la clínica",
+		"notice.new_link_text":   "Por favor, envíenme un enlace seguro nuevo",
+
+		"footer.number":        "Mensaje de texto a la clínica:",
+		"footer.help":          "Ayuda",
+		"footer.privacy":       "Privacidad",
+		"footer.accessibility": "Accesibilidad",
 
 		"notice.signedout.title":   "Sesión cerrada",
 		"notice.signedout.heading": "Su sesión está cerrada",

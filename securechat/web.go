@@ -259,6 +259,15 @@ type view struct {
 	BackURL     string
 	BackLabel   string
 
+	// Every page's footer: the clinic's number (the conversation's where the page knows
+	// it) as a link that opens a text to it, and the clinic's own pages.
+	FooterPhone      string
+	FooterSMS        template.URL
+	clinicPhone      string // the footer's number in E.164
+	HelpURL          string
+	PrivacyURL       string
+	AccessibilityURL string
+
 	// The chat page.
 	Messages       []chatMessage
 	LastID         int64
@@ -282,7 +291,8 @@ func (v *view) T(key string, args ...any) string { return translate(v.Lang, key,
 func (w *Web) newView(r *http.Request, switchPath string) *view {
 	lang := langOf(r)
 	other := otherLang(lang)
-	return &view{
+	pages := w.svc.Config.Pages
+	v := &view{
 		Lang:        lang,
 		Clinic:      w.svc.ClinicName,
 		SwitchURL:   switchPath + "?lang=" + other,
@@ -290,7 +300,31 @@ func (w *Web) newView(r *http.Request, switchPath string) *view {
 		SwitchLabel: translate(other, "lang.name"),
 		CSS:         assetPrefix + "chat.css?v=" + w.assetVersion,
 		JS:          assetPrefix + "chat.js?v=" + w.assetVersion,
+
+		HelpURL:          pages.HelpURL,
+		PrivacyURL:       pages.PrivacyURL,
+		AccessibilityURL: pages.AccessibilityURL,
 	}
+	v.setClinicPhone(pages.ClinicPhone)
+	return v
+}
+
+// setClinicPhone shows phone (E.164) as the clinic's number in the footer; a page that
+// knows the conversation calls it with the conversation's number.
+func (v *view) setClinicPhone(phone string) {
+	if !isE164(phone) {
+		return
+	}
+	v.clinicPhone, v.FooterPhone, v.FooterSMS = phone, displayPhone(phone), smsLink(phone, "")
+}
+
+// smsLink opens the phone's messages app with a text to phone (E.164), body filled in.
+// "?&body=" is the form both iOS and Android read.
+func smsLink(phone, body string) template.URL {
+	if body == "" {
+		return template.URL("sms:" + phone) // only '+' and digits
+	}
+	return template.URL("sms:" + phone + "?&body=" + url.PathEscape(body))
 }
 
 func (w *Web) render(rw http.ResponseWriter, r *http.Request, status int, page string, v *view) {

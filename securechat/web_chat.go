@@ -126,6 +126,7 @@ func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session, status int, fill func(v *view)) {
 	v := w.newView(r, chatPath)
+	v.setClinicPhone(sess.Conversation.ClinicPhone)
 	v.Title = v.T("chat.title", w.svc.ClinicName)
 	v.Script = true
 	v.CSRF = sess.CSRF
@@ -420,5 +421,6 @@ func (w *Web) handleSignOut(rw http.ResponseWriter, r *http.Request) {
 func (w *Web) handleSignedOut(rw http.ResponseWriter, r *http.Request) {
 	w.notice(rw, r, http.StatusOK, "signedout", signedOut, func(v *view) {
 		v.Paragraphs = []string{v.T("notice.signedout.body"), v.T("notice.signedout.idle")}
+		w.offerNewLink(v)
 	})
 }

@@ -3,7 +3,6 @@ package securechat
 import (
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ func (w *Web) handleLink(rw http.ResponseWriter, r *http.Request) {
 	v.Token = token
 	v.CSRF = w.preSessionCSRF(rw, r)
 	v.PhoneEnd = phoneEnd(link.Conversation.PatientPhone)
+	v.setClinicPhone(link.Conversation.ClinicPhone)
 	w.render(rw, r, http.StatusOK, "link", v)
 }
 
@@ -69,6 +69,7 @@ func (w *Web) codePage(rw http.ResponseWriter, r *http.Request, token string, st
 	v.Token = token
 	v.CSRF = w.preSessionCSRF(rw, r)
 	v.PhoneEnd = phoneEnd(link.Conversation.PatientPhone)
+	v.setClinicPhone(link.Conversation.ClinicPhone)
 	v.Minutes = int(w.svc.Config.CodeLifetime.Minutes())
 	v.NeedDOB = link.Conversation.DOBHash != ""
 	v.Sent = sent
@@ -159,13 +160,22 @@ func (w *Web) linkError(rw http.ResponseWriter, r *http.Request, link *Link, err
 			clinic = v.T("notice.clinic")
 		}
 		v.Paragraphs = []string{v.T("notice."+kind+".body", clinic)}
+		// The link's own clinic number; for an unknown link, the configured one.
 		if link != nil && link.Conversation != nil {
-			if phone := link.Conversation.ClinicPhone; isE164(phone) {
-				v.SMSLink = template.URL("sms:" + phone) // only '+' and digits
-				v.ClinicPhone = displayPhone(phone)
-			}
+			v.setClinicPhone(link.Conversation.ClinicPhone)
 		}
+		w.offerNewLink(v)
 	})
+}
+
+// offerNewLink puts the "Text the clinic" button on a notice page: it opens a text to the
+// clinic's number (the footer's) that already asks for a new link.
+func (w *Web) offerNewLink(v *view) {
+	if v.clinicPhone == "" {
+		return
+	}
+	v.SMSLink = smsLink(v.clinicPhone, v.T("notice.new_link_text"))
+	v.ClinicPhone = v.FooterPhone
 }
 
 // csrfFailed answers a form without its token: nothing was done.

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 )
 
@@ -187,7 +188,7 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 		res = c.verify(csrf, wrongCode(code), nil)
 		assert.Equal(t, http.StatusForbidden, res.Status, "the fifth wrong code locks")
 		assert.Contains(t, res.Body, "This link is locked")
-		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`, "no dead end: text the clinic")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550001111?&amp;body=Please%20send%20me%20a%20new%20secure%20link"`, "no dead end: text the clinic")
 
 		// Locked: the right code fails, no new code is sent, the link page says so.
 		res = c.verify(csrf, code, nil)
@@ -249,13 +250,55 @@ func TestUnusableLinks(t *testing.T) {
 		res = c.get(LinkPath + e.token)
 		assert.Equal(t, http.StatusGone, res.Status)
 		assert.Contains(t, res.Body, "This link has expired")
-		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`)
+		assert.Contains(t, res.Body, `<a class="button primary" href="sms:&#43;15550001111?&amp;body=Please%20send%20me%20a%20new%20secure%20link">Text the clinic</a>`)
 		assert.Contains(t, res.Body, "(555) 000-1111")
 		res = c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
 		assert.Equal(t, http.StatusGone, res.Status)
 		res = c.get(LinkPath + e.token + "/verify")
 		assert.Equal(t, http.StatusGone, res.Status)
 		assert.Empty(t, e.backend.texts())
+	})
+}
+
+func TestPagesLeaveNoDeadEnd(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		// Without a configured number, a page that knows no conversation has no button and
+		// no footer; one that knows it shows its clinic number.
+		res := c.get(LinkPath + "AAAAAAAAAAAAAAAAAAAAAAAA")
+		assert.NotContains(t, res.Body, "sms:")
+		assert.NotContains(t, res.Body, "<footer")
+		res = c.get(LinkPath + e.token)
+		assert.Contains(t, res.Body, `<footer class="foot">
+<p>Text the clinic: <a href="sms:&#43;15550001111" class="nowrap">(555) 000-1111</a></p>
+</footer>`)
+
+		e.svc.Config.Pages = config.PagesConfig{ClinicPhone: "+15550009999", HelpURL: "https://riverside.example/help",
+			PrivacyURL: "https://riverside.example/privacy", AccessibilityURL: "https://riverside.example/accessibility"}
+		footer := `<ul class="foot-links"><li><a href="https://riverside.example/help" rel="noopener">Help</a></li>` +
+			`<li><a href="https://riverside.example/privacy" rel="noopener">Privacy</a></li>` +
+			`<li><a href="https://riverside.example/accessibility" rel="noopener">Accessibility</a></li>
+</ul>`
+		for name, path := range map[string]string{"unknown link": LinkPath + "AAAAAAAAAAAAAAAAAAAAAAAA", "signed out": "/chat/signed-out"} {
+			res = c.get(path)
+			assert.Contains(t, res.Body, `<a class="button primary" href="sms:&#43;15550009999?&amp;body=Please%20send%20me%20a%20new%20secure%20link">Text the clinic</a>`, name)
+			assert.Contains(t, res.Body, "The clinic’s number is (555) 000-9999.", name)
+			assert.Contains(t, res.Body, `<a href="sms:&#43;15550009999" class="nowrap">(555) 000-9999</a>`, name)
+			assert.Contains(t, res.Body, footer, name)
+		}
+		res = c.get("/chat/signed-out?lang=es")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550009999?&amp;body=Por%20favor%2C%20env%C3%ADenme%20un%20enlace%20seguro%20nuevo">Enviar un mensaje a la clínica</a>`)
+		assert.Contains(t, res.Body, `rel="noopener">Privacidad</a>`)
+		c.get("/chat/signed-out?lang=en")
+
+		// Pages of a conversation show its own clinic number, and the links.
+		chat := c.signIn()
+		for name, page := range map[string]string{"link": c.get(LinkPath + e.token).Body,
+			"code": c.get(LinkPath + e.token + "/verify").Body, "chat": chat.Body} {
+			assert.Contains(t, page, `<a href="sms:&#43;15550001111" class="nowrap">(555) 000-1111</a>`, name)
+			assert.NotContains(t, page, "15550009999", name)
+			assert.Contains(t, page, footer, name)
+		}
 	})
 }
 
