@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
@@ -173,9 +176,9 @@ func TestBrowserFlowWithoutJavaScript(t *testing.T) {
 	assertDelivered(t, e, png)
 	assert.Zero(t, e.liveSubscribers(), "no script ran: no event stream")
 
-	// Without live updates, a reload shows the staff's answer.
+	// Without live updates, "Check for new messages" shows the staff's answer.
 	e.staffMessage(browserStaffLive)
-	browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat"))
+	browserRun(t, ctx, chromedp.Click(chromedp.ID("check")))
 	waitText(t, ctx, "#messages", browserStaffLive)
 
 	browserRun(t, ctx, chromedp.Click(chromedp.ID("signout")))
@@ -257,4 +260,89 @@ func TestBrowserPhonePhotoCostsLittle(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 	width := browserValue(t, ctx, chromedp.Evaluate[int](`document.images[0] ? document.images[0].naturalWidth : 0`))
 	assert.Equal(t, 4032, width, "the original")
+}
+
+// largeText sets the browser's default text size to 32 px, twice the usual 16 (the
+// phone's "larger text" at 200%): the pages size their text in rem.
+func largeText(t *testing.T, ctx context.Context) {
+	t.Helper()
+	browserRun(t, ctx, chromedp.Func(func(ctx context.Context, tab *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tab, page.SetFontSizes, page.SetFontSizesParams{FontSizes: &page.FontSizes{Standard: 32}})
+		return err
+	}))
+}
+
+// layoutProblems lists what does not fit a narrow screen: a page wider than the screen,
+// the sign-out button outside it, the language link over the clinic's name.
+const layoutProblems = `(() => {
+	const problems = [];
+	const width = document.documentElement.clientWidth;
+	if (document.documentElement.scrollWidth > width) {
+		problems.push('page is ' + document.documentElement.scrollWidth + ' px wide on a ' + width + ' px screen');
+	}
+	for (const el of document.querySelectorAll('body *')) {
+		const r = el.getBoundingClientRect();
+		const name = el.id || el.className || el.tagName;
+		if (r.width > 0 && r.right > width + 0.5 && getComputedStyle(el).position !== 'absolute') {
+			problems.push(name + ' ends at ' + Math.round(r.right));
+		} else if (el.scrollWidth > el.clientWidth + 1 && getComputedStyle(el).overflowX === 'visible' && el.clientWidth > 0) {
+			problems.push(name + ' overflows: ' + el.scrollWidth + ' px in ' + el.clientWidth);
+		}
+	}
+	const out = document.getElementById('signout');
+	if (out) {
+		const r = out.getBoundingClientRect();
+		if (r.left < 0 || r.right > width) problems.push('sign out is off screen');
+	}
+	const lang = document.querySelector('a.lang').getBoundingClientRect();
+	const clinic = document.querySelector('.brand').getBoundingClientRect();
+	if (lang.left < clinic.right && clinic.left < lang.right && lang.top < clinic.bottom && clinic.top < lang.bottom) {
+		problems.push('the language link overlaps the clinic name');
+	}
+	return problems.slice(0, 8);
+})()`
+
+func TestBrowserNarrowScreenLargeText(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
+	e.svc.ClinicName = "Riverside Community Family Health Clinic"
+	e.svc.Config.Pages = config.PagesConfig{ClinicPhone: "+15550001111", HelpURL: "https://riverside.example/help",
+		PrivacyURL: "https://riverside.example/privacy", AccessibilityURL: "https://riverside.example/accessibility"}
+	require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", "@nurse:clinic.example"))
+	e.staffMessage(browserStaffFirst + " Ver: https://riverside.example/instructions/wound-care-after-the-procedure-2024.pdf")
+	ctx := testenv.NewBrowser(t, true)
+	browserRun(t, ctx, chromedp.EmulateViewport(320, 640, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	largeText(t, ctx)
+	check := func(name string) {
+		t.Helper()
+		problems := browserValue(t, ctx, chromedp.Evaluate[[]string](layoutProblems))
+		assert.Empty(t, problems, "%s at 320 px with 200%% text", name)
+	}
+	for _, lang := range []string{"es", "en"} {
+		browserRun(t, ctx, chromedp.Navigate(e.linkURL+"?lang="+lang), chromedp.WaitVisible(chromedp.ID("send-code")))
+		check("link page " + lang)
+		browserRun(t, ctx, chromedp.Navigate(e.srv.URL+LinkPath+"AAAAAAAAAAAAAAAAAAAAAAAAA"), chromedp.WaitVisible(chromedp.CSS("h1")))
+		check("unknown link " + lang)
+		browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat/signed-out"), chromedp.WaitVisible(chromedp.CSS("h1")))
+		check("signed out " + lang)
+	}
+	browserRun(t, ctx, chromedp.Navigate(e.linkURL), chromedp.WaitVisible(chromedp.ID("send-code")),
+		chromedp.Click(chromedp.ID("send-code")), chromedp.WaitVisible(chromedp.ID("code")))
+	check("code page")
+	code := e.backend.lastCode(t)
+	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("code"), wrongCode(code)), chromedp.SendKeys(chromedp.ID("dob-month"), "2"),
+		chromedp.SendKeys(chromedp.ID("dob-day"), "3"), chromedp.SendKeys(chromedp.ID("dob-year"), "1980"),
+		chromedp.Click(chromedp.ID("verify")), chromedp.WaitVisible(chromedp.ID("form-error")))
+	check("code page with an error")
+	browserRun(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code), chromedp.SendKeys(chromedp.ID("dob-month"), "2"),
+		chromedp.SendKeys(chromedp.ID("dob-day"), "3"), chromedp.SendKeys(chromedp.ID("dob-year"), "1980"),
+		chromedp.Click(chromedp.ID("verify")), chromedp.WaitVisible(chromedp.ID("messages")))
+	pngPath, _ := writeTestPNG(t)
+	browserRun(t, ctx, chromedp.SetUploadFiles(chromedp.ID("file-choose"), []string{pngPath}), chromedp.Click(chromedp.ID("upload")),
+		chromedp.WaitVisible(chromedp.CSS("#messages li.mine img")))
+	for _, lang := range []string{"en", "es"} {
+		browserRun(t, ctx, chromedp.Navigate(e.srv.URL+"/chat?lang="+lang), chromedp.WaitVisible(chromedp.ID("messages")))
+		check("chat page " + lang)
+	}
+	browserRun(t, ctx, chromedp.ScrollIntoView(chromedp.ID("upload-form")))
+	screenshot(t, ctx, "securechat-chat-320-large-text.png")
 }

@@ -126,6 +126,8 @@ var catalogs = map[string]catalog{
 		"chat.signout_hint":   "For your privacy, you are signed out after %d minutes without activity. Sign out when you are done, especially on a shared phone.",
 		"chat.open_file":      "Open %s",
 		"chat.photo_you":      "Photo you sent, %s",
+		"chat.chosen":         "Chosen: %s",
+		"chat.check":          "Check for new messages",
 		"chat.photo_from":     "Photo from %s, %s",
 	},
 	langSpanish: {
@@ -232,6 +234,8 @@ var catalogs = map[string]catalog{
 		"chat.signout_hint":   "Para proteger su privacidad, la sesión se cierra después de %d minutos sin actividad. Cierre la sesión cuando termine, sobre todo en un teléfono compartido.",
 		"chat.open_file":      "Abrir %s",
 		"chat.photo_you":      "Foto que usted envió, %s",
+		"chat.chosen":         "Elegido: %s",
+		"chat.check":          "Ver si hay mensajes nuevos",
 		"chat.photo_from":     "Foto de %s, %s",
 	},
 }

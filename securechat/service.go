@@ -452,6 +452,8 @@ type Session struct {
 	Conversation *database.Conversation
 	// CSRF is the token every form of this session must carry.
 	CSRF string
+	// Ends is when the session ends unless the patient does something before.
+	Ends time.Time
 }
 
 // Actor names the session in the audit log.
@@ -507,12 +509,18 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 		}
 		return nil, ErrSessionEnded
 	}
+	lastSeen := row.LastSeenAt
 	if touch {
 		if err = s.DB.Session.Touch(ctx, hash, now); err != nil {
 			return nil, err
 		}
+		lastSeen = now
 	}
-	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32]}, nil
+	ends := lastSeen.Add(s.Config.SessionIdle)
+	if row.ExpiresAt.Before(ends) {
+		ends = row.ExpiresAt
+	}
+	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32], Ends: ends}, nil
 }
 
 // SignOut ends a session at once.

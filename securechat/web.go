@@ -278,9 +278,12 @@ type view struct {
 	MaxUploadMB    int
 	MaxUploadBytes int64
 	IdleMinutes    int
-	// RefreshAfter (seconds) sends a page without script to the signed-out page once the
-	// session has timed out, so an abandoned phone stops showing the conversation.
+	// RefreshAfter (seconds) reloads a chat page without script: for new messages, and to
+	// the signed-out page once the session has ended.
 	RefreshAfter int
+	// RefreshURL and CheckURL load the chat page again. Each differs from the page's own
+	// URL: a link to the same URL with a #fragment only scrolls, it does not reload.
+	RefreshURL, CheckURL string
 }
 
 // T returns the catalog string key in the page's language, formatted with args.

@@ -111,9 +111,15 @@ func (w *Web) noSession(rw http.ResponseWriter, r *http.Request, err error) {
 	http.Redirect(rw, r, signedOut, http.StatusSeeOther)
 }
 
-// handleChat is the chat page: the conversation, oldest first, and the forms.
+// noScriptRefresh is how often a chat page without script loads itself again to show
+// new messages: often enough to notice a reply, rarely enough not to take a text being
+// typed (a reload loses it; the "Check for new messages" link reloads at once).
+const noScriptRefresh = 2 * time.Minute
+
+// handleChat is the chat page: the conversation, oldest first, and the forms. ?auto=1 is
+// the page reloading itself (no script): that is not the patient's activity.
 func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
-	sess := w.session(rw, r, true)
+	sess := w.session(rw, r, r.URL.Query().Get("auto") != "1")
 	if sess == nil {
 		return
 	}
@@ -133,7 +139,12 @@ func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session,
 	v.MaxUploadMB = w.maxUploadMB()
 	v.MaxUploadBytes = int64(v.MaxUploadMB) << 20
 	v.IdleMinutes = int(w.svc.Config.SessionIdle.Minutes())
-	v.RefreshAfter = int(w.svc.Config.SessionIdle.Seconds()) + 5
+	// Without script the page reloads itself for new messages, and once the session has
+	// ended it lands on the signed-out page, so an abandoned phone stops showing it.
+	v.RefreshAfter = int(min(noScriptRefresh, sess.Ends.Sub(w.svc.now())+2*time.Second).Seconds())
+	v.RefreshAfter = max(v.RefreshAfter, 1)
+	again := randomValue()[:8]
+	v.RefreshURL, v.CheckURL = chatPath+"?auto=1&r="+again+"#latest", chatPath+"?r="+again+"#latest"
 	// Messages returns 500 at a time; the newest must not be cut off.
 	var after int64
 	for range messagePages {

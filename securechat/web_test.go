@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -1006,17 +1007,51 @@ func TestPagesReadable(t *testing.T) {
 	page := e.newClient().get(LinkPath + e.token)
 	assert.Contains(t, page.Body, `<meta name="viewport" content="width=device-width, initial-scale=1">`)
 	chat := e.newClient().signIn()
-	// Every input but the hidden ones has a label.
-	for _, id := range []string{"text", "file-camera", "file-choose"} {
-		assert.Contains(t, chat.Body, `<label for="`+id+`">`)
-		assert.Contains(t, chat.Body, `id="`+id+`"`)
+	// Every input but the hidden ones has a label; the file inputs' labels are the page's
+	// own buttons, in its language.
+	assert.Contains(t, chat.Body, `<label for="text">`)
+	for id, label := range map[string]string{"file-camera": "Take a photo", "file-choose": "Choose a photo or PDF"} {
+		assert.Contains(t, chat.Body, `<label for="`+id+`" class="button secondary">`+label+`</label>`)
+		assert.Contains(t, chat.Body, `id="`+id+`" class="visually-hidden"`)
 	}
+	// The list keeps its list semantics; the live region is around it.
+	assert.Contains(t, chat.Body, `<div class="log" role="log" aria-live="polite" aria-labelledby="chat-heading">
+<ol id="messages" class="messages" `)
 	assert.Contains(t, chat.Body, `capture="environment"`)
 	assert.Contains(t, chat.Body, `accept="image/*,application/pdf"`)
 	assert.Contains(t, chat.Body, `enctype="multipart/form-data"`)
-	// Without script, the page leaves once the session has timed out.
-	assert.Contains(t, chat.Body, `<noscript><meta http-equiv="refresh" content="905; url=/chat/signed-out"></noscript>`)
+	// Without script, the page reloads itself for new messages, and a link does it at once.
+	assert.Regexp(t, `<noscript><meta http-equiv="refresh" content="120; url=/chat\?auto=1&amp;r=[A-Za-z0-9_-]{8}#latest"></noscript>`, chat.Body)
+	assert.Regexp(t, `<noscript><p class="check"><a href="/chat\?r=[A-Za-z0-9_-]{8}#latest" id="check">Check for new messages</a></p></noscript>`, chat.Body)
 	assert.NotContains(t, page.Body, "refresh", "only the chat page")
+}
+
+// TestNoScriptRefreshIsNotActivity: the chat page reloading itself (no script) shows new
+// messages but does not keep the session open; its last reload before the idle logoff
+// comes just after it, and lands on the signed-out page.
+func TestNoScriptRefreshIsNotActivity(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		c.signIn()
+		refresh := regexp.MustCompile(`<meta http-equiv="refresh" content="(\d+); url=/chat\?auto=1&amp;r=[A-Za-z0-9_-]{8}#latest">`)
+		for minute := 2; minute <= 14; minute += 2 {
+			e.clock.Advance(2 * time.Minute)
+			page := c.get("/chat?auto=1")
+			require.Equal(t, http.StatusOK, page.Status, "minute %d", minute)
+			m := refresh.FindStringSubmatch(page.Body)
+			require.NotNil(t, m, "minute %d", minute)
+			want := "120"
+			if minute == 14 {
+				want = "62" // the session ends at minute 15: the next reload comes then
+			}
+			assert.Equal(t, want, m[1], "minute %d", minute)
+		}
+		e.staffMessage("Your results are in.")
+		e.clock.Advance(62 * time.Second)
+		res := c.get("/chat?auto=1")
+		assert.Equal(t, http.StatusSeeOther, res.Status, "the reloads did not keep the session open")
+		assert.Equal(t, "/chat/signed-out", res.Location())
+	})
 }
 
 // TestCrossSitePostsAreRefused: a form another site's page submits (the browser says so in

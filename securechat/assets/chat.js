@@ -305,6 +305,27 @@
       return null;
     };
 
+    // One file at a time: choosing one clears the other input, and its name is shown.
+    var chosenLine = document.getElementById('file-chosen');
+    var inputs = form.querySelectorAll('input[type="file"]');
+    var showChosen = function () {
+      var file = chosen();
+      if (chosenLine) {
+        chosenLine.textContent = file ? (chosenLine.getAttribute('data-chosen') || '%s').replace('%s', file.name) : '';
+      }
+    };
+    Array.prototype.forEach.call(inputs, function (input) {
+      input.addEventListener('change', function () {
+        Array.prototype.forEach.call(inputs, function (other) {
+          if (other !== input && input.files && input.files.length > 0) {
+            other.value = '';
+          }
+        });
+        show('', false);
+        showChosen();
+      });
+    });
+
     form.addEventListener('submit', function (event) {
       var file = chosen();
       event.preventDefault();
@@ -340,6 +361,7 @@
           signedOut();
         } else if (xhr.status >= 200 && xhr.status < 300) {
           form.reset();
+          showChosen();
           show(say('sent'), false);
           active = true;
           load();
