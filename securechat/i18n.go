@@ -3,10 +3,9 @@ package securechat
 import (
 	"fmt"
 	"net/http"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 // The languages of the patient pages. The SMS texts (texts.go) speak the same two.
@@ -293,44 +292,33 @@ func (w *Web) chooseLang(rw http.ResponseWriter, r *http.Request) string {
 	return langEnglish
 }
 
-// acceptLanguage returns the supported language the browser prefers most, or "".
+// pageLanguages are the pages' languages for the matcher, English first: the fallback.
+var pageLanguages = []language.Tag{language.English, language.Spanish}
+
+var languageMatcher = language.NewMatcher(pageLanguages)
+
+// acceptLanguage returns the supported language the browser's Accept-Language prefers
+// most (es-MX and es-419 are Spanish), or "" when it names none of them.
 func acceptLanguage(header string) string {
-	type choice struct {
-		lang  string
-		q     float64
-		order int
-	}
-	var choices []choice
-	for i, part := range strings.Split(header, ",") {
-		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
-		if !supportedLang(primary) {
-			continue
-		}
-		q := 1.0
-		for _, param := range strings.Split(params, ";") {
-			name, value, found := strings.Cut(strings.TrimSpace(param), "=")
-			if found && strings.TrimSpace(name) == "q" {
-				if parsed, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-					q = parsed
-				}
-			}
-		}
-		if q > 0 {
-			choices = append(choices, choice{primary, q, i})
-		}
-	}
-	if len(choices) == 0 {
+	tags, _, err := language.ParseAcceptLanguage(header)
+	if err != nil || len(tags) == 0 {
 		return ""
 	}
-	sort.SliceStable(choices, func(a, b int) bool { return choices[a].q > choices[b].q })
-	return choices[0].lang
+	_, index, confidence := languageMatcher.Match(tags...)
+	if confidence < language.High {
+		return "" // no language of the pages was asked for (the matcher's guesses are not)
+	}
+	base, _ := pageLanguages[index].Base()
+	return base.String()
 }
 
-// formatTime shows a message time in the server's zone (the clinic's); the page's
-// script rewrites it in the phone's own zone.
-func formatTime(lang string, t time.Time) string {
-	t = t.In(time.Local)
+// formatTime shows a message time in the clinic's zone (business_hours.time_zone); the
+// page's script rewrites it in the phone's own zone.
+func formatTime(lang string, t time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
 	month := monthsShort[lang][t.Month()-1]
 	if lang == langSpanish {
 		return fmt.Sprintf("%d %s, %s", t.Day(), month, t.Format("15:04"))

@@ -32,6 +32,9 @@ type WebOptions struct {
 	InsecureCookies bool
 	// Log, when set, is the logger of requests whose context carries none.
 	Log *zerolog.Logger
+	// Location is the clinic's time zone (business_hours.time_zone), which the pages show
+	// times in; nil is UTC.
+	Location *time.Location
 }
 
 // Web serves the patient pages of secure mode over the Service: the link, the code,

@@ -52,7 +52,7 @@ func (m chatMessage) IsFile() bool  { return m.FileURL != "" && !m.IsImage() }
 func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 	out := chatMessage{ID: msg.ID, FromPatient: msg.FromPatient, Sender: msg.SenderName, Kind: string(msg.Kind),
 		Text: msg.Text, ContentType: msg.ContentType, Size: msg.Size, Time: msg.CreatedAt.UTC().Format(time.RFC3339),
-		TimeLabel: formatTime(lang, msg.CreatedAt), SizeLabel: formatSize(msg.Size)}
+		TimeLabel: formatTime(lang, msg.CreatedAt, w.opts.Location), SizeLabel: formatSize(msg.Size)}
 	switch {
 	case msg.FromPatient:
 		out.Sender = translate(lang, "chat.you")

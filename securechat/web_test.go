@@ -1077,3 +1077,16 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 		assert.Len(t, e.backend.texts(), 1)
 	})
 }
+
+func TestTimesAreInTheClinicsZone(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	honolulu, err := time.LoadLocation("Pacific/Honolulu")
+	require.NoError(t, err)
+	e.web.opts.Location = honolulu
+	msg := e.staffMessage("Please call us back today.")
+	page := e.newClient().signIn()
+	want := formatTime(langEnglish, msg.CreatedAt, honolulu)
+	assert.Contains(t, page.Body, `">`+want+`</time>`, "Honolulu time, whatever the server's zone")
+	assert.NotEqual(t, formatTime(langEnglish, msg.CreatedAt, time.UTC), want)
+	assert.Contains(t, page.Body, `<time datetime="`+msg.CreatedAt.UTC().Format(time.RFC3339)+`">`, "the script gets the instant")
+}
