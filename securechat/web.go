@@ -10,11 +10,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,7 +66,7 @@ var assetFS embed.FS
 
 // The pages' Content-Security-Policy: only this origin's script, styles and images.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	"connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 const (
 	assetPrefix = "/assets/securechat/"
@@ -85,14 +87,16 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 		"chat.css": "text/css; charset=utf-8",
 		"chat.js":  "text/javascript; charset=utf-8",
 		"code.js":  "text/javascript; charset=utf-8",
+		"icon.svg": "image/svg+xml",
 	} {
 		data, err := fs.ReadFile(assetFS, "assets/"+name)
 		if err != nil {
 			panic(err)
 		}
-		sum := sha256.Sum256(data)
-		w.assets[name] = asset{contentType: contentType, data: data, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
-		version.Write(sum[:])
+		w.addAsset(name, contentType, data, version)
+	}
+	for _, size := range iconSizes {
+		w.addAsset("icon-"+strconv.Itoa(size)+".png", "image/png", lockIcon(size), version)
 	}
 	w.assetVersion = hex.EncodeToString(version.Sum(nil)[:6])
 	w.crossOrigin = http.NewCrossOriginProtection()
@@ -109,6 +113,13 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 		w.csrfFailed(rw, r, back)
 	}))
 	return w
+}
+
+// addAsset serves data under assetPrefix+name; its hash goes into the assets' version.
+func (w *Web) addAsset(name, contentType string, data []byte, version hash.Hash) {
+	sum := sha256.Sum256(data)
+	w.assets[name] = asset{contentType: contentType, data: data, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+	version.Write(sum[:])
 }
 
 // Register mounts the pages on the bridge's router (Go 1.22 patterns).
@@ -139,6 +150,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	}
 
 	handle("GET "+assetPrefix+"{file}", w.handleAsset)
+	handle("GET "+manifestPath, w.handleManifest)
 }
 
 type langKey struct{}
@@ -242,6 +254,8 @@ type view struct {
 	SwitchLang  string
 	SwitchLabel string
 	CSS, JS     string
+	Icon        string // the asset path of the icons, without size and extension
+	Version     string // the assets' version, for their URLs
 	Script      bool
 	CSRF        string
 
@@ -306,6 +320,8 @@ func (w *Web) newView(r *http.Request, switchPath string) *view {
 		SwitchLabel: translate(other, "lang.name"),
 		CSS:         assetPrefix + "chat.css?v=" + w.assetVersion,
 		JS:          assetPrefix + "chat.js?v=" + w.assetVersion,
+		Icon:        assetPrefix + "icon",
+		Version:     w.assetVersion,
 
 		HelpURL:          pages.HelpURL,
 		PrivacyURL:       pages.PrivacyURL,

@@ -38,7 +38,7 @@ const (
 	previewBotAgent   = "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
 	whatsAppBotAgent  = "WhatsApp/2.23.20.0 A"
 	iMessageBotAgent  = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0"
-	expectedCSPHeader = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	expectedCSPHeader = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 // webBackend records what the service asks the bridge to do.

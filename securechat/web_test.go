@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -1089,4 +1090,46 @@ func TestTimesAreInTheClinicsZone(t *testing.T) {
 	assert.Contains(t, page.Body, `">`+want+`</time>`, "Honolulu time, whatever the server's zone")
 	assert.NotEqual(t, formatTime(langEnglish, msg.CreatedAt, time.UTC), want)
 	assert.Contains(t, page.Body, `<time datetime="`+msg.CreatedAt.UTC().Format(time.RFC3339)+`">`, "the script gets the instant")
+}
+
+func TestWebAppManifestAndIcons(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	c := e.newClient()
+	page := c.get(LinkPath + e.token)
+	assert.Contains(t, page.Body, `<link rel="manifest" href="/chat/app.webmanifest?lang=en">`)
+	assert.Contains(t, page.Body, `<link rel="icon" href="/assets/securechat/icon.svg?v=`+e.web.assetVersion+`" type="image/svg+xml">`)
+	assert.Contains(t, page.Body, `<link rel="apple-touch-icon" href="/assets/securechat/icon-180.png?v=`+e.web.assetVersion+`">`)
+
+	res := c.get("/chat/app.webmanifest?lang=es")
+	require.Equal(t, http.StatusOK, res.Status)
+	assert.Equal(t, "application/manifest+json; charset=utf-8", res.Header.Get("Content-Type"))
+	var manifest struct {
+		Name, ShortName, StartURL, Scope, Display, Lang string
+		Icons                                           []struct{ Src, Sizes, Type, Purpose string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.NewReplacer(`"short_name"`, `"shortname"`, `"start_url"`, `"starturl"`).Replace(res.Body)), &manifest))
+	assert.Equal(t, "Riverside Clinic: Mensajes seguros", manifest.Name)
+	assert.Equal(t, "Riverside Clinic", manifest.ShortName)
+	assert.Equal(t, "/chat", manifest.StartURL)
+	assert.Equal(t, "standalone", manifest.Display)
+	assert.Equal(t, "es", manifest.Lang)
+	require.Len(t, manifest.Icons, 3)
+	for _, icon := range manifest.Icons {
+		got := c.get(icon.Src)
+		require.Equal(t, http.StatusOK, got.Status, icon.Src)
+		assert.Equal(t, icon.Type, got.Header.Get("Content-Type"))
+		if icon.Type != "image/png" {
+			continue
+		}
+		img, err := png.Decode(strings.NewReader(got.Body))
+		require.NoError(t, err)
+		assert.Equal(t, icon.Sizes, fmt.Sprintf("%dx%d", img.Bounds().Dx(), img.Bounds().Dy()))
+		size := img.Bounds().Dx()
+		assert.Equal(t, color.RGBAModel.Convert(brandBlue), color.RGBAModel.Convert(img.At(2, 2)), "blue around the lock")
+		r, g, b, _ := img.At(size/2, size*70/100).RGBA()
+		assert.Equal(t, []uint32{0xffff, 0xffff, 0xffff}, []uint32{r, g, b}, "the lock's body is white")
+		r, _, _, _ = img.At(size/2, size*30/100).RGBA()
+		assert.Less(t, r, uint32(0x4000), "inside the shackle is blue")
+	}
+	assert.Contains(t, c.get("/assets/securechat/icon.svg").Body, `<svg xmlns="http://www.w3.org/2000/svg"`)
 }
