@@ -225,6 +225,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		PublicURL:       c.publicBase(),
 		InsecureCookies: isLoopbackHTTP(c.publicBase()),
 		Log:             &c.Bridge.Log,
+		Location:        workflow.ClinicLocation(&c.Config.BusinessHours),
 	}).Register(router)
 	c.registerCommands()
 	c.Outbox = c.newOutbox()

@@ -55,6 +55,21 @@ type SecureChatConfig struct {
 	Language      string        `yaml:"language"`
 	MaxUploadMB   int           `yaml:"max_upload_mb"`
 	RetentionDays int           `yaml:"retention_days"`
+	Pages         PagesConfig   `yaml:"pages"`
+}
+
+// PagesConfig is what the patient pages show beyond the conversation; every option may
+// be left empty.
+type PagesConfig struct {
+	// ClinicPhone (E.164) is the number patients text for a new link, offered where a page
+	// knows no conversation (an unknown link, signed out); a page that knows one shows the
+	// conversation's clinic number instead.
+	ClinicPhone string `yaml:"clinic_phone"`
+	// HelpURL, PrivacyURL and AccessibilityURL are the clinic's own pages, linked from
+	// every page's footer.
+	HelpURL          string `yaml:"help_url"`
+	PrivacyURL       string `yaml:"privacy_url"`
+	AccessibilityURL string `yaml:"accessibility_url"`
 }
 
 // KeywordsConfig holds the fixed answers to carrier keywords.
@@ -142,6 +157,10 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "secure_chat", "language")
 	helper.Copy(up.Int, "secure_chat", "max_upload_mb")
 	helper.Copy(up.Int, "secure_chat", "retention_days")
+	helper.Copy(up.Str, "secure_chat", "pages", "clinic_phone")
+	helper.Copy(up.Str, "secure_chat", "pages", "help_url")
+	helper.Copy(up.Str, "secure_chat", "pages", "privacy_url")
+	helper.Copy(up.Str, "secure_chat", "pages", "accessibility_url")
 	helper.Copy(up.Str, "keywords", "help_text")
 	helper.Copy(up.Str, "keywords", "opt_out_reply")
 	helper.Copy(up.Str, "keywords", "opt_in_reply")

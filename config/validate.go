@@ -157,5 +157,20 @@ func (s *SecureChatConfig) validate() error {
 	if _, _, err := s.KeyMaterial(); err != nil {
 		return err
 	}
+	return s.Pages.validate()
+}
+
+func (p *PagesConfig) validate() error {
+	if p.ClinicPhone != "" && !e164.MatchString(p.ClinicPhone) {
+		return invalid("secure_chat.pages.clinic_phone", fmt.Sprintf("is %q: write the number in E.164 form such as +15550001111, or leave it empty", p.ClinicPhone))
+	}
+	for key, raw := range map[string]string{"help_url": p.HelpURL, "privacy_url": p.PrivacyURL, "accessibility_url": p.AccessibilityURL} {
+		if raw == "" {
+			continue
+		}
+		if u, err := url.Parse(raw); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return invalid("secure_chat.pages."+key, fmt.Sprintf("is %q: write an absolute https URL such as https://clinic.example/privacy, or leave it empty", raw))
+		}
+	}
 	return nil
 }

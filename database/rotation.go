@@ -21,15 +21,16 @@ const (
 		SELECT id, login_id, portal_id, key_id, body, data IS NOT NULL FROM secure_message
 		WHERE key_id=$1 AND id>$2 ORDER BY id LIMIT $3
 	`
-	sealedDataQuery = `SELECT data FROM secure_message WHERE id=$1 AND key_id=$2`
-	resealQuery     = `UPDATE secure_message SET key_id=$3, body=$4, data=$5 WHERE id=$1 AND key_id=$2`
+	sealedDataQuery = `SELECT data, thumb FROM secure_message WHERE id=$1 AND key_id=$2`
+	resealQuery     = `UPDATE secure_message SET key_id=$3, body=$4, data=$5, thumb=$6 WHERE id=$1 AND key_id=$2`
 
 	loginMetadataQuery        = `SELECT bridge_id, id, metadata FROM user_login ORDER BY bridge_id, id`
 	replaceLoginMetadataQuery = `UPDATE user_login SET metadata=$4 WHERE bridge_id=$1 AND id=$2 AND metadata=$3`
 )
 
 // SealedMessage is a secure message's sealed parts as key rotation reads and rewrites
-// them. Data is nil until read with SealedData (and stays nil for texts).
+// them. Data and Thumb are nil until read with SealedData (and stay nil for texts; Thumb
+// for files without a preview).
 type SealedMessage struct {
 	ID       int64
 	LoginID  string
@@ -38,6 +39,7 @@ type SealedMessage struct {
 	Body     []byte
 	HasData  bool
 	Data     []byte
+	Thumb    []byte
 }
 
 // KeyCounts counts the secure messages sealed with each key, by key ID.
@@ -84,20 +86,20 @@ func (mq *SecureMessageQuery) SealedBatch(ctx context.Context, keyID string, aft
 	return batch, errors.Join(rows.Err(), rows.Close())
 }
 
-// SealedData reads a message's sealed file, if it is still sealed with keyID.
-func (mq *SecureMessageQuery) SealedData(ctx context.Context, id int64, keyID string) ([]byte, error) {
-	var data []byte
-	err := mq.GetDB().QueryRow(ctx, sealedDataQuery, id, keyID).Scan(&data)
+// SealedData reads a message's sealed file and its preview (nil if none), if it is still
+// sealed with keyID.
+func (mq *SecureMessageQuery) SealedData(ctx context.Context, id int64, keyID string) (data, thumb []byte, err error) {
+	err = mq.GetDB().QueryRow(ctx, sealedDataQuery, id, keyID).Scan(&data, &thumb)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return data, err
+	return data, thumb, err
 }
 
-// Reseal replaces a message's sealed parts and key ID if it is still sealed with oldKeyID,
+// Reseal replaces a message's sealed parts (Thumb too: nil removes it) and key ID if it is still sealed with oldKeyID,
 // and reports whether it was (a purged or already re-sealed row is left alone).
 func (mq *SecureMessageQuery) Reseal(ctx context.Context, m *SealedMessage, oldKeyID string) (bool, error) {
-	res, err := mq.GetDB().Exec(ctx, resealQuery, m.ID, oldKeyID, m.KeyID, m.Body, m.Data)
+	res, err := mq.GetDB().Exec(ctx, resealQuery, m.ID, oldKeyID, m.KeyID, m.Body, m.Data, m.Thumb)
 	if err != nil {
 		return false, err
 	}

@@ -17,7 +17,8 @@ func TestRotationQueries(t *testing.T) {
 			m := &database.SecureMessage{LoginID: testLogin, PortalID: testPortal, SenderName: "Nurse Kim",
 				Kind: database.SecureText, KeyID: keyID, Body: body, Data: data}
 			if data != nil {
-				m.Kind, m.ContentType, m.Size = database.SecureFile, "application/pdf", int64(len(data))
+				m.Kind, m.ContentType, m.Size = database.SecureImage, "image/jpeg", int64(len(data))
+				m.Thumb, m.Width, m.Height = []byte("sealed preview"), 640, 480
 			}
 			require.NoError(t, db.Secure.Insert(ctx, m))
 			return m.ID
@@ -44,14 +45,17 @@ func TestRotationQueries(t *testing.T) {
 		require.Len(t, rest, 1)
 		assert.Equal(t, text3, rest[0].ID)
 
-		data, err := db.Secure.SealedData(ctx, file1, "k1")
+		data, thumb, err := db.Secure.SealedData(ctx, file1, "k1")
 		require.NoError(t, err)
 		assert.Equal(t, []byte("sealed file"), data)
-		data, err = db.Secure.SealedData(ctx, file1, "k2")
+		assert.Equal(t, []byte("sealed preview"), thumb)
+		data, thumb, err = db.Secure.SealedData(ctx, file1, "k2")
 		require.NoError(t, err)
 		assert.Nil(t, data, "not sealed with k2")
+		assert.Nil(t, thumb)
 
-		resealed := &database.SealedMessage{ID: file1, KeyID: "k2", Body: []byte("new name"), Data: []byte("new file")}
+		resealed := &database.SealedMessage{ID: file1, KeyID: "k2", Body: []byte("new name"), Data: []byte("new file"),
+			Thumb: []byte("new preview")}
 		ok, err := db.Secure.Reseal(ctx, resealed, "k1")
 		require.NoError(t, err)
 		assert.True(t, ok)
@@ -63,6 +67,15 @@ func TestRotationQueries(t *testing.T) {
 		assert.Equal(t, "k2", got.KeyID)
 		assert.Equal(t, []byte("new name"), got.Body)
 		assert.Equal(t, []byte("new file"), got.Data)
+		assert.True(t, got.HasThumb)
+		assert.Equal(t, []int{640, 480}, []int{got.Width, got.Height}, "the size is kept")
+		keyID, thumb, err := db.Secure.GetThumb(ctx, file1, testLogin, testPortal)
+		require.NoError(t, err)
+		assert.Equal(t, "k2", keyID)
+		assert.Equal(t, []byte("new preview"), thumb)
+		_, thumb, err = db.Secure.GetThumb(ctx, file1, testLogin, "15559999999")
+		require.NoError(t, err)
+		assert.Nil(t, thumb, "another conversation's preview is not found")
 		assert.Equal(t, "Nurse Kim", got.SenderName, "only the sealed parts change")
 
 		ok, err = db.Secure.Reseal(ctx, &database.SealedMessage{ID: text1, KeyID: "k2", Body: []byte("new text")}, "k1")

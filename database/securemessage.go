@@ -20,12 +20,12 @@ const (
 )
 
 const (
-	secureMessageColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at, read_at`
+	secureMessageColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at, read_at, thumb IS NOT NULL, width, height`
 	// secureMessageListColumns leaves out the file data: listing a conversation never loads files.
-	secureMessageListColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, NULL, event_id, created_at, read_at`
+	secureMessageListColumns = `id, login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, NULL, event_id, created_at, read_at, thumb IS NOT NULL, width, height`
 	insertSecureMessageQuery = `
-		INSERT INTO secure_message (login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		INSERT INTO secure_message (login_id, portal_id, from_patient, sender_name, kind, content_type, size, key_id, body, data, event_id, created_at, thumb, width, height)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		RETURNING id
 	`
 	listSecureMessagesQuery = `
@@ -33,6 +33,7 @@ const (
 		WHERE login_id=$1 AND portal_id=$2 AND id>$3 ORDER BY id LIMIT $4
 	`
 	getSecureMessageQuery = `SELECT ` + secureMessageColumns + ` FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3`
+	getSecureThumbQuery   = `SELECT key_id, thumb FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3 AND thumb IS NOT NULL`
 	// markReadQuery marks the staff messages a patient has now seen, returning nothing.
 	markSecureReadQuery = `
 		UPDATE secure_message SET read_at=$4
@@ -64,6 +65,12 @@ type SecureMessage struct {
 	EventID     string // the Matrix event it mirrors
 	CreatedAt   time.Time
 	ReadAt      time.Time // staff messages: when the patient saw it
+	// Thumb is a photo's sealed preview; only Insert and GetThumb fill it. HasThumb says
+	// whether the row has one.
+	Thumb    []byte
+	HasThumb bool
+	// Width and Height are the size the chat shows a photo at (the preview's), 0 if unknown.
+	Width, Height int
 }
 
 // SecureMessageQuery runs the secure_message table's statements.
@@ -75,7 +82,7 @@ type SecureMessageQuery struct {
 func (m *SecureMessage) Scan(row dbutil.Scannable) (*SecureMessage, error) {
 	var created, read int64
 	err := row.Scan(&m.ID, &m.LoginID, &m.PortalID, &m.FromPatient, &m.SenderName, &m.Kind, &m.ContentType,
-		&m.Size, &m.KeyID, &m.Body, &m.Data, &m.EventID, &created, &read)
+		&m.Size, &m.KeyID, &m.Body, &m.Data, &m.EventID, &created, &read, &m.HasThumb, &m.Width, &m.Height)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +96,7 @@ func (mq *SecureMessageQuery) Insert(ctx context.Context, m *SecureMessage) erro
 		m.CreatedAt = time.Now()
 	}
 	return mq.GetDB().QueryRow(ctx, insertSecureMessageQuery, m.LoginID, m.PortalID, m.FromPatient, m.SenderName,
-		m.Kind, m.ContentType, m.Size, m.KeyID, m.Body, m.Data, m.EventID, m.CreatedAt.UnixMilli()).Scan(&m.ID)
+		m.Kind, m.ContentType, m.Size, m.KeyID, m.Body, m.Data, m.EventID, m.CreatedAt.UnixMilli(), m.Thumb, m.Width, m.Height).Scan(&m.ID)
 }
 
 // List returns up to limit messages of a conversation after afterID, oldest first, without file data.
@@ -100,6 +107,16 @@ func (mq *SecureMessageQuery) List(ctx context.Context, loginID, portalID string
 // Get returns one message of a conversation with its file data, or nil.
 func (mq *SecureMessageQuery) Get(ctx context.Context, id int64, loginID, portalID string) (*SecureMessage, error) {
 	return mq.QueryOne(ctx, getSecureMessageQuery, id, loginID, portalID)
+}
+
+// GetThumb returns a photo's sealed preview and the key it is sealed with; nil when the
+// message is not the conversation's or has no preview.
+func (mq *SecureMessageQuery) GetThumb(ctx context.Context, id int64, loginID, portalID string) (keyID string, thumb []byte, err error) {
+	err = mq.GetDB().QueryRow(ctx, getSecureThumbQuery, id, loginID, portalID).Scan(&keyID, &thumb)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil, nil
+	}
+	return keyID, thumb, err
 }
 
 // MarkRead marks staff messages up to upToID read and reports how many were newly read.

@@ -67,3 +67,16 @@ func TestThePatientsPageLanguageIsRememberedForTheirTexts(t *testing.T) {
 		assert.Contains(t, AlertText(Language(conv, "en"), "Clínica Norte", "https://x/s/t"), "tiene un mensaje seguro nuevo")
 	})
 }
+
+func TestCodeTextEndsWithTheOriginBoundLine(t *testing.T) {
+	assert.Equal(t, "Riverside Clinic: your code is 042917. It expires in 10 minutes. Do not share it with anyone.\n\n@chat.riverside.example #042917",
+		CodeText("en", "Riverside Clinic", "042917", "chat.riverside.example", 10*time.Minute))
+	assert.Equal(t, "Riverside Clinic: su código es 042917. Vence en 10 minutos. No lo comparta con nadie.\n\n@chat.riverside.example #042917",
+		CodeText("es", "Riverside Clinic", "042917", "chat.riverside.example", 10*time.Minute))
+	assert.Equal(t, "Riverside Clinic: your code is 042917. It expires in 10 minutes. Do not share it with anyone.",
+		CodeText("en", "Riverside Clinic", "042917", "", 10*time.Minute), "no host, no line")
+	for base, host := range map[string]string{"https://chat.riverside.example": "chat.riverside.example",
+		"https://chat.riverside.example:8443/": "chat.riverside.example", "": ""} {
+		assert.Equal(t, host, codeHost(base), base)
+	}
+}

@@ -3,10 +3,9 @@ package securechat
 import (
 	"fmt"
 	"net/http"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 // The languages of the patient pages. The SMS texts (texts.go) speak the same two.
@@ -42,6 +41,8 @@ var catalogs = map[string]catalog{
 		"code.button":      "Open my messages",
 		"code.resend_hint": "No code? It can take a minute to arrive. You can ask for a new one.",
 		"code.resend":      "Text me a new code",
+		"code.tries_left":  "You have %d tries left. After that, this link locks and you will need to ask the clinic for a new one.",
+		"code.try_left":    "You have 1 try left. After that, this link locks and you will need to ask the clinic for a new one.",
 
 		"dob.legend": "Your date of birth",
 		"dob.hint":   "The clinic asks for it to make sure this is you.",
@@ -51,7 +52,8 @@ var catalogs = map[string]catalog{
 
 		"err.code_format":  "Enter the 6 digits from the text message.",
 		"err.dob_format":   "Enter your date of birth: month, day and year (4 digits).",
-		"err.wrong":        "That code or date of birth is not right. Check the text message and try again.",
+		"err.wrong":        "That code is not right. Check the text message and try again.",
+		"err.wrong_dob":    "That code or date of birth is not right. Check the text message and your date of birth, and try again.",
 		"err.code_expired": "That code has expired. Tap “Text me a new code” to get another one.",
 		"err.no_code":      "We have not sent you a code yet. Tap “Text me a new code”.",
 		"err.rate_limited": "We have sent several codes in the last hour. Please use the newest code we texted you, or try again in an hour.",
@@ -62,6 +64,7 @@ var catalogs = map[string]catalog{
 		"err.upload_large": "This file is too large. The limit is %d MB.",
 		"err.upload_none":  "Choose a photo or file first.",
 		"err.upload_net":   "The file could not be sent. Check your connection and try again.",
+		"err.send_net":     "Your message could not be sent. Check your connection and try again.",
 
 		"notice.unknown.title":   "Link not found",
 		"notice.unknown.heading": "This link does not work",
@@ -78,6 +81,12 @@ var catalogs = map[string]catalog{
 		"notice.text_clinic":     "Text the clinic",
 		"notice.clinic_number":   "The clinic’s number is %s.",
 		"notice.clinic":          "the clinic",
+		"notice.new_link_text":   "Please send me a new secure link",
+
+		"footer.number":        "Text the clinic:",
+		"footer.help":          "Help",
+		"footer.privacy":       "Privacy",
+		"footer.accessibility": "Accessibility",
 
 		"notice.signedout.title":   "Signed out",
 		"notice.signedout.heading": "You are signed out",
@@ -115,6 +124,10 @@ var catalogs = map[string]catalog{
 		"chat.signout":        "Sign out",
 		"chat.signout_hint":   "For your privacy, you are signed out after %d minutes without activity. Sign out when you are done, especially on a shared phone.",
 		"chat.open_file":      "Open %s",
+		"chat.photo_you":      "Photo you sent, %s",
+		"chat.chosen":         "Chosen: %s",
+		"chat.check":          "Check for new messages",
+		"chat.photo_from":     "Photo from %s, %s",
 	},
 	langSpanish: {
 		"lang.name": "Español",
@@ -136,6 +149,8 @@ var catalogs = map[string]catalog{
 		"code.button":      "Ver mis mensajes",
 		"code.resend_hint": "¿No le llegó el código? Puede tardar un minuto. Puede pedir uno nuevo.",
 		"code.resend":      "Envíenme un código nuevo",
+		"code.tries_left":  "Le quedan %d intentos. Después, este enlace se bloquea y tendrá que pedirle uno nuevo a la clínica.",
+		"code.try_left":    "Le queda 1 intento. Después, este enlace se bloquea y tendrá que pedirle uno nuevo a la clínica.",
 
 		"dob.legend": "Su fecha de nacimiento",
 		"dob.hint":   "La clínica la pide para confirmar que es usted.",
@@ -145,7 +160,8 @@ var catalogs = map[string]catalog{
 
 		"err.code_format":  "Escriba los 6 dígitos del mensaje de texto.",
 		"err.dob_format":   "Escriba su fecha de nacimiento: día, mes y año (4 dígitos).",
-		"err.wrong":        "El código o la fecha de nacimiento no es correcto. Revise el mensaje de texto e inténtelo de nuevo.",
+		"err.wrong":        "Ese código no es correcto. Revise el mensaje de texto e inténtelo de nuevo.",
+		"err.wrong_dob":    "El código o la fecha de nacimiento no es correcto. Revise el mensaje de texto y su fecha de nacimiento, e inténtelo de nuevo.",
 		"err.code_expired": "Ese código venció. Toque «Envíenme un código nuevo» para recibir otro.",
 		"err.no_code":      "Todavía no le enviamos un código. Toque «Envíenme un código nuevo».",
 		"err.rate_limited": "Le enviamos varios códigos en la última hora. Use el código más reciente que le enviamos o vuelva a intentarlo en una hora.",
@@ -156,6 +172,7 @@ var catalogs = map[string]catalog{
 		"err.upload_large": "Este archivo es demasiado grande. El límite es de %d MB.",
 		"err.upload_none":  "Elija primero una foto o un archivo.",
 		"err.upload_net":   "No se pudo enviar el archivo. Revise su conexión e inténtelo de nuevo.",
+		"err.send_net":     "No se pudo enviar su mensaje. Revise su conexión e inténtelo de nuevo.",
 
 		"notice.unknown.title":   "Enlace no encontrado",
 		"notice.unknown.heading": "Este enlace no funciona",
@@ -172,6 +189,12 @@ var catalogs = map[string]catalog{
 		"notice.text_clinic":     "Enviar un mensaje a la clínica",
 		"notice.clinic_number":   "El número de la clínica es %s.",
 		"notice.clinic":          "la clínica",
+		"notice.new_link_text":   "Por favor, envíenme un enlace seguro nuevo",
+
+		"footer.number":        "Mensaje de texto a la clínica:",
+		"footer.help":          "Ayuda",
+		"footer.privacy":       "Privacidad",
+		"footer.accessibility": "Accesibilidad",
 
 		"notice.signedout.title":   "Sesión cerrada",
 		"notice.signedout.heading": "Su sesión está cerrada",
@@ -209,6 +232,10 @@ var catalogs = map[string]catalog{
 		"chat.signout":        "Cerrar sesión",
 		"chat.signout_hint":   "Para proteger su privacidad, la sesión se cierra después de %d minutos sin actividad. Cierre la sesión cuando termine, sobre todo en un teléfono compartido.",
 		"chat.open_file":      "Abrir %s",
+		"chat.photo_you":      "Foto que usted envió, %s",
+		"chat.chosen":         "Elegido: %s",
+		"chat.check":          "Ver si hay mensajes nuevos",
+		"chat.photo_from":     "Foto de %s, %s",
 	},
 }
 
@@ -265,44 +292,33 @@ func (w *Web) chooseLang(rw http.ResponseWriter, r *http.Request) string {
 	return langEnglish
 }
 
-// acceptLanguage returns the supported language the browser prefers most, or "".
+// pageLanguages are the pages' languages for the matcher, English first: the fallback.
+var pageLanguages = []language.Tag{language.English, language.Spanish}
+
+var languageMatcher = language.NewMatcher(pageLanguages)
+
+// acceptLanguage returns the supported language the browser's Accept-Language prefers
+// most (es-MX and es-419 are Spanish), or "" when it names none of them.
 func acceptLanguage(header string) string {
-	type choice struct {
-		lang  string
-		q     float64
-		order int
-	}
-	var choices []choice
-	for i, part := range strings.Split(header, ",") {
-		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
-		if !supportedLang(primary) {
-			continue
-		}
-		q := 1.0
-		for _, param := range strings.Split(params, ";") {
-			name, value, found := strings.Cut(strings.TrimSpace(param), "=")
-			if found && strings.TrimSpace(name) == "q" {
-				if parsed, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
-					q = parsed
-				}
-			}
-		}
-		if q > 0 {
-			choices = append(choices, choice{primary, q, i})
-		}
-	}
-	if len(choices) == 0 {
+	tags, _, err := language.ParseAcceptLanguage(header)
+	if err != nil || len(tags) == 0 {
 		return ""
 	}
-	sort.SliceStable(choices, func(a, b int) bool { return choices[a].q > choices[b].q })
-	return choices[0].lang
+	_, index, confidence := languageMatcher.Match(tags...)
+	if confidence < language.High {
+		return "" // no language of the pages was asked for (the matcher's guesses are not)
+	}
+	base, _ := pageLanguages[index].Base()
+	return base.String()
 }
 
-// formatTime shows a message time in the server's zone (the clinic's); the page's
-// script rewrites it in the phone's own zone.
-func formatTime(lang string, t time.Time) string {
-	t = t.In(time.Local)
+// formatTime shows a message time in the clinic's zone (business_hours.time_zone); the
+// page's script rewrites it in the phone's own zone.
+func formatTime(lang string, t time.Time, loc *time.Location) string {
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
 	month := monthsShort[lang][t.Month()-1]
 	if lang == langSpanish {
 		return fmt.Sprintf("%d %s, %s", t.Day(), month, t.Format("15:04"))

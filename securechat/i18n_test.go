@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestCatalogsHaveTheSameKeys(t *testing.T) {
@@ -50,15 +51,24 @@ func TestAcceptLanguage(t *testing.T) {
 		"es;q=0":                              "",
 		"*":                                   "",
 		"es-419":                              "es",
+		"es-ES;q=0.9, en-GB;q=0.95":           "en",
+		"en-GB":                               "en",
+		"ca-ES,ca;q=0.9":                      "",
+		"de-DE, garbage;;q=x":                 "",
 	} {
 		assert.Equal(t, want, acceptLanguage(header), header)
 	}
 }
 
 func TestFormatting(t *testing.T) {
-	at := time.Date(2026, 3, 9, 15, 4, 0, 0, time.Local)
-	assert.Equal(t, "Mar 9, 3:04 PM", formatTime(langEnglish, at))
-	assert.Equal(t, "9 mar, 15:04", formatTime(langSpanish, at))
+	newYork, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	at := time.Date(2026, 3, 9, 19, 4, 0, 0, time.UTC) // 3:04 PM in New York (EDT)
+	assert.Equal(t, "Mar 9, 3:04 PM", formatTime(langEnglish, at, newYork), "the clinic's zone, whatever the server's")
+	assert.Equal(t, "9 mar, 15:04", formatTime(langSpanish, at, newYork))
+	assert.Equal(t, "Mar 9, 7:04 PM", formatTime(langEnglish, at, nil), "UTC when no zone is set")
+	late := time.Date(2026, 12, 2, 6, 21, 0, 0, time.UTC)
+	assert.Equal(t, "Dec 2, 1:21 AM", formatTime(langEnglish, late, newYork))
 	assert.Equal(t, "512 B", formatSize(512))
 	assert.Equal(t, "35 KB", formatSize(35_200))
 	assert.Equal(t, "2.5 MB", formatSize(2_500_000))

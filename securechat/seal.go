@@ -148,9 +148,9 @@ func resealMessage(ctx context.Context, db *database.Database, keys *Keyring, m 
 	if err != nil {
 		return false, errUnopened
 	}
-	var data []byte
+	var data, thumb []byte
 	if m.HasData {
-		sealed, err := db.Secure.SealedData(ctx, m.ID, oldKey)
+		sealed, sealedThumb, err := db.Secure.SealedData(ctx, m.ID, oldKey)
 		if err != nil {
 			return false, err
 		} else if sealed == nil {
@@ -159,13 +159,23 @@ func resealMessage(ctx context.Context, db *database.Database, keys *Keyring, m 
 		if data, err = keys.Open(oldKey, sealed, MessageAdditional(m.LoginID, m.PortalID, "data")); err != nil {
 			return false, errUnopened
 		}
+		if sealedThumb != nil {
+			if thumb, err = keys.Open(oldKey, sealedThumb, MessageAdditional(m.LoginID, m.PortalID, thumbPart)); err != nil {
+				return false, errUnopened
+			}
+		}
 	}
 	if m.KeyID, m.Body, err = keys.Seal(body, MessageAdditional(m.LoginID, m.PortalID, "body")); err != nil {
 		return false, err
 	}
-	m.Data = nil
+	m.Data, m.Thumb = nil, nil
 	if m.HasData {
 		if _, m.Data, err = keys.Seal(data, MessageAdditional(m.LoginID, m.PortalID, "data")); err != nil {
+			return false, err
+		}
+	}
+	if thumb != nil {
+		if _, m.Thumb, err = keys.Seal(thumb, MessageAdditional(m.LoginID, m.PortalID, thumbPart)); err != nil {
 			return false, err
 		}
 	}

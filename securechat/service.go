@@ -43,6 +43,10 @@ type Message struct {
 	CreatedAt   time.Time
 	Read        bool
 	EventID     string
+	// Width and Height are the size the chat shows a photo at (0: unknown, or not shown
+	// inline); HasPreview says a smaller copy of it is kept for the page.
+	Width, Height int
+	HasPreview    bool
 }
 
 // Service is secure mode's logic over the database; the pages and the bridge call it.
@@ -313,7 +317,7 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	} else if err != nil {
 		return err
 	}
-	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, s.Config.CodeLifetime))
+	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, codeHost(s.PublicBase), s.Config.CodeLifetime))
 	s.metrics().CodeSent(err)
 	if err != nil {
 		s.auditAlone(ctx, "patient:link", conv, "code sent", "failed", "")
@@ -448,6 +452,8 @@ type Session struct {
 	Conversation *database.Conversation
 	// CSRF is the token every form of this session must carry.
 	CSRF string
+	// Ends is when the session ends unless the patient does something before.
+	Ends time.Time
 }
 
 // Actor names the session in the audit log.
@@ -503,12 +509,18 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 		}
 		return nil, ErrSessionEnded
 	}
+	lastSeen := row.LastSeenAt
 	if touch {
 		if err = s.DB.Session.Touch(ctx, hash, now); err != nil {
 			return nil, err
 		}
+		lastSeen = now
 	}
-	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32]}, nil
+	ends := lastSeen.Add(s.Config.SessionIdle)
+	if row.ExpiresAt.Before(ends) {
+		ends = row.ExpiresAt
+	}
+	return &Session{Hash: hash, Conversation: conv, CSRF: s.Keys.Hash("csrf", hash)[:32], Ends: ends}, nil
 }
 
 // SignOut ends a session at once.
@@ -530,11 +542,12 @@ func (s *Service) open(conv *database.Conversation, row *database.SecureMessage)
 		return nil, fmt.Errorf("failed to open secure message %d: %w", row.ID, err)
 	}
 	return &Message{ID: row.ID, FromPatient: row.FromPatient, SenderName: row.SenderName, Kind: row.Kind, Text: string(body),
-		ContentType: row.ContentType, Size: row.Size, CreatedAt: row.CreatedAt, Read: !row.ReadAt.IsZero(), EventID: row.EventID}, nil
+		ContentType: row.ContentType, Size: row.Size, CreatedAt: row.CreatedAt, Read: !row.ReadAt.IsZero(), EventID: row.EventID,
+		Width: row.Width, Height: row.Height, HasPreview: row.HasThumb}, nil
 }
 
 // store seals and stores one message, with its audit event, in one transaction. text is
-// the text, or the file name for files.
+// the text, or the file name for files. A photo gets its preview for the page.
 func (s *Service) store(ctx context.Context, actor, event string, conv *database.Conversation, fromPatient bool, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
 	keyID, body, err := s.Keys.Seal([]byte(text), additional(conv, "body"))
@@ -547,6 +560,16 @@ func (s *Service) store(ctx context.Context, actor, event string, conv *database
 	if data != nil {
 		if _, row.Data, err = s.Keys.Seal(data, additional(conv, "data")); err != nil {
 			return nil, err
+		}
+	}
+	if kind == database.SecureImage {
+		if preview, ok := makePreview(contentType, data); ok {
+			row.Width, row.Height = preview.Width, preview.Height
+			if preview.Thumb != nil {
+				if _, row.Thumb, err = s.Keys.Seal(preview.Thumb, additional(conv, thumbPart)); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	err = s.Audited(ctx, actor, conv, event, "ok", string(kind), func(ctx context.Context) error {
@@ -575,6 +598,15 @@ func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversati
 func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind database.SecureMessageKind,
 	text, contentType string, data []byte) (*Message, error) {
 	conv := sess.Conversation
+	if contentType == "image/jpeg" {
+		// Where the photo was taken (EXIF GPS) and the rest of its metadata are no one's
+		// business: neither the database nor staff get them.
+		stripped, err := stripJPEGMetadata(data)
+		if err != nil {
+			return nil, ErrUploadType
+		}
+		data = stripped
+	}
 	msg, err := s.store(ctx, sess.Actor(), "message sent", conv, true, "", kind, text, contentType, data, "")
 	if err != nil {
 		return nil, err
@@ -698,6 +730,26 @@ func (s *Service) File(ctx context.Context, sess *Session, id int64) (*Message, 
 		return nil, nil, err
 	}
 	return msg, data, nil
+}
+
+// Preview returns a photo's preview (see makePreview), opened, and audits it. A photo
+// without one gives ErrNotFound: the page then shows the original.
+func (s *Service) Preview(ctx context.Context, sess *Session, id int64) ([]byte, error) {
+	conv := sess.Conversation
+	keyID, sealed, err := s.DB.Secure.GetThumb(ctx, id, conv.LoginID, conv.PortalID)
+	if err != nil {
+		return nil, err
+	} else if sealed == nil {
+		return nil, ErrNotFound
+	}
+	thumb, err := s.Keys.Open(keyID, sealed, additional(conv, thumbPart))
+	if err != nil {
+		return nil, fmt.Errorf("failed to open the preview of attachment %d: %w", id, err)
+	}
+	if err = s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", "preview"); err != nil {
+		return nil, err
+	}
+	return thumb, nil
 }
 
 // errIs reports whether err is one of the patient-facing link errors.

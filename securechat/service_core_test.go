@@ -117,8 +117,9 @@ func TestCoreLinkAndCode(t *testing.T) {
 		_, _, err = f.svc.Verify(ctx, token, "123456", "")
 		assert.ErrorIs(t, err, ErrNoCode)
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
-		assert.Regexp(t, `^Riverside Clinic: your code is \d{6}\. It expires in 10 minutes\. Do not share it with anyone\.$`, f.backend.texts[0])
 		code := f.backend.lastCode(t)
+		assert.Equal(t, "Riverside Clinic: your code is "+code+". It expires in 10 minutes. Do not share it with anyone.\n\n@clinic.example #"+code,
+			f.backend.texts[0], "the origin-bound line last")
 		session, _, err := f.svc.Verify(ctx, token, code, "")
 		require.NoError(t, err)
 		assert.GreaterOrEqual(t, len(session), 40)

@@ -2,6 +2,7 @@ package securechat
 
 import (
 	"fmt"
+	"net/url"
 	"time"
 )
 
@@ -16,13 +17,33 @@ func AlertText(lang, clinic, link string) string {
 	return fmt.Sprintf("%s: you have a new secure message. Open it here: %s", clinic, link)
 }
 
-// CodeText carries the one-time code.
-func CodeText(lang, clinic, code string, lifetime time.Duration) string {
+// CodeText carries the one-time code. Its last line binds the code to the pages' host
+// ("@clinic.example #123456", the origin-bound format of WICG's SMS one-time codes): iOS
+// and Android offer it for the code field of that site only, in one tap, and Chrome's
+// WebOTP reads it for the page; a phishing site on another host gets nothing offered.
+// host "" leaves the line out.
+func CodeText(lang, clinic, code, host string, lifetime time.Duration) string {
 	minutes := int(lifetime.Minutes())
+	var text string
 	if lang == "es" {
-		return fmt.Sprintf("%s: su código es %s. Vence en %d minutos. No lo comparta con nadie.", clinic, code, minutes)
+		text = fmt.Sprintf("%s: su código es %s. Vence en %d minutos. No lo comparta con nadie.", clinic, code, minutes)
+	} else {
+		text = fmt.Sprintf("%s: your code is %s. It expires in %d minutes. Do not share it with anyone.", clinic, code, minutes)
 	}
-	return fmt.Sprintf("%s: your code is %s. It expires in %d minutes. Do not share it with anyone.", clinic, code, minutes)
+	if host == "" {
+		return text
+	}
+	return text + "\n\n@" + host + " #" + code
+}
+
+// codeHost is the host of the pages' public URL, for the code text's last line: a domain
+// name without port (the format has no place for one).
+func codeHost(publicBase string) string {
+	u, err := url.Parse(publicBase)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 // ReminderText answers a patient who texts while the conversation is secure.

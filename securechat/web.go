@@ -10,11 +10,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"hash"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,9 @@ type WebOptions struct {
 	InsecureCookies bool
 	// Log, when set, is the logger of requests whose context carries none.
 	Log *zerolog.Logger
+	// Location is the clinic's time zone (business_hours.time_zone), which the pages show
+	// times in; nil is UTC.
+	Location *time.Location
 }
 
 // Web serves the patient pages of secure mode over the Service: the link, the code,
@@ -61,7 +66,7 @@ var assetFS embed.FS
 
 // The pages' Content-Security-Policy: only this origin's script, styles and images.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	"connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 const (
 	assetPrefix = "/assets/securechat/"
@@ -81,14 +86,17 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 	for name, contentType := range map[string]string{
 		"chat.css": "text/css; charset=utf-8",
 		"chat.js":  "text/javascript; charset=utf-8",
+		"code.js":  "text/javascript; charset=utf-8",
+		"icon.svg": "image/svg+xml",
 	} {
 		data, err := fs.ReadFile(assetFS, "assets/"+name)
 		if err != nil {
 			panic(err)
 		}
-		sum := sha256.Sum256(data)
-		w.assets[name] = asset{contentType: contentType, data: data, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
-		version.Write(sum[:])
+		w.addAsset(name, contentType, data, version)
+	}
+	for _, size := range iconSizes {
+		w.addAsset("icon-"+strconv.Itoa(size)+".png", "image/png", lockIcon(size), version)
 	}
 	w.assetVersion = hex.EncodeToString(version.Sum(nil)[:6])
 	w.crossOrigin = http.NewCrossOriginProtection()
@@ -105,6 +113,13 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 		w.csrfFailed(rw, r, back)
 	}))
 	return w
+}
+
+// addAsset serves data under assetPrefix+name; its hash goes into the assets' version.
+func (w *Web) addAsset(name, contentType string, data []byte, version hash.Hash) {
+	sum := sha256.Sum256(data)
+	w.assets[name] = asset{contentType: contentType, data: data, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+	version.Write(sum[:])
 }
 
 // Register mounts the pages on the bridge's router (Go 1.22 patterns).
@@ -125,6 +140,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	handle("POST "+chatPath+"/send", w.handleSend)
 	handle("POST "+chatPath+"/upload", w.handleUpload)
 	handle("GET "+chatPath+"/file/{id}", w.handleFile)
+	handle("GET "+chatPath+"/file/{id}/preview", w.handlePreview)
 	handle("GET "+chatPath+"/messages", w.handleMessages)
 	handle("GET "+chatPath+"/events", w.handleEvents)
 	handle("POST "+chatPath+"/signout", w.handleSignOut)
@@ -134,6 +150,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	}
 
 	handle("GET "+assetPrefix+"{file}", w.handleAsset)
+	handle("GET "+manifestPath, w.handleManifest)
 }
 
 type langKey struct{}
@@ -237,6 +254,8 @@ type view struct {
 	SwitchLang  string
 	SwitchLabel string
 	CSS, JS     string
+	Icon        string // the asset path of the icons, without size and extension
+	Version     string // the assets' version, for their URLs
 	Script      bool
 	CSRF        string
 
@@ -247,6 +266,7 @@ type view struct {
 	Sent     bool
 	NeedDOB  bool
 	Error    string
+	Warning  string
 
 	// Notice pages.
 	Heading     string
@@ -255,6 +275,15 @@ type view struct {
 	ClinicPhone string
 	BackURL     string
 	BackLabel   string
+
+	// Every page's footer: the clinic's number (the conversation's where the page knows
+	// it) as a link that opens a text to it, and the clinic's own pages.
+	FooterPhone      string
+	FooterSMS        template.URL
+	clinicPhone      string // the footer's number in E.164
+	HelpURL          string
+	PrivacyURL       string
+	AccessibilityURL string
 
 	// The chat page.
 	Messages       []chatMessage
@@ -266,9 +295,12 @@ type view struct {
 	MaxUploadMB    int
 	MaxUploadBytes int64
 	IdleMinutes    int
-	// RefreshAfter (seconds) sends a page without script to the signed-out page once the
-	// session has timed out, so an abandoned phone stops showing the conversation.
+	// RefreshAfter (seconds) reloads a chat page without script: for new messages, and to
+	// the signed-out page once the session has ended.
 	RefreshAfter int
+	// RefreshURL and CheckURL load the chat page again. Each differs from the page's own
+	// URL: a link to the same URL with a #fragment only scrolls, it does not reload.
+	RefreshURL, CheckURL string
 }
 
 // T returns the catalog string key in the page's language, formatted with args.
@@ -279,7 +311,8 @@ func (v *view) T(key string, args ...any) string { return translate(v.Lang, key,
 func (w *Web) newView(r *http.Request, switchPath string) *view {
 	lang := langOf(r)
 	other := otherLang(lang)
-	return &view{
+	pages := w.svc.Config.Pages
+	v := &view{
 		Lang:        lang,
 		Clinic:      w.svc.ClinicName,
 		SwitchURL:   switchPath + "?lang=" + other,
@@ -287,7 +320,33 @@ func (w *Web) newView(r *http.Request, switchPath string) *view {
 		SwitchLabel: translate(other, "lang.name"),
 		CSS:         assetPrefix + "chat.css?v=" + w.assetVersion,
 		JS:          assetPrefix + "chat.js?v=" + w.assetVersion,
+		Icon:        assetPrefix + "icon",
+		Version:     w.assetVersion,
+
+		HelpURL:          pages.HelpURL,
+		PrivacyURL:       pages.PrivacyURL,
+		AccessibilityURL: pages.AccessibilityURL,
 	}
+	v.setClinicPhone(pages.ClinicPhone)
+	return v
+}
+
+// setClinicPhone shows phone (E.164) as the clinic's number in the footer; a page that
+// knows the conversation calls it with the conversation's number.
+func (v *view) setClinicPhone(phone string) {
+	if !isE164(phone) {
+		return
+	}
+	v.clinicPhone, v.FooterPhone, v.FooterSMS = phone, displayPhone(phone), smsLink(phone, "")
+}
+
+// smsLink opens the phone's messages app with a text to phone (E.164), body filled in.
+// "?&body=" is the form both iOS and Android read.
+func smsLink(phone, body string) template.URL {
+	if body == "" {
+		return template.URL("sms:" + phone) // only '+' and digits
+	}
+	return template.URL("sms:" + phone + "?&body=" + url.PathEscape(body))
 }
 
 func (w *Web) render(rw http.ResponseWriter, r *http.Request, status int, page string, v *view) {

@@ -35,18 +35,24 @@ type chatMessage struct {
 	Size        int64  `json:"size,omitempty"`
 	Time        string `json:"time"`
 	FileURL     string `json:"file_url,omitempty"`
+	// Photos shown inline: the preview the page loads (the original on tap), the size it
+	// is shown at (0: unknown) and words that say what it is.
+	PreviewURL string `json:"preview_url,omitempty"`
+	Width      int    `json:"width,omitempty"`
+	Height     int    `json:"height,omitempty"`
+	Alt        string `json:"alt,omitempty"`
 
 	TimeLabel string `json:"-"`
 	SizeLabel string `json:"-"`
 }
 
-func (m chatMessage) IsImage() bool { return m.Kind == string(database.SecureImage) && m.FileURL != "" }
+func (m chatMessage) IsImage() bool { return m.PreviewURL != "" }
 func (m chatMessage) IsFile() bool  { return m.FileURL != "" && !m.IsImage() }
 
 func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 	out := chatMessage{ID: msg.ID, FromPatient: msg.FromPatient, Sender: msg.SenderName, Kind: string(msg.Kind),
 		Text: msg.Text, ContentType: msg.ContentType, Size: msg.Size, Time: msg.CreatedAt.UTC().Format(time.RFC3339),
-		TimeLabel: formatTime(lang, msg.CreatedAt), SizeLabel: formatSize(msg.Size)}
+		TimeLabel: formatTime(lang, msg.CreatedAt, w.opts.Location), SizeLabel: formatSize(msg.Size)}
 	switch {
 	case msg.FromPatient:
 		out.Sender = translate(lang, "chat.you")
@@ -55,6 +61,18 @@ func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 	}
 	if msg.Kind != database.SecureText {
 		out.FileURL = chatPath + "/file/" + strconv.FormatInt(msg.ID, 10)
+	}
+	// HEIC, which only Safari shows, is offered as a file.
+	if msg.Kind == database.SecureImage && inlinePhotoTypes[msg.ContentType] {
+		out.PreviewURL, out.Width, out.Height = out.FileURL, msg.Width, msg.Height
+		if msg.HasPreview {
+			out.PreviewURL = out.FileURL + "/preview"
+		}
+		if msg.FromPatient {
+			out.Alt = translate(lang, "chat.photo_you", out.TimeLabel)
+		} else {
+			out.Alt = translate(lang, "chat.photo_from", out.Sender, out.TimeLabel)
+		}
 	}
 	return out
 }
@@ -93,9 +111,15 @@ func (w *Web) noSession(rw http.ResponseWriter, r *http.Request, err error) {
 	http.Redirect(rw, r, signedOut, http.StatusSeeOther)
 }
 
-// handleChat is the chat page: the conversation, oldest first, and the forms.
+// noScriptRefresh is how often a chat page without script loads itself again to show
+// new messages: often enough to notice a reply, rarely enough not to take a text being
+// typed (a reload loses it; the "Check for new messages" link reloads at once).
+const noScriptRefresh = 2 * time.Minute
+
+// handleChat is the chat page: the conversation, oldest first, and the forms. ?auto=1 is
+// the page reloading itself (no script): that is not the patient's activity.
 func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
-	sess := w.session(rw, r, true)
+	sess := w.session(rw, r, r.URL.Query().Get("auto") != "1")
 	if sess == nil {
 		return
 	}
@@ -108,13 +132,19 @@ func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session, status int, fill func(v *view)) {
 	v := w.newView(r, chatPath)
+	v.setClinicPhone(sess.Conversation.ClinicPhone)
 	v.Title = v.T("chat.title", w.svc.ClinicName)
 	v.Script = true
 	v.CSRF = sess.CSRF
 	v.MaxUploadMB = w.maxUploadMB()
 	v.MaxUploadBytes = int64(v.MaxUploadMB) << 20
 	v.IdleMinutes = int(w.svc.Config.SessionIdle.Minutes())
-	v.RefreshAfter = int(w.svc.Config.SessionIdle.Seconds()) + 5
+	// Without script the page reloads itself for new messages, and once the session has
+	// ended it lands on the signed-out page, so an abandoned phone stops showing it.
+	v.RefreshAfter = int(min(noScriptRefresh, sess.Ends.Sub(w.svc.now())+2*time.Second).Seconds())
+	v.RefreshAfter = max(v.RefreshAfter, 1)
+	again := randomValue()[:8]
+	v.RefreshURL, v.CheckURL = chatPath+"?auto=1&r="+again+"#latest", chatPath+"?r="+again+"#latest"
 	// Messages returns 500 at a time; the newest must not be cut off.
 	var after int64
 	for range messagePages {
@@ -263,17 +293,14 @@ func (w *Web) handleUpload(rw http.ResponseWriter, r *http.Request) {
 	}
 	name := sanitizeFileName(up.FileName, typ)
 	msg, err := w.svc.AddPatientMessage(r.Context(), sess, typ.Kind, name, typ.ContentType, up.Data)
-	if msg == nil {
+	if errors.Is(err, ErrUploadType) {
+		w.chatError(rw, r, sess, http.StatusUnsupportedMediaType, "err.upload_type", "", true)
+		return
+	} else if msg == nil {
 		w.serverError(rw, r, err, "Failed to store a secure chat upload")
 		return
 	}
 	w.sent(rw, r, msg, err)
-}
-
-// inlineTypes are shown in the page; any other file is a download.
-var inlineTypes = map[string]bool{
-	"image/jpeg": true, "image/png": true, "image/gif": true, "image/webp": true,
-	"image/heic": true, "image/heif": true, "image/avif": true,
 }
 
 // handleFile serves an attachment of the session's conversation.
@@ -300,7 +327,7 @@ func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
 		contentType = parsed
 	}
 	disposition := "attachment"
-	if msg.Kind == database.SecureImage && inlineTypes[contentType] {
+	if msg.Kind == database.SecureImage && inlinePhotoTypes[contentType] {
 		disposition = "inline"
 	}
 	// Named by the type it is served as, whatever name it was stored under.
@@ -315,6 +342,32 @@ func (w *Web) handleFile(rw http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Cache-Control", "no-store")
 	_, _ = rw.Write(data)
+}
+
+// handlePreview serves a photo's preview, the small copy the chat page shows.
+func (w *Web) handlePreview(rw http.ResponseWriter, r *http.Request) {
+	sess := w.session(rw, r, false)
+	if sess == nil {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		w.fileNotFound(rw, r)
+		return
+	}
+	thumb, err := w.svc.Preview(r.Context(), sess, id)
+	if errors.Is(err, ErrNotFound) {
+		w.fileNotFound(rw, r)
+		return
+	} else if err != nil {
+		w.serverError(rw, r, err, "Failed to open a secure chat photo preview")
+		return
+	}
+	hdr := rw.Header()
+	hdr.Set("Content-Type", "image/jpeg")
+	hdr.Set("Content-Disposition", "inline")
+	hdr.Set("Content-Length", strconv.Itoa(len(thumb)))
+	_, _ = rw.Write(thumb)
 }
 
 func (w *Web) fileNotFound(rw http.ResponseWriter, r *http.Request) {
@@ -379,5 +432,6 @@ func (w *Web) handleSignOut(rw http.ResponseWriter, r *http.Request) {
 func (w *Web) handleSignedOut(rw http.ResponseWriter, r *http.Request) {
 	w.notice(rw, r, http.StatusOK, "signedout", signedOut, func(v *view) {
 		v.Paragraphs = []string{v.T("notice.signedout.body"), v.T("notice.signedout.idle")}
+		w.offerNewLink(v)
 	})
 }

@@ -38,7 +38,7 @@ const (
 	previewBotAgent   = "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
 	whatsAppBotAgent  = "WhatsApp/2.23.20.0 A"
 	iMessageBotAgent  = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 (KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 Facebot Twitterbot/1.0"
-	expectedCSPHeader = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	expectedCSPHeader = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 // webBackend records what the service asks the bridge to do.
@@ -204,6 +204,13 @@ func newWebEnv(t testing.TB, kind string, opts webEnvOptions) *webEnv {
 	require.True(t, strings.HasPrefix(e.linkURL, e.srv.URL+LinkPath), e.linkURL)
 	e.token = strings.TrimPrefix(e.linkURL, e.srv.URL+LinkPath)
 	return e
+}
+
+// host is the pages' host, as the code text's origin-bound line names it.
+func (e *webEnv) host() string {
+	u, err := url.Parse(e.srv.URL)
+	require.NoError(e.t, err)
+	return u.Hostname()
 }
 
 func (e *webEnv) newConversation(portalID, patientPhone string) *database.Conversation {

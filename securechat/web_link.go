@@ -3,7 +3,6 @@ package securechat
 import (
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ func (w *Web) handleLink(rw http.ResponseWriter, r *http.Request) {
 	v.Token = token
 	v.CSRF = w.preSessionCSRF(rw, r)
 	v.PhoneEnd = phoneEnd(link.Conversation.PatientPhone)
+	v.setClinicPhone(link.Conversation.ClinicPhone)
 	w.render(rw, r, http.StatusOK, "link", v)
 }
 
@@ -65,14 +65,28 @@ func (w *Web) codePage(rw http.ResponseWriter, r *http.Request, token string, st
 	}
 	v := w.newView(r, LinkPath+token+"/verify")
 	v.Title = v.T("code.title")
+	v.Script, v.JS = true, assetPrefix+"code.js?v="+w.assetVersion
 	v.Token = token
 	v.CSRF = w.preSessionCSRF(rw, r)
 	v.PhoneEnd = phoneEnd(link.Conversation.PatientPhone)
+	v.setClinicPhone(link.Conversation.ClinicPhone)
 	v.Minutes = int(w.svc.Config.CodeLifetime.Minutes())
 	v.NeedDOB = link.Conversation.DOBHash != ""
 	v.Sent = sent
+	if errKey == "err.wrong" && v.NeedDOB {
+		errKey = "err.wrong_dob" // the date of birth is named only where it was asked
+	}
 	if errKey != "" {
 		v.Error = v.T(errKey)
+	}
+	// The database counts the wrong answers (secure_link.failed_codes): the last two tries
+	// are announced, so the lock comes as no surprise.
+	switch left := w.svc.Config.MaxWrongCodes - link.Row.FailedCodes; {
+	case link.Row.FailedCodes == 0 || left > 2 || left < 1:
+	case left == 1:
+		v.Warning = v.T("code.try_left")
+	default:
+		v.Warning = v.T("code.tries_left", left)
 	}
 	w.render(rw, r, status, "code", v)
 }
@@ -146,13 +160,22 @@ func (w *Web) linkError(rw http.ResponseWriter, r *http.Request, link *Link, err
 			clinic = v.T("notice.clinic")
 		}
 		v.Paragraphs = []string{v.T("notice."+kind+".body", clinic)}
+		// The link's own clinic number; for an unknown link, the configured one.
 		if link != nil && link.Conversation != nil {
-			if phone := link.Conversation.ClinicPhone; isE164(phone) {
-				v.SMSLink = template.URL("sms:" + phone) // only '+' and digits
-				v.ClinicPhone = displayPhone(phone)
-			}
+			v.setClinicPhone(link.Conversation.ClinicPhone)
 		}
+		w.offerNewLink(v)
 	})
+}
+
+// offerNewLink puts the "Text the clinic" button on a notice page: it opens a text to the
+// clinic's number (the footer's) that already asks for a new link.
+func (w *Web) offerNewLink(v *view) {
+	if v.clinicPhone == "" {
+		return
+	}
+	v.SMSLink = smsLink(v.clinicPhone, v.T("notice.new_link_text"))
+	v.ClinicPhone = v.FooterPhone
 }
 
 // csrfFailed answers a form without its token: nothing was done.

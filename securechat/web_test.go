@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
@@ -13,6 +14,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 )
 
@@ -85,11 +88,13 @@ func TestSendCodeTextsOnlyTheTemplate(t *testing.T) {
 		texts := e.backend.texts()
 		require.Len(t, texts, 1)
 		assert.Regexp(t, `^\d{6}$`, code)
-		assert.Equal(t, CodeText("en", testClinic, code, 10*time.Minute), texts[0], "the text is the template and nothing else")
+		assert.Equal(t, CodeText("en", testClinic, code, e.host(), 10*time.Minute), texts[0], "the text is the template and nothing else")
+		assert.True(t, strings.HasSuffix(texts[0], "\n\n@127.0.0.1 #"+code), "origin-bound last line: %q", texts[0])
 
 		page := c.get(LinkPath + e.token + "/verify?sent=1")
 		assert.Contains(t, page.Body, `inputmode="numeric"`)
 		assert.Contains(t, page.Body, `autocomplete="one-time-code"`)
+		assert.Contains(t, page.Body, `<script src="/assets/securechat/code.js?v=`, "WebOTP where the browser has it")
 		assert.Contains(t, page.Body, "We texted a 6-digit code to your phone ending in 67")
 		assert.NotContains(t, page.Body, "dob_year", "no date of birth unless staff recorded one")
 		assert.NotContains(t, page.Body, code, "the page never shows the code")
@@ -102,7 +107,7 @@ func TestSendCodeTextsOnlyTheTemplate(t *testing.T) {
 		res := es.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrfOf(t, page.Body)}}, "Accept-Language", "es-MX")
 		require.Equal(t, http.StatusSeeOther, res.Status)
 		esCode := e.backend.lastCode(t)
-		assert.Equal(t, CodeText("es", testClinic, esCode, 10*time.Minute), e.backend.texts()[1])
+		assert.Equal(t, CodeText("es", testClinic, esCode, e.host(), 10*time.Minute), e.backend.texts()[1])
 	})
 }
 
@@ -157,11 +162,19 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()
 		csrf, code := c.requestCode()
-		for range 3 {
+		for i := range 3 {
 			res := c.verify(csrf, wrongCode(code), nil)
 			assert.Equal(t, http.StatusBadRequest, res.Status)
-			assert.Contains(t, res.Body, "That code or date of birth is not right")
+			assert.Contains(t, res.Body, "That code is not right. Check the text message and try again.")
+			assert.NotContains(t, res.Body, "date of birth", "no date of birth was asked")
+			if i < 2 {
+				assert.NotContains(t, res.Body, "tries left", "no warning while tries are many")
+			}
 		}
+		page := c.get(LinkPath + e.token + "/verify")
+		assert.Contains(t, page.Body, `<p class="error" id="tries-left">You have 2 tries left. After that, this link locks`,
+			"the warning stays on the page, from the database's count")
+		assert.Contains(t, page.Body, `aria-describedby="tries-left"`)
 		// A malformed code is not a guess.
 		res := c.verify(csrf, "12a", nil)
 		assert.Contains(t, res.Body, "Enter the 6 digits")
@@ -173,10 +186,11 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 		code = e.backend.lastCode(t)
 		res = c.verify(csrf, wrongCode(code), nil)
 		assert.Equal(t, http.StatusBadRequest, res.Status)
+		assert.Contains(t, res.Body, `<p class="error" role="alert" id="form-error">That code is not right. Check the text message and try again. <span id="tries-left">You have 1 try left.`)
 		res = c.verify(csrf, wrongCode(code), nil)
 		assert.Equal(t, http.StatusForbidden, res.Status, "the fifth wrong code locks")
 		assert.Contains(t, res.Body, "This link is locked")
-		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`, "no dead end: text the clinic")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550001111?&amp;body=Please%20send%20me%20a%20new%20secure%20link"`, "no dead end: text the clinic")
 
 		// Locked: the right code fails, no new code is sent, the link page says so.
 		res = c.verify(csrf, code, nil)
@@ -238,13 +252,55 @@ func TestUnusableLinks(t *testing.T) {
 		res = c.get(LinkPath + e.token)
 		assert.Equal(t, http.StatusGone, res.Status)
 		assert.Contains(t, res.Body, "This link has expired")
-		assert.Contains(t, res.Body, `href="sms:&#43;15550001111"`)
+		assert.Contains(t, res.Body, `<a class="button primary" href="sms:&#43;15550001111?&amp;body=Please%20send%20me%20a%20new%20secure%20link">Text the clinic</a>`)
 		assert.Contains(t, res.Body, "(555) 000-1111")
 		res = c.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}})
 		assert.Equal(t, http.StatusGone, res.Status)
 		res = c.get(LinkPath + e.token + "/verify")
 		assert.Equal(t, http.StatusGone, res.Status)
 		assert.Empty(t, e.backend.texts())
+	})
+}
+
+func TestPagesLeaveNoDeadEnd(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		// Without a configured number, a page that knows no conversation has no button and
+		// no footer; one that knows it shows its clinic number.
+		res := c.get(LinkPath + "AAAAAAAAAAAAAAAAAAAAAAAA")
+		assert.NotContains(t, res.Body, "sms:")
+		assert.NotContains(t, res.Body, "<footer")
+		res = c.get(LinkPath + e.token)
+		assert.Contains(t, res.Body, `<footer class="foot">
+<p>Text the clinic: <a href="sms:&#43;15550001111" class="nowrap">(555) 000-1111</a></p>
+</footer>`)
+
+		e.svc.Config.Pages = config.PagesConfig{ClinicPhone: "+15550009999", HelpURL: "https://riverside.example/help",
+			PrivacyURL: "https://riverside.example/privacy", AccessibilityURL: "https://riverside.example/accessibility"}
+		footer := `<ul class="foot-links"><li><a href="https://riverside.example/help" rel="noopener">Help</a></li>` +
+			`<li><a href="https://riverside.example/privacy" rel="noopener">Privacy</a></li>` +
+			`<li><a href="https://riverside.example/accessibility" rel="noopener">Accessibility</a></li>
+</ul>`
+		for name, path := range map[string]string{"unknown link": LinkPath + "AAAAAAAAAAAAAAAAAAAAAAAA", "signed out": "/chat/signed-out"} {
+			res = c.get(path)
+			assert.Contains(t, res.Body, `<a class="button primary" href="sms:&#43;15550009999?&amp;body=Please%20send%20me%20a%20new%20secure%20link">Text the clinic</a>`, name)
+			assert.Contains(t, res.Body, "The clinic’s number is (555) 000-9999.", name)
+			assert.Contains(t, res.Body, `<a href="sms:&#43;15550009999" class="nowrap">(555) 000-9999</a>`, name)
+			assert.Contains(t, res.Body, footer, name)
+		}
+		res = c.get("/chat/signed-out?lang=es")
+		assert.Contains(t, res.Body, `href="sms:&#43;15550009999?&amp;body=Por%20favor%2C%20env%C3%ADenme%20un%20enlace%20seguro%20nuevo">Enviar un mensaje a la clínica</a>`)
+		assert.Contains(t, res.Body, `rel="noopener">Privacidad</a>`)
+		c.get("/chat/signed-out?lang=en")
+
+		// Pages of a conversation show its own clinic number, and the links.
+		chat := c.signIn()
+		for name, page := range map[string]string{"link": c.get(LinkPath + e.token).Body,
+			"code": c.get(LinkPath + e.token + "/verify").Body, "chat": chat.Body} {
+			assert.Contains(t, page, `<a href="sms:&#43;15550001111" class="nowrap">(555) 000-1111</a>`, name)
+			assert.NotContains(t, page, "15550009999", name)
+			assert.Contains(t, page, footer, name)
+		}
 	})
 }
 
@@ -280,7 +336,7 @@ func TestDateOfBirthRequiredWhenSet(t *testing.T) {
 
 		res = c.verify(csrf, code, url.Values{"dob_month": {"3"}, "dob_day": {"2"}, "dob_year": {"1980"}})
 		assert.Equal(t, http.StatusBadRequest, res.Status)
-		assert.Contains(t, res.Body, "not right")
+		assert.Contains(t, res.Body, "That code or date of birth is not right.", "the date of birth was asked: it is named")
 		assert.Equal(t, 1, e.linkRow().FailedCodes, "a wrong date counts")
 
 		res = c.verify(csrf, code, url.Values{"dob_month": {"2"}, "dob_day": {"3"}, "dob_year": {"1980"}})
@@ -474,7 +530,8 @@ func TestUpload(t *testing.T) {
 		page := c.get("/chat")
 		imgURL := fmt.Sprintf("/chat/file/%d", rows[0].ID)
 		pdfURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
-		assert.Contains(t, page.Body, `<img src="`+imgURL+`" alt="rashgnp.exe.png">`)
+		assert.Contains(t, page.Body, `<a class="image-link" href="`+imgURL+`"><img src="`+imgURL+`" width="40" height="30" loading="lazy" decoding="async" alt="Photo you sent, `,
+			"a small photo is its own preview")
 		assert.Contains(t, page.Body, `<a href="`+pdfURL+`">lab results.pdf</a>`)
 
 		img := c.get(imgURL)
@@ -500,11 +557,63 @@ func TestUpload(t *testing.T) {
 	})
 }
 
+func TestPhotosShowAsPreviews(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		photo := phonePhoto(t, 4032, 3024)
+		staff, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+			"wound-care.jpg", "image/jpeg", photo, "$p")
+		require.NoError(t, err)
+		heic := append([]byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), bytes.Repeat([]byte{1}, 64)...)
+		c := e.newClient()
+		csrf := csrfOf(t, c.signIn().Body)
+		res := c.upload(csrf, filePart{"file", "IMG_0001.HEIC", "image/heic", heic})
+		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
+		rows := e.storedMessages()
+		require.Len(t, rows, 2)
+		assert.Equal(t, []int{640, 480}, []int{rows[0].Width, rows[0].Height})
+		assert.True(t, rows[0].HasThumb)
+		assert.False(t, rows[1].HasThumb, "no preview of what cannot be decoded")
+
+		page := c.get("/chat")
+		fileURL := fmt.Sprintf("/chat/file/%d", staff.ID)
+		assert.Contains(t, page.Body, `<a class="image-link" href="`+fileURL+`"><img src="`+fileURL+`/preview" width="640" height="480" loading="lazy" decoding="async" alt="Photo from Nurse Kim, `,
+			"the page loads the preview, the original on tap")
+		heicURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
+		assert.Contains(t, page.Body, `<a href="`+heicURL+`">IMG_0001.HEIC</a>`, "HEIC, which most browsers do not show, is a file")
+		assert.NotContains(t, page.Body, `<img src="`+heicURL)
+
+		preview := c.get(fileURL + "/preview")
+		require.Equal(t, http.StatusOK, preview.Status)
+		assert.Equal(t, "image/jpeg", preview.Header.Get("Content-Type"))
+		assert.Equal(t, "no-store", preview.Header.Get("Cache-Control"), "nothing of it stays on a shared phone")
+		assert.Less(t, len(preview.Body), 80<<10)
+		assert.Equal(t, image.Rect(0, 0, 640, 480), decodeJPEG(t, []byte(preview.Body)).Bounds())
+		original := c.get(fileURL)
+		require.Equal(t, http.StatusOK, original.Status)
+		assert.Equal(t, photo, []byte(original.Body), "the original, untouched, on tap")
+		heicFile := c.get(heicURL)
+		assert.True(t, strings.HasPrefix(heicFile.Header.Get("Content-Disposition"), "attachment"))
+
+		res = c.get("/chat/messages?after=0")
+		assert.Contains(t, res.Body, `"preview_url":"`+fileURL+`/preview","width":640,"height":480,"alt":"Photo from Nurse Kim, `)
+
+		otherConv := e.newConversation("15557654321", "+15557654321")
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+			"other.jpg", "image/jpeg", photo, "$q")
+		require.NoError(t, err)
+		for _, path := range []string{fmt.Sprintf("/chat/file/%d/preview", foreign.ID), heicURL + "/preview", "/chat/file/x/preview"} {
+			assert.Equal(t, http.StatusNotFound, c.get(path).Status, path)
+		}
+		assert.Equal(t, http.StatusSeeOther, e.newClient().get(fileURL+"/preview").Status, "no session, no preview")
+	})
+}
+
 func TestUploadIsNamedByItsType(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()
 		csrf := csrfOf(t, c.signIn().Body)
-		jpeg := append([]byte("\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01"), bytes.Repeat([]byte{0}, 64)...)
+		jpeg := phonePhoto(t, 32, 24)
 		res := c.upload(csrf, filePart{"file", "report.html", "text/html", jpeg})
 		require.Equal(t, http.StatusSeeOther, res.Status, res.Body)
 
@@ -722,7 +831,8 @@ func TestSecurityHeaders(t *testing.T) {
 		check("signed out", c.get("/chat/signed-out"), true)
 		check("unknown", c.get(LinkPath+"BBBBBBBBBBBBBBBBBBBBBBBBBB"), true)
 
-		for name, contentType := range map[string]string{"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8"} {
+		for name, contentType := range map[string]string{"chat.css": "text/css; charset=utf-8", "chat.js": "text/javascript; charset=utf-8",
+			"code.js": "text/javascript; charset=utf-8"} {
 			asset := c.get(assetPrefix + name + "?v=" + e.web.assetVersion)
 			require.Equal(t, http.StatusOK, asset.Status, name)
 			check(name, asset, false)
@@ -775,7 +885,7 @@ func TestLanguage(t *testing.T) {
 		csrf := csrfOf(t, fresh.get(LinkPath+e.token+"?lang=es").Body)
 		require.Equal(t, http.StatusSeeOther, fresh.post(LinkPath+e.token+"/code", url.Values{"csrf": {csrf}}).Status)
 		code := e.backend.lastCode(t)
-		assert.Equal(t, CodeText("es", testClinic, code, 10*time.Minute), e.backend.texts()[0])
+		assert.Equal(t, CodeText("es", testClinic, code, e.host(), 10*time.Minute), e.backend.texts()[0])
 		require.Equal(t, http.StatusSeeOther, fresh.verify(csrf, code, nil).Status)
 		chat := fresh.get("/chat")
 		assert.Contains(t, chat.Body, "Sus mensajes")
@@ -898,17 +1008,51 @@ func TestPagesReadable(t *testing.T) {
 	page := e.newClient().get(LinkPath + e.token)
 	assert.Contains(t, page.Body, `<meta name="viewport" content="width=device-width, initial-scale=1">`)
 	chat := e.newClient().signIn()
-	// Every input but the hidden ones has a label.
-	for _, id := range []string{"text", "file-camera", "file-choose"} {
-		assert.Contains(t, chat.Body, `<label for="`+id+`">`)
-		assert.Contains(t, chat.Body, `id="`+id+`"`)
+	// Every input but the hidden ones has a label; the file inputs' labels are the page's
+	// own buttons, in its language.
+	assert.Contains(t, chat.Body, `<label for="text">`)
+	for id, label := range map[string]string{"file-camera": "Take a photo", "file-choose": "Choose a photo or PDF"} {
+		assert.Contains(t, chat.Body, `<label for="`+id+`" class="button secondary">`+label+`</label>`)
+		assert.Contains(t, chat.Body, `id="`+id+`" class="visually-hidden"`)
 	}
+	// The list keeps its list semantics; the live region is around it.
+	assert.Contains(t, chat.Body, `<div class="log" role="log" aria-live="polite" aria-labelledby="chat-heading">
+<ol id="messages" class="messages" `)
 	assert.Contains(t, chat.Body, `capture="environment"`)
 	assert.Contains(t, chat.Body, `accept="image/*,application/pdf"`)
 	assert.Contains(t, chat.Body, `enctype="multipart/form-data"`)
-	// Without script, the page leaves once the session has timed out.
-	assert.Contains(t, chat.Body, `<noscript><meta http-equiv="refresh" content="905; url=/chat/signed-out"></noscript>`)
+	// Without script, the page reloads itself for new messages, and a link does it at once.
+	assert.Regexp(t, `<noscript><meta http-equiv="refresh" content="120; url=/chat\?auto=1&amp;r=[A-Za-z0-9_-]{8}#latest"></noscript>`, chat.Body)
+	assert.Regexp(t, `<noscript><p class="check"><a href="/chat\?r=[A-Za-z0-9_-]{8}#latest" id="check">Check for new messages</a></p></noscript>`, chat.Body)
 	assert.NotContains(t, page.Body, "refresh", "only the chat page")
+}
+
+// TestNoScriptRefreshIsNotActivity: the chat page reloading itself (no script) shows new
+// messages but does not keep the session open; its last reload before the idle logoff
+// comes just after it, and lands on the signed-out page.
+func TestNoScriptRefreshIsNotActivity(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		c.signIn()
+		refresh := regexp.MustCompile(`<meta http-equiv="refresh" content="(\d+); url=/chat\?auto=1&amp;r=[A-Za-z0-9_-]{8}#latest">`)
+		for minute := 2; minute <= 14; minute += 2 {
+			e.clock.Advance(2 * time.Minute)
+			page := c.get("/chat?auto=1")
+			require.Equal(t, http.StatusOK, page.Status, "minute %d", minute)
+			m := refresh.FindStringSubmatch(page.Body)
+			require.NotNil(t, m, "minute %d", minute)
+			want := "120"
+			if minute == 14 {
+				want = "62" // the session ends at minute 15: the next reload comes then
+			}
+			assert.Equal(t, want, m[1], "minute %d", minute)
+		}
+		e.staffMessage("Your results are in.")
+		e.clock.Advance(62 * time.Second)
+		res := c.get("/chat?auto=1")
+		assert.Equal(t, http.StatusSeeOther, res.Status, "the reloads did not keep the session open")
+		assert.Equal(t, "/chat/signed-out", res.Location())
+	})
 }
 
 // TestCrossSitePostsAreRefused: a form another site's page submits (the browser says so in
@@ -933,4 +1077,59 @@ func TestCrossSitePostsAreRefused(t *testing.T) {
 		assert.Equal(t, http.StatusSeeOther, res.Status, "the clinic's own page may post")
 		assert.Len(t, e.backend.texts(), 1)
 	})
+}
+
+func TestTimesAreInTheClinicsZone(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	honolulu, err := time.LoadLocation("Pacific/Honolulu")
+	require.NoError(t, err)
+	e.web.opts.Location = honolulu
+	msg := e.staffMessage("Please call us back today.")
+	page := e.newClient().signIn()
+	want := formatTime(langEnglish, msg.CreatedAt, honolulu)
+	assert.Contains(t, page.Body, `">`+want+`</time>`, "Honolulu time, whatever the server's zone")
+	assert.NotEqual(t, formatTime(langEnglish, msg.CreatedAt, time.UTC), want)
+	assert.Contains(t, page.Body, `<time datetime="`+msg.CreatedAt.UTC().Format(time.RFC3339)+`">`, "the script gets the instant")
+}
+
+func TestWebAppManifestAndIcons(t *testing.T) {
+	e := newWebEnv(t, "sqlite", webEnvOptions{})
+	c := e.newClient()
+	page := c.get(LinkPath + e.token)
+	assert.Contains(t, page.Body, `<link rel="manifest" href="/chat/app.webmanifest?lang=en">`)
+	assert.Contains(t, page.Body, `<link rel="icon" href="/assets/securechat/icon.svg?v=`+e.web.assetVersion+`" type="image/svg+xml">`)
+	assert.Contains(t, page.Body, `<link rel="apple-touch-icon" href="/assets/securechat/icon-180.png?v=`+e.web.assetVersion+`">`)
+
+	res := c.get("/chat/app.webmanifest?lang=es")
+	require.Equal(t, http.StatusOK, res.Status)
+	assert.Equal(t, "application/manifest+json; charset=utf-8", res.Header.Get("Content-Type"))
+	var manifest struct {
+		Name, ShortName, StartURL, Scope, Display, Lang string
+		Icons                                           []struct{ Src, Sizes, Type, Purpose string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.NewReplacer(`"short_name"`, `"shortname"`, `"start_url"`, `"starturl"`).Replace(res.Body)), &manifest))
+	assert.Equal(t, "Riverside Clinic: Mensajes seguros", manifest.Name)
+	assert.Equal(t, "Riverside Clinic", manifest.ShortName)
+	assert.Equal(t, "/chat", manifest.StartURL)
+	assert.Equal(t, "standalone", manifest.Display)
+	assert.Equal(t, "es", manifest.Lang)
+	require.Len(t, manifest.Icons, 3)
+	for _, icon := range manifest.Icons {
+		got := c.get(icon.Src)
+		require.Equal(t, http.StatusOK, got.Status, icon.Src)
+		assert.Equal(t, icon.Type, got.Header.Get("Content-Type"))
+		if icon.Type != "image/png" {
+			continue
+		}
+		img, err := png.Decode(strings.NewReader(got.Body))
+		require.NoError(t, err)
+		assert.Equal(t, icon.Sizes, fmt.Sprintf("%dx%d", img.Bounds().Dx(), img.Bounds().Dy()))
+		size := img.Bounds().Dx()
+		assert.Equal(t, color.RGBAModel.Convert(brandBlue), color.RGBAModel.Convert(img.At(2, 2)), "blue around the lock")
+		r, g, b, _ := img.At(size/2, size*70/100).RGBA()
+		assert.Equal(t, []uint32{0xffff, 0xffff, 0xffff}, []uint32{r, g, b}, "the lock's body is white")
+		r, _, _, _ = img.At(size/2, size*30/100).RGBA()
+		assert.Less(t, r, uint32(0x4000), "inside the shackle is blue")
+	}
+	assert.Contains(t, c.get("/assets/securechat/icon.svg").Body, `<svg xmlns="http://www.w3.org/2000/svg"`)
 }

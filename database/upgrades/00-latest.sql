@@ -1,4 +1,4 @@
--- v0 -> v12: Latest revision
+-- v0 -> v13: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -163,7 +163,11 @@ CREATE TABLE secure_message (
     data         BYTEA,
     event_id     TEXT    NOT NULL DEFAULT '',
     created_at   BIGINT  NOT NULL,
-    read_at      BIGINT  NOT NULL DEFAULT 0
+    read_at      BIGINT  NOT NULL DEFAULT 0,
+    -- A photo's preview (sealed JPEG) and the size the page shows it at.
+    thumb        BYTEA,
+    width        INTEGER NOT NULL DEFAULT 0,
+    height       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX secure_message_conversation_idx ON secure_message (login_id, portal_id, id);
 

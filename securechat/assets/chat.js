@@ -75,12 +75,19 @@
     time.setAttribute('datetime', msg.time);
     meta.appendChild(time);
     item.appendChild(meta);
-    if (msg.file_url && msg.kind === 'image') {
+    if (msg.preview_url) {
+      // The preview; the original opens on tap.
       var imageLink = make('a', 'image-link');
       imageLink.href = msg.file_url;
       var image = make('img');
-      image.src = msg.file_url;
-      image.alt = msg.text;
+      if (msg.width && msg.height) {
+        image.width = msg.width;
+        image.height = msg.height;
+      }
+      image.loading = 'lazy';
+      image.decoding = 'async';
+      image.alt = msg.alt || '';
+      image.src = msg.preview_url;
       imageLink.appendChild(image);
       item.appendChild(imageLink);
     } else if (msg.file_url) {
@@ -189,22 +196,104 @@
     }
   }, 60000);
 
+  // show puts a word in the upload form's status line (an upload's, or a pending text's).
+  function show(text, isError) {
+    var status = document.getElementById('upload-status');
+    var old = document.getElementById('upload-error');
+    if (old) {
+      old.parentNode.removeChild(old);
+    }
+    if (status) {
+      status.textContent = text;
+      status.className = 'status' + (text ? (isError ? ' error' : ' ok') : '');
+    }
+  }
+
+  // A text goes by fetch, so the page (and its photos) is not loaded again; without
+  // script the form posts as usual.
+  var sendForm = document.getElementById('send-form');
+  if (sendForm && window.FormData && window.URLSearchParams) {
+    var textBox = document.getElementById('text');
+    var sendButton = document.getElementById('send');
+
+    var sendProblem = function (text) {
+      var old = document.getElementById('send-error');
+      if (!text) {
+        if (old) {
+          old.parentNode.removeChild(old);
+        }
+        textBox.removeAttribute('aria-describedby');
+        return;
+      }
+      if (!old) {
+        old = make('p', 'error');
+        old.id = 'send-error';
+        old.setAttribute('role', 'alert');
+        textBox.parentNode.insertBefore(old, textBox);
+      }
+      old.textContent = text;
+      textBox.setAttribute('aria-describedby', 'send-error');
+    };
+
+    sendForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      if (!textBox.value.trim()) {
+        sendProblem(say('empty'));
+        textBox.focus();
+        return;
+      }
+      sendButton.disabled = true;
+      fetch(sendForm.action, {
+        method: 'POST',
+        credentials: 'same-origin',
+        cache: 'no-store',
+        headers: { Accept: 'application/json', 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams(new FormData(sendForm)).toString()
+      })
+        .then(function (res) {
+          if (res.status === 401) {
+            signedOut();
+            return null;
+          }
+          return res.json().then(function (body) {
+            return { ok: res.ok, body: body };
+          }, function () {
+            return { ok: false, body: null };
+          });
+        })
+        .then(function (result) {
+          if (!result) {
+            return;
+          }
+          if (result.ok) {
+            textBox.value = '';
+            sendProblem('');
+            var sendStatus = document.getElementById('send-status');
+            if (sendStatus) {
+              sendStatus.textContent = (result.body && result.body.pending) ? say('pending') : '';
+            }
+            active = true;
+            load();
+          } else {
+            sendProblem((result.body && result.body.error) || say('send-failed'));
+          }
+        })
+        .catch(function () {
+          sendProblem(say('send-failed'));
+        })
+        .then(function () {
+          sendButton.disabled = false;
+        });
+    });
+  }
+
   // Uploads go by XMLHttpRequest to show progress; without it the form posts as usual.
   var form = document.getElementById('upload-form');
   if (form && window.FormData && window.XMLHttpRequest) {
     var progress = document.getElementById('upload-progress');
-    var status = document.getElementById('upload-status');
     var button = document.getElementById('upload');
     var maxBytes = parseInt(form.getAttribute('data-max-bytes'), 10) || 0;
 
-    var show = function (text, isError) {
-      var old = document.getElementById('upload-error');
-      if (old) {
-        old.parentNode.removeChild(old);
-      }
-      status.textContent = text;
-      status.className = 'status' + (text ? (isError ? ' error' : ' ok') : '');
-    };
 
     var chosen = function () {
       var inputs = form.querySelectorAll('input[type="file"]');
@@ -215,6 +304,27 @@
       }
       return null;
     };
+
+    // One file at a time: choosing one clears the other input, and its name is shown.
+    var chosenLine = document.getElementById('file-chosen');
+    var inputs = form.querySelectorAll('input[type="file"]');
+    var showChosen = function () {
+      var file = chosen();
+      if (chosenLine) {
+        chosenLine.textContent = file ? (chosenLine.getAttribute('data-chosen') || '%s').replace('%s', file.name) : '';
+      }
+    };
+    Array.prototype.forEach.call(inputs, function (input) {
+      input.addEventListener('change', function () {
+        Array.prototype.forEach.call(inputs, function (other) {
+          if (other !== input && input.files && input.files.length > 0) {
+            other.value = '';
+          }
+        });
+        show('', false);
+        showChosen();
+      });
+    });
 
     form.addEventListener('submit', function (event) {
       var file = chosen();
@@ -251,6 +361,7 @@
           signedOut();
         } else if (xhr.status >= 200 && xhr.status < 300) {
           form.reset();
+          showChosen();
           show(say('sent'), false);
           active = true;
           load();
