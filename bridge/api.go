@@ -145,39 +145,41 @@ func (b apiBackend) Template(ctx context.Context, actor string, conv *database.C
 // Send is called for a message from the integration: it goes by the conversation's mode
 // (or into the secure chat when asked), and the room sees what went out.
 func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conversation, text string, secure bool) (*integration.Sent, error) {
-	login := b.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(conv.LoginID))
-	if login == nil {
+	if login := b.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(conv.LoginID)); login == nil {
 		return nil, integration.ErrNumberNotReady
 	}
 	portal, err := b.portal(ctx, conv)
 	if err != nil {
 		return nil, err
 	}
-	if secure || conv.Mode == database.ModeSecure {
-		msg, err := b.c.Conversations.KeepForSecureChat(ctx, conv, actor, apiName(actor), text, "")
-		if err != nil {
-			return nil, err
-		}
-		b.c.sendNotice(ctx, portal, fmt.Sprintf("🔒 %s sent to the secure chat: %s", apiName(actor), text))
-		return &integration.Sent{Via: database.ModeSecure, SecureID: msg.ID, Status: "sent"}, nil
-	}
-	if conv.OptedOut {
+	sent, err := b.c.Conversations.Send(ctx, conv, conversation.Outgoing{Actor: actor, Sender: apiName(actor), Text: text,
+		Kind: outbox.KindAPI, Secure: secure})
+	var refusal *outbox.Refusal
+	switch {
+	case errors.Is(err, outbox.ErrOptedOut):
 		return nil, integration.ErrOptedOut
-	}
-	if segments, enc := sms.CountSegments(text); segments > b.c.Config.MaxSegments {
-		return nil, &integration.Error{Status: http.StatusUnprocessableEntity, Code: "too_long", Field: "text",
-			Message: fmt.Sprintf("the text would be %d SMS segments (%s), more than the clinic's limit of %d", segments, enc, b.c.Config.MaxSegments)}
-	}
-	sent, reason := b.c.textLater(ctx, conv, outbox.KindAPI, text)
-	if sent == nil {
+	case errors.Is(err, outbox.ErrTooLong) && errors.As(err, &refusal):
+		return nil, &integration.Error{Status: http.StatusUnprocessableEntity, Code: "too_long", Field: "text", Message: refusal.Words}
+	case err != nil && secure:
+		return nil, err
+	case err != nil:
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to text a message from the integration")
+		reason := describeSendError(err)
+		if errors.Is(err, outbox.ErrNotLinked) {
+			reason = "the clinic number is not connected"
+		}
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("⚠️ %s could not text the patient: %s", apiName(actor), reason))
 		return nil, &integration.Error{Status: http.StatusBadGateway, Code: "send_failed", Message: "the text was not sent: " + reason}
+	}
+	if sent.Via == database.ModeSecure {
+		b.c.sendNotice(ctx, portal, fmt.Sprintf("🔒 %s sent to the secure chat: %s", apiName(actor), text))
+		return &integration.Sent{Via: database.ModeSecure, SecureID: sent.Secure.ID, Status: "sent"}, nil
 	}
 	if err = b.c.audited(ctx, convAudit(conv, actor, "message sent", "ok", "sms"), nil); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit a message sent through the API")
 	}
-	status := b.c.trackTextOnNotice(ctx, conv, sent, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)))
-	return &integration.Sent{Via: database.ModeSMS, MessageSID: sent.SID, Status: status}, nil
+	status := b.c.trackTextOnNotice(ctx, conv, sent.SMS, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)))
+	return &integration.Sent{Via: database.ModeSMS, MessageSID: sent.SMS.SID, Status: status}, nil
 }
 
 // LastActivity is the newest message the bridge put into the room or sent from it.

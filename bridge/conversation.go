@@ -14,7 +14,7 @@ import (
 // newConversations builds the conversation service over the bridge's rooms.
 func (c *Connector) newConversations() *conversation.Service {
 	return &conversation.Service{Config: &c.Config, DB: c.DB, Rooms: conversationRooms{c}, Texts: c.Outbox,
-		Secure: c.Secure, Alerts: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
+		Secure: c.Secure, Alerts: conversationRooms{c}, Events: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
 }
 
 // conversationRooms is a conversation's room, as the conversation service sees it.
@@ -23,7 +23,15 @@ type conversationRooms struct{ c *Connector }
 var (
 	_ conversation.Rooms  = conversationRooms{}
 	_ conversation.Alerts = conversationRooms{}
+	_ conversation.Events = conversationRooms{}
 )
+
+// OptedOut hands an opt-out or opt-in to the integration API's events, when it is on.
+func (r conversationRooms) OptedOut(ctx context.Context, conv *database.Conversation, optedOut bool) {
+	if r.c.API != nil {
+		r.c.API.OptedOut(ctx, conv, optedOut)
+	}
+}
 
 // portal is the conversation's portal, or nil (logged) when it has no room.
 func (r conversationRooms) portal(ctx context.Context, conv *database.Conversation) *bridgev2.Portal {

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/loop"
 	"github.com/carebridge/carebridge/outbox"
@@ -326,40 +327,29 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 		return true
 	}
 	name := c.staffName(ctx, portal, id.UserID(m.CreatedBy))
-	if conv.Mode == database.ModeSecure {
-		if _, err = c.Conversations.KeepForSecureChat(ctx, conv, m.CreatedBy, name, text, ""); err != nil {
-			log.Err(err).Msg("Failed to store a scheduled message for the secure chat")
-			c.finishLater(ctx, m, "", "it could not be stored for the secure chat", text)
-			return true
+	sent, err := c.Conversations.Send(ctx, conv, conversation.Outgoing{Actor: m.CreatedBy, Sender: name, Text: text,
+		Body: name + ": " + text, Kind: outbox.KindFollowUp})
+	switch {
+	case err != nil && conv.Mode == database.ModeSecure:
+		log.Err(err).Msg("Failed to store a scheduled message for the secure chat")
+		c.finishLater(ctx, m, "", "it could not be stored for the secure chat", text)
+		return true
+	case err != nil:
+		log.Err(err).Msg("Failed to text a scheduled message")
+		reason := describeSendError(err)
+		if errors.Is(err, outbox.ErrNotLinked) {
+			reason = "the clinic number is not connected"
 		}
+		c.finishLater(ctx, m, "", reason, text)
+		return true
+	case sent.Via == database.ModeSecure:
 		c.finishLater(ctx, m, "secure", "", text)
 		return true
 	}
-	sent, reason := c.textLater(ctx, conv, outbox.KindFollowUp, name+": "+text)
-	if sent == nil {
-		c.finishLater(ctx, m, "", reason, text)
-		return true
-	}
-	c.trackTextOnNotice(ctx, conv, sent, c.finishLater(ctx, m, "sms", "", text))
+	c.trackTextOnNotice(ctx, conv, sent.SMS, c.finishLater(ctx, m, "sms", "", text))
 	// Not a reply to a waiting patient: a follow-up staff wrote in advance does not end a
 	// wait nor count in the response times (onStaffReply is not called).
 	return true
-}
-
-// textLater texts a message the bridge sends at once on the staff's behalf (a follow-up
-// that is due, an integration's message) through the outbox; on failure it says why, in words.
-func (c *Connector) textLater(ctx context.Context, conv *database.Conversation, kind outbox.Kind, body string) (*sms.SentMessage, string) {
-	sent, err := c.Outbox.Send(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: body, Kind: kind, SenderMXID: c.Bridge.Bot.GetMXID().String()})
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Str("kind", string(kind)).Msg("Failed to text a message")
-		if errors.Is(err, outbox.ErrNotLinked) {
-			return nil, "the clinic number is not connected"
-		}
-		return nil, describeSendError(err)
-	}
-	zerolog.Ctx(ctx).Debug().Str("message_sid", sent.SID).Str("kind", string(kind)).Msg("Texted a message")
-	return sent, ""
 }
 
 // finishLater records a claimed message's outcome (sent by "sms" or "secure", or failed

@@ -19,6 +19,7 @@ import (
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // MaxPatientNameLength bounds a name staff give a patient (it becomes a display name).
@@ -49,9 +50,11 @@ type Rooms interface {
 	ShowPatientName(ctx context.Context, conv *database.Conversation, name string) error
 }
 
-// Texts is the outbox: the one way a text reaches a patient.
+// Texts is the outbox: the one way a text reaches a patient (queued in the conversation's
+// turn, or at once with Twilio's answer).
 type Texts interface {
 	Enqueue(ctx context.Context, t *outbox.Text) error
+	Send(ctx context.Context, t *outbox.Text) (*sms.SentMessage, error)
 }
 
 // SecureChat is the patient side of secure mode.
@@ -78,6 +81,8 @@ type Service struct {
 	Texts  Texts
 	Secure SecureChat
 	Alerts Alerts
+	// Events hears opt-outs and opt-ins (nil: nobody).
+	Events Events
 	// BotMXID is the sender recorded for the texts the bridge sends on its own.
 	BotMXID string
 }

@@ -19,10 +19,12 @@ import (
 	"github.com/carebridge/carebridge/internal/testenv"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/sms"
 )
 
 // rooms records what the conversation asked of its room.
 type rooms struct {
+	optOuts []bool
 	mu      sync.Mutex
 	calls   []string
 	notices []string
@@ -51,6 +53,10 @@ func (r *rooms) ShowPatientName(_ context.Context, _ *database.Conversation, nam
 	r.shown = name
 	return r.nameErr
 }
+func (r *rooms) OptedOut(_ context.Context, _ *database.Conversation, optedOut bool) {
+	r.record("event")
+	r.optOuts = append(r.optOuts, optedOut)
+}
 func (r *rooms) StaffMessageKept(_ context.Context, conv *database.Conversation) {
 	r.record("alert")
 	r.keptFor = append(r.keptFor, conv.PortalID)
@@ -58,8 +64,9 @@ func (r *rooms) StaffMessageKept(_ context.Context, conv *database.Conversation)
 
 // texts records what went to the outbox.
 type texts struct {
-	mu   sync.Mutex
-	sent []*outbox.Text
+	mu       sync.Mutex
+	sent     []*outbox.Text
+	optedOut bool
 }
 
 func (t *texts) Enqueue(_ context.Context, text *outbox.Text) error {
@@ -67,6 +74,26 @@ func (t *texts) Enqueue(_ context.Context, text *outbox.Text) error {
 	defer t.mu.Unlock()
 	t.sent = append(t.sent, text)
 	return nil
+}
+
+// Send refuses what the outbox would (opted out), and accepts the rest at once.
+func (t *texts) Send(_ context.Context, text *outbox.Text) (*sms.SentMessage, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.optedOut {
+		return nil, &outbox.Refusal{Reason: outbox.ErrOptedOut, Words: outbox.ErrOptedOut.Error()}
+	}
+	t.sent = append(t.sent, text)
+	return &sms.SentMessage{SID: "SM00000000000000000000000000000001", Status: "queued"}, nil
+}
+
+func (t *texts) bodies() (out []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, text := range t.sent {
+		out = append(out, string(text.Kind)+": "+text.Body)
+	}
+	return out
 }
 
 type env struct {
@@ -88,6 +115,8 @@ func eachDB(t *testing.T, fn func(t *testing.T, ctx context.Context, e *env)) {
 			db := database.New(raw, zerolog.Nop())
 			require.NoError(t, db.Upgrade(ctx))
 			cfg := &config.Config{ClinicName: "Riverside Clinic", MaxSegments: 10,
+				Keywords: config.KeywordsConfig{OptOutReply: "You are unsubscribed.", OptInReply: "You are subscribed again.",
+					HelpText: "Riverside Clinic: call 555-0100."},
 				SecureChat: config.SecureChatConfig{LinkLifetime: 72 * time.Hour, Language: "en"}}
 			keys, err := securechat.NewKeyring("k1", make([]byte, 32))
 			require.NoError(t, err)
@@ -96,7 +125,7 @@ func eachDB(t *testing.T, fn func(t *testing.T, ctx context.Context, e *env)) {
 			conv, err := db.Conversation.GetOrCreate(ctx, &database.Conversation{LoginID: "15550001111", PortalID: "15551234567",
 				ClinicPhone: "+15550001111", PatientPhone: "+15551234567", Mode: database.ModeSMS})
 			require.NoError(t, err)
-			svc := &conversation.Service{Config: cfg, DB: db, Rooms: r, Texts: tx, Secure: secure, Alerts: r, BotMXID: "@smsbot:clinic.example"}
+			svc := &conversation.Service{Config: cfg, DB: db, Rooms: r, Texts: tx, Secure: secure, Alerts: r, Events: r, BotMXID: "@smsbot:clinic.example"}
 			fn(t, ctx, &env{svc: svc, db: db, rooms: r, texts: tx, conv: conv})
 		})
 	}
@@ -201,5 +230,65 @@ func TestKeepForSecureChat(t *testing.T) {
 		assert.NotContains(t, string(rows[0].Body), "lab results", "sealed at rest")
 		assert.Equal(t, []string{e.conv.PortalID}, e.rooms.keptFor, "the patient is alerted")
 		assert.Empty(t, e.texts.sent, "nothing clinical is texted")
+	})
+}
+
+func TestKeyword(t *testing.T) {
+	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
+		require.NoError(t, e.svc.Keyword(ctx, e.conv, sms.KeywordOptOut, " stop ", false))
+		assert.True(t, e.stored(t, ctx).OptedOut)
+		assert.True(t, e.conv.OptedOut)
+		assert.Len(t, e.audited(t, ctx, "opted out"), 1)
+		assert.Equal(t, []bool{true}, e.rooms.optOuts, "the integration hears it")
+		assert.Equal(t, []string{`The patient texted "stop" and has opted out: nothing will be sent to this number until they text START.`}, e.rooms.notices)
+		assert.Equal(t, []string{"keyword_reply: You are unsubscribed."}, e.texts.bodies(), "the confirmation goes though they opted out")
+
+		// A redelivered STOP changes nothing twice.
+		require.NoError(t, e.svc.Keyword(ctx, e.conv, sms.KeywordOptOut, "STOP", false))
+		assert.Len(t, e.audited(t, ctx, "opted out"), 1)
+		assert.Len(t, e.texts.sent, 1)
+
+		// Twilio answered START itself (Advanced Opt-Out): recorded, not answered twice.
+		require.NoError(t, e.svc.Keyword(ctx, e.conv, sms.KeywordOptIn, "START", true))
+		assert.False(t, e.stored(t, ctx).OptedOut)
+		assert.Len(t, e.audited(t, ctx, "opted in"), 1)
+		assert.Len(t, e.texts.sent, 1)
+		assert.Equal(t, []bool{true, false}, e.rooms.optOuts)
+
+		require.NoError(t, e.svc.Keyword(ctx, e.conv, sms.KeywordHelp, "HELP", false))
+		assert.Equal(t, "keyword_reply: Riverside Clinic: call 555-0100.", e.texts.bodies()[1])
+		assert.Len(t, e.rooms.notices, 2, "HELP changes nothing the room must know")
+	})
+}
+
+func TestSendByMode(t *testing.T) {
+	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
+		msg := conversation.Outgoing{Actor: "@kim:clinic.example", Sender: "Nurse Kim", Text: "Your appointment is at 3pm",
+			Body: "Nurse Kim: Your appointment is at 3pm", Kind: outbox.KindFollowUp}
+		sent, err := e.svc.Send(ctx, e.conv, msg)
+		require.NoError(t, err)
+		assert.Equal(t, database.ModeSMS, sent.Via)
+		assert.Equal(t, []string{"follow_up: Nurse Kim: Your appointment is at 3pm"}, e.texts.bodies(), "SMS mode texts the signed body")
+		assert.Empty(t, e.rooms.keptFor)
+
+		secureOnce := msg
+		secureOnce.Secure = true
+		sent, err = e.svc.Send(ctx, e.conv, secureOnce)
+		require.NoError(t, err)
+		assert.Equal(t, database.ModeSecure, sent.Via, "asked for the secure chat")
+		assert.Equal(t, "Your appointment is at 3pm", sent.Secure.Text)
+		assert.Equal(t, "Nurse Kim", sent.Secure.SenderName)
+		assert.Len(t, e.texts.sent, 1, "nothing more texted")
+
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSecure, "@kim:clinic.example"))
+		e.texts.optedOut = true
+		sent, err = e.svc.Send(ctx, e.conv, msg)
+		require.NoError(t, err, "an opted-out patient's secure chat still takes messages")
+		assert.Equal(t, database.ModeSecure, sent.Via, "secure mode keeps every message off SMS")
+		assert.Len(t, e.rooms.keptFor, 2)
+
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSMS, "@kim:clinic.example"))
+		_, err = e.svc.Send(ctx, e.conv, msg)
+		assert.ErrorIs(t, err, outbox.ErrOptedOut)
 	})
 }
