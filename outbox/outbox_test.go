@@ -36,7 +36,9 @@ func (p *fakeProvider) CheckAccount(context.Context) error { return nil }
 func (p *fakeProvider) LookupNumber(context.Context, string) (*sms.PhoneNumber, error) {
 	return nil, nil
 }
-func (p *fakeProvider) ConfigureWebhooks(context.Context, string, sms.NumberWebhooks) error { return nil }
+func (p *fakeProvider) ConfigureWebhooks(context.Context, string, sms.NumberWebhooks) error {
+	return nil
+}
 
 // The outbox never reads the message log.
 func (p *fakeProvider) ListInbound(context.Context, string, time.Time) ([]*sms.LoggedMessage, error) {
