@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -25,13 +25,18 @@ import (
 // Rooms are handled in parallel, each in its own order, and nothing a staff member sent is
 // lost when the bridge dies:
 //
+//   - The room events of a homeserver transaction are dispatched by room: each room has a
+//     lane that runs its events through bridgev2's handlers one after another (decrypting
+//     them, then queuing them to the room's loop), while the lanes of different rooms run
+//     side by side. bridgev2 alone dispatches every event of the clinic in one loop, where
+//     decryption (a database write per event) made every room wait for every other.
 //   - bridgev2 queues each room's events to the room's own loop (bridge.portal_event_buffer
 //     above 0, async_events off), so one room's slow event holds back only that room.
-//   - The homeserver's transaction is answered only once every room it touched has handled
-//     its events (a barrier queued behind them in each room's loop): a staff message is in
-//     the outbox before the homeserver forgets it, and a transaction the bridge could not
-//     finish (it is stopping) is answered with an error, so the homeserver sends it again
-//     (bridgev2 then skips the messages it already handled: deduplicate_matrix_messages).
+//   - The transaction is answered only once every room it touched has handled its events
+//     (a barrier queued behind them in each room's loop): a staff message is in the outbox
+//     before the homeserver forgets it, and a transaction the bridge could not finish (it
+//     is stopping) is answered with an error, so the homeserver sends it again (bridgev2
+//     then skips the messages it already handled: deduplicate_matrix_messages).
 //   - A patient's text queued to its room is waited for (queueAndWait), so the inbound queue
 //     still learns whether it reached the room.
 
@@ -40,36 +45,35 @@ const (
 	minPortalEventBuffer = 64
 	// transactionHold bounds how long a transaction's answer waits for its rooms: past it the
 	// answer goes anyway (the events stay queued), so one room stuck on a slow event cannot
-	// stop the homeserver from sending the others' events.
+	// stop the homeserver from sending the others' events. Below Dendrite's 30 s timeout.
 	transactionHold = 20 * time.Second
 	// queuedEventWait bounds the wait for one queued remote event (a room that is deleted
 	// meanwhile drops it).
 	queuedEventWait = 2 * time.Minute
-	// maxTransactionSize is what the transaction hold reads to find the rooms (Synapse and
-	// Dendrite send at most 100 and 50 events).
+	// maxTransactionSize is the largest transaction body read (Synapse and Dendrite send at
+	// most 100 and 50 events).
 	maxTransactionSize = 64 << 20
+	// transactionsRemembered is how many answered transaction IDs are kept to recognise a
+	// homeserver's retry (mautrix keeps as many).
+	transactionsRemembered = 128
 )
-
-// handledMarkType is the event the bridge puts behind a transaction's events in the
-// appservice's event channel: when it is dispatched, every event of the transaction has
-// been queued to its room.
-var handledMarkType = event.Type{Type: "com.carebridge.transaction_dispatched", Class: event.MessageEventType}
 
 // errStopping is the answer to a transaction the bridge could not finish handling.
 var errStopping = errors.New("carebridge is stopping")
 
-// roomHandling is what the portal queue keeps between a transaction and its mark.
+// roomHandling is the per-room dispatch of the homeserver's transactions.
 type roomHandling struct {
-	marks   sync.Map // mark ID → *transactionMark
-	nextID  atomic.Uint64
 	enabled bool
+	mu      sync.Mutex
+	lanes   map[id.RoomID]*roomLane
+	// inFlight and answered recognise a transaction the homeserver sends again.
+	inFlight map[string]chan struct{}
+	answered []string
 }
 
-type transactionMark struct {
-	rooms []id.RoomID
-	// barriers is closed once a barrier is queued behind each room's events.
-	barriers []chan struct{}
-	queued   chan struct{}
+// roomLane runs one room's work in order.
+type roomLane struct {
+	jobs []func()
 }
 
 // configurePortalQueue sets bridgev2 up for parallel rooms (Init).
@@ -91,156 +95,231 @@ func (c *Connector) configurePortalQueue(br *bridgev2.Bridge, mc *matrix.Connect
 		return
 	}
 	c.rooms.enabled = true
-	mc.EventProcessor.On(handledMarkType, c.onTransactionDispatched)
+	c.rooms.lanes = map[id.RoomID]*roomLane{}
+	c.rooms.inFlight = map[string]chan struct{}{}
 	mc.AS.Middleware = append(mc.AS.Middleware, c.holdTransactions)
 }
 
-// holdTransactions answers a homeserver transaction only once the rooms it touched have
-// handled its events (or transactionHold passed). bridgev2 answers as soon as the events
-// are in its channel; the answer is kept back, not changed.
+// inLane runs job after the jobs queued before it for the same room, beside other rooms'.
+func (c *Connector) inLane(room id.RoomID, job func()) {
+	c.rooms.mu.Lock()
+	defer c.rooms.mu.Unlock()
+	if lane, ok := c.rooms.lanes[room]; ok {
+		lane.jobs = append(lane.jobs, job)
+		return
+	}
+	lane := &roomLane{jobs: []func(){job}}
+	c.rooms.lanes[room] = lane
+	go func() {
+		for {
+			c.rooms.mu.Lock()
+			if len(lane.jobs) == 0 {
+				delete(c.rooms.lanes, room)
+				c.rooms.mu.Unlock()
+				return
+			}
+			next := lane.jobs[0]
+			lane.jobs = lane.jobs[1:]
+			c.rooms.mu.Unlock()
+			next()
+		}
+	}()
+}
+
+// holdTransactions takes the room events out of a homeserver transaction and dispatches
+// them by room (inLane), hands the rest (to-device events, receipts, device lists) to
+// bridgev2 as it is, and answers once the rooms have handled their events (or
+// transactionHold passed).
 func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPut || !strings.HasPrefix(r.URL.Path, "/_matrix/app/v1/transactions/") || !c.rooms.enabled {
+		const prefix = "/_matrix/app/v1/transactions/"
+		mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+		if r.Method != http.MethodPut || !strings.HasPrefix(r.URL.Path, prefix) || !c.rooms.enabled || !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if !mc.AS.CheckServerToken(w, r) {
+			return
+		}
+		txnID := strings.TrimPrefix(r.URL.Path, prefix)
+		done, first := c.startTransaction(txnID)
+		if !first {
+			// Sent again while (or after) this process handled it: answered once handled.
+			if err := c.awaitSignal(done); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		answered := false
+		defer func() { c.finishTransaction(txnID, done, answered) }()
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxTransactionSize))
 		_ = r.Body.Close()
 		if err != nil {
 			http.Error(w, "failed to read the transaction", http.StatusBadRequest)
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		var fields map[string]json.RawMessage
+		var events []*event.Event
+		if err = json.Unmarshal(body, &fields); err == nil {
+			if raw, ok := fields["events"]; ok {
+				err = json.Unmarshal(raw, &events)
+				delete(fields, "events")
+			}
+		}
+		if err != nil {
+			// bridgev2 answers it (M_BAD_JSON).
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx := c.Bridge.Log.With().Str("transaction_id", txnID).Logger().WithContext(c.Bridge.BackgroundCtx)
+		barriers := c.dispatchByRoom(ctx, mc, events)
+		rest, _ := json.Marshal(fields)
+		r.Body = io.NopCloser(bytes.NewReader(rest))
 		held := &heldResponse{header: http.Header{}, status: http.StatusOK}
 		next.ServeHTTP(held, r)
 		if held.status == http.StatusOK {
-			if err = c.awaitRooms(r.Context(), roomsOf(body)); err != nil {
-				zerolog.Ctx(r.Context()).Warn().Err(err).Msg("Transaction not finished; the homeserver will send it again")
+			if err = c.awaitRooms(ctx, barriers, len(barriers)); err != nil {
+				zerolog.Ctx(ctx).Warn().Err(err).Msg("Transaction not finished; the homeserver will send it again")
 				w.Header().Set("Retry-After", "1")
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
 		}
+		answered = held.status == http.StatusOK
 		held.writeTo(w)
 	})
 }
 
-// roomsOf lists the rooms of a transaction's room events, each once.
-func roomsOf(body []byte) []id.RoomID {
-	var txn struct {
-		Events []struct {
-			RoomID id.RoomID `json:"room_id"`
-		} `json:"events"`
-		Ephemeral []struct {
-			RoomID id.RoomID `json:"room_id"`
-		} `json:"de.sorunome.msc2409.ephemeral"`
-		EphemeralStable []struct {
-			RoomID id.RoomID `json:"room_id"`
-		} `json:"ephemeral"`
+// startTransaction marks a transaction as being handled; first is false when it already
+// is, or was answered, and done is closed once it is.
+func (c *Connector) startTransaction(txnID string) (done chan struct{}, first bool) {
+	c.rooms.mu.Lock()
+	defer c.rooms.mu.Unlock()
+	if done, ok := c.rooms.inFlight[txnID]; ok {
+		return done, false
 	}
-	if json.Unmarshal(body, &txn) != nil {
-		return nil
+	done = make(chan struct{})
+	if slices.Contains(c.rooms.answered, txnID) {
+		close(done)
+		return done, false
 	}
-	seen := map[id.RoomID]bool{}
-	var rooms []id.RoomID
-	add := func(room id.RoomID) {
-		if room != "" && !seen[room] {
-			seen[room] = true
-			rooms = append(rooms, room)
-		}
-	}
-	for _, evt := range txn.Events {
-		add(evt.RoomID)
-	}
-	for _, evt := range txn.Ephemeral {
-		add(evt.RoomID)
-	}
-	for _, evt := range txn.EphemeralStable {
-		add(evt.RoomID)
-	}
-	return rooms
+	c.rooms.inFlight[txnID] = done
+	return done, true
 }
 
-// awaitRooms waits until each room's loop has handled what was queued to it before now.
-func (c *Connector) awaitRooms(ctx context.Context, rooms []id.RoomID) error {
-	if len(rooms) == 0 {
-		return nil
+// finishTransaction remembers an answered transaction (one that failed is forgotten, to be
+// handled again when sent again).
+func (c *Connector) finishTransaction(txnID string, done chan struct{}, answered bool) {
+	c.rooms.mu.Lock()
+	defer c.rooms.mu.Unlock()
+	delete(c.rooms.inFlight, txnID)
+	if answered {
+		c.rooms.answered = append(c.rooms.answered, txnID)
+		if len(c.rooms.answered) > transactionsRemembered {
+			c.rooms.answered = c.rooms.answered[1:]
+		}
 	}
-	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
-	if !ok {
-		return nil
+	close(done)
+}
+
+// dispatchByRoom hands each room's events, in order, to the room's lane, behind what the
+// lane holds from earlier transactions; each lane then queues a barrier behind them in the
+// room's loop. It returns a channel per room that is closed when its barrier had its turn
+// (or the room has no loop to wait for).
+func (c *Connector) dispatchByRoom(ctx context.Context, mc *matrix.Connector, events []*event.Event) []chan struct{} {
+	byRoom := map[id.RoomID][]*event.Event{}
+	var order []id.RoomID
+	for _, evt := range events {
+		if _, ok := byRoom[evt.RoomID]; !ok {
+			order = append(order, evt.RoomID)
+		}
+		byRoom[evt.RoomID] = append(byRoom[evt.RoomID], evt)
 	}
-	mark := &transactionMark{rooms: rooms, queued: make(chan struct{})}
-	markID := c.rooms.nextID.Add(1)
-	c.rooms.marks.Store(markID, mark)
-	defer c.rooms.marks.Delete(markID)
+	barriers := make([]chan struct{}, 0, len(order))
+	for _, roomID := range order {
+		done := make(chan struct{})
+		barriers = append(barriers, done)
+		roomEvents := byRoom[roomID]
+		c.inLane(roomID, func() {
+			for _, evt := range roomEvents {
+				prepareEvent(ctx, mc, evt)
+				mc.EventProcessor.Dispatch(ctx, evt)
+			}
+			c.queueBarrier(ctx, roomID, done)
+		})
+	}
+	return barriers
+}
+
+// prepareEvent does to a room event what mautrix's appservice does before dispatching it
+// (appservice/http.go handleEvents): the time it arrived, its class, its parsed content,
+// and the state store for state events.
+func prepareEvent(ctx context.Context, mc *matrix.Connector, evt *event.Event) {
+	evt.Mautrix.ReceivedAt = time.Now()
+	if evt.StateKey != nil {
+		evt.Mautrix.EventSource = event.SourceTimeline & event.SourceJoin
+		evt.Type.Class = event.StateEventType
+	} else {
+		evt.Mautrix.EventSource = event.SourceTimeline
+		evt.Type.Class = event.MessageEventType
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrUnsupportedContentType) {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("event_id", evt.ID).Str("event_type", evt.Type.Type).
+			Msg("Failed to parse content of event")
+	}
+	if evt.Type.IsState() {
+		mautrix.UpdateStateStore(ctx, mc.AS.StateStore, evt)
+	}
+}
+
+// queueBarrier queues a barrier behind what was queued to the room's loop, closing done
+// when it has its turn; at once when the room is no conversation (its events were handled
+// in the lane).
+func (c *Connector) queueBarrier(ctx context.Context, roomID id.RoomID, done chan struct{}) {
+	portal, err := c.Bridge.GetPortalByMXID(ctx, roomID)
+	var login *bridgev2.UserLogin
+	if err == nil && portal != nil {
+		login = c.Bridge.GetCachedUserLoginByID(portal.Receiver)
+	}
+	if login == nil {
+		close(done)
+		return
+	}
+	b := &barrier{key: portal.PortalKey, done: done}
+	if res := c.Bridge.QueueRemoteEvent(login, b); !res.Queued {
+		b.once.Do(func() { close(done) })
+	}
+}
+
+// awaitSignal waits for done, or the bridge stopping.
+func (c *Connector) awaitSignal(done chan struct{}) error {
+	select {
+	case <-done:
+		return nil
+	case <-c.Bridge.BackgroundCtx.Done():
+		return errStopping
+	}
+}
+
+// awaitRooms waits until each room's barrier had its turn, transactionHold at most.
+func (c *Connector) awaitRooms(ctx context.Context, barriers []chan struct{}, rooms int) error {
 	deadline := time.NewTimer(transactionHold)
 	defer deadline.Stop()
-	stopping := c.Bridge.BackgroundCtx.Done()
-	// Behind the transaction's events in the one channel bridgev2 dispatches in order.
-	select {
-	case mc.AS.Events <- &event.Event{Type: handledMarkType, ID: id.EventID("$carebridge-mark-" + strconv.FormatUint(markID, 10))}:
-	case <-stopping:
-		return errStopping
-	case <-deadline.C:
-		return c.heldTooLong(ctx, len(rooms))
-	}
-	select {
-	case <-mark.queued:
-	case <-stopping:
-		return errStopping
-	case <-deadline.C:
-		return c.heldTooLong(ctx, len(rooms))
-	}
-	for _, done := range mark.barriers {
+	for _, done := range barriers {
 		select {
 		case <-done:
-		case <-stopping:
+		case <-c.Bridge.BackgroundCtx.Done():
 			return errStopping
 		case <-deadline.C:
-			return c.heldTooLong(ctx, len(rooms))
+			zerolog.Ctx(ctx).Warn().Int("rooms", rooms).Dur("held", transactionHold).
+				Msg("A room is still handling the transaction's events; answering the homeserver anyway")
+			return nil
 		}
 	}
 	return nil
-}
-
-// heldTooLong lets a transaction go whose rooms are still busy: their events stay queued.
-func (c *Connector) heldTooLong(ctx context.Context, rooms int) error {
-	if c.Bridge.BackgroundCtx.Err() != nil {
-		return errStopping
-	}
-	zerolog.Ctx(ctx).Warn().Int("rooms", rooms).Dur("held", transactionHold).
-		Msg("A room is still handling the transaction's events; answering the homeserver anyway")
-	return nil
-}
-
-// onTransactionDispatched runs in the appservice's dispatch loop after the transaction's
-// events: it queues a barrier behind them in each room's loop.
-func (c *Connector) onTransactionDispatched(ctx context.Context, evt *event.Event) {
-	markID, err := strconv.ParseUint(strings.TrimPrefix(evt.ID.String(), "$carebridge-mark-"), 10, 64)
-	if err != nil {
-		return
-	}
-	value, ok := c.rooms.marks.Load(markID)
-	if !ok {
-		return
-	}
-	mark := value.(*transactionMark)
-	defer close(mark.queued)
-	for _, roomID := range mark.rooms {
-		portal, err := c.Bridge.GetPortalByMXID(ctx, roomID)
-		if err != nil || portal == nil {
-			continue // not a conversation room: its events were handled in the dispatch loop
-		}
-		login := c.Bridge.GetCachedUserLoginByID(portal.Receiver)
-		if login == nil {
-			continue
-		}
-		b := &barrier{key: portal.PortalKey, done: make(chan struct{})}
-		if res := c.Bridge.QueueRemoteEvent(login, b); res.Queued {
-			mark.barriers = append(mark.barriers, b.done)
-		}
-	}
 }
 
 // barrier is a remote event that does nothing in a room's loop but say it got its turn.
