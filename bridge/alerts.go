@@ -106,11 +106,11 @@ func (c *Connector) sendUnreadReminder(ctx context.Context, conv *database.Conve
 		}
 		return
 	}
-	if err := c.Conversations.TextLink(ctx, conv, outbox.KindReminder, "", "system", securechat.UnreadReminderText); err != nil {
+	if err := c.Conversations.TextLink(ctx, conv, outbox.KindReminder, "", database.SystemActor, securechat.UnreadReminderText); err != nil {
 		log.Err(err).Msg("Failed to text the unread reminder")
 		return
 	}
-	if err := c.audited(ctx, convAudit(conv, "system", "reminder sent", "ok", ""), nil); err != nil {
+	if err := c.audited(ctx, convAudit(conv, database.SystemActor, database.EventReminderSent, database.OutcomeOK, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit an unread reminder")
 	}
 	log.Info().Msg("Reminded the patient of unread secure messages")

@@ -65,7 +65,7 @@ func (b apiBackend) NormalizePhone(raw string) (string, error) {
 }
 
 // OpenConversation is called by POST /conversations and FHIR Communication.
-func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patient string) (*database.Conversation, bool, error) {
+func (b apiBackend) OpenConversation(ctx context.Context, actor database.AuditActor, loginID, patient string) (*database.Conversation, bool, error) {
 	login := b.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(loginID))
 	if login == nil {
 		return nil, false, integration.ErrNumberNotReady
@@ -83,7 +83,7 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patien
 		return nil, false, err
 	}
 	if created {
-		if err = b.c.audited(ctx, convAudit(conv, actor, "conversation started", "ok", "integration api"), nil); err != nil {
+		if err = b.c.audited(ctx, convAudit(conv, actor, database.EventConversationStarted, database.OutcomeOK, "integration api"), nil); err != nil {
 			return nil, false, err
 		}
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("%s started this conversation.", apiName(actor)))
@@ -92,7 +92,7 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor, loginID, patien
 }
 
 // SetPatientName is called when the integration names the patient.
-func (b apiBackend) SetPatientName(ctx context.Context, actor string, conv *database.Conversation, name string) error {
+func (b apiBackend) SetPatientName(ctx context.Context, actor database.AuditActor, conv *database.Conversation, name string) error {
 	err := b.c.Conversations.SetPatientName(ctx, conv, actor, name)
 	if errors.Is(err, conversation.ErrNotShown) {
 		// Stored: the room shows it the next time it is named.
@@ -103,7 +103,7 @@ func (b apiBackend) SetPatientName(ctx context.Context, actor string, conv *data
 }
 
 // SetDOB is called with the patient's date of birth (YYYY-MM-DD).
-func (b apiBackend) SetDOB(ctx context.Context, actor string, conv *database.Conversation, dob string) error {
+func (b apiBackend) SetDOB(ctx context.Context, actor database.AuditActor, conv *database.Conversation, dob string) error {
 	err := b.c.Conversations.SetDOB(ctx, conv, actor, dob)
 	if errors.Is(err, securechat.ErrInvalidDOB) {
 		return &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "patient.birth_date",
@@ -113,7 +113,7 @@ func (b apiBackend) SetDOB(ctx context.Context, actor string, conv *database.Con
 }
 
 // SetSecure is called when the integration asks for secure mode.
-func (b apiBackend) SetSecure(ctx context.Context, actor string, conv *database.Conversation) error {
+func (b apiBackend) SetSecure(ctx context.Context, actor database.AuditActor, conv *database.Conversation) error {
 	if err := b.c.Conversations.SetMode(ctx, conv, database.ModeSecure, actor); !errors.Is(err, conversation.ErrSameMode) {
 		return err
 	}
@@ -135,7 +135,7 @@ func (b apiBackend) CheckTemplate(name string) error {
 }
 
 // Template is called with a template name instead of a message.
-func (b apiBackend) Template(ctx context.Context, actor string, conv *database.Conversation, name string) (string, error) {
+func (b apiBackend) Template(ctx context.Context, actor database.AuditActor, conv *database.Conversation, name string) (string, error) {
 	if err := b.CheckTemplate(name); err != nil {
 		return "", err
 	}
@@ -144,7 +144,7 @@ func (b apiBackend) Template(ctx context.Context, actor string, conv *database.C
 
 // Send is called for a message from the integration: it goes by the conversation's mode
 // (or into the secure chat when asked), and the room sees what went out.
-func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conversation, text string, secure bool) (*integration.Sent, error) {
+func (b apiBackend) Send(ctx context.Context, actor database.AuditActor, conv *database.Conversation, text string, secure bool) (*integration.Sent, error) {
 	if login := b.c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(conv.LoginID)); login == nil {
 		return nil, integration.ErrNumberNotReady
 	}
@@ -175,7 +175,7 @@ func (b apiBackend) Send(ctx context.Context, actor string, conv *database.Conve
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("🔒 %s sent to the secure chat: %s", apiName(actor), text))
 		return &integration.Sent{Via: database.ModeSecure, SecureID: sent.Secure.ID, Status: "sent"}, nil
 	}
-	if err = b.c.audited(ctx, convAudit(conv, actor, "message sent", "ok", "sms"), nil); err != nil {
+	if err = b.c.audited(ctx, convAudit(conv, actor, database.EventMessageSent, database.OutcomeOK, "sms"), nil); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit a message sent through the API")
 	}
 	status := b.c.trackTextOnNotice(ctx, conv, sent.SMS, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)))
@@ -218,9 +218,9 @@ func (b apiBackend) portal(ctx context.Context, conv *database.Conversation) (*b
 	return portal, nil
 }
 
-// apiName is how the room names an integration ("integration:ehr" → "Integration ehr").
-func apiName(actor string) string {
-	return "Integration " + strings.TrimPrefix(actor, "integration:")
+// apiName is how the room names an integration: "Integration ehr".
+func apiName(actor database.AuditActor) string {
+	return "Integration " + actor.Name
 }
 
 // ---- events -------------------------------------------------------------------------

@@ -14,6 +14,6 @@ func (c *Connector) audited(ctx context.Context, entry *cbdb.AuditEntry, change 
 }
 
 // convAudit is an audit entry about a conversation.
-func convAudit(conv *cbdb.Conversation, actor, event, outcome, detail string) *cbdb.AuditEntry {
+func convAudit(conv *cbdb.Conversation, actor cbdb.AuditActor, event cbdb.AuditEvent, outcome cbdb.AuditOutcome, detail string) *cbdb.AuditEntry {
 	return &cbdb.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID, Event: event, Outcome: outcome, Detail: detail}
 }

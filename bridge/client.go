@@ -73,8 +73,8 @@ func (cl *Client) IsLoggedIn() bool { return true }
 // LogoutRemote is called when staff unlink the number; Twilio keeps the number and its
 // webhook, which then answers 404 until the number is linked again.
 func (cl *Client) LogoutRemote(ctx context.Context) {
-	err := cl.Connector.audited(ctx, &cbdb.AuditEntry{Actor: cl.UserLogin.UserMXID.String(), LoginID: string(cl.UserLogin.ID),
-		Event: "login removed", Outcome: "ok", Detail: "clinic number unlinked"}, nil)
+	err := cl.Connector.audited(ctx, &cbdb.AuditEntry{Actor: cbdb.StaffActor(cl.UserLogin.UserMXID), LoginID: string(cl.UserLogin.ID),
+		Event: cbdb.EventLoginRemoved, Outcome: cbdb.OutcomeOK, Detail: "clinic number unlinked"}, nil)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit unlinking the clinic number")
 	}

@@ -131,7 +131,7 @@ func fnPlain(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func switchMode(ce *commands.Event, c *Connector, conv *database.Conversation, mode database.Mode, word string) {
-	err := c.Conversations.SetMode(ce.Ctx, conv, mode, ce.User.MXID.String())
+	err := c.Conversations.SetMode(ce.Ctx, conv, mode, database.StaffActor(ce.User.MXID))
 	switch {
 	case errors.Is(err, conversation.ErrSameMode):
 		ce.Reply("This conversation is already in %s mode.", word)
@@ -142,7 +142,7 @@ func switchMode(ce *commands.Event, c *Connector, conv *database.Conversation, m
 }
 
 func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	err := c.Conversations.TextLink(ce.Ctx, conv, outbox.KindAlert, ce.EventID.String(), ce.User.MXID.String(), securechat.AlertText)
+	err := c.Conversations.TextLink(ce.Ctx, conv, outbox.KindAlert, ce.EventID.String(), database.StaffActor(ce.User.MXID), securechat.AlertText)
 	switch {
 	case errors.Is(err, outbox.ErrOptedOut):
 		ce.Reply("The patient has opted out (STOP): no link can be texted until they text START.")
@@ -156,7 +156,7 @@ func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnRevoke(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if err := c.Conversations.Revoke(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+	if err := c.Conversations.Revoke(ce.Ctx, conv, database.StaffActor(ce.User.MXID)); err != nil {
 		ce.Log.Err(err).Msg("Failed to revoke links")
 		ce.Reply("Failed to revoke; try again.")
 		return
@@ -172,7 +172,7 @@ func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("Usage: `$cmdprefix dob 1980-02-03`, or `$cmdprefix dob clear`")
 		return
 	}
-	if err := c.Conversations.SetDOB(ce.Ctx, conv, ce.User.MXID.String(), arg); err != nil {
+	if err := c.Conversations.SetDOB(ce.Ctx, conv, database.StaffActor(ce.User.MXID), arg); err != nil {
 		if errors.Is(err, securechat.ErrInvalidDOB) {
 			ce.Reply("That is not a date of birth in the form YYYY-MM-DD (e.g. 1980-02-03).")
 			return
@@ -190,7 +190,7 @@ func fnDOB(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnUnlock(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if err := c.Conversations.Unlock(ce.Ctx, conv, ce.User.MXID.String()); err != nil {
+	if err := c.Conversations.Unlock(ce.Ctx, conv, database.StaffActor(ce.User.MXID)); err != nil {
 		ce.Log.Err(err).Msg("Failed to unlock links")
 		ce.Reply("Failed to unlock; try again.")
 		return
@@ -199,7 +199,7 @@ func fnUnlock(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	err := c.Conversations.SetPatientName(ce.Ctx, conv, ce.User.MXID.String(), ce.RawArgs)
+	err := c.Conversations.SetPatientName(ce.Ctx, conv, database.StaffActor(ce.User.MXID), ce.RawArgs)
 	switch {
 	case errors.Is(err, conversation.ErrNameEmpty):
 		ce.Reply("Usage: `$cmdprefix name <full name>`, e.g. `$cmdprefix name Jane Doe`")

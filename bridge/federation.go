@@ -267,7 +267,7 @@ func (c *Connector) removeMember(ctx context.Context, portal *bridgev2.Portal, t
 		return
 	}
 	if conv, err := c.conversationOf(ctx, portal); err == nil {
-		if err = c.audited(ctx, convAudit(conv, "system", "member removed", "refused", detail), nil); err != nil {
+		if err = c.audited(ctx, convAudit(conv, cbdb.SystemActor, cbdb.EventMemberRemoved, cbdb.OutcomeRefused, detail), nil); err != nil {
 			log.Err(err).Msg("Failed to audit a removed member")
 		}
 	}
@@ -309,13 +309,13 @@ func fnRefer(ce *commands.Event, c *Connector, conv *cbdb.Conversation) {
 		ce.Reply("Usage: `$cmdprefix refer @user:server`, e.g. `$cmdprefix refer @dr.lee:hospital.example`")
 		return
 	}
-	actor := ce.User.MXID.String()
+	actor := cbdb.StaffActor(ce.User.MXID)
 	if _, isGhost := c.Bridge.Matrix.ParseGhostMXID(target); isGhost || target == c.Bridge.Bot.GetMXID() {
 		ce.Reply("%s is a bridge user, not a colleague.", target)
 		return
 	}
 	if !c.serverAllowed(target) {
-		if err = c.audited(ce.Ctx, convAudit(conv, actor, "referral refused", "refused", target.String()), nil); err != nil {
+		if err = c.audited(ce.Ctx, convAudit(conv, actor, cbdb.EventReferralRefused, cbdb.OutcomeRefused, target.String()), nil); err != nil {
 			ce.Log.Err(err).Msg("Failed to audit a refused referral")
 		}
 		allowed := "none: conversations stay on this server"
@@ -331,7 +331,7 @@ func fnRefer(ce *commands.Event, c *Connector, conv *cbdb.Conversation) {
 		ce.Reply("%s could not be invited: %s", target, err.Error())
 		return
 	}
-	if err = c.audited(ce.Ctx, convAudit(conv, actor, "referred", "ok", target.String()), nil); err != nil {
+	if err = c.audited(ce.Ctx, convAudit(conv, actor, cbdb.EventReferred, cbdb.OutcomeOK, target.String()), nil); err != nil {
 		ce.Log.Err(err).Msg("Failed to audit a referral")
 		ce.Reply("%s is invited, but the referral could not be written to the audit log; tell the administrator.", target)
 		return

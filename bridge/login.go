@@ -115,8 +115,8 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 		return nil, fmt.Errorf("failed to save the linked number: %w", err)
 	}
 	// bridgev2 saved the login in its own transaction; the audit row follows it.
-	err = c.audited(ctx, &cbdb.AuditEntry{Actor: l.User.MXID.String(), LoginID: string(loginID),
-		Event: "login added", Outcome: "ok", Detail: "clinic number linked"}, nil)
+	err = c.audited(ctx, &cbdb.AuditEntry{Actor: cbdb.StaffActor(l.User.MXID), LoginID: string(loginID),
+		Event: cbdb.EventLoginAdded, Outcome: cbdb.OutcomeOK, Detail: "clinic number linked"}, nil)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit linking the clinic number")
 	}

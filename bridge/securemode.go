@@ -205,7 +205,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 			return nil, fmt.Errorf("failed to download the attachment for the secure chat: %w", err)
 		}
 	}
-	stored, err := c.Secure.AddStaffMessage(ctx, conv, msg.Event.Sender.String(), sender, kind, text, contentType, data, msg.Event.ID.String())
+	stored, err := c.Secure.AddStaffMessage(ctx, conv, cbdb.StaffActor(msg.Event.Sender), sender, kind, text, contentType, data, msg.Event.ID.String())
 	if err != nil {
 		return nil, err
 	}
@@ -272,12 +272,12 @@ func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv
 		log.Debug().Msg("Alert already sent within the quiet period")
 		return
 	}
-	if err = c.Conversations.TextLink(ctx, conv, outbox.KindAlert, "", "system", securechat.AlertText); err != nil {
+	if err = c.Conversations.TextLink(ctx, conv, outbox.KindAlert, "", cbdb.SystemActor, securechat.AlertText); err != nil {
 		log.Err(err).Msg("Failed to text secure message alert")
 		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))
 		return
 	}
-	if err = c.audited(ctx, convAudit(conv, "system", "alert sent", "ok", ""), nil); err != nil {
+	if err = c.audited(ctx, convAudit(conv, cbdb.SystemActor, cbdb.EventAlertSent, cbdb.OutcomeOK, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit a secure message alert")
 	}
 }

@@ -47,7 +47,7 @@ func fnTemplate(ce *commands.Event) {
 
 // templateText fills a template for a conversation, issuing a fresh secure link (by
 // actor) only when the template has {link}.
-func (c *Connector) templateText(ctx context.Context, conv *database.Conversation, actor, text string) (string, error) {
+func (c *Connector) templateText(ctx context.Context, conv *database.Conversation, actor database.AuditActor, text string) (string, error) {
 	name := conv.PatientName
 	if name == "" {
 		var err error
@@ -71,7 +71,7 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 		ce.Reply("Not sent: the patient has opted out (STOP); nothing is texted until they text START.")
 		return
 	}
-	text, err := c.templateText(ce.Ctx, conv, ce.User.MXID.String(), template)
+	text, err := c.templateText(ce.Ctx, conv, database.StaffActor(ce.User.MXID), template)
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to fill a template")
 		ce.Reply("The template could not be filled in; try again.")
@@ -94,13 +94,13 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 // sendSecureTemplate keeps a template for the secure chat and alerts the patient; it is
 // never texted.
 func (c *Connector) sendSecureTemplate(ce *commands.Event, conv *database.Conversation, name, template string) {
-	text, err := c.templateText(ce.Ctx, conv, ce.User.MXID.String(), template)
+	text, err := c.templateText(ce.Ctx, conv, database.StaffActor(ce.User.MXID), template)
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to fill a template")
 		ce.Reply("The template could not be filled in; try again.")
 		return
 	}
-	_, err = c.Conversations.KeepForSecureChat(ce.Ctx, conv, ce.User.MXID.String(), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), text, ce.EventID.String())
+	_, err = c.Conversations.KeepForSecureChat(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.staffName(ce.Ctx, ce.Portal, ce.User.MXID), text, ce.EventID.String())
 	if err != nil {
 		ce.Log.Err(err).Msg("Failed to store a template for the secure chat")
 		ce.Reply("Not sent: the template could not be stored for the secure chat; try again.")
@@ -112,7 +112,7 @@ func (c *Connector) sendSecureTemplate(ce *commands.Event, conv *database.Conver
 
 // templateSent audits a template that went out and counts it as the staff member's reply.
 func (c *Connector) templateSent(ce *commands.Event, conv *database.Conversation, name, mode string) {
-	if err := c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "template sent", "ok", name+" by "+mode), nil); err != nil {
+	if err := c.audited(ce.Ctx, convAudit(conv, database.StaffActor(ce.User.MXID), database.EventTemplateSent, database.OutcomeOK, name+" by "+mode), nil); err != nil {
 		ce.Log.Err(err).Msg("Failed to audit a template")
 	}
 	c.onStaffReply(ce.Ctx, ce.Portal, ce.User.MXID)

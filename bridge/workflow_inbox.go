@@ -30,7 +30,7 @@ import (
 func (c *Connector) reopenIfClosed(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
 	log := zerolog.Ctx(ctx)
 	if !conv.ClosedAt.IsZero() {
-		err := c.audited(ctx, convAudit(conv, "patient", "reopened", "ok", ""), func(ctx context.Context) error {
+		err := c.audited(ctx, convAudit(conv, database.PatientActor, database.EventReopened, database.OutcomeOK, ""), func(ctx context.Context) error {
 			reopened, err := c.DB.Conversation.Reopen(ctx, conv.LoginID, conv.PortalID)
 			if err == nil && !reopened {
 				err = errAlreadyOpen
@@ -94,12 +94,12 @@ func (c *Connector) mentionAssignee(ctx context.Context, portal *bridgev2.Portal
 // markUrgent marks the conversation urgent or routine: the state event and topic, the
 // room name's 🚨 prefix, and its place in the team spaces. It is audited; it sends no
 // notice (the caller says why it happened).
-func (c *Connector) markUrgent(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation, actor string, urgent bool) error {
-	auditEvent := "marked routine"
+func (c *Connector) markUrgent(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation, actor database.AuditActor, urgent bool) error {
+	auditEvent := database.EventMarkedRoutine
 	if urgent {
-		auditEvent = "marked urgent"
+		auditEvent = database.EventMarkedUrgent
 	}
-	err := c.audited(ctx, convAudit(conv, actor, auditEvent, "ok", ""), func(ctx context.Context) error {
+	err := c.audited(ctx, convAudit(conv, actor, auditEvent, database.OutcomeOK, ""), func(ctx context.Context) error {
 		return c.DB.Conversation.SetUrgent(ctx, conv.LoginID, conv.PortalID, urgent)
 	})
 	if err != nil {
@@ -134,11 +134,11 @@ func (c *Connector) memberName(ctx context.Context, roomID id.RoomID, userID id.
 // setAssignee gives the conversation an owner ("" for none), audited, with a notice.
 func (c *Connector) setAssignee(ce *commands.Event, conv *database.Conversation, assignee id.UserID) error {
 	ctx, portal, actor := ce.Ctx, ce.Portal, ce.User.MXID
-	auditEvent := "assigned"
+	auditEvent := database.EventAssigned
 	if assignee == "" {
-		auditEvent = "unassigned"
+		auditEvent = database.EventUnassigned
 	}
-	err := c.audited(ctx, convAudit(conv, actor.String(), auditEvent, "ok", assignee.String()), func(ctx context.Context) error {
+	err := c.audited(ctx, convAudit(conv, database.StaffActor(actor), auditEvent, database.OutcomeOK, assignee.String()), func(ctx context.Context) error {
 		return c.DB.Conversation.SetAssignee(ctx, conv.LoginID, conv.PortalID, assignee.String())
 	})
 	if err != nil {
@@ -227,7 +227,7 @@ func fnUrgent(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("This conversation is already marked urgent.")
 		return
 	}
-	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), true); err != nil {
+	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, database.StaffActor(ce.User.MXID), true); err != nil {
 		ce.Log.Err(err).Msg("Failed to mark the conversation urgent")
 		ce.Reply("Failed to mark the conversation urgent; try again.")
 		return
@@ -240,7 +240,7 @@ func fnRoutine(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("This conversation is not marked urgent.")
 		return
 	}
-	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, ce.User.MXID.String(), false); err != nil {
+	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, database.StaffActor(ce.User.MXID), false); err != nil {
 		ce.Log.Err(err).Msg("Failed to mark the conversation routine")
 		ce.Reply("Failed to mark the conversation routine; try again.")
 		return
@@ -254,7 +254,7 @@ func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		return
 	}
 	now := c.now()
-	err := c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "closed", "ok", ""), func(ctx context.Context) error {
+	err := c.audited(ce.Ctx, convAudit(conv, database.StaffActor(ce.User.MXID), database.EventClosed, database.OutcomeOK, ""), func(ctx context.Context) error {
 		return c.DB.Conversation.Close(ctx, conv.LoginID, conv.PortalID, now)
 	})
 	if err != nil {

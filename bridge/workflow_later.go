@@ -90,7 +90,7 @@ func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation
 	}
 	m := &database.ScheduledMessage{LoginID: conv.LoginID, PortalID: conv.PortalID, CreatedBy: ce.User.MXID.String(),
 		CreatedAt: now, SendAt: sendAt, KeyID: keyID, Body: sealed}
-	entry := convAudit(conv, ce.User.MXID.String(), "follow-up scheduled", "ok", "")
+	entry := convAudit(conv, database.StaffActor(ce.User.MXID), database.EventFollowUpScheduled, database.OutcomeOK, "")
 	err = c.audited(ce.Ctx, entry, func(ctx context.Context) error {
 		if err := c.DB.Scheduled().Insert(ctx, m); err != nil {
 			return err
@@ -139,7 +139,7 @@ func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, 
 		return
 	}
 	var cancelled bool
-	err = c.audited(ce.Ctx, convAudit(conv, ce.User.MXID.String(), "follow-up cancelled", "ok", "#"+strconv.FormatInt(n, 10)),
+	err = c.audited(ce.Ctx, convAudit(conv, database.StaffActor(ce.User.MXID), database.EventFollowUpCancelled, database.OutcomeOK, "#"+strconv.FormatInt(n, 10)),
 		func(ctx context.Context) error {
 			var err error
 			if cancelled, err = c.DB.Scheduled().Cancel(ctx, n, conv.LoginID, conv.PortalID); err == nil && !cancelled {
@@ -237,7 +237,7 @@ func (c *Connector) failInterrupted(ctx context.Context) {
 		const reason = "interrupted: the bridge stopped while sending it"
 		conv := &database.Conversation{LoginID: m.LoginID, PortalID: m.PortalID}
 		var finished bool
-		err = c.audited(ctx, convAudit(conv, m.CreatedBy, "follow-up sent", "unknown", fmt.Sprintf("#%d %s", m.ID, reason)),
+		err = c.audited(ctx, convAudit(conv, m.Actor(), database.EventFollowUpSent, database.OutcomeUnknown, fmt.Sprintf("#%d %s", m.ID, reason)),
 			func(ctx context.Context) error {
 				var err error
 				if finished, err = c.DB.Scheduled().Finish(ctx, m.ID, database.ScheduledFailed, c.now(), reason); err == nil && !finished {
@@ -327,7 +327,7 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 		return true
 	}
 	name := c.staffName(ctx, portal, id.UserID(m.CreatedBy))
-	sent, err := c.Conversations.Send(ctx, conv, conversation.Outgoing{Actor: m.CreatedBy, Sender: name, Text: text,
+	sent, err := c.Conversations.Send(ctx, conv, conversation.Outgoing{Actor: m.Actor(), Sender: name, Text: text,
 		Body: name + ": " + text, Kind: outbox.KindFollowUp})
 	switch {
 	case err != nil && conv.Mode == database.ModeSecure:
@@ -356,18 +356,18 @@ func (c *Connector) sendLater(ctx context.Context, m *database.ScheduledMessage)
 // for reason) with its audit row, and tells the room. It returns the notice's event.
 func (c *Connector) finishLater(ctx context.Context, m *database.ScheduledMessage, via, reason, text string) id.EventID {
 	log := zerolog.Ctx(ctx)
-	state, outcome, detail := database.ScheduledSent, "ok", fmt.Sprintf("#%d by %s", m.ID, via)
+	state, outcome, detail := database.ScheduledSent, database.OutcomeOK, fmt.Sprintf("#%d by %s", m.ID, via)
 	if via == "" {
-		state, outcome, detail = database.ScheduledFailed, "failed", fmt.Sprintf("#%d: %s", m.ID, reason)
+		state, outcome, detail = database.ScheduledFailed, database.OutcomeFailed, fmt.Sprintf("#%d: %s", m.ID, reason)
 	}
 	conv := &database.Conversation{LoginID: m.LoginID, PortalID: m.PortalID}
-	err := c.audited(ctx, convAudit(conv, m.CreatedBy, "follow-up sent", outcome, detail), func(ctx context.Context) error {
+	err := c.audited(ctx, convAudit(conv, m.Actor(), database.EventFollowUpSent, outcome, detail), func(ctx context.Context) error {
 		_, err := c.DB.Scheduled().Finish(ctx, m.ID, state, c.now(), reason)
 		return err
 	})
 	if err != nil {
 		// Left as sending: the next start reports it to staff instead of sending it again.
-		log.Err(err).Str("outcome", outcome).Msg("Failed to record the outcome of a scheduled message")
+		log.Err(err).Str("outcome", string(outcome)).Msg("Failed to record the outcome of a scheduled message")
 	}
 	var notice string
 	switch via {

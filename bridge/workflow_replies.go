@@ -28,7 +28,7 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 	}
 	log := zerolog.Ctx(ctx).With().Str("action", "emergency reply").Str("portal_id", conv.PortalID).Logger()
 	ctx = log.WithContext(ctx)
-	if err := c.markUrgent(ctx, portal, conv, "system", true); err != nil {
+	if err := c.markUrgent(ctx, portal, conv, database.SystemActor, true); err != nil {
 		log.Err(err).Msg("Failed to mark the conversation urgent")
 	}
 	claimed, release := c.workflow.emergencyReplies.Claim(conv.LoginID+"/"+conv.PortalID, c.now())
@@ -36,18 +36,19 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 		log.Debug().Msg("Emergency reply already sent within the interval")
 		return
 	}
-	var outcome, audit string
+	var outcome string
+	var audit database.AuditOutcome
 	switch err := c.textPatient(ctx, conv, outbox.KindAutoReply, c.Config.Render(c.Config.Emergency.Reply), ""); {
 	case err == nil:
-		outcome, audit = "The emergency reply (call 911) was texted to the patient.", "ok"
+		outcome, audit = "The emergency reply (call 911) was texted to the patient.", database.OutcomeOK
 	case conv.OptedOut:
-		outcome, audit = "The patient has opted out (STOP): no emergency reply was texted. Call them if you can.", "opted out"
+		outcome, audit = "The patient has opted out (STOP): no emergency reply was texted. Call them if you can.", database.OutcomeOptedOut
 	default:
 		release()
 		log.Err(err).Msg("Failed to text the emergency reply")
-		outcome, audit = "The emergency reply could not be texted ("+describeSendError(err)+"). Call the patient if you can.", "failed"
+		outcome, audit = "The emergency reply could not be texted ("+describeSendError(err)+"). Call the patient if you can.", database.OutcomeFailed
 	}
-	if err := c.audited(ctx, convAudit(conv, "system", "emergency reply sent", audit, ""), nil); err != nil {
+	if err := c.audited(ctx, convAudit(conv, database.SystemActor, database.EventEmergencyReplySent, audit, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit the emergency reply")
 	}
 	c.noticeOnCall(ctx, portal, fmt.Sprintf("🚨 Possible emergency: the patient's message contains “%s”. "+
@@ -80,20 +81,21 @@ func (c *Connector) checkAfterHours(ctx context.Context, login *bridgev2.UserLog
 	if reply.OpensAgain != "" {
 		text += " " + reply.OpensAgain
 	}
-	var outcome, audit string
+	var outcome string
+	var audit database.AuditOutcome
 	switch err = c.textPatient(ctx, conv, outbox.KindAutoReply, text, ""); {
 	case err == nil:
-		outcome, audit = "The after-hours reply was texted to the patient.", "ok"
+		outcome, audit = "The after-hours reply was texted to the patient.", database.OutcomeOK
 	case conv.OptedOut:
-		outcome, audit = "The patient has opted out (STOP): no after-hours reply was texted.", "opted out"
+		outcome, audit = "The patient has opted out (STOP): no after-hours reply was texted.", database.OutcomeOptedOut
 	default:
 		log.Err(err).Msg("Failed to text the after-hours reply")
 		if err = c.DB.Conversation.ReleaseAfterHours(ctx, conv.LoginID, conv.PortalID, now, conv.AfterHoursAt); err != nil {
 			log.Err(err).Msg("Failed to release the after-hours claim")
 		}
-		outcome, audit = "The after-hours reply could not be texted; the patient's next message tries again.", "failed"
+		outcome, audit = "The after-hours reply could not be texted; the patient's next message tries again.", database.OutcomeFailed
 	}
-	if err = c.audited(ctx, convAudit(conv, "system", "after-hours reply sent", audit, ""), nil); err != nil {
+	if err = c.audited(ctx, convAudit(conv, database.SystemActor, database.EventAfterHoursReplySent, audit, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit the after-hours reply")
 	}
 	when := ""

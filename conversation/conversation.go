@@ -59,11 +59,11 @@ type Texts interface {
 
 // SecureChat is the patient side of secure mode.
 type SecureChat interface {
-	IssueLink(ctx context.Context, conv *database.Conversation, actor string) (string, error)
-	Revoke(ctx context.Context, conv *database.Conversation, actor string) error
-	Unlock(ctx context.Context, conv *database.Conversation, actor string) error
-	SetDOB(ctx context.Context, conv *database.Conversation, dob, actor string) error
-	AddStaffMessage(ctx context.Context, conv *database.Conversation, actor, sender string,
+	IssueLink(ctx context.Context, conv *database.Conversation, actor database.AuditActor) (string, error)
+	Revoke(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error
+	Unlock(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error
+	SetDOB(ctx context.Context, conv *database.Conversation, dob string, actor database.AuditActor) error
+	AddStaffMessage(ctx context.Context, conv *database.Conversation, actor database.AuditActor, sender string,
 		kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*securechat.Message, error)
 }
 
@@ -94,17 +94,17 @@ const (
 	SMSModeNotice = "SMS mode: staff messages are texted to the patient again. Do not send protected health information."
 )
 
-func audit(conv *database.Conversation, actor, event, detail string) *database.AuditEntry {
-	return &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID, Event: event, Outcome: "ok", Detail: detail}
+func audit(conv *database.Conversation, actor database.AuditActor, event database.AuditEvent, detail string) *database.AuditEntry {
+	return &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID, Event: event, Outcome: database.OutcomeOK, Detail: detail}
 }
 
 // SetMode switches the conversation to mode, audited in the same transaction; the room
 // then shows the mode (what can be sent, topic and state) and says so in a notice.
-func (s *Service) SetMode(ctx context.Context, conv *database.Conversation, mode database.Mode, actor string) error {
+func (s *Service) SetMode(ctx context.Context, conv *database.Conversation, mode database.Mode, actor database.AuditActor) error {
 	if conv.Mode == mode {
 		return ErrSameMode
 	}
-	err := s.DB.Audited(ctx, audit(conv, actor, "mode switched", string(mode)), func(ctx context.Context) error {
+	err := s.DB.Audited(ctx, audit(conv, actor, database.EventModeSwitched, string(mode)), func(ctx context.Context) error {
 		return s.DB.Conversation.SetMode(ctx, conv.LoginID, conv.PortalID, mode)
 	})
 	if err != nil {
@@ -136,12 +136,12 @@ func CleanName(raw string) (string, error) {
 // SetPatientName names the patient of the conversation's number (on every clinic number
 // that talks with them), audited, and shows the name. A name stored but not yet shown
 // returns an error wrapping ErrNotShown.
-func (s *Service) SetPatientName(ctx context.Context, conv *database.Conversation, actor, raw string) error {
+func (s *Service) SetPatientName(ctx context.Context, conv *database.Conversation, actor database.AuditActor, raw string) error {
 	name, err := CleanName(raw)
 	if err != nil {
 		return err
 	}
-	err = s.DB.Audited(ctx, audit(conv, actor, "patient named", ""), func(ctx context.Context) error {
+	err = s.DB.Audited(ctx, audit(conv, actor, database.EventPatientNamed, ""), func(ctx context.Context) error {
 		return s.DB.Conversation.SetPatientName(ctx, conv.PatientPhone, name)
 	})
 	if err != nil {
@@ -156,17 +156,17 @@ func (s *Service) SetPatientName(ctx context.Context, conv *database.Conversatio
 
 // SetDOB records the patient's date of birth (YYYY-MM-DD) asked with the code; "" clears
 // it. A malformed date is securechat.ErrInvalidDOB.
-func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, actor, dob string) error {
+func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, actor database.AuditActor, dob string) error {
 	return s.Secure.SetDOB(ctx, conv, dob, actor)
 }
 
 // Revoke ends every secure link and session of the conversation.
-func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor string) error {
+func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error {
 	return s.Secure.Revoke(ctx, conv, actor)
 }
 
 // Unlock lifts a lockout after too many wrong codes.
-func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor string) error {
+func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error {
 	return s.Secure.Unlock(ctx, conv, actor)
 }
 
@@ -174,7 +174,7 @@ func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor
 // in their language, queued in the conversation's turn. eventID is the room event it
 // answers, if any. An opted-out patient is refused with outbox.ErrOptedOut before a link
 // is issued.
-func (s *Service) TextLink(ctx context.Context, conv *database.Conversation, kind outbox.Kind, eventID, actor string,
+func (s *Service) TextLink(ctx context.Context, conv *database.Conversation, kind outbox.Kind, eventID string, actor database.AuditActor,
 	template func(lang, clinic, link string) string) error {
 	if conv.OptedOut {
 		return &outbox.Refusal{Reason: outbox.ErrOptedOut, Words: outbox.ErrOptedOut.Error()}
@@ -196,7 +196,7 @@ func (s *Service) TextLink(ctx context.Context, conv *database.Conversation, kin
 // KeepForSecureChat stores a text from the staff side (a staff member, a follow-up, the
 // integration) for the secure chat and has the patient alerted. eventID is the Matrix
 // event it came from, if any.
-func (s *Service) KeepForSecureChat(ctx context.Context, conv *database.Conversation, actor, sender, text, eventID string) (*securechat.Message, error) {
+func (s *Service) KeepForSecureChat(ctx context.Context, conv *database.Conversation, actor database.AuditActor, sender, text, eventID string) (*securechat.Message, error) {
 	msg, err := s.Secure.AddStaffMessage(ctx, conv, actor, sender, database.SecureText, text, "", nil, eventID)
 	if err != nil {
 		return nil, err

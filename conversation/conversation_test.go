@@ -137,7 +137,10 @@ func (e *env) stored(t *testing.T, ctx context.Context) *database.Conversation {
 	return conv
 }
 
-func (e *env) audited(t *testing.T, ctx context.Context, event string) []*database.AuditEntry {
+// nurse is the staff member of the tests.
+var nurse = database.StaffActor("@nurse:clinic.example")
+
+func (e *env) audited(t *testing.T, ctx context.Context, event database.AuditEvent) []*database.AuditEntry {
 	rows, err := e.db.Audit.Find(ctx, e.conv.LoginID, e.conv.PortalID, event)
 	require.NoError(t, err)
 	return rows
@@ -145,22 +148,22 @@ func (e *env) audited(t *testing.T, ctx context.Context, event string) []*databa
 
 func TestSetMode(t *testing.T) {
 	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
-		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSecure, "@nurse:clinic.example"))
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSecure, nurse))
 		assert.Equal(t, database.ModeSecure, e.stored(t, ctx).Mode)
 		assert.Equal(t, database.ModeSecure, e.conv.Mode, "the caller's copy follows")
 		rows := e.audited(t, ctx, "mode switched")
 		require.Len(t, rows, 1)
-		assert.Equal(t, "@nurse:clinic.example", rows[0].Actor)
+		assert.Equal(t, nurse, rows[0].Actor)
 		assert.Equal(t, "secure", rows[0].Detail)
 		assert.Equal(t, []string{"mode", "state", "notice"}, e.rooms.calls, "what can be sent, then topic and state, then the notice")
 		assert.Equal(t, []string{conversation.SecureModeNotice}, e.rooms.notices)
 
-		err := e.svc.SetMode(ctx, e.conv, database.ModeSecure, "@nurse:clinic.example")
+		err := e.svc.SetMode(ctx, e.conv, database.ModeSecure, nurse)
 		assert.ErrorIs(t, err, conversation.ErrSameMode)
 		assert.Len(t, e.audited(t, ctx, "mode switched"), 1, "no second audit row for no change")
 		assert.Len(t, e.rooms.notices, 1)
 
-		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSMS, "integration:ehr"))
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSMS, database.IntegrationActor("ehr")))
 		assert.Equal(t, database.ModeSMS, e.stored(t, ctx).Mode)
 		assert.Equal(t, conversation.SMSModeNotice, e.rooms.notices[1])
 		assert.Len(t, e.audited(t, ctx, "mode switched"), 2)
@@ -169,19 +172,19 @@ func TestSetMode(t *testing.T) {
 
 func TestSetPatientName(t *testing.T) {
 	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
-		require.NoError(t, e.svc.SetPatientName(ctx, e.conv, "@nurse:clinic.example", "  Maria   Lopez "))
+		require.NoError(t, e.svc.SetPatientName(ctx, e.conv, nurse, "  Maria   Lopez "))
 		assert.Equal(t, "Maria Lopez", e.stored(t, ctx).PatientName)
 		assert.Equal(t, "Maria Lopez", e.rooms.shown)
 		assert.Len(t, e.audited(t, ctx, "patient named"), 1)
 
 		for raw, want := range map[string]error{"   ": conversation.ErrNameEmpty, strings.Repeat("é", 101): conversation.ErrNameTooLong} {
-			assert.ErrorIs(t, e.svc.SetPatientName(ctx, e.conv, "@nurse:clinic.example", raw), want)
+			assert.ErrorIs(t, e.svc.SetPatientName(ctx, e.conv, nurse, raw), want)
 		}
 		assert.Equal(t, "Maria Lopez", e.stored(t, ctx).PatientName, "a refused name changes nothing")
 		assert.Len(t, e.audited(t, ctx, "patient named"), 1)
 
 		e.rooms.nameErr = errors.New("homeserver down")
-		err := e.svc.SetPatientName(ctx, e.conv, "@nurse:clinic.example", "Maria L. Lopez")
+		err := e.svc.SetPatientName(ctx, e.conv, nurse, "Maria L. Lopez")
 		assert.ErrorIs(t, err, conversation.ErrNotShown)
 		assert.Equal(t, "Maria L. Lopez", e.stored(t, ctx).PatientName, "stored though not shown")
 	})
@@ -191,7 +194,7 @@ func TestTextLink(t *testing.T) {
 	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
 		require.NoError(t, e.db.Conversation.SetPatientLanguage(ctx, e.conv.LoginID, e.conv.PortalID, "es"))
 		conv := e.stored(t, ctx)
-		require.NoError(t, e.svc.TextLink(ctx, conv, outbox.KindAlert, "$cmd", "@nurse:clinic.example", securechat.AlertText))
+		require.NoError(t, e.svc.TextLink(ctx, conv, outbox.KindAlert, "$cmd", nurse, securechat.AlertText))
 		require.Len(t, e.texts.sent, 1)
 		sent := e.texts.sent[0]
 		assert.Equal(t, outbox.KindAlert, sent.Kind)
@@ -208,7 +211,7 @@ func TestTextLink(t *testing.T) {
 
 		require.NoError(t, e.db.Conversation.SetOptedOut(ctx, conv.LoginID, conv.PortalID, true))
 		conv = e.stored(t, ctx)
-		err = e.svc.TextLink(ctx, conv, outbox.KindAlert, "", "system", securechat.AlertText)
+		err = e.svc.TextLink(ctx, conv, outbox.KindAlert, "", database.SystemActor, securechat.AlertText)
 		assert.ErrorIs(t, err, outbox.ErrOptedOut)
 		var refusal *outbox.Refusal
 		assert.ErrorAs(t, err, &refusal)
@@ -221,7 +224,7 @@ func TestTextLink(t *testing.T) {
 
 func TestKeepForSecureChat(t *testing.T) {
 	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
-		msg, err := e.svc.KeepForSecureChat(ctx, e.conv, "integration:ehr", "Integration ehr", "Your lab results are in", "")
+		msg, err := e.svc.KeepForSecureChat(ctx, e.conv, database.IntegrationActor("ehr"), "Integration ehr", "Your lab results are in", "")
 		require.NoError(t, err)
 		assert.Equal(t, "Your lab results are in", msg.Text)
 		rows, err := e.db.Secure.List(ctx, e.conv.LoginID, e.conv.PortalID, 0, 10)
@@ -263,7 +266,7 @@ func TestKeyword(t *testing.T) {
 
 func TestSendByMode(t *testing.T) {
 	eachDB(t, func(t *testing.T, ctx context.Context, e *env) {
-		msg := conversation.Outgoing{Actor: "@kim:clinic.example", Sender: "Nurse Kim", Text: "Your appointment is at 3pm",
+		msg := conversation.Outgoing{Actor: database.StaffActor("@kim:clinic.example"), Sender: "Nurse Kim", Text: "Your appointment is at 3pm",
 			Body: "Nurse Kim: Your appointment is at 3pm", Kind: outbox.KindFollowUp}
 		sent, err := e.svc.Send(ctx, e.conv, msg)
 		require.NoError(t, err)
@@ -280,14 +283,14 @@ func TestSendByMode(t *testing.T) {
 		assert.Equal(t, "Nurse Kim", sent.Secure.SenderName)
 		assert.Len(t, e.texts.sent, 1, "nothing more texted")
 
-		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSecure, "@kim:clinic.example"))
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSecure, database.StaffActor("@kim:clinic.example")))
 		e.texts.optedOut = true
 		sent, err = e.svc.Send(ctx, e.conv, msg)
 		require.NoError(t, err, "an opted-out patient's secure chat still takes messages")
 		assert.Equal(t, database.ModeSecure, sent.Via, "secure mode keeps every message off SMS")
 		assert.Len(t, e.rooms.keptFor, 2)
 
-		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSMS, "@kim:clinic.example"))
+		require.NoError(t, e.svc.SetMode(ctx, e.conv, database.ModeSMS, database.StaffActor("@kim:clinic.example")))
 		_, err = e.svc.Send(ctx, e.conv, msg)
 		assert.ErrorIs(t, err, outbox.ErrOptedOut)
 	})

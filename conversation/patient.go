@@ -47,9 +47,9 @@ func (s *Service) Keyword(ctx context.Context, conv *database.Conversation, keyw
 	log := zerolog.Ctx(ctx).With().Stringer("keyword", keyword).Logger()
 	if keyword != sms.KeywordHelp {
 		optOut := keyword == sms.KeywordOptOut
-		event := map[bool]string{true: "opted out", false: "opted in"}[optOut]
-		err := s.DB.Audited(ctx, &database.AuditEntry{Actor: "patient:sms", LoginID: conv.LoginID, PortalID: conv.PortalID,
-			Event: event, Outcome: "ok", Detail: "keyword"}, func(ctx context.Context) error {
+		event := map[bool]database.AuditEvent{true: database.EventOptedOut, false: database.EventOptedIn}[optOut]
+		err := s.DB.Audited(ctx, &database.AuditEntry{Actor: database.PatientSMSActor, LoginID: conv.LoginID, PortalID: conv.PortalID,
+			Event: event, Outcome: database.OutcomeOK, Detail: "keyword"}, func(ctx context.Context) error {
 			return s.DB.Conversation.SetOptedOut(ctx, conv.LoginID, conv.PortalID, optOut)
 		})
 		if err != nil {

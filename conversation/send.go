@@ -12,8 +12,8 @@ import (
 // Outgoing is a message from the staff side that is not a Matrix event of its own: a
 // follow-up that came due, an integration's message.
 type Outgoing struct {
-	// Actor is who sends it, for the audit log (a staff Matrix ID, "integration:ehr").
-	Actor string
+	// Actor is who sends it, for the audit log (a staff member, an integration).
+	Actor database.AuditActor
 	// Sender is the name the patient sees in the secure chat.
 	Sender string
 	// Text is the message; Body, when set, is what is texted instead (e.g. signed "Kim: …").

@@ -61,16 +61,16 @@ type AuditKeys interface {
 	AuditMAC(id string, data []byte) (mac []byte, ok bool)
 }
 
-// AuditEntry is one audited action: who (a Matrix user, "patient:<session>" or
-// "system"), what, on which conversation, with which outcome. Never a body or a secret.
+// AuditEntry is one audited action: who (auditvocab.go), what, on which conversation,
+// with which outcome. Never a body or a secret.
 type AuditEntry struct {
 	ID       int64
 	At       time.Time
-	Actor    string
+	Actor    AuditActor
 	LoginID  string
 	PortalID string
-	Event    string
-	Outcome  string
+	Event    AuditEvent
+	Outcome  AuditOutcome
 	Detail   string
 	PrevHash string
 	Hash     string
@@ -83,7 +83,7 @@ type AuditEntry struct {
 // over the canonical JSON encoding of the entry's fields and the previous row's hash.
 // Anyone can recompute it, which is why later rows are keyed (ComputeMAC).
 func (e *AuditEntry) ComputeHash() string {
-	canonical, _ := json.Marshal([]any{e.PrevHash, e.At.UnixMilli(), e.Actor, e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail})
+	canonical, _ := json.Marshal([]any{e.PrevHash, e.At.UnixMilli(), e.Actor.String(), e.LoginID, e.PortalID, e.Event, e.Outcome, e.Detail})
 	sum := sha256.Sum256(canonical)
 	return hex.EncodeToString(sum[:])
 }
@@ -92,7 +92,7 @@ func (e *AuditEntry) ComputeHash() string {
 // over the canonical JSON encoding of its fields, the previous row's hash and the key's
 // ID. ok is false when keys does not have that key.
 func (e *AuditEntry) ComputeMAC(keys AuditKeys) (mac string, ok bool) {
-	canonical, _ := json.Marshal([]any{"carebridge audit v10", e.PrevHash, e.At.UnixMilli(), e.Actor, e.LoginID,
+	canonical, _ := json.Marshal([]any{"carebridge audit v10", e.PrevHash, e.At.UnixMilli(), e.Actor.String(), e.LoginID,
 		e.PortalID, e.Event, e.Outcome, e.Detail, e.MACKey})
 	sum, ok := keys.AuditMAC(e.MACKey, canonical)
 	if !ok {
@@ -220,7 +220,7 @@ func isPrevHashConflict(err error) bool {
 }
 
 // Find returns a conversation's entries of one event, oldest first.
-func (aq *AuditQuery) Find(ctx context.Context, loginID, portalID, event string) ([]*AuditEntry, error) {
+func (aq *AuditQuery) Find(ctx context.Context, loginID, portalID string, event AuditEvent) ([]*AuditEntry, error) {
 	return aq.QueryMany(ctx, findAuditQuery, loginID, portalID, event)
 }
 

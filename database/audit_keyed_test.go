@@ -107,7 +107,7 @@ func TestAuditExpectCatchesRewrittenHistory(t *testing.T) {
 		require.NoError(t, err, "the log holds the kept head")
 
 		// An earlier head still holds as the log grows.
-		require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: "system", Event: "audit exported", Outcome: "ok"}))
+		require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: database.SystemActor, Event: "audit exported", Outcome: "ok"}))
 		_, err = db.Audit.VerifyChain(ctx, anchor, database.AuditAnchor{ID: rows[4].ID, Hash: rows[4].Hash})
 		require.NoError(t, err)
 
@@ -190,7 +190,7 @@ func TestAuditKeyRotation(t *testing.T) {
 		ctx := context.Background()
 		rows := appendDay(t, db)
 		db.Audit.SetKeys(testAuditKeys{current: "k2", keys: map[string][]byte{"k1": auditKey1, "k2": auditKey2}})
-		rotated := &database.AuditEntry{Actor: "system:cli:it-admin", Event: "keys rotated", Outcome: "ok", Detail: "250 rows to k2"}
+		rotated := &database.AuditEntry{Actor: database.CLIActor("it-admin"), Event: "keys rotated", Outcome: "ok", Detail: "250 rows to k2"}
 		require.NoError(t, db.Audit.Append(ctx, rotated))
 		assert.Equal(t, "k2", rotated.MACKey)
 		assert.Equal(t, rows[9].Hash, rotated.PrevHash)
@@ -261,11 +261,11 @@ func TestAuditRowsBeforeTheKeyStillVerify(t *testing.T) {
 
 			// A database opened without the key cannot append an unkeyed row after a keyed one.
 			nokey := database.New(raw, zerolog.Nop())
-			err = nokey.Audit.Append(ctx, &database.AuditEntry{Actor: "system", Event: "alert sent", Outcome: "ok"})
+			err = nokey.Audit.Append(ctx, &database.AuditEntry{Actor: database.SystemActor, Event: "alert sent", Outcome: "ok"})
 			require.ErrorIs(t, err, database.ErrAuditNoKey)
 			required := database.New(raw, zerolog.Nop())
 			required.Audit.RequireKeys()
-			err = required.Audit.Append(ctx, &database.AuditEntry{Actor: "system", Event: "alert sent", Outcome: "ok"})
+			err = required.Audit.Append(ctx, &database.AuditEntry{Actor: database.SystemActor, Event: "alert sent", Outcome: "ok"})
 			require.ErrorIs(t, err, database.ErrAuditNoKey)
 
 			// The unkeyed rows are rewritten and recomputed (no key needed for them): the

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/testenv"
@@ -38,16 +39,16 @@ func openAuditDB(tb testing.TB, spec testenv.DBSpec) *database.Database {
 
 // auditDay is what a clinic's audit log holds after a morning: ten events.
 var auditDay = []database.AuditEntry{
-	{Actor: "@nurse.kim:clinic.example", Event: "mode switched", Outcome: "ok", Detail: "secure"},
-	{Actor: "system", Event: "link issued", Outcome: "ok"},
-	{Actor: "@nurse.kim:clinic.example", Event: "message stored for secure chat", Outcome: "ok", Detail: "text"},
-	{Actor: "system", Event: "alert sent", Outcome: "ok"},
-	{Actor: "patient:browser", Event: "code sent", Outcome: "ok"},
-	{Actor: "patient:browser", Event: "code verified", Outcome: "failed", Detail: "1 of 5 attempts"},
-	{Actor: "patient:browser", Event: "code verified", Outcome: "ok"},
-	{Actor: "@dr.okafor:clinic.example", Event: "dob recorded", Outcome: "ok", Detail: "set"},
-	{Actor: "patient:browser", Event: "session ended", Outcome: "ok", Detail: "signed out"},
-	{Actor: "@nurse.kim:clinic.example", Event: "mode switched", Outcome: "ok", Detail: "sms"},
+	{Actor: database.StaffActor("@nurse.kim:clinic.example"), Event: "mode switched", Outcome: "ok", Detail: "secure"},
+	{Actor: database.SystemActor, Event: "link issued", Outcome: "ok"},
+	{Actor: database.StaffActor("@nurse.kim:clinic.example"), Event: "message stored for secure chat", Outcome: "ok", Detail: "text"},
+	{Actor: database.SystemActor, Event: "alert sent", Outcome: "ok"},
+	{Actor: database.ParseAuditActor("patient:browser"), Event: "code sent", Outcome: "ok"},
+	{Actor: database.ParseAuditActor("patient:browser"), Event: "code verified", Outcome: "failed", Detail: "1 of 5 attempts"},
+	{Actor: database.ParseAuditActor("patient:browser"), Event: "code verified", Outcome: "ok"},
+	{Actor: database.StaffActor("@dr.okafor:clinic.example"), Event: "dob recorded", Outcome: "ok", Detail: "set"},
+	{Actor: database.ParseAuditActor("patient:browser"), Event: "session ended", Outcome: "ok", Detail: "signed out"},
+	{Actor: database.StaffActor("@nurse.kim:clinic.example"), Event: "mode switched", Outcome: "ok", Detail: "sms"},
 }
 
 // appendDay writes auditDay a minute apart and returns the stored entries.
@@ -101,7 +102,7 @@ func TestAuditVerifyNamesFirstBrokenRow(t *testing.T) {
 	// The forger here holds the key (an insider): what verify says about the row's place
 	// in the chain is under test, not the key.
 	forge := func(prev string) (e database.AuditEntry) {
-		e = database.AuditEntry{At: time.Date(2026, 1, 12, 8, 34, 30, 0, time.UTC), Actor: "@nurse.kim:clinic.example",
+		e = database.AuditEntry{At: time.Date(2026, 1, 12, 8, 34, 30, 0, time.UTC), Actor: database.StaffActor("@nurse.kim:clinic.example"),
 			LoginID: auditLogin, PortalID: auditPortal, Event: "code unlocked", Outcome: "ok", PrevHash: prev, MACKey: "k1"}
 		e.Hash, _ = e.ComputeMAC(clinicAuditKeys)
 		return
@@ -255,7 +256,7 @@ func TestAuditAppendJoinsTransaction(t *testing.T) {
 		ctx := context.Background()
 		errAction := errors.New("Twilio refused the message")
 		err := db.DoTxn(ctx, nil, func(ctx context.Context) error {
-			require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: "system", LoginID: auditLogin,
+			require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: database.SystemActor, LoginID: auditLogin,
 				PortalID: auditPortal, Event: "alert sent", Outcome: "ok"}))
 			return errAction
 		})
@@ -265,8 +266,8 @@ func TestAuditAppendJoinsTransaction(t *testing.T) {
 		assert.Zero(t, n, "the rolled-back action left no audit row")
 
 		require.NoError(t, db.DoTxn(ctx, nil, func(ctx context.Context) error {
-			for _, ev := range []string{"link revoked", "mode switched"} {
-				if err := db.Audit.Append(ctx, &database.AuditEntry{Actor: "@nurse.kim:clinic.example", LoginID: auditLogin,
+			for _, ev := range []database.AuditEvent{database.EventLinkRevoked, database.EventModeSwitched} {
+				if err := db.Audit.Append(ctx, &database.AuditEntry{Actor: database.StaffActor("@nurse.kim:clinic.example"), LoginID: auditLogin,
 					PortalID: auditPortal, Event: ev, Outcome: "ok"}); err != nil {
 					return err
 				}
@@ -286,12 +287,12 @@ func TestAuditAppendRefusesFork(t *testing.T) {
 		ctx := context.Background()
 		rows := appendDay(t, db)
 		// A row outside the id order that already claims the head as its predecessor.
-		stray := database.AuditEntry{At: time.Now(), Actor: "system", Event: "alert sent", Outcome: "ok", PrevHash: rows[9].Hash}
+		stray := database.AuditEntry{At: time.Now(), Actor: database.SystemActor, Event: "alert sent", Outcome: "ok", PrevHash: rows[9].Hash}
 		stray.Hash = stray.ComputeHash()
 		_, err := db.Exec(ctx, `INSERT INTO audit_log (id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash)
 			VALUES (0, $1, $2, '', '', $3, $4, '', $5, $6)`, stray.At.UnixMilli(), stray.Actor, stray.Event, stray.Outcome, stray.PrevHash, stray.Hash)
 		require.NoError(t, err)
-		err = db.Audit.Append(ctx, &database.AuditEntry{Actor: "system", LoginID: auditLogin, PortalID: auditPortal,
+		err = db.Audit.Append(ctx, &database.AuditEntry{Actor: database.SystemActor, LoginID: auditLogin, PortalID: auditPortal,
 			Event: "link issued", Outcome: "ok"})
 		require.ErrorIs(t, err, database.ErrAuditFork)
 		assert.Contains(t, err.Error(), "would have forked")
@@ -318,7 +319,7 @@ func TestAuditAppendConcurrent(t *testing.T) {
 						defer wg.Done()
 						for i := range each {
 							errs <- db.Audit.Append(context.Background(), &database.AuditEntry{
-								Actor: fmt.Sprintf("@nurse%d:clinic.example", w), LoginID: auditLogin, PortalID: auditPortal,
+								Actor: database.StaffActor(id.UserID(fmt.Sprintf("@nurse%d:clinic.example", w))), LoginID: auditLogin, PortalID: auditPortal,
 								Event: "code sent", Outcome: "ok", Detail: fmt.Sprintf("handle %d, write %d", h, i)})
 						}
 					}()

@@ -81,10 +81,6 @@ const (
 )
 
 const (
-	// PurgeEvent is the audit event of a retention purge.
-	PurgeEvent = "data purged"
-	// PurgeActor is who purges: the bridge itself.
-	PurgeActor = "system"
 	// DefaultPurgeBatch bounds each delete statement and its transaction, so that a large
 	// purge never holds the database's write lock for long.
 	DefaultPurgeBatch = 500
@@ -198,7 +194,7 @@ func (db *Database) Purge(ctx context.Context, now time.Time, policy RetentionPo
 	}
 	for _, step := range steps {
 		*step.count, err = db.purgeBatches(ctx, policy.BatchSize, step.query, step.args, func(n int64) *AuditEntry {
-			return &AuditEntry{Actor: PurgeActor, Event: PurgeEvent, Outcome: "ok",
+			return &AuditEntry{Actor: SystemActor, Event: EventDataPurged, Outcome: OutcomeOK,
 				Detail: step.table + ": " + countRows(n) + " " + step.detail}
 		})
 		if err != nil {
@@ -232,8 +228,8 @@ func (db *Database) purgeSecureMessages(ctx context.Context, cutoff time.Time, p
 	for _, key := range due {
 		n, err := db.purgeBatches(ctx, policy.BatchSize, purgeSecureMessagesQuery,
 			[]any{key.loginID, key.portalID, cutoff.UnixMilli()}, func(n int64) *AuditEntry {
-				return &AuditEntry{Actor: PurgeActor, LoginID: key.loginID, PortalID: key.portalID,
-					Event: PurgeEvent, Outcome: "ok", Detail: "secure_message: " + countRows(n) + " " + detail}
+				return &AuditEntry{Actor: SystemActor, LoginID: key.loginID, PortalID: key.portalID,
+					Event: EventDataPurged, Outcome: OutcomeOK, Detail: "secure_message: " + countRows(n) + " " + detail}
 			})
 		total += n
 		if n > 0 {

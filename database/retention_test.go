@@ -140,12 +140,12 @@ func messageIDs(t *testing.T, db *database.Database, portal string) []int64 {
 
 func purgeAudit(t *testing.T, db *database.Database, loginID, portalID string) []string {
 	t.Helper()
-	entries, err := db.Audit.Find(context.Background(), loginID, portalID, database.PurgeEvent)
+	entries, err := db.Audit.Find(context.Background(), loginID, portalID, database.EventDataPurged)
 	require.NoError(t, err)
 	details := []string{}
 	for _, e := range entries {
-		assert.Equal(t, database.PurgeActor, e.Actor)
-		assert.Equal(t, "ok", e.Outcome)
+		assert.Equal(t, database.SystemActor, e.Actor)
+		assert.Equal(t, database.OutcomeOK, e.Outcome)
 		details = append(details, e.Detail)
 	}
 	return details

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
 )
 
 // ScheduledState is where a scheduled message is in its life.
@@ -67,6 +68,9 @@ type ScheduledMessage struct {
 	SentAt    time.Time
 	Error     string
 }
+
+// Actor is the staff member who wrote the message, as the audit log names them.
+func (m *ScheduledMessage) Actor() AuditActor { return StaffActor(id.UserID(m.CreatedBy)) }
 
 // ScheduledMessageQuery runs the scheduled_message table's statements.
 type ScheduledMessageQuery struct {

@@ -184,8 +184,8 @@ func TestSecureMessages(t *testing.T) {
 func TestAuditChain(t *testing.T) {
 	eachDB(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
-		for _, ev := range []string{"mode switched", "link issued", "code sent", "code verified"} {
-			require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: "@nurse:clinic.example", LoginID: testLogin,
+		for _, ev := range []database.AuditEvent{database.EventModeSwitched, database.EventLinkIssued, database.EventCodeSent, database.EventCodeVerified} {
+			require.NoError(t, db.Audit.Append(ctx, &database.AuditEntry{Actor: database.StaffActor("@nurse:clinic.example"), LoginID: testLogin,
 				PortalID: testPortal, Event: ev, Outcome: "ok"}))
 		}
 		n, err := db.Audit.Verify(ctx)

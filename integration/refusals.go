@@ -132,7 +132,7 @@ func (cl *refusingClient) take(addr string, now time.Time) *database.AuditEntry 
 	if total == 0 {
 		return nil
 	}
-	return &database.AuditEntry{Actor: "unauthenticated", Event: "api calls refused", Outcome: "refused",
+	return &database.AuditEntry{Actor: database.UnauthenticatedActor, Event: database.EventAPICallsRefused, Outcome: database.OutcomeRefused,
 		Detail: fmt.Sprintf("%d more calls from %s in %s: %s", total, addr, window, strings.Join(answers, ", "))}
 }
 

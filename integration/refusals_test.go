@@ -101,7 +101,7 @@ func runBadTokenBurst(t *testing.T, kind string) {
 	first, err := db.Audit.Find(ctx, "", "", "api call")
 	require.NoError(t, err)
 	require.Len(t, first, 1)
-	assert.Equal(t, "unauthenticated", first[0].Actor)
+	assert.Equal(t, database.UnauthenticatedActor, first[0].Actor)
 	assert.Equal(t, "GET /_carebridge/api/v1/conversations/{id} 401", first[0].Detail)
 
 	// A good token from the same address is not held back, and is audited as always.
@@ -120,8 +120,8 @@ func runBadTokenBurst(t *testing.T, kind string) {
 	rows, err := db.Audit.Find(ctx, "", "", "api calls refused")
 	require.NoError(t, err)
 	require.Len(t, rows, 1)
-	assert.Equal(t, "unauthenticated", rows[0].Actor)
-	assert.Equal(t, "refused", rows[0].Outcome)
+	assert.Equal(t, database.UnauthenticatedActor, rows[0].Actor)
+	assert.Equal(t, database.OutcomeRefused, rows[0].Outcome)
 	assert.Regexp(t, `^299 more calls from 203\.0\.113\.7 in 1m0s: 401 invalid_token ×\d, 401 missing_token ×\d, 429 rate_limited ×290$`, rows[0].Detail)
 	assert.Equal(t, 4, auditRows())
 

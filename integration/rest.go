@@ -25,20 +25,20 @@ type Backend interface {
 	NormalizePhone(raw string) (string, error)
 	// OpenConversation finds the conversation of the patient with the clinic number, or
 	// creates it with its room, its staff and team invited (created: true).
-	OpenConversation(ctx context.Context, actor, loginID, patient string) (conv *database.Conversation, created bool, err error)
+	OpenConversation(ctx context.Context, actor database.AuditActor, loginID, patient string) (conv *database.Conversation, created bool, err error)
 	// SetPatientName shows the patient's name in the room (audited).
-	SetPatientName(ctx context.Context, actor string, conv *database.Conversation, name string) error
+	SetPatientName(ctx context.Context, actor database.AuditActor, conv *database.Conversation, name string) error
 	// SetDOB records the date of birth the secure chat asks for (audited).
-	SetDOB(ctx context.Context, actor string, conv *database.Conversation, dob string) error
+	SetDOB(ctx context.Context, actor database.AuditActor, conv *database.Conversation, dob string) error
 	// SetSecure switches the conversation to secure mode (audited).
-	SetSecure(ctx context.Context, actor string, conv *database.Conversation) error
+	SetSecure(ctx context.Context, actor database.AuditActor, conv *database.Conversation) error
 	// CheckTemplate says whether a template of this name is configured (an *Error if not).
 	CheckTemplate(name string) error
 	// Template returns the configured template's text filled for the conversation.
-	Template(ctx context.Context, actor string, conv *database.Conversation, name string) (string, error)
+	Template(ctx context.Context, actor database.AuditActor, conv *database.Conversation, name string) (string, error)
 	// Send sends text to the patient: into the secure chat (with an alert) when secure is
 	// true or the conversation is in secure mode, by SMS otherwise; the room sees it.
-	Send(ctx context.Context, actor string, conv *database.Conversation, text string, secure bool) (*Sent, error)
+	Send(ctx context.Context, actor database.AuditActor, conv *database.Conversation, text string, secure bool) (*Sent, error)
 	// LastActivity is when a message last went either way in the conversation.
 	LastActivity(ctx context.Context, conv *database.Conversation) time.Time
 	// UnreadByPatient counts staff messages in the secure chat the patient has not read.

@@ -28,7 +28,7 @@ func (b scopeBackend) ClinicNumbers() map[string]string {
 	return map[string]string{"+15550001111": "15550001111", "+15550002222": "15550002222"}
 }
 func (b scopeBackend) NormalizePhone(raw string) (string, error) { return raw, nil }
-func (b scopeBackend) OpenConversation(ctx context.Context, _, loginID, patient string) (*database.Conversation, bool, error) {
+func (b scopeBackend) OpenConversation(ctx context.Context, _ database.AuditActor, loginID, patient string) (*database.Conversation, bool, error) {
 	existing, err := b.db.Conversation.Get(ctx, loginID, patient[1:])
 	if err != nil || existing != nil {
 		return existing, false, err
@@ -37,18 +37,20 @@ func (b scopeBackend) OpenConversation(ctx context.Context, _, loginID, patient 
 		ClinicPhone: "+" + loginID, PatientPhone: patient, Mode: database.ModeSMS})
 	return conv, true, err
 }
-func (b scopeBackend) SetPatientName(ctx context.Context, _ string, conv *database.Conversation, name string) error {
+func (b scopeBackend) SetPatientName(ctx context.Context, _ database.AuditActor, conv *database.Conversation, name string) error {
 	return b.db.Conversation.SetPatientName(ctx, conv.PatientPhone, name)
 }
-func (b scopeBackend) SetDOB(context.Context, string, *database.Conversation, string) error {
+func (b scopeBackend) SetDOB(context.Context, database.AuditActor, *database.Conversation, string) error {
 	return nil
 }
-func (b scopeBackend) SetSecure(context.Context, string, *database.Conversation) error { return nil }
-func (b scopeBackend) CheckTemplate(string) error                                      { return nil }
-func (b scopeBackend) Template(context.Context, string, *database.Conversation, string) (string, error) {
+func (b scopeBackend) SetSecure(context.Context, database.AuditActor, *database.Conversation) error {
+	return nil
+}
+func (b scopeBackend) CheckTemplate(string) error { return nil }
+func (b scopeBackend) Template(context.Context, database.AuditActor, *database.Conversation, string) (string, error) {
 	return "", nil
 }
-func (b scopeBackend) Send(context.Context, string, *database.Conversation, string, bool) (*Sent, error) {
+func (b scopeBackend) Send(context.Context, database.AuditActor, *database.Conversation, string, bool) (*Sent, error) {
 	return &Sent{}, nil
 }
 func (b scopeBackend) LastActivity(context.Context, *database.Conversation) time.Time {
@@ -71,7 +73,7 @@ func TestIntegrationOnOneNumberNeitherRenamesNorReadsOtherNumbersPatients(t *tes
 			require.NoError(t, db.Upgrade(ctx))
 			backend := scopeBackend{db}
 			// Staff of clinic number B named the patient.
-			convB, _, err := backend.OpenConversation(ctx, "", "15550002222", "+15551234567")
+			convB, _, err := backend.OpenConversation(ctx, database.AuditActor{}, "15550002222", "+15551234567")
 			require.NoError(t, err)
 			require.NoError(t, db.Conversation.SetPatientName(ctx, convB.PatientPhone, "Jane Doe"))
 

@@ -152,7 +152,7 @@ type call struct {
 }
 
 // Actor names the integration in the audit log.
-func (c *call) Actor() string { return "integration:" + c.integ.Name }
+func (c *call) Actor() database.AuditActor { return database.IntegrationActor(c.integ.Name) }
 
 func (c *call) touch(conv *database.Conversation) {
 	if conv != nil {
@@ -284,22 +284,22 @@ func (s *Server) auditCall(r *http.Request, c *call, status int) {
 	if c.counted {
 		return
 	}
-	actor := "unauthenticated"
+	actor := database.UnauthenticatedActor
 	if c.integ != nil {
 		actor = c.Actor()
 	}
-	outcome := "ok"
+	outcome := database.OutcomeOK
 	switch {
 	case status >= 500:
-		outcome = "failed"
+		outcome = database.OutcomeFailed
 	case status >= 400:
-		outcome = "refused"
+		outcome = database.OutcomeRefused
 	}
 	pattern := r.Pattern
 	if pattern == "" {
 		pattern = r.Method + " " + r.URL.Path
 	}
-	entry := &database.AuditEntry{Actor: actor, LoginID: c.loginID, PortalID: c.portalID, Event: "api call",
+	entry := &database.AuditEntry{Actor: actor, LoginID: c.loginID, PortalID: c.portalID, Event: database.EventAPICall,
 		Outcome: outcome, Detail: fmt.Sprintf("%s %d", pattern, status)}
 	if err := s.db.Audited(context.WithoutCancel(r.Context()), entry, nil); err != nil {
 		s.log.Err(err).Str("route", pattern).Msg("Failed to audit an integration API call")

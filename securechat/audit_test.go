@@ -31,7 +31,7 @@ func auditTrail(t *testing.T, f *coreFixture) []string {
 func TestCoreAuditTrail(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
-		_, err := f.svc.AddStaffMessage(ctx, f.conv, "@nurse:clinic.example", "Nurse Kim", database.SecureText, "Results are in.", "", nil, "$s")
+		_, err := f.svc.AddStaffMessage(ctx, f.conv, testNurse, "Nurse Kim", database.SecureText, "Results are in.", "", nil, "$s")
 		require.NoError(t, err)
 		token := f.link(t)
 		_, err = f.svc.OpenLink(ctx, token)
@@ -52,7 +52,7 @@ func TestCoreAuditTrail(t *testing.T) {
 		_, _, err = f.svc.File(ctx, sess, sent.ID)
 		require.NoError(t, err)
 		require.NoError(t, f.svc.SignOut(ctx, sess))
-		require.NoError(t, f.svc.Revoke(ctx, f.conv, "@nurse:clinic.example"))
+		require.NoError(t, f.svc.Revoke(ctx, f.conv, testNurse))
 		_, err = f.svc.OpenLink(ctx, token)
 		require.ErrorIs(t, err, ErrLinkRevoked)
 
@@ -85,11 +85,11 @@ func TestCoreAuditFailureUndoesAction(t *testing.T) {
 
 		_, err = f.svc.DB.Exec(ctx, "ALTER TABLE audit_log RENAME TO audit_log_away")
 		require.NoError(t, err)
-		_, err = f.svc.IssueLink(ctx, f.conv, "@nurse:clinic.example")
+		_, err = f.svc.IssueLink(ctx, f.conv, testNurse)
 		assert.Error(t, err, "no link without its audit row")
 		_, err = f.svc.AddPatientMessage(ctx, sess, database.SecureText, "I feel dizzy", "", nil)
 		assert.Error(t, err, "no message without its audit row")
-		assert.Error(t, f.svc.SetDOB(ctx, f.conv, "1980-02-29", "@nurse:clinic.example"))
+		assert.Error(t, f.svc.SetDOB(ctx, f.conv, "1980-02-29", testNurse))
 		assert.Error(t, f.svc.SignOut(ctx, sess))
 		_, err = f.svc.Messages(ctx, sess, 0)
 		assert.Error(t, err, "nothing is shown without its audit row")

@@ -307,7 +307,7 @@ func TestBrowserNarrowScreenLargeText(t *testing.T) {
 	e.svc.ClinicName = "Riverside Community Family Health Clinic"
 	e.svc.Config.Pages = config.PagesConfig{ClinicPhone: "+15550001111", HelpURL: "https://riverside.example/help",
 		PrivacyURL: "https://riverside.example/privacy", AccessibilityURL: "https://riverside.example/accessibility"}
-	require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", "@nurse:clinic.example"))
+	require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", testNurse))
 	e.staffMessage(browserStaffFirst + " Ver: https://riverside.example/instructions/wound-care-after-the-procedure-2024.pdf")
 	ctx := testenv.NewBrowser(t, true)
 	browserRun(t, ctx, chromedp.EmulateViewport(320, 640, chromedp.EmulateScale(2), chromedp.EmulateMobile))

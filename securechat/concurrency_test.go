@@ -118,7 +118,7 @@ func (f *coreFixture) failedCodes(t *testing.T, token string) *database.SecureLi
 	return link.Row
 }
 
-func (f *coreFixture) auditCount(t *testing.T, event string) int {
+func (f *coreFixture) auditCount(t *testing.T, event database.AuditEvent) int {
 	entries, err := f.svc.DB.Audit.Find(context.Background(), f.conv.LoginID, f.conv.PortalID, event)
 	require.NoError(t, err)
 	return len(entries)
@@ -194,7 +194,7 @@ func TestRightCodeInABurstIsNotCountedAsWrong(t *testing.T) {
 
 		// The same right code sent many times at once starts one session; the replays
 		// are wrong codes, and never more than the lockout allows are compared.
-		require.NoError(t, f.svc.Unlock(ctx, f.conv, "@nurse:clinic.example"))
+		require.NoError(t, f.svc.Unlock(ctx, f.conv, testNurse))
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
 		right = backend.lastCode(t)
 		sessions.Store(0)
@@ -215,7 +215,7 @@ func TestDateOfBirthGuessesLockTheLinkUnderConcurrency(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
 		services, metrics, backend := f.replicas(t, 4)
-		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-03", "@nurse:clinic.example"))
+		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-03", testNurse))
 		token := f.link(t)
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
 		right := backend.lastCode(t)
@@ -285,7 +285,7 @@ func TestCodeSendLimitPerNumberHoldsUnderConcurrency(t *testing.T) {
 			if i%2 == 1 {
 				conv = other
 			}
-			url, err := f.svc.IssueLink(ctx, conv, "@nurse:clinic.example")
+			url, err := f.svc.IssueLink(ctx, conv, testNurse)
 			require.NoError(t, err)
 			tokens = append(tokens, url[len("https://clinic.example/s/"):])
 		}

@@ -229,7 +229,7 @@ func TestPreviewIsResealedByKeyRotation(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
 		photo := phonePhoto(t, 1600, 1200)
-		msg, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+		msg, err := e.svc.AddStaffMessage(ctx, e.conv, testNurse, testStaffName, database.SecureImage,
 			"rash.jpg", "image/jpeg", photo, "$p")
 		require.NoError(t, err)
 		sess := &Session{Conversation: e.conv, Hash: strings.Repeat("0", 64)}

@@ -14,7 +14,7 @@ import (
 func TestCoreLookupsAcrossRotation(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
-		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-29", "@nurse:clinic.example"))
+		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-29", testNurse))
 		token := f.link(t)
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
 		code := f.backend.lastCode(t)

@@ -94,7 +94,8 @@ func randomToken(n int) (string, error) {
 
 // audit appends one event to the audit log. Called inside txn, it is part of the action's
 // transaction: when it cannot be written, the action does not happen either.
-func (s *Service) audit(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) error {
+func (s *Service) audit(ctx context.Context, actor database.AuditActor, conv *database.Conversation, event database.AuditEvent,
+	outcome database.AuditOutcome, detail string) error {
 	err := s.DB.Audit.Append(ctx, &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID,
 		Event: event, Outcome: outcome, Detail: detail, At: s.now()})
 	if err != nil {
@@ -109,7 +110,8 @@ func (s *Service) txn(ctx context.Context, fn func(ctx context.Context) error) e
 }
 
 // Audited runs a change to the database and its audit event in one transaction.
-func (s *Service) Audited(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string,
+func (s *Service) Audited(ctx context.Context, actor database.AuditActor, conv *database.Conversation, event database.AuditEvent,
+	outcome database.AuditOutcome, detail string,
 	change func(ctx context.Context) error) error {
 	return s.DB.Audited(ctx, &database.AuditEntry{Actor: actor, LoginID: conv.LoginID, PortalID: conv.PortalID,
 		Event: event, Outcome: outcome, Detail: detail, At: s.now()}, change)
@@ -117,28 +119,29 @@ func (s *Service) Audited(ctx context.Context, actor string, conv *database.Conv
 
 // auditAlone writes an event that goes with no change of ours (a refusal, a failed
 // send); a failure to write it is logged, and the caller's answer stands.
-func (s *Service) auditAlone(ctx context.Context, actor string, conv *database.Conversation, event, outcome, detail string) {
+func (s *Service) auditAlone(ctx context.Context, actor database.AuditActor, conv *database.Conversation, event database.AuditEvent,
+	outcome database.AuditOutcome, detail string) {
 	if err := s.audit(ctx, actor, conv, event, outcome, detail); err != nil {
-		zerolog.Ctx(ctx).Err(err).Str("event", event).Msg("Failed to write audit log")
+		zerolog.Ctx(ctx).Err(err).Str("event", string(event)).Msg("Failed to write audit log")
 	}
 }
 
 // patientActor names a patient's session in the audit log by a prefix of its keyed hash.
-func patientActor(sessionHash string) string {
-	return "patient:" + sessionHash[:12]
+func patientActor(sessionHash string) database.AuditActor {
+	return database.PatientSessionActor(sessionHash)
 }
 
 // ---- links ----------------------------------------------------------------------
 
 // IssueLink creates a link to the conversation's secure chat (at least 144 random bits;
 // only its keyed hash is stored) and returns its URL.
-func (s *Service) IssueLink(ctx context.Context, conv *database.Conversation, actor string) (string, error) {
+func (s *Service) IssueLink(ctx context.Context, conv *database.Conversation, actor database.AuditActor) (string, error) {
 	token, err := randomToken(18)
 	if err != nil {
 		return "", err
 	}
 	now := s.now()
-	err = s.Audited(ctx, actor, conv, "link issued", "ok", "", func(ctx context.Context) error {
+	err = s.Audited(ctx, actor, conv, database.EventLinkIssued, database.OutcomeOK, "", func(ctx context.Context) error {
 		return s.DB.Link.Insert(ctx, &database.SecureLink{TokenHash: s.Keys.Hash("link", token), LoginID: conv.LoginID,
 			PortalID: conv.PortalID, CreatedAt: now, ExpiresAt: now.Add(s.Config.LinkLifetime)})
 	})
@@ -149,9 +152,9 @@ func (s *Service) IssueLink(ctx context.Context, conv *database.Conversation, ac
 }
 
 // Revoke ends every link and session of the conversation.
-func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor string) error {
+func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error {
 	now := s.now()
-	err := s.Audited(ctx, actor, conv, "link revoked", "ok", "all links and sessions", func(ctx context.Context) error {
+	err := s.Audited(ctx, actor, conv, database.EventLinkRevoked, database.OutcomeOK, "all links and sessions", func(ctx context.Context) error {
 		if err := s.DB.Link.RevokeAll(ctx, conv.LoginID, conv.PortalID, now); err != nil {
 			return err
 		}
@@ -165,15 +168,15 @@ func (s *Service) Revoke(ctx context.Context, conv *database.Conversation, actor
 }
 
 // Unlock lifts a lockout after wrong codes.
-func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor string) error {
-	return s.Audited(ctx, actor, conv, "code unlocked", "ok", "", func(ctx context.Context) error {
+func (s *Service) Unlock(ctx context.Context, conv *database.Conversation, actor database.AuditActor) error {
+	return s.Audited(ctx, actor, conv, database.EventCodeUnlocked, database.OutcomeOK, "", func(ctx context.Context) error {
 		return s.DB.Link.UnlockAll(ctx, conv.LoginID, conv.PortalID)
 	})
 }
 
 // SetDOB records the date of birth the patient must also enter (YYYY-MM-DD), kept only
 // as a keyed hash; "" clears it.
-func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, dob, actor string) error {
+func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, dob string, actor database.AuditActor) error {
 	hash := ""
 	if dob != "" {
 		normalized, err := NormalizeDOB(dob)
@@ -182,7 +185,7 @@ func (s *Service) SetDOB(ctx context.Context, conv *database.Conversation, dob, 
 		}
 		hash = s.dobHash(conv, normalized)
 	}
-	return s.Audited(ctx, actor, conv, "dob recorded", "ok", map[bool]string{true: "cleared", false: "set"}[hash == ""],
+	return s.Audited(ctx, actor, conv, database.EventDOBRecorded, database.OutcomeOK, map[bool]string{true: "cleared", false: "set"}[hash == ""],
 		func(ctx context.Context) error {
 			return s.DB.Conversation.SetDOBHash(ctx, conv.LoginID, conv.PortalID, hash)
 		})
@@ -252,18 +255,18 @@ func (s *Service) OpenLink(ctx context.Context, token string) (*Link, error) {
 	if link == nil {
 		return nil, err // unknown links name no conversation
 	}
-	event, outcome := "link opened", "ok"
+	event, outcome := database.EventLinkOpened, database.OutcomeOK
 	switch {
 	case errors.Is(err, ErrLinkExpired):
-		event, outcome = "link expired", "opened after expiry"
+		event, outcome = database.EventLinkExpired, database.OutcomeOpenedExpired
 	case errors.Is(err, ErrLinkRevoked):
-		outcome = "revoked"
+		outcome = database.OutcomeRevoked
 	case errors.Is(err, ErrLinkLocked):
-		outcome = "locked"
+		outcome = database.OutcomeLocked
 	case err != nil:
 		return link, err
 	}
-	if auditErr := s.audit(ctx, "patient:link", link.Conversation, event, outcome, ""); auditErr != nil {
+	if auditErr := s.audit(ctx, database.PatientLinkActor, link.Conversation, event, outcome, ""); auditErr != nil {
 		return nil, auditErr
 	}
 	return link, err
@@ -301,7 +304,7 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	// The code is stored (and its issue audited) before it is texted: a code that
 	// reached the phone always works. The send's outcome is its own event. The limits are
 	// counted by the statement that stores it, so requests at once cannot all pass them.
-	err = s.Audited(ctx, "patient:link", conv, "code issued", "ok", "", func(ctx context.Context) error {
+	err = s.Audited(ctx, database.PatientLinkActor, conv, database.EventCodeIssued, database.OutcomeOK, "", func(ctx context.Context) error {
 		stored, err := s.DB.Code.InsertWithinLimit(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash,
 			PatientPhone: conv.PatientPhone, CodeHash: s.Keys.Hash("code", code), CreatedAt: now,
 			ExpiresAt: now.Add(s.Config.CodeLifetime)}, now.Add(-time.Hour), s.Config.CodesPerHour)
@@ -311,7 +314,7 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 		return err
 	})
 	if errors.Is(err, ErrRateLimited) {
-		s.auditAlone(ctx, "patient:link", conv, "code sent", "rate limited", "")
+		s.auditAlone(ctx, database.PatientLinkActor, conv, database.EventCodeSent, database.OutcomeRateLimited, "")
 		s.metrics().CodeRateLimited()
 		return ErrRateLimited
 	} else if err != nil {
@@ -320,10 +323,10 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, codeHost(s.PublicBase), s.Config.CodeLifetime))
 	s.metrics().CodeSent(err)
 	if err != nil {
-		s.auditAlone(ctx, "patient:link", conv, "code sent", "failed", "")
+		s.auditAlone(ctx, database.PatientLinkActor, conv, database.EventCodeSent, database.OutcomeFailed, "")
 		return fmt.Errorf("failed to text the code: %w", err)
 	}
-	s.auditAlone(ctx, "patient:link", conv, "code sent", "ok", "")
+	s.auditAlone(ctx, database.PatientLinkActor, conv, database.EventCodeSent, database.OutcomeOK, "")
 	return nil
 }
 
@@ -355,7 +358,7 @@ func (s *Service) Verify(ctx context.Context, token, code, dob string) (string, 
 		}
 		return "", link, err
 	case errors.Is(err, ErrCodeExpired):
-		s.auditAlone(ctx, "patient:link", link.Conversation, "code failed", "expired", "")
+		s.auditAlone(ctx, database.PatientLinkActor, link.Conversation, database.EventCodeFailed, database.OutcomeExpired, "")
 		s.metrics().CodeFailed("expired")
 		return "", link, ErrCodeExpired
 	case err != nil:
@@ -409,11 +412,11 @@ func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string,
 		}
 	}
 	if !codeOK || !dobOK {
-		event, outcome, detail, answer := "code failed", "wrong", "", ErrWrongCode
+		event, outcome, detail, answer := database.EventCodeFailed, database.OutcomeWrong, "", ErrWrongCode
 		if tries >= limit {
-			event, outcome, detail, answer = "code locked", "locked", fmt.Sprintf("%d wrong codes", tries), ErrLinkLocked
+			event, outcome, detail, answer = database.EventCodeLocked, database.OutcomeLocked, fmt.Sprintf("%d wrong codes", tries), ErrLinkLocked
 		}
-		if err = s.audit(ctx, "patient:link", conv, event, outcome, detail); err != nil {
+		if err = s.audit(ctx, database.PatientLinkActor, conv, event, outcome, detail); err != nil {
 			return "", nil, err
 		}
 		return "", answer, nil
@@ -435,10 +438,10 @@ func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string,
 			return "", nil, err
 		}
 	}
-	if err = s.audit(ctx, patientActor(sessionHash), conv, "code verified", "ok", ""); err != nil {
+	if err = s.audit(ctx, patientActor(sessionHash), conv, database.EventCodeVerified, database.OutcomeOK, ""); err != nil {
 		return "", nil, err
 	}
-	if err = s.audit(ctx, patientActor(sessionHash), conv, "session started", "ok", ""); err != nil {
+	if err = s.audit(ctx, patientActor(sessionHash), conv, database.EventSessionStarted, database.OutcomeOK, ""); err != nil {
 		return "", nil, err
 	}
 	return session, nil, nil
@@ -457,7 +460,7 @@ type Session struct {
 }
 
 // Actor names the session in the audit log.
-func (sess *Session) Actor() string { return patientActor(sess.Hash) }
+func (sess *Session) Actor() database.AuditActor { return patientActor(sess.Hash) }
 
 // Session returns the open session for a cookie value and records activity. A session
 // idle for session_idle or older than session_max ends (HIPAA automatic logoff).
@@ -501,7 +504,7 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 		if !now.Before(row.ExpiresAt) {
 			reason = "maximum length"
 		}
-		err = s.Audited(ctx, patientActor(hash), conv, "session timed out", "ended", reason, func(ctx context.Context) error {
+		err = s.Audited(ctx, patientActor(hash), conv, database.EventSessionTimedOut, database.OutcomeEnded, reason, func(ctx context.Context) error {
 			return s.DB.Session.End(ctx, hash, now)
 		})
 		if err != nil {
@@ -525,7 +528,7 @@ func (s *Service) session(ctx context.Context, token string, touch bool) (*Sessi
 
 // SignOut ends a session at once.
 func (s *Service) SignOut(ctx context.Context, sess *Session) error {
-	return s.Audited(ctx, sess.Actor(), sess.Conversation, "session ended", "signed out", "", func(ctx context.Context) error {
+	return s.Audited(ctx, sess.Actor(), sess.Conversation, database.EventSessionEnded, database.OutcomeSignedOut, "", func(ctx context.Context) error {
 		return s.DB.Session.End(ctx, sess.Hash, s.now())
 	})
 }
@@ -548,7 +551,7 @@ func (s *Service) open(conv *database.Conversation, row *database.SecureMessage)
 
 // store seals and stores one message, with its audit event, in one transaction. text is
 // the text, or the file name for files. A photo gets its preview for the page.
-func (s *Service) store(ctx context.Context, actor, event string, conv *database.Conversation, fromPatient bool, sender string,
+func (s *Service) store(ctx context.Context, actor database.AuditActor, event database.AuditEvent, conv *database.Conversation, fromPatient bool, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
 	keyID, body, err := s.Keys.Seal([]byte(text), additional(conv, "body"))
 	if err != nil {
@@ -572,7 +575,7 @@ func (s *Service) store(ctx context.Context, actor, event string, conv *database
 			}
 		}
 	}
-	err = s.Audited(ctx, actor, conv, event, "ok", string(kind), func(ctx context.Context) error {
+	err = s.Audited(ctx, actor, conv, event, database.OutcomeOK, string(kind), func(ctx context.Context) error {
 		return s.DB.Secure.Insert(ctx, row)
 	})
 	if err != nil {
@@ -583,9 +586,9 @@ func (s *Service) store(ctx context.Context, actor, event string, conv *database
 
 // AddStaffMessage keeps a staff message (text, or a file with its name) for the web chat;
 // actor is the staff member's Matrix ID, sender the name the patient sees.
-func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, actor, sender string,
+func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, actor database.AuditActor, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
-	msg, err := s.store(ctx, actor, "message stored for secure chat", conv, false, sender, kind, text, contentType, data, eventID)
+	msg, err := s.store(ctx, actor, database.EventSecureMessageStored, conv, false, sender, kind, text, contentType, data, eventID)
 	if err != nil {
 		return nil, err
 	}
@@ -607,7 +610,7 @@ func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind dat
 		}
 		data = stripped
 	}
-	msg, err := s.store(ctx, sess.Actor(), "message sent", conv, true, "", kind, text, contentType, data, "")
+	msg, err := s.store(ctx, sess.Actor(), database.EventMessageSent, conv, true, "", kind, text, contentType, data, "")
 	if err != nil {
 		return nil, err
 	}
@@ -689,7 +692,7 @@ func (s *Service) Messages(ctx context.Context, sess *Session, afterID int64) ([
 		}
 	}
 	var read int64
-	err = s.Audited(ctx, sess.Actor(), conv, "messages read", "ok", fmt.Sprintf("%d messages", len(msgs)), func(ctx context.Context) error {
+	err = s.Audited(ctx, sess.Actor(), conv, database.EventMessagesRead, database.OutcomeOK, fmt.Sprintf("%d messages", len(msgs)), func(ctx context.Context) error {
 		if newestStaff == nil {
 			return nil
 		}
@@ -726,7 +729,7 @@ func (s *Service) File(ctx context.Context, sess *Session, id int64) (*Message, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to open attachment %d: %w", id, err)
 	}
-	if err = s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", ""); err != nil {
+	if err = s.audit(ctx, sess.Actor(), conv, database.EventAttachmentDownloaded, database.OutcomeOK, ""); err != nil {
 		return nil, nil, err
 	}
 	return msg, data, nil
@@ -746,7 +749,7 @@ func (s *Service) Preview(ctx context.Context, sess *Session, id int64) ([]byte,
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the preview of attachment %d: %w", id, err)
 	}
-	if err = s.audit(ctx, sess.Actor(), conv, "attachment downloaded", "ok", "preview"); err != nil {
+	if err = s.audit(ctx, sess.Actor(), conv, database.EventAttachmentDownloaded, database.OutcomeOK, "preview"); err != nil {
 		return nil, err
 	}
 	return thumb, nil

@@ -51,6 +51,9 @@ func (b *coreBackend) PatientRead(_ context.Context, _ *database.Conversation, n
 	return nil
 }
 
+// testNurse is the staff member of the tests.
+var testNurse = database.StaffActor("@nurse:clinic.example")
+
 var codePattern = regexp.MustCompile(`\b(\d{6})\b`)
 
 func (b *coreBackend) lastCode(t *testing.T) string {
@@ -91,7 +94,7 @@ func newCoreFixture(t *testing.T, kind string) *coreFixture {
 }
 
 func (f *coreFixture) link(t *testing.T) string {
-	url, err := f.svc.IssueLink(context.Background(), f.conv, "@nurse:clinic.example")
+	url, err := f.svc.IssueLink(context.Background(), f.conv, testNurse)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(url, "https://clinic.example/s/"))
 	return strings.TrimPrefix(url, "https://clinic.example/s/")
@@ -159,7 +162,7 @@ func TestCoreLockoutSurvivesNewCode(t *testing.T) {
 		_, _, err = f.svc.Verify(ctx, token, f.backend.lastCode(t), "")
 		assert.ErrorIs(t, err, ErrLinkLocked, "even the right code fails while locked")
 
-		require.NoError(t, f.svc.Unlock(ctx, f.conv, "@nurse:clinic.example"))
+		require.NoError(t, f.svc.Unlock(ctx, f.conv, testNurse))
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))
 		_, _, err = f.svc.Verify(ctx, token, f.backend.lastCode(t), "")
 		assert.NoError(t, err)
@@ -188,8 +191,8 @@ func TestCoreRateLimit(t *testing.T) {
 func TestCoreDOBAndSessions(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
-		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-03", "@nurse:clinic.example"))
-		assert.ErrorIs(t, f.svc.SetDOB(ctx, f.conv, "03/02/1980", "@nurse:clinic.example"), ErrInvalidDOB)
+		require.NoError(t, f.svc.SetDOB(ctx, f.conv, "1980-02-03", testNurse))
+		assert.ErrorIs(t, f.svc.SetDOB(ctx, f.conv, "03/02/1980", testNurse), ErrInvalidDOB)
 		conv, err := f.svc.DB.Conversation.Get(ctx, f.conv.LoginID, f.conv.PortalID)
 		require.NoError(t, err)
 		assert.NotContains(t, conv.DOBHash, "1980", "only a keyed hash is kept")
@@ -231,7 +234,7 @@ func TestCoreDOBAndSessions(t *testing.T) {
 		_, err = f.svc.Session(ctx, session)
 		assert.ErrorIs(t, err, ErrSessionEnded)
 
-		require.NoError(t, f.svc.Revoke(ctx, f.conv, "@nurse:clinic.example"))
+		require.NoError(t, f.svc.Revoke(ctx, f.conv, testNurse))
 		_, err = f.svc.CheckLink(ctx, token)
 		assert.ErrorIs(t, err, ErrLinkRevoked)
 	})
@@ -240,7 +243,7 @@ func TestCoreDOBAndSessions(t *testing.T) {
 func TestCoreMessagesSealedAtRest(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()
-		staff, err := f.svc.AddStaffMessage(ctx, f.conv, "@nurse:clinic.example", "Nurse Kim", database.SecureText, "Your potassium is 5.9; please come in.", "", nil, "$staff")
+		staff, err := f.svc.AddStaffMessage(ctx, f.conv, testNurse, "Nurse Kim", database.SecureText, "Your potassium is 5.9; please come in.", "", nil, "$staff")
 		require.NoError(t, err)
 		token := f.link(t)
 		require.NoError(t, f.svc.SendCode(ctx, token, "en"))

@@ -199,7 +199,7 @@ func newWebEnv(t testing.TB, kind string, opts webEnvOptions) *webEnv {
 	e.web.Register(mux)
 
 	e.conv = e.newConversation(testPortalID, testPatientPhone)
-	e.linkURL, err = e.svc.IssueLink(ctx, e.conv, "@nurse:clinic.example")
+	e.linkURL, err = e.svc.IssueLink(ctx, e.conv, testNurse)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(e.linkURL, e.srv.URL+LinkPath), e.linkURL)
 	e.token = strings.TrimPrefix(e.linkURL, e.srv.URL+LinkPath)
@@ -236,7 +236,7 @@ func (e *webEnv) linkRow() *database.SecureLink {
 }
 
 func (e *webEnv) staffMessage(text string) *Message {
-	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", testStaffName, database.SecureText, text, "", nil, "$staff")
+	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, testNurse, testStaffName, database.SecureText, text, "", nil, "$staff")
 	require.NoError(e.t, err)
 	return msg
 }

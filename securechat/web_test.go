@@ -205,7 +205,7 @@ func TestWrongCodesLockTheLink(t *testing.T) {
 		assert.Nil(t, c.cookie("__Host-carebridge"))
 
 		// Staff unlock: a new code then works.
-		require.NoError(t, e.svc.Unlock(context.Background(), e.conv, "@nurse:clinic.example"))
+		require.NoError(t, e.svc.Unlock(context.Background(), e.conv, testNurse))
 		c.signIn()
 	})
 }
@@ -308,7 +308,7 @@ func TestRevokedLink(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		c := e.newClient()
 		c.signIn()
-		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, "@nurse:clinic.example"))
+		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, testNurse))
 		res := c.get(LinkPath + e.token)
 		assert.Equal(t, http.StatusGone, res.Status)
 		assert.Contains(t, res.Body, "This link no longer works")
@@ -321,7 +321,7 @@ func TestRevokedLink(t *testing.T) {
 
 func TestDateOfBirthRequiredWhenSet(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
-		require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", "@nurse:clinic.example"))
+		require.NoError(t, e.svc.SetDOB(context.Background(), e.conv, "1980-02-03", testNurse))
 		c := e.newClient()
 		csrf, code := c.requestCode()
 		page := c.get(LinkPath + e.token + "/verify")
@@ -561,7 +561,7 @@ func TestPhotosShowAsPreviews(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
 		photo := phonePhoto(t, 4032, 3024)
-		staff, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+		staff, err := e.svc.AddStaffMessage(ctx, e.conv, testNurse, testStaffName, database.SecureImage,
 			"wound-care.jpg", "image/jpeg", photo, "$p")
 		require.NoError(t, err)
 		heic := append([]byte("\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"), bytes.Repeat([]byte{1}, 64)...)
@@ -599,7 +599,7 @@ func TestPhotosShowAsPreviews(t *testing.T) {
 		assert.Contains(t, res.Body, `"preview_url":"`+fileURL+`/preview","width":640,"height":480,"alt":"Photo from Nurse Kim, `)
 
 		otherConv := e.newConversation("15557654321", "+15557654321")
-		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, "@nurse:clinic.example", testStaffName, database.SecureImage,
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, testNurse, testStaffName, database.SecureImage,
 			"other.jpg", "image/jpeg", photo, "$q")
 		require.NoError(t, err)
 		for _, path := range []string{fmt.Sprintf("/chat/file/%d/preview", foreign.ID), heicURL + "/preview", "/chat/file/x/preview"} {
@@ -704,10 +704,10 @@ func TestUploadTooLarge(t *testing.T) {
 
 func TestStaffMessageIsEscaped(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
-		_, err := e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", `Dr <b>Evil</b>`, database.SecureText,
+		_, err := e.svc.AddStaffMessage(context.Background(), e.conv, testNurse, `Dr <b>Evil</b>`, database.SecureText,
 			"<script>alert(1)</script>\n<img src=x onerror=alert(1)>", "", nil, "$x")
 		require.NoError(t, err)
-		_, err = e.svc.AddStaffMessage(context.Background(), e.conv, "@nurse:clinic.example", testStaffName, database.SecureFile,
+		_, err = e.svc.AddStaffMessage(context.Background(), e.conv, testNurse, testStaffName, database.SecureFile,
 			`"><script>alert(2)</script>.pdf`, "application/pdf", []byte("%PDF-1.4"), "$y")
 		require.NoError(t, err)
 		c := e.newClient()
@@ -747,10 +747,10 @@ func TestMessagesJSON(t *testing.T) {
 func TestFileOfAnotherConversationIsNotFound(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
-		own, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage, "care.png", "image/png", webTestPNG(t, 4, 4), "$a")
+		own, err := e.svc.AddStaffMessage(ctx, e.conv, testNurse, testStaffName, database.SecureImage, "care.png", "image/png", webTestPNG(t, 4, 4), "$a")
 		require.NoError(t, err)
 		otherConv := e.newConversation("15557654321", "+15557654321")
-		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, "@nurse:clinic.example", testStaffName, database.SecureImage, "other.png", "image/png", webTestPNG(t, 4, 4), "$b")
+		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, testNurse, testStaffName, database.SecureImage, "other.png", "image/png", webTestPNG(t, 4, 4), "$b")
 		require.NoError(t, err)
 		text := e.staffMessage("just text")
 
@@ -772,7 +772,7 @@ func TestFileOfAnotherConversationIsNotFound(t *testing.T) {
 func TestStaffFileTypes(t *testing.T) {
 	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
 		ctx := context.Background()
-		svg, err := e.svc.AddStaffMessage(ctx, e.conv, "@nurse:clinic.example", testStaffName, database.SecureImage, "chart.svg", "image/svg+xml",
+		svg, err := e.svc.AddStaffMessage(ctx, e.conv, testNurse, testStaffName, database.SecureImage, "chart.svg", "image/svg+xml",
 			[]byte(`<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>`), "$s")
 		require.NoError(t, err)
 		c := e.newClient()
@@ -985,7 +985,7 @@ func TestLiveUpdatesEndOnRevoke(t *testing.T) {
 		c.signIn()
 		stream := c.events(t)
 		stream.waitFor(": open")
-		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, "@nurse:clinic.example"))
+		require.NoError(t, e.svc.Revoke(context.Background(), e.conv, testNurse))
 		stream.waitFor("event: ended")
 	})
 }

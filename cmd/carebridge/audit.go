@@ -162,8 +162,8 @@ type auditRecord struct {
 var auditCSVHeader = []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash", "mac_key"}
 
 func newAuditRecord(e *database.AuditEntry) auditRecord {
-	return auditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor, LoginID: e.LoginID,
-		PortalID: e.PortalID, Event: e.Event, Outcome: e.Outcome, Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash, MACKey: e.MACKey}
+	return auditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor.String(), LoginID: e.LoginID,
+		PortalID: e.PortalID, Event: string(e.Event), Outcome: string(e.Outcome), Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash, MACKey: e.MACKey}
 }
 
 func (r auditRecord) fields() []string {
@@ -293,7 +293,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		detail += " until " + formatAuditBound(until)
 	}
 	detail += ", " + auditRowCount(n)
-	event := &database.AuditEntry{Actor: "system:cli:" + cliUserName(), Event: "audit exported", Outcome: "ok", Detail: detail}
+	event := &database.AuditEntry{Actor: database.CLIActor(cliUserName()), Event: database.EventAuditExported, Outcome: database.OutcomeOK, Detail: detail}
 	if err = env.DB.Audit.Append(ctx, event); err != nil {
 		fmt.Fprintln(stderr, "carebridge audit export: the rows were written, but the export could not be recorded in the audit log:", err)
 		return exitFailed

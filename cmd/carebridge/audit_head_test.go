@@ -65,9 +65,9 @@ func newAuditToolFixture(t *testing.T, kind string) *auditToolFixture {
 		spec.Type, spec.URI, base64.StdEncoding.EncodeToString(rotationKey1))
 	require.NoError(t, os.WriteFile(f.config, []byte(cfg), 0o600))
 	start := time.Date(2026, 3, 2, 8, 0, 0, 0, time.UTC)
-	for i, ev := range []string{"mode switched", "link issued", "code sent", "code verified", "messages read",
+	for i, ev := range []database.AuditEvent{"mode switched", "link issued", "code sent", "code verified", "messages read",
 		"mode switched", "dob recorded", "link revoked", "code unlocked", "session ended"} {
-		e := &database.AuditEntry{At: start.Add(time.Duration(i) * time.Minute), Actor: "@nurse.kim:clinic.example",
+		e := &database.AuditEntry{At: start.Add(time.Duration(i) * time.Minute), Actor: database.StaffActor("@nurse.kim:clinic.example"),
 			LoginID: "15550001111", PortalID: "15551234567", Event: ev, Outcome: "ok"}
 		require.NoError(t, f.db.Audit.Append(ctx, e))
 		f.rows = append(f.rows, e)

@@ -197,13 +197,13 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if rotation.messages != nil {
 		printRotation(stdout, keys.Current(), rotation)
 	}
-	outcome, left := "ok", rotation.left()
+	outcome, left := database.OutcomeOK, rotation.left()
 	if err != nil || left > 0 {
-		outcome = "incomplete"
+		outcome = database.OutcomeIncomplete
 	}
 	// The audit row is written even when the run was stopped: what was re-sealed stays so.
 	auditErr := env.DB.Audit.Append(context.WithoutCancel(ctx), &database.AuditEntry{
-		Actor: "system:cli:" + cliUserName(), Event: "keys rotated", Outcome: outcome,
+		Actor: database.CLIActor(cliUserName()), Event: database.EventKeysRotated, Outcome: outcome,
 		Detail: fmt.Sprintf("%d rows to %s", rotation.total(), keys.Current()),
 	})
 	switch {

@@ -72,7 +72,7 @@ func newRotationFixture(t *testing.T, kind string, messages int) *rotationFixtur
 	require.NoError(t, err)
 	// The bridge audited with k1 before the rotation.
 	f.db.Audit.SetKeys(k1)
-	require.NoError(t, f.db.Audit.Append(ctx, &database.AuditEntry{Actor: "@admin:clinic.example", LoginID: rotationLogin,
+	require.NoError(t, f.db.Audit.Append(ctx, &database.AuditEntry{Actor: database.StaffActor("@admin:clinic.example"), LoginID: rotationLogin,
 		Event: "login added", Outcome: "ok"}))
 	sealed := &bridge.UserLoginMetadata{AccountSID: "AC0123456789abcdef0123456789abcdef", Phone: "+15550001111", PhoneSID: "PN01"}
 	require.NoError(t, sealed.SetAuthToken(k1, rotationLogin, rotationToken))
@@ -393,9 +393,10 @@ func runKeysCommands(t *testing.T, kind string) {
 	audit, err := f.db.Audit.Find(context.Background(), "", "", "keys rotated")
 	require.NoError(t, err)
 	require.Len(t, audit, 2, "each run is audited")
-	assert.True(t, strings.HasPrefix(audit[0].Actor, "system:cli:"), audit[0].Actor)
-	assert.Equal(t, []string{"incomplete", "155 rows to k2"}, []string{audit[0].Outcome, audit[0].Detail})
-	assert.Equal(t, []string{"ok", "100 rows to k2"}, []string{audit[1].Outcome, audit[1].Detail})
+	assert.Equal(t, database.ActorSystem, audit[0].Actor.Kind)
+	assert.True(t, strings.HasPrefix(audit[0].Actor.Name, "cli:"), audit[0].Actor.String())
+	assert.Equal(t, []string{"incomplete", "155 rows to k2"}, []string{string(audit[0].Outcome), audit[0].Detail})
+	assert.Equal(t, []string{"ok", "100 rows to k2"}, []string{string(audit[1].Outcome), audit[1].Detail})
 
 	// A key the bridge has not generated yet: nothing is touched, and the fix is named.
 	path, keyEnv = writeConfig("generate"), nil
