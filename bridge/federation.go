@@ -61,14 +61,10 @@ func (c *Connector) serverAllowed(userID id.UserID) bool {
 // maskNames is privacy.mask_room_names.
 func (c *Connector) maskNames() bool { return c.Config.Privacy.MaskRoomNames }
 
-// roomPolicy names what applyRoomPolicy puts in a room, to find rooms a config change
+// roomPolicy is what applyRoomPolicy puts in a room, to find rooms a config change
 // has not reached yet.
-func (c *Connector) roomPolicy() string {
-	mask := "0"
-	if c.maskNames() {
-		mask = "1"
-	}
-	return "acl=" + strings.Join(c.aclHosts(), ",") + "|mask=" + mask
+func (c *Connector) roomPolicy() cbdb.RoomPolicy {
+	return cbdb.RoomPolicy{AllowedServers: c.aclHosts(), MaskNames: c.maskNames()}
 }
 
 // patientLabel is the patient as room names, topics and display names show them: the
@@ -202,11 +198,12 @@ func (c *Connector) applyRoomPolicies(ctx context.Context) {
 		}
 	}
 	if updated > 0 || len(failed) > 0 {
-		log.Info().Int("updated", updated).Int("failed", len(failed)).Str("policy", policy).Msg("Applied the federation allow-list and name masking to conversation rooms")
+		log.Info().Int("updated", updated).Int("failed", len(failed)).Strs("allowed_servers", policy.AllowedServers).
+			Bool("mask_names", policy.MaskNames).Msg("Applied the federation allow-list and name masking to conversation rooms")
 	}
 }
 
-func (c *Connector) applyRoomPolicyTo(ctx context.Context, k cbdb.ConversationKey, policy string) error {
+func (c *Connector) applyRoomPolicyTo(ctx context.Context, k cbdb.ConversationKey, policy cbdb.RoomPolicy) error {
 	conv, err := c.DB.Conversation.Get(ctx, k.LoginID, k.PortalID)
 	if err != nil || conv == nil {
 		return fmt.Errorf("conversation not readable: %w", err)
@@ -220,7 +217,7 @@ func (c *Connector) applyRoomPolicyTo(ctx context.Context, k cbdb.ConversationKe
 		return err
 	}
 	if portal != nil && portal.MXID != "" {
-		if err = c.applyRoomPolicy(ctx, portal, conv, strings.HasSuffix(old, "|mask=1")); err != nil {
+		if err = c.applyRoomPolicy(ctx, portal, conv, old != nil && old.MaskNames); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -30,11 +31,12 @@ const (
 	`
 	setRoomReadyQuery  = `UPDATE conversation SET room_ready=true WHERE login_id=$1 AND portal_id=$2`
 	roomsToPolicyQuery = `
-		SELECT login_id, portal_id FROM conversation WHERE room_ready AND room_policy<>$1
-		ORDER BY login_id, portal_id LIMIT $2
+		SELECT login_id, portal_id FROM conversation
+		WHERE room_ready AND (room_acl IS NULL OR room_acl<>$1 OR room_masked<>$2)
+		ORDER BY login_id, portal_id LIMIT $3
 	`
-	setRoomPolicyQuery   = `UPDATE conversation SET room_policy=$3 WHERE login_id=$1 AND portal_id=$2`
-	getRoomPolicyQuery   = `SELECT room_policy FROM conversation WHERE login_id=$1 AND portal_id=$2`
+	setRoomPolicyQuery   = `UPDATE conversation SET room_acl=$3, room_masked=$4 WHERE login_id=$1 AND portal_id=$2`
+	getRoomPolicyQuery   = `SELECT room_acl, room_masked FROM conversation WHERE login_id=$1 AND portal_id=$2`
 	getPinnedNoticeQuery = `SELECT pinned_notice FROM conversation WHERE login_id=$1 AND portal_id=$2`
 	setPinnedNoticeQuery = `UPDATE conversation SET pinned_notice=$3 WHERE login_id=$1 AND portal_id=$2`
 	setModeQuery         = `UPDATE conversation SET mode=$3 WHERE login_id=$1 AND portal_id=$2`
@@ -151,18 +153,24 @@ type ConversationKey struct{ LoginID, PortalID string }
 
 // RoomsNotAt returns up to limit conversations with a room whose last applied room
 // policy is not policy.
-func (cq *ConversationQuery) RoomsNotAt(ctx context.Context, policy string, limit int) ([]ConversationKey, error) {
-	rows, err := cq.GetDB().Query(ctx, roomsToPolicyQuery, policy, limit)
+func (cq *ConversationQuery) RoomsNotAt(ctx context.Context, policy RoomPolicy, limit int) ([]ConversationKey, error) {
+	rows, err := cq.GetDB().Query(ctx, roomsToPolicyQuery, policy.acl(), policy.MaskNames, limit)
 	return dbutil.NewRowIterWithError(rows, func(row dbutil.Scannable) (k ConversationKey, err error) {
 		err = row.Scan(&k.LoginID, &k.PortalID)
 		return
 	}, err).AsList()
 }
 
-// RoomPolicy is the room policy last applied to the conversation's room ("" if none).
-func (cq *ConversationQuery) RoomPolicy(ctx context.Context, loginID, portalID string) (policy string, err error) {
-	err = cq.GetDB().QueryRow(ctx, getRoomPolicyQuery, loginID, portalID).Scan(&policy)
-	return
+// RoomPolicy is the room policy last applied to the conversation's room (nil if none).
+func (cq *ConversationQuery) RoomPolicy(ctx context.Context, loginID, portalID string) (*RoomPolicy, error) {
+	var acl sql.NullString
+	var masked bool
+	if err := cq.GetDB().QueryRow(ctx, getRoomPolicyQuery, loginID, portalID).Scan(&acl, &masked); err != nil {
+		return nil, err
+	} else if !acl.Valid {
+		return nil, nil
+	}
+	return &RoomPolicy{AllowedServers: splitServers(acl.String), MaskNames: masked}, nil
 }
 
 // PinnedNotice is the event ID of the bridge's pinned patient notice ("" if none).
@@ -177,8 +185,29 @@ func (cq *ConversationQuery) SetPinnedNotice(ctx context.Context, loginID, porta
 }
 
 // SetRoomPolicy records the room policy applied to the conversation's room.
-func (cq *ConversationQuery) SetRoomPolicy(ctx context.Context, loginID, portalID, policy string) error {
-	return cq.Exec(ctx, setRoomPolicyQuery, loginID, portalID, policy)
+func (cq *ConversationQuery) SetRoomPolicy(ctx context.Context, loginID, portalID string, policy RoomPolicy) error {
+	return cq.Exec(ctx, setRoomPolicyQuery, loginID, portalID, policy.acl(), policy.MaskNames)
+}
+
+// RoomPolicy is what the bridge puts into a conversation room for federation; a change
+// in the config is applied to each room once (RoomsNotAt).
+type RoomPolicy struct {
+	// AllowedServers is the server ACL's allow-list, in the config's order (the bridge's
+	// own server first).
+	AllowedServers []string
+	// MaskNames is privacy.mask_room_names: the room's name and topic show only the last
+	// four digits of the patient's number.
+	MaskNames bool
+}
+
+// acl is the allow-list as stored: comma-separated (Matrix server names hold no comma).
+func (p RoomPolicy) acl() string { return strings.Join(p.AllowedServers, ",") }
+
+func splitServers(acl string) []string {
+	if acl == "" {
+		return []string{}
+	}
+	return strings.Split(acl, ",")
 }
 
 // SetMode switches the conversation between SMS and secure mode.

@@ -12,6 +12,7 @@ import (
 	"go.mau.fi/util/dbutil"
 
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/database/upgrades"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
@@ -37,7 +38,7 @@ func TestUpgradeIsIdempotent(t *testing.T) {
 		require.NoError(t, db.Upgrade(context.Background()), "a second upgrade changes nothing")
 		var version int
 		require.NoError(t, db.QueryRow(context.Background(), "SELECT version FROM "+database.VersionTable).Scan(&version))
-		assert.Equal(t, 13, version)
+		assert.Equal(t, 14, version)
 	})
 }
 
@@ -265,19 +266,83 @@ func TestRoomPolicy(t *testing.T) {
 				ClinicPhone: "+15550001111", PatientPhone: p})
 			require.NoError(t, err)
 		}
+		plain := database.RoomPolicy{AllowedServers: []string{"clinic.example"}}
 		// Only conversations with a room are listed.
 		require.NoError(t, db.Conversation.SetRoomReady(ctx, "15550001111", "15551230001"))
 		require.NoError(t, db.Conversation.SetRoomReady(ctx, "15550001111", "15551230002"))
-		keys, err := db.Conversation.RoomsNotAt(ctx, "acl=a|mask=0", 10)
+		keys, err := db.Conversation.RoomsNotAt(ctx, plain, 10)
 		require.NoError(t, err)
 		assert.Equal(t, []database.ConversationKey{{LoginID: "15550001111", PortalID: "15551230001"}, {LoginID: "15550001111", PortalID: "15551230002"}}, keys)
-		require.NoError(t, db.Conversation.SetRoomPolicy(ctx, "15550001111", "15551230001", "acl=a|mask=0"))
-		keys, err = db.Conversation.RoomsNotAt(ctx, "acl=a|mask=0", 10)
+		got, err := db.Conversation.RoomPolicy(ctx, "15550001111", "15551230001")
+		require.NoError(t, err)
+		assert.Nil(t, got, "no policy applied yet")
+
+		require.NoError(t, db.Conversation.SetRoomPolicy(ctx, "15550001111", "15551230001", plain))
+		keys, err = db.Conversation.RoomsNotAt(ctx, plain, 10)
 		require.NoError(t, err)
 		assert.Equal(t, []database.ConversationKey{{LoginID: "15550001111", PortalID: "15551230002"}}, keys)
-		// A new policy lists both again; the limit holds.
-		keys, err = db.Conversation.RoomsNotAt(ctx, "acl=a,b|mask=1", 1)
+		got, err = db.Conversation.RoomPolicy(ctx, "15550001111", "15551230001")
+		require.NoError(t, err)
+		assert.Equal(t, &plain, got)
+
+		// Masking alone, or a server more, is a new policy; the limit holds.
+		masked := database.RoomPolicy{AllowedServers: []string{"clinic.example"}, MaskNames: true}
+		keys, err = db.Conversation.RoomsNotAt(ctx, masked, 10)
+		require.NoError(t, err)
+		assert.Len(t, keys, 2)
+		wider := database.RoomPolicy{AllowedServers: []string{"clinic.example", "hospital.example"}}
+		keys, err = db.Conversation.RoomsNotAt(ctx, wider, 1)
 		require.NoError(t, err)
 		assert.Len(t, keys, 1)
+		require.NoError(t, db.Conversation.SetRoomPolicy(ctx, "15550001111", "15551230002", masked))
+		got, err = db.Conversation.RoomPolicy(ctx, "15550001111", "15551230002")
+		require.NoError(t, err)
+		assert.Equal(t, &masked, got)
 	})
+}
+
+// TestUpgradeSplitsRoomPolicy: rooms whose policy version 13 stored as one packed string
+// ("acl=…|mask=1") keep it as columns, and are not listed again for the same policy.
+func TestUpgradeSplitsRoomPolicy(t *testing.T) {
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			spec := testenv.NewDatabase(t, kind)
+			raw, err := dbutil.NewWithDialect(spec.URI, spec.Type)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = raw.Close() })
+			for _, stmt := range v1Schema {
+				_, err = raw.Exec(ctx, stmt)
+				require.NoError(t, err, stmt)
+			}
+			v13 := raw.Child(database.VersionTable, upgrades.Table[:13], dbutil.ZeroLogger(zerolog.Nop()))
+			require.NoError(t, v13.Upgrade(ctx))
+			for portal, policy := range map[string]string{
+				"15551230001": "acl=clinic.example,hospital.example|mask=1",
+				"15551230002": "acl=clinic.example|mask=0",
+				"15551230003": "",
+			} {
+				_, err = raw.Exec(ctx, `INSERT INTO conversation (login_id, portal_id, clinic_phone, patient_phone, created_at, room_ready, room_policy)
+					VALUES ('15550001111', $1, '+15550001111', '+'||$1, 1, true, $2)`, portal, policy)
+				require.NoError(t, err)
+			}
+			db := database.New(raw, zerolog.Nop())
+			require.NoError(t, db.Upgrade(ctx))
+
+			masked := database.RoomPolicy{AllowedServers: []string{"clinic.example", "hospital.example"}, MaskNames: true}
+			got, err := db.Conversation.RoomPolicy(ctx, "15550001111", "15551230001")
+			require.NoError(t, err)
+			assert.Equal(t, &masked, got)
+			got, err = db.Conversation.RoomPolicy(ctx, "15550001111", "15551230002")
+			require.NoError(t, err)
+			assert.Equal(t, &database.RoomPolicy{AllowedServers: []string{"clinic.example"}}, got)
+			got, err = db.Conversation.RoomPolicy(ctx, "15550001111", "15551230003")
+			require.NoError(t, err)
+			assert.Nil(t, got)
+			keys, err := db.Conversation.RoomsNotAt(ctx, masked, 10)
+			require.NoError(t, err)
+			assert.Equal(t, []database.ConversationKey{{LoginID: "15550001111", PortalID: "15551230002"},
+				{LoginID: "15550001111", PortalID: "15551230003"}}, keys)
+		})
+	}
 }

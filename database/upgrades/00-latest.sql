@@ -1,4 +1,4 @@
--- v0 -> v13: Latest revision
+-- v0 -> v14: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -25,8 +25,10 @@ CREATE TABLE conversation (
     waiting_since  BIGINT  NOT NULL DEFAULT 0,
     -- When the after-hours reply was last texted (once per closed period).
     after_hours_at BIGINT  NOT NULL DEFAULT 0,
-    -- The federation allow-list and masking last applied to the room.
-    room_policy    TEXT    NOT NULL DEFAULT '',
+    -- The federation allow-list last put into the room's server ACL, comma-separated in
+    -- the config's order (NULL: no policy applied yet), and whether its name is masked.
+    room_acl       TEXT,
+    room_masked    BOOLEAN NOT NULL DEFAULT false,
     -- The bridge's pinned notice naming the patient in a room whose name is masked.
     pinned_notice  TEXT    NOT NULL DEFAULT '',
     -- A secure-message alert held back by the quiet period is due then (0: none).
