@@ -61,6 +61,7 @@ type Connector struct {
 	API       *integration.Server
 	retention *retentionLoop
 	later     *loop.Loop
+	auditHead *loop.Loop // nil unless network.audit.head_room is set
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
 	metrics       *metrics.Metrics
 	metricsServer *metrics.Server
@@ -239,6 +240,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
 	c.startLater(c.Bridge.BackgroundCtx)
+	c.startAuditHead(c.Bridge.BackgroundCtx)
 	go func(ctx context.Context) {
 		c.retireLegacyGhosts(ctx)
 		c.applyRoomPolicies(ctx)
@@ -277,6 +279,7 @@ func (c *Connector) Stop() {
 	}
 	c.stopRetention()
 	c.stopLater()
+	c.auditHead.Stop()
 	c.stopMetrics()
 	if c.Simulator != nil {
 		c.Simulator.Close()

@@ -25,6 +25,7 @@ type Config struct {
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Federation FederationConfig `yaml:"federation"`
 	Privacy    PrivacyConfig    `yaml:"privacy"`
+	Audit      AuditConfig      `yaml:"audit"`
 	// Integrations use the REST and FHIR API (docs/api.md) and receive events.
 	Integrations []IntegrationConfig `yaml:"integrations"`
 	// Unsafe overrides start-up refusals (CheckStart).
@@ -181,6 +182,8 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "federation", "allowed_servers")
 	helper.Copy(up.Bool, "privacy", "mask_room_names")
+	helper.Copy(up.Str, "audit", "head_room")
+	helper.Copy(up.Str, "audit", "head_interval")
 	helper.Copy(up.Bool, "unsafe", "simulator_on_public_address")
 	helper.Copy(up.Bool, "unsafe", "unencrypted_rooms")
 	helper.Copy(up.List, "teams")

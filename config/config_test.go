@@ -48,6 +48,7 @@ func TestExampleConfigParsesAndValidates(t *testing.T) {
 	assert.Equal(t, 15*time.Second, cfg.Twilio.RequestTimeout)
 	assert.Equal(t, 5*time.Minute, cfg.Inbound.MaxRetryInterval)
 	assert.Equal(t, OutboxConfig{Concurrency: 16, RetryInterval: time.Second, MaxRetryInterval: time.Minute, MaxAttempts: 8}, cfg.Outbox)
+	assert.Equal(t, AuditConfig{HeadInterval: time.Hour}, cfg.Audit, "no audit head notices unless a room is given")
 	assert.Equal(t, "You will receive no more texts from Example Clinic. Reply START to receive texts again.",
 		cfg.Render(cfg.Keywords.OptOutReply))
 }
@@ -91,6 +92,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"wildcard server", func(c *Config) { c.Federation.AllowedServers = []string{"*.hospital.example"} }, "network.federation.allowed_servers[0] is \"*.hospital.example\": list each server by name"},
 		{"user id as server", func(c *Config) { c.Federation.AllowedServers = []string{"hospital.example", "@dr:hospital.example"} }, "network.federation.allowed_servers[1]"},
 		{"url as server", func(c *Config) { c.Federation.AllowedServers = []string{"https://hospital.example"} }, "network.federation.allowed_servers[0]"},
+		{"alias as head room", func(c *Config) { c.Audit = AuditConfig{HeadRoom: "#audit:clinic.example", HeadInterval: time.Hour} }, "network.audit.head_room is \"#audit:clinic.example\": write the admin room's ID"},
+		{"head room without interval", func(c *Config) { c.Audit = AuditConfig{HeadRoom: "!AbCdEf:clinic.example"} }, "network.audit.head_interval must be between 1s and 168h"},
 		{"no inbound workers", func(c *Config) { c.Inbound.Concurrency = 0 }, "network.inbound.concurrency is 0: use 1 to 64"},
 		{"fallback with a fragment", func(c *Config) { c.Twilio.FallbackURL = "https://sms2.clinic.example/#rc=5" }, "network.twilio.fallback_url"},
 		{"catch-up every second", func(c *Config) { c.Inbound.CatchUpInterval = time.Second }, "network.inbound.catch_up_interval"},

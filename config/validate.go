@@ -95,6 +95,9 @@ func (c *Config) Validate() error {
 	if err := c.Federation.validate(); err != nil {
 		return err
 	}
+	if err := c.Audit.validate(); err != nil {
+		return err
+	}
 	return c.ValidateIntegrations()
 }
 
