@@ -185,3 +185,102 @@ func TestRefusalsStayBounded(t *testing.T) {
 	rf.flush(ctx, false)
 	assert.Empty(t, rf.clients, "idle addresses are forgotten")
 }
+
+// TestRefusedScopeIsAuditedInAggregate: a good token without the scope, called 60 times in
+// one burst, is answered 403 each time and writes two audit rows under the integration's
+// name (the first call's, then one with the count of the others when the minute ends), not
+// 60; calls over the integration's rate limit add up the same way; a call within its
+// scope is audited on its own as always. Each database.
+func TestRefusedScopeIsAuditedInAggregate(t *testing.T) {
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) { runRefusedScope(t, kind) })
+	}
+}
+
+func runRefusedScope(t *testing.T, kind string) {
+	ctx := context.Background()
+	spec := testenv.NewDatabase(t, kind)
+	raw, err := dbutil.NewWithDialect(spec.URI, spec.Type)
+	require.NoError(t, err)
+	db := database.New(raw, zerolog.Nop())
+	require.NoError(t, db.Upgrade(ctx))
+	t.Cleanup(func() { _ = raw.Close() })
+
+	const reader, limited = "cbt_test-reader-token-0123456789abcdefghijklmnopq", "cbt_test-limited-token-0123456789abcdefghijklmnop"
+	hash := func(token string) string { sum := sha256.Sum256([]byte(token)); return hex.EncodeToString(sum[:]) }
+	var clock sync.Mutex
+	now := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	s := NewServer(Options{DB: db, Log: zerolog.Nop(), Integrations: []config.IntegrationConfig{
+		{Name: "reader", TokenSHA256: hash(reader), Scopes: []string{config.ScopeConversationsRead},
+			RateLimit: config.RateLimitConfig{PerMinute: 6000, Burst: 1000}},
+		{Name: "limited", TokenSHA256: hash(limited), Scopes: []string{config.ScopeConversationsRead},
+			RateLimit: config.RateLimitConfig{PerMinute: 1, Burst: 2}},
+	}, Now: func() time.Time { clock.Lock(); defer clock.Unlock(); return now }})
+	mux := http.NewServeMux()
+	s.Register(mux)
+	call := func(token, method, path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, strings.NewReader(`{"patient":{"phone":"+15551234567"},"text":"Hi"}`))
+		r.RemoteAddr = "203.0.113.7:40000"
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	auditRows := func() int {
+		n, err := db.Audit.Count(ctx, time.Time{}, time.Time{})
+		require.NoError(t, err)
+		return n
+	}
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for range 60 {
+		wg.Go(func() {
+			w := call(reader, http.MethodPost, RESTPrefix+"/conversations")
+			mu.Lock()
+			defer mu.Unlock()
+			statuses[w.Code]++
+		})
+	}
+	wg.Wait()
+	assert.Equal(t, map[int]int{http.StatusForbidden: 60}, statuses, "each call is answered 403 all the same")
+	assert.Equal(t, 1, auditRows(), "the first refusal is audited, the others are counted")
+	first, err := db.Audit.Find(ctx, "", "", database.EventAPICall)
+	require.NoError(t, err)
+	require.Len(t, first, 1)
+	assert.Equal(t, database.IntegrationActor("reader"), first[0].Actor)
+	assert.Equal(t, database.OutcomeRefused, first[0].Outcome)
+	assert.Equal(t, "POST /_carebridge/api/v1/conversations 403", first[0].Detail)
+
+	// Within its scope, the same token is audited call by call.
+	assert.Equal(t, http.StatusNotFound, call(reader, http.MethodGet, RESTPrefix+"/conversations/conv_000000000000000000000000").Code)
+	assert.Equal(t, 2, auditRows())
+
+	// Over its rate limit: the burst of 2 is audited as always, then the 429s add up.
+	for i := range 12 {
+		want := http.StatusTooManyRequests
+		if i < 2 {
+			want = http.StatusNotFound
+		}
+		assert.Equal(t, want, call(limited, http.MethodGet, RESTPrefix+"/conversations/conv_000000000000000000000000").Code, "call %d", i+1)
+	}
+	assert.Equal(t, 5, auditRows(), "two calls within the limit, the first one over it")
+
+	clock.Lock()
+	now = now.Add(refusalWindow)
+	clock.Unlock()
+	s.refused.flush(ctx, false)
+	rows, err := db.Audit.Find(ctx, "", "", database.EventAPICallsRefused)
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	details := map[database.AuditActor]string{rows[0].Actor: rows[0].Detail, rows[1].Actor: rows[1].Detail}
+	assert.Equal(t, map[database.AuditActor]string{
+		database.IntegrationActor("reader"):  "59 more calls from 203.0.113.7 in 1m0s: 403 insufficient_scope ×59",
+		database.IntegrationActor("limited"): "9 more calls from 203.0.113.7 in 1m0s: 429 rate_limited ×9",
+	}, details)
+	s.Stop()
+	n, err := db.Audit.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 7, n, "the chain holds")
+}

@@ -147,7 +147,7 @@ type call struct {
 	loginID  string
 	portalID string
 	fhir     bool
-	// counted: a call without a known token that is audited in aggregate (refusals.go).
+	// counted: a refused call that is audited in aggregate (refusals.go).
 	counted bool
 }
 
@@ -203,11 +203,13 @@ func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handler) {
 			return
 		}
 		if !c.integ.HasScope(scope) {
+			c.counted = !s.refused.refuseKnown(r.Context(), c.Actor(), clientAddress(r), "403 insufficient_scope")
 			rec.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="carebridge", error="insufficient_scope", scope=%q`, scope))
 			fail(apiError(http.StatusForbidden, "insufficient_scope", "the token of integration %s lacks the scope %s", c.integ.Name, scope))
 			return
 		}
 		if wait, ok := s.allow(c.integ.Name); !ok {
+			c.counted = !s.refused.refuseKnown(r.Context(), c.Actor(), clientAddress(r), "429 rate_limited")
 			seconds := int(math.Ceil(wait.Seconds()))
 			rec.Header().Set("Retry-After", fmt.Sprint(seconds))
 			fail(apiError(http.StatusTooManyRequests, "rate_limited", "integration %s is over its rate limit (%d a minute, bursts of %d); retry in %d s",
@@ -279,7 +281,8 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // auditCall writes the call's audit row: who, which endpoint, the answer; never a body.
-// Most calls refused for their token are counted instead (refusals.go).
+// Most calls refused before they ran (a token unknown or without the scope, an integration
+// over its limit) are counted instead (refusals.go).
 func (s *Server) auditCall(r *http.Request, c *call, status int) {
 	if c.counted {
 		return
