@@ -98,7 +98,8 @@ func sanitizeFileName(name string, typ uploadType) string {
 		}
 		return r
 	}, name)
-	name = strings.TrimLeft(strings.TrimSpace(name), ".")
+	// No hidden file: dots and spaces go from the start, whatever their order (". . x").
+	name = strings.TrimLeftFunc(name, func(r rune) bool { return r == '.' || unicode.IsSpace(r) })
 	name = strings.TrimSpace(name)
 	exts := typeExts[typ.ContentType]
 	if typ.Ext != "" && !slices.Contains(exts, typ.Ext) {

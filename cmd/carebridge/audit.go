@@ -213,12 +213,13 @@ func parseAuditBound(name, value string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--%s %q is not a date: write it as 2026-01-31 (midnight UTC) or 2026-01-31T08:00:00Z", name, value)
 }
 
-// formatAuditBound writes a bound back the way it was most likely given.
+// formatAuditBound writes a bound back the way it was most likely given, fractions of a
+// second included: the audit row records the very instant exported.
 func formatAuditBound(t time.Time) string {
 	if t.Equal(t.UTC().Truncate(24 * time.Hour)) {
 		return t.UTC().Format(time.DateOnly)
 	}
-	return t.UTC().Format(time.RFC3339)
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
