@@ -125,6 +125,9 @@ func (n *auditHeadNotices) send(ctx context.Context, content *event.MessageEvent
 			return fmt.Errorf("%s is not encrypted: turn on encryption in the room, nothing is posted there in clear", n.room)
 		}
 	}
-	_, err := bot.SendMessage(ctx, n.room, event.EventMessage, &event.Content{Parsed: content, Raw: extra}, nil)
-	return err
+	if _, err := bot.SendMessage(ctx, n.room, event.EventMessage, &event.Content{Parsed: content, Raw: extra}, nil); err != nil {
+		n.joined = false // removed from the room? join again next time
+		return err
+	}
+	return nil
 }
