@@ -20,7 +20,13 @@ func NormalizePhone(raw, defaultRegion string) (string, error) {
 	if err != nil || phonenumbers.IsPossibleNumberWithReason(num) != phonenumbers.IS_POSSIBLE {
 		return "", fmt.Errorf("%w: %q", ErrInvalidPhone, raw)
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	// A number whose E.164 form reads back as another ("000000000000" in AX is
+	// +35800000000000, which reads as +3580000000000) would make one patient two.
+	if again, err := phonenumbers.Parse(e164, ""); err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
+		return "", fmt.Errorf("%w: %q", ErrInvalidPhone, raw)
+	}
+	return e164, nil
 }
 
 // FormatPhone renders an E.164 number for people: national format when it shares the

@@ -77,6 +77,7 @@ func TestNormalizePhoneRejects(t *testing.T) {
 		{"unassigned country code", "+999 1234567", "US"},
 		{"country code 0", "+0 5551234567", "US"},
 		{"US local-only 7 digits", "555 1234", "US"},
+		{"E.164 form that reads as another number", "000000000000", "AX"},
 		{"GB London number without area code", "7946 0958", "GB"},
 	}
 	for _, tt := range tests {
