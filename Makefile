@@ -36,6 +36,10 @@ test: deps vet build
 	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
 	# The clock file reader exists only in testclock builds (the tests that move time build one).
 	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
+	# The tests that claim a limit under real concurrency, again under the race detector.
+	$(GO) test -count=1 -race -run '$(RACE_TESTS)' ./securechat/ ./database/ ./outbox/ ./bridge/
+
+RACE_TESTS = UnderConcurrency|InABurst|Race|Concurrent|AtOnceEachInOrder
 
 test-unit:
 	$(GO) test -count=1 -short ./...
