@@ -37,8 +37,12 @@ const (
 		WHERE id=$1 AND state IN ('pending', 'sending')`
 	// Texts a stopped process was sending: Twilio's answer was never recorded, so they
 	// go again (the patient may get one twice; never none).
-	resumeOutboxQuery  = `UPDATE outbox_message SET state='pending', updated_at=$1 WHERE state='sending'`
-	countOutboxQuery   = `SELECT COUNT(*) FROM outbox_message WHERE state IN ('pending', 'sending')`
+	resumeOutboxQuery = `UPDATE outbox_message SET state='pending', updated_at=$1 WHERE state='sending'`
+	countOutboxQuery  = `SELECT COUNT(*) FROM outbox_message WHERE state IN ('pending', 'sending')`
+	// Texts still waiting with their body sealed under another key than the current one.
+	sealedNotWithOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message
+		WHERE sealed IS NOT NULL AND key_id<>$1 ORDER BY id`
+	resealOutboxQuery  = `UPDATE outbox_message SET key_id=$3, sealed=$4 WHERE id=$1 AND key_id=$2 AND sealed IS NOT NULL`
 	outboxAttemptError = 500 // characters of an error kept with a text
 )
 
@@ -173,4 +177,21 @@ func truncateError(reason string) string {
 		return reason[:outboxAttemptError]
 	}
 	return reason
+}
+
+// SealedNotWith lists the texts whose body is still sealed (not finished) under another key
+// than keyID (few: the texts waiting for their turn).
+func (oq *OutboxQuery) SealedNotWith(ctx context.Context, keyID string) ([]*OutboxMessage, error) {
+	return oq.QueryMany(ctx, sealedNotWithOutboxQuery, keyID)
+}
+
+// Reseal replaces a waiting text's sealed body if it is still sealed with oldKeyID; false
+// when it changed meanwhile (sent, failed, or re-sealed).
+func (oq *OutboxQuery) Reseal(ctx context.Context, id int64, oldKeyID, newKeyID string, sealed []byte) (bool, error) {
+	res, err := oq.GetDB().Exec(ctx, resealOutboxQuery, id, oldKeyID, newKeyID, sealed)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/integration"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
 )
 
@@ -231,6 +232,8 @@ type keyRotation struct {
 	scheduled, scheduledUnopened map[string]int
 	// the integration API's sealed data re-sealed, and what no configured key opens, by key
 	api, apiUnopened map[string]int
+	// texts waiting in the outbox re-sealed, and those no configured key opens, by key
+	outbox, outboxUnopened map[string]int
 }
 
 // rotateKeys re-seals the secure messages, then the linked numbers' auth tokens (few, and
@@ -247,7 +250,10 @@ func rotateKeys(ctx context.Context, db *database.Database, keys *securechat.Key
 	if r.scheduled, r.scheduledUnopened, err = securechat.RotateScheduled(ctx, db, keys); err != nil {
 		return r, err
 	}
-	r.api, r.apiUnopened, err = integration.Rotate(ctx, db, keys)
+	if r.api, r.apiUnopened, err = integration.Rotate(ctx, db, keys); err != nil {
+		return r, err
+	}
+	r.outbox, r.outboxUnopened, err = outbox.Rotate(ctx, db, keys)
 	return r, err
 }
 
@@ -260,7 +266,7 @@ func (r keyRotation) total() (n int) {
 			n += count
 		}
 	}
-	return n + sum(r.scheduled) + sum(r.api)
+	return n + sum(r.scheduled) + sum(r.api) + sum(r.outbox)
 }
 
 // left counts messages and tokens that the current key does not seal after the run;
@@ -275,7 +281,7 @@ func (r keyRotation) left() (n int) {
 	for _, count := range r.tokens.Unopened {
 		n += count
 	}
-	return n + r.tokens.Changed + sum(r.scheduledUnopened) + sum(r.apiUnopened)
+	return n + r.tokens.Changed + sum(r.scheduledUnopened) + sum(r.apiUnopened) + sum(r.outboxUnopened)
 }
 
 func printRotation(w io.Writer, current string, r keyRotation) {
@@ -308,6 +314,12 @@ func printRotation(w io.Writer, current string, r keyRotation) {
 		fmt.Fprintf(w, "Integration API items (FHIR texts, events, kept answers) re-sealed with %s: %d%s\n", current, sum(r.api), byKey(r.api))
 		if n := sum(r.apiUnopened); n > 0 {
 			fmt.Fprintf(w, "Integration API items left because no configured key opens them: %d%s\n", n, byKey(r.apiUnopened))
+		}
+	}
+	if r.outbox != nil {
+		fmt.Fprintf(w, "Texts waiting in the outbox re-sealed with %s: %d%s\n", current, sum(r.outbox), byKey(r.outbox))
+		if n := sum(r.outboxUnopened); n > 0 {
+			fmt.Fprintf(w, "Texts in the outbox left because no configured key opens them: %d%s\n", n, byKey(r.outboxUnopened))
 		}
 	}
 }
