@@ -221,6 +221,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	// One keyring, with every configured key, for the service and the auth tokens.
 	c.Secure = securechat.NewServiceWithKeys(c.DB, &c.Config.SecureChat, c.Keys, c.Config.ClinicName, c.publicBase())
 	c.Secure.Backend = secureBackend{c}
+	c.Secure.Now = c.now // the bridge's one clock
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
 		PublicURL:       c.publicBase(),

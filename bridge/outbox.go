@@ -31,6 +31,7 @@ func (c *Connector) newOutbox() *outbox.Outbox {
 		Hooks:          outboxHooks{c},
 		StatusCallback: statusURL,
 		Log:            c.Bridge.Log.With().Str("component", "outbox").Logger(),
+		Now:            c.now,
 	})
 }
 
