@@ -74,19 +74,13 @@ func (b apiBackend) OpenConversation(ctx context.Context, actor database.AuditAc
 		return nil, false, &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "patient.phone",
 			Message: "patient.phone is the clinic's own number"}
 	}
-	portal, created, err := b.c.openConversation(ctx, login, patient)
+	portal, created, err := b.c.startConversation(ctx, login, patient, actor, apiName(actor), "integration api")
 	if err != nil {
 		return nil, false, err
 	}
 	conv, err := b.c.conversationOf(ctx, portal)
 	if err != nil {
 		return nil, false, err
-	}
-	if created {
-		if err = b.c.audited(ctx, convAudit(conv, actor, database.EventConversationStarted, database.OutcomeOK, "integration api"), nil); err != nil {
-			return nil, false, err
-		}
-		b.c.sendNotice(ctx, portal, fmt.Sprintf("%s started this conversation.", apiName(actor)))
 	}
 	return conv, created, nil
 }

@@ -25,6 +25,7 @@ var HelpSectionCarebridge = commands.HelpSection{Name: "Patient conversations", 
 // commandList is every carebridge command, in the order they are registered.
 func commandList() []commands.CommandHandler {
 	return []commands.CommandHandler{
+		cmdStartChat,
 		cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock,
 		cmdRefer, cmdTemplate,
 		cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdInbox,
