@@ -28,7 +28,7 @@ func commandList() []commands.CommandHandler {
 		cmdStartChat,
 		cmdName, cmdSecure, cmdPlain, cmdLink, cmdRevoke, cmdDOB, cmdUnlock,
 		cmdRefer, cmdTemplate,
-		cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdInbox,
+		cmdTake, cmdAssign, cmdUnassign, cmdUrgent, cmdRoutine, cmdClose, cmdReopen, cmdInbox,
 		cmdLater, cmdStats,
 	}
 }
@@ -89,7 +89,7 @@ var cmdTemplate = &commands.FullHandler{
 	Func: fnTemplate,
 }
 
-// Assignment, urgency, closing and the inbox (workflow_inbox.go).
+// Assignment, urgency, closing and reopening, and the inbox (workflow_inbox.go).
 var (
 	cmdTake   = conversationCommand("take", "Assign this conversation to yourself", "", fnTake)
 	cmdAssign = conversationCommand("assign", "Assign this conversation to a staff member",
@@ -98,6 +98,7 @@ var (
 	cmdUrgent   = conversationCommand("urgent", "Mark this conversation urgent: it sorts first in the inbox and the team space", "", fnUrgent)
 	cmdRoutine  = conversationCommand("routine", "Mark this conversation routine again (not urgent)", "", fnRoutine)
 	cmdClose    = conversationCommand("close", "Close this conversation: it leaves the inbox until the patient writes again", "", fnClose)
+	cmdReopen   = conversationCommand("reopen", "Reopen this closed conversation: it is in the inbox again", "", fnReopen)
 	cmdInbox    = &commands.FullHandler{
 		Name: "inbox",
 		Help: commands.HelpMeta{Section: HelpSectionCarebridge,

@@ -21,9 +21,10 @@ func (c *Connector) newConversations() *conversation.Service {
 type conversationRooms struct{ c *Connector }
 
 var (
-	_ conversation.Rooms  = conversationRooms{}
-	_ conversation.Alerts = conversationRooms{}
-	_ conversation.Events = conversationRooms{}
+	_ conversation.Rooms     = conversationRooms{}
+	_ conversation.Alerts    = conversationRooms{}
+	_ conversation.Lifecycle = conversationRooms{}
+	_ conversation.Events    = conversationRooms{}
 )
 
 // OptedOut hands an opt-out or opt-in to the integration API's events, when it is on.
@@ -84,4 +85,17 @@ func (r conversationRooms) StaffMessageKept(ctx context.Context, conv *database.
 	if login := r.c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
 		go r.c.alertPatient(r.c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
 	}
+}
+
+// Closed moves the room last in its team spaces and tells the integrations.
+func (r conversationRooms) Closed(ctx context.Context, conv *database.Conversation, actor database.AuditActor) {
+	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
+	if r.c.API != nil {
+		r.c.API.ConversationClosed(ctx, conv, actor.String())
+	}
+}
+
+// Reopened moves the room back among the open ones in its team spaces.
+func (r conversationRooms) Reopened(ctx context.Context, conv *database.Conversation, _ database.AuditActor) {
+	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
 }

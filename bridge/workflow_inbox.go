@@ -16,6 +16,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 	"github.com/carebridge/carebridge/workflow"
@@ -27,27 +28,13 @@ import (
 // ---- hooks ------------------------------------------------------------------------
 
 // reopenIfClosed reopens a closed conversation when the patient writes again.
-func (c *Connector) reopenIfClosed(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation) {
-	log := zerolog.Ctx(ctx)
-	if !conv.ClosedAt.IsZero() {
-		err := c.audited(ctx, convAudit(conv, database.PatientActor, database.EventReopened, database.OutcomeOK, ""), func(ctx context.Context) error {
-			reopened, err := c.DB.Conversation.Reopen(ctx, conv.LoginID, conv.PortalID)
-			if err == nil && !reopened {
-				err = errAlreadyOpen
-			}
-			return err
-		})
-		switch {
-		case errors.Is(err, errAlreadyOpen):
-			conv.ClosedAt = time.Time{}
-		case err != nil:
-			log.Err(err).Msg("Failed to reopen the conversation")
-		default:
-			conv.ClosedAt = time.Time{}
-			c.sendNotice(ctx, portal, "Reopened: the patient wrote again.")
-			c.updateConversationState(ctx, portal, conv)
-			c.updateSpaceOrder(ctx, portal, conv)
-		}
+func (c *Connector) reopenIfClosed(ctx context.Context, _ *bridgev2.Portal, conv *database.Conversation) {
+	if conv.ClosedAt.IsZero() {
+		return
+	}
+	err := c.Conversations.Reopen(ctx, conv, database.PatientActor, "")
+	if err != nil && !errors.Is(err, conversation.ErrNotClosed) {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to reopen the conversation")
 	}
 }
 
@@ -59,9 +46,6 @@ func (c *Connector) markWaiting(ctx context.Context, loginID, portalID string) {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to record that the patient waits for a reply")
 	}
 }
-
-// errAlreadyOpen rolls back the audit row of a reopening another delivery did first.
-var errAlreadyOpen = errors.New("conversation already open")
 
 // mentionAssignee mentions the conversation's owner on a new patient message, at most
 // once per workflow.MentionInterval per conversation.
@@ -249,27 +233,25 @@ func fnRoutine(ce *commands.Event, c *Connector, conv *database.Conversation) {
 }
 
 func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
-	if !conv.ClosedAt.IsZero() {
+	err := c.Conversations.Close(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), c.now())
+	switch {
+	case errors.Is(err, conversation.ErrAlreadyClosed):
 		ce.Reply("This conversation is already closed.")
-		return
-	}
-	now := c.now()
-	err := c.audited(ce.Ctx, convAudit(conv, database.StaffActor(ce.User.MXID), database.EventClosed, database.OutcomeOK, ""), func(ctx context.Context) error {
-		return c.DB.Conversation.Close(ctx, conv.LoginID, conv.PortalID, now)
-	})
-	if err != nil {
+	case err != nil:
 		ce.Log.Err(err).Msg("Failed to close the conversation")
 		ce.Reply("Failed to close the conversation; try again.")
-		return
 	}
-	conv.ClosedAt, conv.WaitingSince = now, time.Time{}
-	if c.API != nil {
-		c.API.ConversationClosed(ce.Ctx, conv, ce.User.MXID.String())
+}
+
+func fnReopen(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.Reopen(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID))
+	switch {
+	case errors.Is(err, conversation.ErrNotClosed):
+		ce.Reply("This conversation is not closed.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to reopen the conversation")
+		ce.Reply("Failed to reopen the conversation; try again.")
 	}
-	c.updateConversationState(ce.Ctx, ce.Portal, conv)
-	c.updateSpaceOrder(ce.Ctx, ce.Portal, conv)
-	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s closed this conversation: it leaves the inbox until the patient writes again.",
-		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID)))
 }
 
 // ---- inbox ------------------------------------------------------------------------

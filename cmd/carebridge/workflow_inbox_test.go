@@ -17,7 +17,7 @@ import (
 
 // TestWorkflowInbox: teams and their spaces (kept across a restart), take/assign/unassign,
 // the assignee's mention on patient texts (quiet in a burst), urgent/routine, the inbox
-// order, and close with the reopening by the patient's next text.
+// order, and close with the reopening by the patient's next text or by staff (reopen).
 func TestWorkflowInbox(t *testing.T) { eachDB(t, runWorkflowInbox) }
 
 // roomState reads a room's state as a user of the homeserver.
@@ -238,6 +238,22 @@ func runWorkflowInbox(t *testing.T, kind string) {
 	conversationState(roomID, "reopened", func(c map[string]any) bool { return c["closed"] == false })
 	spaceOrder(roomID, "5-open")
 	assert.NotContains(t, topic(roomID), "closed")
+
+	// Staff reopen a closed conversation themselves: `!sms reopen`.
+	command(roomID, "!sms reopen")
+	noticeIn(roomID, "This conversation is not closed.")
+	command(roomID, "!sms close")
+	conversationState(roomID, "closed again", func(c map[string]any) bool { return c["closed"] == true })
+	spaceOrder(roomID, "9-closed")
+	command(roomID, "!sms reopen")
+	noticeIn(roomID, "reopened this conversation: it is in the inbox again")
+	conversationState(roomID, "reopened by staff", func(c map[string]any) bool { return c["closed"] == false })
+	spaceOrder(roomID, "5-open")
+	assert.NotContains(t, topic(roomID), "closed")
+	command(roomID, "!sms inbox")
+	inbox = noticeIn(roomID, "Open conversations (3)")
+	assert.Contains(t, inbox.Body, "4567")
+	assert.Equal(t, []string{"patient|ok|", nurseID + "|ok|"}, auditRows(t, e.db, "reopened"))
 
 	// The team space is kept across restarts: a conversation after one joins the same space.
 	e.br.Stop()
