@@ -110,6 +110,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	// not on federation.allowed_servers are removed (bridgev2 passes on only its own users').
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		mc.EventProcessor.On(event.StateMember, c.guardMembership)
+		c.passOverStaffMembershipFirst(mc) // staff joins are Matrix-only (membership.go)
 		mc.EventProcessor.On(event.EventMessage, c.guardStaffMedia)
 		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
 		if mc.AS != nil {

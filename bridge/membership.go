@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/bridgev2"
+	"maunium.net/go/mautrix/bridgev2/matrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 )
 
 var _ bridgev2.MembershipHandlingNetworkAPI = (*Client)(nil)
@@ -13,12 +18,74 @@ var _ bridgev2.MembershipHandlingNetworkAPI = (*Client)(nil)
 var ErrGhostMembership = errors.New("patients cannot be added to or removed from a conversation from Matrix: " +
 	"start a conversation with their number instead (start-chat)")
 
-// HandleMatrixMembership is called for membership changes in conversation rooms made
-// from Matrix. Staff joining, leaving or being invited are Matrix-only matters and are
-// accepted; SMS has no group membership, so changes to patient ghosts are refused.
+// HandleMatrixMembership is called for membership changes of patient ghosts in conversation
+// rooms made from Matrix: SMS has no group membership, so they are refused. Staff joining,
+// leaving or being invited never reach it (passOverStaffMembership).
 func (cl *Client) HandleMatrixMembership(ctx context.Context, msg *bridgev2.MatrixMembershipChange) (*bridgev2.MatrixMembershipResult, error) {
 	if _, isGhost := msg.Target.(*bridgev2.Ghost); isGhost {
 		return nil, bridgev2.WrapErrorInStatus(ErrGhostMembership).WithIsCertain(true).WithSendNotice(true)
 	}
 	return nil, nil
+}
+
+// Staff joining, leaving, inviting each other or being invited are Matrix-only matters:
+// nothing goes to the patient. bridgev2 v0.32.0 still handles them, and fails every one:
+// in a conversation room it looks the member up through a login of their own
+// (Portal.getTargetUser asks FindPreferredLogin without the relay), which staff replying
+// through the clinic number never have ("failed to find preferred login … relay not set"),
+// and in a team space it answers "room is not a portal". Each failure is an error in the
+// log and a failed status on the join (message checkpoints, status events).
+//
+// passOverStaffMembership, the first handler of member events, marks such an event the way
+// bridgev2 marks events it should pass over (its double-puppet marker without a timestamp):
+// bridgev2's handler still does its end-to-bridge encryption bookkeeping of the member (the
+// bot's devices must share keys with a staff member who joins), then drops the event. The
+// bot's own and patient ghosts' membership events are left to bridgev2, as are those of
+// every other room (the bot's invites, management rooms).
+func (c *Connector) passOverStaffMembership(ctx context.Context, evt *event.Event) {
+	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if !ok || evt.StateKey == nil || evt.Content.Raw == nil {
+		return
+	}
+	target := id.UserID(*evt.StateKey)
+	if target == c.Bridge.Bot.GetMXID() || c.Bridge.IsGhostMXID(target) {
+		return
+	}
+	if !c.isConversationRoom(ctx, evt.RoomID) && !c.isTeamSpace(ctx, evt.RoomID) {
+		return
+	}
+	evt.Content.Raw[appservice.DoublePuppetKey] = mc.AS.DoublePuppetValue
+}
+
+// isConversationRoom says whether roomID is a conversation's room (a portal).
+func (c *Connector) isConversationRoom(ctx context.Context, roomID id.RoomID) bool {
+	portal, err := c.Bridge.GetPortalByMXID(ctx, roomID)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Stringer("room_id", roomID).Msg("Failed to look up a room's portal")
+	}
+	return portal != nil
+}
+
+// isTeamSpace says whether roomID is the space of a configured team.
+func (c *Connector) isTeamSpace(ctx context.Context, roomID id.RoomID) bool {
+	for _, team := range c.Config.Teams {
+		space, err := c.DB.TeamSpace().Get(ctx, team.Name)
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Str("team", team.Name).Msg("Failed to read the team's space")
+		} else if space != "" && id.RoomID(space) == roomID {
+			return true
+		}
+	}
+	return false
+}
+
+// passOverStaffMembershipFirst registers passOverStaffMembership before bridgev2's member
+// handler. Handlers must run one after the other for the mark to be read (appservice's
+// Sync and AsyncLoop modes; async_transactions alone selects AsyncHandlers).
+func (c *Connector) passOverStaffMembershipFirst(mc *matrix.Connector) {
+	if mc.EventProcessor.ExecMode == appservice.AsyncHandlers {
+		c.Bridge.Log.Warn().Msg("appservice.async_transactions is on: each event's handlers run one after the other")
+		mc.EventProcessor.ExecMode = appservice.AsyncLoop
+	}
+	mc.EventProcessor.PrependHandler(event.StateMember, c.passOverStaffMembership)
 }
