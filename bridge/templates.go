@@ -9,6 +9,7 @@ import (
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
+	"github.com/carebridge/carebridge/securechat"
 	"github.com/carebridge/carebridge/sms"
 	"github.com/carebridge/carebridge/workflow"
 )
@@ -46,7 +47,9 @@ func fnTemplate(ce *commands.Event) {
 }
 
 // templateText fills a template for a conversation, issuing a fresh secure link (by
-// actor) only when the template has {link}.
+// actor) only when the template has {link} and is texted: in secure mode the text is read
+// inside the secure chat, so {link} is words (securechat.ChatWords) and the alert texted
+// to the patient stays the one live link.
 func (c *Connector) templateText(ctx context.Context, conv *database.Conversation, actor database.AuditActor, text string) (string, error) {
 	name := conv.PatientName
 	if name == "" {
@@ -56,7 +59,9 @@ func (c *Connector) templateText(ctx context.Context, conv *database.Conversatio
 		}
 	}
 	link := ""
-	if workflow.NeedsLink(text) {
+	if workflow.NeedsLink(text) && conv.Mode == database.ModeSecure {
+		link = securechat.ChatWords(securechat.Language(conv, c.Config.SecureChat.Language))
+	} else if workflow.NeedsLink(text) {
 		var err error
 		if link, err = c.Secure.IssueLink(ctx, conv, actor); err != nil {
 			return "", fmt.Errorf("failed to issue a secure link: %w", err)

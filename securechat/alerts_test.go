@@ -80,3 +80,9 @@ func TestCodeTextEndsWithTheOriginBoundLine(t *testing.T) {
 		assert.Equal(t, host, codeHost(base), base)
 	}
 }
+
+func TestChatWordsCarryNoLink(t *testing.T) {
+	assert.Equal(t, "this secure chat", ChatWords("en"))
+	assert.Equal(t, "este chat seguro", ChatWords("es"))
+	assert.NotContains(t, ChatWords("en"), "http")
+}

@@ -46,6 +46,16 @@ func codeHost(publicBase string) string {
 	return u.Hostname()
 }
 
+// ChatWords stands in for the secure chat's link in a text the patient reads inside the
+// secure chat (a template's {link} in secure mode): they are already there, and the alert
+// texted to them carries the one live link.
+func ChatWords(lang string) string {
+	if lang == "es" {
+		return "este chat seguro"
+	}
+	return "this secure chat"
+}
+
 // ReminderText answers a patient who texts while the conversation is secure.
 func ReminderText(lang, clinic string) string {
 	if lang == "es" {

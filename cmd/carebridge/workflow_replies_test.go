@@ -18,7 +18,8 @@ const emergencyReply = "Example Clinic: if this is an emergency, call 911 now. S
 // TestWorkflowRepliesEmergencyAndTemplates: an emergency phrase gets the emergency reply
 // at once, marks the conversation urgent and mentions the on-call staff; a repeat within
 // 10 minutes gets no second reply. Templates: `!sms t` lists them, `!sms t NAME` texts
-// one filled in (SMS mode) or keeps it for the secure chat with only an alert texted.
+// one filled in (SMS mode) or keeps it for the secure chat with only an alert texted, and
+// {link} there is words, not a second live link.
 func TestWorkflowRepliesEmergencyAndTemplates(t *testing.T) { eachDB(t, runWorkflowRepliesEmergency) }
 
 func runWorkflowRepliesEmergency(t *testing.T, kind string) {
@@ -31,6 +32,7 @@ func runWorkflowRepliesEmergency(t *testing.T, kind string) {
 		network["templates"] = map[string]any{
 			"confirm": "Hi {patient_name}, your appointment at {clinic_name} is confirmed.",
 			"results": "{patient_name}, your results are ready. Questions? Reply here.",
+			"report":  "Your report is ready: {link}",
 		}
 	})
 	r := newRepliesHelper(t, ctx, e, nurse)
@@ -94,6 +96,18 @@ func runWorkflowRepliesEmergency(t *testing.T, kind string) {
 		[]any{&stored, &sender}, "15551234567")
 	assert.Equal(t, 1, stored, "the secure chat holds the template")
 	assert.Equal(t, "nurse", sender)
+
+	// {link} in secure mode: the patient reads it inside the secure chat, and the alert
+	// carries the one live link, so the template gets words, not a second link.
+	var links, linksAfter int
+	r.queryRow("SELECT COUNT(*) FROM secure_link WHERE portal_id=$1", []any{&links}, "15551234567")
+	require.Positive(t, links, "the alert's link")
+	r.command(roomID, "!sms t report")
+	r.notice("Sent template report to the secure chat: Your report is ready: this secure chat")
+	r.queryRow("SELECT COUNT(*) FROM secure_link WHERE portal_id=$1", []any{&linksAfter}, "15551234567")
+	assert.Equal(t, links, linksAfter, "no second link issued for the secure chat")
+	r.queryRow("SELECT COUNT(*) FROM secure_message WHERE portal_id=$1 AND from_patient=false", []any{&stored}, "15551234567")
+	assert.Equal(t, 2, stored)
 
 	// An emergency in secure mode within the interval: urgent, no second reply by SMS.
 	r.inbound("dolor de pecho")
