@@ -45,7 +45,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	c := cl.Connector
 	meta := cl.meta()
 	text := &outbox.Text{LoginID: string(cl.UserLogin.ID), PortalID: string(msg.Portal.ID), From: meta.Phone,
-		To: PhoneOf(msg.Portal.ID), Body: msg.Content.Body, Kind: outbox.KindStaffReply,
+		To: PhoneOf(msg.Portal.ID), Body: patientText(ctx, msg.Content), Kind: outbox.KindStaffReply,
 		EventID: msg.Event.ID.String(), SenderMXID: msg.Event.Sender.String()}
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:

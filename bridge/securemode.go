@@ -182,7 +182,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if content == nil || content.MsgType == "" {
 		content = msg.Content
 	}
-	kind, text, contentType := cbdb.SecureText, content.Body, ""
+	kind, text, contentType := cbdb.SecureText, patientText(ctx, content), ""
 	var data []byte
 	if content.MsgType.IsMedia() {
 		kind = cbdb.SecureFile

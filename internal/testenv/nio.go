@@ -396,6 +396,16 @@ func (a *StaffAgent) Send(ctx context.Context, roomID, body string) (eventID str
 	return reply.EventID, time.UnixMilli(reply.SentMS), nil
 }
 
+// SendHTML sends a formatted m.text as Element does: body is the markdown as typed, html the
+// formatted body (org.matrix.custom.html), e.g. with a user pill.
+func (a *StaffAgent) SendHTML(ctx context.Context, roomID, body, html string) (eventID string, err error) {
+	reply, err := a.request(ctx, map[string]any{"cmd": "send", "room_id": roomID, "body": body, "formatted_body": html})
+	if err != nil {
+		return "", fmt.Errorf("failed to send as %s: %w", a.UserID, err)
+	}
+	return reply.EventID, nil
+}
+
 // SendFile uploads data (encrypted in encrypted rooms) and sends it as m.image (image
 // types) or m.file, as a person attaching a photo or document would.
 func (a *StaffAgent) SendFile(ctx context.Context, roomID, fileName, mimeType string, data []byte) (eventID string, err error) {

@@ -452,6 +452,9 @@ class Agent:
         c = self.client
         await self.wait_room(lambda: room_id in c.rooms, room_id)
         content = {"msgtype": req.get("msgtype", "m.text"), "body": req["body"]}
+        if req.get("formatted_body"):
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = req["formatted_body"]
         await self.ensure_encryption_known(room_id)
         async with self.crypto_lock:
             room = c.rooms[room_id]
