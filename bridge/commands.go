@@ -39,6 +39,23 @@ func (c *Connector) registerCommands() {
 	}
 }
 
+// Starting a conversation (startchat.go): `start-chat` (alias `pm`), carebridge's own in place of
+// bridgev2's: bridgev2's needs a login of the sender's own, and only the IT account that
+// linked a clinic number has one. Anyone allowed to use commands (bridge.permissions
+// `commands`, `user` or `admin`) starts a conversation through a clinic number, the way
+// they reply through it (relay).
+var cmdStartChat = &commands.FullHandler{
+	Name:    "start-chat",
+	Aliases: []string{"pm"},
+	Help: commands.HelpMeta{
+		Section: HelpSectionCarebridge,
+		Description: "Start a conversation with a patient's number from a clinic number (the room's, yours, or the only one); " +
+			"the staff are invited and your messages there reach the patient",
+		Args: "[clinic number] <patient number>",
+	},
+	Func: fnStartChat,
+}
+
 var cmdName = conversationCommand("name",
 	"Set the patient's name shown for this number (room name and sender), instead of the number", "<full name>", fnName)
 

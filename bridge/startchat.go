@@ -76,23 +76,6 @@ func (cl *Client) resolvePhone(ctx context.Context, phone string, createChat boo
 	return resp, nil
 }
 
-// Staff start conversations with `start-chat` (alias `pm`), carebridge's own in place of
-// bridgev2's: bridgev2's needs a login of the sender's own, and only the IT account that
-// linked a clinic number has one. Anyone allowed to use commands (bridge.permissions
-// `commands`, `user` or `admin`) starts a conversation through a clinic number, the way
-// they reply through it (relay).
-var cmdStartChat = &commands.FullHandler{
-	Name:    "start-chat",
-	Aliases: []string{"pm"},
-	Help: commands.HelpMeta{
-		Section: HelpSectionCarebridge,
-		Description: "Start a conversation with a patient's number from a clinic number (the room's, yours, or the only one); " +
-			"the staff are invited and your messages there reach the patient",
-		Args: "[clinic number] <patient number>",
-	},
-	Func: fnStartChat,
-}
-
 func fnStartChat(ce *commands.Event) {
 	c := ce.Bridge.Network.(*Connector)
 	login, rest := c.startChatLogin(ce)
