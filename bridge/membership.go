@@ -80,12 +80,8 @@ func (c *Connector) isTeamSpace(ctx context.Context, roomID id.RoomID) bool {
 }
 
 // passOverStaffMembershipFirst registers passOverStaffMembership before bridgev2's member
-// handler. Handlers must run one after the other for the mark to be read (appservice's
-// Sync and AsyncLoop modes; async_transactions alone selects AsyncHandlers).
+// handler. Handlers must run one after the other for the mark to be read: the appservice
+// runs in Sync mode (configurePortalQueue).
 func (c *Connector) passOverStaffMembershipFirst(mc *matrix.Connector) {
-	if mc.EventProcessor.ExecMode == appservice.AsyncHandlers {
-		c.Bridge.Log.Warn().Msg("appservice.async_transactions is on: each event's handlers run one after the other")
-		mc.EventProcessor.ExecMode = appservice.AsyncLoop
-	}
 	mc.EventProcessor.PrependHandler(event.StateMember, c.passOverStaffMembership)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
@@ -93,6 +94,12 @@ func (c *Connector) configurePortalQueue(br *bridgev2.Bridge, mc *matrix.Connect
 	br.Config.DeduplicateMatrixMessages = true
 	if mc == nil || mc.AS == nil || mc.EventProcessor == nil {
 		return
+	}
+	if mc.EventProcessor.ExecMode != appservice.Sync {
+		// A room's lane runs an event's handlers and then the next event's: in order.
+		br.Log.Warn().Msg("carebridge requires appservice.async_transactions: false (a room's events are handled in order); using false")
+		mc.Config.AppService.AsyncTransactions = false
+		mc.EventProcessor.ExecMode = appservice.Sync
 	}
 	c.rooms.enabled = true
 	c.rooms.lanes = map[id.RoomID]*roomLane{}
