@@ -240,6 +240,9 @@ func (c *Connector) dispatchByRoom(ctx context.Context, mc *matrix.Connector, ev
 	byRoom := map[id.RoomID][]*event.Event{}
 	var order []id.RoomID
 	for _, evt := range events {
+		// As soon as the transaction arrives, as mautrix does: the state store (who is in
+		// each room) must not wait for a room's lane; the bridge encrypts for its members.
+		prepareEvent(ctx, mc, evt)
 		if _, ok := byRoom[evt.RoomID]; !ok {
 			order = append(order, evt.RoomID)
 		}
@@ -252,7 +255,6 @@ func (c *Connector) dispatchByRoom(ctx context.Context, mc *matrix.Connector, ev
 		roomEvents := byRoom[roomID]
 		c.inLane(roomID, func() {
 			for _, evt := range roomEvents {
-				prepareEvent(ctx, mc, evt)
 				mc.EventProcessor.Dispatch(ctx, evt)
 			}
 			c.queueBarrier(ctx, roomID, done)
