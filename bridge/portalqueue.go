@@ -182,11 +182,13 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 			return
 		}
 		ctx := c.Bridge.Log.With().Str("transaction_id", txnID).Logger().WithContext(c.Bridge.BackgroundCtx)
-		barriers := c.dispatchByRoom(ctx, mc, events)
+		// The rest first, as mautrix orders a transaction: the room keys (to-device) are
+		// then on their way to the crypto loop before the rooms' messages are decrypted.
 		rest, _ := json.Marshal(fields)
 		r.Body = io.NopCloser(bytes.NewReader(rest))
 		held := &heldResponse{header: http.Header{}, status: http.StatusOK}
 		next.ServeHTTP(held, r)
+		barriers := c.dispatchByRoom(ctx, mc, events)
 		if held.status == http.StatusOK {
 			if err = c.awaitRooms(ctx, barriers, len(barriers)); err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Msg("Transaction not finished; the homeserver will send it again")
