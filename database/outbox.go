@@ -188,10 +188,5 @@ func (oq *OutboxQuery) SealedNotWith(ctx context.Context, keyID string) ([]*Outb
 // Reseal replaces a waiting text's sealed body if it is still sealed with oldKeyID; false
 // when it changed meanwhile (sent, failed, or re-sealed).
 func (oq *OutboxQuery) Reseal(ctx context.Context, id int64, oldKeyID, newKeyID string, sealed []byte) (bool, error) {
-	res, err := oq.GetDB().Exec(ctx, resealOutboxQuery, id, oldKeyID, newKeyID, sealed)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	return oq.execOne(ctx, resealOutboxQuery, id, oldKeyID, newKeyID, sealed)
 }
