@@ -190,7 +190,7 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 		next.ServeHTTP(held, r)
 		barriers := c.dispatchByRoom(ctx, mc, events)
 		if held.status == http.StatusOK {
-			if err = c.awaitRooms(ctx, barriers, len(barriers)); err != nil {
+			if err = c.awaitRooms(ctx, barriers); err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Msg("Transaction not finished; the homeserver will send it again")
 				w.Header().Set("Retry-After", "1")
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -316,7 +316,7 @@ func (c *Connector) awaitSignal(done chan struct{}) error {
 }
 
 // awaitRooms waits until each room's barrier had its turn, transactionHold at most.
-func (c *Connector) awaitRooms(ctx context.Context, barriers []chan struct{}, rooms int) error {
+func (c *Connector) awaitRooms(ctx context.Context, barriers []chan struct{}) error {
 	deadline := time.NewTimer(transactionHold)
 	defer deadline.Stop()
 	for _, done := range barriers {
@@ -325,7 +325,7 @@ func (c *Connector) awaitRooms(ctx context.Context, barriers []chan struct{}, ro
 		case <-c.Bridge.BackgroundCtx.Done():
 			return errStopping
 		case <-deadline.C:
-			zerolog.Ctx(ctx).Warn().Int("rooms", rooms).Dur("held", transactionHold).
+			zerolog.Ctx(ctx).Warn().Int("rooms", len(barriers)).Dur("held", transactionHold).
 				Msg("A room is still handling the transaction's events; answering the homeserver anyway")
 			return nil
 		}
