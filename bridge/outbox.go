@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -110,6 +111,12 @@ func (c *Connector) sendReplyNotice(ctx context.Context, portal *bridgev2.Portal
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(inReplyTo)
 	}
 	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: content}, nil)
+	if err != nil && strings.Contains(err.Error(), "group session") {
+		// A membership change in the room (handled beside this send) can end the bot's
+		// group session between its creation and this encryption: once more, with a new one.
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Notice not encrypted; sending it again with a new group session")
+		resp, err = c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: content}, nil)
+	}
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
 		return ""
