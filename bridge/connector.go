@@ -100,6 +100,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	// Rooms in parallel, each in order; a transaction answered once its rooms handled it.
 	mc, _ := br.Matrix.(*matrix.Connector)
 	c.configurePortalQueue(br, mc)
+	resetSessionOnOutage(mc)
 	if mc, ok := br.Matrix.(*matrix.Connector); ok && mc.Config.Matrix.MessageErrorNotices {
 		// bridgev2 sends those with the raw bot intent, unencrypted, into encrypted rooms;
 		// carebridge posts its own notices, encrypted.

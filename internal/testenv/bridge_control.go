@@ -66,6 +66,7 @@ func (b *Bridge) Launch() {
 		if b.t.Failed() {
 			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
 		}
+		keepLog(b.t, b.LogPath(), "bridge")
 	})
 }
 

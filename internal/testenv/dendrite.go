@@ -43,6 +43,9 @@ func NewDendrite(t testing.TB) *Dendrite {
 			t.Logf("Dendrite log tail (%s):\n%s", d.LogPath(), d.srv.LogTail(30))
 		}
 		d.srv.Stop()
+		if d.started {
+			keepLog(t, d.LogPath(), "dendrite")
+		}
 	})
 	return d
 }

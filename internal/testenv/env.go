@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -107,6 +108,29 @@ func RepoRoot() (string, error) {
 }
 
 // tailFile returns the last n lines of a file, for error messages.
+// keepLog copies a log of a failed test into the folder named by
+// CAREBRIDGE_TEST_KEEP_LOGS (unset: nothing is kept), as TEST-NAME.log, so that
+// a failure in CI or under load can be read whole after the test's folders are gone.
+func keepLog(t testing.TB, path, name string) {
+	dir := os.Getenv("CAREBRIDGE_TEST_KEEP_LOGS")
+	if dir == "" || !t.Failed() {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755)
+	}
+	dst := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+".log")
+	if err == nil {
+		err = os.WriteFile(dst, data, 0o644)
+	}
+	if err != nil {
+		t.Logf("keeping %s: %v", path, err)
+		return
+	}
+	t.Logf("kept %s as %s", path, dst)
+}
+
 func tailFile(path string, n int) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
