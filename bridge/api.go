@@ -158,7 +158,7 @@ func (b apiBackend) Send(ctx context.Context, actor database.AuditActor, conv *d
 		return nil, err
 	case err != nil:
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to text a message from the integration")
-		reason := describeSendError(err)
+		reason := conversation.SendErrorWords(err)
 		if errors.Is(err, outbox.ErrNotLinked) {
 			reason = "the clinic number is not connected"
 		}
@@ -172,7 +172,7 @@ func (b apiBackend) Send(ctx context.Context, actor database.AuditActor, conv *d
 	if err = b.c.audited(ctx, convAudit(conv, actor, database.EventMessageSent, database.OutcomeOK, "sms"), nil); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to audit a message sent through the API")
 	}
-	status := b.c.trackTextOnNotice(ctx, conv, sent.SMS, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)))
+	status := b.c.Conversations.TrackOnNotice(ctx, sent.SMS, b.c.sendNotice(ctx, portal, fmt.Sprintf("%s texted: %s", apiName(actor), text)).String())
 	return &integration.Sent{Via: database.ModeSMS, MessageSID: sent.SMS.SID, Status: status}, nil
 }
 

@@ -168,7 +168,7 @@ func fnLink(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		return
 	case err != nil:
 		ce.Log.Err(err).Msg("Failed to text a secure chat link")
-		ce.Reply("The link could not be texted: %s", describeSendError(err))
+		ce.Reply("The link could not be texted: %s", conversation.SendErrorWords(err))
 		return
 	}
 	ce.Reply("A new secure chat link was texted to the patient. It works for %s.", c.Config.SecureChat.LinkLifetime)

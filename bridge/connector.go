@@ -53,14 +53,15 @@ type Connector struct {
 	Outbox *outbox.Outbox
 	// Conversations is what is done to a conversation (mode, name, links, secure chat).
 	Conversations *conversation.Service
-	alerts        *loop.Loop
-	started       atomic.Bool
+	// FollowUps sends the scheduled follow-ups (`!sms later`) when due.
+	FollowUps *conversation.FollowUps
+	alerts    *loop.Loop
+	started   atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.
 	API       *integration.Server
 	retention *retentionLoop
-	later     *loop.Loop
 	auditHead *loop.Loop // nil unless network.audit.head_room is set
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
 	metrics       *metrics.Metrics
@@ -242,7 +243,11 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.catchUp.atStart(ctx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
 	c.startRetention(c.Bridge.BackgroundCtx)
-	c.startLater(c.Bridge.BackgroundCtx)
+	c.FollowUps = &conversation.FollowUps{S: c.Conversations, Keys: c.Keys, Now: c.now, StartedAt: c.startedAt,
+		Linked: func(loginID string) bool {
+			return c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(loginID)) != nil
+		}}
+	c.FollowUps.Start(c.Bridge.Log.With().Str("component", "scheduled messages").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.startAuditHead(c.Bridge.BackgroundCtx)
 	go func(ctx context.Context) {
 		c.retireLegacyGhosts(ctx)
@@ -281,7 +286,9 @@ func (c *Connector) Stop() {
 		c.API.Stop()
 	}
 	c.stopRetention()
-	c.stopLater()
+	if c.FollowUps != nil {
+		c.FollowUps.Stop()
+	}
 	c.auditHead.Stop()
 	c.stopMetrics()
 	if c.Simulator != nil {

@@ -6,6 +6,7 @@ import (
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
@@ -51,6 +52,12 @@ func (r conversationRooms) Notice(ctx context.Context, conv *database.Conversati
 		return r.c.sendNotice(ctx, portal, text).String()
 	}
 	return ""
+}
+
+func (r conversationRooms) StaffName(ctx context.Context, conv *database.Conversation, userID string) string {
+	portal, _ := r.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.PortalID),
+		Receiver: networkid.UserLoginID(conv.LoginID)})
+	return r.c.staffName(ctx, portal, id.UserID(userID))
 }
 
 func (r conversationRooms) ShowState(ctx context.Context, conv *database.Conversation) {

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/outbox"
@@ -83,7 +84,7 @@ func (h outboxHooks) Failed(ctx context.Context, t *outbox.Text, err error) {
 // notSentWords is the notice staff read when a text of kind was not sent.
 func notSentWords(kind outbox.Kind, err error) string {
 	var refusal *outbox.Refusal
-	reason := describeSendError(err)
+	reason := conversation.SendErrorWords(err)
 	if errors.As(err, &refusal) {
 		reason = refusal.Words
 	} else if errors.Is(err, outbox.ErrNotLinked) {

@@ -18,7 +18,6 @@ import (
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
-	"github.com/carebridge/carebridge/sms"
 )
 
 // secureMessagePrefix marks, in the room, what the patient sent through the secure chat.
@@ -280,18 +279,6 @@ func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv
 	if err = c.audited(ctx, convAudit(conv, cbdb.SystemActor, cbdb.EventAlertSent, cbdb.OutcomeOK, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit a secure message alert")
 	}
-}
-
-func describeSendError(err error) string {
-	var sendErr *sms.SendError
-	var refusal *outbox.Refusal
-	switch {
-	case errors.As(err, &sendErr):
-		return sendErr.Describe()
-	case errors.As(err, &refusal):
-		return refusal.Words
-	}
-	return "the text could not be sent"
 }
 
 // updateConversationState shows the conversation in its room — name, topic and the

@@ -7,6 +7,7 @@ import (
 
 	"maunium.net/go/mautrix/bridgev2/commands"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
@@ -89,7 +90,7 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 	}
 	if err = c.textPatient(ce.Ctx, conv, outbox.KindTemplate, text, ce.EventID); err != nil {
 		ce.Log.Err(err).Msg("Failed to text a template")
-		ce.Reply("Not sent: %s", describeSendError(err))
+		ce.Reply("Not sent: %s", conversation.SendErrorWords(err))
 		return
 	}
 	c.templateSent(ce, conv, name, "sms")

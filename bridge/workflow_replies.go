@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/workflow"
@@ -46,7 +47,7 @@ func (c *Connector) checkEmergency(ctx context.Context, login *bridgev2.UserLogi
 	default:
 		release()
 		log.Err(err).Msg("Failed to text the emergency reply")
-		outcome, audit = "The emergency reply could not be texted ("+describeSendError(err)+"). Call the patient if you can.", database.OutcomeFailed
+		outcome, audit = "The emergency reply could not be texted ("+conversation.SendErrorWords(err)+"). Call the patient if you can.", database.OutcomeFailed
 	}
 	if err := c.audited(ctx, convAudit(conv, database.SystemActor, database.EventEmergencyReplySent, audit, ""), nil); err != nil {
 		log.Err(err).Msg("Failed to audit the emergency reply")

@@ -48,6 +48,9 @@ type Rooms interface {
 	// ShowPatientName shows a stored patient name (or, with masked names, only in the
 	// encrypted pinned notice).
 	ShowPatientName(ctx context.Context, conv *database.Conversation, name string) error
+	// StaffName is how the patient sees a staff member (a Matrix ID): their display name
+	// in the room, or their user name.
+	StaffName(ctx context.Context, conv *database.Conversation, userID string) string
 }
 
 // Texts is the outbox: the one way a text reaches a patient (queued in the conversation's

@@ -46,6 +46,9 @@ func (r *rooms) Notice(_ context.Context, _ *database.Conversation, text string)
 	r.notices = append(r.notices, text)
 	return "$notice"
 }
+func (r *rooms) StaffName(_ context.Context, _ *database.Conversation, userID string) string {
+	return strings.TrimPrefix(strings.SplitN(userID, ":", 2)[0], "@")
+}
 func (r *rooms) ShowState(context.Context, *database.Conversation) { r.record("state") }
 func (r *rooms) ShowMode(context.Context, *database.Conversation)  { r.record("mode") }
 func (r *rooms) ShowPatientName(_ context.Context, _ *database.Conversation, name string) error {
@@ -102,6 +105,7 @@ type env struct {
 	rooms *rooms
 	texts *texts
 	conv  *database.Conversation
+	keys  *securechat.Keyring
 }
 
 func eachDB(t *testing.T, fn func(t *testing.T, ctx context.Context, e *env)) {
@@ -126,7 +130,7 @@ func eachDB(t *testing.T, fn func(t *testing.T, ctx context.Context, e *env)) {
 				ClinicPhone: "+15550001111", PatientPhone: "+15551234567", Mode: database.ModeSMS})
 			require.NoError(t, err)
 			svc := &conversation.Service{Config: cfg, DB: db, Rooms: r, Texts: tx, Secure: secure, Alerts: r, Events: r, BotMXID: "@smsbot:clinic.example"}
-			fn(t, ctx, &env{svc: svc, db: db, rooms: r, texts: tx, conv: conv})
+			fn(t, ctx, &env{svc: svc, db: db, rooms: r, texts: tx, conv: conv, keys: keys})
 		})
 	}
 }
