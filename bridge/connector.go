@@ -55,8 +55,9 @@ type Connector struct {
 	Conversations *conversation.Service
 	// FollowUps sends the scheduled follow-ups (`!sms later`) when due.
 	FollowUps *conversation.FollowUps
-	alerts    *loop.Loop
-	started   atomic.Bool
+	// Alerter texts patients that secure messages wait (and the held-back alerts, reminders).
+	Alerter *conversation.Alerter
+	started atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.
@@ -238,7 +239,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
 		return err
 	}
-	c.startAlerts(c.Bridge.BackgroundCtx)
+	c.Alerter.Start(c.Bridge.Log.With().Str("component", "secure alerts").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.catchUp = newCatchUp(c)
 	c.catchUp.atStart(ctx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
@@ -278,7 +279,9 @@ func (c *Connector) Stop() {
 		c.inbound.stop()
 	}
 	c.catchUp.stop()
-	c.alerts.Stop()
+	if c.Alerter != nil {
+		c.Alerter.Stop()
+	}
 	if c.Outbox != nil {
 		c.Outbox.Stop()
 	}

@@ -14,8 +14,11 @@ import (
 
 // newConversations builds the conversation service over the bridge's rooms.
 func (c *Connector) newConversations() *conversation.Service {
-	return &conversation.Service{Config: &c.Config, DB: c.DB, Rooms: conversationRooms{c}, Texts: c.Outbox,
-		Secure: c.Secure, Alerts: conversationRooms{c}, Events: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
+	svc := &conversation.Service{Config: &c.Config, DB: c.DB, Rooms: conversationRooms{c}, Texts: c.Outbox,
+		Secure: c.Secure, Events: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
+	c.Alerter = &conversation.Alerter{S: svc, Now: c.now}
+	svc.Alerts = c.Alerter
+	return svc
 }
 
 // conversationRooms is a conversation's room, as the conversation service sees it.
@@ -23,7 +26,6 @@ type conversationRooms struct{ c *Connector }
 
 var (
 	_ conversation.Rooms     = conversationRooms{}
-	_ conversation.Alerts    = conversationRooms{}
 	_ conversation.Lifecycle = conversationRooms{}
 	_ conversation.Events    = conversationRooms{}
 )
@@ -80,18 +82,6 @@ func (r conversationRooms) ShowPatientName(ctx context.Context, conv *database.C
 		return fmt.Errorf("conversation %s has no room", conv.PortalID)
 	}
 	return r.c.showPatientName(ctx, portal, conv.PatientPhone, name)
-}
-
-// StaffMessageKept alerts the patient in the background (at once, or when the quiet
-// period ends).
-func (r conversationRooms) StaffMessageKept(ctx context.Context, conv *database.Conversation) {
-	portal := r.portal(ctx, conv)
-	if portal == nil {
-		return
-	}
-	if login := r.c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
-		go r.c.alertPatient(r.c.Bridge.BackgroundCtx, login, portal, conv.LoginID, conv.PortalID)
-	}
 }
 
 // Closed moves the room last in its team spaces and tells the integrations.

@@ -78,22 +78,7 @@ func (h outboxHooks) Failed(ctx context.Context, t *outbox.Text, err error) {
 		zerolog.Ctx(ctx).Err(perr).Msg("No room to tell about a text that was not sent")
 		return
 	}
-	h.c.sendReplyNotice(ctx, portal, id.EventID(t.EventID), notSentWords(t.Kind, err))
-}
-
-// notSentWords is the notice staff read when a text of kind was not sent.
-func notSentWords(kind outbox.Kind, err error) string {
-	var refusal *outbox.Refusal
-	reason := conversation.SendErrorWords(err)
-	if errors.As(err, &refusal) {
-		reason = refusal.Words
-	} else if errors.Is(err, outbox.ErrNotLinked) {
-		reason = "the clinic number is no longer linked"
-	}
-	if kind == outbox.KindStaffReply {
-		return "⚠️ Not sent: " + reason
-	}
-	return fmt.Sprintf("⚠️ The %s was not texted to the patient: %s", kind.Words(), reason)
+	h.c.sendReplyNotice(ctx, portal, id.EventID(t.EventID), conversation.NotSentWords(t.Kind, err))
 }
 
 // textPatient queues a text the bridge sends on its own (an alert, a template, an

@@ -208,7 +208,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if err != nil {
 		return nil, err
 	}
-	go c.alertPatient(c.Bridge.BackgroundCtx, cl.UserLogin, msg.Portal, conv.LoginID, conv.PortalID)
+	c.Alerter.StaffMessageKept(ctx, conv)
 	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),
@@ -226,59 +226,6 @@ func senderName(msg *bridgev2.MatrixMessage) string {
 		return msg.OrigSender.UserID.Localpart()
 	}
 	return "Care team"
-}
-
-// alertPatient tells the patient a secure message waits: at once, or when the quiet
-// period after the last alert ends (the alert loop sends it then, if still unread).
-func (c *Connector) alertPatient(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, loginID, portalID string) {
-	log := c.Bridge.Log.With().Str("action", "secure alert").Str("portal_id", portalID).Logger()
-	ctx = log.WithContext(ctx)
-	conv, err := c.DB.Conversation.Get(ctx, loginID, portalID)
-	if err != nil || conv == nil {
-		log.Err(err).Msg("Failed to read conversation for alert")
-		return
-	}
-	if conv.OptedOut {
-		c.sendNotice(ctx, portal, "The patient has opted out (STOP): no alert was texted. They will see the message when they open an earlier link.")
-		return
-	}
-	action, due := c.alertPolicy().OnStaffMessage(conv, c.now())
-	if action == securechat.AlertLater {
-		if err = c.DB.Conversation.HoldAlert(ctx, loginID, portalID, due); err != nil {
-			log.Err(err).Msg("Failed to keep an alert for the end of the quiet period")
-		}
-		log.Debug().Time("due", due).Msg("Alert held back until the quiet period ends")
-		c.alerts.Wake()
-		return
-	}
-	c.sendAlert(ctx, portal, conv)
-}
-
-// alertPolicy is the clinic's configuration of when patients are alerted.
-func (c *Connector) alertPolicy() securechat.AlertPolicy {
-	return securechat.AlertPolicy{Quiet: c.Config.SecureChat.AlertQuietPeriod, ReminderAfter: c.Config.SecureChat.ReminderAfter}
-}
-
-// sendAlert texts the "new secure message" alert with a fresh link, in the patient's
-// language, unless another caller texted one within the quiet period.
-func (c *Connector) sendAlert(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) {
-	log := zerolog.Ctx(ctx)
-	claimed, err := c.DB.Conversation.ClaimAlert(ctx, conv.LoginID, conv.PortalID, c.now(), c.Config.SecureChat.AlertQuietPeriod)
-	if err != nil {
-		log.Err(err).Msg("Failed to claim alert")
-		return
-	} else if !claimed {
-		log.Debug().Msg("Alert already sent within the quiet period")
-		return
-	}
-	if err = c.Conversations.TextLink(ctx, conv, outbox.KindAlert, "", cbdb.SystemActor, securechat.AlertText); err != nil {
-		log.Err(err).Msg("Failed to text secure message alert")
-		c.sendNotice(ctx, portal, notSentWords(outbox.KindAlert, err))
-		return
-	}
-	if err = c.audited(ctx, convAudit(conv, cbdb.SystemActor, cbdb.EventAlertSent, cbdb.OutcomeOK, ""), nil); err != nil {
-		log.Err(err).Msg("Failed to audit a secure message alert")
-	}
 }
 
 // updateConversationState shows the conversation in its room — name, topic and the
