@@ -57,7 +57,9 @@ type Connector struct {
 	FollowUps *conversation.FollowUps
 	// Alerter texts patients that secure messages wait (and the held-back alerts, reminders).
 	Alerter *conversation.Alerter
-	started atomic.Bool
+	// AutoReplies answers patients' texts by the clinic's rules (emergency, after hours).
+	AutoReplies *conversation.AutoReplies
+	started     atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.

@@ -17,6 +17,7 @@ func (c *Connector) newConversations() *conversation.Service {
 	svc := &conversation.Service{Config: &c.Config, DB: c.DB, Rooms: conversationRooms{c}, Texts: c.Outbox,
 		Secure: c.Secure, Events: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
 	c.Alerter = &conversation.Alerter{S: svc, Now: c.now}
+	c.AutoReplies = &conversation.AutoReplies{S: svc, Now: c.now}
 	svc.Alerts = c.Alerter
 	return svc
 }
@@ -90,6 +91,11 @@ func (r conversationRooms) Closed(ctx context.Context, conv *database.Conversati
 	if r.c.API != nil {
 		r.c.API.ConversationClosed(ctx, conv, actor.String())
 	}
+}
+
+// UrgencyChanged moves the room to its place in its team spaces.
+func (r conversationRooms) UrgencyChanged(ctx context.Context, conv *database.Conversation) {
+	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
 }
 
 // Reopened moves the room back among the open ones in its team spaces.

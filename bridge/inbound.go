@@ -283,7 +283,7 @@ func (c *Connector) remindSecure(ctx context.Context, login *bridgev2.UserLogin,
 	}
 	c.reminded.Store(key, time.Now())
 	text := securechat.ReminderText(securechat.Language(conv, c.Config.SecureChat.Language), c.Config.ClinicName)
-	if err = c.textPatient(ctx, conv, outbox.KindReminder, text, ""); err != nil {
+	if err = c.Conversations.Text(ctx, conv, outbox.KindReminder, text, ""); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to text secure mode reminder")
 	}
 }

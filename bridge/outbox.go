@@ -13,7 +13,6 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/conversation"
-	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
@@ -79,14 +78,6 @@ func (h outboxHooks) Failed(ctx context.Context, t *outbox.Text, err error) {
 		return
 	}
 	h.c.sendReplyNotice(ctx, portal, id.EventID(t.EventID), conversation.NotSentWords(t.Kind, err))
-}
-
-// textPatient queues a text the bridge sends on its own (an alert, a template, an
-// automatic reply) in the conversation's turn. eventID is the room event it belongs to,
-// if any; a later failure is a notice replying to it. A *outbox.Refusal says why not.
-func (c *Connector) textPatient(ctx context.Context, conv *database.Conversation, kind outbox.Kind, text string, eventID id.EventID) error {
-	return c.Outbox.Enqueue(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: text, Kind: kind, EventID: eventID.String(), SenderMXID: c.Bridge.Bot.GetMXID().String()})
 }
 
 // sendReplyNotice posts an encrypted notice in a conversation room, as a reply to

@@ -88,7 +88,7 @@ func (c *Connector) sendSMSTemplate(ce *commands.Event, conv *database.Conversat
 			name, segments, enc, c.Config.MaxSegments)
 		return
 	}
-	if err = c.textPatient(ce.Ctx, conv, outbox.KindTemplate, text, ce.EventID); err != nil {
+	if err = c.Conversations.Text(ce.Ctx, conv, outbox.KindTemplate, text, ce.EventID.String()); err != nil {
 		ce.Log.Err(err).Msg("Failed to text a template")
 		ce.Reply("Not sent: %s", conversation.SendErrorWords(err))
 		return

@@ -19,8 +19,7 @@ import (
 
 // workflowState is what the workflow remembers in this process.
 type workflowState struct {
-	emergencyReplies workflow.EmergencyReplies
-	mentions         workflow.Mentions
+	mentions workflow.Mentions
 	// teamSpaceLock makes two conversations starting at once create a team's space once.
 	teamSpaceLock sync.Mutex
 	// teamSpaceChecked holds the teams whose space members were invited by this process,
@@ -42,8 +41,8 @@ func (c *Connector) onPatientText(ctx context.Context, login *bridgev2.UserLogin
 		return
 	}
 	c.reopenIfClosed(ctx, portal, conv)
-	c.checkEmergency(ctx, login, portal, conv, body)
-	c.checkAfterHours(ctx, login, portal, conv)
+	c.AutoReplies.Emergency(ctx, conv, body)
+	c.AutoReplies.AfterHours(ctx, conv)
 	c.mentionAssignee(ctx, portal, conv)
 }
 

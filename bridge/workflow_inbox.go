@@ -75,26 +75,6 @@ func (c *Connector) mentionAssignee(ctx context.Context, portal *bridgev2.Portal
 	}
 }
 
-// markUrgent marks the conversation urgent or routine: the state event and topic, the
-// room name's 🚨 prefix, and its place in the team spaces. It is audited; it sends no
-// notice (the caller says why it happened).
-func (c *Connector) markUrgent(ctx context.Context, portal *bridgev2.Portal, conv *database.Conversation, actor database.AuditActor, urgent bool) error {
-	auditEvent := database.EventMarkedRoutine
-	if urgent {
-		auditEvent = database.EventMarkedUrgent
-	}
-	err := c.audited(ctx, convAudit(conv, actor, auditEvent, database.OutcomeOK, ""), func(ctx context.Context) error {
-		return c.DB.Conversation.SetUrgent(ctx, conv.LoginID, conv.PortalID, urgent)
-	})
-	if err != nil {
-		return err
-	}
-	conv.Urgent = urgent
-	c.updateConversationState(ctx, portal, conv)
-	c.updateSpaceOrder(ctx, portal, conv)
-	return nil
-}
-
 // roomName is the conversation room's name: the patient's name or number, marked while
 // urgent.
 func (c *Connector) roomName(ctx context.Context, conv *database.Conversation) (string, error) {
@@ -211,7 +191,7 @@ func fnUrgent(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("This conversation is already marked urgent.")
 		return
 	}
-	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, database.StaffActor(ce.User.MXID), true); err != nil {
+	if err := c.Conversations.MarkUrgent(ce.Ctx, conv, database.StaffActor(ce.User.MXID), true); err != nil {
 		ce.Log.Err(err).Msg("Failed to mark the conversation urgent")
 		ce.Reply("Failed to mark the conversation urgent; try again.")
 		return
@@ -224,7 +204,7 @@ func fnRoutine(ce *commands.Event, c *Connector, conv *database.Conversation) {
 		ce.Reply("This conversation is not marked urgent.")
 		return
 	}
-	if err := c.markUrgent(ce.Ctx, ce.Portal, conv, database.StaffActor(ce.User.MXID), false); err != nil {
+	if err := c.Conversations.MarkUrgent(ce.Ctx, conv, database.StaffActor(ce.User.MXID), false); err != nil {
 		ce.Log.Err(err).Msg("Failed to mark the conversation routine")
 		ce.Reply("Failed to mark the conversation routine; try again.")
 		return

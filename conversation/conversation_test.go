@@ -72,9 +72,13 @@ type texts struct {
 	optedOut bool
 }
 
+// Enqueue refuses what the outbox would (opted out), and queues the rest.
 func (t *texts) Enqueue(_ context.Context, text *outbox.Text) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.optedOut {
+		return &outbox.Refusal{Reason: outbox.ErrOptedOut, Words: outbox.ErrOptedOut.Error()}
+	}
 	t.sent = append(t.sent, text)
 	return nil
 }
