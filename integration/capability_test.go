@@ -11,7 +11,12 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/progver"
 )
+
+// release is a tagged build's version, made as cmd/carebridge makes it.
+var release = progver.ProgramVersion{Name: "carebridge", BaseVersion: "1.4.0"}.
+	Init("v1.4.0", "1673eecb2f0a5d8e9c4b7a6f3e2d1c0b9a8f7e6d", "2026-03-02T09:00:00Z")
 
 // fhirDateTime is FHIR R4's dateTime: a year, year-month, date, or a full time with a zone.
 var fhirDateTime = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$`)
@@ -21,7 +26,7 @@ var fhirDateTime = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)
 func getMetadata(t *testing.T) (*httptest.ResponseRecorder, map[string]any) {
 	t.Helper()
 	mux := http.NewServeMux()
-	NewServer(Options{Log: zerolog.Nop()}).Register(mux)
+	NewServer(Options{Log: zerolog.Nop(), Software: release}).Register(mux)
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, FHIRPrefix+"/metadata", nil))
 	var cs map[string]any
@@ -66,10 +71,10 @@ func TestMetadataIsAnR4CapabilityStatement(t *testing.T) {
 	software, ok := cs["software"].(map[string]any)
 	require.True(t, ok)
 	assert.Equal(t, "carebridge", software["name"])
-	assert.Regexp(t, `^v[0-9]+\.[0-9]+\.[0-9]+`, software["version"])
-	if rd, ok := software["releaseDate"]; ok {
-		assert.Regexp(t, fhirDateTime, rd)
-	}
+	assert.Equal(t, "v1.4.0", software["version"], "the tag, as --version prints it")
+	assert.Equal(t, "2026-03-02T09:00:00Z", software["releaseDate"], "a release's build time")
+	assert.Regexp(t, fhirDateTime, software["releaseDate"])
+	assert.Equal(t, "2026-03-02T09:00:00Z", cs["date"], "published with the build")
 
 	// cpb-1: rest, messaging or document. One rest, as a server.
 	rest, ok := cs["rest"].([]any)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/progver"
 	"golang.org/x/time/rate"
 
 	"github.com/carebridge/carebridge/config"
@@ -44,7 +45,9 @@ type Options struct {
 	Integrations []config.IntegrationConfig
 	Keys         Sealer
 	Backend      Backend
-	Log          zerolog.Logger
+	// Software is the binary's version, which the FHIR CapabilityStatement names.
+	Software progver.ProgramVersion
+	Log      zerolog.Logger
 	// EventClient delivers events; nil: a client with a 10 s timeout that follows no redirect.
 	EventClient *http.Client
 	// Now is the clock of the limits on refused calls; nil: time.Now.
@@ -96,7 +99,7 @@ func NewServer(opts Options) *Server {
 		}
 		return err
 	})
-	s.metadata = mustJSON(newCapabilityStatement(time.Now()))
+	s.metadata = mustJSON(newCapabilityStatement(opts.Software, time.Now()))
 	return s
 }
 
