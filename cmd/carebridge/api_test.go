@@ -59,6 +59,9 @@ func newEventReceiver(t *testing.T, failFirst int) *eventReceiver {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.attempts++
+		if err := apiContract(t).checkEvent(req, body); err != nil {
+			t.Errorf("an event delivery breaks docs/openapi.json (x-webhooks event):\n%v\nbody: %s", err, body)
+		}
 		if !validEventSignature(req.Header.Get("Carebridge-Signature"), body) {
 			r.badSig++
 			http.Error(w, "bad signature", http.StatusUnauthorized)
@@ -128,8 +131,10 @@ type apiAnswer struct {
 	Raw    string
 }
 
+// call makes a request and checks it and its answer against docs/openapi.json.
 func (c apiClient) call(method, path, body string, header ...string) apiAnswer {
 	c.t.Helper()
+	contract := apiContract(c.t)
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -148,6 +153,7 @@ func (c apiClient) call(method, path, body string, header ...string) apiAnswer {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(c.t, err)
+	assert.NoError(c.t, contract.checkExchange(req, []byte(body), resp.StatusCode, resp.Header, raw))
 	a := apiAnswer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
 	_ = json.Unmarshal(raw, &a.Body)
 	return a
