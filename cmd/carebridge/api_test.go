@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -30,7 +31,9 @@ const (
 	ehrToken     = "cbt_test-ehr-token-0123456789abcdefghijklmnopqrstuv"
 	readerToken  = "cbt_test-reader-token-0123456789abcdefghijklmnopqr"
 	limitedToken = "cbt_test-limited-token-0123456789abcdefghijklmnopq"
-	eventSecret  = "0123456789abcdef0123456789abcdef-event-secret"
+	// eventSecret is a Standard Webhooks secret (whsec_ and a base64 key): the ehr
+	// integration's events carry both signatures.
+	eventSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 )
 
 func tokenSHA(token string) string {
@@ -61,6 +64,13 @@ func newEventReceiver(t *testing.T, failFirst int) *eventReceiver {
 		r.attempts++
 		if err := apiContract(t).checkEvent(req, body); err != nil {
 			t.Errorf("an event delivery breaks docs/openapi.json (x-webhooks event):\n%v\nbody: %s", err, body)
+		}
+		// As a Standard Webhooks receiver checks it, with the specification's own library.
+		wh, err := standardwebhooks.NewWebhook(eventSecret)
+		require.NoError(t, err)
+		if err = wh.Verify(body, req.Header); err != nil || req.Header.Get("webhook-id") != req.Header.Get("Carebridge-Event-Id") {
+			t.Errorf("a delivery's Standard Webhooks signature does not verify: %v", err)
+			r.badSig++
 		}
 		if !validEventSignature(req.Header.Get("Carebridge-Signature"), body) {
 			r.badSig++
@@ -250,7 +260,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 			map[string]any{"name": "ehr", "token_sha256": tokenSHA(ehrToken),
 				"scopes":     []any{"conversations:write", "messages:write", "conversations:read"},
 				"rate_limit": map[string]any{"per_minute": 600, "burst": 100},
-				"events": map[string]any{"url": events.srv.URL + "/events", "secret": eventSecret, "include_bodies": true,
+				"events": map[string]any{"url": events.srv.URL + "/events", "secret": eventSecret, "include_bodies": true, "standard_webhooks": true,
 					"retry_interval": "200ms", "max_retry_interval": "2s"}},
 			map[string]any{"name": "reader", "token_sha256": tokenSHA(readerToken), "scopes": []any{"conversations:read"}},
 			map[string]any{"name": "limited", "token_sha256": tokenSHA(limitedToken), "scopes": []any{"conversations:read"},
