@@ -114,11 +114,39 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+RESTPrefix+"/openapi.json", s.serveOpenAPI)
 	mux.HandleFunc("GET "+FHIRPrefix+"/metadata", s.serveMetadata)
 	mux.HandleFunc(RESTPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r, RESTPrefix+"/"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, apiError(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not served here; this endpoint takes %s", r.Method, allow))
+			return
+		}
 		writeError(w, apiError(http.StatusNotFound, "not_found", "no such endpoint: see %s/openapi.json", RESTPrefix))
 	})
 	mux.HandleFunc(FHIRPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r, FHIRPrefix+"/"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeOutcome(w, apiError(http.StatusMethodNotAllowed, "not-supported", "%s is not supported here; this endpoint takes %s: see %s/metadata", r.Method, allow, FHIRPrefix))
+			return
+		}
 		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id): see %s/metadata", FHIRPrefix))
 	})
+}
+
+// allowedMethods lists the methods the API serves at r's path ("GET, HEAD, POST"), or
+// nothing when it serves none there: a request that reached the fallback with another
+// method is answered 405 with Allow (RFC 9110), not 404.
+func allowedMethods(mux *http.ServeMux, r *http.Request, fallback string) string {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != fallback {
+			allow = append(allow, method)
+			if method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // Start delivers events, and audits refused calls, until ctx ends.

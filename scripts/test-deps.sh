@@ -7,7 +7,8 @@
 #   - a PostgreSQL cluster for the tests alone, "carebridge-test" on 127.0.0.1:$port with
 #     trust auth on loopback (Debian's default cluster asks for a password there and is left
 #     untouched), durability off since test data is thrown away;
-#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module).
+#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module), and
+#     schemathesis in a virtualenv there (python3 -m venv, PyPI).
 # With CAREBRIDGE_TEST_POSTGRES set, that server is used and no cluster is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +61,7 @@ if [ -z "${CAREBRIDGE_TEST_POSTGRES:-}" ]; then
 fi
 
 ./scripts/install-dendrite.sh >/dev/null
+./scripts/install-schemathesis.sh >/dev/null
 
 if [ ! -x "$cache/bin/gotestsum" ]; then
   log "Installing gotestsum $gotestsum_version into $cache/bin"

@@ -356,6 +356,10 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
 	assert.Equal(t, created.Header.Get("Location"), again.Header.Get("Location"), "a replay says where, too")
 	assert.JSONEq(t, created.Raw, again.Raw)
+	// A key sent empty is a mistake, not "no key": refused, nothing done.
+	empty := ehr.call(http.MethodPost, api+"/conversations", start, "Idempotency-Key", "")
+	assert.Equal(t, http.StatusBadRequest, empty.Status, empty.Raw)
+	assert.Equal(t, "invalid_idempotency_key", empty.errorCode())
 	// The same key, another request: refused.
 	other := ehr.call(http.MethodPost, api+"/conversations", strings.Replace(start, "Jane Doe", "John Doe", 1), "Idempotency-Key", "start-jane-1")
 	assert.Equal(t, http.StatusUnprocessableEntity, other.Status)
