@@ -38,6 +38,7 @@ func (c *Connector) startAPI(router *http.ServeMux) {
 		Integrations: c.Config.Integrations,
 		Keys:         c.Keys,
 		Backend:      apiBackend{c},
+		Software:     c.Version,
 		Log:          c.Bridge.Log.With().Str("component", "integration api").Logger(),
 	})
 	c.API.Register(router)

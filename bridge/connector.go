@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/configupgrade"
 	"go.mau.fi/util/exsync"
+	"go.mau.fi/util/progver"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/bridgeconfig"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -46,6 +47,9 @@ type Connector struct {
 	NewSimulator func(basePath, publicBase string) Simulator
 	// Simulator stands in for Twilio when network.provider is simulator.
 	Simulator Simulator
+	// Version is the binary's version (set by cmd/carebridge), which the FHIR
+	// CapabilityStatement names.
+	Version progver.ProgramVersion
 
 	inbound *inboundQueue
 	catchUp *catchUp

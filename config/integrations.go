@@ -1,7 +1,9 @@
 package config
 
 import (
+	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -50,6 +52,10 @@ type EventsConfig struct {
 	Secret string `yaml:"secret"`
 	// IncludeBodies puts the patient's message text into "patient replied" events.
 	IncludeBodies bool `yaml:"include_bodies"`
+	// StandardWebhooks signs each delivery the Standard Webhooks way too (webhook-id,
+	// webhook-timestamp, webhook-signature), beside Carebridge-Signature; Secret must then
+	// be a Standard Webhooks secret (whsec_ and base64), which receivers use as it is.
+	StandardWebhooks bool `yaml:"standard_webhooks"`
 	// RetryInterval is the first wait after a failed delivery; it doubles up to MaxRetryInterval.
 	RetryInterval    time.Duration `yaml:"retry_interval"`
 	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
@@ -140,6 +146,23 @@ func (c *Config) ValidateIntegrations() error {
 	return nil
 }
 
+// checkStandardWebhookSecret: a Standard Webhooks secret is "whsec_" and its key in
+// standard base64, 24 to 64 bytes (the specification's bounds).
+func checkStandardWebhookSecret(secret string) error {
+	encoded, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New("it does not start with whsec_")
+	}
+	key, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return errors.New("what follows whsec_ is not standard base64")
+	}
+	if len(key) < 24 || len(key) > 64 {
+		return fmt.Errorf("its key is %d bytes, not 24 to 64", len(key))
+	}
+	return nil
+}
+
 var e164 = regexp.MustCompile(`^\+[1-9]\d{6,14}$`)
 
 func (e *EventsConfig) validate(key string, ic *IntegrationConfig) error {
@@ -161,6 +184,12 @@ func (e *EventsConfig) validate(key string, ic *IntegrationConfig) error {
 		}
 	} else if len(e.Secret) < 32 {
 		return invalid(key+".events.secret", "must be at least 32 characters (e.g. `openssl rand -hex 32`), or env to read "+ic.SecretEnv())
+	}
+	if e.StandardWebhooks {
+		if err := checkStandardWebhookSecret(ic.EventSecret()); err != nil {
+			return invalid(key+".events.secret", "must be a Standard Webhooks secret with standard_webhooks: true: "+err.Error()+
+				" (make one with `echo whsec_$(openssl rand -base64 32)`; receivers verify with the same string)")
+		}
 	}
 	if e.RetryInterval == 0 {
 		e.RetryInterval = 5 * time.Second

@@ -47,6 +47,15 @@ func TestIntegrationsValidate(t *testing.T) {
 		"env secret unset": {func(ic *IntegrationConfig) {
 			ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "env"
 		}, "CAREBRIDGE_INTEGRATION_EHR_SECRET is unset"},
+		"standard webhooks with a hex secret": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret, ic.Events.StandardWebhooks = "https://ehr.example/events", strings.Repeat("ab", 32), true
+		}, "must be a Standard Webhooks secret with standard_webhooks: true: it does not start with whsec_"},
+		"standard webhooks with a secret that is not base64": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret, ic.Events.StandardWebhooks = "https://ehr.example/events", "whsec_"+strings.Repeat("-", 40), true
+		}, "not standard base64"},
+		"standard webhooks with a short key": {func(ic *IntegrationConfig) {
+			ic.Events.URL, ic.Events.Secret, ic.Events.StandardWebhooks = "https://ehr.example/events", "whsec_"+strings.Repeat("A", 28)+"AA==", true
+		}, "its key is 22 bytes, not 24 to 64"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := validConfig()
@@ -66,9 +75,15 @@ func TestIntegrationsValidate(t *testing.T) {
 	cfg.Integrations = []IntegrationConfig{ok(), other}
 	assert.ErrorContains(t, cfg.Validate(), "each integration needs its own token")
 
-	t.Setenv("CAREBRIDGE_INTEGRATION_EHR_SECRET", strings.Repeat("s", 40))
 	cfg = validConfig()
 	ic := ok()
+	ic.Events.URL, ic.Events.Secret, ic.Events.StandardWebhooks = "https://ehr.example/events", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", true
+	cfg.Integrations = []IntegrationConfig{ic}
+	require.NoError(t, cfg.Validate(), "a Standard Webhooks secret (24 bytes)")
+
+	t.Setenv("CAREBRIDGE_INTEGRATION_EHR_SECRET", strings.Repeat("s", 40))
+	cfg = validConfig()
+	ic = ok()
 	ic.Events.URL, ic.Events.Secret = "https://ehr.example/events", "env"
 	cfg.Integrations = []IntegrationConfig{ic}
 	require.NoError(t, cfg.Validate())

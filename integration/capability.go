@@ -5,8 +5,9 @@ import (
 	"net/http"
 	"time"
 
+	"go.mau.fi/util/progver"
+
 	"github.com/carebridge/carebridge/config"
-	"github.com/carebridge/carebridge/internal/version"
 )
 
 // The FHIR endpoint's CapabilityStatement (GET /_carebridge/fhir/metadata), which FHIR
@@ -34,7 +35,7 @@ type capabilityStatement struct {
 
 type capabilitySoftware struct {
 	Name        string `json:"name"`
-	Version     string `json:"version"`
+	Version     string `json:"version,omitempty"`
 	ReleaseDate string `json:"releaseDate,omitempty"`
 }
 
@@ -84,10 +85,10 @@ type capabilitySearchParam struct {
 	Type string `json:"type"`
 }
 
-// newCapabilityStatement describes the FHIR endpoint of this build. Its date is the
-// build's time (a release's commit time), or started when the build does not say.
-func newCapabilityStatement(started time.Time) capabilityStatement {
-	v := version.Program()
+// newCapabilityStatement describes the FHIR endpoint of this build (v, as --version
+// prints it). Its date is the build's time (a release's commit time), or started when
+// the build does not say.
+func newCapabilityStatement(v progver.ProgramVersion, started time.Time) capabilityStatement {
 	date := started
 	if !v.BuildTime.IsZero() {
 		date = v.BuildTime
@@ -106,7 +107,7 @@ func newCapabilityStatement(started time.Time) capabilityStatement {
 		Description: "carebridge sends an EHR's messages to patients by SMS or through its secure web chat. " +
 			"A Communication created here becomes a message to the recipient Patient; reading it back tells whether the patient has read it.",
 		Kind:     "instance",
-		Software: capabilitySoftware{Name: version.Name, Version: v.FormattedVersion, ReleaseDate: releaseDate},
+		Software: capabilitySoftware{Name: "carebridge", Version: v.FormattedVersion, ReleaseDate: releaseDate},
 		Implementation: capabilityImplementation{
 			Description: "carebridge, a Matrix bridge for clinics: patient messaging by SMS and secure web chat",
 		},

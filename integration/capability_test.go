@@ -11,7 +11,12 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mau.fi/util/progver"
 )
+
+// release is a tagged build's version, made as cmd/carebridge makes it.
+var release = progver.ProgramVersion{Name: "carebridge", BaseVersion: "1.4.0"}.
+	Init("v1.4.0", "1673eecb2f0a5d8e9c4b7a6f3e2d1c0b9a8f7e6d", "2026-03-02T09:00:00Z")
 
 // fhirDateTime is FHIR R4's dateTime: a year, year-month, date, or a full time with a zone.
 var fhirDateTime = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?$`)
@@ -21,7 +26,7 @@ var fhirDateTime = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)
 func getMetadata(t *testing.T) (*httptest.ResponseRecorder, map[string]any) {
 	t.Helper()
 	mux := http.NewServeMux()
-	NewServer(Options{Log: zerolog.Nop()}).Register(mux)
+	NewServer(Options{Log: zerolog.Nop(), Software: release}).Register(mux)
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, FHIRPrefix+"/metadata", nil))
 	var cs map[string]any
@@ -66,10 +71,10 @@ func TestMetadataIsAnR4CapabilityStatement(t *testing.T) {
 	software, ok := cs["software"].(map[string]any)
 	require.True(t, ok)
 	assert.Equal(t, "carebridge", software["name"])
-	assert.Regexp(t, `^v[0-9]+\.[0-9]+\.[0-9]+`, software["version"])
-	if rd, ok := software["releaseDate"]; ok {
-		assert.Regexp(t, fhirDateTime, rd)
-	}
+	assert.Equal(t, "v1.4.0", software["version"], "the tag, as --version prints it")
+	assert.Equal(t, "2026-03-02T09:00:00Z", software["releaseDate"], "a release's build time")
+	assert.Regexp(t, fhirDateTime, software["releaseDate"])
+	assert.Equal(t, "2026-03-02T09:00:00Z", cs["date"], "published with the build")
 
 	// cpb-1: rest, messaging or document. One rest, as a server.
 	rest, ok := cs["rest"].([]any)
@@ -106,19 +111,72 @@ func TestMetadataIsAnR4CapabilityStatement(t *testing.T) {
 	assert.Equal(t, false, comm["conditionalCreate"])
 }
 
-// TestMetadataNamesOnlyRoutesThatExist: each interaction the statement lists is a route
-// the API mounts, and what it does not list is not served.
+// TestMetadataNamesOnlyRoutesThatExist: the statement's resources and interactions are
+// exactly what the API mounts: each listed interaction of each listed type has its own
+// route, and every other RESTful interaction, of a listed type or another, falls through
+// to the "not supported" answer.
 func TestMetadataNamesOnlyRoutesThatExist(t *testing.T) {
 	mux := http.NewServeMux()
-	NewServer(Options{Log: zerolog.Nop()}).Register(mux)
-	for req, pattern := range map[*http.Request]string{
-		httptest.NewRequest(http.MethodPost, FHIRPrefix+"/Communication", nil):              "POST " + FHIRPrefix + "/Communication",
-		httptest.NewRequest(http.MethodGet, FHIRPrefix+"/Communication/comm_1d0c7e9a", nil): "GET " + FHIRPrefix + "/Communication/{id}",
-		httptest.NewRequest(http.MethodGet, FHIRPrefix+"/metadata", nil):                    "GET " + FHIRPrefix + "/metadata",
-		httptest.NewRequest(http.MethodGet, FHIRPrefix+"/Communication?patient=1", nil):     FHIRPrefix + "/",
-		httptest.NewRequest(http.MethodGet, FHIRPrefix+"/Patient/MRN-1001", nil):            FHIRPrefix + "/",
-	} {
-		_, got := mux.Handler(req)
-		assert.Equal(t, pattern, got, "%s %s", req.Method, req.URL)
+	NewServer(Options{Log: zerolog.Nop(), Software: release}).Register(mux)
+	fallback := FHIRPrefix + "/"
+	// R4's type-restful and instance interactions as a request (search-type by GET only,
+	// as carebridge would serve it).
+	requests := map[string]func(typ string) *http.Request{
+		"read": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, FHIRPrefix+"/"+typ+"/x1", nil)
+		},
+		"vread": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, FHIRPrefix+"/"+typ+"/x1/_history/1", nil)
+		},
+		"update": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodPut, FHIRPrefix+"/"+typ+"/x1", nil)
+		},
+		"patch": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodPatch, FHIRPrefix+"/"+typ+"/x1", nil)
+		},
+		"delete": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodDelete, FHIRPrefix+"/"+typ+"/x1", nil)
+		},
+		"history-instance": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, FHIRPrefix+"/"+typ+"/x1/_history", nil)
+		},
+		"history-type": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, FHIRPrefix+"/"+typ+"/_history", nil)
+		},
+		"create": func(typ string) *http.Request { return httptest.NewRequest(http.MethodPost, FHIRPrefix+"/"+typ, nil) },
+		"search-type": func(typ string) *http.Request {
+			return httptest.NewRequest(http.MethodGet, FHIRPrefix+"/"+typ+"?_id=x1", nil)
+		},
 	}
+	_, cs := getMetadata(t)
+	listed := map[string]map[string]bool{}
+	for _, r := range cs["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+		res := r.(map[string]any)
+		typ := res["type"].(string)
+		listed[typ] = map[string]bool{}
+		for _, i := range res["interaction"].([]any) {
+			code := i.(map[string]any)["code"].(string)
+			require.Contains(t, requests, code, "%s %s is an R4 interaction", typ, code)
+			listed[typ][code] = true
+		}
+	}
+	require.NotEmpty(t, listed)
+	for _, typ := range []string{"Communication", "Patient", "Observation"} {
+		for code, request := range requests {
+			_, pattern := mux.Handler(request(typ))
+			switch {
+			case code == "history-type" && listed[typ]["read"]:
+				// GET /Communication/_history reaches the read route: "_history" is no
+				// FHIR id ([A-Za-z0-9-.]{1,64}), so read answers it not-found.
+				_, read := mux.Handler(requests["read"](typ))
+				assert.Equal(t, read, pattern)
+			case listed[typ][code]:
+				assert.NotEqual(t, fallback, pattern, "the statement lists %s %s: it is served", typ, code)
+			default:
+				assert.Equal(t, fallback, pattern, "the statement does not list %s %s: it is not served", typ, code)
+			}
+		}
+	}
+	_, pattern := mux.Handler(httptest.NewRequest(http.MethodGet, FHIRPrefix+"/metadata", nil))
+	assert.Equal(t, "GET "+FHIRPrefix+"/metadata", pattern)
 }

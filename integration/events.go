@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
 )
@@ -29,6 +31,8 @@ const (
 )
 
 // SignatureHeader carries "t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">".
+// With events.standard_webhooks, a delivery is signed the Standard Webhooks way too
+// (standardwebhooks.Webhook.Sign: webhook-id, webhook-timestamp, webhook-signature).
 const SignatureHeader = "Carebridge-Signature"
 
 // Sign is the signature header's value for body at t under secret.
@@ -276,7 +280,22 @@ func (d *eventDelivery) post(ctx context.Context, ic *config.IntegrationConfig, 
 	req.Header.Set("User-Agent", "carebridge-events/1")
 	req.Header.Set("Carebridge-Event-Id", ev.EventID)
 	req.Header.Set("Carebridge-Event-Type", ev.Type)
-	req.Header.Set(SignatureHeader, Sign(ic.EventSecret(), time.Now(), payload))
+	now := time.Now()
+	req.Header.Set(SignatureHeader, Sign(ic.EventSecret(), now, payload))
+	if ic.Events.StandardWebhooks {
+		// webhook-id is the event's, the same on every attempt, as the specification asks.
+		wh, err := standardwebhooks.NewWebhook(ic.EventSecret()) // validated with the config
+		if err != nil {
+			return fmt.Errorf("the events secret is not a Standard Webhooks secret: %w", err)
+		}
+		signature, err := wh.Sign(ev.EventID, now, payload)
+		if err != nil {
+			return fmt.Errorf("failed to sign the event: %w", err)
+		}
+		req.Header.Set(standardwebhooks.HeaderWebhookID, ev.EventID)
+		req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(standardwebhooks.HeaderWebhookSignature, signature)
+	}
 	resp, err := d.client.Do(req)
 	if err != nil {
 		var urlErr interface{ Timeout() bool }

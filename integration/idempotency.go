@@ -19,8 +19,8 @@ const staleClaim = 2 * time.Minute
 // answer of 5xx or 409 is not kept, so a retry runs again. Without the header the POST just runs.
 func (s *Server) idempotent(w *recorder, r *http.Request, c *call, body []byte,
 	run func(ctx context.Context) (int, any, error), fail func(*Error)) {
-	key := r.Header.Get("Idempotency-Key")
-	if key == "" {
+	keys := r.Header.Values("Idempotency-Key")
+	if len(keys) == 0 {
 		// Seen through even if the caller hangs up, as with a key.
 		status, resp, err := run(context.WithoutCancel(r.Context()))
 		if err != nil {
@@ -30,7 +30,9 @@ func (s *Server) idempotent(w *recorder, r *http.Request, c *call, body []byte,
 		writeJSON(w, status, resp, c.fhir)
 		return
 	}
-	if !validIdempotencyKey(key) {
+	// A header sent empty or twice is a mistake, not "no key": the caller meant a key.
+	key := keys[0]
+	if len(keys) > 1 || !validIdempotencyKey(key) {
 		fail(apiError(http.StatusBadRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is a good choice)"))
 		return
 	}
@@ -116,7 +118,7 @@ func (s *Server) idempotent(w *recorder, r *http.Request, c *call, body []byte,
 }
 
 func validIdempotencyKey(key string) bool {
-	if len(key) > 255 {
+	if len(key) == 0 || len(key) > 255 {
 		return false
 	}
 	for i := 0; i < len(key); i++ {

@@ -35,6 +35,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		"ünïcode":                              false,
 		strings.Repeat("k", 255):               true,
 		strings.Repeat("k", 256):               false,
+		"":                                     false,
 	} {
 		assert.Equal(t, ok, validIdempotencyKey(key), "%q", key)
 	}

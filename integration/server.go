@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/progver"
 	"golang.org/x/time/rate"
 
 	"github.com/carebridge/carebridge/config"
@@ -44,7 +45,9 @@ type Options struct {
 	Integrations []config.IntegrationConfig
 	Keys         Sealer
 	Backend      Backend
-	Log          zerolog.Logger
+	// Software is the binary's version, which the FHIR CapabilityStatement names.
+	Software progver.ProgramVersion
+	Log      zerolog.Logger
 	// EventClient delivers events; nil: a client with a 10 s timeout that follows no redirect.
 	EventClient *http.Client
 	// Now is the clock of the limits on refused calls; nil: time.Now.
@@ -96,7 +99,7 @@ func NewServer(opts Options) *Server {
 		}
 		return err
 	})
-	s.metadata = mustJSON(newCapabilityStatement(time.Now()))
+	s.metadata = mustJSON(newCapabilityStatement(opts.Software, time.Now()))
 	return s
 }
 
@@ -111,11 +114,39 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+RESTPrefix+"/openapi.json", s.serveOpenAPI)
 	mux.HandleFunc("GET "+FHIRPrefix+"/metadata", s.serveMetadata)
 	mux.HandleFunc(RESTPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r, RESTPrefix+"/"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, apiError(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not served here; this endpoint takes %s", r.Method, allow))
+			return
+		}
 		writeError(w, apiError(http.StatusNotFound, "not_found", "no such endpoint: see %s/openapi.json", RESTPrefix))
 	})
 	mux.HandleFunc(FHIRPrefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(mux, r, FHIRPrefix+"/"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeOutcome(w, apiError(http.StatusMethodNotAllowed, "not-supported", "%s is not supported here; this endpoint takes %s: see %s/metadata", r.Method, allow, FHIRPrefix))
+			return
+		}
 		writeOutcome(w, apiError(http.StatusNotFound, "not-supported", "carebridge supports only Communication (POST, and GET by id): see %s/metadata", FHIRPrefix))
 	})
+}
+
+// allowedMethods lists the methods the API serves at r's path ("GET, HEAD, POST"), or
+// nothing when it serves none there: a request that reached the fallback with another
+// method is answered 405 with Allow (RFC 9110), not 404.
+func allowedMethods(mux *http.ServeMux, r *http.Request, fallback string) string {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != fallback {
+			allow = append(allow, method)
+			if method == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // Start delivers events, and audits refused calls, until ctx ends.

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds the release binaries (`make release`): carebridge for linux/amd64 and linux/arm64,
 # cgo with -tags goolm (end-to-bridge encryption without libolm), -trimpath, no symbols
-# (-s -w), the version from git tags (scripts/version.sh), into
+# (-s -w), the version from git tags (scripts/version.sh: mxmain's main.Tag, main.Commit,
+# main.BuildTime), into
 #   $DIST/carebridge-<version>-linux-<arch>   and   $DIST/SHA256SUMS (those files only).
 # arm64 is cross-compiled with Debian's gcc-aarch64-linux-gnu, installed when missing.
-# Each binary's --version is run and printed (the other architecture's under qemu-user,
-# when installed); a tagged release's must print the tag. A tree with uncommitted changes
-# is refused (its binaries could not be rebuilt from a tag) unless ALLOW_DIRTY=1.
+# A release tag vX.Y.Z must match cmd/carebridge's Version (X.Y.Z), as mxmain wants for
+# the binary to call itself that release. Each binary's --version is run and printed (the
+# other architecture's under qemu-user, when installed); a tagged release's must print the
+# tag. A tree with uncommitted changes is refused (its binaries could not be rebuilt from a
+# tag) unless ALLOW_DIRTY=1.
 # ARCHES="arm64" builds fewer; DIST defaults to ./dist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,13 @@ case "$version" in
     exit 1
   fi ;;
 esac
+if [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+  source_version=$(scripts/version.sh source)
+  if [ "v$source_version" != "$version" ]; then
+    echo "release: the tag is $version but cmd/carebridge/main.go says Version = \"$source_version\": set it to \"${version#v}\" in the release commit (see the README, \"Releases\")" >&2
+    exit 1
+  fi
+fi
 
 host=$($go env GOHOSTARCH)
 mkdir -p "$dist"

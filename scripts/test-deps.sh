@@ -2,11 +2,13 @@
 # Installs and starts everything `make test` needs on a Debian machine, idempotently, and
 # fast when all is there already (a few checks, no network):
 #   - gcc, make (cgo builds), python3-matrix-nio + python3-olm (the E2EE staff client),
-#     chromium (the patient pages), postgresql (Debian's packages; needs root or sudo);
+#     chromium (the patient pages), postgresql, and for the release test the arm64 cross
+#     compiler and qemu-user (Debian's packages; needs root or sudo);
 #   - a PostgreSQL cluster for the tests alone, "carebridge-test" on 127.0.0.1:$port with
 #     trust auth on loopback (Debian's default cluster asks for a password there and is left
 #     untouched), durability off since test data is thrown away;
-#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module).
+#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module), and
+#     schemathesis in a virtualenv there (python3 -m venv, PyPI).
 # With CAREBRIDGE_TEST_POSTGRES set, that server is used and no cluster is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,10 @@ command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null || need_apt+=(make)
 /usr/bin/python3 -c 'import nio, olm' 2>/dev/null || need_apt+=(python3-matrix-nio python3-olm)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# TestReleaseBinaryRunsOnARM64 (scripts/): the arm64 release build and its --version.
+command -v aarch64-linux-gnu-gcc >/dev/null && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] ||
+  need_apt+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 if [ -z "${CAREBRIDGE_TEST_POSTGRES:-}" ] && ! command -v pg_createcluster >/dev/null; then
   need_apt+=(postgresql)
 fi
@@ -55,6 +61,7 @@ if [ -z "${CAREBRIDGE_TEST_POSTGRES:-}" ]; then
 fi
 
 ./scripts/install-dendrite.sh >/dev/null
+./scripts/install-schemathesis.sh >/dev/null
 
 if [ ! -x "$cache/bin/gotestsum" ]; then
   log "Installing gotestsum $gotestsum_version into $cache/bin"

@@ -3,14 +3,16 @@
 #   scripts/version.sh name     the version for file names: `git describe --tags --dirty`
 #                               (v1.2.3, v1.2.3-4-g0123abc, v1.2.3-dirty; a commit hash
 #                               before the first tag)
-#   scripts/version.sh ldflags  the -X flags for internal/version: the tag only when HEAD
-#                               is a clean, tagged commit (carebridge --version then prints
-#                               it), the nearest tag as the base of a "+dev" version, the
-#                               commit, and the build time (the commit's own time for a clean
-#                               tree, so that a release rebuilds to the same bytes)
+#   scripts/version.sh ldflags  the -X flags for main.Tag, main.Commit and main.BuildTime,
+#                               which cmd/carebridge hands to mxmain's InitVersion (the
+#                               way mautrix's bridges are built): the tag only when HEAD is
+#                               a clean, tagged commit (carebridge --version then prints it,
+#                               if it is cmd/carebridge's Version), the commit, and the
+#                               build time (the commit's own time for a clean tree, so that
+#                               a release rebuilds to the same bytes)
+#   scripts/version.sh source   the Version written in cmd/carebridge/main.go
 # Release tags are v<major>.<minor>.<patch>; other tags are ignored.
 set -euo pipefail
-pkg=github.com/carebridge/carebridge/internal/version
 match='v[0-9]*.[0-9]*.[0-9]*'
 
 dirty=
@@ -22,20 +24,20 @@ name)
   ;;
 ldflags)
   commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
-  tag= base=
+  tag=
   if [ -z "$dirty" ]; then tag=$(git describe --tags --match "$match" --exact-match 2>/dev/null || true); fi
-  base=$(git describe --tags --match "$match" --abbrev=0 2>/dev/null || true)
   if [ -z "$dirty" ] && [ "$commit" != unknown ]; then
     build_time=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ)
   else
     build_time=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   fi
-  flags="-X $pkg.Tag=$tag -X $pkg.Commit=$commit -X $pkg.BuildTime=$build_time"
-  if [ -n "$base" ]; then flags="$flags -X $pkg.Base=$base"; fi
-  echo "$flags"
+  echo "-X main.Tag=$tag -X main.Commit=$commit -X main.BuildTime=$build_time"
+  ;;
+source)
+  sed -n 's/^const Version = "\(.*\)"$/\1/p' "$(dirname "$0")/../cmd/carebridge/main.go"
   ;;
 *)
-  echo "usage: scripts/version.sh name|ldflags" >&2
+  echo "usage: scripts/version.sh name|ldflags|source" >&2
   exit 2
   ;;
 esac

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -30,7 +31,9 @@ const (
 	ehrToken     = "cbt_test-ehr-token-0123456789abcdefghijklmnopqrstuv"
 	readerToken  = "cbt_test-reader-token-0123456789abcdefghijklmnopqr"
 	limitedToken = "cbt_test-limited-token-0123456789abcdefghijklmnopq"
-	eventSecret  = "0123456789abcdef0123456789abcdef-event-secret"
+	// eventSecret is a Standard Webhooks secret (whsec_ and a base64 key): the ehr
+	// integration's events carry both signatures.
+	eventSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 )
 
 func tokenSHA(token string) string {
@@ -59,6 +62,16 @@ func newEventReceiver(t *testing.T, failFirst int) *eventReceiver {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.attempts++
+		if err := apiContract(t).checkEvent(req, body); err != nil {
+			t.Errorf("an event delivery breaks docs/openapi.json (x-webhooks event):\n%v\nbody: %s", err, body)
+		}
+		// As a Standard Webhooks receiver checks it, with the specification's own library.
+		wh, err := standardwebhooks.NewWebhook(eventSecret)
+		require.NoError(t, err)
+		if err = wh.Verify(body, req.Header); err != nil || req.Header.Get("webhook-id") != req.Header.Get("Carebridge-Event-Id") {
+			t.Errorf("a delivery's Standard Webhooks signature does not verify: %v", err)
+			r.badSig++
+		}
 		if !validEventSignature(req.Header.Get("Carebridge-Signature"), body) {
 			r.badSig++
 			http.Error(w, "bad signature", http.StatusUnauthorized)
@@ -128,8 +141,10 @@ type apiAnswer struct {
 	Raw    string
 }
 
+// call makes a request and checks it and its answer against docs/openapi.json.
 func (c apiClient) call(method, path, body string, header ...string) apiAnswer {
 	c.t.Helper()
+	contract := apiContract(c.t)
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -148,6 +163,7 @@ func (c apiClient) call(method, path, body string, header ...string) apiAnswer {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(c.t, err)
+	assert.NoError(c.t, contract.checkExchange(req, []byte(body), resp.StatusCode, resp.Header, raw))
 	a := apiAnswer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
 	_ = json.Unmarshal(raw, &a.Body)
 	return a
@@ -244,7 +260,7 @@ func runIntegrationAPI(t *testing.T, kind string) {
 			map[string]any{"name": "ehr", "token_sha256": tokenSHA(ehrToken),
 				"scopes":     []any{"conversations:write", "messages:write", "conversations:read"},
 				"rate_limit": map[string]any{"per_minute": 600, "burst": 100},
-				"events": map[string]any{"url": events.srv.URL + "/events", "secret": eventSecret, "include_bodies": true,
+				"events": map[string]any{"url": events.srv.URL + "/events", "secret": eventSecret, "include_bodies": true, "standard_webhooks": true,
 					"retry_interval": "200ms", "max_retry_interval": "2s"}},
 			map[string]any{"name": "reader", "token_sha256": tokenSHA(readerToken), "scopes": []any{"conversations:read"}},
 			map[string]any{"name": "limited", "token_sha256": tokenSHA(limitedToken), "scopes": []any{"conversations:read"},
@@ -340,6 +356,10 @@ func runIntegrationAPI(t *testing.T, kind string) {
 	assert.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
 	assert.Equal(t, created.Header.Get("Location"), again.Header.Get("Location"), "a replay says where, too")
 	assert.JSONEq(t, created.Raw, again.Raw)
+	// A key sent empty is a mistake, not "no key": refused, nothing done.
+	empty := ehr.call(http.MethodPost, api+"/conversations", start, "Idempotency-Key", "")
+	assert.Equal(t, http.StatusBadRequest, empty.Status, empty.Raw)
+	assert.Equal(t, "invalid_idempotency_key", empty.errorCode())
 	// The same key, another request: refused.
 	other := ehr.call(http.MethodPost, api+"/conversations", strings.Replace(start, "Jane Doe", "John Doe", 1), "Idempotency-Key", "start-jane-1")
 	assert.Equal(t, http.StatusUnprocessableEntity, other.Status)

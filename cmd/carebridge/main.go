@@ -8,12 +8,24 @@ import (
 	"fmt"
 	"os"
 
+	"go.mau.fi/util/progver"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
 
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/internal/logmask"
-	"github.com/carebridge/carebridge/internal/version"
+)
+
+// Version is the latest release: a release commit sets it to the tag it gets (see the
+// README, "Releases"); any other build shows as Version+dev.<commit>.
+const Version = "0.1.0"
+
+// Set at build time by scripts/version.sh (go build -ldflags "-X main.Tag=…"), as
+// mxmain.InitVersion expects: Tag only on a clean tagged commit.
+var (
+	Tag       = "unknown"
+	Commit    = "unknown"
+	BuildTime = "unknown"
 )
 
 func main() {
@@ -36,10 +48,10 @@ func main() {
 		return
 	}
 	m := mxmain.BridgeMain{
-		Name:        version.Name,
+		Name:        "carebridge",
 		Description: "A Matrix-SMS bridge for clinics, with a secure patient web chat",
-		URL:         version.URL,
-		Version:     version.Base,
+		URL:         "https://github.com/carebridge/carebridge",
+		Version:     Version,
 		Connector:   connector,
 	}
 	m.PostInit = func() {
@@ -53,6 +65,8 @@ func main() {
 			os.Exit(13)
 		}
 	}
-	m.InitVersion(version.Tag, version.Commit, version.BuildTime)
+	m.InitVersion(Tag, Commit, BuildTime)
+	// The same version for the FHIR CapabilityStatement (mxmain keeps its own private).
+	connector.Version = progver.ProgramVersion{Name: m.Name, URL: m.URL, BaseVersion: Version}.Init(Tag, Commit, BuildTime)
 	m.Run()
 }
