@@ -82,4 +82,3 @@ func TestAfterHoursReply(t *testing.T) {
 		assert.Len(t, e.texts.bodies(), 2)
 	})
 }
-
