@@ -68,7 +68,7 @@ type Connector struct {
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.
 	API       *integration.Server
-	retention *retentionLoop
+	retention *loop.Loop
 	auditHead *loop.Loop // nil unless network.audit.head_room is set
 	// metrics is nil unless network.metrics.listen is set; its methods accept nil.
 	metrics       *metrics.Metrics
@@ -249,7 +249,8 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.catchUp = newCatchUp(c)
 	c.catchUp.atStart(ctx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
-	c.startRetention(c.Bridge.BackgroundCtx)
+	c.retention = securechat.StartRetention(c.Bridge.Log.With().Str("component", "retention").Logger().WithContext(c.Bridge.BackgroundCtx),
+		c.DB, c.Config.SecureChat.RetentionDays)
 	c.FollowUps = &conversation.FollowUps{S: c.Conversations, Keys: c.Keys, Now: c.now, StartedAt: c.startedAt,
 		Linked: func(loginID string) bool {
 			return c.Bridge.GetCachedUserLoginByID(networkid.UserLoginID(loginID)) != nil
@@ -294,7 +295,9 @@ func (c *Connector) Stop() {
 	if c.API != nil {
 		c.API.Stop()
 	}
-	c.stopRetention()
+	if c.retention != nil {
+		c.retention.Stop()
+	}
 	if c.FollowUps != nil {
 		c.FollowUps.Stop()
 	}
