@@ -20,9 +20,11 @@ import (
 const (
 	catchUpPatients   = 3
 	catchUpPerPatient = 10
+	// catchUpDowntime is how long the bridge is down (issue: a minute, 30 texts).
+	catchUpDowntime = 60 * time.Second
 )
 
-// TestCatchUpAfterDowntime stops the bridge while 30 texts arrive. The fake answers as
+// TestCatchUpAfterDowntime stops the bridge for a minute while 30 texts arrive. The fake answers as
 // Twilio does: it calls the webhook as its connection overrides say (a few immediate
 // retries, all refused) and then gives up; nobody re-posts anything. After the start
 // every text is in its patient's room, in the order sent, once: the bridge found them
@@ -53,6 +55,8 @@ func runCatchUpAfterDowntime(t *testing.T, kind string) {
 	require.NoError(t, err)
 
 	e.br.Stop()
+	stoppedAt := time.Now()
+	pause := catchUpDowntime / (catchUpPatients * catchUpPerPatient)
 	want := map[string][2]int{}
 	for seq := 1; seq <= catchUpPerPatient; seq++ {
 		for p := range catchUpPatients {
@@ -61,13 +65,14 @@ func runCatchUpAfterDowntime(t *testing.T, kind string) {
 			res, err := e.fake.SendInbound(ctx, patientOf(p), clinicPhone, body)
 			require.Error(t, err, "the bridge is down")
 			assert.Equal(t, 6, res.Attempts, "the first call and the 5 retries its overrides ask for, then nothing")
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(pause)
 		}
 	}
 	_, err = e.fake.WaitForStatusCallback(ctx, func(c testenv.CallbackResult) bool {
 		return c.MessageSID == reply.SID && c.MessageStatus == "delivered"
 	})
 	require.NoError(t, err)
+	time.Sleep(time.Until(stoppedAt.Add(catchUpDowntime)))
 	e.br.Restart()
 
 	// Every text reaches the nurse, once, in its room, in order.
