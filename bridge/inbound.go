@@ -38,8 +38,12 @@ func newInboundQueue(c *Connector) *inboundQueue {
 	return &inboundQueue{c: c, wakeCh: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
-// wake makes the queue look for due texts now.
+// wake makes the queue look for due texts now (nothing before it exists: a standby
+// process stores texts for the active one's queue).
 func (q *inboundQueue) wake() {
+	if q == nil {
+		return
+	}
 	select {
 	case q.wakeCh <- struct{}{}:
 	default:

@@ -6,7 +6,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
+
+	"github.com/rs/zerolog"
 
 	"go.mau.fi/util/progver"
 	"maunium.net/go/mautrix/bridgev2/matrix/mxmain"
@@ -63,6 +67,16 @@ func main() {
 			m.Log.Error().Err(err).Msg("Refusing to start")
 			fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
 			os.Exit(13)
+		}
+		// On PostgreSQL one process is active; others wait here as standbys.
+		addr := net.JoinHostPort(m.Config.AppService.Hostname, strconv.Itoa(int(m.Config.AppService.Port)))
+		err = connector.WaitForLease(context.Background(), addr, func(err error) {
+			m.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Exiting: the active lease is lost")
+			os.Exit(15)
+		})
+		if err != nil {
+			m.Log.WithLevel(zerolog.FatalLevel).Err(err).Msg("Failed to wait for the active lease")
+			os.Exit(15)
 		}
 	}
 	m.InitVersion(Tag, Commit, BuildTime)

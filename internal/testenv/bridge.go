@@ -268,6 +268,10 @@ func (b *Bridge) launch() {
 	}()
 }
 
+// WaitReady waits until a bridge that was Launched has started (a standby: until it took
+// over), failing the test after 60 s.
+func (b *Bridge) WaitReady() { b.t.Helper(); b.waitReady() }
+
 // waitReady waits until the webhook route answers, failing the test after 60 s.
 func (b *Bridge) waitReady() {
 	b.t.Helper()
