@@ -24,6 +24,10 @@ const dueBatch = 50
 // while it delivered others.
 const rereadAfter = 100 * time.Millisecond
 
+// inFlightSettle is how long after this process started a text the previous process may
+// have been sending is looked for in the room before it is sent again.
+const inFlightSettle = 5 * time.Second
+
 // inboundQueue delivers stored inbound texts into Matrix, oldest first, retrying with
 // backoff until each is in its room. It resumes from the database after a restart.
 type inboundQueue struct {
@@ -216,6 +220,19 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	}
 	// A text stored before this process started may have been in flight when it stopped.
 	suspect := r.Attempts > 0 || r.ReceivedAt.Before(c.startedAt)
+	if r.ReceivedAt.Before(c.startedAt) {
+		// The homeserver may still be handling a send whose client (the previous process)
+		// went away: Dendrite puts such an event into the room a second or more later
+		// under load (measured in TestFailoverUnderLoad, where a standby takes over in
+		// about a second). Look for it in the room only once that has settled.
+		if wait := time.Until(c.startedAt.Add(inFlightSettle)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+	}
 	send, err := c.prepareStableSend(ctx, login, portal, ghost, in.MessageSID, r.ReceivedAt, suspect)
 	if err != nil {
 		return err

@@ -56,6 +56,8 @@ func (c *Connector) WaitForLease(ctx context.Context, listenAddr string, onLost 
 			log.Err(err).Msg("Failed to ask the database for the active lease; trying again")
 		} else if ok {
 			log.Info().Bool("was_standby", standby != nil).Msg("Holding the active lease: starting")
+			// What was stored before now may have been in the previous active process's hands.
+			c.startedAt = time.Now().Truncate(time.Millisecond)
 			go c.keepLease(ctx, lease, onLost)
 			return nil
 		}

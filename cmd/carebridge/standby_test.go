@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,5 +129,132 @@ func TestStandbyTakesOver(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	for _, body := range []string{"before the standby", "through the standby", "after the failover"} {
 		assert.Equal(t, 1, countBodies(p.nurse, body), "%q once", body)
+	}
+}
+
+const (
+	failoverPatients   = 10
+	failoverPerPatient = 20 // 200 inbound texts
+	failoverReplies    = 5  // per room: 50 staff replies
+)
+
+// TestFailoverUnderLoad: 200 inbound texts and 50 staff replies across 10 conversations
+// while the active process is SIGKILLed a third of the way in. The standby takes over in
+// under 10 s; every text reaches the nurse once, in each patient's order, and every reply
+// reaches Twilio once, in each room's order. Texts Twilio could not hand to any process
+// during the switch are found in its message log.
+func TestFailoverUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	p, ctx := newStandbyPair(t, ctx)
+	patientOf := func(i int) string { return fmt.Sprintf("+1555123470%d", i) }
+	rooms := make([]string, failoverPatients)
+	for i := range failoverPatients {
+		body := fmt.Sprintf("patient %d hello", i)
+		res, err := p.fake.SendInbound(ctx, patientOf(i), clinicPhone, body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode, res.Body)
+	}
+	for i := range failoverPatients {
+		m, err := p.nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == fmt.Sprintf("patient %d hello", i) })
+		require.NoError(t, err)
+		rooms[i] = m.RoomID
+	}
+	p.standby.Launch()
+	require.Eventually(t, func() bool {
+		code, _ := getStatus(t, p.standby.URL()+"/_matrix/mau/live")
+		return code == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "the standby is alive")
+
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for i := range failoverPatients {
+		wg.Add(2)
+		go func() { // the patient
+			defer wg.Done()
+			for seq := 1; seq <= failoverPerPatient; seq++ {
+				// Refused calls (no process ready for a moment) are in Twilio's log.
+				_, _ = p.fake.SendInbound(ctx, patientOf(i), clinicPhone, fmt.Sprintf("patient %d message %02d", i, seq))
+				sent.Add(1)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		go func() { // the nurse in that room
+			defer wg.Done()
+			for seq := 1; seq <= failoverReplies; seq++ {
+				_, _, err := p.nurse.Send(ctx, rooms[i], fmt.Sprintf("reply %d to patient %d", seq, i))
+				assert.NoError(t, err)
+				time.Sleep(400 * time.Millisecond)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return sent.Load() >= failoverPatients*failoverPerPatient/3 },
+		time.Minute, 10*time.Millisecond)
+	p.br.Kill()
+	killedAt := time.Now()
+	p.standby.WaitReady()
+	tookOver := time.Since(killedAt)
+	t.Logf("the standby took over %s after the SIGKILL", tookOver.Round(time.Millisecond))
+	assert.Less(t, tookOver, 10*time.Second, "the standby takes over within 10 s")
+	wg.Wait()
+
+	// Every patient text reaches the nurse once, in order.
+	want := map[string][2]int{}
+	for i := range failoverPatients {
+		for seq := 1; seq <= failoverPerPatient; seq++ {
+			want[fmt.Sprintf("patient %d message %02d", i, seq)] = [2]int{i, seq}
+		}
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	require.NoError(t, waitBodies(waitCtx, p.nurse, want), "every text reaches the nurse")
+	// Every reply reaches Twilio.
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, m := range p.fake.Messages() {
+			if strings.Contains(m.Body, "reply ") {
+				n++
+			}
+		}
+		return n >= failoverPatients*failoverReplies
+	}, 2*time.Minute, 200*time.Millisecond, "every reply reaches Twilio")
+	time.Sleep(3 * time.Second) // a second copy would come by now
+
+	count := map[string]int{}
+	last := map[int]int{}
+	for _, m := range p.nurse.Messages() {
+		w, ok := want[m.Body]
+		if !ok {
+			continue
+		}
+		count[m.Body]++
+		assert.Equal(t, rooms[w[0]], m.RoomID, "%q in its patient's room", m.Body)
+		if m.Backfilled {
+			continue
+		}
+		assert.Greater(t, w[1], last[w[0]], "patient %d: message %02d after %02d", w[0], w[1], last[w[0]])
+		last[w[0]] = max(last[w[0]], w[1])
+	}
+	for body, n := range count {
+		assert.Equal(t, 1, n, "%q delivered once", body)
+	}
+	replies := map[string]int{}
+	lastReply := map[string]int{}
+	for _, m := range p.fake.Messages() {
+		var seq, patientIdx int
+		i := strings.Index(m.Body, "reply ")
+		if i < 0 {
+			continue
+		}
+		if _, err := fmt.Sscanf(m.Body[i:], "reply %d to patient %d", &seq, &patientIdx); err != nil {
+			continue
+		}
+		replies[m.Body]++
+		assert.Equal(t, patientOf(patientIdx), m.To)
+		assert.Greater(t, seq, lastReply[m.To], "%s: reply %d after %d", m.To, seq, lastReply[m.To])
+		lastReply[m.To] = max(lastReply[m.To], seq)
+	}
+	assert.Len(t, replies, failoverPatients*failoverReplies, "every reply at Twilio")
+	for body, n := range replies {
+		assert.Equal(t, 1, n, "%q sent once", body)
 	}
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -66,7 +67,7 @@ func (b *Bridge) Launch() {
 		if b.t.Failed() {
 			b.t.Logf("carebridge log tail (%s):\n%s", b.LogPath(), tailFile(b.LogPath(), 60))
 		}
-		keepLog(b.t, b.LogPath(), "bridge")
+		keepLog(b.t, b.LogPath(), "bridge-"+strconv.Itoa(b.port))
 	})
 }
 
