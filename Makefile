@@ -18,8 +18,8 @@ GOTESTSUM := $(CACHE)/bin/gotestsum
 export CAREBRIDGE_TEST_PG_PORT ?= 54329
 
 # Installs and starts what the tests need, idempotently (Debian packages, a PostgreSQL
-# test cluster on 127.0.0.1:$(CAREBRIDGE_TEST_PG_PORT), Dendrite and gotestsum cached
-# under ~/.cache/carebridge): scripts/test-deps.sh.
+# test cluster on 127.0.0.1:$(CAREBRIDGE_TEST_PG_PORT), Dendrite, Synapse and gotestsum
+# cached under ~/.cache/carebridge): scripts/test-deps.sh.
 deps:
 	./scripts/test-deps.sh
 
