@@ -68,10 +68,14 @@ func HomeserverKinds(t testing.TB) []string {
 }
 
 // SplitKind splits a test's kind: a database alone ("sqlite", "postgres") runs on
-// Dendrite, as every test did before Synapse; "synapse/sqlite" names both.
+// Dendrite, as every test did before Synapse; "synapse/sqlite" names both; a homeserver
+// alone ("synapse") runs on SQLite.
 func SplitKind(kind string) (homeserver, db string) {
 	if hs, db, ok := strings.Cut(kind, "/"); ok {
 		return hs, db
+	}
+	if kind == HomeserverDendrite || kind == HomeserverSynapse {
+		return kind, "sqlite"
 	}
 	return HomeserverDendrite, kind
 }
