@@ -145,6 +145,11 @@ func (s *Server) signingKeyPath() string { return filepath.Join(s.Dir, "signing.
 //     --ignore-unsupported-server.
 //   - Media: Synapse serves new media only through the authenticated endpoints
 //     (/_matrix/client/v1/media, enable_authenticated_media, the default); mautrix uses them.
+//   - Rooms are version 12 by default (room IDs without a server name; the creator is
+//     outside the power levels); Dendrite 0.13.8 makes version 10.
+//   - An invite's member event carries the invitee's display name (Dendrite's does not),
+//     so names the bridge reads from the room show earlier.
+//   - Accounts: the shared-secret admin API, as Dendrite's create-account uses.
 //   - Appservice encryption: MSC3202's transaction extensions and MSC2409's to-device
 //     messages are still experimental_features (turned on here, unused until the bridge's
 //     encryption.appservice is); device masquerading (device_id on appservice requests) is
