@@ -25,10 +25,7 @@ for candidate in "$(command -v python3 || true)" /usr/bin/python3; do
   if [ -n "$candidate" ] && usable "$candidate"; then python=$candidate; break; fi
 done
 if [ -z "$python" ]; then
-  echo "Installing python3-venv (Debian package, first run only)" >&2
-  run=()
-  [ "$(id -u)" = 0 ] || run=(sudo)
-  "${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+  "$(dirname "$0")/debian-packages.sh" python3-venv
   python=/usr/bin/python3
 fi
 
