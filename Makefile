@@ -18,8 +18,8 @@ GOTESTSUM := $(CACHE)/bin/gotestsum
 export CAREBRIDGE_TEST_PG_PORT ?= 54329
 
 # Installs and starts what the tests need, idempotently (Debian packages, a PostgreSQL
-# test cluster on 127.0.0.1:$(CAREBRIDGE_TEST_PG_PORT), Dendrite and gotestsum cached
-# under ~/.cache/carebridge): scripts/test-deps.sh.
+# test cluster on 127.0.0.1:$(CAREBRIDGE_TEST_PG_PORT), Dendrite, Synapse and gotestsum
+# cached under ~/.cache/carebridge): scripts/test-deps.sh.
 deps:
 	./scripts/test-deps.sh
 
@@ -46,14 +46,17 @@ RACE_TESTS = UnderConcurrency|InABurst|Race|Concurrent|AtOnceEachInOrder
 test-unit:
 	$(GO) test -count=1 -short ./...
 
-# Everything local, no Twilio account: Dendrite, the bridge with the simulated phone,
-# a staff account. Prints what to open; Ctrl-C stops it; data stays in ./demo-data.
+# Everything local, no Twilio account: Dendrite (or Synapse: `make demo HOMESERVER=synapse`),
+# the bridge with the simulated phone, a staff account. Prints what to open; Ctrl-C stops
+# it; data stays in ./demo-data (./demo-data-synapse with Synapse).
+HOMESERVER ?= dendrite
+DEMO_DATA  ?= demo-data$(if $(filter synapse,$(HOMESERVER)),-synapse)
 demo: build
 	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
-	./bin/carebridge-demo -data demo-data -bridge bin/carebridge
+	./bin/carebridge-demo -data $(DEMO_DATA) -bridge bin/carebridge -homeserver-kind $(HOMESERVER)
 
 demo-reset:
-	rm -rf demo-data
+	rm -rf demo-data demo-data-synapse
 
 clean:
 	rm -rf bin dist

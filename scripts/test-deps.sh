@@ -8,7 +8,8 @@
 #     trust auth on loopback (Debian's default cluster asks for a password there and is left
 #     untouched), durability off since test data is thrown away;
 #   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module), and
-#     schemathesis in a virtualenv there (python3 -m venv, PyPI).
+#     schemathesis and Synapse from PyPI in virtualenvs there (scripts/install-schemathesis.sh,
+#     scripts/install-synapse.sh).
 # With CAREBRIDGE_TEST_POSTGRES set, that server is used and no cluster is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,7 @@ fi
 
 ./scripts/install-dendrite.sh >/dev/null
 ./scripts/install-schemathesis.sh >/dev/null
+./scripts/install-synapse.sh >/dev/null
 
 if [ ! -x "$cache/bin/gotestsum" ]; then
   log "Installing gotestsum $gotestsum_version into $cache/bin"

@@ -66,7 +66,7 @@ func main() {
 	n := flag.Int("n", 1000, "messages per measurement")
 	patients := flag.Int("patients", 100, "patient numbers texting the clinic")
 	levels := flag.String("c", "1,8,32", "concurrency levels, comma-separated")
-	dbs := flag.String("db", "sqlite,postgres", "databases, comma-separated")
+	dbs := flag.String("db", "sqlite,postgres", "databases, comma-separated, on Dendrite; synapse/sqlite runs on Synapse")
 	conversations := flag.Int("conversations", 100000, "conversations in the database for the scale measurement (0: skip)")
 	verifications := flag.Int("verifications", 1000, "secure chat code verifications to time, each on its own link and patient")
 	sessions := flag.Int("sessions", 1000, "secure chat pages held open at once, each with its live-update stream (0: skip)")

@@ -22,13 +22,14 @@ const (
 	nursePassword = "nurse-password-1"
 )
 
-// system is one running carebridge: fake Twilio, Dendrite, the bridge on one database,
+// system is one running carebridge: fake Twilio, the homeserver (Dendrite, or Synapse for a
+// kind such as "synapse/sqlite": testenv.SplitKind), the bridge on one database,
 // and the nurse's client, with every patient's room open and the baseline rooms made.
 type system struct {
 	kind     string
 	db       testenv.DBSpec
 	fake     *testenv.FakeTwilio
-	hs       *testenv.Dendrite
+	hs       testenv.Homeserver
 	br       *testenv.Bridge
 	staff    *staff
 	loginID  string
@@ -69,13 +70,14 @@ type bridgeSettings struct {
 }
 
 func startSystem(ctx context.Context, t *benchTB, kind string, patients int, settings bridgeSettings) *system {
-	s := &system{kind: kind, db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
+	_, dbKind := testenv.SplitKind(kind)
+	s := &system{kind: kind, db: testenv.NewDatabase(t, dbKind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(s.fake.Close)
 	// Fixed rather than spread, so that the report can name the latency the run used.
 	s.fake.SetLatency(settings.TwilioLatency, settings.TwilioLatency)
 	s.fake.AddAccount(accountSID, authToken)
 	s.fake.AddNumber(accountSID, clinicPhone)
-	s.hs = testenv.NewDendrite(t)
+	s.hs = testenv.NewHomeserver(t, kind)
 	nurseID := "@nurse:" + s.hs.ServerName()
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	s.metricsURL = "http://" + metricsAddr
@@ -99,7 +101,7 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 			}
 		},
 	})
-	note("[%s] starting Dendrite and carebridge", kind)
+	note("[%s] starting %s and carebridge", kind, s.hs.Kind())
 	s.hs.Start(s.br.RegistrationPath)
 	adminID := s.hs.CreateUser(t, "admin", "admin-password-1")
 	s.hs.CreateUser(t, "nurse", nursePassword)

@@ -18,25 +18,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/carebridge/carebridge/internal/dendrite"
+	"github.com/carebridge/carebridge/internal/synapse"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
 // TestDemoAndScript runs what a newcomer runs: `make demo` (the demo binary, on its
 // default ports, with a fresh data folder) and `make demo-script` against it, then stops
-// the demo with Ctrl-C.
+// the demo with Ctrl-C; once per homeserver (`make demo HOMESERVER=synapse`).
 func TestDemoAndScript(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts Dendrite and the bridge")
+		t.Skip("starts a homeserver and the bridge")
 	}
 	root, err := testenv.RepoRoot()
 	require.NoError(t, err)
-	_, err = dendrite.BinDir(root)
-	testenv.RequireDep(t, testenv.DepDendrite, err)
-	// Ports of its own: other packages' tests (and a developer's `make demo`) may hold the
-	// defaults; the flags are the ones `make demo` leaves at their defaults.
-	hsPort, bridgePort := testenv.FreePort(t), testenv.FreePort(t)
-	bridgeURL := fmt.Sprintf("http://127.0.0.1:%d", bridgePort)
-
 	bin := t.TempDir()
 	for _, pkg := range []string{"carebridge", "carebridge-demo"} {
 		build := exec.Command("go", "build", "-tags", "goolm", "-o", filepath.Join(bin, pkg), "./cmd/"+pkg)
@@ -45,9 +39,26 @@ func TestDemoAndScript(t *testing.T) {
 		out, err := build.CombinedOutput()
 		require.NoError(t, err, "go build ./cmd/%s:\n%s", pkg, out)
 	}
+	for _, kind := range testenv.HomeserverKinds(t) {
+		t.Run(kind, func(t *testing.T) { runDemoAndScript(t, root, bin, kind) })
+	}
+}
+
+func runDemoAndScript(t *testing.T, root, bin, kind string) {
+	if kind == testenv.HomeserverSynapse {
+		_, err := synapse.Venv(root)
+		testenv.RequireDep(t, testenv.DepSynapse, err)
+	} else {
+		_, err := dendrite.BinDir(root)
+		testenv.RequireDep(t, testenv.DepDendrite, err)
+	}
+	// Ports of its own: other packages' tests (and a developer's `make demo`) may hold the
+	// defaults; the flags are the ones `make demo` leaves at their defaults.
+	hsPort, bridgePort := testenv.FreePort(t), testenv.FreePort(t)
+	bridgeURL := fmt.Sprintf("http://127.0.0.1:%d", bridgePort)
 
 	demo := startDemo(t, root, filepath.Join(bin, "carebridge-demo"), filepath.Join(bin, "carebridge"), t.TempDir(),
-		"-homeserver-port", fmt.Sprint(hsPort), "-bridge-port", fmt.Sprint(bridgePort))
+		"-homeserver-port", fmt.Sprint(hsPort), "-bridge-port", fmt.Sprint(bridgePort), "-homeserver-kind", kind)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

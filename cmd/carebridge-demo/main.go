@@ -1,5 +1,5 @@
 // Command carebridge-demo runs carebridge on this machine with everything local: a
-// Dendrite homeserver, the bridge with the simulated SMS provider, a staff account and the
+// Dendrite (or, with -homeserver-kind synapse, a Synapse) homeserver, the bridge with the simulated SMS provider, a staff account and the
 // clinic number linked. It prints what to open, and stops everything on Ctrl-C. Data stays
 // in the data folder for the next run.
 package main
@@ -25,6 +25,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/carebridge/carebridge/internal/dendrite"
+	"github.com/carebridge/carebridge/internal/synapse"
 	"github.com/carebridge/carebridge/internal/twiliosim"
 )
 
@@ -46,14 +47,18 @@ func main() {
 	bin := flag.String("bridge", "bin/carebridge", "the carebridge binary")
 	hsPort := flag.Int("homeserver-port", 8008, "port of the demo homeserver on 127.0.0.1")
 	bridgePort := flag.Int("bridge-port", 29340, "port of the bridge on 127.0.0.1")
+	kind := flag.String("homeserver-kind", "dendrite", "the demo homeserver: dendrite or synapse")
 	flag.Parse()
-	if err := run(*dataDir, *bin, *hsPort, *bridgePort); err != nil {
+	if err := run(*dataDir, *bin, *kind, *hsPort, *bridgePort); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dataDir, bin string, hsPort, bridgePort int) error {
+func run(dataDir, bin, kind string, hsPort, bridgePort int) error {
+	if kind != "dendrite" && kind != "synapse" {
+		return fmt.Errorf("-homeserver-kind %q: want dendrite or synapse", kind)
+	}
 	root, err := os.Getwd()
 	if err != nil {
 		return err
@@ -71,32 +76,35 @@ func run(dataDir, bin string, hsPort, bridgePort int) error {
 			return err
 		}
 	}
-	step("Installing Dendrite (first run only, about 2 minutes)")
-	binDir, err := dendrite.BinDir(root)
+	if err = checkKind(dataDir, kind); err != nil {
+		return err
+	}
+	hs, err := newHomeserver(root, kind, hsDir, hsPort)
 	if err != nil {
 		return err
 	}
 	bridgeURL := "http://127.0.0.1:" + strconv.Itoa(bridgePort)
-	hs := &dendrite.Server{BinDir: binDir, Dir: hsDir, Port: hsPort, ServerName: serverName}
 	secret, err := configureBridge(bin, bridgeDir, hs.URL(), bridgeURL, bridgePort)
 	if err != nil {
 		return err
 	}
-	if _, err = hs.WriteConfig([]string{filepath.Join(bridgeDir, "registration.yaml")}, true); err != nil {
+	if err = hs.WriteConfig(filepath.Join(bridgeDir, "registration.yaml")); err != nil {
 		return err
 	}
-	step("Starting the homeserver on " + hs.URL())
+	step("Starting the homeserver (" + kind + ") on " + hs.URL())
 	if err = hs.Start(); err != nil {
 		return fmt.Errorf("%w\n%s", err, hs.LogTail(20))
 	}
 	defer hs.Stop()
 	for _, u := range [][2]string{{adminUser, adminPassword}, {staffUser, staffPassword}} {
-		if _, err = hs.CreateUser(u[0], u[1]); err != nil && !errors.Is(err, dendrite.ErrUserExists) {
+		_, err = hs.CreateUser(u[0], u[1])
+		if err != nil && !errors.Is(err, dendrite.ErrUserExists) && !errors.Is(err, synapse.ErrUserExists) {
 			return err
 		}
 	}
 	step("Starting carebridge on " + bridgeURL)
-	bridge, err := startBridge(bin, bridgeDir, bridgeURL)
+	// Dendrite speaks spec v1.2 and bridgev2 wants v1.4; Synapse needs no exception.
+	bridge, err := startBridge(bin, bridgeDir, bridgeURL, kind == "dendrite")
 	if err != nil {
 		return err
 	}
@@ -121,6 +129,72 @@ func run(dataDir, bin string, hsPort, bridgePort int) error {
 }
 
 func step(msg string) { fmt.Println("==> " + msg) }
+
+// homeserver is the demo's Dendrite or Synapse.
+type homeserver interface {
+	URL() string
+	WriteConfig(registrationPath string) error
+	Start() error
+	Stop()
+	CreateUser(localpart, password string) (string, error)
+	LogTail(n int) string
+}
+
+// persistentDendrite writes Dendrite's config with its message queue on disk, so that
+// the demo's rooms survive a restart.
+type persistentDendrite struct{ *dendrite.Server }
+
+func (d persistentDendrite) WriteConfig(registrationPath string) error {
+	_, err := d.Server.WriteConfig([]string{registrationPath}, true)
+	return err
+}
+
+type synapseServer struct{ *synapse.Server }
+
+func (s synapseServer) WriteConfig(registrationPath string) error {
+	_, err := s.Server.WriteConfig([]string{registrationPath})
+	return err
+}
+
+// newHomeserver finds (installing on first use) the homeserver of the kind asked for.
+func newHomeserver(root, kind, dir string, port int) (homeserver, error) {
+	if kind == "synapse" {
+		step("Installing Synapse (first run only, about 1 minute)")
+		venv, err := synapse.Venv(root)
+		if err != nil {
+			return nil, err
+		}
+		return synapseServer{&synapse.Server{Venv: venv, Dir: dir, Port: port, ServerName: serverName}}, nil
+	}
+	step("Installing Dendrite (first run only, about 2 minutes)")
+	binDir, err := dendrite.BinDir(root)
+	if err != nil {
+		return nil, err
+	}
+	return persistentDendrite{&dendrite.Server{BinDir: binDir, Dir: dir, Port: port, ServerName: serverName}}, nil
+}
+
+// checkKind records which homeserver a data folder was made with and refuses another:
+// the bridge's rooms live on the homeserver that made them.
+func checkKind(dataDir, kind string) error {
+	path := filepath.Join(dataDir, "homeserver-kind")
+	recorded, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		recorded = []byte(kind)
+		if entries, _ := os.ReadDir(filepath.Join(dataDir, "homeserver")); len(entries) > 0 {
+			recorded = []byte("dendrite") // made before the demo could run Synapse
+		}
+		err = os.WriteFile(path, recorded, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	if string(recorded) != kind {
+		return fmt.Errorf("%s holds a demo made with %s, not %s: use another -data folder, or `make demo-reset` to clear it",
+			dataDir, recorded, kind)
+	}
+	return nil
+}
 
 // configureBridge writes the bridge's config on first run (the example, with the demo's
 // addresses, the simulator and SQLite) and its registration, and returns the
@@ -193,12 +267,16 @@ func runIn(dir, bin string, args ...string) ([]byte, error) {
 	return cmd.CombinedOutput()
 }
 
-func startBridge(bin, dir, bridgeURL string) (*exec.Cmd, error) {
+func startBridge(bin, dir, bridgeURL string, ignoreUnsupportedServer bool) (*exec.Cmd, error) {
 	logFile, err := os.OpenFile(filepath.Join(dir, "bridge.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-c", "config.yaml", "-r", "registration.yaml", "--ignore-unsupported-server")
+	args := []string{"-c", "config.yaml", "-r", "registration.yaml"}
+	if ignoreUnsupportedServer {
+		args = append(args, "--ignore-unsupported-server")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

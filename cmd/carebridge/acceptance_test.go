@@ -28,13 +28,14 @@ const (
 // TestSMSRoundTrip is the foundation's acceptance test, once per database: a patient
 // texts the clinic, a nurse using an independent E2EE client (matrix-nio) reads the
 // decrypted text and replies, and the reply reaches Twilio as an SMS.
-func TestSMSRoundTrip(t *testing.T) { eachDB(t, runSMSRoundTrip) }
+func TestSMSRoundTrip(t *testing.T) { eachHomeserver(t, runSMSRoundTrip) }
 
-// env is one running system: fake Twilio, Dendrite with an admin and a nurse, the bridge.
+// env is one running system: fake Twilio, a homeserver (Dendrite, or Synapse for a kind
+// such as "synapse/sqlite") with an admin and a nurse, the bridge.
 type env struct {
 	db      testenv.DBSpec
 	fake    *testenv.FakeTwilio
-	hs      *testenv.Dendrite
+	hs      testenv.Homeserver
 	br      *testenv.Bridge
 	adminID string
 	nurseID string
@@ -52,11 +53,12 @@ func newEnvWith(t *testing.T, kind string, edit func(cfg map[string]any)) *env {
 // newEnvClock is newEnvWith, with a bridge whose clock the test moves (SetClock: a
 // testclock build) when movableClock.
 func newEnvClock(t *testing.T, kind string, edit func(cfg map[string]any), movableClock bool) *env {
-	e := &env{db: testenv.NewDatabase(t, kind), fake: testenv.NewFakeTwilio()}
+	_, dbKind := testenv.SplitKind(kind)
+	e := &env{db: testenv.NewDatabase(t, dbKind), fake: testenv.NewFakeTwilio()}
 	t.Cleanup(e.fake.Close)
 	e.fake.AddAccount(accountSID, authToken)
 	e.fake.AddNumber(accountSID, clinicPhone)
-	e.hs = testenv.NewDendrite(t)
+	e.hs = testenv.NewHomeserver(t, kind)
 	e.nurseID = "@nurse:" + e.hs.ServerName()
 	e.br = testenv.NewBridge(t, testenv.BridgeOptions{
 		Homeserver: e.hs, DB: e.db, TwilioAPIURL: e.fake.URL(), StaffInvites: []string{e.nurseID}, Edit: edit,
@@ -192,10 +194,27 @@ func linkedEnvClock(t *testing.T, kind string, edit func(cfg map[string]any), mo
 	return e, nurse, loginID, ctx
 }
 
-// eachDB runs an integration test once per supported database.
+// eachDB runs an integration test once per supported database, on Dendrite.
 func eachDB(t *testing.T, run func(t *testing.T, kind string)) {
 	for _, kind := range testenv.DatabaseKinds {
 		t.Run(kind, func(t *testing.T) { run(t, kind) })
+	}
+}
+
+// eachHomeserver runs an end-to-end test on the homeservers CAREBRIDGE_TEST_HOMESERVER
+// selects (both by default): on Dendrite once per database, as eachDB (subtests sqlite
+// and postgres), and on Synapse on SQLite (subtest synapse/sqlite, kind "synapse/sqlite"):
+// the queries are the same whatever the homeserver, and CI's time goes further so.
+func eachHomeserver(t *testing.T, run func(t *testing.T, kind string)) {
+	for _, hs := range testenv.HomeserverKinds(t) {
+		switch hs {
+		case testenv.HomeserverDendrite:
+			eachDB(t, run)
+		case testenv.HomeserverSynapse:
+			t.Run(hs, func(t *testing.T) {
+				t.Run("sqlite", func(t *testing.T) { run(t, hs+"/sqlite") })
+			})
+		}
 	}
 }
 

@@ -50,7 +50,7 @@ const (
 // patient's order; texts refused while the bridge was down are posted again after the
 // restart with the same MessageSid, as an operator re-driving Twilio's failed webhooks
 // would, and some accepted ones are posted twice to prove de-duplication.
-func TestFaultInbound(t *testing.T) { eachDB(t, runFaultInbound) }
+func TestFaultInbound(t *testing.T) { eachHomeserver(t, runFaultInbound) }
 
 // TestFaultOutbound has a nurse send 100 replies while Twilio answers every third send
 // with 503: each reply must reach Twilio exactly once, in the order she sent them.
@@ -385,7 +385,7 @@ func runFaultInbound(t *testing.T, kind string) {
 		kind, faultTexts, len(senders.firstTry), len(rejected), logStats.repeatedRejected, len(probes), logStats.repeated,
 		len(count), duplicates, outageDuplicates, other, len(nurse.Undecryptable()), logStats.deliveryRetries, logStats.foundInRoom,
 		backfilled)
-	t.Logf("[%s] Dendrite down %v (%d texts sent meanwhile, %d homeserver requests retried by the bridge's Matrix client); "+
+	t.Logf("[%s] homeserver down %v (%d texts sent meanwhile, %d homeserver requests retried by the bridge's Matrix client); "+
 		"drain after it came back: %v (seen by the test after %v)",
 		kind, dendriteUpAt.Sub(stoppedAt).Round(time.Millisecond), duringOutage, logStats.matrixRetries,
 		lastSeen(beforeDendriteUp).Sub(dendriteUpAt).Round(time.Millisecond), dendriteDrainedAt.Sub(dendriteUpAt).Round(time.Millisecond))

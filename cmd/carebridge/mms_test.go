@@ -41,7 +41,7 @@ func sha256Hex(data []byte) string {
 
 // TestMMSInbound: a patient's MMS (text, a photo and a PDF) arrives in the room as the
 // text followed by encrypted Matrix media, in order; nio decrypts the exact bytes.
-func TestMMSInbound(t *testing.T) { eachDB(t, runMMSInbound) }
+func TestMMSInbound(t *testing.T) { eachHomeserver(t, runMMSInbound) }
 
 func runMMSInbound(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedEnv(t, kind, nil)
@@ -108,7 +108,7 @@ func runMMSInbound(t *testing.T, kind string) {
 // TestMMSOutbound: staff send a photo; Twilio gets a link that serves exactly that photo
 // and nothing else, and stops working when it expires. Types and sizes carriers refuse,
 // and texts longer than max_segments, get a notice instead of being sent.
-func TestMMSOutbound(t *testing.T) { eachDB(t, runMMSOutbound) }
+func TestMMSOutbound(t *testing.T) { eachHomeserver(t, runMMSOutbound) }
 
 func runMMSOutbound(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {

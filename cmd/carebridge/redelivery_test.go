@@ -18,7 +18,7 @@ import (
 // patient's text (and an MMS's parts) but the bridge died before recording it, and the
 // homeserver restarted too, forgetting the transaction IDs it had seen. After the restart
 // the bridge must find the events in the room and not post them a second time.
-func TestRedeliveryAfterCrash(t *testing.T) { eachDB(t, runRedeliveryAfterCrash) }
+func TestRedeliveryAfterCrash(t *testing.T) { eachHomeserver(t, runRedeliveryAfterCrash) }
 
 func runRedeliveryAfterCrash(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedEnv(t, kind, nil)

@@ -68,7 +68,7 @@ func testPNG(t *testing.T) []byte {
 // replies with text and a photo; the nurse (nio) decrypts both, and the patient's read
 // receipt appears in the room.
 func TestSecureModeEndToEnd(t *testing.T) {
-	eachDB(t, func(t *testing.T, kind string) { runSecureModeEndToEnd(t, kind, true) })
+	eachHomeserver(t, func(t *testing.T, kind string) { runSecureModeEndToEnd(t, kind, true) })
 }
 
 // TestSecureModeWithoutJavaScript: the same flow with JavaScript off in the browser

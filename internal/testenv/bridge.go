@@ -71,7 +71,7 @@ func BuildBridge(t testing.TB, tags string) string {
 
 // BridgeOptions configures a carebridge under test.
 type BridgeOptions struct {
-	Homeserver   *Dendrite
+	Homeserver   Homeserver
 	DB           DBSpec
 	TwilioAPIURL string
 	StaffInvites []string
@@ -94,6 +94,7 @@ type Bridge struct {
 	bin                string
 	dir                string
 	movableClock       bool
+	onDendrite         bool // started with --ignore-unsupported-server
 	port               int
 	ProvisioningSecret string
 	RegistrationPath   string
@@ -106,7 +107,8 @@ type Bridge struct {
 // Start the homeserver with RegistrationPath, then call Start.
 func NewBridge(t testing.TB, opts BridgeOptions) *Bridge {
 	t.Helper()
-	b := &Bridge{t: t, bin: opts.Binary, dir: t.TempDir(), movableClock: opts.MovableClock}
+	b := &Bridge{t: t, bin: opts.Binary, dir: t.TempDir(), movableClock: opts.MovableClock,
+		onDendrite: opts.Homeserver.Kind() == HomeserverDendrite}
 	switch {
 	case b.bin != "":
 	case opts.MovableClock:
@@ -217,8 +219,8 @@ func (b *Bridge) InboundURL(loginID string) string {
 	return b.URL() + "/_carebridge/twilio/" + loginID + "/inbound"
 }
 
-// Start runs the bridge (with --ignore-unsupported-server: Dendrite speaks spec v1.2)
-// and waits until its Twilio routes answer.
+// Start runs the bridge (on Dendrite with --ignore-unsupported-server: Dendrite speaks
+// spec v1.2, bridgev2 wants v1.4; Synapse needs nothing) and waits until its Twilio routes answer.
 func (b *Bridge) Start() {
 	b.t.Helper()
 	b.Launch()
@@ -247,7 +249,11 @@ func (b *Bridge) launch() {
 	if err != nil {
 		b.t.Fatalf("failed to open bridge log: %v", err)
 	}
-	cmd := exec.Command(b.bin, "-c", b.ConfigPath(), "-n", "--ignore-unsupported-server")
+	args := []string{"-c", b.ConfigPath(), "-n"}
+	if b.onDendrite {
+		args = append(args, "--ignore-unsupported-server")
+	}
+	cmd := exec.Command(b.bin, args...)
 	cmd.Dir = b.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = os.Environ()

@@ -13,10 +13,13 @@ import (
 // independent client: two nio agents talk in an encrypted room on a fresh Dendrite.
 func TestDendriteNioE2EE(t *testing.T) {
 	RequireDep(t, DepNio, NioAvailable())
-	hs := NewDendrite(t)
+	runNioE2EE(t, NewDendrite(t))
+}
+
+func runNioE2EE(t *testing.T, hs Homeserver) {
 	started := time.Now()
 	hs.Start()
-	t.Logf("Dendrite ready on %s in %s", hs.URL(), time.Since(started).Round(time.Millisecond))
+	t.Logf("%s ready on %s in %s", hs.Kind(), hs.URL(), time.Since(started).Round(time.Millisecond))
 
 	nurse := hs.CreateUser(t, "nurse", "correct-horse-battery")
 	doctor := hs.CreateUser(t, "doctor", "staple-battery-horse")

@@ -1,6 +1,6 @@
 // Package testenv starts the real things carebridge's integration tests talk to: a
-// Dendrite homeserver on loopback and an independent E2EE Matrix client (matrix-nio)
-// playing a member of staff. A missing dependency skips the test on a developer's
+// Dendrite or Synapse homeserver on loopback and an independent E2EE Matrix client
+// (matrix-nio) playing a member of staff. A missing dependency skips the test on a developer's
 // machine and fails it under `make test` and in CI, naming what to install.
 package testenv
 
