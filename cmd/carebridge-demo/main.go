@@ -163,6 +163,9 @@ func configureBridge(bin, dir, hsURL, bridgeURL string, port int) (string, error
 		{[]string{"appservice", "public_address"}, bridgeURL},
 		{[]string{"appservice", "hostname"}, "127.0.0.1"},
 		{[]string{"appservice", "port"}, port},
+		// Dendrite does not push receipts and typing to appservices: the bridge reads them
+		// through its bot's /sync ("Seen by the clinic", "… is typing" in the secure chat).
+		{[]string{"appservice", "ephemeral_events"}, false},
 		{[]string{"bridge", "permissions"}, map[string]any{serverName: "user", "@" + adminUser + ":" + serverName: "admin"}},
 		{[]string{"provisioning", "shared_secret"}, secret},
 		{[]string{"network", "provider"}, "simulator"},
