@@ -79,6 +79,15 @@ demo-script:
 	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
 	./bin/carebridge-demo script
 
+# Lighthouse (mobile) on the patient's link, code and chat pages of a running `make demo`
+# (start it in another terminal first): prints the scores and fails unless accessibility
+# and best practices are 100 on each. Installs Lighthouse (npm) into ~/.cache/carebridge.
+# DEMO_BRIDGE and DEMO_HOMESERVER point it at a demo on other ports.
+.PHONY: lighthouse
+lighthouse:
+	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
+	./scripts/lighthouse.sh
+
 # Measures the bridge against the homeserver's own limit in the same run (issue 8):
 # inbound webhooks and outbound texts on SQLite and PostgreSQL, each beside a baseline
 # without the bridge, with the fake Twilio at -twilio-latency (200ms) a call and a head-of-line
