@@ -293,7 +293,7 @@ func printWelcome(hsURL, bridgeURL string) {
 carebridge demo is running. No real SMS is sent.
 
   Patient's phone (simulated):  %s/_carebridge/simulator/
-      Type a number such as +15551234567, then text the clinic (%s).
+      Type a patient number such as (555) 123-4567, then text the clinic (%s).
       A number ending in 0000 is never reached: the clinic's texts to it
       are reported undelivered in the room.
 
