@@ -124,7 +124,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		mc.EventProcessor.On(event.EventMessage, c.guardStaffMedia)
 		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
 		if mc.AS != nil {
-			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted)
+			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted, createdDMStatus)
 		}
 	}
 }
