@@ -195,7 +195,6 @@
   }
 
   if (window.EventSource) {
-    var opened = false;
     var events = new EventSource('/chat/events');
     events.addEventListener('update', load);
     events.addEventListener('ended', function () {
@@ -203,11 +202,9 @@
       signedOut();
     });
     events.addEventListener('open', function () {
-      // After a reconnect, fetch what came while the stream was down.
-      if (opened) {
-        load();
-      }
-      opened = true;
+      // Fetch what came while the stream was not open: between drawing the page and
+      // the first open (a message, "seen", typing), or while it reconnected.
+      load();
     });
   } else {
     window.setInterval(load, 15000);
