@@ -42,6 +42,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "script" {
 		os.Exit(runScript(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "screenshots" {
+		os.Exit(runScreenshots(os.Args[2:]))
+	}
 	dataDir := flag.String("data", "demo-data", "folder for the demo's homeserver, bridge and databases")
 	bin := flag.String("bridge", "bin/carebridge", "the carebridge binary")
 	hsPort := flag.Int("homeserver-port", 8008, "port of the demo homeserver on 127.0.0.1")

@@ -157,6 +157,8 @@ type scriptRun struct {
 	// staffEvent is the secure message, whose read receipt staff wait for.
 	staffEvent id.EventID
 	photo      []byte
+	// replyEvent is the patient's last message in the room (the photo).
+	replyEvent id.EventID
 }
 
 // say prints one line of the transcript.
@@ -424,6 +426,7 @@ func (s *scriptRun) staffSeesReply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.replyEvent = img.ID
 	msg := img.Content.AsMessage()
 	data, err := s.staff.downloadAttachment(ctx, msg)
 	if err != nil {
