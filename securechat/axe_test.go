@@ -121,4 +121,3 @@ func lockLink(t *testing.T, e *webEnv, link string) {
 	}
 	require.Contains(t, c.get(path).Body, "locked")
 }
-
