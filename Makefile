@@ -82,6 +82,25 @@ demo-script:
 	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
 	./bin/carebridge-demo script
 
+# The README's pictures of the patient's side (docs/screenshots: the simulated phone, the
+# link, code and chat pages at 390 px) from a running `make demo` (start it in another
+# terminal first): plays the demo script's conversation, then headless Chromium.
+DEMO_BRIDGE     ?= http://127.0.0.1:29340
+DEMO_HOMESERVER ?= http://127.0.0.1:8008
+.PHONY: screenshots
+screenshots:
+	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
+	./bin/carebridge-demo screenshots -bridge $(DEMO_BRIDGE) -homeserver $(DEMO_HOMESERVER) -out docs/screenshots
+
+# Lighthouse (mobile) on the patient's link, code and chat pages of a running `make demo`
+# (start it in another terminal first): prints the scores and fails unless accessibility
+# and best practices are 100 on each. Installs Lighthouse (npm) into ~/.cache/carebridge.
+# DEMO_BRIDGE and DEMO_HOMESERVER point it at a demo on other ports.
+.PHONY: lighthouse
+lighthouse:
+	$(GO) build -o bin/carebridge-demo ./cmd/carebridge-demo
+	DEMO_BRIDGE=$(DEMO_BRIDGE) DEMO_HOMESERVER=$(DEMO_HOMESERVER) ./scripts/lighthouse.sh
+
 # Measures the bridge against the homeserver's own limit in the same run (issue 8):
 # inbound webhooks and outbound texts on SQLite and PostgreSQL, each beside a baseline
 # without the bridge, with the fake Twilio at -twilio-latency (200ms) a call and a head-of-line

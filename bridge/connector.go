@@ -120,10 +120,11 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	if mc, ok := br.Matrix.(*matrix.Connector); ok {
 		mc.EventProcessor.On(event.StateMember, c.guardMembership)
 		c.passOverStaffMembershipFirst(mc) // staff joins are Matrix-only (membership.go)
+		c.relayStaffActivityFirst(mc)      // relayed staff's receipts and typing (staffactivity.go)
 		mc.EventProcessor.On(event.EventMessage, c.guardStaffMedia)
 		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
 		if mc.AS != nil {
-			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted)
+			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted, createdDMStatus)
 		}
 	}
 }
@@ -249,6 +250,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.catchUp = newCatchUp(c)
 	c.catchUp.atStart(ctx)
 	go c.inbound.run(c.Bridge.BackgroundCtx)
+	go c.syncStaffActivity(c.Bridge.BackgroundCtx)
 	c.retention = securechat.StartRetention(c.Bridge.Log.With().Str("component", "retention").Logger().WithContext(c.Bridge.BackgroundCtx),
 		c.DB, c.Config.SecureChat.RetentionDays)
 	c.FollowUps = &conversation.FollowUps{S: c.Conversations, Keys: c.Keys, Now: c.now, StartedAt: c.startedAt,

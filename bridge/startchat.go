@@ -68,9 +68,11 @@ func (cl *Client) resolvePhone(ctx context.Context, phone string, createChat boo
 	if !createChat {
 		return resp, nil
 	}
-	portal, err := cl.Connector.ensureConversation(ctx, cl.UserLogin, phone)
+	portal, created, err := cl.Connector.openConversation(ctx, cl.UserLogin, phone)
 	if err != nil {
 		return nil, err
+	} else if created {
+		markCreatedDM(ctx) // provisioning.go
 	}
 	resp.Chat = &bridgev2.CreateChatResponse{PortalKey: portal.PortalKey, Portal: portal}
 	return resp, nil

@@ -238,3 +238,50 @@ func TestClaimAlertQuietPeriod(t *testing.T) {
 		assert.Equal(t, now.Add(15*time.Minute), c.LastAlertAt)
 	})
 }
+
+func TestPatientMessagesSeenByClinic(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		start := time.UnixMilli(time.Now().UnixMilli())
+		insert := func(fromPatient bool, at time.Time) *database.SecureMessage {
+			m := &database.SecureMessage{LoginID: testLogin, PortalID: testPortal, FromPatient: fromPatient, SenderName: "x",
+				Kind: database.SecureText, KeyID: "k1", Body: []byte{1}, CreatedAt: at}
+			require.NoError(t, db.Secure.Insert(ctx, m))
+			return m
+		}
+		insert(true, start)
+		staff := insert(false, start.Add(time.Second))
+		second := insert(true, start.Add(2*time.Second))
+		third := insert(true, start.Add(3*time.Second))
+
+		seen, err := db.Secure.SeenByClinic(ctx, testLogin, testPortal)
+		require.NoError(t, err)
+		assert.Zero(t, seen, "nothing seen yet")
+
+		// A receipt on the second message: the first and second are seen, staff messages untouched.
+		n, err := db.Secure.MarkSeenByClinic(ctx, testLogin, testPortal, second.ID, time.Time{}, start.Add(time.Minute))
+		require.NoError(t, err)
+		assert.EqualValues(t, 2, n)
+		seen, err = db.Secure.SeenByClinic(ctx, testLogin, testPortal)
+		require.NoError(t, err)
+		assert.Equal(t, second.ID, seen)
+		got, err := db.Secure.Get(ctx, staff.ID, testLogin, testPortal)
+		require.NoError(t, err)
+		assert.True(t, got.ReadAt.IsZero(), "a staff message's read_at is the patient's reading")
+
+		// A receipt on an event that is not a secure message: by time.
+		n, err = db.Secure.MarkSeenByClinic(ctx, testLogin, testPortal, 0, third.CreatedAt.Add(-time.Millisecond), start.Add(time.Minute))
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		n, err = db.Secure.MarkSeenByClinic(ctx, testLogin, testPortal, 0, third.CreatedAt, start.Add(time.Minute))
+		require.NoError(t, err)
+		assert.EqualValues(t, 1, n)
+		seen, err = db.Secure.SeenByClinic(ctx, testLogin, testPortal)
+		require.NoError(t, err)
+		assert.Equal(t, third.ID, seen)
+
+		other, err := db.Secure.SeenByClinic(ctx, testLogin, "15557654321")
+		require.NoError(t, err)
+		assert.Zero(t, other, "only the conversation's own messages")
+	})
+}

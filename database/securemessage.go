@@ -40,6 +40,16 @@ const (
 		WHERE login_id=$1 AND portal_id=$2 AND from_patient=false AND read_at=0 AND id<=$3
 	`
 	unreadStaffCountQuery = `SELECT COUNT(*) FROM secure_message WHERE login_id=$1 AND portal_id=$2 AND from_patient=false AND read_at=0`
+	// markSeenByClinicQuery marks the patient's messages the clinic has seen: those up to
+	// a message ($3, 0 for none) or stored at or before a time ($4).
+	markSeenByClinicQuery = `
+		UPDATE secure_message SET read_at=$5
+		WHERE login_id=$1 AND portal_id=$2 AND from_patient=true AND read_at=0 AND (id<=$3 OR created_at<=$4)
+	`
+	seenByClinicQuery = `
+		SELECT COALESCE(MAX(id), 0) FROM secure_message
+		WHERE login_id=$1 AND portal_id=$2 AND from_patient=true AND read_at<>0
+	`
 	setSecureEventIDQuery = `UPDATE secure_message SET event_id=$2 WHERE id=$1`
 	// undeliveredQuery finds patient messages stored but not yet put into the room.
 	undeliveredQuery = `
@@ -64,7 +74,7 @@ type SecureMessage struct {
 	Data        []byte
 	EventID     string // the Matrix event it mirrors
 	CreatedAt   time.Time
-	ReadAt      time.Time // staff messages: when the patient saw it
+	ReadAt      time.Time // staff messages: when the patient saw it; the patient's: when the clinic did
 	// Thumb is a photo's sealed preview; only Insert and GetThumb fill it. HasThumb says
 	// whether the row has one.
 	Thumb    []byte
@@ -126,6 +136,22 @@ func (mq *SecureMessageQuery) MarkRead(ctx context.Context, loginID, portalID st
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// MarkSeenByClinic marks the patient's messages up to upToID (0: none), or stored at or
+// before upTo, seen by the clinic, and reports how many were newly seen.
+func (mq *SecureMessageQuery) MarkSeenByClinic(ctx context.Context, loginID, portalID string, upToID int64, upTo, at time.Time) (int64, error) {
+	res, err := mq.GetDB().Exec(ctx, markSeenByClinicQuery, loginID, portalID, upToID, upTo.UnixMilli(), at.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// SeenByClinic returns the newest of the patient's messages the clinic has seen (0: none).
+func (mq *SecureMessageQuery) SeenByClinic(ctx context.Context, loginID, portalID string) (id int64, err error) {
+	err = mq.GetDB().QueryRow(ctx, seenByClinicQuery, loginID, portalID).Scan(&id)
+	return
 }
 
 // UnreadStaffCount counts staff messages the patient has not seen.

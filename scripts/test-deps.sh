@@ -7,15 +7,17 @@
 #   - a PostgreSQL cluster for the tests alone, "carebridge-test" on 127.0.0.1:$port with
 #     trust auth on loopback (Debian's default cluster asks for a password there and is left
 #     untouched), durability off since test data is thrown away;
-#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module), and
+#   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module),
 #     schemathesis and Synapse from PyPI in virtualenvs there (scripts/install-schemathesis.sh,
-#     scripts/install-synapse.sh).
+#     scripts/install-synapse.sh), and axe-core from npm into ~/.cache/carebridge/node (the
+#     pages' accessibility check).
 # With CAREBRIDGE_TEST_POSTGRES set, that server is used and no cluster is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=${CAREBRIDGE_TEST_PG_PORT:-54329}
 cache=${CAREBRIDGE_CACHE:-$HOME/.cache/carebridge}
 gotestsum_version=v1.13.0
+axe_version=4.14.1 # as internal/testenv/axe.go says
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() {
@@ -34,6 +36,7 @@ command -v make >/dev/null || need_apt+=(make)
 command -v aarch64-linux-gnu-gcc >/dev/null && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] ||
   need_apt+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ -z "${CAREBRIDGE_TEST_POSTGRES:-}" ] && ! command -v pg_createcluster >/dev/null; then
   need_apt+=(postgresql)
 fi
@@ -69,4 +72,10 @@ if [ ! -x "$cache/bin/gotestsum" ]; then
   log "Installing gotestsum $gotestsum_version into $cache/bin"
   mkdir -p "$cache/bin"
   (cd "$cache" && GOBIN="$cache/bin" GOFLAGS= go install "gotest.tools/gotestsum@$gotestsum_version") >&2
+fi
+
+if ! grep -qs "\"version\": \"$axe_version\"" "$cache/node/node_modules/axe-core/package.json"; then
+  log "Installing axe-core $axe_version into $cache/node (npm)"
+  mkdir -p "$cache/node"
+  npm install --silent --no-audit --no-fund --prefix "$cache/node" -E "axe-core@$axe_version" >&2
 fi

@@ -3,10 +3,13 @@ package securechat
 import "sync"
 
 // Hub tells open chat pages (Server-Sent Events) that their conversation changed.
-// It carries no content: a page reloads what it may see through the service.
+// It carries no content: a page reloads what it may see through the service. It also
+// keeps who of the staff is typing in each conversation (activity.go), which lives only
+// in memory.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	mu      sync.Mutex
+	subs    map[string]map[chan struct{}]struct{}
+	typists map[string]map[string]*typist // conversation → staff member's key
 }
 
 // NewHub builds an empty hub.

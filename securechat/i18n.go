@@ -128,6 +128,10 @@ var catalogs = map[string]catalog{
 		"chat.chosen":         "Chosen: %s",
 		"chat.check":          "Check for new messages",
 		"chat.photo_from":     "Photo from %s, %s",
+		"chat.seen":           "Seen by the clinic",
+		"chat.typing_one":     "%s is typing…",
+		"chat.typing_many":    "%s are typing…",
+		"chat.and":            "%s and %s",
 	},
 	langSpanish: {
 		"lang.name": "Español",
@@ -236,6 +240,10 @@ var catalogs = map[string]catalog{
 		"chat.chosen":         "Elegido: %s",
 		"chat.check":          "Ver si hay mensajes nuevos",
 		"chat.photo_from":     "Foto de %s, %s",
+		"chat.seen":           "Visto por la clínica",
+		"chat.typing_one":     "%s está escribiendo…",
+		"chat.typing_many":    "%s están escribiendo…",
+		"chat.and":            "%s y %s",
 	},
 }
 

@@ -288,6 +288,8 @@ type view struct {
 	// The chat page.
 	Messages       []chatMessage
 	LastID         int64
+	Seen           bool   // the newest message is the patient's, and the clinic has seen it
+	TypingText     string // who of the staff is typing ("Jane is typing…"), or ""
 	Notice         string
 	SendError      string
 	UploadError    string

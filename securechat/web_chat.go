@@ -162,6 +162,15 @@ func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session,
 		}
 	}
 	v.LastID = after
+	act, err := w.svc.activity(r.Context(), sess.Conversation, v.Lang)
+	if err != nil {
+		w.serverError(rw, r, err, "Failed to load the clinic's activity")
+		return
+	}
+	if n := len(v.Messages); n > 0 && v.Messages[n-1].FromPatient && v.Messages[n-1].ID <= act.Seen {
+		v.Seen = true
+	}
+	v.TypingText = act.Typing
 	if fill != nil {
 		fill(v)
 	}
@@ -400,7 +409,13 @@ func (w *Web) handleMessages(rw http.ResponseWriter, r *http.Request) {
 	for _, msg := range msgs {
 		out = append(out, w.chatMessage(lang, msg))
 	}
-	writeJSON(rw, http.StatusOK, map[string]any{"messages": out, "more": len(msgs) == 500})
+	act, err := w.svc.activity(r.Context(), sess.Conversation, lang)
+	if err != nil {
+		w.serverError(rw, r, err, "Failed to load the clinic's activity")
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"messages": out, "more": len(msgs) == 500,
+		"seen": act.Seen, "typing": act.Typing, "typing_ms": act.TypingMS})
 }
 
 // handleSignOut ends the session at once.

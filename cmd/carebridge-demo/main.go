@@ -43,6 +43,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "script" {
 		os.Exit(runScript(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "screenshots" {
+		os.Exit(runScreenshots(os.Args[2:]))
+	}
 	dataDir := flag.String("data", "demo-data", "folder for the demo's homeserver, bridge and databases")
 	bin := flag.String("bridge", "bin/carebridge", "the carebridge binary")
 	hsPort := flag.Int("homeserver-port", 8008, "port of the demo homeserver on 127.0.0.1")
@@ -237,6 +240,9 @@ func configureBridge(bin, dir, hsURL, bridgeURL string, port int) (string, error
 		{[]string{"appservice", "public_address"}, bridgeURL},
 		{[]string{"appservice", "hostname"}, "127.0.0.1"},
 		{[]string{"appservice", "port"}, port},
+		// Dendrite does not push receipts and typing to appservices: the bridge reads them
+		// through its bot's /sync ("Seen by the clinic", "… is typing" in the secure chat).
+		{[]string{"appservice", "ephemeral_events"}, false},
 		{[]string{"bridge", "permissions"}, map[string]any{serverName: "user", "@" + adminUser + ":" + serverName: "admin"}},
 		{[]string{"provisioning", "shared_secret"}, secret},
 		{[]string{"network", "provider"}, "simulator"},
@@ -368,7 +374,7 @@ func printWelcome(hsURL, bridgeURL string) {
 carebridge demo is running. No real SMS is sent.
 
   Patient's phone (simulated):  %s/_carebridge/simulator/
-      Type a number such as +15551234567, then text the clinic (%s).
+      Type a patient number such as (555) 123-4567, then text the clinic (%s).
       A number ending in 0000 is never reached: the clinic's texts to it
       are reported undelivered in the room.
 

@@ -73,6 +73,8 @@ func runScript(args []string) int {
 	bridgeURL := flags.String("bridge", "http://127.0.0.1:29340", "the demo bridge's address")
 	hsURL := flags.String("homeserver", "http://127.0.0.1:8008", "the demo homeserver's address")
 	patient := flags.String("patient", "", "the patient's number in E.164, one that has not texted the demo yet (default: a new fictional +1555 01XX XXXX number each run)")
+	pagesFile := flags.String("pages", "", "at the end, write the patient's pages to this file (JSON: link, code page, chat, and the browser's cookies "+
+		"to open the chat), for scripts/lighthouse.sh and scripts/screenshots.sh; the demo's patient is simulated")
 	if err := flags.Parse(args); err != nil {
 		return 2
 	}
@@ -100,7 +102,42 @@ func runScript(args []string) int {
 		return 1
 	}
 	fmt.Fprintf(s.out, "\nTranscript complete: %d steps, the staff's secure message never travelled by SMS.\n", len(scriptSteps)-1)
+	if *pagesFile != "" {
+		if err = s.writePages(*pagesFile); err != nil {
+			fmt.Fprintf(os.Stderr, "demo-script: %v\n", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// patientPages is what -pages writes: where the patient's pages are, and the cookies of
+// the patient's signed-in browser (the chat page needs them).
+type patientPages struct {
+	Link     string `json:"link"`
+	CodePage string `json:"code_page"`
+	Chat     string `json:"chat"`
+	Cookie   string `json:"cookie"`
+}
+
+func (s *scriptRun) writePages(path string) error {
+	u, err := url.Parse(s.bridge + "/chat")
+	if err != nil {
+		return err
+	}
+	var cookies []string
+	for _, c := range s.browser.Jar.Cookies(u) {
+		cookies = append(cookies, c.Name+"="+c.Value)
+	}
+	out, err := json.MarshalIndent(patientPages{Link: s.link, CodePage: s.link + "/verify?sent=1", Chat: u.String(),
+		Cookie: strings.Join(cookies, "; ")}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err = os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+		return fmt.Errorf("failed to write the pages file: %w", err)
+	}
+	return nil
 }
 
 // scriptRun is one play of the conversation.
@@ -120,6 +157,8 @@ type scriptRun struct {
 	// staffEvent is the secure message, whose read receipt staff wait for.
 	staffEvent id.EventID
 	photo      []byte
+	// replyEvent is the patient's last message in the room (the photo).
+	replyEvent id.EventID
 }
 
 // say prints one line of the transcript.
@@ -387,6 +426,7 @@ func (s *scriptRun) staffSeesReply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.replyEvent = img.ID
 	msg := img.Content.AsMessage()
 	data, err := s.staff.downloadAttachment(ctx, msg)
 	if err != nil {
@@ -708,15 +748,18 @@ func randomPatientNumber() string {
 	}
 }
 
-// rashPhoto is the patient's photo: a small skin-coloured picture with red spots.
+// rashPhoto is the patient's photo: a skin-coloured picture with red spots, of a phone
+// photo's proportions and large enough to be shown sharp on a phone's screen (the page
+// shows a preview of it, as of a real one).
 func rashPhoto() ([]byte, error) {
-	const w, h = 96, 64
+	const scale = 12 // 1152×768
+	const w, h = 96 * scale, 64 * scale
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
 		for x := range w {
 			c := color.RGBA{R: 236, G: 196, B: 170, A: 255}
 			for _, spot := range [][2]int{{20, 18}, {40, 30}, {62, 22}, {75, 45}, {30, 48}, {52, 50}} {
-				if dx, dy := x-spot[0], y-spot[1]; dx*dx+dy*dy < 26 {
+				if dx, dy := x-spot[0]*scale, y-spot[1]*scale; dx*dx+dy*dy < 26*scale*scale {
 					c = color.RGBA{R: 205, G: 60, B: 60, A: 255}
 				}
 			}

@@ -102,6 +102,6 @@ func TestRashPhoto(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := png.DecodeConfig(bytes.NewReader(data))
 	require.NoError(t, err)
-	assert.Equal(t, 96, cfg.Width)
-	assert.Less(t, len(data), 20<<10, "small enough for any upload limit")
+	assert.Equal(t, 1152, cfg.Width)
+	assert.Less(t, len(data), 100<<10, "small enough for any upload limit")
 }

@@ -137,9 +137,28 @@ func TestSimulatorPhoneInBrowser(t *testing.T) {
 		defer cancel()
 		require.NoError(t, chromedp.Do(actx, actions...))
 	}
-	phonePage := e.br.URL() + "/_carebridge/simulator/phone/" + url.PathEscape(patient)
-	do(chromedp.Navigate(phonePage), chromedp.WaitVisible(chromedp.ID("body")))
-	do(chromedp.SendKeys(chromedp.ID("body"), "Hi, my daughter has a rash on her arm."),
+	axe := testenv.AxeSource(t)
+	checkAxe := func(name string) {
+		t.Helper()
+		actx, cancel := context.WithTimeout(browser, 60*time.Second)
+		defer cancel()
+		violations, err := testenv.AxeViolations(actx, axe)
+		require.NoError(t, err)
+		assert.Empty(t, violations, "axe on the simulated phone's %s", name)
+	}
+
+	// The first page says which number to text; numbers are typed as on a phone.
+	do(chromedp.Navigate(e.br.URL()+"/_carebridge/simulator/"), chromedp.WaitVisible(chromedp.ID("clinic-number")))
+	first, err := chromedp.Run(browser, chromedp.TextContent(chromedp.ID("clinic-number")))
+	require.NoError(t, err)
+	assert.Contains(t, first, "Text the clinic at (555) 000-1111")
+	checkAxe("first page")
+	do(chromedp.SendKeys(chromedp.ID("phone"), sms.FormatPhone(patient, "US")), chromedp.Submit(chromedp.ID("phone")),
+		chromedp.WaitVisible(chromedp.ID("body")))
+	loc, err := chromedp.Run(browser, chromedp.Location())
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(loc, "/phone/"+url.PathEscape(patient)) || strings.HasSuffix(loc, "/phone/"+patient), loc)
+	do(chromedp.SetValue(chromedp.ID("to"), "(555) 000-1111"), chromedp.SendKeys(chromedp.ID("body"), "Hi, my daughter has a rash on her arm."),
 		chromedp.Click(chromedp.CSS("#compose button[type=submit]")), chromedp.WaitVisible(chromedp.CSS("article.msg.out")))
 
 	roomID, err := nurse.WaitJoined(ctx, "")
@@ -164,5 +183,6 @@ func TestSimulatorPhoneInBrowser(t *testing.T) {
 	text, err := chromedp.Run(browser, chromedp.TextContent(chromedp.CSS("article.msg.in")))
 	require.NoError(t, err)
 	assert.NotContains(t, text, "photo of the rash", "the phone shows only the alert, not the message")
+	checkAxe("phone page with texts both ways") // the time lines on both bubbles among them
 	do(chromedp.Navigate(href), chromedp.WaitVisible(chromedp.ID("send-code")))
 }

@@ -30,10 +30,12 @@ func runStaffStartChat(t *testing.T, kind string) {
 	}
 	var rooms []string
 	ghost := ""
-	for _, form := range []string{"(555) 123-4567", "+1 555 123 4567", "5551234567"} {
+	for i, form := range []string{"(555) 123-4567", "+1 555 123 4567", "5551234567"} {
 		var resp dmResp
-		_, err := e.br.Provision(ctx, http.MethodPost, "/v3/create_dm/"+url.PathEscape(form), e.adminID, nil, &resp)
+		status, err := e.br.Provision(ctx, http.MethodPost, "/v3/create_dm/"+url.PathEscape(form), e.adminID, nil, &resp)
 		require.NoError(t, err, form)
+		// bridgev2's convention: 201 Created when the chat was made, 200 when it existed.
+		assert.Equal(t, map[bool]int{true: http.StatusCreated, false: http.StatusOK}[i == 0], status, form)
 		assert.Regexp(t, "^p[a-z2-7]{16}$", resp.ID, "an opaque ID, not the number")
 		assert.Equal(t, "@sms_"+resp.ID+":"+e.hs.ServerName(), resp.MXID, form)
 		if ghost == "" {

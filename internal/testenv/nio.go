@@ -247,7 +247,7 @@ func (a *StaffAgent) handle(l agentLine) {
 			a.replies[l.ReqID] = l
 		}
 		a.errs = append(a.errs, l.Message)
-	case "sent", "room_created":
+	case "sent", "room_created", "done":
 		a.replies[l.ReqID] = l
 	default:
 		a.errs = append(a.errs, "unknown agent output type "+strconv.Quote(l.Type))
@@ -428,6 +428,24 @@ func (a *StaffAgent) SendFile(ctx context.Context, roomID, fileName, mimeType st
 		return "", err
 	}
 	return l.EventID, nil
+}
+
+// Typing starts (or stops) typing in the room, as a client does while a person writes;
+// the homeserver ends it by itself after 30 s.
+func (a *StaffAgent) Typing(ctx context.Context, roomID string, typing bool) error {
+	if _, err := a.request(ctx, map[string]any{"cmd": "typing", "room_id": roomID, "typing": typing}); err != nil {
+		return fmt.Errorf("failed to send typing as %s: %w", a.UserID, err)
+	}
+	return nil
+}
+
+// Read marks the room read up to eventID (a read receipt and the fully-read marker), as a
+// client does when the event is on screen.
+func (a *StaffAgent) Read(ctx context.Context, roomID, eventID string) error {
+	if _, err := a.request(ctx, map[string]any{"cmd": "read", "room_id": roomID, "event_id": eventID}); err != nil {
+		return fmt.Errorf("failed to send a read receipt as %s: %w", a.UserID, err)
+	}
+	return nil
 }
 
 // CreateRoom creates a private room inviting the given users and returns once the

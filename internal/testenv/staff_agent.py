@@ -33,7 +33,9 @@ from nio import (
     RoomMessage,
     RoomMessagesError,
     RoomPreset,
+    RoomReadMarkersError,
     RoomSendError,
+    RoomTypingError,
     SyncError,
     ReceiptEvent,
     RoomGetStateEventResponse,
@@ -504,6 +506,24 @@ class Agent:
             raise RuntimeError(f"send failed: {sent}")
         return {"event_id": sent.event_id, "sent_ms": started, "acked_ms": now_ms()}
 
+    async def cmd_typing(self, req):
+        """Starts or stops typing in a room (m.typing), as a client does while one writes."""
+        room_id = req["room_id"]
+        resp = await self.client.room_typing(
+            room_id, typing_state=bool(req.get("typing", True)), timeout=int(req.get("timeout_ms", 30000))
+        )
+        if isinstance(resp, RoomTypingError):
+            raise RuntimeError(f"typing failed: {resp}")
+        return {}
+
+    async def cmd_read(self, req):
+        """Marks a room read up to an event (m.read receipt and m.fully_read), as a client
+        does when the event is on screen."""
+        resp = await self.client.room_read_markers(req["room_id"], req["event_id"], req["event_id"])
+        if isinstance(resp, RoomReadMarkersError):
+            raise RuntimeError(f"read markers failed: {resp}")
+        return {}
+
     async def ensure_encryption_known(self, room_id):
         """Right after a join, the room's m.room.encryption state may not have reached this
         client yet, and nio would send in clear. Ask the server before the first send."""
@@ -577,6 +597,9 @@ class Agent:
             elif cmd == "send_file":
                 out = await self.cmd_send_file(req)
                 out.update({"type": "sent", "req_id": req_id, "room_id": req["room_id"]})
+            elif cmd in ("typing", "read"):
+                out = await (self.cmd_typing(req) if cmd == "typing" else self.cmd_read(req))
+                out.update({"type": "done", "req_id": req_id})
             elif cmd == "create_room":
                 out = await self.cmd_create_room(req)
                 out.update({"type": "room_created", "req_id": req_id})

@@ -48,11 +48,13 @@ type simPageData struct {
 	Items    []simItem
 	Patients []simPatientLink
 	Clinics  []string
-	To       string // the clinic number the form texts
-	Body     string // kept when sending failed
-	Switch   string // what was typed to switch patients, kept when it was refused
-	Error    string
-	Notice   string
+	// ClinicNumbers are the linked clinic numbers as a person reads them, for the first page.
+	ClinicNumbers []string
+	To            string // the clinic number the form texts
+	Body          string // kept when sending failed
+	Switch        string // what was typed to switch patients, kept when it was refused
+	Error         string
+	Notice        string
 }
 
 type simPatientLink struct {
@@ -152,7 +154,8 @@ func (s *Simulator) serveHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.renderPage(w, http.StatusOK, "", simPageData{
-		Notice: "No texts yet. Type the patient number you want to play, such as +15555550123, or wait for the clinic to text one. " +
+		Notice: "No texts yet. Type the patient number you want to play, such as (555) 123-4567, then text the clinic from it, " +
+			"or wait for the clinic to text one. " +
 			"A number ending in " + UnreachableSuffix + " plays a phone that is never reached: the clinic's texts to it are not delivered.",
 	})
 }
@@ -160,17 +163,22 @@ func (s *Simulator) serveHome(w http.ResponseWriter, r *http.Request) {
 // handleSwitch opens the phone of the number typed in the switch form.
 func (s *Simulator) handleSwitch(w http.ResponseWriter, r *http.Request) {
 	phone := strings.TrimSpace(r.URL.Query().Get("phone"))
-	if !e164Pattern.MatchString(phone) {
+	e164, ok := s.normalizeTyped(phone)
+	if !ok {
 		s.renderPage(w, http.StatusBadRequest, "", simPageData{Switch: phone, Error: simPhoneError("The patient number", phone)})
 		return
 	}
-	http.Redirect(w, r, s.phoneURL(phone), http.StatusSeeOther)
+	http.Redirect(w, r, s.phoneURL(e164), http.StatusSeeOther)
 }
 
 // servePhone shows the texts of one patient number and the form to answer as that patient.
 func (s *Simulator) servePhone(w http.ResponseWriter, r *http.Request) {
 	phone := r.PathValue("phone")
 	if !e164Pattern.MatchString(phone) {
+		if e164, ok := s.normalizeTyped(phone); ok {
+			http.Redirect(w, r, s.phoneURL(e164), http.StatusSeeOther)
+			return
+		}
 		s.renderPage(w, http.StatusBadRequest, "", simPageData{Switch: phone, Error: simPhoneError("The patient number", phone)})
 		return
 	}
@@ -184,9 +192,9 @@ func (s *Simulator) servePhone(w http.ResponseWriter, r *http.Request) {
 // simPhoneError says in plain words why a number was refused.
 func simPhoneError(what, phone string) string {
 	if phone == "" {
-		return what + " is empty. Type it in international (E.164) form: + then the country code and number, digits only, such as +15555550123."
+		return what + " is empty. Type it as on a phone, such as (555) 123-4567, or with its country code, such as +44 7700 900123."
 	}
-	return fmt.Sprintf("%s %q is not in international (E.164) form. Type + then the country code and number, digits only, with no spaces or dashes, such as +15555550123.",
+	return fmt.Sprintf("%s %q is not a phone number. Type it as on a phone, such as (555) 123-4567, or with its country code, such as +44 7700 900123.",
 		what, truncate(phone, 40))
 }
 
@@ -199,6 +207,9 @@ func (s *Simulator) renderPage(w http.ResponseWriter, status int, patient string
 	s.mu.Lock()
 	data.Patients = s.patientsLocked(patient)
 	data.Clinics = s.clinicsLocked(patient)
+	for _, clinic := range data.Clinics {
+		data.ClinicNumbers = append(data.ClinicNumbers, sms.FormatPhone(clinic, typedRegion))
+	}
 	if patient != "" {
 		data.PageURL = s.phoneURL(patient)
 		data.FeedURL = data.PageURL + "/messages.json"

@@ -70,7 +70,9 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 	if strings.TrimSpace(body) == "" {
 		body = ""
 	}
-	if !e164Pattern.MatchString(patient) {
+	if e164, ok := s.normalizeTyped(patient); ok {
+		patient = e164
+	} else {
 		s.renderSendError(w, "", to, body, &simSendError{http.StatusBadRequest, simPhoneError("The patient number", patient)})
 		return
 	}
@@ -78,6 +80,8 @@ func (s *Simulator) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		to = s.defaultClinicLocked(patient)
 		s.mu.Unlock()
+	} else if e164, ok := s.normalizeTyped(to); ok {
+		to = e164
 	}
 	photo, sendErr := readPhoto(r)
 	if sendErr == nil {
@@ -174,7 +178,7 @@ func readPhoto(r *http.Request) (*simMedia, *simSendError) {
 func checkSimulatedText(to, body string, photo *simMedia) *simSendError {
 	switch {
 	case to == "":
-		return &simSendError{http.StatusBadRequest, "Type the clinic number to text, such as +15555550100."}
+		return &simSendError{http.StatusBadRequest, "Type the clinic number to text, such as (555) 010-0100."}
 	case !e164Pattern.MatchString(to):
 		return &simSendError{http.StatusBadRequest, simPhoneError("The clinic number", to)}
 	case body == "" && photo == nil:

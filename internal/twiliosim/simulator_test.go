@@ -322,6 +322,13 @@ func TestSimulatorHomeWithoutTexts(t *testing.T) {
 	assert.Contains(t, page, "Simulated phone — no real SMS is sent")
 	assert.Contains(t, page, `name="phone"`)
 	assert.NotContains(t, page, `name="csrf"`, "no patient, no send form")
+	assert.NotContains(t, page, "Text the clinic at", "no clinic number linked yet")
+
+	// Once the clinic number is linked, the first page says which number to text.
+	_, err := h.sim.Account("AC"+strings.Repeat("1a", 16), strings.Repeat("b2", 16)).LookupNumber(context.Background(), simClinic)
+	require.NoError(t, err)
+	_, page = h.get(t, simBase+"/")
+	assert.Contains(t, page, `Text the clinic at <strong><span class="nowrap">(555) 000-1111</span></strong>`)
 }
 
 func TestSimulatorSendFormDeliversTwilioForm(t *testing.T) {
@@ -468,11 +475,10 @@ func TestSimulatorRefusesBadNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		name, patient, to, words string
 	}{
-		{"clinic without country code", simPatient, "555-000-1111", `The clinic number &#34;555-000-1111&#34; is not in international (E.164) form`},
-		{"clinic with spaces", simPatient, "+1 555 000 1111", "is not in international (E.164) form"},
+		{"clinic too short", simPatient, "555-0001", `The clinic number &#34;555-0001&#34; is not a phone number`},
+		{"clinic of letters", simPatient, "the clinic", "is not a phone number. Type it as on a phone, such as (555) 123-4567"},
 		{"clinic missing", simPatient, "", "Type the clinic number"},
-		{"patient without plus", "15551234567", simClinic, `The patient number &#34;15551234567&#34; is not in international (E.164) form`},
-		{"patient too short", "+1555", simClinic, "is not in international (E.164) form"},
+		{"patient too short", "+1555", simClinic, `The patient number &#34;&#43;1555&#34; is not a phone number`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, page := h.postSend(t, tc.patient, map[string]string{"csrf": csrf, "to": tc.to, "body": "hello there"}, nil)
@@ -483,18 +489,40 @@ func TestSimulatorRefusesBadNumbers(t *testing.T) {
 	}
 	resp, page := h.get(t, simBase+"/switch?phone=0044+20")
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	assert.Contains(t, page, "is not in international (E.164) form")
-	resp, _ = h.get(t, simBase+"/switch?phone=%2B447700900123")
-	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
-	assert.Equal(t, simBase+"/phone/+447700900123", resp.Header.Get("Location"))
+	assert.Contains(t, page, "is not a phone number")
 	resp, page = h.get(t, simBase+"/phone/12345")
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-	assert.Contains(t, page, "is not in international (E.164) form")
+	assert.Contains(t, page, "is not a phone number")
 
 	resp, page = h.postSend(t, simPatient, map[string]string{"csrf": csrf, "to": simClinic, "body": "   "}, nil)
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	assert.Contains(t, page, "Type a message or choose a photo")
 	assert.Empty(t, h.deliveries())
+}
+
+// Numbers are typed as people write them; the simulator keeps them in E.164.
+func TestSimulatorAcceptsUsualNumberForms(t *testing.T) {
+	h := newSimHarness(t)
+	for _, typed := range []string{"(555) 123-4567", "555-123-4567", "555.123.4567", "+1 555 123 4567", "1 (555) 123-4567", "+15551234567"} {
+		resp, _ := h.get(t, simBase+"/switch?phone="+url.QueryEscape(typed))
+		assert.Equal(t, http.StatusSeeOther, resp.StatusCode, typed)
+		assert.Equal(t, simBase+"/phone/+15551234567", resp.Header.Get("Location"), typed)
+	}
+	resp, _ := h.get(t, simBase+"/switch?phone=%2B447700900123")
+	assert.Equal(t, simBase+"/phone/+447700900123", resp.Header.Get("Location"), "another country, with its code")
+	resp, _ = h.get(t, simBase+"/phone/"+url.PathEscape("(555) 123-4567"))
+	assert.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	assert.Equal(t, simBase+"/phone/+15551234567", resp.Header.Get("Location"))
+
+	csrf := h.csrf(t)
+	for i, to := range []string{"(555) 000-1111", "+1 555-000-1111"} {
+		resp, page := h.postSend(t, simPatient, map[string]string{"csrf": csrf, "to": to, "body": "hello there"}, nil)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, page)
+		deliveries := h.deliveries()
+		require.Len(t, deliveries, i+1)
+		assert.Equal(t, simClinic, deliveries[i].Get("To"), to)
+		assert.Equal(t, simPatient, deliveries[i].Get("From"))
+	}
 }
 
 func TestSimulatorShowsDeliverError(t *testing.T) {

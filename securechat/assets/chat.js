@@ -104,6 +104,33 @@
     return item;
   }
 
+  // The clinic's activity: "Seen by the clinic" when the newest message is the patient's
+  // and staff have read it; who is typing, until they stop or it lapses.
+  var typingTimer = null;
+  function showActivity(data) {
+    var seenLine = document.getElementById('seen');
+    if (seenLine && typeof data.seen === 'number') {
+      var last = list.lastElementChild;
+      var newest = last ? parseInt((last.id || '').slice(1), 10) || 0 : 0;
+      var seen = last && /(^| )mine( |$)/.test(last.className) && newest > 0 && newest <= data.seen;
+      var seenText = seen ? seenLine.getAttribute('data-seen') : '';
+      if (seenLine.textContent !== seenText) {
+        seenLine.textContent = seenText;
+      }
+    }
+    var typingLine = document.getElementById('typing');
+    if (typingLine && typeof data.typing === 'string') {
+      if (typingLine.textContent !== data.typing) {
+        typingLine.textContent = data.typing;
+      }
+      window.clearTimeout(typingTimer);
+      if (data.typing) {
+        // Lapses unless said again; ask then.
+        typingTimer = window.setTimeout(load, (data.typing_ms || 30000) + 250);
+      }
+    }
+  }
+
   function showLatest() {
     var latest = document.getElementById('latest');
     if (latest && latest.scrollIntoView) {
@@ -149,6 +176,7 @@
           added = true;
         });
         list.setAttribute('data-last-id', String(lastId));
+        showActivity(data);
         if (added) {
           showLatest();
         }
@@ -167,7 +195,6 @@
   }
 
   if (window.EventSource) {
-    var opened = false;
     var events = new EventSource('/chat/events');
     events.addEventListener('update', load);
     events.addEventListener('ended', function () {
@@ -175,11 +202,9 @@
       signedOut();
     });
     events.addEventListener('open', function () {
-      // After a reconnect, fetch what came while the stream was down.
-      if (opened) {
-        load();
-      }
-      opened = true;
+      // Fetch what came while the stream was not open: between drawing the page and
+      // the first open (a message, "seen", typing), or while it reconnected.
+      load();
     });
   } else {
     window.setInterval(load, 15000);
