@@ -4,8 +4,6 @@
 package dendrite
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -17,10 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/carebridge/carebridge/internal/localserver"
 )
 
 // Binaries are the programs used, all from one Dendrite build.
@@ -49,31 +48,7 @@ func findBin(repoRoot string) (string, error) {
 	if dir := os.Getenv("CAREBRIDGE_DENDRITE_BIN"); dir != "" {
 		return dir, checkBin(dir)
 	}
-	script := filepath.Join(repoRoot, "scripts", "install-dendrite.sh")
-	if _, err := os.Stat(script); err != nil {
-		return "", fmt.Errorf("install script missing: %w", err)
-	}
-	// Several test binaries may start at once: one installs, the others wait for it.
-	unlock, err := lockFile(filepath.Join(os.TempDir(), "carebridge-install-dendrite.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Dir = repoRoot
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s failed: %w\n%s", script, err, LastLines(stderr.String(), 20))
-	}
-	fields := strings.Fields(strings.TrimSpace(stdout.String()))
-	if len(fields) == 0 {
-		return "", fmt.Errorf("%s printed no folder", script)
-	}
-	dir := fields[len(fields)-1]
-	return dir, checkBin(dir)
+	return localserver.Install(repoRoot, "install-dendrite.sh", checkBin)
 }
 
 func checkBin(dir string) error {
@@ -89,21 +64,6 @@ func checkBin(dir string) error {
 	return nil
 }
 
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open install lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("failed to take install lock: %w", err)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
 // Server is one Dendrite in a folder of its own, its client API on 127.0.0.1:Port.
 type Server struct {
 	BinDir     string
@@ -115,10 +75,7 @@ type Server struct {
 	// the ServerName too) and accepts other servers' self-signed certificates.
 	FederationAddr string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
+	proc localserver.Process
 }
 
 // URL is the client-server API base.
@@ -237,47 +194,16 @@ func SetYAMLPath(cfg map[string]any, path []string, value any) error {
 // until /_matrix/client/versions answers, and with federation on, until the HTTPS
 // listener serves the server's signing keys.
 func (s *Server) Start() error {
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return errors.New("already started")
-	}
-	s.mu.Unlock()
-	// Appended: after a restart the output of the first run stays readable.
-	out, err := os.OpenFile(s.OutputPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to create output file: %w", err)
-	}
-	defer out.Close()
 	args := []string{"-config", "dendrite.yaml", "-http-bind-address", "127.0.0.1:" + strconv.Itoa(s.Port)}
 	if s.FederationAddr != "" {
 		args = append(args, "-https-bind-address", s.FederationAddr, "-tls-cert", tlsCertFile, "-tls-key", tlsKeyFile)
 	}
 	cmd := exec.Command(filepath.Join(s.BinDir, "dendrite"), args...)
 	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, so Stop also ends anything it started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("failed to run dendrite: %w", err)
+	s.proc.Name = "dendrite"
+	if err := s.proc.Start(cmd, s.OutputPath()); err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
-	return s.waitReady(done)
-}
-
-func (s *Server) waitReady(done <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
 	client := &http.Client{Timeout: time.Second}
 	urls := []string{s.URL() + "/_matrix/client/versions"}
 	if s.FederationAddr != "" {
@@ -285,64 +211,15 @@ func (s *Server) waitReady(done <-chan struct{}) error {
 		client.Transport = insecureTransport()
 		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
 	}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for len(urls) > 0 && answers(ctx, client, urls[0]) {
-			urls = urls[1:]
-		}
-		if len(urls) == 0 {
-			return nil
-		}
-		select {
-		case <-done:
-			s.mu.Lock()
-			err := s.waitErr
-			s.mu.Unlock()
-			return fmt.Errorf("dendrite exited during start-up: %v", err)
-		case <-ctx.Done():
-			return fmt.Errorf("dendrite did not answer %s within %s", urls[0], startTimeout)
-		case <-tick.C:
-		}
-	}
-}
-
-func answers(ctx context.Context, client *http.Client, url string) bool {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return s.proc.WaitAnswers(client, startTimeout, urls...)
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 5 s. The server can
 // be started again afterwards. Safe to call when not running.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd, s.done = nil, nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-	}
-}
+func (s *Server) Stop() { s.proc.Stop(stopTimeout) }
 
 // Running reports whether the server process is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
-}
+func (s *Server) Running() bool { return s.proc.Running() }
 
 // ErrUserExists is returned by CreateUser for a taken localpart.
 var ErrUserExists = errors.New("user already exists")
@@ -372,10 +249,4 @@ func (s *Server) LogTail(n int) string {
 }
 
 // LastLines returns the last n lines of s.
-func LastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func LastLines(s string, n int) string { return localserver.LastLines(s, n) }

@@ -17,14 +17,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/synapseadmin"
+
+	"github.com/carebridge/carebridge/internal/localserver"
 )
 
 const (
@@ -51,31 +51,7 @@ func findVenv(repoRoot string) (string, error) {
 	if dir := os.Getenv("CAREBRIDGE_SYNAPSE_VENV"); dir != "" {
 		return dir, checkVenv(dir)
 	}
-	script := filepath.Join(repoRoot, "scripts", "install-synapse.sh")
-	if _, err := os.Stat(script); err != nil {
-		return "", fmt.Errorf("install script missing: %w", err)
-	}
-	// Several test binaries may start at once: one installs, the others wait for it.
-	unlock, err := lockFile(filepath.Join(os.TempDir(), "carebridge-install-synapse.lock"))
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, "bash", script)
-	cmd.Dir = repoRoot
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s failed: %w\n%s", script, err, lastLines(stderr.String(), 20))
-	}
-	fields := strings.Fields(strings.TrimSpace(stdout.String()))
-	if len(fields) == 0 {
-		return "", fmt.Errorf("%s printed no folder", script)
-	}
-	dir := fields[len(fields)-1]
-	return dir, checkVenv(dir)
+	return localserver.Install(repoRoot, "install-synapse.sh", checkVenv)
 }
 
 func checkVenv(dir string) error {
@@ -89,21 +65,6 @@ func checkVenv(dir string) error {
 	return nil
 }
 
-func lockFile(path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return nil, fmt.Errorf("failed to open install lock: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("failed to take install lock: %w", err)
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
-}
-
 // Server is one Synapse in a folder of its own (config, signing key, SQLite database,
 // media, log), its client API on 127.0.0.1:Port.
 type Server struct {
@@ -112,11 +73,8 @@ type Server struct {
 	Port       int
 	ServerName string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	secret  string
+	proc   localserver.Process
+	secret string
 }
 
 // URL is the client-server API base.
@@ -270,92 +228,21 @@ func writeYAML(path string, v any) error {
 
 // Start runs the server and waits until /_matrix/client/versions answers.
 func (s *Server) Start() error {
-	s.mu.Lock()
-	if s.cmd != nil {
-		s.mu.Unlock()
-		return errors.New("already started")
-	}
-	s.mu.Unlock()
-	// Appended: after a restart the output of the first run stays readable.
-	out, err := os.OpenFile(s.OutputPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to create output file: %w", err)
-	}
-	defer out.Close()
 	cmd := exec.Command(filepath.Join(s.Venv, "bin", "python"), "-m", "synapse.app.homeserver", "-c", s.ConfigPath())
 	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("failed to run synapse: %w", err)
+	s.proc.Name = "synapse"
+	if err := s.proc.Start(cmd, s.OutputPath()); err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.done = cmd, done
-	s.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		s.mu.Lock()
-		s.waitErr = err
-		s.mu.Unlock()
-		close(done)
-	}()
-	return s.waitReady(done)
-}
-
-func (s *Server) waitReady(done <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	client := &http.Client{Timeout: time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/_matrix/client/versions", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-done:
-			s.mu.Lock()
-			err := s.waitErr
-			s.mu.Unlock()
-			return fmt.Errorf("synapse exited during start-up: %v", err)
-		case <-ctx.Done():
-			return fmt.Errorf("synapse did not answer within %s", startTimeout)
-		case <-tick.C:
-		}
-	}
+	return s.proc.WaitAnswers(&http.Client{Timeout: time.Second}, startTimeout, s.URL()+"/_matrix/client/versions")
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 10 s. The server can
 // be started again afterwards. Safe to call when not running.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd, s.done = nil, nil
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-	}
-}
+func (s *Server) Stop() { s.proc.Stop(stopTimeout) }
 
 // Running reports whether the server process is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
-}
+func (s *Server) Running() bool { return s.proc.Running() }
 
 // ErrUserExists is returned by CreateUser for a taken localpart.
 var ErrUserExists = errors.New("user already exists")
@@ -426,18 +313,10 @@ func (s *Server) secrets() (configSecrets, error) {
 // output is empty (the usual case: Synapse logs to its file).
 func (s *Server) LogTail(n int) string {
 	if data, err := os.ReadFile(s.OutputPath()); err == nil && len(bytes.TrimSpace(data)) > 0 {
-		return lastLines(string(data), n)
+		return localserver.LastLines(string(data), n)
 	}
 	data, _ := os.ReadFile(s.LogPath())
-	return lastLines(string(data), n)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return localserver.LastLines(string(data), n)
 }
 
 func randomHex(n int) string {
