@@ -88,9 +88,9 @@ func (s *system) staffPhase(ctx context.Context, name string, c int, texts []sta
 	answers := make([]time.Duration, 0, measured)
 	prog := startProgress(fmt.Sprintf("[%s] %s c=%d", s.kind, name, c), len(texts))
 	defer prog.end()
-	s.staff.mu.Lock()
+	s.staff.Mu.Lock()
 	statusMark := s.staff.statusEvents
-	s.staff.mu.Unlock()
+	s.staff.Mu.Unlock()
 	fakeMark := len(s.fake.Messages())
 	before, _ := readProc(s.br.Pid())
 	begin := time.Now()
@@ -208,18 +208,18 @@ func latest(a, b time.Time) time.Time {
 func (s *system) statusEventsSince(ctx context.Context, mark int) float64 {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	s.staff.mu.Lock()
+	s.staff.Mu.Lock()
 	count := s.staff.statusEvents
-	s.staff.mu.Unlock()
+	s.staff.Mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
 			return float64(count - mark)
 		case <-time.After(2 * time.Second):
 		}
-		s.staff.mu.Lock()
+		s.staff.Mu.Lock()
 		now := s.staff.statusEvents
-		s.staff.mu.Unlock()
+		s.staff.Mu.Unlock()
 		if now == count {
 			return float64(count - mark)
 		}

@@ -102,7 +102,7 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 	if err != nil {
 		return ph, err
 	}
-	err = s.staff.wait(ctx, "the bridged texts", func() bool {
+	err = s.staff.Wait(ctx, "the bridged texts", func() bool {
 		for i, room := range s.rooms {
 			if len(s.staff.arrivals[room])-mark[room] < len(starts[i]) {
 				return false
@@ -115,7 +115,7 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 	}
 	var seen []time.Duration
 	var last time.Time
-	s.staff.mu.Lock()
+	s.staff.Mu.Lock()
 	for i, room := range s.rooms {
 		got := s.staff.arrivals[room][mark[room]:]
 		for k, start := range starts[i] {
@@ -125,7 +125,7 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 			}
 		}
 	}
-	s.staff.mu.Unlock()
+	s.staff.Mu.Unlock()
 	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }
@@ -155,7 +155,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 	if err != nil {
 		return ph, err
 	}
-	err = s.staff.wait(ctx, "the baseline echoes", func() bool {
+	err = s.staff.Wait(ctx, "the baseline echoes", func() bool {
 		got := 0
 		for _, evt := range events {
 			if _, ok := s.staff.ownSeen[evt]; ok {
@@ -170,7 +170,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 	}
 	var seen []time.Duration
 	var last time.Time
-	s.staff.mu.Lock()
+	s.staff.Mu.Lock()
 	for i, evt := range events {
 		at := s.staff.ownSeen[evt]
 		seen = append(seen, at.Sub(starts[i]))
@@ -178,7 +178,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 			last = at
 		}
 	}
-	s.staff.mu.Unlock()
+	s.staff.Mu.Unlock()
 	s.finish(&ph, answers, seen, begin, last, before)
 	return ph, nil
 }
@@ -194,9 +194,9 @@ func (s *system) countSeen(ctx context.Context, prog *progress, count func() int
 		case <-time.After(250 * time.Millisecond):
 		}
 		mu.Lock()
-		s.staff.mu.Lock()
+		s.staff.Mu.Lock()
 		prog.seen.Store(int64(count()))
-		s.staff.mu.Unlock()
+		s.staff.Mu.Unlock()
 		mu.Unlock()
 	}
 }

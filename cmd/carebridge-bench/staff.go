@@ -3,15 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/internal/staffclient"
 )
 
 // staff is the nurse in mautrix-go's client with end-to-end encryption (goolm), as Element
@@ -19,15 +18,8 @@ import (
 // to decrypt the patients' texts to see that they arrived: an m.room.encrypted event from
 // a patient's ghost in the timeline is one bridged text.
 type staff struct {
-	client   *mautrix.Client
-	helper   *cryptohelper.CryptoHelper
-	storeDir string
-	cancel   context.CancelFunc
-	syncDone chan struct{}
+	*staffclient.Client
 
-	mu      sync.Mutex
-	changed chan struct{}
-	syncErr error
 	joining map[id.RoomID]bool
 	joined  map[id.RoomID]bool
 	// ghostRoom is each patient ghost's room; arrivals the /sync times of the ghosts'
@@ -42,37 +34,14 @@ type staff struct {
 }
 
 func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, error) {
-	client, err := mautrix.NewClient(hsURL, "", "")
+	c, err := staffclient.Login(ctx, staffclient.Options{HomeserverURL: hsURL, Localpart: localpart, Password: password,
+		DeviceName: "carebridge bench", PickleKey: "carebridge bench pickle key"}) // decrypting is not measured
 	if err != nil {
 		return nil, err
 	}
-	storeDir, err := os.MkdirTemp("", "carebridge-bench-staff-")
-	if err != nil {
-		return nil, err
-	}
-	s := &staff{client: client, storeDir: storeDir, changed: make(chan struct{}), syncDone: make(chan struct{}),
-		joining: map[id.RoomID]bool{}, joined: map[id.RoomID]bool{}, ghostRoom: map[id.UserID]id.RoomID{},
+	s := &staff{Client: c, joining: map[id.RoomID]bool{}, joined: map[id.RoomID]bool{}, ghostRoom: map[id.UserID]id.RoomID{},
 		arrivals: map[id.RoomID][]time.Time{}, ownSeen: map[id.EventID]time.Time{}}
-	helper, err := cryptohelper.NewCryptoHelper(client, []byte("carebridge bench pickle key"), storeDir+"/crypto.db")
-	if err != nil {
-		_ = os.RemoveAll(storeDir)
-		return nil, fmt.Errorf("failed to set up encryption: %w", err)
-	}
-	helper.LoginAs = &mautrix.ReqLogin{
-		Type:                     mautrix.AuthTypePassword,
-		Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: localpart},
-		Password:                 password,
-		InitialDeviceDisplayName: "carebridge bench",
-	}
-	helper.DecryptErrorCallback = func(*event.Event, error) {} // decrypting is not measured
-	s.helper = helper
-	if err = helper.Init(ctx); err != nil {
-		_ = helper.Close()
-		_ = os.RemoveAll(storeDir)
-		return nil, fmt.Errorf("failed to sign in as %s with encryption: %w", localpart, err)
-	}
-	client.Crypto = helper
-
+	client := c.Matrix
 	syncer := client.Syncer.(*mautrix.DefaultSyncer)
 	// A limited timeline would drop events when many arrive between two syncs.
 	syncer.FilterJSON = &mautrix.Filter{
@@ -87,7 +56,7 @@ func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, e
 		case event.MembershipInvite:
 			s.join(evt.RoomID)
 		case event.MembershipJoin:
-			s.update(func() { s.joined[evt.RoomID] = true })
+			s.Update(func() { s.joined[evt.RoomID] = true })
 		}
 	})
 	syncer.OnEventType(event.EventEncrypted, func(_ context.Context, evt *event.Event) {
@@ -95,7 +64,7 @@ func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, e
 			return
 		}
 		now := time.Now()
-		s.update(func() {
+		s.Update(func() {
 			switch {
 			case evt.Sender == client.UserID:
 				if _, ok := s.ownSeen[evt.ID]; !ok {
@@ -109,33 +78,26 @@ func newStaff(ctx context.Context, hsURL, localpart, password string) (*staff, e
 	})
 	syncer.OnEventType(event.BeeperMessageStatus, func(_ context.Context, evt *event.Event) {
 		if evt.Mautrix.EventSource&event.SourceTimeline != 0 {
-			s.update(func() { s.statusEvents++ })
+			s.Update(func() { s.statusEvents++ })
 		}
 	})
-	syncCtx, stop := context.WithCancel(context.Background())
-	s.cancel = stop
-	go func() {
-		defer close(s.syncDone)
-		if err := client.SyncWithContext(syncCtx); err != nil && syncCtx.Err() == nil {
-			s.update(func() { s.syncErr = err })
-		}
-	}()
+	c.StartSync()
 	return s, nil
 }
 
 // join accepts an invitation (the bridge invites staff to each new conversation) once.
 func (s *staff) join(roomID id.RoomID) {
-	s.mu.Lock()
+	s.Mu.Lock()
 	already := s.joining[roomID]
 	s.joining[roomID] = true
-	s.mu.Unlock()
+	s.Mu.Unlock()
 	if already {
 		return
 	}
 	go func() {
 		for attempt := 0; attempt < 5; attempt++ {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			_, err := s.client.JoinRoomByID(ctx, roomID)
+			_, err := s.Matrix.JoinRoomByID(ctx, roomID)
 			cancel()
 			if err == nil {
 				return
@@ -145,51 +107,12 @@ func (s *staff) join(roomID id.RoomID) {
 	}()
 }
 
-func (s *staff) close() {
-	if s.cancel != nil {
-		s.cancel()
-		s.client.StopSync()
-		select {
-		case <-s.syncDone:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	_ = s.helper.Close()
-	_ = os.RemoveAll(s.storeDir)
-}
-
-func (s *staff) update(f func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f()
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
-
-// wait returns once cond (called under the lock) holds.
-func (s *staff) wait(ctx context.Context, what string, cond func() bool) error {
-	for {
-		s.mu.Lock()
-		ok, changed, syncErr := cond(), s.changed, s.syncErr
-		s.mu.Unlock()
-		switch {
-		case ok:
-			return nil
-		case syncErr != nil:
-			return fmt.Errorf("the staff client stopped syncing while waiting for %s: %w", what, syncErr)
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %s: %w", what, ctx.Err())
-		}
-	}
-}
+func (s *staff) close() { s.Close(false) }
 
 // arrivalCounts is how many ghost events each room has had so far.
 func (s *staff) arrivalCounts() map[id.RoomID]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	out := make(map[id.RoomID]int, len(s.arrivals))
 	for room, a := range s.arrivals {
 		out[room] = len(a)
@@ -199,7 +122,7 @@ func (s *staff) arrivalCounts() map[id.RoomID]int {
 
 // createEncryptedRoom makes a room with only the nurse, for the baseline.
 func (s *staff) createEncryptedRoom(ctx context.Context, name string) (id.RoomID, error) {
-	resp, err := s.client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+	resp, err := s.Matrix.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Name:   name,
 		Preset: "private_chat",
 		InitialState: []*event.Event{{
@@ -215,7 +138,7 @@ func (s *staff) createEncryptedRoom(ctx context.Context, name string) (id.RoomID
 
 // send sends a text; it is encrypted since every room here is.
 func (s *staff) send(ctx context.Context, roomID id.RoomID, body string) (id.EventID, error) {
-	resp, err := s.client.SendText(ctx, roomID, body)
+	resp, err := s.Matrix.SendText(ctx, roomID, body)
 	if err != nil {
 		return "", err
 	}

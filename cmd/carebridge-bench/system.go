@@ -137,7 +137,7 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 	// The bridge creates the rooms one after the other: about a second each here.
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute+time.Duration(patients)*3*time.Second)
 	defer cancel()
-	err = s.staff.wait(wctx, "every patient's room", func() bool {
+	err = s.staff.Wait(wctx, "every patient's room", func() bool {
 		for _, ghost := range s.ghosts {
 			room, ok := s.staff.ghostRoom[ghost]
 			if !ok || !s.staff.joined[room] {
@@ -149,11 +149,11 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	s.staff.mu.Lock()
+	s.staff.Mu.Lock()
 	for _, ghost := range s.ghosts {
 		s.rooms = append(s.rooms, s.staff.ghostRoom[ghost])
 	}
-	s.staff.mu.Unlock()
+	s.staff.Mu.Unlock()
 
 	note("[%s] warm-up: the nurse answers once in each room", kind)
 	wctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
@@ -184,7 +184,7 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 		if err != nil {
 			return err
 		}
-		return s.staff.wait(wctx, "the baseline warm-up echo", func() bool { _, ok := s.staff.ownSeen[evt]; return ok })
+		return s.staff.Wait(wctx, "the baseline warm-up echo", func() bool { _, ok := s.staff.ownSeen[evt]; return ok })
 	})
 	if err != nil {
 		t.Fatalf("baseline warm-up failed: %v", err)

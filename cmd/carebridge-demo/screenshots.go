@@ -129,13 +129,13 @@ func (s *scriptRun) takeScreenshots(ctx context.Context, dir string) error {
 			return fmt.Errorf("failed to give the browser the patient's session: %w", err)
 		}
 	}
-	if err = s.staff.client.SendReceipt(ctx, s.roomID, s.replyEvent, event.ReceiptTypeRead, nil); err != nil {
+	if err = s.staff.Matrix.SendReceipt(ctx, s.roomID, s.replyEvent, event.ReceiptTypeRead, nil); err != nil {
 		return fmt.Errorf("staff could not mark the photo read: %w", err)
 	}
-	if _, err = s.staff.client.UserTyping(ctx, s.roomID, true, 30*time.Second); err != nil {
+	if _, err = s.staff.Matrix.UserTyping(ctx, s.roomID, true, 30*time.Second); err != nil {
 		return fmt.Errorf("staff could not start typing: %w", err)
 	}
-	defer func() { _, _ = s.staff.client.UserTyping(context.WithoutCancel(ctx), s.roomID, false, 0) }()
+	defer func() { _, _ = s.staff.Matrix.UserTyping(context.WithoutCancel(ctx), s.roomID, false, 0) }()
 	return shoot("securechat-chat.png", shotScale, chat.String(), chromedp.Poll[chromedp.Void](
 		`document.getElementById('seen').textContent !== '' && document.getElementById('typing').textContent !== ''`))
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"html"
@@ -29,15 +30,14 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/internal/staffclient"
 	"github.com/carebridge/carebridge/internal/twiliosim"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -213,7 +213,7 @@ func (s *scriptRun) setUp(ctx context.Context) error {
 		return err
 	}
 	s.staff = staff
-	s.say("STAFF signs in as %s in a Matrix client with end-to-end encryption (new device %s)", staff.client.UserID, staff.client.DeviceID)
+	s.say("STAFF signs in as %s in a Matrix client with end-to-end encryption (new device %s)", staff.Matrix.UserID, staff.Matrix.DeviceID)
 	return nil
 }
 
@@ -255,7 +255,7 @@ func (s *scriptRun) staffReads(ctx context.Context) error {
 		return err
 	}
 	s.roomID = roomID
-	if _, err = s.staff.client.JoinRoomByID(ctx, roomID); err != nil {
+	if _, err = s.staff.Matrix.JoinRoomByID(ctx, roomID); err != nil {
 		return fmt.Errorf("failed to join %s: %w", roomID, err)
 	}
 	s.say("STAFF accepts the invitation to %s", s.staff.roomName(ctx, roomID))
@@ -777,21 +777,14 @@ func rashPhoto() ([]byte, error) {
 
 // staffClient is the nurse in an end-to-end encrypted Matrix client, as Element would be.
 type staffClient struct {
-	client   *mautrix.Client
-	helper   *cryptohelper.CryptoHelper
-	storeDir string
-	patient  string // the patient's number (E.164)
-	cancel   context.CancelFunc
-	syncDone chan struct{}
+	*staffclient.Client
+	patient string // the patient's number (E.164)
 
-	mu      sync.Mutex
-	changed chan struct{}
 	invites map[id.RoomID][]*event.Event
 	// messages are the room messages received (decrypted when they were encrypted), in order.
 	messages    []*event.Event
 	receipts    []*event.Event
 	decryptErrs []string
-	syncErr     error
 	// replyMark is where the patient's secure replies start in messages.
 	replyMark int
 }
@@ -799,39 +792,19 @@ type staffClient struct {
 // newStaffClient signs in as the demo's nurse on a new device with a fresh crypto store,
 // and syncs in the background from now on.
 func newStaffClient(ctx context.Context, hsURL, patient string) (*staffClient, error) {
-	client, err := mautrix.NewClient(hsURL, "", "")
-	if err != nil {
-		return nil, err
-	}
-	storeDir, err := os.MkdirTemp("", "carebridge-demo-script-")
-	if err != nil {
-		return nil, err
-	}
-	s := &staffClient{client: client, storeDir: storeDir, patient: patient, changed: make(chan struct{}),
-		invites: map[id.RoomID][]*event.Event{}, syncDone: make(chan struct{})}
-	helper, err := cryptohelper.NewCryptoHelper(client, []byte("demo-script pickle key"), storeDir+"/crypto.db")
-	if err != nil {
-		os.RemoveAll(storeDir)
-		return nil, fmt.Errorf("failed to set up encryption: %w", err)
-	}
-	helper.LoginAs = &mautrix.ReqLogin{
-		Type:                     mautrix.AuthTypePassword,
-		Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: staffUser},
-		Password:                 staffPassword,
-		InitialDeviceDisplayName: "carebridge demo script",
-	}
-	helper.DecryptErrorCallback = func(evt *event.Event, err error) {
-		s.update(func() { s.decryptErrs = append(s.decryptErrs, fmt.Sprintf("%s in %s: %v", evt.ID, evt.RoomID, err)) })
-	}
-	s.helper = helper
+	s := &staffClient{patient: patient, invites: map[id.RoomID][]*event.Event{}}
 	initCtx, cancel := context.WithTimeout(ctx, scriptWait)
 	defer cancel()
-	if err = helper.Init(initCtx); err != nil {
-		_ = helper.Close()
-		os.RemoveAll(storeDir)
-		return nil, fmt.Errorf("failed to sign in as %s with encryption: %w", staffUser, err)
+	c, err := staffclient.Login(initCtx, staffclient.Options{HomeserverURL: hsURL, Localpart: staffUser, Password: staffPassword,
+		DeviceName: "carebridge demo script", PickleKey: "demo-script pickle key",
+		DecryptError: func(evt *event.Event, err error) {
+			s.Update(func() { s.decryptErrs = append(s.decryptErrs, fmt.Sprintf("%s in %s: %v", evt.ID, evt.RoomID, err)) })
+		}})
+	if err != nil {
+		return nil, err
 	}
-	client.Crypto = helper
+	s.Client = c
+	client := c.Matrix
 
 	// Skip what happened before: an empty first sync gives the point to start from, so
 	// earlier conversations' rooms are neither loaded nor decrypted.
@@ -848,88 +821,44 @@ func newStaffClient(ctx context.Context, hsURL, patient string) (*staffClient, e
 	syncer := client.Syncer.(*mautrix.DefaultSyncer)
 	syncer.OnEvent(func(_ context.Context, evt *event.Event) {
 		if evt.Mautrix.EventSource&event.SourceInvite != 0 {
-			s.update(func() { s.invites[evt.RoomID] = append(s.invites[evt.RoomID], evt) })
+			s.Update(func() { s.invites[evt.RoomID] = append(s.invites[evt.RoomID], evt) })
 		}
 	})
 	syncer.OnEventType(event.EventMessage, func(_ context.Context, evt *event.Event) {
-		s.update(func() { s.messages = append(s.messages, evt) })
+		s.Update(func() { s.messages = append(s.messages, evt) })
 	})
 	syncer.OnEventType(event.EphemeralEventReceipt, func(_ context.Context, evt *event.Event) {
-		s.update(func() { s.receipts = append(s.receipts, evt) })
+		s.Update(func() { s.receipts = append(s.receipts, evt) })
 	})
-	syncCtx, stop := context.WithCancel(context.Background())
-	s.cancel = stop
-	go func() {
-		defer close(s.syncDone)
-		err := client.SyncWithContext(syncCtx)
-		if err != nil && syncCtx.Err() == nil {
-			s.update(func() { s.syncErr = err })
-		}
-	}()
+	c.StartSync()
 	return s, nil
 }
 
 // close signs the device out (so demo runs leave no devices behind) and removes its keys.
-func (s *staffClient) close() {
-	if s.cancel != nil {
-		s.cancel()
-		s.client.StopSync()
-		select {
-		case <-s.syncDone:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	if s.client.AccessToken != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, _ = s.client.Logout(ctx)
-		cancel()
-	}
-	_ = s.helper.Close()
-	_ = os.RemoveAll(s.storeDir)
-}
-
-func (s *staffClient) update(f func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f()
-	close(s.changed)
-	s.changed = make(chan struct{})
-}
+func (s *staffClient) close() { s.Close(true) }
 
 // mark is where messages received from now on start.
 func (s *staffClient) mark() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	return len(s.messages)
 }
 
 // wait returns once cond (called under the lock) holds, or fails after scriptWait.
 func (s *staffClient) wait(ctx context.Context, what string, cond func() bool) error {
-	timeout := time.After(scriptWait)
-	for {
-		s.mu.Lock()
-		ok, changed, syncErr := cond(), s.changed, s.syncErr
-		s.mu.Unlock()
-		switch {
-		case ok:
-			return nil
-		case syncErr != nil:
-			return fmt.Errorf("staff's Matrix client stopped syncing while waiting for %s: %w", what, syncErr)
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timeout:
-			s.mu.Lock()
-			errs := s.decryptErrs
-			s.mu.Unlock()
-			if len(errs) > 0 {
-				return fmt.Errorf("timed out after %s waiting for %s; staff could not decrypt: %s", scriptWait, what, strings.Join(errs, "; "))
-			}
-			return fmt.Errorf("timed out after %s waiting for %s", scriptWait, what)
-		}
+	waitCtx, cancel := context.WithTimeout(ctx, scriptWait)
+	defer cancel()
+	err := s.Wait(waitCtx, what, cond)
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
+	s.Mu.Lock()
+	errs := s.decryptErrs
+	s.Mu.Unlock()
+	if len(errs) > 0 {
+		return fmt.Errorf("timed out after %s waiting for %s; staff could not decrypt: %s", scriptWait, what, strings.Join(errs, "; "))
+	}
+	return fmt.Errorf("timed out after %s waiting for %s", scriptWait, what)
 }
 
 // waitInvite waits for the invitation to the patient's room: the room whose invite
@@ -998,7 +927,7 @@ func (s *staffClient) waitMessage(ctx context.Context, roomID id.RoomID, from in
 func (s *staffClient) waitEncryptedRoom(ctx context.Context, roomID id.RoomID) error {
 	deadline := time.Now().Add(scriptWait)
 	for {
-		if ok, err := s.client.StateStore.IsEncrypted(ctx, roomID); err == nil && ok {
+		if ok, err := s.Matrix.StateStore.IsEncrypted(ctx, roomID); err == nil && ok {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -1016,7 +945,7 @@ func (s *staffClient) waitEncryptedRoom(ctx context.Context, roomID id.RoomID) e
 func (s *staffClient) sendText(ctx context.Context, roomID id.RoomID, body string) (id.EventID, error) {
 	ctx, cancel := context.WithTimeout(ctx, scriptWait)
 	defer cancel()
-	resp, err := s.client.SendMessageEvent(ctx, roomID, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: body})
+	resp, err := s.Matrix.SendMessageEvent(ctx, roomID, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: body})
 	if err != nil {
 		return "", fmt.Errorf("failed to send %q: %w", body, err)
 	}
@@ -1035,7 +964,7 @@ func (s *staffClient) downloadAttachment(ctx context.Context, msg *event.Message
 	if err != nil {
 		return nil, fmt.Errorf("the photo's address %q is not an mxc:// URI: %w", raw, err)
 	}
-	data, err := s.client.DownloadBytes(ctx, mxc)
+	data, err := s.Matrix.DownloadBytes(ctx, mxc)
 	if err != nil {
 		return nil, fmt.Errorf("failed to download the photo: %w", err)
 	}
@@ -1068,15 +997,15 @@ func (s *staffClient) readReceipt(roomID id.RoomID, eventID id.EventID, user id.
 }
 
 func (s *staffClient) displayName(ctx context.Context, roomID id.RoomID, user id.UserID) string {
-	if member, err := s.client.StateStore.GetMember(ctx, roomID, user); err == nil && member != nil && member.Displayname != "" {
+	if member, err := s.Matrix.StateStore.GetMember(ctx, roomID, user); err == nil && member != nil && member.Displayname != "" {
 		return member.Displayname
 	}
 	return user.String()
 }
 
 func (s *staffClient) roomName(ctx context.Context, roomID id.RoomID) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.Mu.Lock()
+	defer s.Mu.Unlock()
 	for _, evt := range s.invites[roomID] {
 		if evt.Type == event.StateRoomName && evt.Content.AsRoomName().Name != "" {
 			return fmt.Sprintf("%q (%s)", evt.Content.AsRoomName().Name, roomID)
