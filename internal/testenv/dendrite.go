@@ -14,11 +14,9 @@ import (
 // reserves a port, so that an appservice registration naming the homeserver URL can be
 // written before Start.
 type Dendrite struct {
-	t            testing.TB
+	serverRun
 	srv          *dendrite.Server
 	sharedSecret string
-	started      bool
-	logShown     bool // the log tail is already in a failure message
 }
 
 // DendriteBinDir returns the folder holding the Dendrite binaries ($CAREBRIDGE_DENDRITE_BIN,
@@ -37,16 +35,9 @@ func NewDendrite(t testing.TB) *Dendrite {
 	t.Helper()
 	binDir, err := DendriteBinDir()
 	RequireDep(t, DepDendrite, err)
-	d := &Dendrite{t: t, srv: &dendrite.Server{BinDir: binDir, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}}
-	t.Cleanup(func() {
-		if t.Failed() && d.started && !d.logShown {
-			t.Logf("Dendrite log tail (%s):\n%s", d.LogPath(), d.srv.LogTail(30))
-		}
-		d.srv.Stop()
-		if d.started {
-			keepLog(t, d.LogPath(), "dendrite")
-		}
-	})
+	d := &Dendrite{srv: &dendrite.Server{BinDir: binDir, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}}
+	d.serverRun = serverRun{t: t, name: "Dendrite", prog: d.srv, logPath: d.LogPath}
+	t.Cleanup(d.cleanup)
 	return d
 }
 
@@ -112,41 +103,4 @@ func StartDendrites(t testing.TB, servers ...*Dendrite) {
 			servers[i].fail("start", err)
 		}
 	}
-}
-
-// Restart runs the homeserver again after Stop, with the config, signing key and
-// databases Start wrote, as an operator restarting it would: users, access tokens,
-// rooms and devices survive.
-func (d *Dendrite) Restart() {
-	d.t.Helper()
-	if !d.started {
-		d.t.Fatal("Dendrite.Restart before Start")
-	}
-	if err := d.srv.Start(); err != nil {
-		d.fail("restart", err)
-	}
-}
-
-func (d *Dendrite) fail(what string, err error) {
-	d.t.Helper()
-	d.srv.Stop()
-	d.logShown = true
-	d.t.Fatalf("failed to %s Dendrite: %v\nlog tail:\n%s", what, err, d.srv.LogTail(30))
-}
-
-// Stop ends the homeserver (SIGTERM, then SIGKILL after 5 s). It is safe to call more
-// than once and runs by itself at the end of the test.
-func (d *Dendrite) Stop() { d.srv.Stop() }
-
-// Running reports whether the homeserver process is running.
-func (d *Dendrite) Running() bool { return d.srv.Running() }
-
-// CreateUser registers localpart with the shared secret and returns its user ID.
-func (d *Dendrite) CreateUser(t testing.TB, localpart, password string) string {
-	t.Helper()
-	userID, err := d.srv.CreateUser(localpart, password)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return userID
 }

@@ -24,11 +24,9 @@ func init() {
 // so each test has its own, as with Dendrite: the appservice registration is part of the
 // config, and every test's bridge has its own.
 type Synapse struct {
-	t        testing.TB
-	srv      *synapse.Server
-	secret   string
-	started  bool
-	logShown bool
+	serverRun
+	srv    *synapse.Server
+	secret string
 }
 
 // SynapseVenv returns the virtualenv holding Synapse ($CAREBRIDGE_SYNAPSE_VENV, or made
@@ -47,13 +45,9 @@ func NewSynapse(t testing.TB) *Synapse {
 	t.Helper()
 	venv, err := SynapseVenv()
 	RequireDep(t, DepSynapse, err)
-	s := &Synapse{t: t, srv: &synapse.Server{Venv: venv, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}}
-	t.Cleanup(func() {
-		if t.Failed() && s.started && !s.logShown {
-			t.Logf("Synapse log tail (%s):\n%s", s.LogPath(), s.srv.LogTail(30))
-		}
-		s.srv.Stop()
-	})
+	s := &Synapse{srv: &synapse.Server{Venv: venv, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}}
+	s.serverRun = serverRun{t: t, name: "Synapse", prog: s.srv, logPath: s.LogPath}
+	t.Cleanup(s.cleanup)
 	return s
 }
 
@@ -88,41 +82,6 @@ func (s *Synapse) Start(registrationPaths ...string) {
 	if err != nil {
 		s.fail("start", err)
 	}
-}
-
-// Restart runs the homeserver again after Stop, with the config, key and database Start
-// wrote.
-func (s *Synapse) Restart() {
-	s.t.Helper()
-	if !s.started {
-		s.t.Fatal("Synapse.Restart before Start")
-	}
-	if err := s.srv.Start(); err != nil {
-		s.fail("restart", err)
-	}
-}
-
-func (s *Synapse) fail(what string, err error) {
-	s.t.Helper()
-	s.srv.Stop()
-	s.logShown = true
-	s.t.Fatalf("failed to %s Synapse: %v\nlog tail:\n%s", what, err, s.srv.LogTail(30))
-}
-
-// Stop ends the homeserver (SIGTERM, then SIGKILL after 10 s); safe to call twice.
-func (s *Synapse) Stop() { s.srv.Stop() }
-
-// Running reports whether the homeserver process is running.
-func (s *Synapse) Running() bool { return s.srv.Running() }
-
-// CreateUser registers localpart with the shared secret and returns its user ID.
-func (s *Synapse) CreateUser(t testing.TB, localpart, password string) string {
-	t.Helper()
-	userID, err := s.srv.CreateUser(localpart, password)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return userID
 }
 
 // Login signs localpart in with a new device and returns a plain mautrix client.
