@@ -95,7 +95,13 @@ func TestAxeFindsNothingOnAnyPatientPage(t *testing.T) {
 		browserRun(t, browser, chromedp.Navigate(e.srv.URL+"/chat/file/999999"), chromedp.WaitVisible(chromedp.CSS("h1")))
 		check("file not found page (" + lang + ")")
 		browserRun(t, browser, chromedp.Navigate(e.srv.URL+"/chat"), chromedp.WaitVisible(chromedp.ID("signout")),
-			chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.CSS("h1")))
+			chromedp.Click(chromedp.ID("signout")))
+		// Until the sign-out's navigation has landed: navigating away during it aborts both.
+		require.Eventually(t, func() bool {
+			loc, err := chromedp.Run(browser, chromedp.Location())
+			return err == nil && loc == e.srv.URL+"/chat/signed-out"
+		}, 20*time.Second, 50*time.Millisecond, "signed out")
+		browserRun(t, browser, chromedp.WaitVisible(chromedp.CSS("h1")))
 	}
 
 	// Last, as it moves the clock: the expired link.
