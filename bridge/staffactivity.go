@@ -170,6 +170,13 @@ func (c *Connector) syncStaffActivity(ctx context.Context) {
 	}
 	log := c.Bridge.Log.With().Str("component", "staff activity sync").Logger()
 	ctx = log.WithContext(ctx)
+	if mc.Config.Encryption.Appservice {
+		// A /sync as the bot's device would take away the to-device messages (room keys)
+		// that appservice encryption receives in the homeserver's transactions.
+		log.Warn().Msg("appservice.ephemeral_events is false while encryption.appservice is on: staff read " +
+			"receipts and typing are not shown to patients; set appservice.ephemeral_events: true")
+		return
+	}
 	none := &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
 	filter, _ := json.Marshal(&mautrix.Filter{Presence: none, AccountData: none, Room: &mautrix.RoomFilter{
 		Ephemeral: &mautrix.FilterPart{Types: []event.Type{event.EphemeralEventReceipt, event.EphemeralEventTyping}},

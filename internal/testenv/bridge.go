@@ -164,8 +164,9 @@ func (b *Bridge) applyTestConfig(set func(value any, path ...string), opts Bridg
 	set("127.0.0.1", "appservice", "hostname")
 	set(b.port, "appservice", "port")
 	// Dendrite does not push receipts and typing to appservices: the bridge reads them
-	// through its bot's /sync.
-	set(false, "appservice", "ephemeral_events")
+	// through its bot's /sync. Synapse pushes them (and, with appservice encryption, the
+	// bot's to-device messages, which a /sync as the bot's device would take away).
+	set(opts.Homeserver.Kind() != HomeserverDendrite, "appservice", "ephemeral_events")
 	set(opts.DB.Type, "database", "type")
 	set(opts.DB.URI, "database", "uri")
 	set(b.ProvisioningSecret, "provisioning", "shared_secret")
