@@ -64,6 +64,8 @@ type Connector struct {
 	// AutoReplies answers patients' texts by the clinic's rules (emergency, after hours).
 	AutoReplies *conversation.AutoReplies
 	started     atomic.Bool
+	// active is set once this process holds the lease (WaitForLease).
+	active atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.
@@ -125,6 +127,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 		// bridgev2 serves HTTP (the provisioning API among it) before Start has run.
 		if mc.AS != nil {
 			mc.AS.Middleware = append(mc.AS.Middleware, c.untilStarted, createdDMStatus)
+			mc.AS.Router.HandleFunc("GET "+ActivePath, c.handleActive)
 		}
 	}
 }
@@ -137,7 +140,8 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 // answer the ping during start-up and queues events until it is ready.
 func (c *Connector) untilStarted(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || r.URL.Path == "/_matrix/mau/live" {
+		if c.started.Load() || strings.HasPrefix(r.URL.Path, "/_matrix/app/") || r.URL.Path == "/_matrix/mau/live" ||
+			r.URL.Path == ActivePath {
 			next.ServeHTTP(w, r)
 			return
 		}

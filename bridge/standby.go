@@ -24,6 +24,12 @@ import (
 // within about a second of the lease coming free: at once when the active process
 // stops, and when it dies, as soon as the database sees its connection end.
 
+// ActivePath answers 200 from the moment this process holds the lease (at once on
+// SQLite), while it starts as well, and 503 on a standby. A load balancer in front of
+// several processes routes by it, not by readiness: on Synapse a starting process must
+// be reached by the homeserver's ping before it can become ready.
+const ActivePath = "/_carebridge/active"
+
 const (
 	// leaseRetry is how often a standby asks for the lease.
 	leaseRetry = time.Second
@@ -38,6 +44,7 @@ const (
 // be active by then.
 func (c *Connector) WaitForLease(ctx context.Context, listenAddr string, onLost func(error)) error {
 	if !c.DB.LeaseSupported() {
+		c.active.Store(true)
 		return nil
 	}
 	log := c.Bridge.Log.With().Str("component", "lease").Logger()
@@ -58,6 +65,7 @@ func (c *Connector) WaitForLease(ctx context.Context, listenAddr string, onLost 
 			log.Info().Bool("was_standby", standby != nil).Msg("Holding the active lease: starting")
 			// What was stored before now may have been in the previous active process's hands.
 			c.startedAt = time.Now().Truncate(time.Millisecond)
+			c.active.Store(true)
 			go c.keepLease(ctx, lease, onLost)
 			return nil
 		}
@@ -122,6 +130,16 @@ func (c *Connector) serveStandby(ctx context.Context, listenAddr string) (*http.
 		}
 	}()
 	return srv, nil
+}
+
+// handleActive answers whether this process is the active one (holds the lease).
+func (c *Connector) handleActive(w http.ResponseWriter, r *http.Request) {
+	if !c.active.Load() {
+		w.Header().Set("Retry-After", "1")
+		writeStandbyJSON(w, http.StatusServiceUnavailable, map[string]any{"active": false})
+		return
+	}
+	writeStandbyJSON(w, http.StatusOK, map[string]any{"active": true, "ready": c.started.Load()})
 }
 
 // handleStandbyInbound stores a signed inbound text for the active process, whose queue

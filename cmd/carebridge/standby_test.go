@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/internal/dendrite"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
@@ -29,9 +31,9 @@ type standbyPair struct {
 	standby *testenv.Bridge
 }
 
-func newStandbyPair(t *testing.T, ctx context.Context) (*standbyPair, context.Context) {
+func newStandbyPair(t *testing.T, kind string) (*standbyPair, context.Context) {
 	proxy := testenv.NewReadyProxy(t)
-	e, nurse, loginID, ctx := linkedEnv(t, "postgres", func(cfg map[string]any) {
+	e, nurse, loginID, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
 		port := cfg["appservice"].(map[string]any)["port"]
 		proxy.AddBackend(t, fmt.Sprintf("http://127.0.0.1:%v", port))
 		for _, key := range []string{"address", "public_address"} {
@@ -71,10 +73,19 @@ func getStatus(t *testing.T, rawURL string) (int, string) {
 // TestStandbyTakesOver runs two processes on one PostgreSQL database: the second waits
 // as a standby (alive, not ready, storing the Twilio texts that reach it for the active
 // one) and takes over within 10 s of the active one being SIGKILLed; the conversation
-// goes on through the proxy both ways, nothing twice.
+// goes on through the proxy both ways, nothing twice. On Dendrite and on Synapse (whose
+// ping must reach the starting process through the proxy).
 func TestStandbyTakesOver(t *testing.T) {
-	ctx := context.Background()
-	p, ctx := newStandbyPair(t, ctx)
+	for _, kind := range []string{"postgres", testenv.HomeserverSynapse + "/postgres"} {
+		if strings.HasPrefix(kind, testenv.HomeserverSynapse) && !slices.Contains(testenv.HomeserverKinds(t), testenv.HomeserverSynapse) {
+			continue
+		}
+		t.Run(kind, func(t *testing.T) { runStandbyTakesOver(t, kind) })
+	}
+}
+
+func runStandbyTakesOver(t *testing.T, kind string) {
+	p, ctx := newStandbyPair(t, kind)
 	seen := func(body string) {
 		t.Helper()
 		_, err := p.nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == body })
@@ -93,6 +104,10 @@ func TestStandbyTakesOver(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "the standby is alive")
 	code, _ := getStatus(t, p.standby.URL()+"/_matrix/mau/ready")
 	assert.Equal(t, http.StatusServiceUnavailable, code, "the standby is not ready")
+	code, _ = getStatus(t, p.standby.URL()+bridge.ActivePath)
+	assert.Equal(t, http.StatusServiceUnavailable, code, "the standby is not active")
+	code, _ = getStatus(t, p.br.URL()+bridge.ActivePath)
+	assert.Equal(t, http.StatusOK, code, "the first process is active")
 	assert.Contains(t, p.standby.Log(), "waiting as a standby")
 
 	// A text that reaches the standby (a load balancer that sent it there) is stored and
@@ -144,8 +159,7 @@ const (
 // reaches Twilio once, in each room's order. Texts Twilio could not hand to any process
 // during the switch are found in its message log.
 func TestFailoverUnderLoad(t *testing.T) {
-	ctx := context.Background()
-	p, ctx := newStandbyPair(t, ctx)
+	p, ctx := newStandbyPair(t, "postgres")
 	patientOf := func(i int) string { return fmt.Sprintf("+1555123470%d", i) }
 	rooms := make([]string, failoverPatients)
 	for i := range failoverPatients {

@@ -11,9 +11,10 @@ import (
 )
 
 // ReadyProxy stands in front of several carebridge processes as a load balancer would:
-// it sends every request to the first backend whose readiness check
-// (/_matrix/mau/ready) answered 200 at the last look (every 100 ms), and answers 503
-// while none is ready.
+// it sends every request to the first backend whose active check (/_carebridge/active:
+// it holds the lease, starting or started) answered 200 at the last look (every 100 ms),
+// and answers 503 while none is. (Not readiness: on Synapse a starting process must be
+// reached by the homeserver's ping before it becomes ready.)
 type ReadyProxy struct {
 	srv      *httptest.Server
 	backends []*url.URL
@@ -81,7 +82,7 @@ func (p *ReadyProxy) watch() {
 		backends := append([]*url.URL(nil), p.backends...)
 		p.mu.Unlock()
 		for i, b := range backends {
-			resp, err := client.Get(b.String() + "/_matrix/mau/ready")
+			resp, err := client.Get(b.String() + "/_carebridge/active")
 			if err == nil {
 				_ = resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
