@@ -26,6 +26,7 @@ type Database struct {
 	Secure       *SecureMessageQuery
 	Audit        *AuditQuery
 	TwilioSync   *TwilioSyncQuery
+	ReadPending  *SecureReadPendingQuery
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -64,5 +65,8 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 			return &AuditEntry{}
 		})},
 		TwilioSync: &TwilioSyncQuery{db: db},
+		ReadPending: &SecureReadPendingQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*SecureReadPending]) *SecureReadPending {
+			return &SecureReadPending{}
+		})},
 	}
 }

@@ -30,7 +30,19 @@ const (
 	// from other advisory locks (the audit log's is a single bigint, another key space).
 	lockCodeSendsQuery  = `SELECT pg_advisory_xact_lock($1, hashtext($2))`
 	deleteOldCodesQuery = `DELETE FROM secure_code WHERE expires_at<=$1`
+	// pendingCodesQuery finds codes asked for that the bridge has not texted yet.
+	pendingCodesQuery = `SELECT ` + secureCodeColumns + ` FROM secure_code WHERE code_hash='' AND expires_at>$1 ORDER BY created_at LIMIT $2`
+	// fillCodeQuery claims a pending code for the one pass that texts it.
+	fillCodeQuery = `UPDATE secure_code SET code_hash=$3 WHERE link_hash=$1 AND created_at=$2 AND code_hash=''`
 )
+
+// CodePending is the code hash of a code asked for and not yet made and texted: the
+// bridge makes the code (only the bridge texts), so a web replica stores the request.
+const CodePending = ""
+
+// CodeNotSent is the code hash of a request the bridge declined (the link was revoked or
+// locked meanwhile); it still counts towards the limits and matches no code.
+const CodeNotSent = "not sent"
 
 // SecureCode is a one-time code texted for a link; only its keyed hash is kept.
 type SecureCode struct {
@@ -102,6 +114,25 @@ func (cq *SecureCodeQuery) InsertWithinLimit(ctx context.Context, c *SecureCode,
 		return err
 	})
 	return stored, err
+}
+
+// Pending returns up to limit codes asked for and not yet texted that have not expired
+// at now, oldest first.
+func (cq *SecureCodeQuery) Pending(ctx context.Context, now time.Time, limit int) ([]*SecureCode, error) {
+	return cq.QueryMany(ctx, pendingCodesQuery, now.UnixMilli(), limit)
+}
+
+// Fill sets the hash of a pending code; false means another pass claimed it first.
+func (cq *SecureCodeQuery) Fill(ctx context.Context, c *SecureCode, codeHash string) (bool, error) {
+	res, err := cq.GetDB().Exec(ctx, fillCodeQuery, c.LinkHash, c.CreatedAt.UnixMilli(), codeHash)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if n == 1 {
+		c.CodeHash = codeHash
+	}
+	return n == 1, err
 }
 
 // DeleteExpiredBefore removes codes that expired before t.

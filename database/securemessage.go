@@ -51,6 +51,7 @@ const (
 		WHERE login_id=$1 AND portal_id=$2 AND from_patient=true AND read_at<>0
 	`
 	setSecureEventIDQuery = `UPDATE secure_message SET event_id=$2 WHERE id=$1`
+	getSecureEventIDQuery = `SELECT event_id FROM secure_message WHERE id=$1`
 	// undeliveredQuery finds patient messages stored but not yet put into the room.
 	undeliveredQuery = `
 		SELECT ` + secureMessageColumns + ` FROM secure_message
@@ -168,6 +169,16 @@ func (mq *SecureMessageQuery) Undelivered(ctx context.Context, before time.Time,
 // SetEventID records the Matrix event a message mirrors.
 func (mq *SecureMessageQuery) SetEventID(ctx context.Context, id int64, eventID string) error {
 	return mq.Exec(ctx, setSecureEventIDQuery, id, eventID)
+}
+
+// EventID returns the Matrix event a message was put into the room as ("" while it is
+// not there yet, or when the message is gone).
+func (mq *SecureMessageQuery) EventID(ctx context.Context, id int64) (eventID string, err error) {
+	err = mq.GetDB().QueryRow(ctx, getSecureEventIDQuery, id).Scan(&eventID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return eventID, err
 }
 
 // LastAt is when the conversation's newest secure chat message was stored (zero: none).

@@ -1,4 +1,4 @@
--- v0 -> v14: Latest revision
+-- v0 -> v16: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -172,6 +172,18 @@ CREATE TABLE secure_message (
     height       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX secure_message_conversation_idx ON secure_message (login_id, portal_id, id);
+
+-- A patient's reading in the secure chat that a web replica (carebridge web) handed to
+-- the bridge, which shows it in the room as the ghost's read receipt and then deletes the
+-- row: one per conversation, the newest staff message read.
+CREATE TABLE secure_read_pending (
+    login_id   TEXT   NOT NULL,
+    portal_id  TEXT   NOT NULL,
+    message_id BIGINT NOT NULL,
+    read_at    BIGINT NOT NULL,
+
+    PRIMARY KEY (login_id, portal_id)
+);
 
 -- Who did what, when, to which conversation, with what outcome; never a body or secret.
 -- Each row carries the hash of the previous one, so a changed or removed row is detected.
