@@ -20,36 +20,44 @@ func TestPendingCodeIsFilledOnce(t *testing.T) {
 	eachDB(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		now := time.UnixMilli(time.Now().UnixMilli())
-		req := &database.SecureCode{LinkHash: "h1", PatientPhone: "+15551234567", CodeHash: database.CodePending,
+		req := &database.SecureCode{LinkHash: "h1", PatientPhone: "+15551234567", CodeHash: database.NewPendingCode(),
 			CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
-		stored, err := db.Code.InsertWithinLimit(ctx, req, now.Add(-time.Hour), 2)
+		assert.True(t, database.IsPendingCode(req.CodeHash))
+		twin := *req
+		twin.CodeHash = database.NewPendingCode()
+		stored, err := db.Code.InsertWithinLimit(ctx, &twin, now.Add(-time.Hour), 3)
+		require.NoError(t, err)
+		require.True(t, stored, "a second request in the same millisecond")
+		stored, err = db.Code.InsertWithinLimit(ctx, req, now.Add(-time.Hour), 3)
 		require.NoError(t, err)
 		require.True(t, stored)
-		old := &database.SecureCode{LinkHash: "h2", PatientPhone: "+15557654321", CodeHash: database.CodePending,
+		old := &database.SecureCode{LinkHash: "h2", PatientPhone: "+15557654321", CodeHash: database.NewPendingCode(),
 			CreatedAt: now.Add(-20 * time.Minute), ExpiresAt: now.Add(-10 * time.Minute)}
 		require.NoError(t, db.Code.Insert(ctx, old))
 
 		pending, err := db.Code.Pending(ctx, now, 10)
 		require.NoError(t, err)
-		require.Len(t, pending, 1, "an expired request is not texted")
+		require.Len(t, pending, 2, "an expired request is not texted")
 		assert.Equal(t, "h1", pending[0].LinkHash)
+		claim := *pending[0]
 		filled, err := db.Code.Fill(ctx, pending[0], "c1")
 		require.NoError(t, err)
 		assert.True(t, filled)
-		filled, err = db.Code.Fill(ctx, &database.SecureCode{LinkHash: "h1", CreatedAt: now}, "c2")
+		assert.Equal(t, "c1", pending[0].CodeHash)
+		filled, err = db.Code.Fill(ctx, &claim, "c2")
 		require.NoError(t, err)
 		assert.False(t, filled, "a second pass finds it claimed")
-		latest, err := db.Code.Latest(ctx, "h1")
+		pending, err = db.Code.Pending(ctx, now, 10)
 		require.NoError(t, err)
-		assert.Equal(t, "c1", latest.CodeHash)
+		require.Len(t, pending, 1, "the other request of that millisecond is its own")
+		filled, err = db.Code.Fill(ctx, pending[0], "c3")
+		require.NoError(t, err)
+		assert.True(t, filled)
 		pending, err = db.Code.Pending(ctx, now, 10)
 		require.NoError(t, err)
 		assert.Empty(t, pending)
 
-		req.CreatedAt = now.Add(time.Second)
-		stored, err = db.Code.InsertWithinLimit(ctx, req, now.Add(-time.Hour), 2)
-		require.NoError(t, err)
-		require.True(t, stored)
+		req.CreatedAt, req.CodeHash = now.Add(time.Second), database.NewPendingCode()
 		stored, err = db.Code.InsertWithinLimit(ctx, req, now.Add(-time.Hour), 2)
 		require.NoError(t, err)
 		assert.False(t, stored, "requests count towards the limit before they are texted")

@@ -2,7 +2,10 @@ package database
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -31,14 +34,25 @@ const (
 	lockCodeSendsQuery  = `SELECT pg_advisory_xact_lock($1, hashtext($2))`
 	deleteOldCodesQuery = `DELETE FROM secure_code WHERE expires_at<=$1`
 	// pendingCodesQuery finds codes asked for that the bridge has not texted yet.
-	pendingCodesQuery = `SELECT ` + secureCodeColumns + ` FROM secure_code WHERE code_hash='' AND expires_at>$1 ORDER BY created_at LIMIT $2`
+	pendingCodesQuery = `SELECT ` + secureCodeColumns + ` FROM secure_code WHERE code_hash LIKE 'pending:%' AND expires_at>$1 ORDER BY created_at LIMIT $2`
 	// fillCodeQuery claims a pending code for the one pass that texts it.
-	fillCodeQuery = `UPDATE secure_code SET code_hash=$3 WHERE link_hash=$1 AND created_at=$2 AND code_hash=''`
+	fillCodeQuery = `UPDATE secure_code SET code_hash=$2 WHERE link_hash=$1 AND code_hash=$3`
 )
 
-// CodePending is the code hash of a code asked for and not yet made and texted: the
-// bridge makes the code (only the bridge texts), so a web replica stores the request.
-const CodePending = ""
+// A code asked for and not yet made and texted has "pending:" and a random tag as its
+// hash: the bridge makes the code (only the bridge texts), so a web replica stores the
+// request, which counts towards the limits at once. It matches no code.
+const pendingCodePrefix = "pending:"
+
+// NewPendingCode is the hash of a new code request.
+func NewPendingCode() string {
+	tag := make([]byte, 12)
+	_, _ = rand.Read(tag)
+	return pendingCodePrefix + hex.EncodeToString(tag)
+}
+
+// IsPendingCode reports whether a code hash is a request not yet texted.
+func IsPendingCode(codeHash string) bool { return strings.HasPrefix(codeHash, pendingCodePrefix) }
 
 // CodeNotSent is the code hash of a request the bridge declined (the link was revoked or
 // locked meanwhile); it still counts towards the limits and matches no code.
@@ -124,7 +138,7 @@ func (cq *SecureCodeQuery) Pending(ctx context.Context, now time.Time, limit int
 
 // Fill sets the hash of a pending code; false means another pass claimed it first.
 func (cq *SecureCodeQuery) Fill(ctx context.Context, c *SecureCode, codeHash string) (bool, error) {
-	res, err := cq.GetDB().Exec(ctx, fillCodeQuery, c.LinkHash, c.CreatedAt.UnixMilli(), codeHash)
+	res, err := cq.GetDB().Exec(ctx, fillCodeQuery, c.LinkHash, codeHash, c.CodeHash)
 	if err != nil {
 		return false, err
 	}

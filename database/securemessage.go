@@ -55,7 +55,7 @@ const (
 	// undeliveredQuery finds patient messages stored but not yet put into the room.
 	undeliveredQuery = `
 		SELECT ` + secureMessageColumns + ` FROM secure_message
-		WHERE from_patient=true AND event_id='' AND created_at<$1 ORDER BY id LIMIT $2
+		WHERE from_patient=true AND event_id='' AND created_at<=$1 ORDER BY id LIMIT $2
 	`
 )
 
@@ -161,7 +161,7 @@ func (mq *SecureMessageQuery) UnreadStaffCount(ctx context.Context, loginID, por
 	return
 }
 
-// Undelivered returns patient messages created before t that are not in the room yet.
+// Undelivered returns patient messages created at or before t that are not in the room yet.
 func (mq *SecureMessageQuery) Undelivered(ctx context.Context, before time.Time, limit int) ([]*SecureMessage, error) {
 	return mq.QueryMany(ctx, undeliveredQuery, before.UnixMilli(), limit)
 }

@@ -20,4 +20,5 @@ var (
 	ErrEmptyMessage   = errors.New("the message is empty")
 	ErrMessageTooLong = errors.New("the message is too long")
 	ErrNotSecure      = errors.New("this conversation is not in secure mode")
+	ErrOptedOut       = errors.New("the patient opted out of texts (STOP)")
 )

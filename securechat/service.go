@@ -14,6 +14,7 @@ import (
 
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/internal/loop"
 )
 
 // LinkPath is where links start ("/s/{token}"): short, because it goes in an SMS.
@@ -63,6 +64,12 @@ type Service struct {
 
 	// Now is the clock (tests move it).
 	Now func() time.Time
+
+	// The bridge's pass over what web replicas hand to it, and the signals between
+	// processes (handoff.go, live.go).
+	handoff  handoffState
+	handoffs *loop.Loop
+	live     *liveState
 }
 
 // NewService builds the service with the key ring the config names. The backend may be
@@ -283,13 +290,18 @@ func randomCode() (string, error) {
 }
 
 // SendCode texts a new 6-digit code for a usable link, within the hourly limits per
-// link and per number. The code text is a fixed template.
+// link and per number. The code text is a fixed template. On a web replica (no Backend)
+// it stores the request, and the bridge makes the code and texts it (handoff.go).
 func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	link, err := s.CheckLink(ctx, token)
 	if err != nil {
 		return err
 	}
 	conv := link.Conversation
+	if s.Backend == nil && conv.OptedOut {
+		// The bridge would refuse to text it; say so now rather than promise a code.
+		return ErrOptedOut
+	}
 	// The language of the page the patient asked from is theirs for alerts from now on.
 	if supportedLang(lang) && lang != conv.PatientLanguage {
 		if err = s.DB.Conversation.SetPatientLanguage(ctx, conv.LoginID, conv.PortalID, lang); err != nil {
@@ -297,17 +309,14 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 		}
 	}
 	now := s.now()
-	code, err := randomCode()
-	if err != nil {
-		return err
-	}
-	// The code is stored (and its issue audited) before it is texted: a code that
-	// reached the phone always works. The send's outcome is its own event. The limits are
-	// counted by the statement that stores it, so requests at once cannot all pass them.
+	req := &database.SecureCode{LinkHash: link.Row.TokenHash, PatientPhone: conv.PatientPhone, CodeHash: database.NewPendingCode(),
+		CreatedAt: now, ExpiresAt: now.Add(s.Config.CodeLifetime)}
+	// The request (and its issue, audited) is stored first, then the code made, its hash
+	// stored and texted: a code that reached the phone always works. The send's outcome
+	// is its own event. The limits are counted by the statement that stores the request,
+	// so requests at once, in any process, cannot all pass them.
 	err = s.Audited(ctx, database.PatientLinkActor, conv, database.EventCodeIssued, database.OutcomeOK, "", func(ctx context.Context) error {
-		stored, err := s.DB.Code.InsertWithinLimit(ctx, &database.SecureCode{LinkHash: link.Row.TokenHash,
-			PatientPhone: conv.PatientPhone, CodeHash: s.Keys.Hash("code", code), CreatedAt: now,
-			ExpiresAt: now.Add(s.Config.CodeLifetime)}, now.Add(-time.Hour), s.Config.CodesPerHour)
+		stored, err := s.DB.Code.InsertWithinLimit(ctx, req, now.Add(-time.Hour), s.Config.CodesPerHour)
 		if err == nil && !stored {
 			err = ErrRateLimited
 		}
@@ -320,14 +329,11 @@ func (s *Service) SendCode(ctx context.Context, token, lang string) error {
 	} else if err != nil {
 		return err
 	}
-	err = s.Backend.SendSMS(ctx, conv, CodeText(lang, s.ClinicName, code, codeHost(s.PublicBase), s.Config.CodeLifetime))
-	s.metrics().CodeSent(err)
-	if err != nil {
-		s.auditAlone(ctx, database.PatientLinkActor, conv, database.EventCodeSent, database.OutcomeFailed, "")
-		return fmt.Errorf("failed to text the code: %w", err)
+	if s.Backend == nil {
+		s.handOff(ctx)
+		return nil
 	}
-	s.auditAlone(ctx, database.PatientLinkActor, conv, database.EventCodeSent, database.OutcomeOK, "")
-	return nil
+	return s.textCode(ctx, conv, req, lang)
 }
 
 // Verify checks a code (and the date of birth when staff recorded one). A wrong answer
@@ -389,8 +395,8 @@ func (s *Service) judgeAnswer(ctx context.Context, link *Link, code, dob string,
 	latest, err := s.DB.Code.Latest(ctx, linkHash)
 	if err != nil {
 		return "", nil, err
-	} else if latest == nil {
-		return "", nil, ErrNoCode
+	} else if latest == nil || database.IsPendingCode(latest.CodeHash) || latest.CodeHash == database.CodeNotSent {
+		return "", nil, ErrNoCode // the newest was asked for but not texted (yet)
 	}
 	codeOK := s.Keys.Match("code", strings.TrimSpace(code), latest.CodeHash) && latest.UsedAt.IsZero()
 	dobOK, dobRehash := true, ""
@@ -614,14 +620,19 @@ func (s *Service) AddPatientMessage(ctx context.Context, sess *Session, kind dat
 	if err != nil {
 		return nil, err
 	}
-	eventID, err := s.Backend.PatientMessage(ctx, conv, msg, data)
-	if err != nil {
-		return msg, fmt.Errorf("message stored but not yet in the room: %w", err)
+	if s.Backend == nil {
+		// A web replica: the bridge puts it into the room (handoff.go).
+		s.handOff(ctx)
+		s.Hub.Publish(conv.LoginID, conv.PortalID)
+		return msg, nil
 	}
-	msg.EventID = eventID
-	if err = s.DB.Secure.SetEventID(ctx, msg.ID, eventID); err != nil {
+	eventID, _, err := s.deliver(ctx, conv, msg, data)
+	if eventID == "" {
+		return msg, fmt.Errorf("message stored but not yet in the room: %w", err)
+	} else if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to record the Matrix event of a secure message")
 	}
+	msg.EventID = eventID
 	s.Hub.Publish(conv.LoginID, conv.PortalID)
 	return msg, nil
 }
@@ -658,15 +669,14 @@ func (s *Service) RedeliverPending(ctx context.Context, grace time.Duration) (de
 				return delivered, err
 			}
 		}
-		eventID, err := s.Backend.PatientMessage(context.WithValue(ctx, redeliveryKey{}, true), conv, msg, data)
+		_, done, err := s.deliver(ctx, conv, msg, data)
 		if err != nil {
 			// Order matters within a conversation: stop here and try again later.
 			return delivered, fmt.Errorf("failed to redeliver secure message %d: %w", row.ID, err)
 		}
-		if err = s.DB.Secure.SetEventID(ctx, row.ID, eventID); err != nil {
-			return delivered, err
+		if done {
+			delivered++
 		}
-		delivered++
 	}
 	return delivered, nil
 }
@@ -696,17 +706,23 @@ func (s *Service) Messages(ctx context.Context, sess *Session, afterID int64) ([
 		if newestStaff == nil {
 			return nil
 		}
-		read, err = s.DB.Secure.MarkRead(ctx, conv.LoginID, conv.PortalID, newestStaff.ID, s.now())
-		return err
+		if read, err = s.DB.Secure.MarkRead(ctx, conv.LoginID, conv.PortalID, newestStaff.ID, s.now()); err != nil || read == 0 || s.Backend != nil {
+			return err
+		}
+		// A web replica: the bridge shows the reading in the room (handoff.go).
+		return s.DB.ReadPending.Add(ctx, &database.SecureReadPending{LoginID: conv.LoginID, PortalID: conv.PortalID,
+			MessageID: newestStaff.ID, ReadAt: s.now()})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if newestStaff != nil {
-		if read > 0 && s.Backend != nil {
-			if err = s.Backend.PatientRead(ctx, conv, newestStaff); err != nil {
-				zerolog.Ctx(ctx).Err(err).Msg("Failed to send the patient's read receipt")
-			}
+	switch {
+	case newestStaff == nil || read == 0:
+	case s.Backend == nil:
+		s.handOff(ctx)
+	default:
+		if err = s.Backend.PatientRead(ctx, conv, newestStaff); err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to send the patient's read receipt")
 		}
 	}
 	return msgs, nil

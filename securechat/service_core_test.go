@@ -70,6 +70,7 @@ type coreFixture struct {
 	backend *coreBackend
 	conv    *database.Conversation
 	clock   time.Time
+	uri     string // the database's connection string
 }
 
 func newCoreFixture(t *testing.T, kind string) *coreFixture {
@@ -84,7 +85,7 @@ func newCoreFixture(t *testing.T, kind string) *coreFixture {
 		SessionIdle: 15 * time.Minute, SessionMax: 12 * time.Hour, AlertQuietPeriod: 15 * time.Minute, Language: "en", MaxUploadMB: 20}
 	svc, err := NewService(db, cfg, "Riverside Clinic", "https://clinic.example")
 	require.NoError(t, err)
-	f := &coreFixture{svc: svc, backend: &coreBackend{}, clock: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	f := &coreFixture{svc: svc, backend: &coreBackend{}, clock: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC), uri: spec.URI}
 	svc.Backend = f.backend
 	svc.Now = func() time.Time { return f.clock }
 	f.conv, err = db.Conversation.GetOrCreate(context.Background(), &database.Conversation{LoginID: "15550001111",
