@@ -240,10 +240,17 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.Secure.Metrics = c.metrics
 	securechat.NewWeb(c.Secure, securechat.WebOptions{
 		PublicURL:       c.publicBase(),
-		InsecureCookies: isLoopbackHTTP(c.publicBase()),
+		InsecureCookies: securechat.LoopbackHTTP(c.publicBase()),
 		Log:             &c.Bridge.Log,
 		Location:        workflow.ClinicLocation(&c.Config.BusinessHours),
 	}).Register(router)
+	// Web replicas (carebridge web) on the same PostgreSQL database: their pages hear of
+	// this process's changes, and what patients do there is handed to it (securechat/handoff.go).
+	secureCtx := c.Bridge.Log.With().Str("component", "secure chat").Logger().WithContext(c.Bridge.BackgroundCtx)
+	if err := c.Secure.Share(secureCtx, c.databaseURI()); err != nil {
+		return fmt.Errorf("failed to listen for the secure chat's signals: %w", err)
+	}
+	c.Secure.StartHandoffs(secureCtx)
 	c.registerCommands()
 	c.Outbox = c.newOutbox()
 	c.Conversations = c.newConversations()
@@ -304,6 +311,9 @@ func (c *Connector) Stop() {
 	if c.retention != nil {
 		c.retention.Stop()
 	}
+	if c.Secure != nil {
+		c.Secure.Stop()
+	}
 	if c.FollowUps != nil {
 		c.FollowUps.Stop()
 	}
@@ -325,6 +335,14 @@ func (c *Connector) router() *http.ServeMux {
 		return server.GetRouter()
 	}
 	return nil
+}
+
+// databaseURI is database.uri of the config (web replicas' signals listen on it).
+func (c *Connector) databaseURI() string {
+	if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Config != nil {
+		return mc.Config.Database.URI
+	}
+	return ""
 }
 
 // publicBase is where Twilio reaches the bridge: the override when a proxy rewrites URLs,
@@ -420,13 +438,6 @@ func (c *Connector) mediaHosts() []string {
 		hosts = append(hosts, u.Host)
 	}
 	return hosts
-}
-
-// isLoopbackHTTP reports a public address of http://127.0.0.1 or http://localhost, the
-// only case where the secure chat's cookies may go without the Secure flag.
-func isLoopbackHTTP(base string) bool {
-	u, err := url.Parse(base)
-	return err == nil && u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost")
 }
 
 // Simulator is the simulated SMS provider of demos and tests (internal/twiliosim).

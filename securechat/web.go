@@ -39,6 +39,13 @@ type WebOptions struct {
 	Location *time.Location
 }
 
+// LoopbackHTTP reports a public address of http://127.0.0.1 or http://localhost, the
+// only case where the secure chat's cookies may go without the Secure flag.
+func LoopbackHTTP(base string) bool {
+	u, err := url.Parse(base)
+	return err == nil && u.Scheme == "http" && (u.Hostname() == "127.0.0.1" || u.Hostname() == "localhost")
+}
+
 // Web serves the patient pages of secure mode over the Service: the link, the code,
 // the chat with its live updates and uploads. Everything works without JavaScript.
 type Web struct {

@@ -88,6 +88,19 @@ func toolFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 
 // openTool reads the config (without rewriting it) and opens the database.
 func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, error) {
+	env, err := readToolConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	env.Log = zerolog.New(zerolog.ConsoleWriter{Out: logmask.Wrap(stderr), NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
+	if err = env.openDB(ctx); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// readToolConfig reads the config (without rewriting it).
+func readToolConfig(path string) (*toolEnv, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read config: %w", err)
@@ -109,14 +122,18 @@ func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, err
 			return nil, fmt.Errorf("failed to read config from the environment: %w", err)
 		}
 	}
-	env.Log = zerolog.New(zerolog.ConsoleWriter{Out: logmask.Wrap(stderr), NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	raw, err := dbutil.NewFromConfig("carebridge", cfg.Database, dbutil.ZeroLogger(env.Log))
+	return env, nil
+}
+
+// openDB opens the config's database (logging to env.Log), upgraded to this binary's schema.
+func (env *toolEnv) openDB(ctx context.Context) error {
+	raw, err := dbutil.NewFromConfig("carebridge", env.Bridge.Database, dbutil.ZeroLogger(env.Log))
 	if err != nil {
-		return nil, fmt.Errorf("failed to open the database: %w", err)
+		return fmt.Errorf("failed to open the database: %w", err)
 	}
 	if env.Keys, err = securechat.KeyringFromConfig(&env.Network.SecureChat); err != nil {
 		_ = raw.Close()
-		return nil, err
+		return err
 	}
 	env.DB = database.New(raw, env.Log)
 	// What a subcommand audits is keyed like the bridge's own rows, and verified with the same ring.
@@ -124,9 +141,9 @@ func openTool(ctx context.Context, path string, stderr io.Writer) (*toolEnv, err
 	env.DB.Audit.SetKeys(env.Keys)
 	if err = env.DB.Upgrade(ctx); err != nil {
 		_ = raw.Close()
-		return nil, fmt.Errorf("failed to bring the database schema up to date: %w", err)
+		return fmt.Errorf("failed to bring the database schema up to date: %w", err)
 	}
-	return env, nil
+	return nil
 }
 
 // toolUsage prints the subcommands after mxmain's own help.
