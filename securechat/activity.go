@@ -45,8 +45,10 @@ func (s *Service) StaffRead(ctx context.Context, conv *database.Conversation, up
 // open pages when that changed what they show.
 func (s *Service) StaffTyping(conv *database.Conversation, key, name string, typing bool) {
 	if s.Hub.setTyping(conv.LoginID, conv.PortalID, key, name, typing, s.now()) {
-		s.Hub.Publish(conv.LoginID, conv.PortalID)
+		s.Hub.publishHere(conv.LoginID + "/" + conv.PortalID)
 	}
+	// Other processes' pages (web replicas) hear of it, renewals included (live.go).
+	s.shareTyping(conv, key, name, typing)
 }
 
 // Typists returns the keys of the staff members now typing in the conversation.
@@ -93,9 +95,13 @@ func (s *Service) activity(ctx context.Context, conv *database.Conversation, lan
 
 // setTyping reports whether the conversation's typists changed (a renewal does not).
 func (h *Hub) setTyping(loginID, portalID, key, name string, typing bool, now time.Time) bool {
-	conv := loginID + "/" + portalID
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.setTypingLocked(loginID+"/"+portalID, key, name, typing, now)
+}
+
+// setTypingLocked is setTyping for the conversation conv ("login/portal"); h.mu is held.
+func (h *Hub) setTypingLocked(conv, key, name string, typing bool, now time.Time) bool {
 	if h.typists == nil {
 		h.typists = map[string]map[string]*typist{}
 	}

@@ -141,6 +141,22 @@ func TestLiveUpdatesCrossProcesses(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 
+	// A staff member typing in the bridge's room shows on the replica's page, and stops.
+	f.svc.StaffTyping(f.conv, "@nurse:clinic.example", "Nurse Kim", true)
+	wait(onReplica, "staff typing, on the replica's page")
+	act, err := web.activity(ctx, f.conv, "en")
+	require.NoError(t, err)
+	assert.Equal(t, "Nurse Kim is typing…", act.Typing)
+	f.svc.StaffTyping(f.conv, "@nurse:clinic.example", "Nurse Kim", false)
+	wait(onReplica, "typing stopped")
+	act, err = web.activity(ctx, f.conv, "en")
+	require.NoError(t, err)
+	assert.Empty(t, act.Typing)
+	select {
+	case <-onBridge:
+	default:
+	}
+
 	token := f.link(t)
 	require.NoError(t, web.SendCode(ctx, token, "en"))
 	require.Eventually(t, func() bool { texts, _, _ := f.backend.counts(); return texts == 1 }, 5*time.Second, 10*time.Millisecond,

@@ -1,6 +1,9 @@
 package securechat
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Hub tells open chat pages (Server-Sent Events) that their conversation changed.
 // It carries no content: a page reloads what it may see through the service. It also
@@ -63,6 +66,13 @@ func (h *Hub) Publish(loginID, portalID string) {
 	}
 }
 
+// publishHere signals the subscribers of conv in this process only.
+func (h *Hub) publishHere(conv string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.signal(conv)
+}
+
 // signal wakes the subscribers of one conversation; h.mu is held.
 func (h *Hub) signal(key string) {
 	for ch := range h.subs[key] {
@@ -79,6 +89,16 @@ func (h *Hub) published(tag string) {
 	defer h.mu.Unlock()
 	if key, ok := h.tags[tag]; ok {
 		h.signal(key)
+	}
+}
+
+// typedElsewhere is a staff member's typing another process heard of (live.go), for a
+// conversation with a subscriber here; its pages are signalled when that changed anything.
+func (h *Hub) typedElsewhere(tag, key, name string, typing bool, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if conv, ok := h.tags[tag]; ok && h.setTypingLocked(conv, key, name, typing, now) {
+		h.signal(conv)
 	}
 }
 

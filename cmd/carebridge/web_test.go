@@ -22,8 +22,9 @@ import (
 // TestWebReplicas: the bridge and two `carebridge web` replicas on one PostgreSQL database.
 // In Chromium the patient opens the link and enters the code on replica A (the bridge
 // texts the code), reads the staff message there (the ghost's read receipt appears in the
-// room), then reads and replies on replica B (the nurse decrypts the reply); a staff
-// message then appears live, without a reload, on the pages open on both replicas.
+// room), then reads and replies on replica B (the nurse decrypts the reply), where the
+// nurse's reading ("Seen") and typing show too; a staff message then appears live,
+// without a reload, on the pages open on both replicas.
 func TestWebReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Dendrite, the bridge, two web replicas, matrix-nio and Chromium")
@@ -37,6 +38,7 @@ func TestWebReplicas(t *testing.T) {
 	replicaA, replicaB := e.br.StartWeb(t), e.br.StartWeb(t)
 	_, err = e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
+	setDisplayName(t, e.hs.URL(), matrixLogin(t, e.hs.URL(), "nurse", "nurse-password-1"), e.nurseID, "Nurse Kim")
 	nurse := testenv.StartStaffAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1")
 	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, are my test results back?")
 	require.NoError(t, err)
@@ -130,6 +132,26 @@ func TestWebReplicas(t *testing.T) {
 	assert.Equal(t, ghost, got.Sender)
 	replyLatency := got.ReceivedAt().Sub(clicked)
 	require.NoError(t, showsLive(browser, reply), "the reply sent on B shows live on A's page")
+
+	// What the clinic does shows on the replica's page: the nurse's client reads the reply
+	// ("Seen by the clinic"), then she types (her name; the bridge holds typing in memory
+	// and signals it to the replicas).
+	waitText := func(tab context.Context, id, want string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			tctx, tcancel := context.WithTimeout(tab, 5*time.Second)
+			defer tcancel()
+			text, err := chromedp.Run(tctx, chromedp.TextContent(chromedp.ID(id)))
+			return err == nil && text == want
+		}, 20*time.Second, 100*time.Millisecond, "#%s never read %q", id, want)
+	}
+	require.NoError(t, nurse.Read(ctx, roomID, got.EventID))
+	waitText(tabB, "seen", "Seen by the clinic")
+	require.NoError(t, nurse.Typing(ctx, roomID, true))
+	waitText(tabB, "typing", "Nurse Kim is typing…")
+	waitText(browser, "typing", "Nurse Kim is typing…")
+	require.NoError(t, nurse.Typing(ctx, roomID, false))
+	waitText(tabB, "typing", "")
 
 	// A staff message shows live on the pages open on both replicas, without a reload.
 	t.Log("A staff message while the pages are open on both replicas")
