@@ -1,4 +1,4 @@
--- v0 -> v16: Latest revision
+-- v0 -> v15: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (

@@ -1,4 +1,4 @@
--- v15 -> v16: Patients' readings handed from web replicas to the bridge
+-- v14 -> v15: Patients' readings handed from web replicas to the bridge
 
 -- A patient's reading in the secure chat that a web replica (carebridge web) handed to
 -- the bridge, which shows it in the room as the ghost's read receipt and then deletes the
