@@ -75,6 +75,7 @@ func main() {
 	pprofDir := flag.String("pprof", "", "folder for CPU profiles of the bridge during each measurement (empty: none)")
 	statusEvents := flag.Bool("status-events", false, "matrix.message_status_events of the bridge (the default, false: a staff text costs the homeserver one room event; true: three)")
 	twilioLatency := flag.Duration("twilio-latency", 200*time.Millisecond, "how long the fake Twilio takes to answer each REST call (0: at once, the figures before issue 14)")
+	webReplicas := flag.Int("web-replicas", 0, "carebridge web replicas serving the secure chat phase's pages (PostgreSQL only; 0: the bridge serves them)")
 	hang := flag.Duration("hang", 12*time.Second, "how long each send to the head-of-line phase's hung conversation waits at the fake Twilio")
 	flag.Parse()
 	if *pprofDir != "" {
@@ -176,6 +177,9 @@ func main() {
 			// After the scale phase, so that the bridge's memory is measured with its
 			// conversations in the database, as the target asks.
 			if want["secure"] {
+				if err := s.startWebReplicas(ctx, tb, *webReplicas); err != nil {
+					tb.Fatalf("secure chat: %v", err)
+				}
 				stop := prof.profile(ctx, "secure")
 				sec, err := s.secure(ctx, *verifications, *sessions, r.Scale != nil)
 				stop()

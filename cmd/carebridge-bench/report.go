@@ -253,6 +253,9 @@ func printStaffTexts(w io.Writer, r run) {
 
 func printSecure(w io.Writer, sec *secure) {
 	fmt.Fprintln(w, "secure chat:")
+	if sec.WebReplicas > 0 {
+		fmt.Fprintf(w, "  pages served by %d web replicas (carebridge web), patients spread over them; the bridge texts the codes\n", sec.WebReplicas)
+	}
 	if sec.Verifications > 0 {
 		fmt.Fprintf(w, "  code verifications: %d at c=%d, one per link and patient: %.1f/s, answer p50/p95/p99 %.1f/%.1f/%.1f ms, bridge CPU %.0f%%\n",
 			sec.Verifications, sec.VerifyConcurrency, sec.VerifyPerSecond, sec.VerifyAnswer.P50, sec.VerifyAnswer.P95,
@@ -273,6 +276,9 @@ func printSecure(w io.Writer, sec *secure) {
 		sec.OpenSeconds, sec.StreamStart.P50, sec.StreamStart.P99, sec.Dropped)
 	fmt.Fprintf(w, "    bridge RSS %.0f MB at the phase's start, %.0f MB before the streams, %.0f MB with them open (%+.1f KB per stream), peak %.0f MB\n",
 		sec.RSSStartMB, sec.RSSBeforeMB, sec.RSSOpenMB, sec.PerStreamKB, sec.RSSPeakMB)
+	if sec.WebReplicas > 0 {
+		fmt.Fprintf(w, "    web replicas' RSS with the streams open: %.0f MB together\n", sec.WebRSSOpenMB)
+	}
 	fmt.Fprintf(w, "    bridge CPU with the streams open and idle: %.1f%% of one core over %.0f s (%d keepalives, each a session check)\n",
 		sec.IdleCPUPct, sec.IdleSeconds, sec.IdleKeepalives)
 	if sec.GoroutinesOpen >= 0 {

@@ -25,7 +25,9 @@ type secure struct {
 	// Verifications: the right code posted to /s/{token}/verify, answered with the
 	// session cookie, each on its own link and patient. SetupSeconds opened the links
 	// and had the codes texted (through the fake Twilio) before.
-	Verifications      int     `json:"verifications"`
+	Verifications int `json:"verifications"`
+	// WebReplicas served the patients' pages (0: the bridge did).
+	WebReplicas        int     `json:"web_replicas"`
 	VerifyConcurrency  int     `json:"verify_concurrency"`
 	VerifyAnswer       dist    `json:"verify_answer"`
 	VerifyPerSecond    float64 `json:"verify_per_s"`
@@ -43,9 +45,11 @@ type secure struct {
 	Dropped          int     `json:"streams_dropped"`
 	// Bridge RSS: at the start of the phase, before the streams, with them open, and the
 	// peak (VmHWM) of the bridge's whole run.
-	RSSStartMB      float64 `json:"bridge_rss_start_mb"`
-	RSSBeforeMB     float64 `json:"bridge_rss_before_streams_mb"`
-	RSSOpenMB       float64 `json:"bridge_rss_streams_open_mb"`
+	RSSStartMB  float64 `json:"bridge_rss_start_mb"`
+	RSSBeforeMB float64 `json:"bridge_rss_before_streams_mb"`
+	RSSOpenMB   float64 `json:"bridge_rss_streams_open_mb"`
+	// WebRSSOpenMB is the web replicas' RSS together with the streams open.
+	WebRSSOpenMB    float64 `json:"web_rss_streams_open_mb"`
 	RSSPeakMB       float64 `json:"bridge_rss_peak_mb"`
 	PerStreamKB     float64 `json:"bridge_rss_per_stream_kb"`
 	IdleSeconds     float64 `json:"idle_seconds"`
@@ -76,7 +80,7 @@ const (
 // bench stores in secure mode, each with its own link, and if more streams than
 // verifications are asked for, stored sessions for the rest.
 func (s *system) secure(ctx context.Context, verifications, sessions int, afterScale bool) (*secure, error) {
-	sc := &secure{AfterScale: afterScale, Verifications: verifications, VerifyConcurrency: secureConcurrency}
+	sc := &secure{AfterScale: afterScale, Verifications: verifications, VerifyConcurrency: secureConcurrency, WebReplicas: len(s.webs)}
 	if err := ensureOpenFiles(sessions, s.br.Pid()); err != nil {
 		return nil, err
 	}
@@ -157,7 +161,7 @@ func (s *system) verifyCodes(ctx context.Context, sc *secure, pats []*patient) e
 	begin = time.Now()
 	err = parallel(secureConcurrency, n, func(i int) error {
 		start := time.Now()
-		err := pats[i].verify(ctx, s.br.URL())
+		err := pats[i].verify(ctx, s.pageBase(i))
 		answers[i] = time.Since(start)
 		prog.sent.Add(1)
 		if err == nil {
@@ -210,7 +214,7 @@ func (s *system) holdStreams(ctx context.Context, sc *secure, pats []*patient) e
 	err := parallel(secureOpenConcurrency, n, func(i int) error {
 		start := time.Now()
 		prog.sent.Add(1)
-		st, err := pats[i].openStream(ctx, s.br.URL())
+		st, err := pats[i].openStream(ctx, s.pageBase(i))
 		if err != nil {
 			return err
 		}
@@ -230,6 +234,11 @@ func (s *system) holdStreams(ctx context.Context, sc *secure, pats []*patient) e
 	time.Sleep(3 * time.Second)
 	open, _ := readProc(s.br.Pid())
 	sc.RSSOpenMB = mb(open.RSSBytes)
+	for _, pid := range s.webPids {
+		if web, err := readProc(pid); err == nil {
+			sc.WebRSSOpenMB += mb(web.RSSBytes)
+		}
+	}
 	sc.PerStreamKB = float64(open.RSSBytes-before.RSSBytes) / 1024 / float64(n)
 	sc.GoroutinesOpen = s.metric(ctx, "go_goroutines")
 	sc.ActiveSessions = s.metric(ctx, "carebridge_secure_sessions_active")

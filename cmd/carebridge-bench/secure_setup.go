@@ -100,7 +100,7 @@ func (s *system) storeSessions(ctx context.Context, db *sql.DB, keys *securechat
 		VALUES ($1, $2, $3, $4, $5, $5, $6)`),
 		len(pats), func(i int) []any {
 			session := randomToken() + randomToken()
-			pats[i].setSession(s.br.URL(), session)
+			pats[i].setSession(s.pageBase(i), session)
 			return []any{keys.Hash("session", session), keys.Hash("link", pats[i].token), s.loginID, pats[i].portal,
 				now.UnixMilli(), now.Add(cfg.SessionMax).UnixMilli()}
 		})
@@ -200,7 +200,7 @@ func (s *system) waitMode(ctx context.Context, db *sql.DB, portal, mode string) 
 func (s *system) textCodes(ctx context.Context, pats []*patient, c int, prog *progress) error {
 	before := len(s.fake.Messages())
 	err := parallel(c, len(pats), func(i int) error {
-		err := pats[i].requestCode(ctx, s.br.URL())
+		err := pats[i].requestCode(ctx, s.pageBase(i))
 		prog.sent.Add(1)
 		return err
 	})

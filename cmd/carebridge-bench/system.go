@@ -41,6 +41,9 @@ type system struct {
 	baseline []id.RoomID
 	// metricsURL is the bridge's metrics listener (Prometheus /metrics).
 	metricsURL string
+	// webs are the web replicas' base URLs (-web-replicas), webPids their processes.
+	webs    []string
+	webPids []int
 }
 
 func patientNumber(i int) string { return fmt.Sprintf("+1555200%04d", i) }
