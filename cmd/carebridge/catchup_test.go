@@ -30,7 +30,18 @@ const (
 // every text is in its patient's room, in the order sent, once: the bridge found them
 // in Twilio's message log. A reply whose delivery callbacks fell into the downtime gets
 // its final status from Twilio too.
-func TestCatchUpAfterDowntime(t *testing.T) { eachDB(t, runCatchUpAfterDowntime) }
+//
+// It waits most of its two minutes (the downtime): in parallel with the other such tests,
+// and the two databases side by side.
+func TestCatchUpAfterDowntime(t *testing.T) {
+	t.Parallel()
+	for _, kind := range testenv.DatabaseKinds {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			runCatchUpAfterDowntime(t, kind)
+		})
+	}
+}
 
 func runCatchUpAfterDowntime(t *testing.T, kind string) {
 	e, nurse, loginID, ctx := linkedEnv(t, kind, nil)
