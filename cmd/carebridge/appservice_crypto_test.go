@@ -27,10 +27,7 @@ func TestAppserviceEncryptionOnSynapse(t *testing.T) {
 	if !slices.Contains(testenv.HomeserverKinds(t), testenv.HomeserverSynapse) {
 		t.Skip("Synapse only, and CAREBRIDGE_TEST_HOMESERVER leaves Synapse out")
 	}
-	e, nurse, _, ctx := linkedEnv(t, testenv.HomeserverSynapse+"/sqlite", func(cfg map[string]any) {
-		enc := cfg["encryption"].(map[string]any)
-		enc["appservice"], enc["msc4190"], enc["self_sign"] = true, true, true
-	})
+	e, nurse, _, ctx := linkedEnv(t, testenv.HomeserverSynapse+"/sqlite", appserviceEncryption)
 	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Can I take ibuprofen with my new prescription?")
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")
@@ -70,4 +67,15 @@ func TestAppserviceEncryptionOnSynapse(t *testing.T) {
 	for _, line := range strings.Split(log, "\n") {
 		assert.NotContains(t, line, `"level":"error"`)
 	}
+}
+
+// appserviceEncryption edits a bridge config for bridgev2's appservice encryption on
+// Synapse: encryption.appservice, msc4190 and self_sign, and appservice.ephemeral_events,
+// which the test env turns off for Dendrite: without it the registration lacks
+// receive_ephemeral and Synapse pushes the bot no to-device message (no room key from
+// staff ever reaches it, although bridgev2 sets it in memory at start).
+func appserviceEncryption(cfg map[string]any) {
+	enc := cfg["encryption"].(map[string]any)
+	enc["appservice"], enc["msc4190"], enc["self_sign"] = true, true, true
+	cfg["appservice"].(map[string]any)["ephemeral_events"] = true
 }
