@@ -9,8 +9,9 @@
 #     untouched), durability off since test data is thrown away;
 #   - Dendrite and gotestsum, built into ~/.cache/carebridge (outside the module),
 #     schemathesis and Synapse from PyPI in virtualenvs there (scripts/install-schemathesis.sh,
-#     scripts/install-synapse.sh), and axe-core from npm into ~/.cache/carebridge/node (the
-#     pages' accessibility check).
+#     scripts/install-synapse.sh), and from npm into ~/.cache/carebridge/node axe-core (the
+#     pages' accessibility check) and Element's crypto: matrix-js-sdk with its Rust crypto
+#     and matrix-encrypt-attachment (the Element staff agent, internal/testenv/element.go).
 # With CAREBRIDGE_TEST_POSTGRES set, that server is used and no cluster is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ port=${CAREBRIDGE_TEST_PG_PORT:-54329}
 cache=${CAREBRIDGE_CACHE:-$HOME/.cache/carebridge}
 gotestsum_version=v1.13.0
 axe_version=4.14.1 # as internal/testenv/axe.go says
+# As internal/testenv/element.go says.
+element_packages=(matrix-js-sdk@43.0.0 @matrix-org/matrix-sdk-crypto-wasm@18.9.0 matrix-encrypt-attachment@1.0.3)
 
 log() { printf '==> %s\n' "$*" >&2; }
 as_root() {
@@ -78,4 +81,16 @@ if ! grep -qs "\"version\": \"$axe_version\"" "$cache/node/node_modules/axe-core
   log "Installing axe-core $axe_version into $cache/node (npm)"
   mkdir -p "$cache/node"
   npm install --silent --no-audit --no-fund --prefix "$cache/node" -E "axe-core@$axe_version" >&2
+fi
+
+# npm's own list of what the folder holds (package.json), read without npm: a few ms.
+missing=()
+for pkg in "${element_packages[@]}"; do
+  grep -qs "\"${pkg%@*}\": \"${pkg##*@}\"" "$cache/node/package.json" &&
+    [ -f "$cache/node/node_modules/${pkg%@*}/package.json" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "Installing ${missing[*]} into $cache/node (npm)"
+  mkdir -p "$cache/node"
+  npm install --silent --no-audit --no-fund --prefix "$cache/node" -E "${element_packages[@]}" >&2
 fi

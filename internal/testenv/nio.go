@@ -76,6 +76,13 @@ type AgentMessage struct {
 	MediaSize      int    `json:"media_size"`
 	MediaEncrypted bool   `json:"media_encrypted"`
 	MediaError     string `json:"media_error"`
+	// Set by the Element agent (StartElementAgent) on encrypted messages: the shield
+	// Element draws beside the message ("none", "grey" or "red") and its reason, as
+	// matrix-js-sdk's EventShieldReason names it (e.g. "MISMATCHED_SENDER"), and the
+	// device that encrypted it.
+	Shield       string `json:"shield"`
+	ShieldReason string `json:"shield_reason"`
+	SenderDevice string `json:"sender_device"`
 }
 
 // ReceivedAt is when the agent's sync loop handed the message over.
@@ -87,6 +94,11 @@ type AgentUndecryptable struct {
 	EventID   string `json:"event_id"`
 	Sender    string `json:"sender"`
 	SessionID string `json:"session_id"`
+	// Reason is why it did not decrypt, as the Element agent's crypto says it
+	// (matrix-js-sdk's DecryptionFailureCode, e.g. "MEGOLM_UNKNOWN_INBOUND_SESSION_ID").
+	Reason string `json:"reason"`
+	// Error is the Element agent's text for it (what Element shows in the timeline).
+	Error string `json:"error"`
 }
 
 // agentLine is any line the agent prints; Type says which fields are set.
@@ -113,6 +125,9 @@ type agentLine struct {
 	SessionID string          `json:"session_id"`
 	SentMS    int64           `json:"sent_ms"`
 	Message   string          `json:"message"`
+	Reason    string          `json:"reason"`
+	Error     string          `json:"error"`
+	raw       []byte          // the whole line, for replies with fields of their own
 }
 
 // StaffAgent is an independent E2EE Matrix client (matrix-nio in a Python process)
@@ -157,6 +172,13 @@ func StartStaffAgent(t testing.TB, homeserverURL, userID, password string) *Staf
 	if err := os.WriteFile(script, staffAgentScript, 0o600); err != nil {
 		t.Fatalf("failed to write staff agent script: %v", err)
 	}
+	return startAgent(t, userID, dir, agentPython, "-u", script, homeserverURL, userID, password, filepath.Join(dir, "store"))
+}
+
+// startAgent runs an agent process (argv) speaking the JSON lines of staff_agent.py, in
+// dir, and returns once it says it is ready.
+func startAgent(t testing.TB, userID, dir string, argv ...string) *StaffAgent {
+	t.Helper()
 	a := &StaffAgent{
 		UserID:     userID,
 		t:          t,
@@ -171,7 +193,7 @@ func StartStaffAgent(t testing.TB, homeserverURL, userID, password string) *Staf
 		t.Fatalf("failed to create agent stderr file: %v", err)
 	}
 	defer stderr.Close()
-	a.cmd = exec.Command(agentPython, "-u", script, homeserverURL, userID, password, filepath.Join(dir, "store"))
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Dir = dir
 	a.cmd.Stderr = stderr
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -213,6 +235,7 @@ func (a *StaffAgent) readLoop(stdout io.Reader) {
 			a.update(func() { a.errs = append(a.errs, "unparsable agent output: "+sc.Text()) })
 			continue
 		}
+		l.raw = slices.Clone(sc.Bytes())
 		a.update(func() { a.handle(l) })
 	}
 	err := a.cmd.Wait()
@@ -241,7 +264,8 @@ func (a *StaffAgent) handle(l agentLine) {
 		a.events = append(a.events, AgentEvent{RoomID: l.RoomID, EventID: l.EventID, Sender: l.Sender,
 			EventType: l.EventType, Content: l.Content, Encrypted: l.Encrypted, ReceivedMS: l.ReceivedMS})
 	case "undecryptable":
-		a.undec = append(a.undec, AgentUndecryptable{RoomID: l.RoomID, EventID: l.EventID, Sender: l.Sender, SessionID: l.SessionID})
+		a.undec = append(a.undec, AgentUndecryptable{RoomID: l.RoomID, EventID: l.EventID, Sender: l.Sender,
+			SessionID: l.SessionID, Reason: l.Reason, Error: l.Error})
 	case "error":
 		if l.ReqID != "" {
 			a.replies[l.ReqID] = l
