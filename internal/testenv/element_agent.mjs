@@ -369,5 +369,11 @@ for (let i = 0; ; i++) {
 }
 if (options.cross_sign) {
     await setUpCrossSigning();
+    // Ready once this device sees itself cross-signed (its own device list is downloaded
+    // again when the homeserver reports the new signature).
+    for (let i = 0; !(await crypto.getDeviceVerificationStatus(client.getUserId(), client.getDeviceId()))?.signedByOwner; i++) {
+        if (i === 100) throw new Error("this device never showed as cross-signed");
+        await new Promise((r) => setTimeout(r, 100));
+    }
 }
 emit({ type: "ready", user_id: client.getUserId(), device_id: client.getDeviceId() });
