@@ -164,3 +164,82 @@ func waitElement(t *testing.T, ctx context.Context, a *testenv.ElementAgent, mat
 	assert.True(t, m.Encrypted, "message %q is end-to-end encrypted", m.Body)
 	return m
 }
+
+// TestElementExcludingInsecureDevices: the nurse's Element "excludes insecure devices"
+// (Settings → Security & Privacy; MSC4153, announced to become mandatory; matrix-js-sdk's
+// OnlySignedDevicesIsolationMode: room keys go only to devices their owner cross-signed,
+// and an event decrypts only if TrustRequirement CrossSignedOrLegacy holds).
+//
+// Measured (matrix-sdk-crypto 0.19.1 inside crypto-wasm 18.9.0, bridgev2 v0.32):
+//
+//   - Synapse, appservice encryption + self_sign: staff → patient works. The bot's device
+//     is cross-signed (signed_by_owner), so it gets the nurse's room key and the reply is
+//     texted; the bot's own notices decrypt with no shield.
+//   - Synapse, patient → staff does NOT: every patient message stays undecryptable in
+//     Element. Rust crypto refuses it at decryption ("decryption failed because trust
+//     requirement not satisfied: The sender of the event does not match the owner of the
+//     device that created the Megolm session.", DecryptionFailureCode UNKNOWN_ERROR, WARN
+//     from matrix_sdk_crypto::machine) — the MISMATCHED_SENDER that is a red shield
+//     without the setting. bridgev2 encrypts every message with the bot's device whoever
+//     the sender is; appservice encryption (MSC3202/MSC4190) does not change that, so
+//     only a device per ghost (which bridgev2 v0.32 does not make), or patient messages
+//     sent by the bot itself, can lift it.
+//   - Dendrite: neither way. The bot's device is not cross-signed (self_sign is refused
+//     with HTTP 401), so Element withholds its room keys: the bot gets m.room_key.withheld
+//     with code m.unverified and logs "failed to get group session: group session has
+//     been withheld: m.unverified"; no staff message reaches any patient. Patient
+//     messages fail as on Synapse.
+//
+// The test pins that behaviour: when bridgev2 (or carebridge) gives ghosts their own
+// cross-signed devices, the undecryptable assertions below fail and should be turned
+// into "decrypts with no shield".
+func TestElementExcludingInsecureDevices(t *testing.T) {
+	for _, hs := range testenv.HomeserverKinds(t) {
+		t.Run(hs, func(t *testing.T) {
+			e, ctx := elementEnv(t, hs)
+			nurse := testenv.StartElementAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1",
+				testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
+			_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Is the pharmacy open on Sunday?")
+			require.NoError(t, err)
+			roomID, err := nurse.WaitJoined(ctx, "")
+			require.NoError(t, err)
+			ghost := e.patientGhost(t, ctx, patient)
+
+			// Patient → staff: refused by the nurse's crypto (MISMATCHED_SENDER).
+			var refused testenv.AgentUndecryptable
+			require.Eventually(t, func() bool {
+				for _, u := range nurse.Undecryptable() {
+					if u.Sender == ghost {
+						refused = u
+						return true
+					}
+				}
+				return false
+			}, 30*time.Second, 100*time.Millisecond, "the patient's text is refused")
+			assert.Contains(t, refused.Error, "trust requirement not satisfied: The sender of the event does not match the owner of the device that created the Megolm session")
+			assert.Zero(t, countBodies(nurse.StaffAgent, "Is the pharmacy open on Sunday?"))
+
+			_, _, err = nurse.Send(ctx, roomID, "Yes, from 10 to 4.")
+			require.NoError(t, err)
+			switch hs {
+			case testenv.HomeserverSynapse:
+				// Staff → patient: the bot's cross-signed device gets the key.
+				sms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient })
+				require.NoError(t, err)
+				assert.Equal(t, "nurse: Yes, from 10 to 4.", sms.Body)
+				_, _, err = nurse.Send(ctx, roomID, "!sms secure")
+				require.NoError(t, err)
+				n := waitElement(t, ctx, nurse, func(m testenv.AgentMessage) bool {
+					return m.MsgType == "m.notice" && strings.Contains(m.Body, "Secure mode")
+				})
+				assert.Equal(t, "none/", shield(n), "the bot's own notice")
+			case testenv.HomeserverDendrite:
+				// Staff → patient: withheld from the bot's unsigned device.
+				require.Eventually(t, func() bool {
+					return strings.Contains(e.br.Log(), "group session has been withheld: m.unverified")
+				}, 30*time.Second, 100*time.Millisecond, "the bot is refused the nurse's room key")
+				assert.Empty(t, e.fake.Messages(), "no staff message reaches the patient")
+			}
+		})
+	}
+}
