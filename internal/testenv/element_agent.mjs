@@ -184,6 +184,7 @@ client.on(sdk.MatrixEventEvent.Decrypted, guard("decrypted", (event) => report(e
 client.on(sdk.RoomMemberEvent.Membership, guard("membership", async (event, member) => {
     if (member.userId !== client.getUserId()) return;
     const roomId = member.roomId;
+    writeErr(`my membership in ${roomId}: ${member.membership} (event ${event.getId()}, room membership ${client.getRoom(roomId)?.getMyMembership()})`);
     if (member.membership === "invite" && !invited.has(roomId) && !joined.has(roomId)) {
         invited.add(roomId);
         emit({ type: "invited", room_id: roomId, sender: event.getSender() });
@@ -237,7 +238,9 @@ async function waitRoom(roomId) {
         await new Promise((r) => setTimeout(r, 100));
     }
     const room = client.getRoom(roomId);
-    throw new Error(`room ${roomId} never appeared in /sync as joined (room known: ${Boolean(room)}, membership: ${room?.getMyMembership()})`);
+    const mine = room?.getLiveTimeline().getEvents().filter((e) => e.getType() === "m.room.member" && e.getStateKey() === client.getUserId())
+        .map((e) => `${e.getId()}:${e.getContent().membership}`);
+    throw new Error(`room ${roomId} never appeared in /sync as joined (room known: ${Boolean(room)}, membership: ${room?.getMyMembership()}, member: ${room?.getMember(client.getUserId())?.membership}, my member events in the timeline: ${mine})`);
 }
 
 // ---- commands ---------------------------------------------------------------------
