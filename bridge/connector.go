@@ -200,6 +200,7 @@ func (c *Connector) Start(ctx context.Context) error {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
 	c.warnTestClock(zerolog.Ctx(ctx))
+	c.warnUnsignedBot(zerolog.Ctx(ctx))
 	if err := c.startMetrics(); err != nil {
 		return err
 	}

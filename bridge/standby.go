@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
@@ -130,6 +131,20 @@ func (c *Connector) serveStandby(ctx context.Context, listenAddr string) (*http.
 		}
 	}()
 	return srv, nil
+}
+
+// UnsignedBotWarning is logged once at start when the bridge bot's device is not
+// cross-signed (encryption.self_sign off).
+const UnsignedBotWarning = "The bridge bot's device is not cross-signed (encryption.self_sign is off): Element shows " +
+	"a red shield on the bridge's notices, and staff clients that exclude insecure devices (Element's setting, " +
+	"MSC4153) withhold their room keys from it, so no staff message would reach a patient. Set encryption.self_sign " +
+	"on Synapse (Dendrite 0.13.8 refuses it: HTTP 401); see the README, \"Running on Synapse\". Patient messages " +
+	"still show MISMATCHED_SENDER (the bot's device encrypts them) whatever the setting."
+
+func (c *Connector) warnUnsignedBot(log *zerolog.Logger) {
+	if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Crypto != nil && !mc.Config.Encryption.SelfSign {
+		log.Warn().Msg(UnsignedBotWarning)
+	}
 }
 
 // handleActive answers whether this process is the active one (holds the lease).

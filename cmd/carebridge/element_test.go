@@ -239,6 +239,7 @@ func TestElementExcludingInsecureDevices(t *testing.T) {
 					return strings.Contains(e.br.Log(), "group session has been withheld: m.unverified")
 				}, 30*time.Second, 100*time.Millisecond, "the bot is refused the nurse's room key")
 				assert.Empty(t, e.fake.Messages(), "no staff message reaches the patient")
+				assert.Contains(t, e.br.Log(), "The bridge bot's device is not cross-signed", "said once at start")
 			}
 		})
 	}
