@@ -113,14 +113,21 @@ func (s *Service) textCode(ctx context.Context, conv *database.Conversation, req
 	return nil
 }
 
+// handoffCodeSenders is how many codes asked for on web replicas are texted at once: each
+// waits for Twilio's answer (100-500 ms), and a burst of patients must not wait in a line.
+const handoffCodeSenders = 16
+
 // textPendingCodes texts the codes patients asked for on web replicas, in the language of
-// the page they asked from (SendCode remembered it).
+// the page they asked from (SendCode remembered it), several at once.
 func (s *Service) textPendingCodes(ctx context.Context) error {
 	now := s.now()
 	reqs, err := s.DB.Code.Pending(ctx, now, handoffBatch)
 	if err != nil {
 		return err
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	senders := make(chan struct{}, handoffCodeSenders)
 	for _, req := range reqs {
 		link, err := s.DB.Link.Get(ctx, req.LinkHash)
 		if err != nil {
@@ -139,10 +146,15 @@ func (s *Service) textPendingCodes(ctx context.Context) error {
 			}
 			continue
 		}
-		if err = s.textCode(ctx, conv, req, Language(conv, s.Config.Language)); err != nil {
-			// The patient asks again; the page told them a code is on its way.
-			zerolog.Ctx(ctx).Err(err).Msg("Failed to text a code a patient asked for on a web replica")
-		}
+		senders <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-senders; wg.Done() }()
+			if err := s.textCode(ctx, conv, req, Language(conv, s.Config.Language)); err != nil {
+				// The patient asks again; the page told them a code is on its way.
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to text a code a patient asked for on a web replica")
+			}
+		}()
 	}
 	return nil
 }
