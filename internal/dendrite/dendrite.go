@@ -30,26 +30,26 @@ const (
 	stopTimeout  = 5 * time.Second
 )
 
-var (
-	binOnce sync.Once
-	binDir  string
-	binErr  error
-)
-
 // BinDir returns the folder holding the Dendrite binaries: $CAREBRIDGE_DENDRITE_BIN when
 // set, else what repoRoot/scripts/install-dendrite.sh prints (installing on first use).
 // The answer is cached for the process.
-func BinDir(repoRoot string) (string, error) {
-	binOnce.Do(func() { binDir, binErr = findBin(repoRoot) })
-	return binDir, binErr
-}
+func BinDir(repoRoot string) (string, error) { return binDir(repoRoot) }
 
-func findBin(repoRoot string) (string, error) {
-	if dir := os.Getenv("CAREBRIDGE_DENDRITE_BIN"); dir != "" {
-		return dir, checkBin(dir)
+var binDir = func() func(string) (string, error) {
+	var once sync.Once
+	var dir string
+	var err error
+	return func(repoRoot string) (string, error) {
+		once.Do(func() {
+			if dir = os.Getenv("CAREBRIDGE_DENDRITE_BIN"); dir != "" {
+				err = checkBin(dir)
+				return
+			}
+			dir, err = localserver.Install(repoRoot, "install-dendrite.sh", checkBin)
+		})
+		return dir, err
 	}
-	return localserver.Install(repoRoot, "install-dendrite.sh", checkBin)
-}
+}()
 
 func checkBin(dir string) error {
 	for _, name := range Binaries {
