@@ -74,8 +74,11 @@ func runStaffJoinsQuietly(t *testing.T, kind string) {
 
 	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hi, can I move my appointment?")
 	require.NoError(t, err)
-	roomID, err := nurse.WaitJoined(ctx, "")
+	// The conversation room, not the team space the nurse is invited to as well (either
+	// join can come first).
+	first, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.Body == "Hi, can I move my appointment?" })
 	require.NoError(t, err)
+	roomID := first.RoomID
 	var spaceID string
 	require.Eventually(t, func() bool {
 		for _, evt := range rs.get(roomID) {
