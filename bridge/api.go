@@ -160,9 +160,6 @@ func (b apiBackend) Send(ctx context.Context, actor database.AuditActor, conv *d
 	case err != nil:
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to text a message from the integration")
 		reason := conversation.SendErrorWords(err)
-		if errors.Is(err, outbox.ErrNotLinked) {
-			reason = "the clinic number is not connected"
-		}
 		b.c.sendNotice(ctx, portal, fmt.Sprintf("⚠️ %s could not text the patient: %s", apiName(actor), reason))
 		return nil, &integration.Error{Status: http.StatusBadGateway, Code: "send_failed", Message: "the text was not sent: " + reason}
 	}

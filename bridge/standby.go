@@ -2,13 +2,13 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/exhttp"
 	"maunium.net/go/mautrix/bridgev2/matrix"
 
 	"github.com/carebridge/carebridge/database"
@@ -109,14 +109,14 @@ func (c *Connector) keepLease(ctx context.Context, lease *database.Lease, onLost
 func (c *Connector) serveStandby(ctx context.Context, listenAddr string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_matrix/mau/live", func(w http.ResponseWriter, r *http.Request) {
-		writeStandbyJSON(w, http.StatusOK, map[string]any{"ok": true, "standby": true})
+		exhttp.WriteJSONResponse(w, http.StatusOK, map[string]any{"ok": true, "standby": true})
 	})
 	mux.HandleFunc("POST "+inboundPathPrefix+"{login_id}/inbound", c.handleStandbyInbound)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// Readiness, the homeserver's transactions, status callbacks (the catch-up of the
 		// active process fetches statuses that never arrived), the patient pages.
 		w.Header().Set("Retry-After", "1")
-		writeStandbyJSON(w, http.StatusServiceUnavailable, map[string]any{
+		exhttp.WriteJSONResponse(w, http.StatusServiceUnavailable, map[string]any{
 			"errcode": "M_UNKNOWN", "error": "standby: another carebridge process is active", "standby": true})
 	})
 	listener, err := net.Listen("tcp", listenAddr)
@@ -151,10 +151,10 @@ func (c *Connector) warnUnsignedBot(log *zerolog.Logger) {
 func (c *Connector) handleActive(w http.ResponseWriter, r *http.Request) {
 	if !c.active.Load() {
 		w.Header().Set("Retry-After", "1")
-		writeStandbyJSON(w, http.StatusServiceUnavailable, map[string]any{"active": false})
+		exhttp.WriteJSONResponse(w, http.StatusServiceUnavailable, map[string]any{"active": false})
 		return
 	}
-	writeStandbyJSON(w, http.StatusOK, map[string]any{"active": true, "ready": c.started.Load()})
+	exhttp.WriteJSONResponse(w, http.StatusOK, map[string]any{"active": true, "ready": c.started.Load()})
 }
 
 // handleStandbyInbound stores a signed inbound text for the active process, whose queue
@@ -173,10 +173,4 @@ func (c *Connector) handleStandbyInbound(w http.ResponseWriter, r *http.Request)
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(sms.EmptyTwiML))
-}
-
-func writeStandbyJSON(w http.ResponseWriter, status int, body any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
 }

@@ -187,9 +187,7 @@ func (s *Service) TextLink(ctx context.Context, conv *database.Conversation, kin
 		return fmt.Errorf("failed to issue a secure link: %w", err)
 	}
 	text := template(securechat.Language(conv, s.Config.SecureChat.Language), s.Config.ClinicName, link)
-	err = s.Texts.Enqueue(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: text, Kind: kind, EventID: eventID, SenderMXID: s.BotMXID})
-	if err != nil {
+	if err = s.Text(ctx, conv, kind, text, eventID); err != nil {
 		return err
 	}
 	s.Rooms.ShowState(ctx, conv)

@@ -177,7 +177,7 @@ func main() {
 			// After the scale phase, so that the bridge's memory is measured with its
 			// conversations in the database, as the target asks.
 			if want["secure"] {
-				if err := s.startWebReplicas(ctx, tb, *webReplicas); err != nil {
+				if err := s.startWebReplicas(tb, *webReplicas); err != nil {
 					tb.Fatalf("secure chat: %v", err)
 				}
 				stop := prof.profile(ctx, "secure")

@@ -73,6 +73,9 @@ func (b *Bridge) StartWeb(t testing.TB) *WebReplica {
 // URL is where the replica serves the pages.
 func (w *WebReplica) URL() string { return "http://127.0.0.1:" + strconv.Itoa(w.port) }
 
+// Pid is the replica's process.
+func (w *WebReplica) Pid() int { return w.cmd.Process.Pid }
+
 // Log returns everything the replica logged so far.
 func (w *WebReplica) Log() string {
 	data, _ := os.ReadFile(w.logPath)
