@@ -150,6 +150,13 @@ func (t *timedProvider) FetchMessage(ctx context.Context, sid string) (*sms.Logg
 	return msg, err
 }
 
+func (t *timedProvider) ListSent(ctx context.Context, from, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	start := time.Now()
+	msgs, err := t.Provider.ListSent(ctx, from, to, since)
+	t.m.TwilioRequest(metrics.OpListMessages, start, err)
+	return msgs, err
+}
+
 func (t *timedProvider) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
 	start := time.Now()
 	sent, err := t.Provider.Send(ctx, msg)

@@ -208,7 +208,9 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if err != nil {
 		return nil, err
 	}
-	c.Alerter.StaffMessageKept(ctx, conv)
+	if !stored.KeptBefore {
+		c.Alerter.StaffMessageKept(ctx, conv)
+	}
 	c.onStaffReply(ctx, msg.Portal, msg.Event.Sender)
 	return &bridgev2.MatrixMessageResponse{DB: &database.Message{
 		ID:        networkid.MessageID("secure-" + strconv.FormatInt(stored.ID, 10)),

@@ -201,7 +201,8 @@ func (s *Service) KeepForSecureChat(ctx context.Context, conv *database.Conversa
 	msg, err := s.Secure.AddStaffMessage(ctx, conv, actor, sender, database.SecureText, text, "", nil, eventID)
 	if err != nil {
 		return nil, err
+	} else if !msg.KeptBefore {
+		s.Alerts.StaffMessageKept(ctx, conv)
 	}
-	s.Alerts.StaffMessageKept(ctx, conv)
 	return msg, nil
 }

@@ -3,6 +3,8 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -13,7 +15,10 @@ const (
 		state, attempts, next_attempt_at, message_sid, error_code, last_error, created_at, updated_at`
 	insertOutboxQuery = `INSERT INTO outbox_message (login_id, portal_id, kind, from_phone, to_phone, key_id, sealed,
 		event_id, sender_mxid, state, next_attempt_at, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10) RETURNING id`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10) ON CONFLICT DO NOTHING RETURNING id`
+	// The text a staff message was queued as (a staff message's event is queued once).
+	getOutboxByEventQuery = `SELECT ` + outboxColumns + ` FROM outbox_message
+		WHERE login_id=$1 AND portal_id=$2 AND event_id=$3 AND kind='staff_reply'`
 	getOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE id=$1`
 	// The head of each conversation: its oldest unfinished text, when that one is due. A
 	// text waiting for a retry holds back the rest of its conversation, so they leave in order.
@@ -35,10 +40,11 @@ const (
 		WHERE id=$1 AND state='sending'`
 	failOutboxQuery = `UPDATE outbox_message SET state='failed', sealed=NULL, error_code=$2, last_error=$3, updated_at=$4
 		WHERE id=$1 AND state IN ('pending', 'sending')`
-	// Texts a stopped process was sending: Twilio's answer was never recorded, so they
-	// go again (the patient may get one twice; never none).
-	resumeOutboxQuery = `UPDATE outbox_message SET state='pending', updated_at=$1 WHERE state='sending'`
-	countOutboxQuery  = `SELECT COUNT(*) FROM outbox_message WHERE state IN ('pending', 'sending')`
+	// Texts a stopped process was sending: Twilio's answer was never recorded.
+	sendingOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE state='sending' ORDER BY id`
+	// A text a stopped process was sending that Twilio's log does not have goes again.
+	requeueOutboxQuery = `UPDATE outbox_message SET state='pending', next_attempt_at=$2, updated_at=$2 WHERE id=$1 AND state='sending'`
+	countOutboxQuery   = `SELECT COUNT(*) FROM outbox_message WHERE state IN ('pending', 'sending')`
 	// Texts still waiting with their body sealed under another key than the current one.
 	sealedNotWithOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message
 		WHERE sealed IS NOT NULL AND key_id<>$1 ORDER BY id`
@@ -97,14 +103,24 @@ func (m *OutboxMessage) Scan(row dbutil.Scannable) (*OutboxMessage, error) {
 	return m, nil
 }
 
-// Insert stores a new pending text, due at once, and sets its ID.
-func (oq *OutboxQuery) Insert(ctx context.Context, m *OutboxMessage) error {
+// Insert stores a new pending text, due at once, and sets its ID. A staff message's text
+// (kind staff_reply) is stored once per event: when its event is already queued, Insert
+// stores nothing and returns the row queued before.
+func (oq *OutboxQuery) Insert(ctx context.Context, m *OutboxMessage) (already *OutboxMessage, err error) {
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = time.Now()
 	}
 	m.State, m.NextAttemptAt, m.UpdatedAt = OutboxPending, m.CreatedAt, m.CreatedAt
-	return oq.GetDB().QueryRow(ctx, insertOutboxQuery, m.LoginID, m.PortalID, m.Kind, m.From, m.To, m.KeyID, m.Sealed,
+	err = oq.GetDB().QueryRow(ctx, insertOutboxQuery, m.LoginID, m.PortalID, m.Kind, m.From, m.To, m.KeyID, m.Sealed,
 		m.EventID, m.SenderMXID, m.CreatedAt.UnixMilli()).Scan(&m.ID)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	already, err = oq.QueryOne(ctx, getOutboxByEventQuery, m.LoginID, m.PortalID, m.EventID)
+	if err == nil && already == nil {
+		err = fmt.Errorf("text for event %s neither stored nor found", m.EventID)
+	}
+	return already, err
 }
 
 // Get returns a text by its ID, or nil.
@@ -148,13 +164,15 @@ func (oq *OutboxQuery) MarkFailed(ctx context.Context, id int64, code int, reaso
 	return oq.execOne(ctx, failOutboxQuery, id, code, truncateError(reason), now.UnixMilli())
 }
 
-// Resume puts back in line the texts a stopped process was sending. It returns how many.
-func (oq *OutboxQuery) Resume(ctx context.Context, now time.Time) (int64, error) {
-	res, err := oq.GetDB().Exec(ctx, resumeOutboxQuery, now.UnixMilli())
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+// Sending lists the texts a stopped process was sending (their updated_at is when the
+// last attempt began), oldest first.
+func (oq *OutboxQuery) Sending(ctx context.Context) ([]*OutboxMessage, error) {
+	return oq.QueryMany(ctx, sendingOutboxQuery)
+}
+
+// Requeue puts a text a stopped process was sending back in line, due at now.
+func (oq *OutboxQuery) Requeue(ctx context.Context, id int64, now time.Time) error {
+	return oq.Exec(ctx, requeueOutboxQuery, id, now.UnixMilli())
 }
 
 // CountUnfinished counts the texts waiting or being sent.

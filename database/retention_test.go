@@ -2,6 +2,7 @@ package database_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -220,7 +221,7 @@ func TestPurgeInBatches(t *testing.T) {
 		for i := range 5 {
 			require.NoError(t, db.Secure.Insert(ctx, &database.SecureMessage{LoginID: testLogin, PortalID: testPortal,
 				SenderName: "Nurse Kim", Kind: database.SecureText, KeyID: "k1", Body: []byte("sealed"),
-				EventID: "$staff", CreatedAt: old.Add(time.Duration(i) * time.Minute)}))
+				EventID: fmt.Sprintf("$staff%d", i), CreatedAt: old.Add(time.Duration(i) * time.Minute)}))
 		}
 		for _, hash := range []string{"m1", "m2", "m3", "m4"} {
 			require.NoError(t, db.Media.Insert(ctx, &database.OutboundMedia{TokenHash: hash, ContentType: "image/png",

@@ -33,7 +33,10 @@ const (
 		WHERE login_id=$1 AND portal_id=$2 AND id>$3 ORDER BY id LIMIT $4
 	`
 	getSecureMessageQuery = `SELECT ` + secureMessageColumns + ` FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3`
-	getSecureThumbQuery   = `SELECT key_id, thumb FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3 AND thumb IS NOT NULL`
+	// The staff message kept from a Matrix event (each is kept once).
+	getStaffByEventQuery = `SELECT ` + secureMessageListColumns + ` FROM secure_message
+		WHERE login_id=$1 AND portal_id=$2 AND event_id=$3 AND from_patient=false`
+	getSecureThumbQuery = `SELECT key_id, thumb FROM secure_message WHERE id=$1 AND login_id=$2 AND portal_id=$3 AND thumb IS NOT NULL`
 	// markReadQuery marks the staff messages a patient has now seen, returning nothing.
 	markSecureReadQuery = `
 		UPDATE secure_message SET read_at=$4
@@ -113,6 +116,12 @@ func (mq *SecureMessageQuery) Insert(ctx context.Context, m *SecureMessage) erro
 // List returns up to limit messages of a conversation after afterID, oldest first, without file data.
 func (mq *SecureMessageQuery) List(ctx context.Context, loginID, portalID string, afterID int64, limit int) ([]*SecureMessage, error) {
 	return mq.QueryMany(ctx, listSecureMessagesQuery, loginID, portalID, afterID, limit)
+}
+
+// GetStaffByEvent returns the staff message of a conversation kept from a Matrix event,
+// without file data, or nil.
+func (mq *SecureMessageQuery) GetStaffByEvent(ctx context.Context, loginID, portalID, eventID string) (*SecureMessage, error) {
+	return mq.QueryOne(ctx, getStaffByEventQuery, loginID, portalID, eventID)
 }
 
 // Get returns one message of a conversation with its file data, or nil.

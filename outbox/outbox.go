@@ -104,6 +104,8 @@ func additional(t *Text) []byte {
 // Enqueue checks a text against the clinic's rules and stores it to be sent in its
 // conversation's turn. When it returns without error the text is durable: a bridge
 // stopped after this sends it after the restart. A *Refusal says why it will not be sent.
+// A staff reply whose event is in the outbox already is not stored again (t.ID is the
+// stored one's): a staff message is texted once however often it is delivered.
 func (o *Outbox) Enqueue(ctx context.Context, t *Text) error {
 	if err := o.check(ctx, t); err != nil {
 		return err
@@ -118,8 +120,16 @@ func (o *Outbox) Enqueue(ctx context.Context, t *Text) error {
 	}
 	row := &database.OutboxMessage{LoginID: t.LoginID, PortalID: t.PortalID, Kind: string(t.Kind), From: t.From, To: t.To,
 		KeyID: keyID, Sealed: sealed, EventID: t.EventID, SenderMXID: t.SenderMXID, CreatedAt: o.Now()}
-	if err = o.DB.Outbox.Insert(ctx, row); err != nil {
+	already, err := o.DB.Outbox.Insert(ctx, row)
+	if err != nil {
 		return fmt.Errorf("failed to store text in the outbox: %w", err)
+	} else if already != nil {
+		// The homeserver delivered the staff message again: the bridge stopped after
+		// queueing it and before answering. It is queued (or sent) already.
+		t.ID = already.ID
+		zerolog.Ctx(ctx).Debug().Int64("outbox_id", already.ID).Str("state", string(already.State)).
+			Msg("Staff message already in the outbox; not queued again")
+		return nil
 	}
 	t.ID = row.ID
 	zerolog.Ctx(ctx).Debug().Int64("outbox_id", row.ID).Str("kind", string(t.Kind)).Msg("Text stored in the outbox")

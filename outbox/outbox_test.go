@@ -30,6 +30,9 @@ type fakeProvider struct {
 	overlap  bool // two texts of one conversation at Twilio at once
 	send     func(ctx context.Context, msg *sms.OutboundMessage) error
 	n        atomic.Int64
+	// logged is Twilio's message log of texts to patients; listErr fails reading it.
+	logged  []*sms.LoggedMessage
+	listErr func() error
 }
 
 func (p *fakeProvider) CheckAccount(context.Context) error { return nil }
@@ -46,6 +49,33 @@ func (p *fakeProvider) ListInbound(context.Context, string, time.Time) ([]*sms.L
 }
 func (p *fakeProvider) FetchMessage(context.Context, string) (*sms.LoggedMessage, error) {
 	return nil, sms.ErrMessageNotFound
+}
+
+func (p *fakeProvider) ListSent(_ context.Context, from, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	if p.listErr != nil {
+		if err := p.listErr(); err != nil {
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*sms.LoggedMessage
+	for _, m := range p.logged {
+		if m.From == from && m.To == to && !m.DateCreated.Before(since) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// accepted puts a text into Twilio's log as if Twilio accepted it and its answer was lost.
+func (p *fakeProvider) accepted(msg *sms.OutboundMessage) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sid := fmt.Sprintf("SM%032d", p.n.Add(1))
+	p.logged = append(p.logged, &sms.LoggedMessage{SID: sid, From: msg.From, To: msg.To, Body: msg.Body,
+		NumMedia: len(msg.MediaURLs), Direction: "outbound-api", Status: "queued", DateCreated: time.Now()})
+	return sid
 }
 
 func (p *fakeProvider) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
@@ -71,7 +101,10 @@ func (p *fakeProvider) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms
 		return nil, err
 	}
 	p.sent = append(p.sent, msg)
-	return &sms.SentMessage{SID: fmt.Sprintf("SM%032d", p.n.Add(1)), Status: "queued"}, nil
+	sid := fmt.Sprintf("SM%032d", p.n.Add(1))
+	p.logged = append(p.logged, &sms.LoggedMessage{SID: sid, From: msg.From, To: msg.To, Body: msg.Body,
+		NumMedia: len(msg.MediaURLs), Direction: "outbound-api", Status: "queued", DateCreated: time.Now()})
+	return &sms.SentMessage{SID: sid, Status: "queued"}, nil
 }
 
 func (p *fakeProvider) bodies(to string) (out []string) {
@@ -324,23 +357,14 @@ func TestTransientRefusalsAreRetriedAndFinalOnesReported(t *testing.T) {
 func TestTextsBeingSentWhenStoppedGoAfterRestart(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		// A process that stored three texts and died while the first was at Twilio.
-		first := outbox.New(outbox.Options{DB: e.db, Config: e.cfg, Accounts: accounts{e.provider}, Sealer: plainSealer{},
-			Hooks: e.hooks, Log: zerolog.Nop()})
-		for n := range 3 {
-			require.NoError(t, first.Enqueue(ctx, e.text(6, n)))
-		}
-		due, err := e.db.Outbox.GetDue(ctx, time.Now(), 10)
-		require.NoError(t, err)
-		require.Len(t, due, 1, "one conversation: only its oldest text is due")
-		claimed, err := e.db.Outbox.Claim(ctx, due[0].ID, time.Now())
-		require.NoError(t, err)
-		require.True(t, claimed)
+		// A process that stored three texts and died while the first was on its way to
+		// Twilio, which never got it.
+		id := stoppedWhileSending(t, e, 6, 3)
 
 		e.start(t)
 		require.Eventually(t, func() bool { return e.provider.count() == 3 }, 10*time.Second, 10*time.Millisecond)
 		assert.Equal(t, []string{"reply 0 to patient 6", "reply 1 to patient 6", "reply 2 to patient 6"}, e.provider.bodies(patient(6)))
-		out, err := e.db.Outbox.Get(ctx, due[0].ID)
+		out, err := e.db.Outbox.Get(ctx, id)
 		require.NoError(t, err)
 		assert.Equal(t, database.OutboxSent, out.State)
 		assert.Nil(t, out.Sealed, "the body is dropped once sent")
@@ -348,6 +372,113 @@ func TestTextsBeingSentWhenStoppedGoAfterRestart(t *testing.T) {
 		require.NoError(t, err)
 		require.NotNil(t, rec, "Twilio's answer is recorded for status callbacks")
 		assert.Equal(t, outbox.RemoteID(out.ID), rec.RemoteID)
+	})
+}
+
+// stoppedWhileSending stores texts n of patient i as a process that died while the first
+// was at Twilio left them; it returns the first's ID.
+func stoppedWhileSending(t *testing.T, e *env, i, n int) int64 {
+	ctx := context.Background()
+	first := outbox.New(outbox.Options{DB: e.db, Config: e.cfg, Accounts: accounts{e.provider}, Sealer: plainSealer{},
+		Hooks: e.hooks, Log: zerolog.Nop()})
+	for k := range n {
+		require.NoError(t, first.Enqueue(ctx, e.text(i, k)))
+	}
+	due, err := e.db.Outbox.GetDue(ctx, time.Now(), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "one conversation: only its oldest text is due")
+	claimed, err := e.db.Outbox.Claim(ctx, due[0].ID, time.Now())
+	require.NoError(t, err)
+	require.True(t, claimed)
+	return due[0].ID
+}
+
+// TestATextTwilioAcceptedBeforeTheStopIsNotSentAgain: the process died after Twilio
+// accepted its text and before the answer was recorded. After the restart the text is
+// found in Twilio's log and recorded with its MessageSid, not sent again; the same words
+// sent earlier (recorded under another MessageSid) are not mistaken for it.
+func TestATextTwilioAcceptedBeforeTheStopIsNotSentAgain(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		earlier := e.text(6, 0)
+		earlierSID := e.provider.accepted(&sms.OutboundMessage{From: earlier.From, To: earlier.To, Body: earlier.Body})
+		require.NoError(t, e.db.Outbound.Insert(ctx, &database.Outbound{MessageSID: earlierSID, LoginID: clinic,
+			PortalID: earlier.PortalID, Status: "delivered", Kind: string(outbox.KindStaffReply)}))
+		id := stoppedWhileSending(t, e, 6, 3)
+		sid := e.provider.accepted(&sms.OutboundMessage{From: earlier.From, To: earlier.To, Body: earlier.Body})
+
+		e.start(t)
+		require.Eventually(t, func() bool { return e.provider.count() == 2 }, 10*time.Second, 10*time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // a text sent twice would be at Twilio by now
+		assert.Equal(t, []string{"reply 1 to patient 6", "reply 2 to patient 6"}, e.provider.bodies(patient(6)),
+			"the text Twilio had accepted is not sent again; the rest follow in order")
+		out, err := e.db.Outbox.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, database.OutboxSent, out.State)
+		assert.Equal(t, sid, out.MessageSID, "recorded under the MessageSid Twilio gave it")
+		rec, err := e.db.Outbound.Get(ctx, sid)
+		require.NoError(t, err)
+		require.NotNil(t, rec, "recorded for its status callbacks")
+		assert.Equal(t, outbox.RemoteID(id), rec.RemoteID)
+		assert.Empty(t, e.hooks.failures())
+	})
+}
+
+// TestATextIsSettledOnceTwilioCanBeAsked: while Twilio's log cannot be read, the text
+// a stopped process was sending and the rest of its conversation wait (neither lost nor
+// sent twice), other conversations go on, and it is settled when Twilio answers.
+func TestATextIsSettledOnceTwilioCanBeAsked(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var down atomic.Bool
+		down.Store(true)
+		e.provider.listErr = func() error {
+			if down.Load() {
+				return &sms.SendError{Code: 20500, Err: errors.New("Twilio is unavailable")}
+			}
+			return nil
+		}
+		id := stoppedWhileSending(t, e, 6, 2)
+		o := e.start(t)
+		require.NoError(t, o.Enqueue(ctx, e.text(7, 0)))
+		require.Eventually(t, func() bool { return len(e.provider.bodies(patient(7))) == 1 }, 10*time.Second, 10*time.Millisecond,
+			"another conversation is not held back")
+		time.Sleep(200 * time.Millisecond) // several lookups fail meanwhile
+		assert.Empty(t, e.provider.bodies(patient(6)), "nothing is sent while Twilio's log cannot be read")
+		out, err := e.db.Outbox.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, database.OutboxSending, out.State)
+
+		down.Store(false)
+		require.Eventually(t, func() bool { return len(e.provider.bodies(patient(6))) == 2 }, 10*time.Second, 10*time.Millisecond)
+		assert.Equal(t, []string{"reply 0 to patient 6", "reply 1 to patient 6"}, e.provider.bodies(patient(6)),
+			"not in the log: sent, once, in order")
+		assert.Empty(t, e.hooks.failures())
+	})
+}
+
+// TestAStaffMessageDeliveredTwiceIsQueuedOnce: the homeserver delivers a staff message
+// again (the bridge stopped before answering): it is queued once, under the same ID.
+func TestAStaffMessageDeliveredTwiceIsQueuedOnce(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		o := outbox.New(outbox.Options{DB: e.db, Config: e.cfg, Accounts: accounts{e.provider}, Sealer: plainSealer{},
+			Hooks: e.hooks, Log: zerolog.Nop()})
+		first, again, other := e.text(6, 0), e.text(6, 0), e.text(6, 1)
+		first.EventID, again.EventID, other.EventID = "$staff1", "$staff1", "$staff2"
+		require.NoError(t, o.Enqueue(ctx, first))
+		require.NoError(t, o.Enqueue(ctx, again))
+		require.NoError(t, o.Enqueue(ctx, other))
+		assert.Equal(t, first.ID, again.ID, "the same text")
+		assert.NotEqual(t, first.ID, other.ID)
+		assert.Equal(t, 2, unfinished(t, e))
+		// Texts the bridge sends on its own may belong to one notice.
+		for range 2 {
+			alert := e.text(6, 2)
+			alert.Kind, alert.EventID = outbox.KindAlert, "$notice"
+			require.NoError(t, o.Enqueue(ctx, alert))
+		}
+		assert.Equal(t, 4, unfinished(t, e))
 	})
 }
 

@@ -21,16 +21,22 @@ const dueBatch = 64
 // recorded and they are not sent again after the restart.
 const stopGrace = 5 * time.Second
 
-// Start puts back in line what a stopped process was sending and starts the workers.
+// settleSkew is how long before a text's last attempt began Twilio's log is searched for
+// it: Twilio's clock may differ from ours, and its dates have whole seconds.
+const settleSkew = time.Minute
+
+// Start starts the workers. Texts a stopped process was sending when it stopped are
+// looked up in Twilio's message log first: one Twilio accepted is recorded, not sent again.
 func (o *Outbox) Start(ctx context.Context) error {
-	n, err := o.DB.Outbox.Resume(ctx, o.Now())
+	orphans, err := o.DB.Outbox.Sending(ctx)
 	if err != nil {
-		return fmt.Errorf("failed to resume the outbox: %w", err)
-	} else if n > 0 {
-		o.Log.Warn().Int64("count", n).Msg("Texts were being sent when the bridge stopped; sending them again")
+		return fmt.Errorf("failed to read the texts being sent when the bridge stopped: %w", err)
+	} else if len(orphans) > 0 {
+		o.Log.Warn().Int("count", len(orphans)).
+			Msg("Texts were being sent when the bridge stopped; looking them up in Twilio's message log before sending them again")
 	}
 	ctx, o.cancel = context.WithCancel(o.Log.WithContext(ctx))
-	go o.run(ctx)
+	go o.run(ctx, orphans)
 	return nil
 }
 
@@ -48,7 +54,7 @@ func (o *Outbox) Stop() {
 // run hands each conversation's next due text to a worker, up to outbox.concurrency
 // conversations at once; a conversation's next text becomes due when the one before it
 // is finished, so a slow Twilio call holds back only its own conversation.
-func (o *Outbox) run(ctx context.Context) {
+func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 	defer close(o.done)
 	log := zerolog.Ctx(ctx)
 	workers := max(o.Config.Outbox.Concurrency, 1)
@@ -72,6 +78,15 @@ func (o *Outbox) run(ctx context.Context) {
 		}
 		cancelSends()
 	}()
+	// A conversation whose text is settled is busy meanwhile: its next texts wait.
+	for _, row := range orphans {
+		conv := row.LoginID + "/" + row.PortalID
+		inFlight[conv] = true
+		go func() {
+			defer func() { finished <- conv }()
+			o.settle(ctx, row)
+		}()
+	}
 	read := true
 	for {
 		if read && len(inFlight) < workers {
@@ -125,18 +140,11 @@ func (o *Outbox) process(ctx context.Context, row *database.OutboxMessage) {
 		}
 		return
 	}
-	t := &Text{ID: row.ID, LoginID: row.LoginID, PortalID: row.PortalID, From: row.From, To: row.To,
-		Kind: Kind(row.Kind), EventID: row.EventID, SenderMXID: row.SenderMXID, Attempts: row.Attempts + 1}
-	plain, err := o.Sealer.Open(row.KeyID, row.Sealed, additional(t))
-	var content stored
-	if err == nil {
-		err = json.Unmarshal(plain, &content)
-	}
+	t, err := o.open(row, row.Attempts+1)
 	if err != nil {
-		o.fail(ctx, t, 0, fmt.Errorf("failed to open the stored text: %w", err))
+		o.fail(ctx, t, 0, err)
 		return
 	}
-	t.Body, t.MediaURLs = content.Body, content.MediaURLs
 	// The patient may have opted out while the text waited.
 	if err = o.check(ctx, t); err != nil {
 		var refusal *Refusal
@@ -183,6 +191,95 @@ func (o *Outbox) process(ctx context.Context, row *database.OutboxMessage) {
 		log.Debug().Str("message_sid", sent.SID).Int("attempt", t.Attempts).Msg("Sent text")
 	}
 	o.Hooks.Sent(ctx, t, sent)
+}
+
+// open unseals a stored text; attempts is the attempt it is at.
+func (o *Outbox) open(row *database.OutboxMessage, attempts int) (*Text, error) {
+	t := &Text{ID: row.ID, LoginID: row.LoginID, PortalID: row.PortalID, From: row.From, To: row.To,
+		Kind: Kind(row.Kind), EventID: row.EventID, SenderMXID: row.SenderMXID, Attempts: attempts}
+	plain, err := o.Sealer.Open(row.KeyID, row.Sealed, additional(t))
+	var content stored
+	if err == nil {
+		err = json.Unmarshal(plain, &content)
+	}
+	if err != nil {
+		return t, fmt.Errorf("failed to open the stored text: %w", err)
+	}
+	t.Body, t.MediaURLs = content.Body, content.MediaURLs
+	return t, nil
+}
+
+// settle finds out what became of a text a stopped process was sending: Twilio's
+// message log has it (it is recorded as sent, with its MessageSid) or not (it goes
+// again in its turn). While Twilio's log cannot be read, the text and the rest of its
+// conversation wait; the other conversations go on.
+func (o *Outbox) settle(ctx context.Context, row *database.OutboxMessage) {
+	log := o.Log.With().Int64("outbox_id", row.ID).Str("kind", row.Kind).Str("portal_id", row.PortalID).Logger()
+	ctx = log.WithContext(ctx)
+	cfg := o.Config.Outbox
+	for attempt := 1; ; attempt++ {
+		err := o.settleOnce(ctx, row)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		wait := min(cfg.RetryInterval<<min(attempt-1, 20), cfg.MaxRetryInterval)
+		log.Warn().Err(err).Dur("retry_in", wait).Msg("Failed to look up a text in Twilio's message log; its conversation waits")
+		select {
+		case <-ctx.Done():
+			return // still sending: the next start settles it
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (o *Outbox) settleOnce(ctx context.Context, row *database.OutboxMessage) error {
+	log := zerolog.Ctx(ctx)
+	t, err := o.open(row, row.Attempts)
+	if err != nil {
+		o.fail(ctx, t, 0, err)
+		return nil
+	}
+	provider, err := o.Accounts.Provider(ctx, t.LoginID)
+	if errors.Is(err, ErrNotLinked) {
+		o.fail(ctx, t, 0, err)
+		return nil
+	} else if err != nil {
+		return err
+	}
+	logged, err := provider.ListSent(ctx, t.From, t.To, row.UpdatedAt.Add(-settleSkew))
+	if err != nil {
+		return err
+	}
+	for _, m := range logged {
+		if m.Body != t.Body || m.NumMedia != len(t.MediaURLs) {
+			continue
+		}
+		// The same words sent before (another text, or an earlier staff message) are known.
+		if known, err := o.DB.Outbound.Get(ctx, m.SID); err != nil {
+			return err
+		} else if known != nil {
+			continue
+		}
+		// Recorded as Twilio first answered; the status catch-up brings it up to date.
+		sent := &sms.SentMessage{SID: m.SID, Status: "queued"}
+		err = o.DB.DoTxn(ctx, nil, func(ctx context.Context) error {
+			if err := o.DB.Outbox.MarkSent(ctx, t.ID, sent.SID, o.Now()); err != nil {
+				return err
+			}
+			return o.DB.Outbound.Insert(ctx, outboundOf(t, sent, row.UpdatedAt))
+		})
+		if err != nil {
+			return fmt.Errorf("failed to record a text found in Twilio's log: %w", err)
+		}
+		log.Info().Str("message_sid", m.SID).Msg("Twilio had accepted the text before the bridge stopped; recorded, not sent again")
+		o.Hooks.Sent(ctx, t, sent)
+		return nil
+	}
+	if err = o.DB.Outbox.Requeue(ctx, t.ID, o.Now()); err != nil {
+		return fmt.Errorf("failed to put a text back in line: %w", err)
+	}
+	log.Info().Msg("Text not in Twilio's message log; sending it again")
+	return nil
 }
 
 // retry puts a text Twilio certainly did not accept back in line, or gives it up after

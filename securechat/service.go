@@ -48,6 +48,9 @@ type Message struct {
 	// inline); HasPreview says a smaller copy of it is kept for the page.
 	Width, Height int
 	HasPreview    bool
+	// KeptBefore says AddStaffMessage found the message kept already: the homeserver
+	// delivered its event again after the bridge stopped before answering.
+	KeptBefore bool
 }
 
 // Service is secure mode's logic over the database; the pages and the bridge call it.
@@ -591,9 +594,22 @@ func (s *Service) store(ctx context.Context, actor database.AuditActor, event da
 }
 
 // AddStaffMessage keeps a staff message (text, or a file with its name) for the web chat;
-// actor is the staff member's Matrix ID, sender the name the patient sees.
+// actor is the staff member's Matrix ID, sender the name the patient sees. A message of
+// an event kept before is not kept again: that one is returned, marked KeptBefore.
 func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversation, actor database.AuditActor, sender string,
 	kind database.SecureMessageKind, text, contentType string, data []byte, eventID string) (*Message, error) {
+	if eventID != "" {
+		row, err := s.DB.Secure.GetStaffByEvent(ctx, conv.LoginID, conv.PortalID, eventID)
+		if err != nil {
+			return nil, fmt.Errorf("failed to look for the secure message: %w", err)
+		} else if row != nil {
+			msg, err := s.open(conv, row)
+			if err == nil {
+				msg.KeptBefore = true
+			}
+			return msg, err
+		}
+	}
 	msg, err := s.store(ctx, actor, database.EventSecureMessageStored, conv, false, sender, kind, text, contentType, data, eventID)
 	if err != nil {
 		return nil, err

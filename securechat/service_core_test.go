@@ -241,6 +241,34 @@ func TestCoreDOBAndSessions(t *testing.T) {
 	})
 }
 
+// TestCoreStaffMessageDeliveredTwiceIsKeptOnce: the homeserver delivers a staff message
+// again after the bridge stopped before answering: it is kept (and audited) once.
+func TestCoreStaffMessageDeliveredTwiceIsKeptOnce(t *testing.T) {
+	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
+		ctx := context.Background()
+		audited := func() (n int) {
+			require.NoError(t, f.svc.DB.QueryRow(ctx, `SELECT COUNT(*) FROM audit_log WHERE event=$1`,
+				string(database.EventSecureMessageStored)).Scan(&n))
+			return n
+		}
+		first, err := f.svc.AddStaffMessage(ctx, f.conv, testNurse, "Nurse Kim", database.SecureText, "Your results are in.", "", nil, "$once")
+		require.NoError(t, err)
+		assert.False(t, first.KeptBefore)
+		again, err := f.svc.AddStaffMessage(ctx, f.conv, testNurse, "Nurse Kim", database.SecureText, "Your results are in.", "", nil, "$once")
+		require.NoError(t, err)
+		assert.True(t, again.KeptBefore)
+		assert.Equal(t, first.ID, again.ID)
+		assert.Equal(t, "Your results are in.", again.Text)
+		other, err := f.svc.AddStaffMessage(ctx, f.conv, testNurse, "Nurse Kim", database.SecureText, "Your results are in.", "", nil, "$twice")
+		require.NoError(t, err)
+		assert.NotEqual(t, first.ID, other.ID, "the same words from another event are another message")
+		rows, err := f.svc.DB.Secure.List(ctx, f.conv.LoginID, f.conv.PortalID, 0, 10)
+		require.NoError(t, err)
+		assert.Len(t, rows, 2)
+		assert.Equal(t, 2, audited())
+	})
+}
+
 func TestCoreMessagesSealedAtRest(t *testing.T) {
 	eachCoreDB(t, func(t *testing.T, f *coreFixture) {
 		ctx := context.Background()

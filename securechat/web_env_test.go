@@ -14,6 +14,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,8 +236,10 @@ func (e *webEnv) linkRow() *database.SecureLink {
 	return row
 }
 
+// staffMessage keeps a staff message, each from its own Matrix event.
 func (e *webEnv) staffMessage(text string) *Message {
-	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, testNurse, testStaffName, database.SecureText, text, "", nil, "$staff")
+	msg, err := e.svc.AddStaffMessage(context.Background(), e.conv, testNurse, testStaffName, database.SecureText, text, "", nil,
+		"$staff"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	require.NoError(e.t, err)
 	return msg
 }

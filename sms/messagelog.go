@@ -32,6 +32,8 @@ type LoggedMessage struct {
 	// ErrorCode is Twilio's error code of a failed or undelivered message, else 0.
 	ErrorCode   int
 	NumSegments int
+	// DateCreated is when Twilio accepted the message (an outbound one) or received it.
+	DateCreated time.Time
 	// DateSent is when Twilio called the webhook of an inbound message, or sent an
 	// outbound one; zero when it has not (yet).
 	DateSent time.Time
@@ -136,6 +138,39 @@ func (t *Twilio) listMedia(messageSID string) ([]Media, error) {
 	return media, nil
 }
 
+// SentLookback is how many of the newest messages between a clinic number and a patient
+// ListSent reads: a conversation's texts leave one at a time, so the one a stopped process
+// was sending is among the newest few (one-time codes, sent at once, may follow it).
+const SentLookback = 50
+
+// ListSent reads the newest SentLookback messages from `from` to `to` (one page; Twilio
+// lists them newest first, those not sent yet first of all) and returns the outbound ones
+// created at or after since, oldest first. Their media are not listed (NumMedia counts them).
+func (t *Twilio) ListSent(ctx context.Context, from, to string, since time.Time) ([]*LoggedMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	params := (&openapi.ListMessageParams{}).SetFrom(from).SetTo(to).SetPageSize(SentLookback).SetLimit(SentLookback)
+	records, err := t.api.ListMessage(params)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the texts sent to a patient: %w", wrapTwilioError(err))
+	}
+	var out []*LoggedMessage
+	for i := range records {
+		m, err := loggedMessage(&records[i])
+		if err != nil {
+			return nil, err
+		}
+		if m.From == from && m.To == to && strings.HasPrefix(m.Direction, "outbound") && !m.DateCreated.Before(since.Truncate(time.Second)) {
+			out = append(out, m)
+		}
+	}
+	// Newest first, by date_sent; oldest first by creation (to the second) for the bridge.
+	slices.Reverse(out)
+	slices.SortStableFunc(out, func(a, b *LoggedMessage) int { return a.DateCreated.Compare(b.DateCreated) })
+	return out, nil
+}
+
 // FetchMessage reads one message of the account.
 func (t *Twilio) FetchMessage(ctx context.Context, sid string) (*LoggedMessage, error) {
 	if err := ctx.Err(); err != nil {
@@ -181,6 +216,13 @@ func loggedMessage(r *openapi.ApiV2010Message) (*LoggedMessage, error) {
 	}
 	if r.NumSegments != nil {
 		m.NumSegments, _ = strconv.Atoi(*r.NumSegments)
+	}
+	if raw := str(r.DateCreated); raw != "" {
+		created, err := ParseTwilioDate(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: message %s has date_created %q: %w", ErrTwilioRejection, m.SID, raw, err)
+		}
+		m.DateCreated = created
 	}
 	if raw := str(r.DateSent); raw != "" {
 		sent, err := ParseTwilioDate(raw)

@@ -72,6 +72,50 @@ func TestListInboundFindsTheTextsNoWebhookDelivered(t *testing.T) {
 	assert.Empty(t, none, "another number's log")
 }
 
+// TestListSentFindsATextWhoseAnswerWasLost: Twilio created a text but its answer never
+// came back (the sender was killed); ListSent finds it among the texts to the patient,
+// with none from before since, none to others and no inbound one.
+func TestListSentFindsATextWhoseAnswerWasLost(t *testing.T) {
+	fx := newTwilioFixture(t)
+	fx.fake.SetLatency(0, 0)
+	ctx := context.Background()
+	send := func(body string) string {
+		sent, err := fx.client.Send(ctx, &sms.OutboundMessage{From: testClinicNumber, To: testPatientNumber, Body: body})
+		require.NoError(t, err)
+		return sent.SID
+	}
+	send("Sent before")
+	time.Sleep(1100 * time.Millisecond) // Twilio's dates have whole seconds
+	since := time.Now()
+	first := send("Your appointment is at 3pm.")
+	_, err := fx.client.Send(ctx, &sms.OutboundMessage{From: testClinicNumber, To: "+15550009999", Body: "Another patient"})
+	require.NoError(t, err)
+	_, err = fx.fake.SendInbound(ctx, testPatientNumber, testClinicNumber, "Thanks")
+	require.Error(t, err, "no webhook configured; the text is in the log all the same")
+
+	fx.fake.HangAnswers(testPatientNumber, time.Minute)
+	hung, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	client, err := sms.NewTwilio(sms.TwilioOptions{AccountSID: fx.accountSID, AuthToken: fx.authToken, APIURL: fx.fake.URL(),
+		Timeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	_, err = client.Send(hung, &sms.OutboundMessage{From: testClinicNumber, To: testPatientNumber, Body: "Bring your insurance card."})
+	require.Error(t, err, "the answer never came")
+	fx.fake.HangAnswers(testPatientNumber, 0)
+
+	logged, err := fx.client.ListSent(ctx, testClinicNumber, testPatientNumber, since)
+	require.NoError(t, err)
+	var bodies []string
+	for _, m := range logged {
+		bodies = append(bodies, m.Body)
+		assert.Equal(t, testPatientNumber, m.To)
+		assert.False(t, m.DateCreated.Before(since.Truncate(time.Second)))
+	}
+	// Oldest first by date_created, which has whole seconds: within one, Twilio's order.
+	assert.ElementsMatch(t, []string{"Your appointment is at 3pm.", "Bring your insurance card."}, bodies)
+	assert.Contains(t, []string{logged[0].SID, logged[1].SID}, first)
+}
+
 func TestFetchMessageReadsAStatusTheCallbackNeverBrought(t *testing.T) {
 	fx := newTwilioFixture(t)
 	fx.fake.SetLatency(0, 0)

@@ -60,4 +60,9 @@ type Provider interface {
 	// (the bridge was down or failed the status callback). It returns ErrMessageNotFound
 	// when the account has no such message.
 	FetchMessage(ctx context.Context, sid string) (*LoggedMessage, error)
+	// ListSent is called for a text a stopped process was sending when it stopped, whose
+	// answer from Twilio was never recorded: it returns the messages sent from `from` to
+	// `to` created at or after since (the newest SentLookback of them), oldest first, so
+	// that a text Twilio accepted is recorded and not sent twice.
+	ListSent(ctx context.Context, from, to string, since time.Time) ([]*LoggedMessage, error)
 }

@@ -112,8 +112,9 @@ func countFake(e *env, body string) (n int) {
 }
 
 // TestKilledWhileTwilioHangsLosesNothing: 50 staff replies across 10 rooms are accepted
-// while every send hangs at Twilio; the bridge is killed (SIGKILL) and started again: all
-// 50 reach Twilio, once each, in order within each room.
+// while every send hangs at Twilio: for 5 rooms before Twilio took the text, for the other
+// 5 after (Twilio sent it; its answer never came). The bridge is killed (SIGKILL) and
+// started again: all 50 reach the patients, once each, in order within each room.
 func TestKilledWhileTwilioHangsLosesNothing(t *testing.T) { eachDB(t, runKilledWhileTwilioHangs) }
 
 func runKilledWhileTwilioHangs(t *testing.T, kind string) {
@@ -121,7 +122,11 @@ func runKilledWhileTwilioHangs(t *testing.T, kind string) {
 	const patients, perRoom = 10, 5
 	rooms := openRooms(t, ctx, e, nurse, patients)
 	for i := range patients {
-		e.fake.HangSends(outboxPatient(i), 10*time.Minute)
+		if i%2 == 0 {
+			e.fake.HangSends(outboxPatient(i), 10*time.Minute)
+		} else {
+			e.fake.HangAnswers(outboxPatient(i), 10*time.Minute)
+		}
 	}
 	var release func()
 	for n := range perRoom {
@@ -149,6 +154,7 @@ func runKilledWhileTwilioHangs(t *testing.T, kind string) {
 	t.Logf("[%s] killed with %d of %d replies in the outbox", kind, stored, patients*perRoom)
 	for i := range patients {
 		e.fake.HangSends(outboxPatient(i), 0)
+		e.fake.HangAnswers(outboxPatient(i), 0)
 	}
 	e.br.Restart()
 

@@ -1,4 +1,4 @@
--- v0 -> v15: Latest revision
+-- v0 -> v16: Latest revision
 
 -- One row per conversation (bridgev2 portal): a clinic number and a patient number.
 CREATE TABLE conversation (
@@ -172,6 +172,9 @@ CREATE TABLE secure_message (
     height       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX secure_message_conversation_idx ON secure_message (login_id, portal_id, id);
+-- A staff message the homeserver delivers again is kept once (found by its event).
+CREATE UNIQUE INDEX secure_message_event_idx ON secure_message (login_id, portal_id, event_id)
+    WHERE from_patient=false AND event_id<>'';
 
 -- A patient's reading in the secure chat that a web replica (carebridge web) handed to
 -- the bridge, which shows it in the room as the ghost's read receipt and then deletes the
@@ -355,6 +358,9 @@ CREATE TABLE outbox_message (
 );
 CREATE INDEX outbox_message_conversation_idx ON outbox_message (login_id, portal_id, state, id);
 CREATE INDEX outbox_message_state_idx ON outbox_message (state, next_attempt_at);
+-- A staff message the homeserver delivers again is queued once (found by its event).
+CREATE UNIQUE INDEX outbox_message_event_idx ON outbox_message (login_id, portal_id, event_id)
+    WHERE kind='staff_reply' AND event_id<>'';
 
 -- The database refuses to change or delete audit rows, whoever asks: the log is
 -- append-only (nothing purges it; it is kept for HIPAA's six years). audit_chain, which

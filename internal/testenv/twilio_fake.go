@@ -61,9 +61,11 @@ type FakeTwilio struct {
 	failEvery   int
 	createCount int
 	// latency is the pace of every REST call (Twilio answers in 100-500 ms); hangs holds
-	// create-message requests to a number for longer.
+	// create-message requests to a number for longer, before the message is created;
+	// answerHangs holds only their answer.
 	latencyMin, latencyMax time.Duration
 	hangs                  map[string]time.Duration
+	answerHangs            map[string]time.Duration
 }
 
 // FakeMessage is an outbound message the fake accepted through POST .../Messages.json.
@@ -167,6 +169,7 @@ func NewFakeTwilio() *FakeTwilio {
 		latencyMin:    100 * time.Millisecond,
 		latencyMax:    250 * time.Millisecond,
 		hangs:         map[string]time.Duration{},
+		answerHangs:   map[string]time.Duration{},
 	}
 	f.server = httptest.NewServer(http.HandlerFunc(f.serveAPI))
 	f.cdn, f.cdnBase = startFakeTwilioCDN(http.HandlerFunc(f.serveCDN))
@@ -376,6 +379,20 @@ func (f *FakeTwilio) HangSends(to string, d time.Duration) {
 		delete(f.hangs, to)
 	} else {
 		f.hangs[to] = d
+	}
+}
+
+// HangAnswers makes create-message requests to the number `to` create the message at
+// once but wait d before they are answered, as a Twilio call whose answer is lost on
+// the way does; 0 ends it. A caller that gives up first gets no answer, and the message
+// is sent all the same: only Twilio's message log tells it went.
+func (f *FakeTwilio) HangAnswers(to string, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d == 0 {
+		delete(f.answerHangs, to)
+	} else {
+		f.answerHangs[to] = d
 	}
 }
 

@@ -153,13 +153,21 @@ func (f *FakeTwilio) createMessage(w http.ResponseWriter, r *http.Request, acct 
 	if start {
 		f.wg.Add(1)
 	}
+	hang := f.answerHangs[to]
 	f.broadcastLocked()
 	f.mu.Unlock()
 
-	writeTwilioJSON(w, http.StatusCreated, res)
 	if start {
 		go f.deliver(m, token, outcome, delay)
 	}
+	if hang > 0 {
+		select {
+		case <-time.After(hang):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	writeTwilioJSON(w, http.StatusCreated, res)
 }
 
 func (f *FakeTwilio) fetchMessage(w http.ResponseWriter, r *http.Request, acct *fakeTwilioAccount, sid string) {

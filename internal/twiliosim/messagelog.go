@@ -46,6 +46,28 @@ func (a *Account) ListInbound(ctx context.Context, to string, since time.Time) (
 	return out, nil
 }
 
+// ListSent is called for a text a stopped bridge was sending when it stopped: the texts
+// the phone page `to` received from `from` at or after since, oldest first.
+func (a *Account) ListSent(ctx context.Context, from, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := a.sim
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*sms.LoggedMessage
+	for _, th := range s.threads {
+		for _, t := range th.received {
+			if t.From != from || t.To != to || t.Time.Before(since.Truncate(time.Second)) {
+				continue
+			}
+			out = append(out, a.loggedSent(t))
+		}
+	}
+	slices.SortStableFunc(out, func(x, y *sms.LoggedMessage) int { return x.DateCreated.Compare(y.DateCreated) })
+	return out, nil
+}
+
 // FetchMessage is called for a text the bridge sent whose final status never reached it:
 // the text's status on the patient's phone.
 func (a *Account) FetchMessage(ctx context.Context, sid string) (*sms.LoggedMessage, error) {
@@ -58,14 +80,20 @@ func (a *Account) FetchMessage(ctx context.Context, sid string) (*sms.LoggedMess
 	for _, th := range s.threads {
 		for _, t := range th.received {
 			if t.SID == sid {
-				m := &sms.LoggedMessage{SID: t.SID, AccountSID: a.accountSID, From: t.From, To: t.To, Body: t.Body,
-					Direction: "outbound-api", Status: t.Status, ErrorCode: t.ErrorCode, NumMedia: len(t.MediaURLs)}
-				if t.Status != "queued" {
-					m.DateSent = t.Time.UTC().Truncate(time.Second)
-				}
-				return m, nil
+				return a.loggedSent(t), nil
 			}
 		}
 	}
 	return nil, fmt.Errorf("%w: %s", sms.ErrMessageNotFound, truncate(sid, 40))
+}
+
+// loggedSent is a text from the bridge as Twilio's message log describes it; s.mu is held.
+func (a *Account) loggedSent(t Text) *sms.LoggedMessage {
+	at := t.Time.UTC().Truncate(time.Second)
+	m := &sms.LoggedMessage{SID: t.SID, AccountSID: a.accountSID, From: t.From, To: t.To, Body: t.Body,
+		Direction: "outbound-api", Status: t.Status, ErrorCode: t.ErrorCode, NumMedia: len(t.MediaURLs), DateCreated: at}
+	if t.Status != "queued" {
+		m.DateSent = at
+	}
+	return m
 }

@@ -72,6 +72,11 @@ func (s *Simulator) FetchMessage(ctx context.Context, sid string) (*sms.LoggedMe
 	return s.demoAccount().FetchMessage(ctx, sid)
 }
 
+// ListSent is called for a text a stopped bridge was sending when it stopped.
+func (s *Simulator) ListSent(ctx context.Context, from, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	return s.demoAccount().ListSent(ctx, from, to, since)
+}
+
 // Send is called for every staff message that goes out as a text: it lands in the
 // patient number's simulated inbox.
 func (s *Simulator) Send(ctx context.Context, msg *sms.OutboundMessage) (*sms.SentMessage, error) {
