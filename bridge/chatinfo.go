@@ -7,6 +7,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/sms"
@@ -66,7 +67,7 @@ func (c *Connector) patientGhostInfo(ctx context.Context, phone string) (*bridge
 		return nil, err
 	}
 	info := &bridgev2.UserInfo{Name: &name, Identifiers: []string{}}
-	if !c.maskNames() {
+	if !c.Rooms.Federation().MaskNames {
 		// Identifiers can reach the ghost's public profile (matrix.ghost_extra_profile_info).
 		info.Identifiers = []string{"tel:" + phone}
 	}
@@ -88,7 +89,7 @@ func (c *Connector) otherGhostInfo(id networkid.UserID) *bridgev2.UserInfo {
 // patientDisplayName is the name staff gave the number, or the formatted number; only
 // the number's last four digits when names are masked (privacy.mask_room_names).
 func (c *Connector) patientDisplayName(ctx context.Context, phone string) (string, error) {
-	if c.maskNames() {
+	if c.Rooms.Federation().MaskNames {
 		return appservice.MaskedNumber(phone), nil
 	}
 	name, err := c.DB.Conversation.GetPatientName(ctx, phone)
@@ -99,4 +100,16 @@ func (c *Connector) patientDisplayName(ctx context.Context, phone string) (strin
 		name = sms.FormatPhone(phone, c.Config.DefaultRegion)
 	}
 	return name, nil
+}
+
+var _ bridgev2.PortalBridgeInfoFillingNetwork = (*Connector)(nil)
+
+// FillPortalBridgeInfo keeps the patient's number out of the room's bridge info state
+// event, which other servers see: its channel ID is the portal ID (the number) unless
+// replaced, here by the patient's opaque ghost ID (empty until the room has it).
+func (c *Connector) FillPortalBridgeInfo(portal *bridgev2.Portal, content *event.BridgeEventContent) {
+	content.Channel.ID = ""
+	if IsPatientID(portal.OtherUserID) {
+		content.Channel.ID = string(portal.OtherUserID)
+	}
 }

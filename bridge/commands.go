@@ -3,11 +3,13 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/conversation"
@@ -89,7 +91,7 @@ var (
 	cmdUnlock = conversationCommand("unlock", "Lift a lockout after too many wrong codes", "", fnUnlock)
 )
 
-// Federation (federation.go).
+// Federation (referrals: appservice/refer.go).
 var cmdRefer = conversationCommand("refer",
 	"Invite a colleague of another organisation (a server on federation.allowed_servers) into this conversation",
 	"<@user:server>", fnRefer)
@@ -230,7 +232,7 @@ func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	case err != nil:
 		ce.Log.Err(err).Msg("Failed to store patient name")
 		ce.Reply("Failed to save the name; try again.")
-	case c.maskNames():
+	case c.Rooms.Federation().MaskNames:
 		ce.Reply("Saved. It is in the pinned notice; the room's name stays %s (privacy.mask_room_names).", appservice.MaskedNumber(conv.PatientPhone))
 	default:
 		ce.Reply("This number is now shown as %s.", conv.PatientName)
@@ -241,8 +243,8 @@ func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
 // with privacy.mask_room_names (names travel in clear to other servers), only in the
 // pinned, end-to-end encrypted notice.
 func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal, phone, name string) error {
-	if c.maskNames() {
-		return c.pinPatientNotice(ctx, portal, phone)
+	if c.Rooms.Federation().MaskNames {
+		return c.Rooms.PinPatientNotice(ctx, roomOf(portal), phone)
 	}
 	ghost, err := c.patientGhost(ctx, phone)
 	if err != nil {
@@ -257,4 +259,45 @@ func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal
 	}
 	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
 	return nil
+}
+
+func fnRefer(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	target := id.UserID(strings.TrimSpace(ce.RawArgs))
+	localpart, server, err := target.ParseAndValidateRelaxed()
+	if err != nil || localpart == "" || len(ce.Args) != 1 {
+		ce.Reply("Usage: `$cmdprefix refer @user:server`, e.g. `$cmdprefix refer @dr.lee:hospital.example`")
+		return
+	}
+	if _, isGhost := c.Bridge.Matrix.ParseGhostMXID(target); isGhost || target == c.Bridge.Bot.GetMXID() {
+		ce.Reply("%s is a bridge user, not a colleague.", target)
+		return
+	}
+	var notInvited *appservice.NotInvitedError
+	err = c.Rooms.Refer(ce.Ctx, roomOf(ce.Portal), database.StaffActor(ce.User.MXID), target)
+	switch {
+	case errors.Is(err, appservice.ErrServerNotAllowed):
+		allowed := "none: conversations stay on this server"
+		if hosts := c.Rooms.Federation().OtherServers(); len(hosts) > 0 {
+			allowed = strings.Join(hosts, ", ")
+		}
+		ce.Reply("Not invited: %s is not on this clinic's federation allow-list (allowed servers: %s). "+
+			"Ask the bridge administrator to add it to federation.allowed_servers if your organisation works with them.", server, allowed)
+		return
+	case errors.As(err, &notInvited):
+		ce.Log.Err(err).Msg("Failed to invite a referred user")
+		ce.Reply("%s could not be invited: %s", target, err.Error())
+		return
+	case err != nil:
+		ce.Reply("%s is invited, but the referral could not be written to the audit log; tell the administrator.", target)
+		return
+	}
+	// Whether their messages are texted to the patient is the bridge's permissions' call
+	// (bridge.permissions: relay for their server or them); say which it is.
+	replies := "Their messages stay in this room and do not reach the patient (bridge.permissions gives " + server + " no relay)."
+	if c.Bridge.Config.Permissions.Get(target).SendEvents {
+		replies = "Their messages here reach the patient like yours, signed with their name."
+	}
+	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s referred this conversation to %s. They read what is sent after they "+
+		"join; earlier messages stay unreadable to them (end-to-end encrypted: keys of older messages are not shared). %s",
+		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), target, replies))
 }

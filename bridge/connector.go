@@ -39,6 +39,8 @@ type Connector struct {
 	Config config.Config
 	DB     *database.Database
 	Staff  *appservice.StaffPolicy
+	// Rooms decides how conversation rooms look and who is in them (federation, masking, teams).
+	Rooms  *appservice.Rooms
 	Secure *securechat.Service
 	// Keys seals secure messages and the clinic numbers' Twilio auth tokens at rest.
 	Keys *securechat.Keyring
@@ -107,6 +109,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 	}
 	// No audit row without its MAC (a ring that failed to build fails the appends).
 	c.DB.Audit.RequireKeys()
+	c.Rooms = c.newRooms(br)
 	// Rooms in parallel, each in order; a transaction answered once its rooms handled it.
 	mc, _ := br.Matrix.(*matrix.Connector)
 	c.configurePortalQueue(br, mc)
@@ -273,7 +276,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.startAuditHead(c.Bridge.BackgroundCtx)
 	go func(ctx context.Context) {
 		c.retireLegacyGhosts(ctx)
-		c.applyRoomPolicies(ctx)
+		c.Rooms.ApplyRoomPolicies(ctx)
 	}(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.startAPI(router)
 	c.started.Store(true)

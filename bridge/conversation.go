@@ -50,6 +50,14 @@ func (r conversationRooms) portal(ctx context.Context, conv *database.Conversati
 	return portal
 }
 
+// roomID is the conversation's room, or "" (logged) when it has none.
+func (r conversationRooms) roomID(ctx context.Context, conv *database.Conversation) id.RoomID {
+	if portal := r.portal(ctx, conv); portal != nil {
+		return portal.MXID
+	}
+	return ""
+}
+
 func (r conversationRooms) Notice(ctx context.Context, conv *database.Conversation, text string) string {
 	if portal := r.portal(ctx, conv); portal != nil {
 		return r.c.sendNotice(ctx, portal, text).String()
@@ -87,7 +95,7 @@ func (r conversationRooms) ShowPatientName(ctx context.Context, conv *database.C
 
 // Closed moves the room last in its team spaces and tells the integrations.
 func (r conversationRooms) Closed(ctx context.Context, conv *database.Conversation, actor database.AuditActor) {
-	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
+	r.c.Rooms.UpdateSpaceOrder(ctx, r.roomID(ctx, conv), conv)
 	if r.c.API != nil {
 		r.c.API.ConversationClosed(ctx, conv, actor.String())
 	}
@@ -95,10 +103,10 @@ func (r conversationRooms) Closed(ctx context.Context, conv *database.Conversati
 
 // UrgencyChanged moves the room to its place in its team spaces.
 func (r conversationRooms) UrgencyChanged(ctx context.Context, conv *database.Conversation) {
-	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
+	r.c.Rooms.UpdateSpaceOrder(ctx, r.roomID(ctx, conv), conv)
 }
 
 // Reopened moves the room back among the open ones in its team spaces.
 func (r conversationRooms) Reopened(ctx context.Context, conv *database.Conversation, _ database.AuditActor) {
-	r.c.updateSpaceOrder(ctx, r.portal(ctx, conv), conv)
+	r.c.Rooms.UpdateSpaceOrder(ctx, r.roomID(ctx, conv), conv)
 }

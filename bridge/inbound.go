@@ -368,22 +368,27 @@ func (c *Connector) setupRoom(ctx context.Context, login *bridgev2.UserLogin, po
 		}
 	}
 	// Before anyone is invited: the room federates only with the allowed servers.
-	if err := c.setServerACL(ctx, portal); err != nil {
+	if err := c.Rooms.SetServerACL(ctx, portal.MXID); err != nil {
 		return err
 	}
 	if err := c.Staff.InviteAll(ctx, c.Bridge.Bot, portal.MXID); err != nil {
 		return err
 	}
-	if err := c.joinTeams(ctx, login, portal); err != nil {
+	conv, err := c.conversationOf(ctx, portal)
+	if err != nil {
 		return err
 	}
+	if err = c.Rooms.JoinTeams(ctx, portal.MXID, conv); err != nil {
+		return err
+	}
+	fed := c.Rooms.Federation()
 	// After the invites, so that the staff's devices receive the notice's keys.
-	if c.maskNames() {
-		if err := c.pinPatientNotice(ctx, portal, PhoneOf(portal.ID)); err != nil {
+	if fed.MaskNames {
+		if err = c.Rooms.PinPatientNotice(ctx, roomOf(portal), PhoneOf(portal.ID)); err != nil {
 			return err
 		}
 	}
-	if err := c.DB.Conversation.SetRoomPolicy(ctx, string(login.ID), string(portal.ID), c.roomPolicy()); err != nil {
+	if err = c.DB.Conversation.SetRoomPolicy(ctx, string(login.ID), string(portal.ID), fed.Policy()); err != nil {
 		return err
 	}
 	return c.DB.Conversation.SetRoomReady(ctx, string(login.ID), string(portal.ID))

@@ -51,7 +51,7 @@ func (c *Connector) passOverStaffMembership(ctx context.Context, evt *event.Even
 	if target == c.Bridge.Bot.GetMXID() || c.Bridge.IsGhostMXID(target) {
 		return
 	}
-	if !c.isConversationRoom(ctx, evt.RoomID) && !c.isTeamSpace(ctx, evt.RoomID) {
+	if !c.isConversationRoom(ctx, evt.RoomID) && !c.Rooms.IsTeamSpace(ctx, evt.RoomID) {
 		return
 	}
 	evt.Content.Raw[appservice.DoublePuppetKey] = mc.AS.DoublePuppetValue
@@ -66,22 +66,30 @@ func (c *Connector) isConversationRoom(ctx context.Context, roomID id.RoomID) bo
 	return portal != nil
 }
 
-// isTeamSpace says whether roomID is the space of a configured team.
-func (c *Connector) isTeamSpace(ctx context.Context, roomID id.RoomID) bool {
-	for _, team := range c.Config.Teams {
-		space, err := c.DB.TeamSpace().Get(ctx, team.Name)
-		if err != nil {
-			zerolog.Ctx(ctx).Err(err).Str("team", team.Name).Msg("Failed to read the team's space")
-		} else if space != "" && id.RoomID(space) == roomID {
-			return true
-		}
-	}
-	return false
-}
-
 // passOverStaffMembershipFirst registers passOverStaffMembership before bridgev2's member
 // handler. Handlers must run one after the other for the mark to be read: the appservice
 // runs in Sync mode (configurePortalQueue).
 func (c *Connector) passOverStaffMembershipFirst(mc *matrix.Connector) {
 	mc.EventProcessor.PrependHandler(event.StateMember, c.passOverStaffMembership)
+}
+
+// guardMembership removes from conversation rooms anyone of a server that is not allowed,
+// whoever invited them (appservice.Rooms.GuardMembership). Registered on the appservice's
+// member events, it sees every membership change in the bridge's rooms.
+func (c *Connector) guardMembership(ctx context.Context, evt *event.Event) {
+	if evt.StateKey == nil {
+		return
+	}
+	target := id.UserID(*evt.StateKey)
+	refused, detail := c.Rooms.GuardMembership(target, evt.Sender, evt.Content.AsMember().Membership)
+	if !refused {
+		return
+	}
+	portal, err := c.Bridge.GetPortalByMXID(ctx, evt.RoomID)
+	if err != nil || portal == nil {
+		return
+	}
+	log := c.Bridge.Log.With().Str("action", "remove member of a server not allowed").Stringer("room_id", evt.RoomID).Logger()
+	// Off the appservice transaction: the kick is a request to the homeserver.
+	go c.Rooms.RemoveMember(log.WithContext(c.Bridge.BackgroundCtx), roomOf(portal), target, detail)
 }

@@ -83,20 +83,28 @@ func (h outboxHooks) Failed(ctx context.Context, t *outbox.Text, err error) {
 // sendReplyNotice posts an encrypted notice in a conversation room, as a reply to
 // inReplyTo when it is set.
 func (c *Connector) sendReplyNotice(ctx context.Context, portal *bridgev2.Portal, inReplyTo id.EventID, text string) id.EventID {
+	evtID, err := c.sendRoomNotice(ctx, portal.MXID, inReplyTo, text)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
+	}
+	return evtID
+}
+
+// sendRoomNotice posts an encrypted notice in a room, as a reply to inReplyTo when it is set.
+func (c *Connector) sendRoomNotice(ctx context.Context, roomID id.RoomID, inReplyTo id.EventID, text string) (id.EventID, error) {
 	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text}
 	if inReplyTo != "" {
 		content.RelatesTo = (&event.RelatesTo{}).SetReplyTo(inReplyTo)
 	}
-	resp, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: content}, nil)
+	resp, err := c.Bridge.Bot.SendMessage(ctx, roomID, event.EventMessage, &event.Content{Parsed: content}, nil)
 	if err != nil && strings.Contains(err.Error(), "group session") {
 		// A membership change in the room (handled beside this send) can end the bot's
 		// group session between its creation and this encryption: once more, with a new one.
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Notice not encrypted; sending it again with a new group session")
-		resp, err = c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: content}, nil)
+		resp, err = c.Bridge.Bot.SendMessage(ctx, roomID, event.EventMessage, &event.Content{Parsed: content}, nil)
 	}
 	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
-		return ""
+		return "", err
 	}
-	return resp.EventID
+	return resp.EventID, nil
 }

@@ -251,7 +251,7 @@ func (c *Connector) roomLook(ctx context.Context, portal *bridgev2.Portal, conv 
 	if err != nil {
 		return appservice.Look{}, err
 	}
-	in := appservice.LookInput{Conv: conv, RoomName: name, PatientLabel: c.patientLabel(conv.PatientPhone), ClinicName: c.Config.ClinicName}
+	in := appservice.LookInput{Conv: conv, RoomName: name, PatientLabel: c.Rooms.Federation().PatientLabel(conv.PatientPhone), ClinicName: c.Config.ClinicName}
 	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
 		in.Through = login.RemoteName
 	}

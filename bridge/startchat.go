@@ -106,7 +106,7 @@ func fnStartChat(ce *commands.Event) {
 		return
 	}
 	// The one who started it is in the room even when no staff policy lists them.
-	if c.serverAllowed(actor) {
+	if c.Rooms.Federation().ServerAllowed(actor) {
 		if err = c.Bridge.Bot.EnsureInvited(ce.Ctx, portal.MXID, actor); err != nil {
 			ce.Log.Err(err).Msg("Failed to invite the staff member to the conversation")
 		}

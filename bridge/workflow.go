@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,11 +19,6 @@ import (
 // workflowState is what the workflow remembers in this process.
 type workflowState struct {
 	mentions workflow.Mentions
-	// teamSpaceLock makes two conversations starting at once create a team's space once.
-	teamSpaceLock sync.Mutex
-	// teamSpaceChecked holds the teams whose space members were invited by this process,
-	// so that members added to the config are invited once after a restart.
-	teamSpaceChecked sync.Map
 }
 
 // now is the time on the connector's one clock (Connector.Clock).

@@ -11,7 +11,8 @@ import (
 
 // The inbox: which conversations a staff member works through and where each sorts. The
 // inbox itself is ordered by the database (unassigned first, then urgent, then waiting
-// longest: database.ConversationQuery.Inbox); team spaces sort urgent, open, closed.
+// longest: database.ConversationQuery.Inbox); team spaces sort urgent, open, closed
+// (appservice.SpaceOrder).
 
 const (
 	// InboxLimit is how many conversations `inbox` lists before "+N more".
@@ -21,37 +22,6 @@ const (
 	// MentionInterval keeps the assignee's mentions quiet while a patient texts in a burst.
 	MentionInterval = time.Minute
 )
-
-// Space child orders: urgent conversations first, open ones next, closed ones last.
-const (
-	OrderUrgent = "0-urgent"
-	OrderOpen   = "5-open"
-	OrderClosed = "9-closed"
-)
-
-// SpaceOrder is where a conversation sorts in its team spaces.
-func SpaceOrder(conv *database.Conversation) string {
-	switch {
-	case !conv.ClosedAt.IsZero():
-		return OrderClosed
-	case conv.Urgent:
-		return OrderUrgent
-	default:
-		return OrderOpen
-	}
-}
-
-// TeamsOf returns the teams answering a clinic number (E.164): those naming it, and those
-// naming no number.
-func TeamsOf(teams []config.TeamConfig, clinicPhone string) []config.TeamConfig {
-	var out []config.TeamConfig
-	for _, team := range teams {
-		if len(team.Numbers) == 0 || slices.Contains(team.Numbers, clinicPhone) {
-			out = append(out, team)
-		}
-	}
-	return out
-}
 
 // InboxNumbers are the clinic numbers whose conversations a staff member's inbox lists
 // (nil: every number). Members of teams see their teams' numbers; staff invited to every

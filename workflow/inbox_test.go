@@ -10,24 +10,6 @@ import (
 	"github.com/carebridge/carebridge/database"
 )
 
-func TestTeamSpacesSortUrgentThenOpenThenClosed(t *testing.T) {
-	closed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		name string
-		conv database.Conversation
-		want string
-	}{
-		{"open", database.Conversation{}, OrderOpen},
-		{"urgent", database.Conversation{Urgent: true}, OrderUrgent},
-		{"closed while urgent", database.Conversation{Urgent: true, ClosedAt: closed}, OrderClosed},
-		{"closed", database.Conversation{ClosedAt: closed}, OrderClosed},
-	} {
-		assert.Equal(t, tc.want, SpaceOrder(&tc.conv), tc.name)
-	}
-	assert.Less(t, OrderUrgent, OrderOpen, "urgent conversations sort first")
-	assert.Less(t, OrderOpen, OrderClosed, "closed conversations sort last")
-}
-
 var clinicTeams = []config.TeamConfig{
 	{Name: "Triage", Members: []string{"@kim:clinic.example", "@lee:clinic.example"}, Numbers: []string{"+15550001111"}},
 	{Name: "Billing", Members: []string{"@lee:clinic.example"}, Numbers: []string{"+15550002222"}},
@@ -49,18 +31,6 @@ func TestAStaffMembersInboxListsTheirTeamsNumbersOrEveryNumber(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, InboxNumbers(clinicTeams, tc.user, tc.invitedToAll), tc.name)
 	}
-}
-
-func TestANumberIsAnsweredByTheTeamsNamingItAndTeamsNamingNone(t *testing.T) {
-	names := func(teams []config.TeamConfig) (out []string) {
-		for _, team := range teams {
-			out = append(out, team.Name)
-		}
-		return
-	}
-	assert.Equal(t, []string{"Triage", "Doctors"}, names(TeamsOf(clinicTeams, "+15550001111")))
-	assert.Equal(t, []string{"Billing", "Doctors"}, names(TeamsOf(clinicTeams, "+15550002222")))
-	assert.Equal(t, []string{"Doctors"}, names(TeamsOf(clinicTeams, "+15550003333")))
 }
 
 func TestInboxEntrySaysUrgencyPatientOwnerAndWait(t *testing.T) {
