@@ -8,9 +8,12 @@ import (
 	"maunium.net/go/mautrix/bridgev2/database"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/appservice"
+	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // GetChatInfo is called when a conversation room is created or refreshed: a DM between
@@ -112,4 +115,31 @@ func (c *Connector) FillPortalBridgeInfo(portal *bridgev2.Portal, content *event
 	if IsPatientID(portal.OtherUserID) {
 		content.Channel.ID = string(portal.OtherUserID)
 	}
+}
+
+// roomName is the conversation room's name: the patient's name or number, marked while
+// urgent.
+func (c *Connector) roomName(ctx context.Context, conv *cbdb.Conversation) (string, error) {
+	name, err := c.patientDisplayName(ctx, conv.PatientPhone)
+	if err != nil {
+		return "", err
+	}
+	return workflow.RoomName(name, conv.Urgent), nil
+}
+
+// workflowTopic is what the room topic adds to the mode (workflow.TopicSuffix).
+func (c *Connector) workflowTopic(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) string {
+	owner := ""
+	if conv.Assignee != "" {
+		owner = c.memberName(ctx, portal.MXID, id.UserID(conv.Assignee))
+	}
+	return workflow.TopicSuffix(conv, owner)
+}
+
+// memberName is a staff member's display name in the room, or their Matrix ID.
+func (c *Connector) memberName(ctx context.Context, roomID id.RoomID, userID id.UserID) string {
+	if member, err := c.Bridge.Matrix.GetMemberInfo(ctx, roomID, userID); err == nil && member != nil && member.Displayname != "" {
+		return member.Displayname
+	}
+	return userID.String()
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/appservice"
@@ -16,6 +18,8 @@ import (
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/sms"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // HelpSectionCarebridge groups carebridge's own commands in `!sms help`.
@@ -300,4 +304,163 @@ func fnRefer(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	c.sendNotice(ce.Ctx, ce.Portal, fmt.Sprintf("%s referred this conversation to %s. They read what is sent after they "+
 		"join; earlier messages stay unreadable to them (end-to-end encrypted: keys of older messages are not shared). %s",
 		c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), target, replies))
+}
+
+func fnTake(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.Assign(ce.Ctx, conv, database.StaffActor(ce.User.MXID), ce.User.MXID.String())
+	switch {
+	case errors.Is(err, conversation.ErrAlreadyAssigned):
+		ce.Reply("This conversation is already yours.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to assign the conversation")
+		ce.Reply("Failed to assign the conversation; try again.")
+	}
+}
+
+func fnAssign(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	arg := strings.TrimSpace(ce.RawArgs)
+	if arg == "" {
+		ce.Reply("Usage: `$cmdprefix assign @user:server`, e.g. `$cmdprefix assign @kim:%s`", c.Bridge.Matrix.ServerName())
+		return
+	}
+	assignee := id.UserID(arg)
+	if _, _, err := assignee.ParseAndValidateRelaxed(); err != nil || len(strings.Fields(arg)) != 1 {
+		ce.Reply("%q is not a Matrix ID: write the staff member's full ID, e.g. `$cmdprefix assign @kim:%s`.",
+			arg, c.Bridge.Matrix.ServerName())
+		return
+	}
+	if conv.Assignee == assignee.String() {
+		ce.Reply("This conversation is already assigned to %s.", c.memberName(ce.Ctx, ce.Portal.MXID, assignee))
+		return
+	}
+	// Staff of this homeserver who are not in the room yet are invited; others (another
+	// organisation, over federation) must be invited by staff first, as a referral.
+	member, _ := c.Bridge.Matrix.GetMemberInfo(ce.Ctx, ce.Portal.MXID, assignee)
+	inRoom := member != nil && (member.Membership == event.MembershipJoin || member.Membership == event.MembershipInvite)
+	if !inRoom {
+		if assignee.Homeserver() != c.Bridge.Matrix.ServerName() {
+			ce.Reply("%s is not in this room: invite them first, then assign.", assignee)
+			return
+		}
+		if err := c.Bridge.Bot.EnsureInvited(ce.Ctx, ce.Portal.MXID, assignee); err != nil {
+			ce.Log.Err(err).Msg("Failed to invite the assignee")
+			ce.Reply("%s could not be invited to this room: check the Matrix ID.", assignee)
+			return
+		}
+	}
+	if err := c.Conversations.Assign(ce.Ctx, conv, database.StaffActor(ce.User.MXID), assignee.String()); err != nil {
+		ce.Log.Err(err).Msg("Failed to assign the conversation")
+		ce.Reply("Failed to assign the conversation; try again.")
+	}
+}
+
+func fnUnassign(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.Assign(ce.Ctx, conv, database.StaffActor(ce.User.MXID), "")
+	switch {
+	case errors.Is(err, conversation.ErrNotAssigned):
+		ce.Reply("This conversation is not assigned to anyone.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to unassign the conversation")
+		ce.Reply("Failed to unassign the conversation; try again.")
+	}
+}
+
+func fnUrgent(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	setUrgency(ce, c, conv, true)
+}
+
+func fnRoutine(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	setUrgency(ce, c, conv, false)
+}
+
+func setUrgency(ce *commands.Event, c *Connector, conv *database.Conversation, urgent bool) {
+	word := "routine"
+	if urgent {
+		word = "urgent"
+	}
+	err := c.Conversations.SetUrgency(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), urgent)
+	switch {
+	case errors.Is(err, conversation.ErrAlreadyUrgent):
+		ce.Reply("This conversation is already marked urgent.")
+	case errors.Is(err, conversation.ErrNotUrgent):
+		ce.Reply("This conversation is not marked urgent.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to mark the conversation " + word)
+		ce.Reply("Failed to mark the conversation %s; try again.", word)
+	}
+}
+
+func fnClose(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.Close(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID), c.now())
+	switch {
+	case errors.Is(err, conversation.ErrAlreadyClosed):
+		ce.Reply("This conversation is already closed.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to close the conversation")
+		ce.Reply("Failed to close the conversation; try again.")
+	}
+}
+
+func fnReopen(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	err := c.Conversations.Reopen(ce.Ctx, conv, database.StaffActor(ce.User.MXID), c.memberName(ce.Ctx, ce.Portal.MXID, ce.User.MXID))
+	switch {
+	case errors.Is(err, conversation.ErrNotClosed):
+		ce.Reply("This conversation is not closed.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to reopen the conversation")
+		ce.Reply("Failed to reopen the conversation; try again.")
+	}
+}
+
+// inboxNumbers are the clinic numbers whose conversations a staff member's inbox lists
+// (nil: every number; workflow.InboxNumbers).
+func (c *Connector) inboxNumbers(user id.UserID) []string {
+	return workflow.InboxNumbers(c.Config.Teams, user.String(), slices.Contains(c.Staff.Members(), user))
+}
+
+func fnInbox(ce *commands.Event) {
+	c := ce.Bridge.Network.(*Connector)
+	text, rich, total, err := c.Conversations.Inbox(ce.Ctx, c.inboxNumbers(ce.User.MXID), c.now())
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to read the inbox")
+		ce.Reply("Failed to read the inbox; try again.")
+		return
+	} else if total == 0 {
+		ce.Reply("No open conversations.")
+		return
+	}
+	_, err = ce.Bot.SendMessage(ce.Ctx, ce.OrigRoomID, event.EventMessage, &event.Content{Parsed: &event.MessageEventContent{
+		MsgType:       event.MsgNotice,
+		Body:          text,
+		Format:        event.FormatHTML,
+		FormattedBody: rich,
+		// Listing names is not calling anyone.
+		Mentions: &event.Mentions{},
+	}}, nil)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to send the inbox")
+	}
+}
+
+func fnStats(ce *commands.Event) {
+	c := ce.Bridge.Network.(*Connector)
+	loginID, scope := "", "all clinic numbers"
+	if ce.Portal != nil {
+		loginID = string(ce.Portal.Receiver)
+		if login := c.Bridge.GetCachedUserLoginByID(ce.Portal.Receiver); login != nil {
+			scope = sms.FormatPhone(login.Metadata.(*UserLoginMetadata).Phone, c.Config.DefaultRegion)
+		} else {
+			scope = "this clinic number"
+		}
+	} else if ce.User.ManagementRoom != ce.RoomID {
+		ce.Reply("Use `$cmdprefix stats` in a conversation room (its clinic number) or in your management room (all numbers).")
+		return
+	}
+	report, err := workflow.Stats(ce.Ctx, c.DB.ResponseTimes(), loginID, scope, c.now(), workflow.ClinicLocation(&c.Config.BusinessHours))
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to compute response times")
+		ce.Reply("Failed to compute the response times; try again.")
+		return
+	}
+	ce.Reply("%s", report)
 }

@@ -12,6 +12,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/bridgev2/commands"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/appservice"
+	"github.com/carebridge/carebridge/config"
 )
 
 // Every command is defined in commands.go and registered from its one list, once, and no
@@ -65,5 +69,22 @@ func TestEveryCommandIsDefinedInCommandsGoAndListedOnce(t *testing.T) {
 	for _, h := range list {
 		assert.False(t, seen[h], "%s is listed twice", h.GetName())
 		seen[h] = true
+	}
+}
+
+// The rule is workflow.InboxNumbers; the bridge says who is invited to every conversation.
+func TestStaffInvitedToEveryConversationSeeEveryNumberInTheirInbox(t *testing.T) {
+	c := &Connector{Staff: appservice.NewStaffPolicy([]string{"@desk:clinic.example"})}
+	c.Config.Teams = []config.TeamConfig{
+		{Name: "Triage", Members: []string{"@desk:clinic.example", "@kim:clinic.example"}, Numbers: []string{"+15550001111"}},
+	}
+	for _, tc := range []struct {
+		user id.UserID
+		want []string
+	}{
+		{"@desk:clinic.example", nil},
+		{"@kim:clinic.example", []string{"+15550001111"}},
+	} {
+		assert.Equal(t, tc.want, c.inboxNumbers(tc.user), tc.user.String())
 	}
 }

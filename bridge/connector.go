@@ -65,7 +65,9 @@ type Connector struct {
 	Alerter *conversation.Alerter
 	// AutoReplies answers patients' texts by the clinic's rules (emergency, after hours).
 	AutoReplies *conversation.AutoReplies
-	started     atomic.Bool
+	// Responses follows patients' texts and staff replies (waits, reopening, mentions).
+	Responses *conversation.Responses
+	started   atomic.Bool
 	// active is set once this process holds the lease (WaitForLease).
 	active atomic.Bool
 	// setupLocks make one conversation's room be set up by one caller at a time.
@@ -82,8 +84,7 @@ type Connector struct {
 	// reminded holds when each secure conversation's patient was last reminded of the link.
 	reminded sync.Map
 	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
-	Clock    workflow.Clock
-	workflow workflowState
+	Clock workflow.Clock
 	// rooms holds the transactions waiting for their rooms' loops.
 	rooms roomHandling
 }

@@ -3,9 +3,12 @@ package bridge
 import (
 	"context"
 	"fmt"
+	"html"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/conversation"
@@ -18,6 +21,7 @@ func (c *Connector) newConversations() *conversation.Service {
 		Secure: c.Secure, Events: conversationRooms{c}, BotMXID: c.Bridge.Bot.GetMXID().String()}
 	c.Alerter = &conversation.Alerter{S: svc, Now: c.now}
 	c.AutoReplies = &conversation.AutoReplies{S: svc, Now: c.now}
+	c.Responses = &conversation.Responses{S: svc, Replies: c.AutoReplies, Now: c.now, FirstReply: c.metrics.FirstReply}
 	svc.Alerts = c.Alerter
 	return svc
 }
@@ -29,6 +33,7 @@ var (
 	_ conversation.Rooms     = conversationRooms{}
 	_ conversation.Lifecycle = conversationRooms{}
 	_ conversation.Events    = conversationRooms{}
+	_ conversation.Mentioner = conversationRooms{}
 )
 
 // OptedOut hands an opt-out or opt-in to the integration API's events, when it is on.
@@ -65,10 +70,59 @@ func (r conversationRooms) Notice(ctx context.Context, conv *database.Conversati
 	return ""
 }
 
-func (r conversationRooms) StaffName(ctx context.Context, conv *database.Conversation, userID string) string {
-	portal, _ := r.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.PortalID),
+// existing is the conversation's portal, or nil when it has none (not logged).
+func (r conversationRooms) existing(ctx context.Context, conv *database.Conversation) *bridgev2.Portal {
+	portal, err := r.c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(conv.PortalID),
 		Receiver: networkid.UserLoginID(conv.LoginID)})
-	return r.c.staffName(ctx, portal, id.UserID(userID))
+	if err != nil {
+		return nil
+	}
+	return portal
+}
+
+func (r conversationRooms) StaffName(ctx context.Context, conv *database.Conversation, userID string) string {
+	return r.c.staffName(ctx, r.existing(ctx, conv), id.UserID(userID))
+}
+
+func (r conversationRooms) MemberName(ctx context.Context, conv *database.Conversation, userID string) string {
+	var roomID id.RoomID
+	if portal := r.existing(ctx, conv); portal != nil {
+		roomID = portal.MXID
+	}
+	return r.c.memberName(ctx, roomID, id.UserID(userID))
+}
+
+func (r conversationRooms) Link(ctx context.Context, conv *database.Conversation) string {
+	portal := r.existing(ctx, conv)
+	if portal == nil || portal.MXID == "" {
+		return ""
+	}
+	return portal.MXID.URI(r.c.Bridge.Matrix.ServerName()).MatrixToURL()
+}
+
+// MentionAssignee mentions the conversation's owner on a new patient message.
+func (r conversationRooms) MentionAssignee(ctx context.Context, conv *database.Conversation) {
+	portal := r.portal(ctx, conv)
+	if portal == nil {
+		return
+	}
+	assignee := id.UserID(conv.Assignee)
+	name := r.c.memberName(ctx, portal.MXID, assignee)
+	body := fmt.Sprintf("New message from the patient for %s", assignee)
+	if name != assignee.String() {
+		body = fmt.Sprintf("New message from the patient for %s (%s)", name, assignee)
+	}
+	_, err := r.c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{Parsed: &event.MessageEventContent{
+		MsgType: event.MsgNotice,
+		Body:    body,
+		Format:  event.FormatHTML,
+		FormattedBody: fmt.Sprintf(`New message from the patient for <a href="%s">%s</a>`,
+			html.EscapeString(assignee.URI().MatrixToURL()), html.EscapeString(name)),
+		Mentions: &event.Mentions{UserIDs: []id.UserID{assignee}},
+	}}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to mention the assignee")
+	}
 }
 
 func (r conversationRooms) ShowState(ctx context.Context, conv *database.Conversation) {

@@ -51,6 +51,11 @@ type Rooms interface {
 	// StaffName is how the patient sees a staff member (a Matrix ID): their display name
 	// in the room, or their user name.
 	StaffName(ctx context.Context, conv *database.Conversation, userID string) string
+	// MemberName is how staff see a member of the room (a Matrix ID) in notices: their
+	// display name in the room, or their Matrix ID.
+	MemberName(ctx context.Context, conv *database.Conversation, userID string) string
+	// Link is a link to the conversation's room for staff ("" while it has none).
+	Link(ctx context.Context, conv *database.Conversation) string
 }
 
 // Texts is the outbox: the one way a text reaches a patient (queued in the conversation's

@@ -49,6 +49,15 @@ func (r *rooms) Notice(_ context.Context, _ *database.Conversation, text string)
 func (r *rooms) StaffName(_ context.Context, _ *database.Conversation, userID string) string {
 	return strings.TrimPrefix(strings.SplitN(userID, ":", 2)[0], "@")
 }
+func (r *rooms) MemberName(_ context.Context, _ *database.Conversation, userID string) string {
+	if name, ok := displayNames[userID]; ok {
+		return name
+	}
+	return userID
+}
+func (r *rooms) Link(_ context.Context, conv *database.Conversation) string {
+	return "https://matrix.to/#/!" + conv.PortalID + ":clinic.example"
+}
 func (r *rooms) ShowState(context.Context, *database.Conversation) { r.record("state") }
 func (r *rooms) ShowMode(context.Context, *database.Conversation)  { r.record("mode") }
 func (r *rooms) ShowPatientName(_ context.Context, _ *database.Conversation, name string) error {
@@ -64,6 +73,9 @@ func (r *rooms) StaffMessageKept(_ context.Context, conv *database.Conversation)
 	r.record("alert")
 	r.keptFor = append(r.keptFor, conv.PortalID)
 }
+
+// displayNames are the staff's display names in the rooms.
+var displayNames = map[string]string{"@nurse:clinic.example": "Nurse Kim", "@dr.lee:clinic.example": "Dr Lee"}
 
 // texts records what went to the outbox.
 type texts struct {

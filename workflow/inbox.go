@@ -1,7 +1,10 @@
 package workflow
 
 import (
+	"fmt"
+	"html"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +68,40 @@ func InboxEntry(conv *database.Conversation, patient, owner string, now time.Tim
 		parts = append([]string{"🚨 urgent"}, parts...)
 	}
 	return parts
+}
+
+// InboxLine is one conversation as the inbox lists it: what InboxEntry says of it, and a
+// link to its room ("" when it has none).
+type InboxLine struct {
+	Parts []string
+	Link  string
+}
+
+// FormatInbox is the inbox as a notice, in plain text and HTML: total open conversations,
+// of which lines are the first (at most InboxLimit), the rest counted as "+N more".
+func FormatInbox(total int, lines []InboxLine) (text, rich string) {
+	var t, h strings.Builder
+	fmt.Fprintf(&t, "Open conversations (%d):\n", total)
+	fmt.Fprintf(&h, "<p>Open conversations (%d):</p><ol>", total)
+	for i, line := range lines {
+		escaped := make([]string, len(line.Parts))
+		for j, p := range line.Parts {
+			escaped[j] = html.EscapeString(p)
+		}
+		lineText, lineHTML := strings.Join(line.Parts, " · "), strings.Join(escaped, " · ")
+		if line.Link != "" {
+			lineText += " · " + line.Link
+			lineHTML += fmt.Sprintf(` · <a href="%s">open</a>`, html.EscapeString(line.Link))
+		}
+		fmt.Fprintf(&t, "%d. %s\n", i+1, lineText)
+		h.WriteString("<li>" + lineHTML + "</li>")
+	}
+	h.WriteString("</ol>")
+	if more := total - len(lines); more > 0 {
+		fmt.Fprintf(&t, "+%d more\n", more)
+		fmt.Fprintf(&h, "<p>+%d more</p>", more)
+	}
+	return strings.TrimSuffix(t.String(), "\n"), h.String()
 }
 
 // TopicSuffix is what the room topic adds to the mode: the owner (shown as owner), urgency,

@@ -1,6 +1,7 @@
 package workflow
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"slices"
@@ -40,6 +41,29 @@ func ClinicDayAndWeek(now time.Time, loc *time.Location) (day, week time.Time) {
 	day = time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, loc)
 	week = day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))
 	return day, week
+}
+
+// ResponseTimes is where the answered waits and the backlog are kept
+// (database.ResponseTimeQuery).
+type ResponseTimes interface {
+	List(ctx context.Context, loginID string, since, until time.Time) ([]*database.ResponseTime, error)
+	Backlog(ctx context.Context, loginID string) (*database.Backlog, error)
+}
+
+// Stats is the text of `!sms stats` at now for one clinic number's login (all of them with
+// loginID ""), named scope, in the clinic's time zone loc.
+func Stats(ctx context.Context, times ResponseTimes, loginID, scope string, now time.Time, loc *time.Location) (string, error) {
+	_, week := ClinicDayAndWeek(now, loc)
+	// Answers are never after now, except when the test clock was moved back.
+	rows, err := times.List(ctx, loginID, week, now.Add(time.Millisecond))
+	if err != nil {
+		return "", fmt.Errorf("failed to read response times: %w", err)
+	}
+	backlog, err := times.Backlog(ctx, loginID)
+	if err != nil {
+		return "", fmt.Errorf("failed to read the backlog: %w", err)
+	}
+	return StatsReport(scope, now, loc, rows, *backlog), nil
 }
 
 // StatsReport is the text of `!sms stats` for scope (a clinic number, or all of them):
