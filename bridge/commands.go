@@ -25,8 +25,10 @@ import (
 // HelpSectionCarebridge groups carebridge's own commands in `!sms help`.
 var HelpSectionCarebridge = commands.HelpSection{Name: "Patient conversations", Order: 25}
 
-// The bridge's commands, every one in the list below; their handlers (fn…) are in the file
-// of what they do. registerCommands adds them when the connector starts.
+// The bridge's commands, every one in the list below; their handlers (fn…) are thin
+// adapters over package conversation (and appservice, workflow), here or, for start-chat,
+// templates and `later`, in the file of what they do. registerCommands adds them when the
+// connector starts.
 
 // commandList is every carebridge command, in the order they are registered.
 func commandList() []commands.CommandHandler {
@@ -112,7 +114,7 @@ var cmdTemplate = &commands.FullHandler{
 	Func: fnTemplate,
 }
 
-// Assignment, urgency, closing and reopening, and the inbox (workflow_inbox.go).
+// Assignment, urgency, closing and reopening, and the inbox (conversation/assign.go, lifecycle.go, inbox.go; handlers below).
 var (
 	cmdTake   = conversationCommand("take", "Assign this conversation to yourself", "", fnTake)
 	cmdAssign = conversationCommand("assign", "Assign this conversation to a staff member",
@@ -136,7 +138,7 @@ var cmdLater = conversationCommand("later",
 		"without arguments, list this conversation's; `later cancel N` cancels one",
 	"[<YYYY-MM-DD HH:MM> | <3d, 2h, 90m, 1d12h>] <text> | cancel <number>", fnLater)
 
-// Response times (workflow_stats.go).
+// Response times (workflow.Stats; the handler below).
 var cmdStats = &commands.FullHandler{
 	Name: "stats",
 	Help: commands.HelpMeta{
