@@ -85,8 +85,8 @@ type Connector struct {
 	reminded sync.Map
 	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
 	Clock workflow.Clock
-	// rooms holds the transactions waiting for their rooms' loops.
-	rooms roomHandling
+	// roomLanes holds the transactions waiting for their rooms' loops.
+	roomLanes roomHandling
 }
 
 var (

@@ -101,33 +101,33 @@ func (c *Connector) configurePortalQueue(br *bridgev2.Bridge, mc *matrix.Connect
 		mc.Config.AppService.AsyncTransactions = false
 		mc.EventProcessor.ExecMode = appservice.Sync
 	}
-	c.rooms.enabled = true
-	c.rooms.lanes = map[id.RoomID]*roomLane{}
-	c.rooms.inFlight = map[string]chan struct{}{}
+	c.roomLanes.enabled = true
+	c.roomLanes.lanes = map[id.RoomID]*roomLane{}
+	c.roomLanes.inFlight = map[string]chan struct{}{}
 	mc.AS.Middleware = append(mc.AS.Middleware, c.holdTransactions)
 }
 
 // inLane runs job after the jobs queued before it for the same room, beside other rooms'.
 func (c *Connector) inLane(room id.RoomID, job func()) {
-	c.rooms.mu.Lock()
-	defer c.rooms.mu.Unlock()
-	if lane, ok := c.rooms.lanes[room]; ok {
+	c.roomLanes.mu.Lock()
+	defer c.roomLanes.mu.Unlock()
+	if lane, ok := c.roomLanes.lanes[room]; ok {
 		lane.jobs = append(lane.jobs, job)
 		return
 	}
 	lane := &roomLane{jobs: []func(){job}}
-	c.rooms.lanes[room] = lane
+	c.roomLanes.lanes[room] = lane
 	go func() {
 		for {
-			c.rooms.mu.Lock()
+			c.roomLanes.mu.Lock()
 			if len(lane.jobs) == 0 {
-				delete(c.rooms.lanes, room)
-				c.rooms.mu.Unlock()
+				delete(c.roomLanes.lanes, room)
+				c.roomLanes.mu.Unlock()
 				return
 			}
 			next := lane.jobs[0]
 			lane.jobs = lane.jobs[1:]
-			c.rooms.mu.Unlock()
+			c.roomLanes.mu.Unlock()
 			next()
 		}
 	}()
@@ -141,7 +141,7 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		const prefix = "/_matrix/app/v1/transactions/"
 		mc, ok := c.Bridge.Matrix.(*matrix.Connector)
-		if r.Method != http.MethodPut || !strings.HasPrefix(r.URL.Path, prefix) || !c.rooms.enabled || !ok {
+		if r.Method != http.MethodPut || !strings.HasPrefix(r.URL.Path, prefix) || !c.roomLanes.enabled || !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -205,30 +205,30 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 // startTransaction marks a transaction as being handled; first is false when it already
 // is, or was answered, and done is closed once it is.
 func (c *Connector) startTransaction(txnID string) (done chan struct{}, first bool) {
-	c.rooms.mu.Lock()
-	defer c.rooms.mu.Unlock()
-	if done, ok := c.rooms.inFlight[txnID]; ok {
+	c.roomLanes.mu.Lock()
+	defer c.roomLanes.mu.Unlock()
+	if done, ok := c.roomLanes.inFlight[txnID]; ok {
 		return done, false
 	}
 	done = make(chan struct{})
-	if slices.Contains(c.rooms.answered, txnID) {
+	if slices.Contains(c.roomLanes.answered, txnID) {
 		close(done)
 		return done, false
 	}
-	c.rooms.inFlight[txnID] = done
+	c.roomLanes.inFlight[txnID] = done
 	return done, true
 }
 
 // finishTransaction remembers an answered transaction (one that failed is forgotten, to be
 // handled again when sent again).
 func (c *Connector) finishTransaction(txnID string, done chan struct{}, answered bool) {
-	c.rooms.mu.Lock()
-	defer c.rooms.mu.Unlock()
-	delete(c.rooms.inFlight, txnID)
+	c.roomLanes.mu.Lock()
+	defer c.roomLanes.mu.Unlock()
+	delete(c.roomLanes.inFlight, txnID)
 	if answered {
-		c.rooms.answered = append(c.rooms.answered, txnID)
-		if len(c.rooms.answered) > transactionsRemembered {
-			c.rooms.answered = c.rooms.answered[1:]
+		c.roomLanes.answered = append(c.roomLanes.answered, txnID)
+		if len(c.roomLanes.answered) > transactionsRemembered {
+			c.roomLanes.answered = c.roomLanes.answered[1:]
 		}
 	}
 	close(done)

@@ -13,7 +13,7 @@ import (
 
 func newLanes() *Connector {
 	c := &Connector{}
-	c.rooms.lanes = map[id.RoomID]*roomLane{}
+	c.roomLanes.lanes = map[id.RoomID]*roomLane{}
 	return c
 }
 
@@ -62,9 +62,9 @@ func TestLanesRunRoomsConcurrentlyEachInOrder(t *testing.T) {
 		}
 	}
 	assert.Eventually(t, func() bool {
-		c.rooms.mu.Lock()
-		defer c.rooms.mu.Unlock()
-		return len(c.rooms.lanes) == 0
+		c.roomLanes.mu.Lock()
+		defer c.roomLanes.mu.Unlock()
+		return len(c.roomLanes.lanes) == 0
 	}, 5*time.Second, 10*time.Millisecond, "idle lanes are dropped")
 }
 
@@ -72,7 +72,7 @@ func TestLanesRunRoomsConcurrentlyEachInOrder(t *testing.T) {
 // it is handled, or after it was answered, is not dispatched twice; one that failed is.
 func TestTransactionSentAgainIsRecognisedConcurrently(t *testing.T) {
 	c := newLanes()
-	c.rooms.inFlight = map[string]chan struct{}{}
+	c.roomLanes.inFlight = map[string]chan struct{}{}
 	done, first := c.startTransaction("t1")
 	require.True(t, first)
 	again, first := c.startTransaction("t1")
