@@ -372,27 +372,21 @@ func (f *FakeTwilio) SetLatency(lo, hi time.Duration) {
 // HangSends makes create-message requests to the number `to` wait d before they are
 // answered (and the message created), as a stuck Twilio call does; 0 ends it. A caller
 // that gives up first gets no answer and no message is created.
-func (f *FakeTwilio) HangSends(to string, d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if d == 0 {
-		delete(f.hangs, to)
-	} else {
-		f.hangs[to] = d
-	}
-}
+func (f *FakeTwilio) HangSends(to string, d time.Duration) { f.setHang(f.hangs, to, d) }
 
 // HangAnswers makes create-message requests to the number `to` create the message at
 // once but wait d before they are answered, as a Twilio call whose answer is lost on
 // the way does; 0 ends it. A caller that gives up first gets no answer, and the message
 // is sent all the same: only Twilio's message log tells it went.
-func (f *FakeTwilio) HangAnswers(to string, d time.Duration) {
+func (f *FakeTwilio) HangAnswers(to string, d time.Duration) { f.setHang(f.answerHangs, to, d) }
+
+func (f *FakeTwilio) setHang(hangs map[string]time.Duration, to string, d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if d == 0 {
-		delete(f.answerHangs, to)
+		delete(hangs, to)
 	} else {
-		f.answerHangs[to] = d
+		hangs[to] = d
 	}
 }
 
