@@ -216,12 +216,16 @@ func TestWorkflowStats(t *testing.T) { eachDB(t, runWorkflowStats) }
 
 func runWorkflowStats(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedClockEnv(t, kind, nil)
+	// Noon in the clinic's time: the 25 minutes the test moves the clock stay in one day
+	// (CI that ran at 23:39 in New York counted the answer on the next day's stats).
+	noon := clinicNoon(t)
+	e.br.SetClock(noon)
 	room := newLaterRoom(t, ctx, e, nurse, patient, "Can someone call me about my prescription?")
 	// The text reaches the room before the bridge records the wait: the clock moves after.
 	require.Eventually(t, func() bool {
 		return laterQueryInt(t, e.db, "SELECT COUNT(*) FROM conversation WHERE waiting_since<>0") == 1
 	}, time.Minute, 50*time.Millisecond)
-	e.br.SetClock(10 * time.Minute)
+	e.br.SetClock(noon + 10*time.Minute)
 	_, _, err := nurse.Send(ctx, room.roomID, "Yes, the pharmacist will call you within the hour.")
 	require.NoError(t, err)
 	_, err = e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
@@ -231,7 +235,7 @@ func runWorkflowStats(t *testing.T, kind string) {
 	require.Eventually(t, func() bool { return laterQueryInt(t, e.db, "SELECT COUNT(*) FROM response_time") == 1 },
 		time.Minute, 50*time.Millisecond)
 	// A second reply is not a second answered wait.
-	e.br.SetClock(25 * time.Minute)
+	e.br.SetClock(noon + 25*time.Minute)
 	_, _, err = nurse.Send(ctx, room.roomID, "Please have your pill bottles at hand.")
 	require.NoError(t, err)
 	_, err = e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.Body == "nurse: Please have your pill bottles at hand." })
@@ -245,4 +249,13 @@ func runWorkflowStats(t *testing.T, kind string) {
 	assert.Contains(t, stats, "This week (since Mon ")
 	assert.Contains(t, stats, "Waiting now: 1 conversation")
 	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM response_time"))
+}
+
+// clinicNoon is the clock offset that puts the bridge at noon of today in the clinic's
+// time zone (the example config's business_hours.time_zone).
+func clinicNoon(t *testing.T) time.Duration {
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	now := time.Now().In(ny)
+	return time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, ny).Sub(now)
 }
