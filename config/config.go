@@ -119,6 +119,9 @@ type OutboxConfig struct {
 	MaxRetryInterval time.Duration `yaml:"max_retry_interval"`
 	// MaxAttempts is how often a text is tried before staff are told it was not sent.
 	MaxAttempts int `yaml:"max_attempts"`
+	// PerNumberRate is how many queued texts a second one clinic number sends at most
+	// (0: as fast as Twilio answers). One-time codes are not held back by it.
+	PerNumberRate float64 `yaml:"per_number_rate"`
 }
 
 // MetricsConfig configures the separate listener for Prometheus metrics and health checks.
@@ -178,6 +181,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "outbox", "retry_interval")
 	helper.Copy(up.Str, "outbox", "max_retry_interval")
 	helper.Copy(up.Int, "outbox", "max_attempts")
+	helper.Copy(up.Float|up.Int, "outbox", "per_number_rate")
 	helper.Copy(up.Str|up.Null, "metrics", "listen")
 	helper.Copy(up.Bool, "metrics", "pprof")
 	helper.Copy(up.List, "federation", "allowed_servers")

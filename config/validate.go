@@ -89,6 +89,9 @@ func (c *Config) Validate() error {
 	if c.Outbox.MaxAttempts < 1 || c.Outbox.MaxAttempts > 100 {
 		return invalid("outbox.max_attempts", fmt.Sprintf("is %d: use 1 to 100 (8 by default)", c.Outbox.MaxAttempts))
 	}
+	if c.Outbox.PerNumberRate < 0 || c.Outbox.PerNumberRate > 1000 {
+		return invalid("outbox.per_number_rate", fmt.Sprintf("is %g: use 0 (no limit) to 1000 texts a second", c.Outbox.PerNumberRate))
+	}
 	if err := checkListen(c.Metrics.Listen); err != nil {
 		return invalid("metrics.listen", err.Error())
 	}

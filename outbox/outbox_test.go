@@ -482,6 +482,46 @@ func TestAStaffMessageDeliveredTwiceIsQueuedOnce(t *testing.T) {
 	})
 }
 
+// TestPerNumberRateHoldsANumberBackAlone: at outbox.per_number_rate 4, one clinic
+// number's 8 texts (to 8 patients) leave at most 4 a second, while another number's
+// texts are not held back behind them.
+func TestPerNumberRateHoldsANumberBackAlone(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		e.cfg.Outbox.PerNumberRate = 4
+		var mu sync.Mutex
+		sentAt := map[string][]time.Time{}
+		e.provider.send = func(_ context.Context, msg *sms.OutboundMessage) error {
+			mu.Lock()
+			defer mu.Unlock()
+			sentAt[msg.From] = append(sentAt[msg.From], time.Now())
+			return nil
+		}
+		o := e.start(t)
+		ctx := context.Background()
+		for i := range 8 {
+			require.NoError(t, o.Enqueue(ctx, e.text(i, 0)))
+		}
+		const other = "+15550002222"
+		for i := 8; i < 10; i++ {
+			text := e.text(i, 0)
+			text.From = other
+			require.NoError(t, o.Enqueue(ctx, text))
+		}
+		require.Eventually(t, func() bool { return e.provider.count() == 10 }, 20*time.Second, 10*time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		busy, quiet := sentAt["+"+clinic], sentAt[other]
+		require.Len(t, busy, 8)
+		require.Len(t, quiet, 2)
+		// One at once, then one every 250 ms: 7 intervals.
+		assert.GreaterOrEqual(t, busy[7].Sub(busy[0]), 1700*time.Millisecond, "at most 4 a second")
+		for i := 1; i < len(busy); i++ {
+			assert.GreaterOrEqual(t, busy[i].Sub(busy[i-1]), 200*time.Millisecond, "text %d came too soon after the one before", i)
+		}
+		assert.True(t, quiet[1].Before(busy[7]), "the other number's texts did not wait behind the busy one's")
+	})
+}
+
 func TestUnlinkedNumberFailsItsTexts(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		o := e.start(t)

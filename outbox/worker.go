@@ -87,8 +87,10 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 			o.settle(ctx, row)
 		}()
 	}
+	pace := newPacer(o.Config.Outbox.PerNumberRate)
 	read := true
 	for {
+		var paced time.Duration // when a number held back by its pace may send again
 		if read && len(inFlight) < workers {
 			read = false
 			due, err := o.DB.Outbox.GetDue(ctx, o.Now(), dueBatch)
@@ -98,6 +100,12 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 			for _, row := range due {
 				conv := row.LoginID + "/" + row.PortalID
 				if inFlight[conv] || len(inFlight) >= workers {
+					continue
+				}
+				if wait := pace.take(row.From, time.Now()); wait > 0 {
+					if paced == 0 || wait < paced {
+						paced = wait
+					}
 					continue
 				}
 				inFlight[conv] = true
@@ -115,7 +123,11 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 				log.Err(err).Msg("Failed to read the outbox")
 				timer = time.After(o.Config.Outbox.RetryInterval)
 			case ok:
-				timer = time.After(max(next.Sub(o.Now()), time.Millisecond))
+				wait := next.Sub(o.Now())
+				if paced > 0 && wait <= 0 {
+					wait = paced // what is due now waits for its number's pace
+				}
+				timer = time.After(max(wait, time.Millisecond))
 			}
 		}
 		select {
