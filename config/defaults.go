@@ -30,6 +30,9 @@ var baseDefaults = []struct{ old, new string }{
 			"    # must not text a staff message twice.\n    deduplicate_matrix_messages: true"},
 	{"        \"*\": relay\n", "        # Users of other servers (federation) may not use the bridge unless listed here.\n        \"*\": block\n"},
 	{"    type: postgres\n", "    type: sqlite3-fk-wal\n"},
+	{"    max_idle_conns: 1\n", "    # carebridge: as many as max_open_conns. With one, every burst of work closed the\n" +
+		"    # connections it opened and the next burst opened them again (a process each on PostgreSQL).\n" +
+		"    max_idle_conns: 5\n"},
 	{"    uri: postgres://user:password@host/database?sslmode=disable",
 		"    # carebridge's default is the embedded SQLite file; use PostgreSQL in production.\n" +
 			"    uri: file:carebridge.db?_txlock=immediate"},
