@@ -18,57 +18,16 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mau.fi/util/dbutil"
 
+	"github.com/carebridge/carebridge/internal/admin"
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
-// TestAuditCommandArguments: wrong arguments are refused (exit 2) before any config or
-// database is touched, with a message that says what to write instead.
-func TestAuditCommandArguments(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "config.yaml")
-	cases := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"no subcommand", []string{"audit"}, "usage:"},
-		{"unknown subcommand", []string{"audit", "check"}, `unknown subcommand "check"`},
-		{"stray argument", []string{"audit", "verify", "extra"}, `unexpected argument "extra"`},
-		{"export flag on verify", []string{"audit", "verify", "--since", "2026-01-01"}, "flag provided but not defined: -since"},
-		{"expect without hash", []string{"audit", "verify", "--expect", "1042"}, `"1042" is not ID:HASH`},
-		{"expect with a short hash", []string{"audit", "verify", "--expect", "1042:3f3f"}, "64 lower-case hex digits"},
-		{"stray argument to head", []string{"audit", "head", "extra"}, `unexpected argument "extra"`},
-		{"missing config for head", []string{"audit", "head", "-c", missing}, "failed to read config"},
-		{"missing config", []string{"audit", "verify", "-c", missing}, "failed to read config"},
-		{"no since", []string{"audit", "export", "-c", missing}, "--since is required"},
-		{"US date", []string{"audit", "export", "-c", missing, "--since", "01/02/2026"}, `--since "01/02/2026" is not a date: write it as 2026-01-31`},
-		{"word for until", []string{"audit", "export", "-c", missing, "--since", "2026-01-01", "--until", "February"}, `--until "February" is not a date`},
-		{"until before since", []string{"audit", "export", "-c", missing, "--since", "2026-02-01", "--until", "2026-01-01"}, "is not after --since"},
-		{"unknown format", []string{"audit", "export", "-c", missing, "--since", "2026-01-01", "--format", "xml"}, `--format "xml" is not supported: use jsonl or csv`},
-		{"good arguments, missing config", []string{"audit", "export", "-c", missing, "--since", "2026-01-01T08:00:00Z"}, "failed to read config"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code, handled := runTool(context.Background(), tc.args, &stdout, &stderr)
-			require.True(t, handled)
-			assert.Equal(t, 2, code)
-			assert.Contains(t, stderr.String(), tc.want)
-			assert.Empty(t, stdout.String())
-		})
-	}
-}
-
-func TestAuditBoundsRoundTrip(t *testing.T) {
-	for in, want := range map[string]string{
-		"2026-01-01":                "2026-01-01",
-		"2026-01-31T08:00:00Z":      "2026-01-31T08:00:00Z",
-		"2026-01-31T08:00:00-05:00": "2026-01-31T13:00:00Z",
-	} {
-		got, err := parseAuditBound("since", in)
-		require.NoError(t, err)
-		assert.Equal(t, want, formatAuditBound(got))
-	}
-}
+// The audit subcommands' exit codes (internal/admin): 1 the chain is broken or the export
+// failed, 2 wrong arguments, config or database.
+const (
+	exitFailed = 1
+	exitUsage  = 2
+)
 
 // TestAuditCommands runs the real system, once per database: a conversation switched to
 // secure mode writes audit rows; the built binary verifies the chain while the bridge
@@ -88,7 +47,7 @@ func runAuditCommands(t *testing.T, kind string) {
 	// Secure, back to SMS, secure again: each switch is an audit row.
 	// One at a time: bridgev2 may run commands concurrently, and "secure" twice in a row
 	// is refused ("already in secure mode"), not audited.
-	switches := func(rows []auditRecord) (n int) {
+	switches := func(rows []admin.AuditRecord) (n int) {
 		for _, r := range rows {
 			if r.Event == "mode switched" {
 				n++
@@ -96,7 +55,7 @@ func runAuditCommands(t *testing.T, kind string) {
 		}
 		return n
 	}
-	var rows []auditRecord
+	var rows []admin.AuditRecord
 	for i, mode := range []string{"secure", "plain", "secure"} {
 		_, _, err = nurse.Send(ctx, roomID, "!sms "+mode)
 		require.NoError(t, err)
@@ -120,8 +79,8 @@ func runAuditCommands(t *testing.T, kind string) {
 	stdout, stderr, code := runCarebridge(t, e.br, "audit", "verify", "-c", e.br.ConfigPath())
 	require.Equal(t, 0, code, stderr)
 	t.Logf("[%s] %s", kind, strings.SplitN(stdout, "\n", 2)[0])
-	assert.Contains(t, stdout, fmt.Sprintf("audit log intact: %s, newest row %d at %s, head hash %s\n",
-		auditRowCount(n), last.ID, last.parsedTime(t).Format(time.RFC3339), last.Hash))
+	assert.Contains(t, stdout, fmt.Sprintf("audit log intact: %d rows, newest row %d at %s, head hash %s\n",
+		n, last.ID, parsedTime(t, last).Format(time.RFC3339), last.Hash))
 	assert.Contains(t, stdout, "keep `carebridge audit head` outside the database and pass it back with --expect ID:HASH")
 	for _, r := range rows {
 		assert.Equal(t, "k1", r.MACKey, "row %d (%s) is keyed with the current key", r.ID, r.Event)
@@ -132,13 +91,13 @@ func runAuditCommands(t *testing.T, kind string) {
 	// JSON lines on stdout: every row, oldest first, as stored.
 	stdout, stderr, code = runCarebridge(t, e.br, "audit", "export", "-c", e.br.ConfigPath(), "--since", since, "--format", "jsonl")
 	require.Equal(t, 0, code, stderr)
-	assert.Contains(t, stderr, fmt.Sprintf("Exported %s (jsonl)", auditRowCount(n)))
-	var exported []auditRecord
+	assert.Contains(t, stderr, fmt.Sprintf("Exported %d rows (jsonl)", n))
+	var exported []admin.AuditRecord
 	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		var fields map[string]any
 		require.NoError(t, json.Unmarshal([]byte(line), &fields), line)
 		assert.Len(t, fields, 11, line)
-		var r auditRecord
+		var r admin.AuditRecord
 		require.NoError(t, json.Unmarshal([]byte(line), &r))
 		exported = append(exported, r)
 	}
@@ -160,13 +119,13 @@ func runAuditCommands(t *testing.T, kind string) {
 	require.Equal(t, []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash", "mac_key"}, records[0])
 	require.Len(t, records, n+2, "header, the rows, and the first export's row")
 	for i, rec := range records[1 : n+1] {
-		assert.Equal(t, rows[i].fields(), rec)
+		assert.Equal(t, rows[i].Fields(), rec)
 	}
 	first := records[n+1]
 	assert.Equal(t, "audit exported", first[5])
 	assert.True(t, strings.HasPrefix(first[2], "system:cli:"), first[2])
 	assert.Equal(t, "ok", first[6])
-	assert.Equal(t, fmt.Sprintf("jsonl since %s, %s", since, auditRowCount(n)), first[7])
+	assert.Equal(t, fmt.Sprintf("jsonl since %s, %d rows", since, n), first[7])
 
 	// The CSV export is recorded after it, and the chain still holds.
 	after := readAuditRows(t, db)
@@ -192,7 +151,7 @@ func runAuditCommands(t *testing.T, kind string) {
 	assert.Equal(t, 1, code, stderr)
 	assert.Empty(t, stdout)
 	assert.Contains(t, stderr, fmt.Sprintf("audit log chain is broken: row %d was changed", rows[switched].ID))
-	assert.Contains(t, stderr, fmt.Sprintf("Intact before it: %s, up to row %d.", auditRowCount(switched), rows[switched-1].ID))
+	assert.Contains(t, stderr, fmt.Sprintf("Intact before it: %d rows, up to row %d.", switched, rows[switched-1].ID))
 
 	stdout, stderr, code = runCarebridge(t, e.br, "audit", "verify", "-c", filepath.Join(t.TempDir(), "nope.yaml"))
 	assert.Equal(t, 2, code)
@@ -200,20 +159,21 @@ func runAuditCommands(t *testing.T, kind string) {
 	assert.Contains(t, stderr, "failed to read config")
 }
 
-func (r auditRecord) parsedTime(t *testing.T) time.Time {
+// parsedTime is the time of an exported row.
+func parsedTime(t *testing.T, r admin.AuditRecord) time.Time {
 	at, err := time.Parse(time.RFC3339, r.Time)
 	require.NoError(t, err)
 	return at
 }
 
 // readAuditRows reads the table directly, formatted as the export should write it.
-func readAuditRows(t *testing.T, db *dbutil.Database) []auditRecord {
+func readAuditRows(t *testing.T, db *dbutil.Database) []admin.AuditRecord {
 	res, err := db.Query(context.Background(), "SELECT id, at, actor, login_id, portal_id, event, outcome, detail, prev_hash, hash, mac_key FROM audit_log ORDER BY id")
 	require.NoError(t, err)
 	defer res.Close()
-	var rows []auditRecord
+	var rows []admin.AuditRecord
 	for res.Next() {
-		var r auditRecord
+		var r admin.AuditRecord
 		var at int64
 		require.NoError(t, res.Scan(&r.ID, &at, &r.Actor, &r.LoginID, &r.PortalID, &r.Event, &r.Outcome, &r.Detail, &r.PrevHash, &r.Hash, &r.MACKey))
 		r.Time = time.UnixMilli(at).UTC().Format("2006-01-02T15:04:05.000Z")

@@ -1,6 +1,6 @@
 // Command carebridge is the carebridge bridge: mxmain's standard CLI (-c, -r, -g, -e, -n,
 // --ignore-unsupported-server) around carebridge's network connector, plus carebridge's
-// own subcommands (`carebridge help` lists them: audit, keys).
+// own subcommands (internal/admin; `carebridge help` lists them).
 package main
 
 import (
@@ -17,6 +17,7 @@ import (
 
 	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/config"
+	"github.com/carebridge/carebridge/internal/admin"
 	"github.com/carebridge/carebridge/internal/logmask"
 )
 
@@ -33,7 +34,7 @@ var (
 )
 
 func main() {
-	if code, ok := runTool(context.Background(), os.Args[1:], os.Stdout, os.Stderr); ok {
+	if code, ok := admin.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); ok {
 		os.Exit(code)
 	}
 	// Phone numbers are reduced to their last four digits in every log writer.

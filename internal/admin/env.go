@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"slices"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
@@ -21,43 +20,6 @@ import (
 	"github.com/carebridge/carebridge/internal/logmask"
 	"github.com/carebridge/carebridge/securechat"
 )
-
-// carebridge's own subcommands sit in front of mxmain's flags: `carebridge audit verify
-// -c config.yaml` is handled here, anything else (including plain `carebridge -c …`) by
-// mxmain as before.
-
-// toolCommand is one subcommand: run gets the arguments after its name.
-type toolCommand struct {
-	name, summary string
-	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) int
-}
-
-// toolCommands lists the subcommands; audit.go and keys.go add theirs in init.
-var toolCommands []toolCommand
-
-func init() {
-	registerTool("help", "list these subcommands", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
-		toolUsage(stdout)
-		return 0
-	})
-}
-
-func registerTool(name, summary string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int) {
-	toolCommands = append(toolCommands, toolCommand{name: name, summary: summary, run: run})
-}
-
-// runTool runs a carebridge subcommand named by args[0]; handled is false when args do
-// not start with one (mxmain's flags then apply).
-func runTool(ctx context.Context, args []string, stdout, stderr io.Writer) (code int, handled bool) {
-	if len(args) == 0 {
-		return 0, false
-	}
-	i := slices.IndexFunc(toolCommands, func(c toolCommand) bool { return c.name == args[0] })
-	if i < 0 {
-		return 0, false
-	}
-	return toolCommands[i].run(ctx, args[1:], stdout, stderr), true
-}
 
 // toolEnv is what a subcommand works with: the bridge's config and its database,
 // upgraded to the schema this binary knows (the same as the bridge's own start does).
@@ -146,14 +108,6 @@ func (env *toolEnv) openDB(ctx context.Context) error {
 	return nil
 }
 
-// toolUsage prints the subcommands after mxmain's own help.
-func toolUsage(w io.Writer) {
-	fmt.Fprintln(w, "carebridge subcommands (each takes -c/--config, default config.yaml):")
-	for _, c := range toolCommands {
-		fmt.Fprintf(w, "  carebridge %-14s %s\n", c.name, c.summary)
-	}
-}
-
 // parseToolArgs parses a subcommand's flags (no positional arguments); ok is false with the exit code to return.
 func parseToolArgs(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
 	err := fs.Parse(args)
@@ -178,27 +132,4 @@ func cliUserName() string {
 		return name
 	}
 	return "unknown"
-}
-
-// subcommand is one verb of a subcommand group (audit verify, keys rotate…).
-type subcommand = func(ctx context.Context, args []string, stdout, stderr io.Writer) int
-
-// runSubcommands runs the verb args[0] of group, or prints usage.
-func runSubcommands(ctx context.Context, group string, verbs map[string]subcommand, usage func(io.Writer),
-	args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return exitUsage
-	}
-	if run, ok := verbs[args[0]]; ok {
-		return run(ctx, args[1:], stdout, stderr)
-	}
-	switch args[0] {
-	case "help", "-h", "--help":
-		usage(stdout)
-		return 0
-	}
-	fmt.Fprintf(stderr, "carebridge %s: unknown subcommand %q\n", group, args[0])
-	usage(stderr)
-	return exitUsage
 }

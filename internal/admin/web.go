@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -27,10 +27,6 @@ import (
 // no Matrix or Twilio connection. What a patient does there that the bridge must act on
 // (a code to text, a message for the room, a reading) is handed to it through the database,
 // and live updates cross processes by LISTEN/NOTIFY (securechat/live.go, handoff.go).
-
-func init() {
-	registerTool("web", "serve the secure chat's patient pages alone, as a replica beside the bridge (PostgreSQL)", runWeb)
-}
 
 // The replica's health checks, on its own listener: liveness, and readiness (the database
 // and the connection that receives the other processes' signals answer).

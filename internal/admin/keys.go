@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -29,12 +29,8 @@ import (
 // arguments, config or database.
 const keysExitLeft = 1
 
-func init() {
-	registerTool("keys", "show what each secure chat key seals, or re-seal everything with the current key (keys status | keys rotate)", runKeys)
-}
-
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runSubcommands(ctx, "keys", map[string]subcommand{"status": keysStatus, "rotate": keysRotate}, keysUsage, args, stdout, stderr)
+	return runVerbs(ctx, "keys", map[string]runFunc{"status": keysStatus, "rotate": keysRotate}, keysUsage, args, stdout, stderr)
 }
 
 func keysUsage(w io.Writer) {

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bufio"
@@ -33,12 +33,8 @@ const (
 // auditTimeLayout is RFC 3339 in UTC with the milliseconds the hash covers.
 const auditTimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-func init() {
-	registerTool("audit", "verify the audit log's hash chain, print its head, or export it (audit verify | audit head | audit export)", runAudit)
-}
-
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runSubcommands(ctx, "audit", map[string]subcommand{"verify": auditVerify, "head": auditHead, "export": auditExport},
+	return runVerbs(ctx, "audit", map[string]runFunc{"verify": auditVerify, "head": auditHead, "export": auditExport},
 		auditUsage, args, stdout, stderr)
 }
 
@@ -144,8 +140,9 @@ func verifyAuditChain(ctx context.Context, env *toolEnv, name string, expect []d
 	return head, 0
 }
 
-// auditRecord is one exported row.
-type auditRecord struct {
+// AuditRecord is one row as `carebridge audit export` writes it (JSON lines; CSV in this
+// order), and as tests read the export back.
+type AuditRecord struct {
 	ID       int64  `json:"id"`
 	Time     string `json:"time"`
 	Actor    string `json:"actor"`
@@ -161,29 +158,30 @@ type auditRecord struct {
 
 var auditCSVHeader = []string{"id", "time", "actor", "login_id", "portal_id", "event", "outcome", "detail", "prev_hash", "hash", "mac_key"}
 
-func newAuditRecord(e *database.AuditEntry) auditRecord {
-	return auditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor.String(), LoginID: e.LoginID,
+func newAuditRecord(e *database.AuditEntry) AuditRecord {
+	return AuditRecord{ID: e.ID, Time: e.At.UTC().Format(auditTimeLayout), Actor: e.Actor.String(), LoginID: e.LoginID,
 		PortalID: e.PortalID, Event: string(e.Event), Outcome: string(e.Outcome), Detail: e.Detail, PrevHash: e.PrevHash, Hash: e.Hash, MACKey: e.MACKey}
 }
 
-func (r auditRecord) fields() []string {
+// Fields is the row as a CSV record, in the columns of auditCSVHeader.
+func (r AuditRecord) Fields() []string {
 	return []string{strconv.FormatInt(r.ID, 10), r.Time, r.Actor, r.LoginID, r.PortalID, r.Event, r.Outcome, r.Detail, r.PrevHash, r.Hash, r.MACKey}
 }
 
 // auditEncoder writes rows in one format; finish flushes.
 type auditEncoder interface {
-	write(r auditRecord) error
+	write(r AuditRecord) error
 	finish() error
 }
 
 type jsonlEncoder struct{ enc *json.Encoder }
 
-func (j jsonlEncoder) write(r auditRecord) error { return j.enc.Encode(r) }
+func (j jsonlEncoder) write(r AuditRecord) error { return j.enc.Encode(r) }
 func (j jsonlEncoder) finish() error             { return nil }
 
 type csvEncoder struct{ w *csv.Writer }
 
-func (c csvEncoder) write(r auditRecord) error { return c.w.Write(r.fields()) }
+func (c csvEncoder) write(r AuditRecord) error { return c.w.Write(r.Fields()) }
 func (c csvEncoder) finish() error {
 	c.w.Flush()
 	return c.w.Error()

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -17,10 +17,6 @@ import (
 
 // `carebridge api-token --name ehr` makes a bearer token for an integration and prints it
 // once, with the config lines that hold only its SHA-256.
-
-func init() {
-	registerTool("api-token", "make a bearer token for an integration of the API, and the config lines with its SHA-256", runAPIToken)
-}
 
 // newAPIToken is 256 random bits, with a prefix that says what it is (secret scanners).
 func newAPIToken() (token, sha string) {
