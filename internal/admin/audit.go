@@ -63,13 +63,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if code, ok := parseToolArgs(fs, args, stderr); !ok {
 		return code
 	}
-	env, err := openTool(ctx, *path, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "carebridge audit verify:", err)
-		return exitUsage
-	}
-	defer env.Close()
-	head, code := verifyAuditChain(ctx, env, "audit verify", expect, stderr)
+	head, code := verifyAuditChain(ctx, *path, "audit verify", expect, stderr)
 	if code != 0 {
 		return code
 	}
@@ -100,13 +94,7 @@ func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := parseToolArgs(fs, args, stderr); !ok {
 		return code
 	}
-	env, err := openTool(ctx, *path, stderr)
-	if err != nil {
-		fmt.Fprintln(stderr, "carebridge audit head:", err)
-		return exitUsage
-	}
-	defer env.Close()
-	head, code := verifyAuditChain(ctx, env, "audit head", nil, stderr)
+	head, code := verifyAuditChain(ctx, *path, "audit head", nil, stderr)
 	if code != 0 {
 		return code
 	}
@@ -114,9 +102,15 @@ func auditHead(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return 0
 }
 
-// verifyAuditChain verifies the chain (and the kept heads) and explains a failure on
-// stderr; code is the exit code, 0 when the chain holds.
-func verifyAuditChain(ctx context.Context, env *toolEnv, name string, expect []database.AuditAnchor, stderr io.Writer) (database.AuditHead, int) {
+// verifyAuditChain opens the database of the config at path, verifies the chain (and the
+// kept heads) and explains a failure on stderr; code is the exit code, 0 when the chain holds.
+func verifyAuditChain(ctx context.Context, path, name string, expect []database.AuditAnchor, stderr io.Writer) (database.AuditHead, int) {
+	env, err := openTool(ctx, path, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "carebridge %s: %v\n", name, err)
+		return database.AuditHead{}, exitUsage
+	}
+	defer env.Close()
 	head, err := env.DB.Audit.VerifyChain(ctx, expect...)
 	var br *database.AuditBreak
 	switch {

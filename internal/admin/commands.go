@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 )
 
 // runFunc runs a subcommand (or a verb of one) with the arguments after its name and
@@ -52,7 +53,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 func runHelp(_ context.Context, _ []string, stdout, _ io.Writer) int {
 	fmt.Fprintln(stdout, "carebridge subcommands (`carebridge NAME -h` for more; -c/--config defaults to config.yaml):")
 	for _, c := range commands() {
-		fmt.Fprintf(stdout, "  carebridge %-10s %s\n", c.name, c.usage)
+		fmt.Fprintln(stdout, strings.TrimRight(fmt.Sprintf("  carebridge %-10s %s", c.name, c.usage), " "))
 		fmt.Fprintf(stdout, "      %s\n", c.summary)
 	}
 	fmt.Fprintln(stdout, "Anything else is the bridge itself: `carebridge -h` lists its flags.")
