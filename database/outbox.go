@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -26,6 +27,7 @@ const (
 		WHERE o.state='pending' AND o.next_attempt_at<=$1
 		  AND NOT EXISTS (SELECT 1 FROM outbox_message p WHERE p.login_id=o.login_id AND p.portal_id=o.portal_id
 		                  AND p.id<o.id AND p.state IN ('pending', 'sending'))
+		  %s
 		ORDER BY o.id LIMIT $2`
 	// When the next head of a conversation is due (a conversation whose head is being
 	// sent has none).
@@ -128,9 +130,20 @@ func (oq *OutboxQuery) Get(ctx context.Context, id int64) (*OutboxMessage, error
 	return oq.QueryOne(ctx, getOutboxQuery, id)
 }
 
-// GetDue returns up to limit conversations' next texts that are due at now, oldest first.
-func (oq *OutboxQuery) GetDue(ctx context.Context, now time.Time, limit int) ([]*OutboxMessage, error) {
-	return oq.QueryMany(ctx, getDueOutboxQuery, now.UnixMilli(), limit)
+// GetDue returns up to limit conversations' next texts that are due at now, oldest first,
+// leaving out those from the clinic numbers in notFrom (numbers held back by their pace).
+func (oq *OutboxQuery) GetDue(ctx context.Context, now time.Time, limit int, notFrom ...string) ([]*OutboxMessage, error) {
+	args := []any{now.UnixMilli(), limit}
+	filter := ""
+	if len(notFrom) > 0 {
+		params := make([]string, len(notFrom))
+		for i, from := range notFrom {
+			args = append(args, from)
+			params[i] = fmt.Sprintf("$%d", len(args))
+		}
+		filter = "AND o.from_phone NOT IN (" + strings.Join(params, ", ") + ")"
+	}
+	return oq.QueryMany(ctx, fmt.Sprintf(getDueOutboxQuery, filter), args...)
 }
 
 // NextDue is when the earliest conversation head is due; ok is false when none is pending.

@@ -522,6 +522,29 @@ func TestPerNumberRateHoldsANumberBackAlone(t *testing.T) {
 	})
 }
 
+// TestPacedNumberDoesNotHideOthers: a number held to 1 text a second has 70 texts queued
+// (more than one read of the queue holds) before another number's one: that one leaves
+// at once, not after the 70.
+func TestPacedNumberDoesNotHideOthers(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		e.cfg.Outbox.PerNumberRate = 1
+		o := outbox.New(outbox.Options{DB: e.db, Config: e.cfg, Accounts: accounts{e.provider}, Sealer: plainSealer{},
+			Hooks: e.hooks, Log: zerolog.Nop()})
+		ctx := context.Background()
+		for i := range 70 {
+			require.NoError(t, o.Enqueue(ctx, e.text(100+i, 0)))
+		}
+		other := e.text(7, 0)
+		other.From = "+15550002222"
+		require.NoError(t, o.Enqueue(ctx, other))
+		require.NoError(t, o.Start(ctx))
+		t.Cleanup(o.Stop)
+		require.Eventually(t, func() bool { return len(e.provider.bodies(patient(7))) == 1 }, 5*time.Second, 10*time.Millisecond,
+			"the other number's text waited behind the paced number's")
+		assert.LessOrEqual(t, e.provider.count(), 7, "the paced number sent about one a second")
+	})
+}
+
 func TestUnlinkedNumberFailsItsTexts(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		o := e.start(t)

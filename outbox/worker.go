@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,8 +15,12 @@ import (
 	"github.com/carebridge/carebridge/sms"
 )
 
-// dueBatch is how many conversations' next texts are read at once.
-const dueBatch = 64
+// dueBatch is how many conversations' next texts are read at once; maxDuePasses bounds
+// the reads of one round that skip numbers held back by their pace.
+const (
+	dueBatch     = 64
+	maxDuePasses = 8
+)
 
 // stopGrace is how long Stop lets texts already at Twilio finish, so that their answer is
 // recorded and they are not sent again after the restart.
@@ -91,21 +96,25 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 	read := true
 	for {
 		var paced time.Duration // when a number held back by its pace may send again
-		if read && len(inFlight) < workers {
-			read = false
-			due, err := o.DB.Outbox.GetDue(ctx, o.Now(), dueBatch)
+		// Numbers held back by their pace are left out of the next read, so that their
+		// queued texts do not hide other numbers' behind them.
+		var held []string
+		for pass := 0; read && len(inFlight) < workers && pass < maxDuePasses; pass++ {
+			due, err := o.DB.Outbox.GetDue(ctx, o.Now(), dueBatch, held...)
 			if err != nil && ctx.Err() == nil {
 				log.Err(err).Msg("Failed to read the outbox")
 			}
+			heldBefore := len(held)
 			for _, row := range due {
 				conv := row.LoginID + "/" + row.PortalID
-				if inFlight[conv] || len(inFlight) >= workers {
+				if inFlight[conv] || len(inFlight) >= workers || slices.Contains(held, row.From) {
 					continue
 				}
 				if wait := pace.take(row.From, time.Now()); wait > 0 {
 					if paced == 0 || wait < paced {
 						paced = wait
 					}
+					held = append(held, row.From)
 					continue
 				}
 				inFlight[conv] = true
@@ -114,7 +123,11 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 					o.process(sendCtx, row)
 				}()
 			}
+			if len(due) < dueBatch || len(held) == heldBefore {
+				break
+			}
 		}
+		read = false
 		var timer <-chan time.Time
 		if len(inFlight) < workers { // else a worker finishing comes first
 			next, ok, err := o.DB.Outbox.NextDue(ctx)
