@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -117,16 +116,12 @@ func (b apiBackend) SetSecure(ctx context.Context, actor database.AuditActor, co
 
 // CheckTemplate is called before anything is done for a request naming a template.
 func (b apiBackend) CheckTemplate(name string) error {
-	if _, ok := b.c.Config.Templates[strings.ToLower(name)]; ok {
-		return nil
+	var unknown *conversation.UnknownTemplateError
+	if _, err := b.c.Conversations.Template(name); errors.As(err, &unknown) {
+		return &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "template",
+			Message: fmt.Sprintf("no template %q; the templates are: %s", name, strings.Join(unknown.Names, ", "))}
 	}
-	names := make([]string, 0, len(b.c.Config.Templates))
-	for n := range b.c.Config.Templates {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return &integration.Error{Status: http.StatusUnprocessableEntity, Code: "invalid_field", Field: "template",
-		Message: fmt.Sprintf("no template %q; the templates are: %s", name, strings.Join(names, ", "))}
+	return nil
 }
 
 // Template is called with a template name instead of a message.
@@ -134,7 +129,7 @@ func (b apiBackend) Template(ctx context.Context, actor database.AuditActor, con
 	if err := b.CheckTemplate(name); err != nil {
 		return "", err
 	}
-	return b.c.templateText(ctx, conv, actor, b.c.Config.Templates[strings.ToLower(name)])
+	return b.c.Conversations.FillTemplate(ctx, conv, actor, name)
 }
 
 // Send is called for a message from the integration: it goes by the conversation's mode
