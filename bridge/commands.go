@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,10 +26,9 @@ import (
 // HelpSectionCarebridge groups carebridge's own commands in `!sms help`.
 var HelpSectionCarebridge = commands.HelpSection{Name: "Patient conversations", Order: 25}
 
-// The bridge's commands, every one in the list below; their handlers (fn…) are thin
-// adapters over package conversation (and appservice, workflow), here or, for start-chat,
-// templates and `later`, in the file of what they do. registerCommands adds them when the
-// connector starts.
+// The bridge's commands, every one in the list below, and their handlers (fn…): thin
+// adapters that parse the command, call package conversation (or appservice, workflow)
+// and reply. registerCommands adds them when the connector starts.
 
 // commandList is every carebridge command, in the order they are registered.
 func commandList() []commands.CommandHandler {
@@ -47,7 +47,7 @@ func (c *Connector) registerCommands() {
 	}
 }
 
-// Starting a conversation (startchat.go): `start-chat` (alias `pm`), carebridge's own in place of
+// Starting a conversation: `start-chat` (alias `pm`), carebridge's own in place of
 // bridgev2's: bridgev2's needs a login of the sender's own, and only the IT account that
 // linked a clinic number has one. Anyone allowed to use commands (bridge.permissions
 // `commands`, `user` or `admin`) starts a conversation through a clinic number, the way
@@ -102,7 +102,7 @@ var cmdRefer = conversationCommand("refer",
 	"Invite a colleague of another organisation (a server on federation.allowed_servers) into this conversation",
 	"<@user:server>", fnRefer)
 
-// Templates (templates.go).
+// Templates (conversation/templates.go).
 var cmdTemplate = &commands.FullHandler{
 	Name:    "t",
 	Aliases: []string{"template"},
@@ -132,7 +132,7 @@ var (
 	}
 )
 
-// Scheduled follow-ups (workflow_later.go).
+// Scheduled follow-ups (conversation/followups.go).
 var cmdLater = conversationCommand("later",
 	"Schedule a message to the patient (clinic time), sent by the conversation's mode at that time; "+
 		"without arguments, list this conversation's; `later cancel N` cancels one",
@@ -147,6 +147,12 @@ var cmdStats = &commands.FullHandler{
 			"first reply) and who is waiting now, for this room's clinic number, or all numbers in the management room",
 	},
 	Func: fnStats,
+}
+
+// replyText replies with a text that is not a format (it may hold a patient's or staff
+// member's words): only $cmdprefix is replaced, as ce.Reply does in its format.
+func replyText(ce *commands.Event, text string) {
+	ce.Reply("%s", strings.ReplaceAll(text, "$cmdprefix", ce.Bridge.Config.CommandPrefix))
 }
 
 func fnSecure(ce *commands.Event, c *Connector, conv *database.Conversation) {
@@ -465,4 +471,115 @@ func fnStats(ce *commands.Event) {
 		return
 	}
 	ce.Reply("%s", report)
+}
+
+func fnTemplate(ce *commands.Event) {
+	c := ce.Bridge.Network.(*Connector)
+	name := strings.ToLower(strings.TrimSpace(ce.RawArgs))
+	if name == "" {
+		ce.Reply("%s", workflow.TemplateList(c.Config.Templates, c.Bridge.Config.CommandPrefix))
+		return
+	}
+	if _, err := c.Conversations.Template(name); err != nil {
+		ce.Reply("There is no template called %q. %s", name, workflow.TemplateList(c.Config.Templates, c.Bridge.Config.CommandPrefix))
+		return
+	}
+	if ce.Portal == nil {
+		ce.Reply("Send `$cmdprefix t %s` in a patient's conversation room.", name)
+		return
+	}
+	conv, err := c.conversationOf(ce.Ctx, ce.Portal)
+	if err != nil {
+		ce.Reply("%s", err.Error())
+		return
+	}
+	_, err = c.Conversations.SendTemplate(ce.Ctx, conv, database.StaffActor(ce.User.MXID), name, ce.EventID.String())
+	var tooMany *conversation.TooManySegmentsError
+	switch {
+	case errors.Is(err, outbox.ErrOptedOut):
+		ce.Reply("Not sent: the patient has opted out (STOP); nothing is texted until they text START.")
+	case errors.As(err, &tooMany):
+		ce.Reply("Not sent: template %s would be %d SMS segments (%s), more than the limit of %d. Ask IT to shorten it.",
+			name, tooMany.Segments, tooMany.Encoding, tooMany.Limit)
+	case errors.Is(err, conversation.ErrTemplateNotFilled):
+		ce.Log.Err(err).Msg("Failed to fill a template")
+		ce.Reply("The template could not be filled in; try again.")
+	case errors.Is(err, conversation.ErrNotKept):
+		ce.Log.Err(err).Msg("Failed to store a template for the secure chat")
+		ce.Reply("Not sent: the template could not be stored for the secure chat; try again.")
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to text a template")
+		ce.Reply("Not sent: %s", conversation.SendErrorWords(err))
+	default:
+		c.recordStaffReply(ce.Ctx, ce.Portal, conv, ce.User.MXID)
+	}
+}
+
+func fnLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	sub, rest := workflow.CutWord(ce.RawArgs)
+	switch strings.ToLower(sub) {
+	case "", "list":
+		listLater(ce, c, conv)
+	case "cancel":
+		cancelLater(ce, c, conv, rest)
+	default:
+		scheduleLater(ce, c, conv)
+	}
+}
+
+func scheduleLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	loc, now := c.FollowUps.Location(), c.now()
+	sendAt, text, err := workflow.ParseLater(ce.RawArgs, now, loc)
+	if errors.Is(err, workflow.ErrLaterUsage) {
+		ce.Reply(workflow.LaterUsage)
+		return
+	} else if err != nil {
+		replyText(ce, "Not scheduled: "+err.Error()+".")
+		return
+	}
+	m, err := c.FollowUps.Schedule(ce.Ctx, conv, ce.User.MXID.String(), sendAt, text)
+	var tooMany *conversation.TooManySegmentsError
+	if errors.As(err, &tooMany) {
+		ce.Reply("Not scheduled: %s.", tooMany.Error())
+		return
+	} else if err != nil {
+		ce.Log.Err(err).Msg("Failed to schedule a message")
+		ce.Reply("Failed to schedule the message; try again.")
+		return
+	}
+	replyText(ce, workflow.LaterScheduled(m.ID, sendAt, now, loc))
+}
+
+func listLater(ce *commands.Event, c *Connector, conv *database.Conversation) {
+	entries, err := c.FollowUps.List(ce.Ctx, conv)
+	if err != nil {
+		ce.Log.Err(err).Msg("Failed to list scheduled messages")
+		ce.Reply("Failed to list the scheduled messages; try again.")
+		return
+	} else if len(entries) == 0 {
+		ce.Reply("No message is scheduled in this conversation. " + workflow.LaterUsage)
+		return
+	}
+	replyText(ce, workflow.LaterList(entries, c.FollowUps.Location()))
+}
+
+func cancelLater(ce *commands.Event, c *Connector, conv *database.Conversation, arg string) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(arg), "#"), 10, 64)
+	if err != nil || n <= 0 {
+		ce.Reply("Usage: `$cmdprefix later cancel <number>`; `$cmdprefix later` lists the numbers.")
+		return
+	}
+	err = c.FollowUps.Cancel(ce.Ctx, conv, database.StaffActor(ce.User.MXID), n)
+	var notCancellable *conversation.NotCancellableError
+	switch {
+	case errors.Is(err, conversation.ErrNoFollowUp):
+		ce.Reply("There is no scheduled message %d in this conversation; `$cmdprefix later` lists them.", n)
+	case errors.As(err, &notCancellable):
+		ce.Reply("Scheduled message %d cannot be cancelled: %s.", n, notCancellable.Error())
+	case err != nil:
+		ce.Log.Err(err).Msg("Failed to cancel a scheduled message")
+		ce.Reply("Failed to cancel; try again.")
+	default:
+		ce.Reply("Scheduled message %d is cancelled; it will not be sent.", n)
+	}
 }

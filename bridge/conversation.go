@@ -80,8 +80,17 @@ func (r conversationRooms) existing(ctx context.Context, conv *database.Conversa
 	return portal
 }
 
+// StaffName is the staff member's display name in the room, or their user name as relayed
+// messages show it (MemberName, for staff, falls back to the full Matrix ID, which
+// patients need not see).
 func (r conversationRooms) StaffName(ctx context.Context, conv *database.Conversation, userID string) string {
-	return r.c.staffName(ctx, r.existing(ctx, conv), id.UserID(userID))
+	user := id.UserID(userID)
+	if portal := r.existing(ctx, conv); portal != nil && portal.MXID != "" {
+		if member, err := r.c.Bridge.Matrix.GetMemberInfo(ctx, portal.MXID, user); err == nil && member != nil && member.Displayname != "" {
+			return member.Displayname
+		}
+	}
+	return user.Localpart()
 }
 
 func (r conversationRooms) MemberName(ctx context.Context, conv *database.Conversation, userID string) string {

@@ -79,13 +79,13 @@ type FollowUps struct {
 }
 
 // Schedule seals text for the conversation and stores it to be sent at sendAt, audited.
-// createdBy is the staff member's Matrix ID; senderName is how the patient will see them
-// (checked now against the segment limit in SMS mode while staff can shorten the text;
-// checked again when it is sent).
-func (f *FollowUps) Schedule(ctx context.Context, conv *database.Conversation, createdBy, senderName string,
+// createdBy is the staff member's Matrix ID. In SMS mode the text, signed as the patient
+// will see it, is checked now against the segment limit while staff can shorten it (and
+// again when it is sent).
+func (f *FollowUps) Schedule(ctx context.Context, conv *database.Conversation, createdBy string,
 	sendAt time.Time, text string) (*database.ScheduledMessage, error) {
 	if conv.Mode == database.ModeSMS {
-		if segments, enc := sms.CountSegments(senderName + ": " + text); segments > f.S.Config.MaxSegments {
+		if segments, enc := sms.CountSegments(f.S.Rooms.StaffName(ctx, conv, createdBy) + ": " + text); segments > f.S.Config.MaxSegments {
 			return nil, &TooManySegmentsError{Segments: segments, Encoding: enc, Limit: f.S.Config.MaxSegments}
 		}
 	}
@@ -110,6 +110,11 @@ func (f *FollowUps) Schedule(ctx context.Context, conv *database.Conversation, c
 		f.loop.Wake()
 	}
 	return m, nil
+}
+
+// Location is the clinic's time zone, in which staff write and read the times.
+func (f *FollowUps) Location() *time.Location {
+	return workflow.ClinicLocation(&f.S.Config.BusinessHours)
 }
 
 // List returns the conversation's pending follow-ups with their texts opened.

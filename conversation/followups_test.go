@@ -63,7 +63,7 @@ func TestFollowUpIsTextedWhenDue(t *testing.T) {
 		require.NoError(t, e.db.Outbound.Insert(ctx, &database.Outbound{MessageSID: sentSID, LoginID: e.conv.LoginID,
 			PortalID: e.conv.PortalID, Status: "queued", Kind: string(outbox.KindFollowUp)}))
 
-		m, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now().Add(time.Hour), "Please take your second dose now.")
+		m, err := f.Schedule(ctx, e.conv, kim, clock.now().Add(time.Hour), "Please take your second dose now.")
 		require.NoError(t, err)
 		list, err := f.List(ctx, e.conv)
 		require.NoError(t, err)
@@ -103,7 +103,7 @@ func TestFollowUpInSecureModeGoesToTheSecureChat(t *testing.T) {
 		e.conv.Mode = database.ModeSecure
 		require.NoError(t, e.db.Conversation.SetMode(ctx, e.conv.LoginID, e.conv.PortalID, database.ModeSecure))
 		f := newFollowUps(e, clock, true, time.Now())
-		m, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now(), "Your lab results are in.")
+		m, err := f.Schedule(ctx, e.conv, kim, clock.now(), "Your lab results are in.")
 		require.NoError(t, err)
 		startFollowUps(t, ctx, f)
 		require.Eventually(t, func() bool { return scheduledState(t, ctx, e, m.ID) == database.ScheduledSent },
@@ -126,7 +126,7 @@ func TestFollowUpFailures(t *testing.T) {
 		// Opted out: the outbox refuses it.
 		e.texts.optedOut = true
 		f := newFollowUps(e, clock, true, time.Now())
-		optedOut, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now(), "Reminder: appointment tomorrow.")
+		optedOut, err := f.Schedule(ctx, e.conv, kim, clock.now(), "Reminder: appointment tomorrow.")
 		require.NoError(t, err)
 		startFollowUps(t, ctx, f)
 		require.Eventually(t, func() bool { return scheduledState(t, ctx, e, optedOut.ID) == database.ScheduledFailed },
@@ -140,7 +140,7 @@ func TestFollowUpFailures(t *testing.T) {
 		// load, then fails.
 		e.texts.optedOut = false
 		unlinked := newFollowUps(e, clock, false, time.Now())
-		waiting, err := unlinked.Schedule(ctx, e.conv, kim, "kim", clock.now(), "Call us back.")
+		waiting, err := unlinked.Schedule(ctx, e.conv, kim, clock.now(), "Call us back.")
 		require.NoError(t, err)
 		startFollowUps(t, ctx, unlinked)
 		time.Sleep(300 * time.Millisecond)
@@ -163,7 +163,7 @@ func TestInterruptedFollowUpIsReportedNotResent(t *testing.T) {
 		clock := &followUpClock{}
 		clock.ms.Store(time.Now().UnixMilli())
 		f := newFollowUps(e, clock, true, time.Now())
-		m, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now(), "Take 2 tablets.")
+		m, err := f.Schedule(ctx, e.conv, kim, clock.now(), "Take 2 tablets.")
 		require.NoError(t, err)
 		claimed, err := e.db.Scheduled().Claim(ctx, m.ID)
 		require.NoError(t, err)
@@ -188,7 +188,7 @@ func TestFollowUpRefusalsAndCancel(t *testing.T) {
 		clock.ms.Store(time.Now().UnixMilli())
 		f := newFollowUps(e, clock, true, time.Now())
 
-		_, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now().Add(time.Hour), strings.Repeat("a", 160*11))
+		_, err := f.Schedule(ctx, e.conv, kim, clock.now().Add(time.Hour), strings.Repeat("a", 160*11))
 		var tooMany *conversation.TooManySegmentsError
 		require.ErrorAs(t, err, &tooMany)
 		assert.Equal(t, 10, tooMany.Limit)
@@ -196,7 +196,7 @@ func TestFollowUpRefusalsAndCancel(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, pending, "a refused follow-up is not stored")
 
-		m, err := f.Schedule(ctx, e.conv, kim, "kim", clock.now().Add(time.Hour), "See you Monday.")
+		m, err := f.Schedule(ctx, e.conv, kim, clock.now().Add(time.Hour), "See you Monday.")
 		require.NoError(t, err)
 		require.NoError(t, f.Cancel(ctx, e.conv, database.StaffActor(kim), m.ID))
 		err = f.Cancel(ctx, e.conv, database.StaffActor(kim), m.ID)
