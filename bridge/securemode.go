@@ -39,8 +39,7 @@ func (b secureBackend) login(conv *cbdb.Conversation) (*bridgev2.UserLogin, erro
 // SendSMS texts a one-time code at once (the patient is waiting for it), through the
 // outbox without storing it, unless they opted out.
 func (b secureBackend) SendSMS(ctx context.Context, conv *cbdb.Conversation, text string) error {
-	_, err := b.c.Outbox.Send(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: text, Kind: outbox.KindCode, SenderMXID: b.c.Bridge.Bot.GetMXID().String()})
+	_, err := b.c.Conversations.TextNow(ctx, conv, outbox.KindCode, text)
 	if errors.Is(err, outbox.ErrOptedOut) {
 		return ErrOptedOut
 	}

@@ -2,8 +2,6 @@ package conversation
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -206,19 +204,4 @@ func (a *Alerter) sendReminder(ctx context.Context, conv *database.Conversation)
 		log.Err(err).Msg("Failed to audit an unread reminder")
 	}
 	log.Info().Msg("Reminded the patient of unread secure messages")
-}
-
-// NotSentWords is the notice staff read when a text of kind was not sent.
-func NotSentWords(kind outbox.Kind, err error) string {
-	var refusal *outbox.Refusal
-	reason := SendErrorWords(err)
-	if errors.As(err, &refusal) {
-		reason = refusal.Words
-	} else if errors.Is(err, outbox.ErrNotLinked) {
-		reason = "the clinic number is no longer linked"
-	}
-	if kind == outbox.KindStaffReply {
-		return "⚠️ Not sent: " + reason
-	}
-	return fmt.Sprintf("⚠️ The %s was not texted to the patient: %s", kind.Words(), reason)
 }

@@ -290,7 +290,7 @@ func (f *FollowUps) send(ctx context.Context, m *database.ScheduledMessage) bool
 		return true
 	}
 	if !linked {
-		f.finish(ctx, m, "", "the clinic number is no longer linked", text)
+		f.finish(ctx, m, "", SendErrorWords(outbox.ErrNotLinked), text)
 		return true
 	}
 	conv, err := f.S.DB.Conversation.Get(ctx, m.LoginID, m.PortalID)
@@ -356,21 +356,6 @@ func (f *FollowUps) finish(ctx context.Context, m *database.ScheduledMessage, vi
 		}
 	}
 	return f.S.Rooms.Notice(ctx, conv, notice)
-}
-
-// SendErrorWords says in words why a text was not sent, for a room notice.
-func SendErrorWords(err error) string {
-	var sendErr *sms.SendError
-	var refusal *outbox.Refusal
-	switch {
-	case errors.Is(err, outbox.ErrNotLinked):
-		return "the clinic number is not connected"
-	case errors.As(err, &sendErr):
-		return sendErr.Describe()
-	case errors.As(err, &refusal):
-		return refusal.Words
-	}
-	return "the text could not be sent"
 }
 
 // TrackOnNotice records a text the bridge sent on its own (a follow-up, an integration's

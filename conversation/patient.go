@@ -66,9 +66,7 @@ func (s *Service) Keyword(ctx context.Context, conv *database.Conversation, keyw
 		log.Debug().Msg("Twilio already answered the keyword")
 		return nil
 	}
-	err := s.Texts.Enqueue(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: s.Config.Render(reply), Kind: outbox.KindKeywordReply, SenderMXID: s.BotMXID})
-	if err != nil {
+	if err := s.Text(ctx, conv, outbox.KindKeywordReply, s.Config.Render(reply), ""); err != nil {
 		log.Err(err).Msg("Failed to answer keyword")
 	}
 	return nil

@@ -37,14 +37,6 @@ type AutoReplies struct {
 	emergency workflow.EmergencyReplies
 }
 
-// Text queues a text the bridge sends on its own (an alert, a template, an automatic
-// reply) in the conversation's turn. eventID is the room event it belongs to, if any; a
-// later failure is a notice replying to it. A *outbox.Refusal says why not.
-func (s *Service) Text(ctx context.Context, conv *database.Conversation, kind outbox.Kind, text, eventID string) error {
-	return s.Texts.Enqueue(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: text, Kind: kind, EventID: eventID, SenderMXID: s.BotMXID})
-}
-
 // MarkUrgent marks the conversation urgent or routine, audited: the room's state and
 // topic, its name's 🚨 prefix and its place in the team spaces follow. It sends no notice
 // (the caller says why it happened).

@@ -2,6 +2,8 @@ package conversation
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
@@ -48,10 +50,52 @@ func (s *Service) Send(ctx context.Context, conv *database.Conversation, msg Out
 	if body == "" {
 		body = msg.Text
 	}
-	sent, err := s.Texts.Send(ctx, &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone,
-		To: conv.PatientPhone, Body: body, Kind: msg.Kind, SenderMXID: s.BotMXID})
+	sent, err := s.TextNow(ctx, conv, msg.Kind, body)
 	if err != nil {
 		return nil, err
 	}
 	return &Sent{Via: database.ModeSMS, SMS: sent}, nil
+}
+
+// newText is a text the bridge sends on its own to the conversation's patient. eventID is
+// the room event it belongs to, if any.
+func (s *Service) newText(conv *database.Conversation, kind outbox.Kind, body, eventID string) *outbox.Text {
+	return &outbox.Text{LoginID: conv.LoginID, PortalID: conv.PortalID, From: conv.ClinicPhone, To: conv.PatientPhone,
+		Body: body, Kind: kind, EventID: eventID, SenderMXID: s.BotMXID}
+}
+
+// Text queues a text the bridge sends on its own (an alert, a template, an automatic
+// reply) in the conversation's turn. eventID is the room event it belongs to, if any; a
+// later failure is a notice replying to it. A *outbox.Refusal says why not.
+func (s *Service) Text(ctx context.Context, conv *database.Conversation, kind outbox.Kind, text, eventID string) error {
+	return s.Texts.Enqueue(ctx, s.newText(conv, kind, text, eventID))
+}
+
+// TextNow texts the patient at once, whatever the conversation's mode (a one-time code
+// the patient waits for), and returns Twilio's answer. A *outbox.Refusal says why not.
+func (s *Service) TextNow(ctx context.Context, conv *database.Conversation, kind outbox.Kind, text string) (*sms.SentMessage, error) {
+	return s.Texts.Send(ctx, s.newText(conv, kind, text, ""))
+}
+
+// SendErrorWords says in words why a text was not sent, for a room notice or a reply.
+func SendErrorWords(err error) string {
+	var sendErr *sms.SendError
+	var refusal *outbox.Refusal
+	switch {
+	case errors.Is(err, outbox.ErrNotLinked):
+		return "the clinic number is no longer linked"
+	case errors.As(err, &sendErr):
+		return sendErr.Describe()
+	case errors.As(err, &refusal):
+		return refusal.Words
+	}
+	return "the text could not be sent"
+}
+
+// NotSentWords is the notice staff read when a text of kind was not sent.
+func NotSentWords(kind outbox.Kind, err error) string {
+	if kind == outbox.KindStaffReply {
+		return "⚠️ Not sent: " + SendErrorWords(err)
+	}
+	return fmt.Sprintf("⚠️ The %s was not texted to the patient: %s", kind.Words(), SendErrorWords(err))
 }
