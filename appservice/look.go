@@ -1,6 +1,7 @@
 package appservice
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,8 +42,11 @@ type Look struct {
 // LookInput is what a room's look is made of.
 type LookInput struct {
 	Conv *database.Conversation
-	// RoomName is the room's name (the patient's name or label, with workflow marks).
+	// RoomName is the room's name (the patient's name or label, with workflow marks); set
+	// by Rooms.LookNow from NamePrefix.
 	RoomName string
+	// NamePrefix is the clinic workflow's mark before the patient's name (urgency).
+	NamePrefix string
 	// PatientLabel is the patient as the topic shows them (formatted or masked number).
 	PatientLabel string
 	// Through is the clinic number the conversation is on, as staff know it ("" to leave out).
@@ -71,6 +75,40 @@ func LookOf(in LookInput) Look {
 	}
 	topic := fmt.Sprintf("%s conversation with %s%s (%s)", modeWord, in.PatientLabel, through, in.ClinicName) + in.TopicSuffix
 	return Look{Name: in.RoomName, Topic: topic, State: state}
+}
+
+// PatientName is how rooms and the patient's ghost show the patient: the name staff gave,
+// else the number as staff know it; only its last four digits when names are masked
+// (privacy.mask_room_names).
+func (r *Rooms) PatientName(ctx context.Context, e164 string) (string, error) {
+	if r.Federation().MaskNames {
+		return MaskedNumber(e164), nil
+	}
+	name, err := r.DB.Conversation.GetPatientName(ctx, e164)
+	if err != nil {
+		return "", fmt.Errorf("failed to read patient name: %w", err)
+	} else if name == "" {
+		name = r.FormatPhone(e164)
+	}
+	return name, nil
+}
+
+// LookNow is how a conversation's room looks now: in carries what the bridge and the
+// clinic's workflow add (Through, NamePrefix, TopicSuffix); the name, the patient's label,
+// the clinic and the link's expiry are decided here.
+func (r *Rooms) LookNow(ctx context.Context, in LookInput) (Look, error) {
+	name, err := r.PatientName(ctx, in.Conv.PatientPhone)
+	if err != nil {
+		return Look{}, err
+	}
+	in.RoomName = in.NamePrefix + name
+	in.PatientLabel = r.Federation().PatientLabel(in.Conv.PatientPhone)
+	in.ClinicName = r.Config.ClinicName
+	// An upper bound: the newest link, if any was issued just now, expires then.
+	if active, err := r.DB.Link.CountActive(ctx, in.Conv.LoginID, in.Conv.PortalID, time.Now()); err == nil && active > 0 {
+		in.LinkExpires = time.Now().Add(r.Config.SecureChat.LinkLifetime)
+	}
+	return LookOf(in), nil
 }
 
 // MaskedNumber is how a masked room shows a patient: the last four digits only.

@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/carebridge/carebridge/appservice"
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 	"github.com/carebridge/carebridge/workflow"
@@ -65,7 +64,7 @@ func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*brid
 
 // patientGhostInfo is the profile of a patient's ghost.
 func (c *Connector) patientGhostInfo(ctx context.Context, phone string) (*bridgev2.UserInfo, error) {
-	name, err := c.patientDisplayName(ctx, phone)
+	name, err := c.Rooms.PatientName(ctx, phone)
 	if err != nil {
 		return nil, err
 	}
@@ -89,22 +88,6 @@ func (c *Connector) otherGhostInfo(id networkid.UserID) *bridgev2.UserInfo {
 	return &bridgev2.UserInfo{Name: &name, Identifiers: identifiers}
 }
 
-// patientDisplayName is the name staff gave the number, or the formatted number; only
-// the number's last four digits when names are masked (privacy.mask_room_names).
-func (c *Connector) patientDisplayName(ctx context.Context, phone string) (string, error) {
-	if c.Rooms.Federation().MaskNames {
-		return appservice.MaskedNumber(phone), nil
-	}
-	name, err := c.DB.Conversation.GetPatientName(ctx, phone)
-	if err != nil {
-		return "", fmt.Errorf("failed to read patient name: %w", err)
-	}
-	if name == "" {
-		name = sms.FormatPhone(phone, c.Config.DefaultRegion)
-	}
-	return name, nil
-}
-
 var _ bridgev2.PortalBridgeInfoFillingNetwork = (*Connector)(nil)
 
 // FillPortalBridgeInfo keeps the patient's number out of the room's bridge info state
@@ -115,16 +98,6 @@ func (c *Connector) FillPortalBridgeInfo(portal *bridgev2.Portal, content *event
 	if IsPatientID(portal.OtherUserID) {
 		content.Channel.ID = string(portal.OtherUserID)
 	}
-}
-
-// roomName is the conversation room's name: the patient's name or number, marked while
-// urgent.
-func (c *Connector) roomName(ctx context.Context, conv *cbdb.Conversation) (string, error) {
-	name, err := c.patientDisplayName(ctx, conv.PatientPhone)
-	if err != nil {
-		return "", err
-	}
-	return workflow.RoomName(name, conv.Urgent), nil
 }
 
 // workflowTopic is what the room topic adds to the mode (workflow.TopicSuffix).

@@ -1,15 +1,12 @@
 package bridge
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -249,28 +246,6 @@ func fnName(ce *commands.Event, c *Connector, conv *database.Conversation) {
 	default:
 		ce.Reply("This number is now shown as %s.", conv.PatientName)
 	}
-}
-
-// showPatientName shows a stored patient name: on the ghost and as the room name, or,
-// with privacy.mask_room_names (names travel in clear to other servers), only in the
-// pinned, end-to-end encrypted notice.
-func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal, phone, name string) error {
-	if c.Rooms.Federation().MaskNames {
-		return c.Rooms.PinPatientNotice(ctx, roomOf(portal), phone)
-	}
-	ghost, err := c.patientGhost(ctx, phone)
-	if err != nil {
-		return err
-	}
-	ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
-	roomName := name
-	if conv, err := c.conversationOf(ctx, portal); err == nil {
-		if roomName, err = c.roomName(ctx, conv); err != nil {
-			roomName = name
-		}
-	}
-	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
-	return nil
 }
 
 func fnRefer(ce *commands.Event, c *Connector, conv *database.Conversation) {

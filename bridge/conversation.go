@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
@@ -172,4 +173,26 @@ func (r conversationRooms) UrgencyChanged(ctx context.Context, conv *database.Co
 // Reopened moves the room back among the open ones in its team spaces.
 func (r conversationRooms) Reopened(ctx context.Context, conv *database.Conversation, _ database.AuditActor) {
 	r.c.Rooms.UpdateSpaceOrder(ctx, r.roomID(ctx, conv), conv)
+}
+
+// showPatientName shows a stored patient name: on the ghost and as the room name, or,
+// with privacy.mask_room_names (names travel in clear to other servers), only in the
+// pinned, end-to-end encrypted notice.
+func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal, phone, name string) error {
+	if c.Rooms.Federation().MaskNames {
+		return c.Rooms.PinPatientNotice(ctx, roomOf(portal), phone)
+	}
+	ghost, err := c.patientGhost(ctx, phone)
+	if err != nil {
+		return err
+	}
+	ghost.UpdateInfo(ctx, &bridgev2.UserInfo{Name: &name})
+	roomName := name
+	if conv, err := c.conversationOf(ctx, portal); err == nil {
+		if look, err := c.roomLook(ctx, portal, conv); err == nil {
+			roomName = look.Name
+		}
+	}
+	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // secureMessagePrefix marks, in the room, what the patient sent through the secure chat.
@@ -244,24 +245,17 @@ func (c *Connector) updateConversationState(ctx context.Context, portal *bridgev
 	portal.UpdateInfo(ctx, c.lookInfo(look), nil, nil, time.Time{})
 }
 
-// roomLook is how the conversation's room looks now (appservice.LookOf).
+// roomLook is how the conversation's room looks now (appservice.Rooms.LookNow), with the
+// clinic number it is on and the workflow's marks.
 func (c *Connector) roomLook(ctx context.Context, portal *bridgev2.Portal, conv *cbdb.Conversation) (appservice.Look, error) {
-	name, err := c.roomName(ctx, conv)
-	if err != nil {
-		return appservice.Look{}, err
-	}
-	in := appservice.LookInput{Conv: conv, RoomName: name, PatientLabel: c.Rooms.Federation().PatientLabel(conv.PatientPhone), ClinicName: c.Config.ClinicName}
+	in := appservice.LookInput{Conv: conv, NamePrefix: workflow.RoomName("", conv.Urgent)}
 	if login := c.Bridge.GetCachedUserLoginByID(portal.Receiver); login != nil {
 		in.Through = login.RemoteName
 	}
 	if portal.MXID != "" {
 		in.TopicSuffix = c.workflowTopic(ctx, portal, conv)
 	}
-	// An upper bound: the newest link, if any was issued just now, expires then.
-	if active, err := c.DB.Link.CountActive(ctx, conv.LoginID, conv.PortalID, time.Now()); err == nil && active > 0 {
-		in.LinkExpires = time.Now().Add(c.Config.SecureChat.LinkLifetime)
-	}
-	return appservice.LookOf(in), nil
+	return c.Rooms.LookNow(ctx, in)
 }
 
 // lookInfo is a room look as bridgev2's ChatInfo: the name and topic bridgev2 sets (when
