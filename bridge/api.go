@@ -49,12 +49,8 @@ func (c *Connector) startAPI(router *http.ServeMux) {
 // ClinicNumbers is called for a new conversation: the linked numbers and their logins.
 func (b apiBackend) ClinicNumbers() map[string]string {
 	numbers := map[string]string{}
-	for _, login := range b.c.Bridge.GetAllCachedUserLogins() {
-		if meta, ok := login.Metadata.(*UserLoginMetadata); ok && meta.Phone != "" {
-			if _, ok = login.Client.(*Client); ok {
-				numbers[meta.Phone] = string(login.ID)
-			}
-		}
+	for _, login := range b.c.clinicLogins() {
+		numbers[login.Metadata.(*UserLoginMetadata).Phone] = string(login.ID)
 	}
 	return numbers
 }

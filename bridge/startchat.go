@@ -3,12 +3,9 @@ package bridge
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2"
-	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
 	"github.com/carebridge/carebridge/database"
@@ -76,103 +73,6 @@ func (cl *Client) resolvePhone(ctx context.Context, phone string, createChat boo
 	}
 	resp.Chat = &bridgev2.CreateChatResponse{PortalKey: portal.PortalKey, Portal: portal}
 	return resp, nil
-}
-
-func fnStartChat(ce *commands.Event) {
-	c := ce.Bridge.Network.(*Connector)
-	login, rest := c.startChatLogin(ce)
-	if login == nil {
-		return
-	}
-	if len(rest) == 0 {
-		ce.Reply("Usage: `$cmdprefix start-chat <patient number>`, e.g. `$cmdprefix start-chat (555) 123-4567`")
-		return
-	}
-	raw := strings.Join(rest, " ")
-	phone, err := sms.NormalizePhone(raw, c.Config.DefaultRegion)
-	if err != nil {
-		ce.Reply("%q is not a phone number this clinic can text.", raw)
-		return
-	}
-	if phone == login.Metadata.(*UserLoginMetadata).Phone {
-		ce.Reply("%s is the clinic's own number.", sms.FormatPhone(phone, c.Config.DefaultRegion))
-		return
-	}
-	actor := ce.User.MXID
-	portal, created, err := c.startConversation(ce.Ctx, login, phone, database.StaffActor(actor), c.memberName(ce.Ctx, ce.RoomID, actor), "start-chat")
-	if err != nil {
-		ce.Log.Err(err).Msg("Failed to start a conversation")
-		ce.Reply("The conversation could not be started; try again.")
-		return
-	}
-	// The one who started it is in the room even when no staff policy lists them.
-	if c.Rooms.Federation().ServerAllowed(actor) {
-		if err = c.Bridge.Bot.EnsureInvited(ce.Ctx, portal.MXID, actor); err != nil {
-			ce.Log.Err(err).Msg("Failed to invite the staff member to the conversation")
-		}
-	}
-	number := sms.FormatPhone(phone, c.Config.DefaultRegion)
-	link := portal.MXID.URI(c.Bridge.Matrix.ServerName()).MatrixToURL()
-	if created {
-		ce.Reply("Started a conversation with %s from %s: [open it](%s). What you write there reaches the patient.",
-			number, sms.FormatPhone(login.Metadata.(*UserLoginMetadata).Phone, c.Config.DefaultRegion), link)
-	} else {
-		ce.Reply("There is already a conversation with %s: [open it](%s).", number, link)
-	}
-}
-
-// startChatLogin picks the clinic number a conversation is started from: the one named
-// first (its number or login ID), else the conversation room's, else the sender's own
-// login, else the only linked number. It replies and returns nil when there is none to
-// pick. rest is the arguments after a named clinic number.
-func (c *Connector) startChatLogin(ce *commands.Event) (login *bridgev2.UserLogin, rest []string) {
-	logins := c.clinicLogins()
-	if len(ce.Args) > 1 {
-		for _, l := range logins {
-			if string(l.ID) == ce.Args[0] {
-				return c.usableLogin(ce, l), ce.Args[1:]
-			}
-			if phone, err := sms.NormalizePhone(ce.Args[0], c.Config.DefaultRegion); err == nil && phone == l.Metadata.(*UserLoginMetadata).Phone {
-				return c.usableLogin(ce, l), ce.Args[1:]
-			}
-		}
-	}
-	rest = ce.Args
-	if ce.Portal != nil && ce.Portal.Receiver != "" {
-		if l := c.Bridge.GetCachedUserLoginByID(ce.Portal.Receiver); l != nil {
-			return c.usableLogin(ce, l), rest
-		}
-	}
-	if l := ce.User.GetDefaultLogin(); l != nil {
-		if _, ok := l.Client.(*Client); ok {
-			return c.usableLogin(ce, l), rest
-		}
-	}
-	switch len(logins) {
-	case 0:
-		ce.Reply("No clinic number is linked yet: an administrator links one with `$cmdprefix login`.")
-		return nil, nil
-	case 1:
-		return c.usableLogin(ce, logins[0]), rest
-	}
-	numbers := make([]string, len(logins))
-	for i, l := range logins {
-		numbers[i] = "`" + l.Metadata.(*UserLoginMetadata).Phone + "`"
-	}
-	slices.Sort(numbers)
-	ce.Reply("This clinic texts from several numbers (%s): say which first, e.g. `$cmdprefix start-chat %s <patient number>`.",
-		strings.Join(numbers, ", "), strings.Trim(numbers[0], "`"))
-	return nil, nil
-}
-
-// usableLogin is login when its number can text now; otherwise it replies why not.
-func (c *Connector) usableLogin(ce *commands.Event, login *bridgev2.UserLogin) *bridgev2.UserLogin {
-	if login.Client == nil || !login.Client.IsLoggedIn() {
-		ce.Reply("The clinic number %s is not connected to Twilio just now; ask an administrator.",
-			login.Metadata.(*UserLoginMetadata).Phone)
-		return nil
-	}
-	return login
 }
 
 // clinicLogins are the linked clinic numbers.

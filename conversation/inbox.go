@@ -31,3 +31,9 @@ func (s *Service) Inbox(ctx context.Context, numbers []string, now time.Time) (t
 	text, rich = workflow.FormatInbox(total, lines)
 	return text, rich, total, nil
 }
+
+// Stats is the response-time report (workflow.Stats) of one clinic number's conversations
+// (loginID; "" for every number), titled by scope, at now in the clinic's time zone.
+func (s *Service) Stats(ctx context.Context, loginID, scope string, now time.Time) (string, error) {
+	return workflow.Stats(ctx, s.DB.ResponseTimes(), loginID, scope, now, workflow.ClinicLocation(&s.Config.BusinessHours))
+}
