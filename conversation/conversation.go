@@ -1,6 +1,7 @@
 // Package conversation is the one entry point for what is done to a patient conversation:
 // switching its mode, naming the patient, recording a date of birth, texting a secure
-// link, ending links, and keeping a staff message for the secure chat. Matrix commands,
+// link, ending links, keeping a staff message for the secure chat, sending a template by
+// the conversation's mode. Matrix commands,
 // the integration API and follow-ups are thin adapters over it.
 //
 // It depends on narrow interfaces — the conversation's room (Rooms), the outbox (Texts),
