@@ -7,6 +7,9 @@
 # venv module from the python3-venv package).
 set -euo pipefail
 version=1.163.2
+# Synapse's PostgreSQL driver (the tests run it on PostgreSQL where the bridge is, as a
+# clinic's production would); the binary wheel needs no compiler or libpq headers.
+psycopg2_version=2.9.13
 cache=${CAREBRIDGE_CACHE:-$HOME/.cache/carebridge}
 venv="$cache/synapse-$version"
 
@@ -14,7 +17,18 @@ installed() {
   [ -f "$venv/.installed" ] && [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" -c "import sys, synapse; sys.exit(synapse.__version__ != '$version')" 2>/dev/null
 }
+has_psycopg2() {
+  "$venv/bin/python" -c "import sys, psycopg2; sys.exit(not psycopg2.__version__.startswith('$psycopg2_version '))" 2>/dev/null
+}
+# A virtualenv made before psycopg2 was part of it gets it added, not made anew.
+add_psycopg2() {
+  has_psycopg2 && return 0
+  echo "Adding psycopg2-binary $psycopg2_version to $venv" >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "psycopg2-binary==$psycopg2_version" >&2
+  has_psycopg2 || { echo "install-synapse: psycopg2 $psycopg2_version does not import from $venv" >&2; exit 1; }
+}
 if installed; then
+  add_psycopg2
   echo "$venv"
   exit 0
 fi
@@ -35,7 +49,9 @@ echo "Installing Synapse $version into $venv (first run only, about 30 seconds)"
 # made in place rather than moved there).
 rm -rf "$venv"
 "$python" -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "matrix-synapse==$version" >&2
+"$venv/bin/pip" install --quiet --disable-pip-version-check "matrix-synapse==$version" \
+  "psycopg2-binary==$psycopg2_version" >&2
 touch "$venv/.installed"
 installed || { echo "install-synapse: Synapse $version does not import from $venv" >&2; exit 1; }
+has_psycopg2 || { echo "install-synapse: psycopg2 $psycopg2_version does not import from $venv" >&2; exit 1; }
 echo "$venv"

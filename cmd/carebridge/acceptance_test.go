@@ -203,18 +203,39 @@ func eachDB(t *testing.T, run func(t *testing.T, kind string)) {
 
 // eachHomeserver runs an end-to-end test on the homeservers CAREBRIDGE_TEST_HOMESERVER
 // selects (both by default): on Dendrite once per database, as eachDB (subtests sqlite
-// and postgres), and on Synapse on SQLite (subtest synapse/sqlite, kind "synapse/sqlite"):
-// the queries are the same whatever the homeserver, and CI's time goes further so.
+// and postgres), and on Synapse as eachSynapseDB (subtest synapse/sqlite, kind
+// "synapse/sqlite", by default): the queries are the same whatever the homeserver, and
+// CI's time goes further so.
 func eachHomeserver(t *testing.T, run func(t *testing.T, kind string)) {
 	for _, hs := range testenv.HomeserverKinds(t) {
 		switch hs {
 		case testenv.HomeserverDendrite:
 			eachDB(t, run)
 		case testenv.HomeserverSynapse:
-			t.Run(hs, func(t *testing.T) {
-				t.Run("sqlite", func(t *testing.T) { run(t, hs+"/sqlite") })
-			})
+			t.Run(hs, func(t *testing.T) { eachSynapseDB(t, run) })
 		}
+	}
+}
+
+// eachHomeserverOnce is eachHomeserver with Dendrite on SQLite only (subtest and kind
+// "dendrite"), for tests of what the homeserver does rather than the database.
+func eachHomeserverOnce(t *testing.T, run func(t *testing.T, kind string)) {
+	for _, hs := range testenv.HomeserverKinds(t) {
+		switch hs {
+		case testenv.HomeserverDendrite:
+			t.Run(hs, func(t *testing.T) { run(t, hs) })
+		case testenv.HomeserverSynapse:
+			t.Run(hs, func(t *testing.T) { eachSynapseDB(t, run) })
+		}
+	}
+}
+
+// eachSynapseDB runs a test on Synapse once per database CAREBRIDGE_TEST_SYNAPSE_DB
+// selects (SQLite by default): subtests sqlite and postgres, kinds "synapse/sqlite" and
+// "synapse/postgres", Synapse and the bridge on the same kind of database.
+func eachSynapseDB(t *testing.T, run func(t *testing.T, kind string)) {
+	for _, db := range testenv.SynapseDatabaseKinds(t) {
+		t.Run(db, func(t *testing.T) { run(t, testenv.HomeserverSynapse+"/"+db) })
 	}
 }
 

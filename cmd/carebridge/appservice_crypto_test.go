@@ -27,7 +27,11 @@ func TestAppserviceEncryptionOnSynapse(t *testing.T) {
 	if !slices.Contains(testenv.HomeserverKinds(t), testenv.HomeserverSynapse) {
 		t.Skip("Synapse only, and CAREBRIDGE_TEST_HOMESERVER leaves Synapse out")
 	}
-	e, nurse, _, ctx := linkedEnv(t, testenv.HomeserverSynapse+"/sqlite", appserviceEncryption)
+	eachSynapseDB(t, runAppserviceEncryptionOnSynapse)
+}
+
+func runAppserviceEncryptionOnSynapse(t *testing.T, kind string) {
+	e, nurse, _, ctx := linkedEnv(t, kind, appserviceEncryption)
 	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Can I take ibuprofen with my new prescription?")
 	require.NoError(t, err)
 	roomID, err := nurse.WaitJoined(ctx, "")

@@ -37,16 +37,12 @@ import (
 // next text and replies; secure mode keeps the nurse's message for the secure chat. On
 // Dendrite, and on Synapse with the settings the README gives it (appservice encryption,
 // MSC4190, self_sign). Each message's shield is checked against the list above.
-func TestElementCrypto(t *testing.T) {
-	for _, hs := range testenv.HomeserverKinds(t) {
-		t.Run(hs, func(t *testing.T) { runElementCrypto(t, hs) })
-	}
-}
+func TestElementCrypto(t *testing.T) { eachHomeserverOnce(t, runElementCrypto) }
 
-// elementEnv starts a system on homeserver hs (SQLite; on Synapse with appservice
-// encryption) with the clinic number linked; the nurse's first Element device is the
-// caller's to start.
-func elementEnv(t *testing.T, hs string) (*env, context.Context) {
+// elementEnv starts a system of the given kind (a homeserver, on SQLite, or Synapse on a
+// database: "synapse/postgres"; on Synapse with appservice encryption) with the clinic
+// number linked; the nurse's first Element device is the caller's to start.
+func elementEnv(t *testing.T, kind string) (*env, context.Context) {
 	if testing.Short() {
 		t.Skip("starts a homeserver, the bridge and Element's crypto in Node")
 	}
@@ -55,17 +51,18 @@ func elementEnv(t *testing.T, hs string) (*env, context.Context) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	var edit func(cfg map[string]any)
-	if hs == testenv.HomeserverSynapse {
+	if hs, _ := testenv.SplitKind(kind); hs == testenv.HomeserverSynapse {
 		edit = appserviceEncryption
 	}
-	e := newEnvWith(t, hs, edit)
+	e := newEnvWith(t, kind, edit)
 	_, err = e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 	require.NoError(t, err)
 	return e, ctx
 }
 
-func runElementCrypto(t *testing.T, hs string) {
-	e, ctx := elementEnv(t, hs)
+func runElementCrypto(t *testing.T, kind string) {
+	e, ctx := elementEnv(t, kind)
+	hs := e.hs.Kind()
 	nurse := testenv.StartElementAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1", testenv.ElementOptions{CrossSign: true})
 	botShield := map[string]string{testenv.HomeserverDendrite: "red/UNSIGNED_DEVICE", testenv.HomeserverSynapse: "none/"}[hs]
 
@@ -194,53 +191,51 @@ func waitElement(t *testing.T, ctx context.Context, a *testenv.ElementAgent, mat
 // cross-signed devices, the undecryptable assertions below fail and should be turned
 // into "decrypts with no shield".
 func TestElementExcludingInsecureDevices(t *testing.T) {
-	for _, hs := range testenv.HomeserverKinds(t) {
-		t.Run(hs, func(t *testing.T) {
-			e, ctx := elementEnv(t, hs)
-			nurse := testenv.StartElementAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1",
-				testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
-			_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Is the pharmacy open on Sunday?")
-			require.NoError(t, err)
-			roomID, err := nurse.WaitJoined(ctx, "")
-			require.NoError(t, err)
-			ghost := e.patientGhost(t, ctx, patient)
+	eachHomeserverOnce(t, func(t *testing.T, kind string) {
+		e, ctx := elementEnv(t, kind)
+		nurse := testenv.StartElementAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1",
+			testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
+		_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Is the pharmacy open on Sunday?")
+		require.NoError(t, err)
+		roomID, err := nurse.WaitJoined(ctx, "")
+		require.NoError(t, err)
+		ghost := e.patientGhost(t, ctx, patient)
 
-			// Patient → staff: refused by the nurse's crypto (MISMATCHED_SENDER).
-			var refused testenv.AgentUndecryptable
-			require.Eventually(t, func() bool {
-				for _, u := range nurse.Undecryptable() {
-					if u.Sender == ghost {
-						refused = u
-						return true
-					}
+		// Patient → staff: refused by the nurse's crypto (MISMATCHED_SENDER).
+		var refused testenv.AgentUndecryptable
+		require.Eventually(t, func() bool {
+			for _, u := range nurse.Undecryptable() {
+				if u.Sender == ghost {
+					refused = u
+					return true
 				}
-				return false
-			}, 30*time.Second, 100*time.Millisecond, "the patient's text is refused")
-			assert.Contains(t, refused.Error, "trust requirement not satisfied: The sender of the event does not match the owner of the device that created the Megolm session")
-			assert.Zero(t, countBodies(nurse.StaffAgent, "Is the pharmacy open on Sunday?"))
-
-			_, _, err = nurse.Send(ctx, roomID, "Yes, from 10 to 4.")
-			require.NoError(t, err)
-			switch hs {
-			case testenv.HomeserverSynapse:
-				// Staff → patient: the bot's cross-signed device gets the key.
-				sms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient })
-				require.NoError(t, err)
-				assert.Equal(t, "nurse: Yes, from 10 to 4.", sms.Body)
-				_, _, err = nurse.Send(ctx, roomID, "!sms secure")
-				require.NoError(t, err)
-				n := waitElement(t, ctx, nurse, func(m testenv.AgentMessage) bool {
-					return m.MsgType == "m.notice" && strings.Contains(m.Body, "Secure mode")
-				})
-				assert.Equal(t, "none/", shield(n), "the bot's own notice")
-			case testenv.HomeserverDendrite:
-				// Staff → patient: withheld from the bot's unsigned device.
-				require.Eventually(t, func() bool {
-					return strings.Contains(e.br.Log(), "group session has been withheld: m.unverified")
-				}, 30*time.Second, 100*time.Millisecond, "the bot is refused the nurse's room key")
-				assert.Empty(t, e.fake.Messages(), "no staff message reaches the patient")
-				assert.Contains(t, e.br.Log(), "The bridge bot's device is not cross-signed", "said once at start")
 			}
-		})
-	}
+			return false
+		}, 30*time.Second, 100*time.Millisecond, "the patient's text is refused")
+		assert.Contains(t, refused.Error, "trust requirement not satisfied: The sender of the event does not match the owner of the device that created the Megolm session")
+		assert.Zero(t, countBodies(nurse.StaffAgent, "Is the pharmacy open on Sunday?"))
+
+		_, _, err = nurse.Send(ctx, roomID, "Yes, from 10 to 4.")
+		require.NoError(t, err)
+		switch e.hs.Kind() {
+		case testenv.HomeserverSynapse:
+			// Staff → patient: the bot's cross-signed device gets the key.
+			sms, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient })
+			require.NoError(t, err)
+			assert.Equal(t, "nurse: Yes, from 10 to 4.", sms.Body)
+			_, _, err = nurse.Send(ctx, roomID, "!sms secure")
+			require.NoError(t, err)
+			n := waitElement(t, ctx, nurse, func(m testenv.AgentMessage) bool {
+				return m.MsgType == "m.notice" && strings.Contains(m.Body, "Secure mode")
+			})
+			assert.Equal(t, "none/", shield(n), "the bot's own notice")
+		case testenv.HomeserverDendrite:
+			// Staff → patient: withheld from the bot's unsigned device.
+			require.Eventually(t, func() bool {
+				return strings.Contains(e.br.Log(), "group session has been withheld: m.unverified")
+			}, 30*time.Second, 100*time.Millisecond, "the bot is refused the nurse's room key")
+			assert.Empty(t, e.fake.Messages(), "no staff message reaches the patient")
+			assert.Contains(t, e.br.Log(), "The bridge bot's device is not cross-signed", "said once at start")
+		}
+	})
 }

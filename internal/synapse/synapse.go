@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,13 +67,18 @@ func checkVenv(dir string) error {
 	return nil
 }
 
-// Server is one Synapse in a folder of its own (config, signing key, SQLite database,
-// media, log), its client API on 127.0.0.1:Port.
+// Server is one Synapse in a folder of its own (config, signing key, SQLite database
+// unless PostgresURI, media, log), its client API on 127.0.0.1:Port.
 type Server struct {
 	Venv       string
 	Dir        string
 	Port       int
 	ServerName string
+	// PostgresURI, when set, is the PostgreSQL database Synapse keeps its data in
+	// (postgres://user[:password]@host:port/dbname) instead of SQLite in Dir. Synapse
+	// refuses a database whose collation is not C: create it with
+	// ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0.
+	PostgresURI string
 
 	proc   localserver.Process
 	secret string
@@ -92,8 +99,9 @@ func (s *Server) OutputPath() string { return filepath.Join(s.Dir, "synapse.out"
 func (s *Server) signingKeyPath() string { return filepath.Join(s.Dir, "signing.key") }
 
 // WriteConfig writes the signing key (unless present), a log config and homeserver.yaml:
-// SQLite, no federation listener, no open registration, no presence, rate limits out of
-// the way, and the appservice registrations. It returns the registration shared secret.
+// SQLite (or PostgresURI's database), no federation listener, no open registration, no
+// presence, rate limits out of the way, and the appservice registrations. It returns the
+// registration shared secret.
 //
 // What differs from Dendrite (FIELD-NOTES):
 //   - Synapse's rate limits are many (rc_*), each per user or per address, and do not
@@ -147,6 +155,10 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 		return "", err
 	}
 	s.secret = secrets.Shared
+	database, err := s.databaseConfig()
+	if err != nil {
+		return "", err
+	}
 	unlimited := map[string]any{"per_second": 10000, "burst_count": 100000}
 	cfg := map[string]any{
 		"server_name": s.ServerName,
@@ -155,9 +167,7 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 			"port": s.Port, "bind_addresses": []string{"127.0.0.1"}, "type": "http", "tls": false, "x_forwarded": false,
 			"resources": []any{map[string]any{"names": []string{"client"}, "compress": false}},
 		}},
-		"database": map[string]any{"name": "sqlite3", "args": map[string]any{
-			"database": filepath.Join(s.Dir, "homeserver.db"),
-		}},
+		"database":                    database,
 		"log_config":                  logConfig,
 		"media_store_path":            filepath.Join(s.Dir, "media"),
 		"signing_key_path":            s.signingKeyPath(),
@@ -199,6 +209,35 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 		return "", err
 	}
 	return s.secret, nil
+}
+
+// databaseConfig is homeserver.yaml's database section: psycopg2 with the parts of
+// PostgresURI when it is set, else SQLite in Dir.
+func (s *Server) databaseConfig() (map[string]any, error) {
+	if s.PostgresURI == "" {
+		return map[string]any{"name": "sqlite3", "args": map[string]any{
+			"database": filepath.Join(s.Dir, "homeserver.db"),
+		}}, nil
+	}
+	u, err := url.Parse(s.PostgresURI)
+	if err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql" || u.Hostname() == "" {
+		return nil, fmt.Errorf("synapse: PostgresURI is not a postgres://user@host:port/dbname URI")
+	}
+	args := map[string]any{
+		"user": u.User.Username(), "dbname": strings.TrimPrefix(u.Path, "/"), "host": u.Hostname(),
+		// A test's Synapse does little at once; the cluster's connections are shared.
+		"cp_min": 1, "cp_max": 5,
+	}
+	if port := u.Port(); port != "" {
+		args["port"] = port
+	}
+	if password, ok := u.User.Password(); ok {
+		args["password"] = password
+	}
+	if mode := u.Query().Get("sslmode"); mode != "" {
+		args["sslmode"] = mode
+	}
+	return map[string]any{"name": "psycopg2", "args": args}, nil
 }
 
 // writeSigningKey writes a new ed25519 key in Synapse's format ("ed25519 <key id> <seed>",

@@ -67,6 +67,24 @@ func HomeserverKinds(t testing.TB) []string {
 	}
 }
 
+// SynapseDatabaseKinds are the databases tests on Synapse run on, Synapse and the bridge
+// on the same kind: CAREBRIDGE_TEST_SYNAPSE_DB=sqlite (the default: the bridge's queries
+// are proved on both databases on Dendrite), postgres, or both.
+func SynapseDatabaseKinds(t testing.TB) []string {
+	t.Helper()
+	switch v := os.Getenv("CAREBRIDGE_TEST_SYNAPSE_DB"); v {
+	case "", "sqlite":
+		return []string{"sqlite"}
+	case "postgres":
+		return []string{"postgres"}
+	case "both":
+		return DatabaseKinds
+	default:
+		t.Fatalf("CAREBRIDGE_TEST_SYNAPSE_DB=%q: want sqlite, postgres or both", v)
+		return nil
+	}
+}
+
 // SplitKind splits a test's kind: a database alone ("sqlite", "postgres") runs on
 // Dendrite, as every test did before Synapse; "synapse/sqlite" names both; a homeserver
 // alone ("synapse") runs on SQLite.
@@ -81,14 +99,16 @@ func SplitKind(kind string) (homeserver, db string) {
 }
 
 // NewHomeserver prepares a homeserver of the kind a test's kind names (SplitKind); it
-// is stopped by t.Cleanup.
+// is stopped by t.Cleanup. Synapse keeps its data on the test's kind of database (a
+// PostgreSQL database of its own beside the bridge's for "synapse/postgres"); Dendrite
+// always on SQLite.
 func NewHomeserver(t testing.TB, kind string) Homeserver {
 	t.Helper()
-	switch hs, _ := SplitKind(kind); hs {
+	switch hs, db := SplitKind(kind); hs {
 	case HomeserverDendrite:
 		return NewDendrite(t)
 	case HomeserverSynapse:
-		return NewSynapse(t)
+		return NewSynapseOn(t, db)
 	default:
 		t.Fatalf("unknown homeserver %q in test kind %q", hs, kind)
 		return nil

@@ -55,6 +55,13 @@ func NewSQLite(t testing.TB) DBSpec {
 // drops it when the test ends.
 func NewPostgres(t testing.TB) DBSpec {
 	t.Helper()
+	return DBSpec{Name: "postgres", Type: "postgres", URI: newPostgresDB(t, "carebridge_test_", "")}
+}
+
+// newPostgresDB creates a database named prefix and a random suffix, with the given
+// CREATE DATABASE options, drops it when the test ends and returns its URI.
+func newPostgresDB(t testing.TB, prefix, options string) string {
+	t.Helper()
 	admin, err := sql.Open("postgres", postgresAdminURI())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -64,8 +71,8 @@ func NewPostgres(t testing.TB) DBSpec {
 	RequireDep(t, DepPostgres, err)
 	suffix := make([]byte, 6)
 	_, _ = rand.Read(suffix)
-	name := "carebridge_test_" + hex.EncodeToString(suffix)
-	if _, err = admin.Exec("CREATE DATABASE " + name); err != nil {
+	name := prefix + hex.EncodeToString(suffix)
+	if _, err = admin.Exec("CREATE DATABASE " + name + " " + options); err != nil {
 		t.Fatalf("failed to create test database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -75,7 +82,7 @@ func NewPostgres(t testing.TB) DBSpec {
 		}
 		_ = admin.Close()
 	})
-	return DBSpec{Name: "postgres", Type: "postgres", URI: postgresURIFor(name)}
+	return postgresURIFor(name)
 }
 
 func postgresURIFor(dbName string) string {

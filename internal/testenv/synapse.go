@@ -18,8 +18,8 @@ func init() {
 		"CAREBRIDGE_SYNAPSE_VENV at a virtualenv with matrix-synapse installed"
 }
 
-// Synapse is a throw-away Synapse homeserver on 127.0.0.1 with its own folder, SQLite
-// database and signing key; registration, presence, federation and rate limits are off
+// Synapse is a throw-away Synapse homeserver on 127.0.0.1 with its own folder, database
+// (SQLite, or PostgreSQL: NewSynapseOn) and signing key; registration, presence, federation and rate limits are off
 // (synapse.Server.WriteConfig). It starts in about 2 s on a quiet machine (Dendrite: 1 s),
 // so each test has its own, as with Dendrite: the appservice registration is part of the
 // config, and every test's bridge has its own.
@@ -39,17 +39,35 @@ func SynapseVenv() (string, error) {
 	return synapse.Venv(root)
 }
 
-// NewSynapse prepares a homeserver for the test; it is stopped by t.Cleanup. The test is
-// skipped (failed under make test and in CI) when Synapse cannot be found or installed.
+// NewSynapse prepares a homeserver on SQLite for the test; it is stopped by t.Cleanup.
+// The test is skipped (failed under make test and in CI) when Synapse cannot be found or
+// installed.
 func NewSynapse(t testing.TB) *Synapse {
+	t.Helper()
+	return NewSynapseOn(t, "sqlite")
+}
+
+// NewSynapseOn is NewSynapse on a database of the given kind (one of DatabaseKinds): on
+// "postgres", a database of its own on the test cluster (C collation, as Synapse
+// requires), dropped when the test ends — as a clinic running the bridge on PostgreSQL
+// runs Synapse on it too.
+func NewSynapseOn(t testing.TB, dbKind string) *Synapse {
 	t.Helper()
 	venv, err := SynapseVenv()
 	RequireDep(t, DepSynapse, err)
-	s := &Synapse{srv: &synapse.Server{Venv: venv, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}}
+	srv := &synapse.Server{Venv: venv, Dir: t.TempDir(), Port: FreePort(t), ServerName: "localhost"}
+	if dbKind == "postgres" {
+		srv.PostgresURI = newPostgresDB(t, "synapse_test_", synapsePostgresOptions)
+	}
+	s := &Synapse{srv: srv}
 	s.serverRun = serverRun{t: t, name: "Synapse", prog: s.srv, logPath: s.LogPath}
 	t.Cleanup(s.cleanup)
 	return s
 }
+
+// synapsePostgresOptions are the CREATE DATABASE options Synapse requires (it refuses
+// another collation: docs/postgres.md in Synapse's source).
+const synapsePostgresOptions = "ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0"
 
 // Kind is HomeserverSynapse.
 func (s *Synapse) Kind() string { return HomeserverSynapse }

@@ -2,6 +2,9 @@ package testenv
 
 import (
 	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,8 +24,15 @@ func TestSynapseNioE2EE(t *testing.T) {
 
 // TestSynapseRestartKeepsAccounts: users, their tokens and rooms survive a restart; a
 // taken localpart is reported as such; the server speaks the spec versions bridgev2 wants.
+// On SQLite and on PostgreSQL (where Synapse's data is in its database, not its folder).
 func TestSynapseRestartKeepsAccounts(t *testing.T) {
-	hs := NewSynapse(t)
+	for _, db := range DatabaseKinds {
+		t.Run(db, func(t *testing.T) { runSynapseRestartKeepsAccounts(t, db) })
+	}
+}
+
+func runSynapseRestartKeepsAccounts(t *testing.T, dbKind string) {
+	hs := NewSynapseOn(t, dbKind)
 	started := time.Now()
 	hs.Start()
 	t.Logf("Synapse ready in %s", time.Since(started).Round(time.Millisecond))
@@ -47,4 +57,17 @@ func TestSynapseRestartKeepsAccounts(t *testing.T) {
 	joined, err := client.JoinedRooms(ctx)
 	require.NoError(t, err, "the access token survives the restart")
 	assert.Contains(t, joined.JoinedRooms, room.RoomID)
+
+	_, err = os.Stat(filepath.Join(hs.Dir(), "homeserver.db"))
+	if dbKind == "sqlite" {
+		require.NoError(t, err)
+		return
+	}
+	require.ErrorIs(t, err, os.ErrNotExist, "no SQLite database beside PostgreSQL")
+	db, err := sql.Open("postgres", hs.srv.PostgresURI)
+	require.NoError(t, err)
+	defer db.Close()
+	var users int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE name = $1", "@nurse:localhost").Scan(&users))
+	assert.Equal(t, 1, users, "the account is in Synapse's PostgreSQL database")
 }
