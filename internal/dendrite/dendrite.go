@@ -208,7 +208,7 @@ func (s *Server) Start() error {
 	urls := []string{s.URL() + "/_matrix/client/versions"}
 	if s.FederationAddr != "" {
 		// Dendrite starts the HTTPS listener on its own and only logs when it fails.
-		client.Transport = insecureTransport()
+		client.Transport = localserver.InsecureTransport()
 		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
 	}
 	return s.proc.WaitAnswers(client, startTimeout, urls...)
