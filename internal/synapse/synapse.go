@@ -79,6 +79,10 @@ type Server struct {
 	// refuses a database whose collation is not C: create it with
 	// ENCODING 'UTF8' LC_COLLATE='C' LC_CTYPE='C' TEMPLATE template0.
 	PostgresURI string
+	// FederationAddr, when set (HOST:PORT on loopback), turns federation on: the server
+	// also serves the federation API over HTTPS there (self-signed), and ServerName
+	// should be the same HOST:PORT, so that other servers find it without DNS.
+	FederationAddr string
 
 	proc   localserver.Process
 	secret string
@@ -180,7 +184,8 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 		"enable_metrics":              false,
 		"trusted_key_servers":         []any{},
 		"suppress_key_server_warning": true,
-		// No other server is ever reached: the tests run without a network.
+		// No other server is ever reached (the tests run without a network), unless
+		// FederationAddr (configureFederation).
 		"federation_domain_whitelist": []any{},
 		"presence":                    map[string]any{"enabled": false},
 		"bcrypt_rounds":               4,
@@ -204,6 +209,11 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 			"msc3202_transaction_extensions":     true,
 			"msc2409_to_device_messages_enabled": true,
 		},
+	}
+	if s.FederationAddr != "" {
+		if err = s.configureFederation(cfg); err != nil {
+			return "", err
+		}
 	}
 	if err = writeYAML(s.ConfigPath(), cfg); err != nil {
 		return "", err
@@ -265,7 +275,8 @@ func writeYAML(path string, v any) error {
 	return nil
 }
 
-// Start runs the server and waits until /_matrix/client/versions answers.
+// Start runs the server and waits until /_matrix/client/versions answers, and with
+// federation on, until the HTTPS listener serves the server's signing keys.
 func (s *Server) Start() error {
 	cmd := exec.Command(filepath.Join(s.Venv, "bin", "python"), "-m", "synapse.app.homeserver", "-c", s.ConfigPath())
 	cmd.Dir = s.Dir
@@ -273,7 +284,13 @@ func (s *Server) Start() error {
 	if err := s.proc.Start(cmd, s.OutputPath()); err != nil {
 		return err
 	}
-	return s.proc.WaitAnswers(&http.Client{Timeout: time.Second}, startTimeout, s.URL()+"/_matrix/client/versions")
+	client := &http.Client{Timeout: time.Second}
+	urls := []string{s.URL() + "/_matrix/client/versions"}
+	if s.FederationAddr != "" {
+		client.Transport = localserver.InsecureTransport()
+		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
+	}
+	return s.proc.WaitAnswers(client, startTimeout, urls...)
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 10 s. The server can

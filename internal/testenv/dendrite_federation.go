@@ -23,15 +23,21 @@ type FederationOptions struct {
 // as NewDendrite's: Start, CreateUser, Stop and Restart work the same.
 func NewFederatedDendrite(t testing.TB, opts FederationOptions) *Dendrite {
 	t.Helper()
+	d := NewDendrite(t)
+	d.srv.FederationAddr = opts.addr(t)
+	d.srv.ServerName = d.srv.FederationAddr
+	return d
+}
+
+// addr reserves the federation listener's HOST:PORT, which is also the server name.
+func (opts FederationOptions) addr(t testing.TB) string {
+	t.Helper()
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
-	d := NewDendrite(t)
 	port, err := freePortOn(opts.Host) // never the client API's: no port is handed out twice
 	RequireDep(t, DepLoopbackAlias, err)
-	d.srv.FederationAddr = net.JoinHostPort(opts.Host, strconv.Itoa(port))
-	d.srv.ServerName = d.srv.FederationAddr
-	return d
+	return net.JoinHostPort(opts.Host, strconv.Itoa(port))
 }
 
 // FederationURL is the server-server API base, https://HOST:PORT, or "" when the
@@ -39,9 +45,12 @@ func NewFederatedDendrite(t testing.TB, opts FederationOptions) *Dendrite {
 func (d *Dendrite) FederationURL() string { return d.srv.FederationURL() }
 
 // Host is the server name without its port: what m.room.server_acl entries match.
-func (d *Dendrite) Host() string {
-	if host, _, err := net.SplitHostPort(d.srv.ServerName); err == nil {
+func (d *Dendrite) Host() string { return serverHost(d.srv.ServerName) }
+
+// serverHost is a server name without its port.
+func serverHost(serverName string) string {
+	if host, _, err := net.SplitHostPort(serverName); err == nil {
 		return host
 	}
-	return d.srv.ServerName
+	return serverName
 }

@@ -236,7 +236,20 @@ func TestDendriteFederationNioE2EE(t *testing.T) {
 	hospital := NewFederatedDendrite(t, FederationOptions{Host: "127.0.0.1"})
 	clinic := NewFederatedDendrite(t, FederationOptions{Host: "127.0.0.2"})
 	StartDendrites(t, hospital, clinic)
+	runFederationNioE2EE(t, hospital, clinic)
+}
 
+// TestSynapseFederationNioE2EE is TestDendriteFederationNioE2EE on two Synapses.
+func TestSynapseFederationNioE2EE(t *testing.T) {
+	RequireDep(t, DepNio, NioAvailable())
+	hospital := NewFederatedSynapse(t, FederationOptions{Host: "127.0.0.1"})
+	clinic := NewFederatedSynapse(t, FederationOptions{Host: "127.0.0.2"})
+	hospital.Start()
+	clinic.Start()
+	runFederationNioE2EE(t, hospital, clinic)
+}
+
+func runFederationNioE2EE(t *testing.T, hospital, clinic Homeserver) {
 	nurseID := hospital.CreateUser(t, "nurse", "correct-horse-battery")
 	doctorID := clinic.CreateUser(t, "doctor", "staple-battery-horse")
 	nurse := StartStaffAgent(t, hospital.URL(), nurseID, "correct-horse-battery")
