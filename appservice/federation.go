@@ -2,6 +2,7 @@ package appservice
 
 import (
 	"slices"
+	"strings"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -47,6 +48,20 @@ func (f Federation) ACLHosts() []string {
 		}
 	}
 	return hosts
+}
+
+// ServerACL is the rooms' m.room.server_acl: ServerACL of ACLHosts, and the own server
+// name as written when it has a port. Synapse (1.163) checks an ACL it is asked to send
+// against its server name with the port ("Can't create an ACL event that denies the
+// local server", synapse/events/validator.py; every room's first text then fails),
+// while servers match ACLs against hosts without the port (the spec, and Synapse's own
+// federation checks): the extra entry satisfies the one and matches no host in the other.
+func (f Federation) ServerACL() *event.ServerACLEventContent {
+	acl := ServerACL(f.ACLHosts())
+	if name := strings.TrimSpace(f.ServerName); name != "" && name != f.OwnHost() {
+		acl.Allow = append(acl.Allow, name)
+	}
+	return acl
 }
 
 // OtherServers are the allowed servers besides the clinic's own.

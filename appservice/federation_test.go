@@ -23,6 +23,18 @@ func TestRoomsFederateWithTheOwnServerFirstThenTheAllowedOnes(t *testing.T) {
 	alone := appservice.Federation{ServerName: "clinic.example"}
 	assert.Equal(t, []string{"clinic.example"}, alone.ACLHosts(), "with the list empty, rooms stay on the local server")
 	assert.Empty(t, alone.OtherServers())
+	assert.Equal(t, []string{"clinic.example"}, alone.ServerACL().Allow)
+}
+
+// Synapse refuses to send an ACL that does not match its server name port included;
+// the hosts stay first, for the servers that match them.
+func TestServerACLListsTheOwnServerNameWithItsPort(t *testing.T) {
+	assert.Equal(t, []string{"clinic.example", "hospital.example", "clinic.example:8448"}, clinicFederation.ServerACL().Allow)
+	loopback := appservice.Federation{ServerName: "127.0.0.1:34567"}
+	acl := loopback.ServerACL()
+	assert.Equal(t, []string{"127.0.0.1", "127.0.0.1:34567"}, acl.Allow)
+	assert.True(t, acl.AllowIPLiterals)
+	assert.Equal(t, []string{}, acl.Deny)
 }
 
 func TestOnlyUsersOfAllowedServersTakePart(t *testing.T) {

@@ -19,7 +19,7 @@ type Room struct {
 
 // SetServerACL puts the allow-list into a conversation room as its m.room.server_acl.
 func (r *Rooms) SetServerACL(ctx context.Context, roomID id.RoomID) error {
-	if err := r.Bot.SendState(ctx, roomID, event.StateServerACL, "", ServerACL(r.Federation().ACLHosts())); err != nil {
+	if err := r.Bot.SendState(ctx, roomID, event.StateServerACL, "", r.Federation().ServerACL()); err != nil {
 		return fmt.Errorf("failed to set the room's server ACL: %w", err)
 	}
 	return nil

@@ -133,14 +133,21 @@ func setConfig(t *testing.T, path string, key []string, value any) {
 // another that is not. A nurse refers a doctor of the hospital, who joins over federation
 // and reads a new patient message end to end encrypted (nio); a user of the other server,
 // invited from a client, is removed by the bridge; both are audited, and what the
-// hospital's server holds in clear names neither the patient nor their number.
+// hospital's server holds in clear names neither the patient nor their number. On three
+// Dendrites and on three Synapses.
 func TestFederationReferral(t *testing.T) {
+	for _, kind := range testenv.HomeserverKinds(t) {
+		t.Run(kind, func(t *testing.T) { runFederationReferral(t, kind) })
+	}
+}
+
+func runFederationReferral(t *testing.T, kind string) {
 	testenv.RequireDep(t, testenv.DepNio, testenv.NioAvailable())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	hs := testenv.NewFederatedDendrite(t, testenv.FederationOptions{Host: "127.0.0.1"})
-	hospital := testenv.NewFederatedDendrite(t, testenv.FederationOptions{Host: "127.0.0.2"})
-	other := testenv.NewFederatedDendrite(t, testenv.FederationOptions{Host: "127.0.0.3"})
+	hs := testenv.NewFederatedHomeserver(t, kind, testenv.FederationOptions{Host: "127.0.0.1"})
+	hospital := testenv.NewFederatedHomeserver(t, kind, testenv.FederationOptions{Host: "127.0.0.2"})
+	other := testenv.NewFederatedHomeserver(t, kind, testenv.FederationOptions{Host: "127.0.0.3"})
 	e := &env{db: testenv.NewDatabase(t, "sqlite"), fake: testenv.NewFakeTwilio(), hs: hs}
 	t.Cleanup(e.fake.Close)
 	e.fake.AddAccount(accountSID, authToken)
@@ -160,7 +167,7 @@ func TestFederationReferral(t *testing.T) {
 		},
 	})
 	hs.Start(e.br.RegistrationPath)
-	testenv.StartDendrites(t, hospital, other)
+	testenv.StartHomeservers(t, hospital, other)
 	e.adminID = hs.CreateUser(t, "admin", "admin-password-1")
 	hs.CreateUser(t, "nurse", "nurse-password-1")
 	doctorID := hospital.CreateUser(t, "dr.lee", "doctor-password-1")
@@ -174,7 +181,7 @@ func TestFederationReferral(t *testing.T) {
 	roomID := patientTexts(ctx, t, e, nurse, "The rash is spreading to my arms")
 	acl := rs.find(roomID, "m.room.server_acl", "")
 	require.NotNil(t, acl)
-	assert.Equal(t, []any{hs.Host(), hospital.Host()}, acl["allow"])
+	assert.Equal(t, []any{hs.Host(), hospital.Host(), hs.ServerName()}, acl["allow"], "the server name with its port too, for Synapse")
 	assert.Equal(t, true, acl["allow_ip_literals"], "the loopback servers are IP literals")
 
 	// The nurse refers the hospital's dermatologist, who joins over federation.
@@ -254,5 +261,5 @@ func TestFederationReferral(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='member removed' AND detail LIKE '"+
 		doctorID+" (join): server removed from the allow-list%'"))
-	assert.Equal(t, []any{hs.Host()}, rs.find(roomID, "m.room.server_acl", "")["allow"])
+	assert.Equal(t, []any{hs.Host(), hs.ServerName()}, rs.find(roomID, "m.room.server_acl", "")["allow"])
 }

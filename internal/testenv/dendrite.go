@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/carebridge/carebridge/internal/dendrite"
@@ -88,19 +87,9 @@ func (d *Dendrite) start(registrationPaths []string) error {
 // of them does not start.
 func StartDendrites(t testing.TB, servers ...*Dendrite) {
 	t.Helper()
-	errs := make([]error, len(servers))
-	var wg sync.WaitGroup
+	hs := make([]Homeserver, len(servers))
 	for i, d := range servers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = d.start(nil)
-		}()
+		hs[i] = d
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			servers[i].fail("start", err)
-		}
-	}
+	StartHomeservers(t, hs...)
 }

@@ -244,8 +244,7 @@ func TestSynapseFederationNioE2EE(t *testing.T) {
 	RequireDep(t, DepNio, NioAvailable())
 	hospital := NewFederatedSynapse(t, FederationOptions{Host: "127.0.0.1"})
 	clinic := NewFederatedSynapse(t, FederationOptions{Host: "127.0.0.2"})
-	hospital.Start()
-	clinic.Start()
+	StartHomeservers(t, hospital, clinic)
 	runFederationNioE2EE(t, hospital, clinic)
 }
 

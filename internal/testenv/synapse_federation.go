@@ -22,3 +22,33 @@ func (s *Synapse) FederationURL() string { return s.srv.FederationURL() }
 
 // Host is the server name without its port: what m.room.server_acl entries match.
 func (s *Synapse) Host() string { return serverHost(s.srv.ServerName) }
+
+// FederatedHomeserver is a homeserver that federates with the test's others on loopback
+// (NewFederatedDendrite, NewFederatedSynapse).
+type FederatedHomeserver interface {
+	Homeserver
+	// FederationURL is the server-server API base, https://HOST:PORT.
+	FederationURL() string
+	// Host is the server name without its port: what m.room.server_acl entries match.
+	Host() string
+}
+
+var (
+	_ FederatedHomeserver = (*Dendrite)(nil)
+	_ FederatedHomeserver = (*Synapse)(nil)
+)
+
+// NewFederatedHomeserver prepares a federating homeserver of the given kind
+// (HomeserverDendrite or HomeserverSynapse).
+func NewFederatedHomeserver(t testing.TB, kind string, opts FederationOptions) FederatedHomeserver {
+	t.Helper()
+	switch kind {
+	case HomeserverDendrite:
+		return NewFederatedDendrite(t, opts)
+	case HomeserverSynapse:
+		return NewFederatedSynapse(t, opts)
+	default:
+		t.Fatalf("unknown homeserver %q", kind)
+		return nil
+	}
+}
