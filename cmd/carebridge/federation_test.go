@@ -24,7 +24,8 @@ import (
 // server ACL allows the own server and the list, nothing in clear names the patient or
 // their full number, the pinned encrypted notice does, a referral to a server not on the
 // list is refused and audited, and a changed list reaches the existing room at restart.
-func TestRoomPolicy(t *testing.T) { eachDB(t, runRoomPolicy) }
+// On Dendrite and on Synapse (eachHomeserver).
+func TestRoomPolicy(t *testing.T) { eachHomeserver(t, runRoomPolicy) }
 
 func runRoomPolicy(t *testing.T, kind string) {
 	e, nurse, _, ctx := linkedEnv(t, kind, func(cfg map[string]any) {
