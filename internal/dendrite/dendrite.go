@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,7 +195,7 @@ func SetYAMLPath(cfg map[string]any, path []string, value any) error {
 func (s *Server) Start() error {
 	args := []string{"-config", "dendrite.yaml", "-http-bind-address", "127.0.0.1:" + strconv.Itoa(s.Port)}
 	if s.FederationAddr != "" {
-		args = append(args, "-https-bind-address", s.FederationAddr, "-tls-cert", tlsCertFile, "-tls-key", tlsKeyFile)
+		args = append(args, "-https-bind-address", s.FederationAddr, "-tls-cert", localserver.FederationCertFile, "-tls-key", localserver.FederationKeyFile)
 	}
 	cmd := exec.Command(filepath.Join(s.BinDir, "dendrite"), args...)
 	cmd.Dir = s.Dir
@@ -204,14 +203,8 @@ func (s *Server) Start() error {
 	if err := s.proc.Start(cmd, s.OutputPath()); err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: time.Second}
-	urls := []string{s.URL() + "/_matrix/client/versions"}
-	if s.FederationAddr != "" {
-		// Dendrite starts the HTTPS listener on its own and only logs when it fails.
-		client.Transport = localserver.InsecureTransport()
-		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
-	}
-	return s.proc.WaitAnswers(client, startTimeout, urls...)
+	// Dendrite starts the HTTPS listener on its own and only logs when it fails.
+	return s.proc.WaitHomeserver(startTimeout, s.URL(), s.FederationURL())
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 5 s. The server can

@@ -1,38 +1,16 @@
 package dendrite
 
-import (
-	"fmt"
-	"net"
-	"path/filepath"
-
-	"github.com/carebridge/carebridge/internal/localserver"
-)
-
-// The certificate and key of the federation listener, in the server's folder. Dendrite
-// is started from that folder, so the flags name them relatively.
-const (
-	tlsCertFile = "federation_tls.crt"
-	tlsKeyFile  = "federation_tls.key"
-)
+import "github.com/carebridge/carebridge/internal/localserver"
 
 // FederationURL is the base of the server-server API, https://FederationAddr, or ""
 // when federation is off.
-func (s *Server) FederationURL() string {
-	if s.FederationAddr == "" {
-		return ""
-	}
-	return "https://" + s.FederationAddr
-}
+func (s *Server) FederationURL() string { return localserver.FederationURL(s.FederationAddr) }
 
 // configureFederation opens the server to other test servers on loopback: federation on,
 // TLS validation off (every server's certificate is self-signed), keys fetched from the
 // servers themselves (no matrix.org notary), no identity servers.
 func (s *Server) configureFederation(cfg map[string]any) error {
-	host, _, err := net.SplitHostPort(s.FederationAddr)
-	if err != nil {
-		return fmt.Errorf("bad federation address %q: %w", s.FederationAddr, err)
-	}
-	if err := localserver.WriteSelfSignedCert(filepath.Join(s.Dir, tlsCertFile), filepath.Join(s.Dir, tlsKeyFile), host); err != nil {
+	if _, _, err := localserver.WriteFederationCert(s.Dir, s.FederationAddr); err != nil {
 		return err
 	}
 	settings := []struct {

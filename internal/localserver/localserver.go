@@ -161,6 +161,19 @@ func answers(ctx context.Context, client *http.Client, url string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// WaitHomeserver waits until the homeserver's client API (clientURL) answers and, with
+// federation on (federationURL not ""), its HTTPS listener serves the server's signing
+// keys (its self-signed certificate accepted).
+func (p *Process) WaitHomeserver(timeout time.Duration, clientURL, federationURL string) error {
+	client := &http.Client{Timeout: time.Second}
+	urls := []string{clientURL + "/_matrix/client/versions"}
+	if federationURL != "" {
+		client.Transport = InsecureTransport()
+		urls = append(urls, federationURL+"/_matrix/key/v2/server")
+	}
+	return p.WaitAnswers(client, timeout, urls...)
+}
+
 // Stop ends the process group: SIGTERM, then SIGKILL after timeout. Safe to call when
 // not running.
 func (p *Process) Stop(timeout time.Duration) {

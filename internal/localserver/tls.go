@@ -14,8 +14,41 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 )
+
+// The certificate and key of a federation listener, in the server's folder (relative to
+// it: Dendrite is started there and its flags name them so).
+const (
+	FederationCertFile = "federation_tls.crt"
+	FederationKeyFile  = "federation_tls.key"
+)
+
+// FederationURL is the base of the server-server API on addr, https://addr, or "" when
+// addr is "" (federation off).
+func FederationURL(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return "https://" + addr
+}
+
+// WriteFederationCert writes into dir the self-signed certificate and key of a
+// federation listener on addr (HOST:PORT), unless they are there, and returns addr's
+// host and port.
+func WriteFederationCert(dir, addr string) (host string, port int, err error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err == nil {
+		port, err = strconv.Atoi(portText)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("bad federation address %q: %w", addr, err)
+	}
+	err = WriteSelfSignedCert(filepath.Join(dir, FederationCertFile), filepath.Join(dir, FederationKeyFile), host)
+	return host, port, err
+}
 
 // WriteSelfSignedCert writes a P-256 certificate for host (an IP literal or a name)
 // unless one is already there, so that a restarted server keeps its certificate.

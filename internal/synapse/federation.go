@@ -1,28 +1,14 @@
 package synapse
 
 import (
-	"fmt"
-	"net"
 	"path/filepath"
-	"strconv"
 
 	"github.com/carebridge/carebridge/internal/localserver"
 )
 
-// The certificate and key of the federation listener, in the server's folder.
-const (
-	tlsCertFile = "federation_tls.crt"
-	tlsKeyFile  = "federation_tls.key"
-)
-
 // FederationURL is the base of the server-server API, https://FederationAddr, or ""
 // when federation is off.
-func (s *Server) FederationURL() string {
-	if s.FederationAddr == "" {
-		return ""
-	}
-	return "https://" + s.FederationAddr
-}
+func (s *Server) FederationURL() string { return localserver.FederationURL(s.FederationAddr) }
 
 // configureFederation opens the server to other test servers on loopback, as
 // internal/dendrite's does: a second listener, HTTPS with a self-signed certificate,
@@ -35,24 +21,16 @@ func (s *Server) FederationURL() string {
 // to 127.0.0.2", "403: IP address blocked"), so federation gets its own, empty list
 // (federation_ip_range_blacklist; 0.0.0.0 and :: stay blocked).
 func (s *Server) configureFederation(cfg map[string]any) error {
-	host, portText, err := net.SplitHostPort(s.FederationAddr)
+	host, port, err := localserver.WriteFederationCert(s.Dir, s.FederationAddr)
 	if err != nil {
-		return fmt.Errorf("bad federation address %q: %w", s.FederationAddr, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return fmt.Errorf("bad federation port %q: %w", portText, err)
-	}
-	certPath, keyPath := filepath.Join(s.Dir, tlsCertFile), filepath.Join(s.Dir, tlsKeyFile)
-	if err = localserver.WriteSelfSignedCert(certPath, keyPath, host); err != nil {
 		return err
 	}
 	cfg["listeners"] = append(cfg["listeners"].([]any), map[string]any{
 		"port": port, "bind_addresses": []string{host}, "type": "http", "tls": true, "x_forwarded": false,
 		"resources": []any{map[string]any{"names": []string{"federation"}, "compress": false}},
 	})
-	cfg["tls_certificate_path"] = certPath
-	cfg["tls_private_key_path"] = keyPath
+	cfg["tls_certificate_path"] = filepath.Join(s.Dir, localserver.FederationCertFile)
+	cfg["tls_private_key_path"] = filepath.Join(s.Dir, localserver.FederationKeyFile)
 	cfg["federation_verify_certificates"] = false
 	cfg["federation_ip_range_blacklist"] = []string{}
 	delete(cfg, "federation_domain_whitelist")

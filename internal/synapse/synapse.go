@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -284,13 +283,7 @@ func (s *Server) Start() error {
 	if err := s.proc.Start(cmd, s.OutputPath()); err != nil {
 		return err
 	}
-	client := &http.Client{Timeout: time.Second}
-	urls := []string{s.URL() + "/_matrix/client/versions"}
-	if s.FederationAddr != "" {
-		client.Transport = localserver.InsecureTransport()
-		urls = append(urls, s.FederationURL()+"/_matrix/key/v2/server")
-	}
-	return s.proc.WaitAnswers(client, startTimeout, urls...)
+	return s.proc.WaitHomeserver(startTimeout, s.URL(), s.FederationURL())
 }
 
 // Stop ends the server's process group: SIGTERM, then SIGKILL after 10 s. The server can
