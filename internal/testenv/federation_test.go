@@ -17,13 +17,21 @@ import (
 // TestDendriteFederation proves that three Dendrites on loopback federate over HTTPS
 // and that m.room.server_acl shuts one of them out: the hospital (A) shares a room with
 // a partner clinic (B); a third server (C) is denied by the room's ACL.
-func TestDendriteFederation(t *testing.T) {
-	hospital := NewFederatedDendrite(t, FederationOptions{Host: "127.0.0.1"})
-	clinic := NewFederatedDendrite(t, FederationOptions{Host: "127.0.0.2"})
-	outside := NewFederatedDendrite(t, FederationOptions{Host: "127.0.0.3"})
+func TestDendriteFederation(t *testing.T) { runFederation(t, HomeserverDendrite) }
+
+// TestSynapseFederation is TestDendriteFederation on three Synapses.
+func TestSynapseFederation(t *testing.T) { runFederation(t, HomeserverSynapse) }
+
+// aclRefusal is how each homeserver refuses a server the room's ACL denies.
+var aclRefusal = map[string]string{HomeserverDendrite: "Forbidden by server ACLs", HomeserverSynapse: "Server is banned from room"}
+
+func runFederation(t *testing.T, kind string) {
+	hospital := NewFederatedHomeserver(t, kind, FederationOptions{Host: "127.0.0.1"})
+	clinic := NewFederatedHomeserver(t, kind, FederationOptions{Host: "127.0.0.2"})
+	outside := NewFederatedHomeserver(t, kind, FederationOptions{Host: "127.0.0.3"})
 	started := time.Now()
-	StartDendrites(t, hospital, clinic, outside)
-	t.Logf("Three Dendrites ready in %s: %s, %s, %s", time.Since(started).Round(time.Millisecond),
+	StartHomeservers(t, hospital, clinic, outside)
+	t.Logf("Three %ss ready in %s: %s, %s, %s", kind, time.Since(started).Round(time.Millisecond),
 		hospital.ServerName(), clinic.ServerName(), outside.ServerName())
 	require.Equal(t, "127.0.0.2", clinic.Host())
 	require.Regexp(t, `^127\.0\.0\.2:\d+$`, clinic.ServerName())
@@ -42,7 +50,9 @@ func TestDendriteFederation(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	acl := &event.ServerACLEventContent{Allow: []string{hospital.Host(), clinic.Host()}, AllowIPLiterals: true}
+	// The server name with its port as well: Synapse refuses to send an ACL that does
+	// not match it (appservice.Federation.ServerACL); it matches no host.
+	acl := &event.ServerACLEventContent{Allow: []string{hospital.Host(), clinic.Host(), hospital.ServerName()}, AllowIPLiterals: true}
 
 	t.Run("JoinAndMessage", func(t *testing.T) {
 		step := time.Now()
@@ -76,7 +86,7 @@ func TestDendriteFederation(t *testing.T) {
 		_, joinErr := stranger.c.JoinRoom(ctx, roomID.String(), &mautrix.ReqJoinRoom{Via: []string{hospital.ServerName(), clinic.ServerName()}})
 		require.Error(t, joinErr, "a user on a server the ACL denies must not join")
 		assert.ErrorIs(t, joinErr, mautrix.MForbidden)
-		assert.ErrorContains(t, joinErr, "Forbidden by server ACLs")
+		assert.ErrorContains(t, joinErr, aclRefusal[kind])
 		members, err := nurse.c.JoinedMembers(ctx, roomID)
 		require.NoError(t, err)
 		assert.NotContains(t, members.Joined, strangerID)
@@ -104,24 +114,29 @@ func TestDendriteFederation(t *testing.T) {
 
 		denied, err := locum.c.SendText(ctx, roomID, "Locum here after the ACL")
 		require.NoError(t, err, "C accepts its own user's message (its server does not check itself)")
-		// C sends each destination its PDUs and EDUs in order, and Dendrite does not
-		// check ACLs on typing EDUs: once A and B show the locum typing, they have
-		// handled (and dropped) the message sent before it.
-		_, err = locum.c.UserTyping(ctx, roomID, true, 20*time.Second)
-		require.NoError(t, err)
-		isTyping := func(e *event.Event) bool {
-			ids, _ := e.Content.Raw["user_ids"].([]any)
-			return e.Type == event.EphemeralEventTyping && e.RoomID == roomID && slices.Contains(ids, any(locumID.String()))
+		// C sends each destination its PDUs and EDUs in order: once A and B have a
+		// to-device message the locum sent after it (no room, so no ACL applies; Synapse
+		// drops the room's typing notices from C as well), they have handled (and
+		// dropped) the message.
+		barrier := event.Type{Type: "com.carebridge.test.barrier", Class: event.ToDeviceEventType}
+		for _, w := range []*watcher{nurse, doctor} {
+			_, err = locum.c.SendToDevice(ctx, barrier, &mautrix.ReqSendToDevice{Messages: map[id.UserID]map[id.DeviceID]*event.Content{
+				w.c.UserID: {"*": {Raw: map[string]any{"after": denied.EventID.String()}}},
+			}})
+			require.NoError(t, err)
 		}
-		nurse.wait(t, ctx, "the locum typing", isTyping)
-		doctor.wait(t, ctx, "the locum typing", isTyping)
+		isBarrier := func(e *event.Event) bool {
+			return e.Type.Type == barrier.Type && e.Sender == locumID && e.Content.Raw["after"] == denied.EventID.String()
+		}
+		nurse.wait(t, ctx, "the locum's to-device message", isBarrier)
+		doctor.wait(t, ctx, "the locum's to-device message", isBarrier)
 		time.Sleep(time.Second) // PDUs and EDUs of one transaction are handled side by side
 
 		// An invite the denied server sends is refused by the invitee's server.
 		_, err = locum.c.InviteUser(ctx, roomID, &mautrix.ReqInviteUser{UserID: pharmacistID})
 		assert.Error(t, err, "A must refuse an invite from a server the room's ACL denies")
 		assert.ErrorIs(t, err, mautrix.MForbidden)
-		assert.ErrorContains(t, err, "Forbidden by server ACLs")
+		assert.ErrorContains(t, err, aclRefusal[kind])
 
 		allowed := doctor.send(t, ctx, roomID, "Doctor here after the ACL")
 		nurse.wait(t, ctx, "B's message after the ACL", func(e *event.Event) bool { return e.ID == allowed })
@@ -156,6 +171,7 @@ func (w *watcher) poll(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	w.since = resp.NextBatch
+	w.events = append(w.events, resp.ToDevice.Events...)
 	for roomID, room := range resp.Rooms.Join {
 		for _, list := range [][]*event.Event{room.State.Events, room.Timeline.Events, room.Ephemeral.Events} {
 			for _, e := range list {
