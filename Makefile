@@ -34,12 +34,16 @@ vet:
 # missing dependency fails its tests here (deps installed it); gotestsum ends the run with
 # the counts and every skip's reason.
 test: deps vet build
-	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge CAREBRIDGE_TEST_STRICT=1 \
+	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge CAREBRIDGE_TEST_STRICT=1 CAREBRIDGE_TEST_SYNAPSE_DB=$(SYNAPSE_DB) \
 	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
 	# The clock file reader exists only in testclock builds (the tests that move time build one).
 	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
 	# The tests that claim a limit under real concurrency, again under the race detector.
 	$(GO) test -count=1 -race -run '$(RACE_TESTS)' ./securechat/ ./database/ ./outbox/ ./bridge/
+
+# The Synapse variants of the end-to-end tests run with Synapse and the bridge on SQLite
+# and on PostgreSQL (as a clinic's production runs).
+SYNAPSE_DB ?= both
 
 RACE_TESTS = UnderConcurrency|InABurst|Race|Concurrent|AtOnceEachInOrder
 
