@@ -584,7 +584,7 @@ func fnTemplate(ce *commands.Event) {
 		ce.Log.Err(err).Msg("Failed to text a template")
 		ce.Reply("Not sent: %s", conversation.SendErrorWords(err))
 	default:
-		c.recordStaffReply(ce.Ctx, ce.Portal, conv, ce.User.MXID)
+		c.Responses.StaffReplied(ce.Ctx, conv, ce.User.MXID.String())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,7 +15,61 @@ import (
 
 	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/sms"
 )
+
+// The conversation service (package conversation) decides what a conversation does; this
+// file is the bridge under it: the rooms it posts to (conversationRooms) and the hooks
+// that hand it the bridge's events — a patient's text reached the room, a staff reply
+// reached the patient, a carrier keyword came in. The clinic rules themselves are
+// packages workflow and conversation (Responses, AutoReplies, Alerter).
+
+// now is the time on the connector's one clock (Connector.Clock).
+func (c *Connector) now() time.Time {
+	return c.Clock.Now()
+}
+
+// onPatientText runs the workflow rules for a patient's text (SMS or secure chat) that
+// has just been put into the room. Keywords (STOP, HELP…) do not come here.
+func (c *Connector) onPatientText(ctx context.Context, portal *bridgev2.Portal, body string) {
+	conv, err := c.conversationOf(ctx, portal)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to read the conversation for the workflow")
+		return
+	}
+	c.Responses.PatientText(ctx, conv, body)
+}
+
+// onStaffReply runs after a staff message reached the patient (by SMS or the secure
+// chat): the first staff reply ends the patient's wait and its time is recorded.
+func (c *Connector) onStaffReply(ctx context.Context, portal *bridgev2.Portal, sender id.UserID) {
+	conv, err := c.conversationOf(ctx, portal)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to read the conversation for the workflow")
+		return
+	}
+	c.Responses.StaffReplied(ctx, conv, sender.String())
+}
+
+// handleKeyword acts on a carrier keyword (STOP, START, HELP and synonyms) after the
+// patient's text is in the room (conversation.Service.Keyword).
+func (c *Connector) handleKeyword(ctx context.Context, login *bridgev2.UserLogin, portal *bridgev2.Portal, in *sms.Inbound) error {
+	keyword := sms.ParseKeyword(in.Body)
+	if keyword == sms.KeywordNone || len(in.Media) > 0 {
+		return nil
+	}
+	conv, err := c.DB.Conversation.Get(ctx, string(login.ID), string(portal.ID))
+	if err != nil || conv == nil {
+		return fmt.Errorf("failed to read conversation for keyword: %w", err)
+	}
+	return c.Conversations.Keyword(ctx, conv, keyword, in.Body, in.OptOutType != "")
+}
+
+// sendNotice posts a bridge notice (m.notice from the bridge bot, encrypted in encrypted
+// rooms) in a conversation room.
+func (c *Connector) sendNotice(ctx context.Context, portal *bridgev2.Portal, text string) id.EventID {
+	return c.sendReplyNotice(ctx, portal, "", text)
+}
 
 // newConversations builds the conversation service over the bridge's rooms.
 func (c *Connector) newConversations() *conversation.Service {
@@ -35,6 +90,7 @@ var (
 	_ conversation.Lifecycle = conversationRooms{}
 	_ conversation.Events    = conversationRooms{}
 	_ conversation.Mentioner = conversationRooms{}
+	_ conversation.OnCall    = conversationRooms{}
 )
 
 // OptedOut hands an opt-out or opt-in to the integration API's events, when it is on.
@@ -195,4 +251,41 @@ func (c *Connector) showPatientName(ctx context.Context, portal *bridgev2.Portal
 	}
 	portal.UpdateInfo(ctx, &bridgev2.ChatInfo{Name: &roomName}, nil, nil, time.Time{})
 	return nil
+}
+
+// NoticeOnCall posts a notice that mentions the on-call staff (m.mentions and their IDs
+// in the body, so every client notifies them).
+func (r conversationRooms) NoticeOnCall(ctx context.Context, conv *database.Conversation, text string) {
+	if portal := r.portal(ctx, conv); portal != nil {
+		r.c.noticeOnCall(ctx, portal, text)
+	}
+}
+
+// noticeOnCall posts a notice that mentions the on-call staff (m.mentions and their IDs
+// in the body, so every client notifies them).
+func (c *Connector) noticeOnCall(ctx context.Context, portal *bridgev2.Portal, text string) {
+	_, err := c.Bridge.Bot.SendMessage(ctx, portal.MXID, event.EventMessage, &event.Content{
+		Parsed: mentionNotice(text, c.Config.OnCall),
+	}, nil)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to send notice to conversation room")
+	}
+}
+
+// mentionNotice is a notice ending with "On call: @a:server @b:server" as pills.
+func mentionNotice(text string, onCall []string) *event.MessageEventContent {
+	content := &event.MessageEventContent{MsgType: event.MsgNotice, Body: text, Mentions: &event.Mentions{}}
+	if len(onCall) == 0 {
+		return content
+	}
+	pills := make([]string, 0, len(onCall))
+	for _, mxid := range onCall {
+		userID := id.UserID(mxid)
+		content.Mentions.UserIDs = append(content.Mentions.UserIDs, userID)
+		pills = append(pills, fmt.Sprintf(`<a href="%s">%s</a>`, html.EscapeString(userID.URI().MatrixToURL()), html.EscapeString(mxid)))
+	}
+	content.Body = text + " On call: " + strings.Join(onCall, " ")
+	content.Format = event.FormatHTML
+	content.FormattedBody = html.EscapeString(text) + " On call: " + strings.Join(pills, " ")
+	return content
 }

@@ -86,7 +86,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	zerolog.Ctx(ctx).Debug().Int64("outbox_id", text.ID).Msg("Staff message queued as a text")
 	if conv != nil {
-		c.recordStaffReply(ctx, msg.Portal, conv, msg.Event.Sender)
+		c.Responses.StaffReplied(ctx, conv, msg.Event.Sender.String())
 	}
 	return &bridgev2.MatrixMessageResponse{DB: &bridgedb.Message{
 		ID:        networkid.MessageID(outbox.RemoteID(text.ID)),

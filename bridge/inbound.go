@@ -238,7 +238,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 		return err
 	}
 	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
-		c.markWaiting(ctx, string(login.ID), string(portal.ID))
+		c.Responses.Waiting(ctx, string(login.ID), string(portal.ID))
 	}
 	res := c.queueAndWait(ctx, login, &simplevent.Message[*sms.Inbound]{
 		EventMeta: simplevent.EventMeta{
@@ -282,7 +282,7 @@ func (c *Connector) deliverInbound(ctx context.Context, r *database.Receipt) err
 	}
 	c.remindSecure(ctx, login, portal, in)
 	if sms.ParseKeyword(in.Body) == sms.KeywordNone {
-		c.onPatientText(ctx, login, portal, in.Body)
+		c.onPatientText(ctx, portal, in.Body)
 		c.apiEvent(ctx, portal, func(conv *database.Conversation) {
 			c.API.PatientReplied(ctx, conv, database.ModeSMS, in.Body, len(in.Media))
 		})

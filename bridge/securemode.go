@@ -70,7 +70,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 	if err != nil {
 		return "", err
 	}
-	b.c.markWaiting(ctx, conv.LoginID, conv.PortalID)
+	b.c.Responses.Waiting(ctx, conv.LoginID, conv.PortalID)
 	res := b.c.queueAndWait(ctx, login, &simplevent.Message[*securechat.Message]{
 		EventMeta: simplevent.EventMeta{
 			Type:      bridgev2.RemoteEventMessage,
@@ -99,7 +99,7 @@ func (b secureBackend) PatientMessage(ctx context.Context, conv *cbdb.Conversati
 		return "", err
 	}
 	if msg.Kind == cbdb.SecureText {
-		b.c.onPatientText(ctx, login, portal, msg.Text)
+		b.c.onPatientText(ctx, portal, msg.Text)
 	}
 	b.c.apiEvent(ctx, portal, func(conv *cbdb.Conversation) {
 		text, attachments := msg.Text, 0
