@@ -2,7 +2,7 @@ package bridge
 
 import (
 	"context"
-	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -10,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 
-	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -19,14 +18,12 @@ import (
 // that is down: the texts are in its message log all the same. The catch-up reads the
 // log of each clinic number from where the last complete read began, stores the texts no
 // webhook stored as receipts (the inbound queue delivers them, in Twilio's order, once),
-// and looks up the texts the bridge sent whose final status never arrived. It runs at
-// start, after a gap the bridge sees (a webhook it failed, a number linked again) and
-// every inbound.catch_up_interval, for gaps it cannot see.
+// and looks up the texts the bridge sent whose final status never arrived; the outbox
+// talks to Twilio (outbox/catchup.go), this file decides when. It runs at start, after a
+// gap the bridge sees (a webhook it failed, a number linked again) and every
+// inbound.catch_up_interval, for gaps it cannot see.
 
 const (
-	// catchUpMargin is how far before the mark the log is read again: Twilio's clock and
-	// the bridge's differ, and Twilio may count whole seconds.
-	catchUpMargin = 2 * time.Minute
 	// catchUpAtStart bounds the catch-up that runs before the inbound queue starts; what
 	// it did not finish the catch-up loop does right after.
 	catchUpAtStart = 20 * time.Second
@@ -34,16 +31,7 @@ const (
 	catchUpDebounce = 2 * time.Second
 	// catchUpRetry is when a catch-up that failed (Twilio unreachable) is tried again.
 	catchUpRetry = 30 * time.Second
-	// statusOverdue is how long after a text was sent its final status may take before
-	// the bridge asks Twilio; statusWindow and statusBatch bound what is asked.
-	statusOverdue = 2 * time.Minute
-	statusWindow  = 3 * 24 * time.Hour
-	statusBatch   = 200
 )
-
-// catchUpWindow bounds how far back the log is read: a delivered receipt is kept
-// database.ReceiptRetention for de-duplication, and an older text would be stored twice.
-var catchUpWindow = database.ReceiptRetention - 24*time.Hour
 
 // catchUp runs the catch-ups; request and requestAll may be called from anywhere.
 type catchUp struct {
@@ -222,111 +210,32 @@ func (cu *catchUp) runPending(ctx context.Context) bool {
 	return ok
 }
 
-// catchUpInbound stores the texts of the number's message log that no webhook stored,
-// oldest first, then moves the number's mark to when the read began.
+// catchUpInbound stores the texts of the number's message log that no webhook stored
+// (outbox.CatchUpInbound reads the log), as the webhook would have.
 func (cu *catchUp) catchUpInbound(ctx context.Context, login *bridgev2.UserLogin) error {
 	c := cu.c
 	client, ok := login.Client.(*Client)
 	if !ok {
 		return nil
 	}
-	loginID := string(login.ID)
-	log := zerolog.Ctx(ctx).With().Str("login_id", loginID).Logger()
-	began := time.Now()
-	mark, ok, err := c.DB.TwilioSync.SyncedUntil(ctx, loginID)
-	if err != nil {
-		return err
-	} else if !ok {
-		// A number linked by an earlier version: from its newest stored text, if any.
-		if mark, err = c.DB.Receipt.LastReceivedAt(ctx, loginID); err != nil {
-			return err
-		} else if mark.IsZero() {
-			mark = began
-		}
-	}
-	since := mark.Add(-catchUpMargin)
-	if oldest := began.Add(-catchUpWindow); since.Before(oldest) {
-		log.Warn().Time("mark", mark).Msg("Twilio's message log was last read too long ago: texts older than the receipts kept are not looked for")
-		since = oldest
-	}
-	logged, err := client.Provider.ListInbound(ctx, client.meta().Phone, since)
-	if err != nil {
-		return err
-	}
-	// Each missed text is stored just after the text before it in the log, so that the
-	// queue keeps Twilio's order within a conversation (Twilio's dates have whole seconds).
-	var previous time.Time
-	found := 0
-	for _, m := range logged {
-		if !m.Received() {
-			continue // an MMS still "receiving": a later read finds it received
-		}
-		stored, err := c.DB.Receipt.Get(ctx, m.SID)
-		if err != nil {
-			return err
-		} else if stored != nil {
-			previous = stored.ReceivedAt
-			continue
-		}
-		at := m.DateSent
-		if !at.After(previous) {
-			at = previous.Add(time.Millisecond)
-		}
-		status, err := c.storeInbound(ctx, login, m.WebhookForm(), at, metrics.InboundCaughtUp)
-		if err != nil && status >= 500 {
-			return err
-		} else if err != nil {
-			log.Debug().Str("message_sid", m.SID).Msg("Text in Twilio's message log is not for a conversation; skipped")
-			continue
-		}
-		previous = at
-		found++
-	}
-	if found > 0 {
-		log.Info().Int("count", found).Time("since", since).Msg("Stored texts from Twilio's message log that no webhook had stored")
-	}
-	return c.DB.TwilioSync.Advance(ctx, loginID, began)
+	return c.Outbox.CatchUpInbound(ctx, string(login.ID), client.meta().Phone,
+		func(ctx context.Context, m *sms.LoggedMessage, at time.Time) (bool, error) {
+			status, err := c.storeInbound(ctx, login, m.WebhookForm(), at, metrics.InboundCaughtUp)
+			if err != nil && status >= http.StatusInternalServerError {
+				return false, err
+			}
+			return err == nil, nil
+		})
 }
 
-// catchUpStatuses asks Twilio for the status of the number's texts whose final status
-// never arrived, and applies each that advances as its status callback would have.
+// catchUpStatuses applies the statuses Twilio holds for the number's texts whose final
+// status never arrived (outbox.CatchUpStatuses asks for them) as their callbacks would have.
 func (cu *catchUp) catchUpStatuses(ctx context.Context, login *bridgev2.UserLogin) error {
 	c := cu.c
-	client, ok := login.Client.(*Client)
-	if !ok {
+	if _, ok := login.Client.(*Client); !ok {
 		return nil
 	}
-	now := time.Now()
-	// A text sent before this process started had its callbacks go to a process that is gone.
-	before := now.Add(-statusOverdue)
-	if c.startedAt.After(before) {
-		before = c.startedAt
-	}
-	texts, err := c.DB.Outbound.Unfinished(ctx, string(login.ID), now.Add(-statusWindow), before, statusBatch)
-	if err != nil {
-		return err
-	}
-	updated := 0
-	for _, out := range texts {
-		m, err := client.Provider.FetchMessage(ctx, out.MessageSID)
-		if errors.Is(err, sms.ErrMessageNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		if !sms.StatusSupersedes(m.Status, out.Status) {
-			continue
-		}
-		cb := &sms.StatusCallback{MessageSID: m.SID, AccountSID: m.AccountSID, From: m.From, To: m.To, Status: m.Status, ErrorCode: m.ErrorCode}
-		log := zerolog.Ctx(ctx).With().Str("message_sid", m.SID).Str("message_status", m.Status).Logger()
-		if err = c.applyStatus(log.WithContext(ctx), login, cb); err != nil {
-			return err
-		}
-		updated++
-	}
-	if updated > 0 {
-		zerolog.Ctx(ctx).Info().Str("login_id", string(login.ID)).Int("count", updated).
-			Msg("Applied statuses from Twilio whose callbacks never arrived")
-	}
-	return nil
+	return c.Outbox.CatchUpStatuses(ctx, string(login.ID), c.startedAt, func(ctx context.Context, cb *sms.StatusCallback) error {
+		return c.applyStatus(ctx, login, cb)
+	})
 }

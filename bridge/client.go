@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/status"
 
 	cbdb "github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -30,20 +31,16 @@ func (cl *Client) meta() *UserLoginMetadata {
 // Connect is called when the bridge starts and after linking. SMS has no connection to
 // hold: it checks that the account still owns the number and reports the login's state.
 func (cl *Client) Connect(ctx context.Context) {
-	number, err := cl.Provider.LookupNumber(ctx, cl.meta().Phone)
+	// The number's webhook must point here (the public address may have changed, or
+	// someone edited it in the Twilio console); a wrong one loses every text.
+	var want *sms.NumberWebhooks
+	if cl.Connector.publicBase() != "" {
+		hooks := cl.Connector.numberWebhooks(cl.UserLogin.ID)
+		want = &hooks
+	}
+	err := outbox.CheckNumber(ctx, cl.Provider, cl.meta().Phone, want)
 	switch {
 	case err == nil:
-		// The number's webhook must point here (the public address may have changed, or
-		// someone edited it in the Twilio console); a wrong one loses every text.
-		want := cl.Connector.numberWebhooks(cl.UserLogin.ID)
-		if cl.Connector.publicBase() != "" && (number.SMSURL != want.SMSURL || number.SMSFallbackURL != want.SMSFallbackURL) {
-			if err = cl.Provider.ConfigureWebhooks(ctx, number.SID, want); err != nil {
-				zerolog.Ctx(ctx).Err(err).Msg("Failed to point the clinic number's SMS webhook at the bridge")
-			} else {
-				zerolog.Ctx(ctx).Info().Str("webhook", want.SMSURL).Str("fallback", want.SMSFallbackURL).
-					Msg("Pointed the clinic number's SMS webhook at the bridge")
-			}
-		}
 		cl.UserLogin.BridgeState.Send(status.BridgeState{StateEvent: status.StateConnected})
 		// At start and when the number is linked again: texts sent meanwhile are in the log.
 		cl.Connector.catchUp.request(cl.UserLogin.ID, true)

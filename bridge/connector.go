@@ -422,7 +422,7 @@ func (c *Connector) newClient(login *bridgev2.UserLogin, provider sms.Provider, 
 	return &Client{
 		Connector: c,
 		UserLogin: login,
-		Provider:  c.timed(provider),
+		Provider:  outbox.Timed(provider, c.metrics),
 		Media: sms.NewMediaFetcher(sms.MediaFetcherOptions{
 			AccountSID:   meta.AccountSID,
 			AuthToken:    authToken,

@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/database"
 
 	cbdb "github.com/carebridge/carebridge/database"
+	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
 )
 
@@ -87,13 +88,8 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 	if err != nil {
 		return nil, err
 	}
-	if err = provider.CheckAccount(ctx); err != nil {
-		return nil, fmt.Errorf("Twilio did not accept the credentials: %w", err)
-	}
-	number, err := provider.LookupNumber(ctx, phone)
-	if errors.Is(err, sms.ErrNumberNotOwned) {
-		return nil, fmt.Errorf("the Twilio account %s does not own %s: check the number or the account", accountSID, phone)
-	} else if err != nil {
+	number, err := outbox.VerifyNumber(ctx, provider, accountSID, phone)
+	if err != nil {
 		return nil, err
 	}
 	loginID := MakeLoginID(phone)
@@ -125,7 +121,7 @@ func (l *Login) SubmitUserInput(ctx context.Context, input map[string]string) (*
 	if err = c.DB.TwilioSync.Init(ctx, string(loginID), time.Now()); err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to record when the clinic number was linked")
 	}
-	if err = provider.ConfigureWebhooks(ctx, number.SID, c.numberWebhooks(loginID)); err != nil {
+	if err = outbox.PointWebhooks(ctx, provider, number, c.numberWebhooks(loginID)); err != nil {
 		return nil, fmt.Errorf("the number is linked, but its SMS webhook could not be set (set it to %s in the Twilio console): %w",
 			c.inboundURL(loginID), err)
 	}

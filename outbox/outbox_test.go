@@ -33,6 +33,21 @@ type fakeProvider struct {
 	// logged is Twilio's message log of texts to patients; listErr fails reading it.
 	logged  []*sms.LoggedMessage
 	listErr func() error
+	// inbound is Twilio's message log of texts to the clinic number; inboundErr fails
+	// reading it; listed records each read's number and since.
+	inbound    []*sms.LoggedMessage
+	inboundErr error
+	listed     []listCall
+	// latest is each text's latest state at Twilio for FetchMessage (absent: not found);
+	// fetchErr fails the look-up; fetched records the SIDs looked up.
+	latest   map[string]*sms.LoggedMessage
+	fetchErr error
+	fetched  []string
+}
+
+type listCall struct {
+	to    string
+	since time.Time
 }
 
 func (p *fakeProvider) CheckAccount(context.Context) error { return nil }
@@ -43,11 +58,32 @@ func (p *fakeProvider) ConfigureWebhooks(context.Context, string, sms.NumberWebh
 	return nil
 }
 
-// The outbox never reads the message log.
-func (p *fakeProvider) ListInbound(context.Context, string, time.Time) ([]*sms.LoggedMessage, error) {
-	return nil, nil
+func (p *fakeProvider) ListInbound(_ context.Context, to string, since time.Time) ([]*sms.LoggedMessage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.listed = append(p.listed, listCall{to: to, since: since})
+	if p.inboundErr != nil {
+		return nil, p.inboundErr
+	}
+	var out []*sms.LoggedMessage
+	for _, m := range p.inbound {
+		if m.To == to && !m.DateSent.Before(since) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
-func (p *fakeProvider) FetchMessage(context.Context, string) (*sms.LoggedMessage, error) {
+
+func (p *fakeProvider) FetchMessage(_ context.Context, sid string) (*sms.LoggedMessage, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fetched = append(p.fetched, sid)
+	if p.fetchErr != nil {
+		return nil, p.fetchErr
+	}
+	if m, ok := p.latest[sid]; ok {
+		return m, nil
+	}
 	return nil, sms.ErrMessageNotFound
 }
 
