@@ -38,6 +38,9 @@ test: deps vet build
 	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
 	# The clock file reader exists only in testclock builds (the tests that move time build one).
 	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
+	# The spike of issue 18 (docs/e2ee-to-the-patient.md) builds only with e2eepatient.
+	$(GO) vet -tags $(TAGS),e2eepatient ./securechat/e2ee/
+	$(GO) test -count=1 -tags $(TAGS),e2eepatient ./securechat/e2ee/
 	# The tests that claim a limit under real concurrency, again under the race detector.
 	$(GO) test -count=1 -race -run '$(RACE_TESTS)' ./securechat/ ./database/ ./outbox/ ./bridge/
 
