@@ -174,7 +174,7 @@ func (b secureBackend) PatientRead(ctx context.Context, conv *cbdb.Conversation,
 // texts the patient an alert with a link (at most one per quiet period).
 func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixMessage, conv *cbdb.Conversation) (*bridgev2.MatrixMessageResponse, error) {
 	c := cl.Connector
-	sender := senderName(msg)
+	sender := cl.senderName(ctx, msg, conv)
 	// The original content: relay mode rewrote msg.Content as "Name: text" for SMS, while
 	// the secure chat shows the sender's name apart.
 	content := msg.Event.Content.AsMessage()
@@ -219,15 +219,18 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}}, nil
 }
 
-// senderName is how the patient sees a staff member: their display name.
-func senderName(msg *bridgev2.MatrixMessage) string {
+// senderName is how the patient sees a staff member: their display name in the room
+// (relayed staff through the relay's view of them, the account that linked the number,
+// which bridgev2 does not relay, through the room's member list); the secure chat adds
+// the role from secure_chat.pages.staff_roles and the clinic.
+func (cl *Client) senderName(ctx context.Context, msg *bridgev2.MatrixMessage, conv *cbdb.Conversation) string {
 	switch {
 	case msg.OrigSender != nil && msg.OrigSender.DisambiguatedName != "":
 		return msg.OrigSender.DisambiguatedName
 	case msg.OrigSender != nil:
 		return msg.OrigSender.UserID.Localpart()
 	}
-	return "Care team"
+	return conversationRooms{cl.Connector}.StaffName(ctx, conv, msg.Event.Sender.String())
 }
 
 // updateConversationState shows the conversation in its room — name, topic and the

@@ -71,6 +71,10 @@ type PagesConfig struct {
 	HelpURL          string `yaml:"help_url"`
 	PrivacyURL       string `yaml:"privacy_url"`
 	AccessibilityURL string `yaml:"accessibility_url"`
+	// StaffRoles gives staff members' roles by Matrix ID ("@jane:clinic.example": "Nurse"):
+	// the chat shows who wrote as "Jane, Nurse — Riverside Clinic" (name from the Matrix
+	// profile); staff not listed show as "Jane — Riverside Clinic".
+	StaffRoles map[string]string `yaml:"staff_roles"`
 }
 
 // KeywordsConfig holds the fixed answers to carrier keywords.
@@ -165,6 +169,7 @@ var Upgrader = up.SimpleUpgrader(func(helper up.Helper) {
 	helper.Copy(up.Str, "secure_chat", "pages", "help_url")
 	helper.Copy(up.Str, "secure_chat", "pages", "privacy_url")
 	helper.Copy(up.Str, "secure_chat", "pages", "accessibility_url")
+	helper.Copy(up.Map, "secure_chat", "pages", "staff_roles")
 	helper.Copy(up.Str, "keywords", "help_text")
 	helper.Copy(up.Str, "keywords", "opt_out_reply")
 	helper.Copy(up.Str, "keywords", "opt_in_reply")

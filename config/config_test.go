@@ -85,6 +85,8 @@ func TestValidateNamesKeyAndFix(t *testing.T) {
 		{"clinic phone not E.164", func(c *Config) { c.SecureChat.Pages.ClinicPhone = "(555) 000-1111" }, "network.secure_chat.pages.clinic_phone is \"(555) 000-1111\": write the number in E.164 form"},
 		{"relative privacy url", func(c *Config) { c.SecureChat.Pages.PrivacyURL = "/privacy" }, "network.secure_chat.pages.privacy_url is \"/privacy\""},
 		{"script help url", func(c *Config) { c.SecureChat.Pages.HelpURL = "javascript:alert(1)" }, "network.secure_chat.pages.help_url"},
+		{"staff role by name", func(c *Config) { c.SecureChat.Pages.StaffRoles = map[string]string{"Jane": "Nurse"} }, "network.secure_chat.pages.staff_roles has \"Jane\": list staff by Matrix ID"},
+		{"empty staff role", func(c *Config) { c.SecureChat.Pages.StaffRoles = map[string]string{"@jane:clinic.example": " "} }, "network.secure_chat.pages.staff_roles.@jane:clinic.example is \"\": write a role of 1 to 40 characters"},
 		{"ids sharing a variable", func(c *Config) { c.SecureChat.Keys["k-2"] = testKey2; c.SecureChat.Keys["k_2"] = "env" }, "share the environment variable CAREBRIDGE_SECURE_CHAT_KEY_K_2"},
 		{"old key differs from k1", func(c *Config) { c.SecureChat.EncryptionKey = testKey2 }, "network.secure_chat.encryption_key is the single key of older versions"},
 		{"zero timeout", func(c *Config) { c.Twilio.RequestTimeout = 0 }, "network.twilio.request_timeout"},
@@ -239,6 +241,10 @@ func TestUpgraderKeys(t *testing.T) {
 		cfg, _ := upgrade(t, "federation:\n    allowed_servers: [hospital.example]\nprivacy:\n    mask_room_names: true\n")
 		assert.Equal(t, []string{"hospital.example"}, cfg.Federation.AllowedServers)
 		assert.True(t, cfg.Privacy.MaskRoomNames)
+	})
+	t.Run("staff roles kept", func(t *testing.T) {
+		cfg, _ := upgrade(t, "secure_chat:\n    encryption_key: "+testKey1+"\n    pages:\n        staff_roles:\n            \"@jane:clinic.example\": Nurse\n")
+		assert.Equal(t, map[string]string{"@jane:clinic.example": "Nurse"}, cfg.SecureChat.Pages.StaffRoles)
 	})
 	t.Run("metrics listen kept", func(t *testing.T) {
 		cfg, _ := upgrade(t, "metrics:\n    listen: 127.0.0.1:9100\n    pprof: true\n")

@@ -178,5 +178,16 @@ func (p *PagesConfig) validate() error {
 			return invalid("secure_chat.pages."+key, fmt.Sprintf("is %q: write an absolute https URL such as https://clinic.example/privacy, or leave it empty", raw))
 		}
 	}
+	for userID, role := range p.StaffRoles {
+		if _, _, err := id.UserID(userID).Parse(); err != nil {
+			return invalid("secure_chat.pages.staff_roles", fmt.Sprintf("has %q: list staff by Matrix ID such as @jane:clinic.example", userID))
+		}
+		if role = strings.TrimSpace(role); role == "" || len([]rune(role)) > maxStaffRoleRunes || strings.ContainsAny(role, "\r\n") {
+			return invalid("secure_chat.pages.staff_roles."+userID, fmt.Sprintf("is %q: write a role of 1 to %d characters on one line, such as Nurse", role, maxStaffRoleRunes))
+		}
+	}
 	return nil
 }
+
+// maxStaffRoleRunes is the longest role the chat shows beside a staff member's name.
+const maxStaffRoleRunes = 40

@@ -610,12 +610,29 @@ func (s *Service) AddStaffMessage(ctx context.Context, conv *database.Conversati
 			return msg, err
 		}
 	}
-	msg, err := s.store(ctx, actor, database.EventSecureMessageStored, conv, false, sender, kind, text, contentType, data, eventID)
+	msg, err := s.store(ctx, actor, database.EventSecureMessageStored, conv, false, s.staffShownName(actor, sender), kind, text, contentType, data, eventID)
 	if err != nil {
 		return nil, err
 	}
 	s.Hub.Publish(conv.LoginID, conv.PortalID)
 	return msg, nil
+}
+
+// staffShownName is a staff member as the patient sees them: the name the bridge gives
+// (their display name in the room) and the role secure_chat.pages.staff_roles gives their
+// Matrix ID ("Jane, Nurse"). The pages add the clinic.
+func (s *Service) staffShownName(actor database.AuditActor, name string) string {
+	if s.Config == nil || actor.Kind != database.ActorStaff {
+		return name
+	}
+	role := strings.TrimSpace(s.Config.Pages.StaffRoles[actor.Name])
+	switch {
+	case role == "":
+		return name
+	case name == "":
+		return role
+	}
+	return name + ", " + role
 }
 
 // AddPatientMessage stores a patient's message from the web chat and hands it to the

@@ -58,6 +58,9 @@ func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 		out.Sender = translate(lang, "chat.you")
 	case out.Sender == "":
 		out.Sender = w.svc.ClinicName
+	case w.svc.ClinicName != "":
+		// "Jane, Nurse — Riverside Clinic": who wrote, and for which clinic.
+		out.Sender += " — " + w.svc.ClinicName
 	}
 	if msg.Kind != database.SecureText {
 		out.FileURL = chatPath + "/file/" + strconv.FormatInt(msg.ID, 10)

@@ -450,7 +450,7 @@ func TestSendText(t *testing.T) {
 		page := c.get("/chat")
 		assert.Contains(t, page.Body, `<p class="text">Better, thank you.`+"\n"+`The fever is gone &amp; I &lt;slept&gt; well.</p>`)
 		assert.Contains(t, page.Body, `<span class="who">You</span>`)
-		assert.Contains(t, page.Body, `<span class="who">Nurse Kim</span>`)
+		assert.Contains(t, page.Body, `<span class="who">Nurse Kim — Riverside Clinic</span>`)
 		assert.Less(t, strings.Index(page.Body, "How are you feeling"), strings.Index(page.Body, "Better, thank you"), "oldest first")
 
 		res = c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {" \n "}})
@@ -464,6 +464,35 @@ func TestSendText(t *testing.T) {
 		res = c.post("/chat/send", url.Values{"csrf": {csrf}, "text": {strings.Repeat("é", 5000)}})
 		assert.Equal(t, http.StatusSeeOther, res.Status, "5000 characters are fine")
 		assert.Len(t, e.storedMessages(), 3)
+	})
+}
+
+// TestStaffAreShownByNameRoleAndClinic: the patient sees who wrote ("Jane, Nurse —
+// Riverside Clinic"): the name the bridge gives (the staff member's Matrix display name),
+// the role secure_chat.pages.staff_roles gives their Matrix ID, and the clinic; staff
+// without a role by name and clinic; the photo's alt text and the live updates say the same.
+func TestStaffAreShownByNameRoleAndClinic(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		ctx := context.Background()
+		e.svc.Config.Pages.StaffRoles = map[string]string{"@jane:clinic.example": "Nurse"}
+		jane := database.StaffActor("@jane:clinic.example")
+		_, err := e.svc.AddStaffMessage(ctx, e.conv, jane, "Jane", database.SecureText, "How is the rash today?", "", nil, "$jane1")
+		require.NoError(t, err)
+		photo, err := e.svc.AddStaffMessage(ctx, e.conv, jane, "Jane", database.SecureImage, "rash-care.png", "image/png", webTestPNG(t, 40, 30), "$jane2")
+		require.NoError(t, err)
+		_, err = e.svc.AddStaffMessage(ctx, e.conv, testNurse, testStaffName, database.SecureText, "Dr. Lee will call you.", "", nil, "$kim1")
+		require.NoError(t, err)
+
+		c := e.newClient()
+		page := c.signIn()
+		assert.Contains(t, page.Body, `<span class="who">Jane, Nurse — Riverside Clinic</span>`)
+		assert.Contains(t, page.Body, `alt="Photo from Jane, Nurse — Riverside Clinic, `)
+		assert.Contains(t, page.Body, `<span class="who">Nurse Kim — Riverside Clinic</span>`, "no role configured: name and clinic")
+		res := c.get(fmt.Sprintf("/chat/messages?after=%d", photo.ID-1))
+		assert.Contains(t, res.Body, `"sender":"Jane, Nurse — Riverside Clinic"`)
+		es := c.get("/chat?lang=es")
+		assert.Contains(t, es.Body, `<span class="who">Jane, Nurse — Riverside Clinic</span>`)
+		c.get("/chat?lang=en")
 	})
 }
 
@@ -577,7 +606,7 @@ func TestPhotosShowAsPreviews(t *testing.T) {
 
 		page := c.get("/chat")
 		fileURL := fmt.Sprintf("/chat/file/%d", staff.ID)
-		assert.Contains(t, page.Body, `<a class="image-link" href="`+fileURL+`"><img src="`+fileURL+`/preview" width="640" height="480" loading="lazy" decoding="async" alt="Photo from Nurse Kim, `,
+		assert.Contains(t, page.Body, `<a class="image-link" href="`+fileURL+`"><img src="`+fileURL+`/preview" width="640" height="480" loading="lazy" decoding="async" alt="Photo from Nurse Kim — Riverside Clinic, `,
 			"the page loads the preview, the original on tap")
 		heicURL := fmt.Sprintf("/chat/file/%d", rows[1].ID)
 		assert.Contains(t, page.Body, `<a href="`+heicURL+`">IMG_0001.HEIC</a>`, "HEIC, which most browsers do not show, is a file")
@@ -596,7 +625,7 @@ func TestPhotosShowAsPreviews(t *testing.T) {
 		assert.True(t, strings.HasPrefix(heicFile.Header.Get("Content-Disposition"), "attachment"))
 
 		res = c.get("/chat/messages?after=0")
-		assert.Contains(t, res.Body, `"preview_url":"`+fileURL+`/preview","width":640,"height":480,"alt":"Photo from Nurse Kim, `)
+		assert.Contains(t, res.Body, `"preview_url":"`+fileURL+`/preview","width":640,"height":480,"alt":"Photo from Nurse Kim — Riverside Clinic, `)
 
 		otherConv := e.newConversation("15557654321", "+15557654321")
 		foreign, err := e.svc.AddStaffMessage(ctx, otherConv, testNurse, testStaffName, database.SecureImage,
@@ -735,7 +764,7 @@ func TestMessagesJSON(t *testing.T) {
 		second := e.staffMessage("Second")
 		res := c.get(fmt.Sprintf("/chat/messages?after=%d", first.ID))
 		require.Equal(t, http.StatusOK, res.Status)
-		assert.Contains(t, res.Body, fmt.Sprintf(`{"id":%d,"from_patient":false,"sender":"Nurse Kim","kind":"text","text":"Second","time":"`, second.ID))
+		assert.Contains(t, res.Body, fmt.Sprintf(`{"id":%d,"from_patient":false,"sender":"Nurse Kim — Riverside Clinic","kind":"text","text":"Second","time":"`, second.ID))
 		assert.NotContains(t, res.Body, "First")
 		assert.Contains(t, res.Body, `"more":false`)
 		res = c.get("/chat/messages?after=x")

@@ -79,7 +79,7 @@ func runDemoAndScript(t *testing.T, root, bin, kind string) {
 		"PATIENT's phone receives SMS from " + clinicNumber + ": Riverside Family Clinic (demo): you have a new secure message. Open it here: " + bridgeURL + "/s/",
 		"CHECK: the alert holds no word of the staff message",
 		"(code shown: demo only): Riverside Family Clinic (demo): your code is ",
-		"PATIENT reads in the secure chat (from nurse): " + staffSecure,
+		"PATIENT reads in the secure chat (from nurse — Riverside Family Clinic (demo)): " + staffSecure,
 		"PATIENT (secure chat): " + patientRepl,
 		"): 🔒 " + patientRepl,
 		`photo "` + photoName + `", image/png`,

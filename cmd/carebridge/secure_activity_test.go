@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,12 @@ func TestSecureChatShowsStaffActivity(t *testing.T) {
 		testenv.RequireDep(t, testenv.DepChromium, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		e := newEnv(t, kind)
+		e := newEnvWith(t, kind, func(cfg map[string]any) {
+			network := cfg["network"].(map[string]any)
+			nurseID := "@nurse:" + cfg["homeserver"].(map[string]any)["domain"].(string)
+			pages := network["secure_chat"].(map[string]any)["pages"].(map[string]any)
+			pages["staff_roles"] = map[string]any{nurseID: "Nurse"}
+		})
 		_, err = e.br.LinkNumber(ctx, e.adminID, accountSID, authToken, clinicPhone)
 		require.NoError(t, err)
 		setDisplayName(t, e.hs.URL(), matrixLogin(t, e.hs.URL(), "nurse", "nurse-password-1"), e.nurseID, "Nurse Kim")
@@ -113,5 +119,16 @@ func TestSecureChatShowsStaffActivity(t *testing.T) {
 		waitText("typing", "admin is typing…")
 		require.NoError(t, admin.Typing(ctx, roomID, false))
 		waitText("typing", "")
+
+		// Who wrote: the name from the Matrix profile, the configured role, the clinic; the
+		// account that linked the number (not relayed) by its name too.
+		_, _, err = admin.Send(ctx, roomID, "The pharmacy closes at 6 pm.")
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			tctx, tcancel := context.WithTimeout(browser, 5*time.Second)
+			defer tcancel()
+			who, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#messages .who')].map(e => e.textContent)`))
+			return err == nil && slices.Equal(who, []string{"Nurse Kim, Nurse — Example Clinic", "You", "admin — Example Clinic"})
+		}, 30*time.Second, 100*time.Millisecond, "the chat names the nurse and the admin")
 	})
 }

@@ -112,6 +112,8 @@ func runStaffJoinsQuietly(t *testing.T, kind string) {
 		assert.NotEqual(t, "m.room.member", cp.EventType, "no status for a membership change: %+v", cp)
 		assert.Equal(t, "SUCCESS", cp.Status, "%+v", cp)
 	}
+	assert.NotContains(t, e.br.Log(), "failed to find preferred login", "bridgev2's error for a staff join")
+	assert.NotContains(t, e.br.Log(), "relay not set")
 	for _, line := range strings.Split(e.br.Log(), "\n") {
 		if strings.Contains(line, `"level":"error"`) && strings.Contains(line, "member") {
 			assert.Fail(t, "error about a membership in the bridge log", line)

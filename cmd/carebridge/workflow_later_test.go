@@ -121,6 +121,13 @@ func runWorkflowLater(t *testing.T, kind string) {
 	assert.Regexp(t, `E[SD]T$`, shown)
 	cancelled, _ := room.schedule("5d " + cancelText)
 
+	// A minute ahead reads "(in 1m)", counted from the moment the command was read (it said
+	// "(in 0m)" when counted after storing it); cancelled at once.
+	soon := room.command("!sms later 1m Your taxi is outside.", "will be sent")
+	assert.Contains(t, soon, "(in 1m)")
+	soonID := scheduledNumber.FindStringSubmatch(soon)
+	require.NotNil(t, soonID, soon)
+	room.command("!sms later cancel "+soonID[1], "is cancelled")
 	room.command("!sms later 0m Hello", "no delay")
 	room.command("!sms later -2h Hello", "cannot be scheduled in the past")
 	room.command("!sms later 2020-01-01 09:00 Hello", "has already passed")
@@ -175,8 +182,8 @@ func runWorkflowLater(t *testing.T, kind string) {
 	assert.Equal(t, 1, textsTo(e.fake, patient, secondText), "sent exactly once across the restart")
 	assert.Zero(t, textsTo(e.fake, patient, cancelText), "a cancelled message is never sent")
 	assert.Zero(t, textsTo(e.fake, patient, crashText), "an interrupted message is not resent")
-	assert.Equal(t, 5, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up scheduled'"))
-	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up cancelled'"))
+	assert.Equal(t, 6, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up scheduled'"))
+	assert.Equal(t, 2, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up cancelled'"))
 	assert.Equal(t, 3, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up sent' AND outcome='ok'"))
 	assert.Equal(t, 1, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM audit_log WHERE event='follow-up sent' AND outcome='unknown'"))
 	assert.Zero(t, laterQueryInt(t, e.db, "SELECT COUNT(*) FROM scheduled_message WHERE state IN ('pending', 'sending')"))

@@ -63,7 +63,9 @@ func runWorkflowRepliesEmergency(t *testing.T, kind string) {
 	r.notice("`confirm`: Hi {patient_name}, your appointment at {clinic_name} is confirmed.")
 	r.notice("send one with `!sms t NAME`") // the prefix, not a literal $cmdprefix
 	r.command(roomID, "!sms t nope")
-	r.notice(`There is no template called "nope"`)
+	unknown := r.notice(`There is no template called "nope"`)
+	assert.Contains(t, unknown.Body, "send one with `!sms t NAME`")
+	assert.NotContains(t, unknown.Body, "$cmdprefix")
 	r.command(roomID, "!sms t confirm")
 	sent, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool { return m.To == patient && strings.Contains(m.Body, "is confirmed") })
 	require.NoError(t, err)
