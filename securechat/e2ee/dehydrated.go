@@ -33,15 +33,7 @@ func (p *Proxy) checkDehydratedPut(c *call) (any, *denial) {
 	if json.Unmarshal(b.DeviceData, &data) != nil || data == nil {
 		return nil, errNotJSON
 	}
-	if b.DeviceKeys != nil {
-		if d := p.checkOwnSigned(b.DeviceKeys, b.DeviceID); d != nil {
-			return nil, d
-		}
-	}
-	if d := p.checkOneTimeKeys(b.OneTimeKeys); d != nil {
-		return nil, d
-	}
-	if d := p.checkOneTimeKeys(b.FallbackKeys); d != nil {
+	if d := p.checkUploadedKeys(b.DeviceKeys, b.DeviceID, b.OneTimeKeys, b.FallbackKeys); d != nil {
 		return nil, d
 	}
 	return &b, nil

@@ -83,18 +83,25 @@ func (p *Proxy) checkKeysUpload(c *call) (any, *denial) {
 	if d := decodeStrict(c.body, &b); d != nil {
 		return nil, d
 	}
-	if b.DeviceKeys != nil {
-		if d := p.checkOwnSigned(b.DeviceKeys, c.device); d != nil {
-			return nil, d
-		}
-	}
-	if d := p.checkOneTimeKeys(b.OneTimeKeys); d != nil {
-		return nil, d
-	}
-	if d := p.checkOneTimeKeys(b.FallbackKeys); d != nil {
+	if d := p.checkUploadedKeys(b.DeviceKeys, c.device, b.OneTimeKeys, b.FallbackKeys); d != nil {
 		return nil, d
 	}
 	return &b, nil
+}
+
+// checkUploadedKeys checks the keys a browser uploads for device (on keys/upload, or with
+// its dehydrated device): the device's identity keys, when given, signed by that device,
+// and its one-time and fallback keys.
+func (p *Proxy) checkUploadedKeys(deviceKeys json.RawMessage, device id.DeviceID, oneTime, fallback map[string]json.RawMessage) *denial {
+	if deviceKeys != nil {
+		if d := p.checkOwnSigned(deviceKeys, device); d != nil {
+			return d
+		}
+	}
+	if d := p.checkOneTimeKeys(oneTime); d != nil {
+		return d
+	}
+	return p.checkOneTimeKeys(fallback)
 }
 
 type deviceSigningBody struct {
