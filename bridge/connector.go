@@ -55,6 +55,8 @@ type Connector struct {
 
 	inbound *inboundQueue
 	catchUp *catchUp
+	// receipts shows delivered texts with the patient's receipt.
+	receipts *deliveryReceipts
 	// Outbox is the one way a text reaches a patient.
 	Outbox *outbox.Outbox
 	// Conversations is what is done to a conversation (mode, name, links, secure chat).
@@ -257,6 +259,8 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	c.Secure.StartHandoffs(secureCtx)
 	c.registerCommands()
+	c.receipts = newDeliveryReceipts(c.Bridge.Log.With().Str("component", "delivery receipts").Logger().WithContext(c.Bridge.BackgroundCtx),
+		deliveryReceiptDelay)
 	c.Outbox = c.newOutbox()
 	c.Conversations = c.newConversations()
 	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
@@ -304,6 +308,9 @@ func (c *Connector) Stop() {
 		c.inbound.stop()
 	}
 	c.catchUp.stop()
+	if c.receipts != nil {
+		c.receipts.stop()
+	}
 	if c.Alerter != nil {
 		c.Alerter.Stop()
 	}

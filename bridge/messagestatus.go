@@ -115,14 +115,16 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 		}
 	case cb.Status == "delivered" || cb.Status == "read":
 		// The patient's read receipt on the text (an EDU Element shows as their avatar):
-		// their phone has it. Beeper's status event too, where message_status_events is on.
+		// their phone has it (deliveryreceipts.go: one receipt per room and second). Beeper's status event too, where message_status_events is on.
 		ghost, err := c.patientGhost(ctx, PhoneOf(portal.ID))
 		if err != nil {
 			log.Err(err).Msg("Failed to get the patient's ghost for a delivery receipt")
 		} else if out.EventID != "" {
-			if err = ghost.Intent.MarkRead(ctx, portal.MXID, id.EventID(out.EventID), time.Now()); err != nil {
-				log.Err(err).Msg("Failed to show a delivered text with the patient's receipt")
-			}
+			intent := ghost.Intent
+			c.receipts.add(&delivered{room: portal.MXID, event: id.EventID(out.EventID), sent: out.CreatedAt,
+				mark: func(ctx context.Context, room id.RoomID, evt id.EventID) error {
+					return intent.MarkRead(ctx, room, evt, time.Now())
+				}})
 		}
 		if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && ghost != nil && mc.Config.Matrix.MessageStatusEvents {
 			c.Bridge.QueueRemoteEvent(login, &simplevent.Receipt{

@@ -1,0 +1,125 @@
+package bridge
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+)
+
+// A delivered text is shown with the patient's read receipt on it. A receipt covers every
+// earlier event of the room, so the receipts of one room are gathered for
+// deliveryReceiptDelay and only the newest delivered text is marked: a reply in ten parts,
+// or a clinic-wide burst, costs the homeserver one receipt per room, not one per text.
+// make bench (SQLite, Twilio at 200 ms, c=32, 300 staff texts in 50 rooms) had outbound at
+// 0.69 of the homeserver's own rate with a receipt per text and 0.86 without receipts.
+const deliveryReceiptDelay = time.Second
+
+// deliveryReceiptMemory is how long the newest text marked in a room is remembered, so
+// that a delivery that arrives late for an older text does not move the receipt back.
+const deliveryReceiptMemory = 10 * time.Minute
+
+// delivered is a text to show as delivered: its event in the room, when the outbox
+// recorded it (texts of one conversation are sent in order), and who marks it.
+type delivered struct {
+	room  id.RoomID
+	event id.EventID
+	sent  time.Time
+	mark  func(ctx context.Context, room id.RoomID, event id.EventID) error
+}
+
+// deliveryReceipts gathers the delivered texts per room and marks each room's newest.
+type deliveryReceipts struct {
+	ctx   context.Context
+	delay time.Duration
+
+	mu      sync.Mutex
+	pending map[id.RoomID]*delivered
+	timers  map[id.RoomID]*time.Timer
+	marked  map[id.RoomID]time.Time // newest text marked per room, forgotten after deliveryReceiptMemory
+	markAt  map[id.RoomID]time.Time // when it was marked
+	stopped bool
+	running sync.WaitGroup
+}
+
+func newDeliveryReceipts(ctx context.Context, delay time.Duration) *deliveryReceipts {
+	return &deliveryReceipts{
+		ctx: ctx, delay: delay,
+		pending: map[id.RoomID]*delivered{}, timers: map[id.RoomID]*time.Timer{},
+		marked: map[id.RoomID]time.Time{}, markAt: map[id.RoomID]time.Time{},
+	}
+}
+
+// add shows d as delivered within the delay, unless a newer text of its room is marked or
+// waits to be.
+func (dr *deliveryReceipts) add(d *delivered) {
+	dr.mu.Lock()
+	if dr.stopped {
+		dr.mu.Unlock()
+		dr.markOne(d)
+		return
+	}
+	defer dr.mu.Unlock()
+	if newest, ok := dr.marked[d.room]; ok && !d.sent.After(newest) {
+		return
+	}
+	if p := dr.pending[d.room]; p != nil && !d.sent.After(p.sent) {
+		return
+	}
+	dr.pending[d.room] = d
+	if dr.timers[d.room] == nil {
+		dr.timers[d.room] = time.AfterFunc(dr.delay, func() { dr.flush(d.room) })
+	}
+}
+
+// flush marks the room's newest delivered text.
+func (dr *deliveryReceipts) flush(room id.RoomID) {
+	dr.mu.Lock()
+	d := dr.pending[room]
+	delete(dr.pending, room)
+	delete(dr.timers, room)
+	if d != nil {
+		now := time.Now()
+		dr.marked[room], dr.markAt[room] = d.sent, now
+		for r, at := range dr.markAt {
+			if now.Sub(at) > deliveryReceiptMemory {
+				delete(dr.marked, r)
+				delete(dr.markAt, r)
+			}
+		}
+		dr.running.Add(1)
+	}
+	dr.mu.Unlock()
+	if d != nil {
+		defer dr.running.Done()
+		dr.markOne(d)
+	}
+}
+
+func (dr *deliveryReceipts) markOne(d *delivered) {
+	if err := d.mark(dr.ctx, d.room, d.event); err != nil {
+		zerolog.Ctx(dr.ctx).Err(err).Stringer("room_id", d.room).Stringer("event_id", d.event).
+			Msg("Failed to show a delivered text with the patient's receipt")
+	}
+}
+
+// stop marks what waits at once and waits for the marks under way; later deliveries
+// are marked as they come.
+func (dr *deliveryReceipts) stop() {
+	dr.mu.Lock()
+	dr.stopped = true
+	waiting := make([]*delivered, 0, len(dr.pending))
+	for room, d := range dr.pending {
+		dr.timers[room].Stop() // a timer that already fired finds nothing pending
+		waiting = append(waiting, d)
+	}
+	clear(dr.pending)
+	clear(dr.timers)
+	dr.mu.Unlock()
+	for _, d := range waiting {
+		dr.markOne(d)
+	}
+	dr.running.Wait()
+}
