@@ -11,10 +11,10 @@ import (
 
 // A delivered text is shown with the patient's read receipt on it. A receipt covers every
 // earlier event of the room, so the receipts of one room are gathered for
-// deliveryReceiptDelay and only the newest delivered text is marked: a reply in ten parts,
-// or a clinic-wide burst, costs the homeserver one receipt per room, not one per text.
-// make bench (SQLite, Twilio at 200 ms, c=32, 300 staff texts in 50 rooms) had outbound at
-// 0.69 of the homeserver's own rate with a receipt per text and 0.86 without receipts.
+// deliveryReceiptDelay and only the newest delivered text is marked: a reply in ten parts
+// costs the homeserver one receipt, not ten. In make bench's outbound phase (300 texts in
+// 50 rooms over about 7 s) the bridge made 205 receipt requests instead of 300; the
+// throughput did not change measurably (with no receipts at all it did not either).
 const deliveryReceiptDelay = time.Second
 
 // deliveryReceiptMemory is how long the newest text marked in a room is remembered, so

@@ -92,7 +92,7 @@ func (s *system) staffPhase(ctx context.Context, name string, c int, texts []sta
 	statusMark := s.staff.statusEvents
 	s.staff.Mu.Unlock()
 	fakeMark := len(s.fake.Messages())
-	before, _ := readProc(s.br.Pid())
+	before := s.mark()
 	begin := time.Now()
 	err := parallel(c, len(texts), func(i int) error {
 		t := texts[i]

@@ -27,6 +27,10 @@ type phase struct {
 	// Bridge process: resident memory at the end and CPU used, as a share of one core.
 	BridgeRSSMB  float64 `json:"bridge_rss_mb"`
 	BridgeCPUPct float64 `json:"bridge_cpu_pct"`
+	// CPUByCommand is every process's CPU during the phase by command name, as a share
+	// of one core (1% and over); MachineCPUPct the machine's busy share (100 per core).
+	CPUByCommand  map[string]float64 `json:"cpu_by_command_pct,omitempty"`
+	MachineCPUPct float64            `json:"machine_cpu_pct,omitempty"`
 	// AfterAnswer is from the homeserver's answer to the staff send until the fake Twilio
 	// had the text (outbound, headofline): the bridge's part and Twilio's latency, without
 	// the homeserver's.
@@ -43,11 +47,23 @@ type phase struct {
 func phaseTimeout(n int) time.Duration { return 2*time.Minute + time.Duration(n)*200*time.Millisecond }
 
 // finish fills a phase's figures: its n items ran from begin until the last was seen.
-func (s *system) finish(ph *phase, answers, seen []time.Duration, begin, last time.Time, before procStat) {
+func (s *system) finish(ph *phase, answers, seen []time.Duration, begin, last time.Time, before phaseMark) {
 	ph.Answer, ph.Seen = summarise(answers), summarise(seen)
 	ph.Seconds = last.Sub(begin).Seconds()
 	ph.Throughput = float64(ph.N) / ph.Seconds
-	s.measureBridge(ph, before, begin)
+	s.measureBridge(ph, before.bridge, begin)
+	ph.CPUByCommand, ph.MachineCPUPct = readMachineCPU().since(before.machine, time.Since(begin))
+}
+
+// phaseMark is the bridge's and the machine's CPU when a phase begins.
+type phaseMark struct {
+	bridge  procStat
+	machine machineCPU
+}
+
+func (s *system) mark() phaseMark {
+	bridge, _ := readProc(s.br.Pid())
+	return phaseMark{bridge: bridge, machine: readMachineCPU()}
 }
 
 // measureBridge adds the bridge's RSS and CPU share over [from, now] to p.
@@ -82,7 +98,7 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 		}
 		return total
 	}, &mu)
-	before, _ := readProc(s.br.Pid())
+	before := s.mark()
 	begin := time.Now()
 	err := parallel(c, n, func(i int) error {
 		p := i % len(s.patients)
@@ -141,7 +157,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 	answers := make([]time.Duration, n)
 	prog := startProgress(fmt.Sprintf("[%s] baseline c=%d", s.kind, c), n)
 	defer prog.end()
-	before, _ := readProc(s.br.Pid())
+	before := s.mark()
 	begin := time.Now()
 	err := parallel(c, n, func(i int) error {
 		room := s.baseline[i%len(s.baseline)]

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -155,6 +157,7 @@ func printReport(w io.Writer, res results) {
 		}
 		printTable(w, r)
 		printStaffTexts(w, r)
+		printCPU(w, r)
 		if sc := r.Scale; sc != nil {
 			fmt.Fprintf(w, "scale: %d conversations inserted in %.1f s; webhook answer p50 %+.0f%%, p99 %+.0f%%\n",
 				sc.Conversations, sc.InsertSeconds, 100*sc.AnswerP50Change, 100*sc.AnswerP99Change)
@@ -248,6 +251,28 @@ func printStaffTexts(w io.Writer, r run) {
 	}
 	if len(costs) > 0 {
 		fmt.Fprintf(w, "status events (com.beeper.message_send_status) per staff text: %s\n", strings.Join(costs, ", "))
+	}
+}
+
+// printCPU says where each phase's CPU went: the machine's busy share and every command
+// that used 1% of a core or more (the homeserver, the bridge, PostgreSQL and this bench's
+// clients share the machine; a ratio under 1 on a busy machine is the bridge's share of it).
+func printCPU(w io.Writer, r run) {
+	for _, p := range r.Phases {
+		if p.MachineCPUPct == 0 {
+			continue
+		}
+		cmds := make([]string, 0, len(p.CPUByCommand))
+		for cmd := range p.CPUByCommand {
+			cmds = append(cmds, cmd)
+		}
+		slices.SortFunc(cmds, func(a, b string) int { return cmp.Compare(p.CPUByCommand[b], p.CPUByCommand[a]) })
+		parts := make([]string, len(cmds))
+		for i, cmd := range cmds {
+			parts[i] = fmt.Sprintf("%s %.0f%%", cmd, p.CPUByCommand[cmd])
+		}
+		fmt.Fprintf(w, "CPU %s c=%d: machine %.0f%% of %d%%; %s\n", p.Name, p.Concurrency, p.MachineCPUPct,
+			100*runtime.NumCPU(), strings.Join(parts, ", "))
 	}
 }
 

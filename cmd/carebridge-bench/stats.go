@@ -76,3 +76,79 @@ func readProc(pid int) (procStat, error) {
 	}
 	return st, nil
 }
+
+// machineCPU is the CPU time of every process on the machine and the machine's busy
+// time, from /proc: where a phase's CPU went (bridge, homeserver, PostgreSQL, this bench's
+// clients, the kernel's writeback), on a machine they all share.
+type machineCPU struct {
+	byPID map[int]procCPU
+	busy  time.Duration
+}
+
+// procCPU is one process's command name and CPU time so far.
+type procCPU struct {
+	command string
+	cpu     time.Duration
+}
+
+func readMachineCPU() machineCPU {
+	m := machineCPU{byPID: map[int]procCPU{}}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		line := string(stat)
+		open, end := strings.IndexByte(line, '('), strings.LastIndexByte(line, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(line[end+1:])
+		if len(fields) <= 12 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		command := line[open+1 : end]
+		// A kernel worker's name changes with the work it does: they count as one.
+		if strings.HasPrefix(command, "kworker/") {
+			command = "kworker"
+		}
+		m.byPID[pid] = procCPU{command: command, cpu: time.Duration(utime+stime) * 10 * time.Millisecond}
+	}
+	if stat, err := os.ReadFile("/proc/stat"); err == nil {
+		first, _, _ := strings.Cut(string(stat), "\n")
+		// cpu user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+		for i, f := range strings.Fields(first)[1:] {
+			n, _ := strconv.ParseInt(f, 10, 64)
+			if i != 3 && i != 4 && i < 8 {
+				m.busy += time.Duration(n) * 10 * time.Millisecond
+			}
+		}
+	}
+	return m
+}
+
+// since is the share of one core each command used from before until m, over wall (the
+// commands under 1% left out), and the machine's busy share (100 per core).
+func (m machineCPU) since(before machineCPU, wall time.Duration) (map[string]float64, float64) {
+	if wall <= 0 {
+		return nil, 0
+	}
+	used := map[string]time.Duration{}
+	for pid, p := range m.byPID {
+		used[p.command] += p.cpu - before.byPID[pid].cpu
+	}
+	pct := map[string]float64{}
+	for command, cpu := range used {
+		if p := 100 * float64(cpu) / float64(wall); p >= 1 {
+			pct[command] = p
+		}
+	}
+	return pct, 100 * float64(m.busy-before.busy) / float64(wall)
+}
