@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/internal/testenv"
 )
 
 // phase is one measured run: n messages at a concurrency.
 type phase struct {
-	Name        string `json:"name"` // inbound, outbound, headofline, baseline
+	Name        string `json:"name"` // baseline, stopped, inbound, outbound, headofline
 	Concurrency int    `json:"concurrency"`
 	N           int    `json:"n"`
 	// Answer is the time to the HTTP answer: the bridge's webhook answer (inbound) or
@@ -149,20 +152,51 @@ func (s *system) inbound(ctx context.Context, n, c int) (phase, error) {
 // baseline is the homeserver's own limit for the same work: the nurse sends n encrypted
 // texts into rooms without the bridge, c at a time, timed until her /sync echoes each.
 func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
-	ph := phase{Name: "baseline", Concurrency: c, N: n}
+	return s.echoRun(ctx, "baseline", s.baseline, n, c)
+}
+
+// stoppedBridge is the baseline's work in the bridge's rooms with the bridge process
+// stopped (SIGSTOP): what the homeserver itself does for a staff text in a room with the
+// patient's ghost and the bridge bot, without the bridge's or its database's CPU beside
+// it. The texts reach Twilio once the bridge goes on (SIGCONT), before the next phase.
+func (s *system) stoppedBridge(ctx context.Context, n, c int) (phase, error) {
+	pid := s.br.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		return phase{Name: "stopped", Concurrency: c}, err
+	}
+	fakeMark := len(s.fake.Messages())
+	ph, err := s.echoRun(ctx, "stopped", s.rooms, n, c)
+	if contErr := syscall.Kill(pid, syscall.SIGCONT); err == nil && contErr != nil {
+		err = contErr
+	}
+	if err != nil {
+		return ph, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
+	defer cancel()
+	if err = waitFake(ctx, s.fake, func(msgs []testenv.FakeMessage) bool { return len(msgs)-fakeMark >= n }); err != nil {
+		return ph, fmt.Errorf("the texts sent while the bridge was stopped did not all reach Twilio after it went on: %w", err)
+	}
+	return ph, nil
+}
+
+// echoRun has the nurse send n encrypted texts into rooms, c at a time, timed until her
+// /sync echoes each.
+func (s *system) echoRun(ctx context.Context, name string, rooms []id.RoomID, n, c int) (phase, error) {
+	ph := phase{Name: name, Concurrency: c, N: n}
 	ctx, cancel := context.WithTimeout(ctx, phaseTimeout(n))
 	defer cancel()
 	starts := make([]time.Time, n)
 	events := make([]id.EventID, n)
 	answers := make([]time.Duration, n)
-	prog := startProgress(fmt.Sprintf("[%s] baseline c=%d", s.kind, c), n)
+	prog := startProgress(fmt.Sprintf("[%s] %s c=%d", s.kind, name, c), n)
 	defer prog.end()
 	before := s.mark()
 	begin := time.Now()
 	err := parallel(c, n, func(i int) error {
-		room := s.baseline[i%len(s.baseline)]
+		room := rooms[i%len(rooms)]
 		starts[i] = time.Now()
-		evt, err := s.staff.send(ctx, room, fmt.Sprintf("Baseline c%d #%d: my blood pressure was 140 over 90 this morning", c, i))
+		evt, err := s.staff.send(ctx, room, fmt.Sprintf("%s c%d #%d: my blood pressure was 140 over 90 this morning", name, c, i))
 		answers[i] = time.Since(starts[i])
 		events[i] = evt
 		prog.sent.Add(1)
@@ -171,7 +205,7 @@ func (s *system) baselineRun(ctx context.Context, n, c int) (phase, error) {
 	if err != nil {
 		return ph, err
 	}
-	err = s.staff.Wait(ctx, "the baseline echoes", func() bool {
+	err = s.staff.Wait(ctx, "the "+name+" echoes", func() bool {
 		got := 0
 		for _, evt := range events {
 			if _, ok := s.staff.ownSeen[evt]; ok {
