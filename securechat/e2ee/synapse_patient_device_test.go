@@ -1,0 +1,388 @@
+//go:build e2eepatient
+
+package e2ee
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// TestPatientDeviceDecryptsThroughTheProxyOnSynapse is the first end-to-end proof of issue 18:
+// a patient's browser device on Element's Rust crypto (matrix-sdk-crypto-wasm's OlmMachine, in
+// Node), talking only to the allowlist Proxy and the events long poll, decrypts a message a
+// nurse sent from Element's crypto (matrix-js-sdk) and replies; the nurse's client decrypts the
+// reply and attributes it to the patient's own device, with no mismatched-sender warning.
+//
+// Stand-in: the page has no room timeline yet (the inbox files no room events), so the test
+// reads the nurse's encrypted event from the homeserver as the patient-web user and hands it
+// to the page over stdin.
+func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
+	const (
+		asToken = "as_token_e2ee18_device_7a21"
+		hsToken = "hs_token_e2ee18_device_c5e9"
+		dev     = id.DeviceID("PATIENTWEB1")
+	)
+	modules, err := testenv.ElementCryptoAvailable()
+	testenv.RequireDep(t, testenv.DepElementCrypto, err)
+	script, err := filepath.Abs(filepath.Join("testdata", "patient_device.mjs"))
+	require.NoError(t, err)
+	patient := id.UserID("@pw_6f1c2a:localhost")
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+
+	// The bridge's side: the inbox behind the appservice listener, the members of the room.
+	var as *mautrix.Client
+	var room id.RoomID
+	var roomMu sync.Mutex
+	members := func(ctx context.Context) ([]id.UserID, error) {
+		roomMu.Lock()
+		r := room
+		roomMu.Unlock()
+		if r == "" {
+			return nil, nil
+		}
+		resp, err := as.JoinedMembers(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]id.UserID, 0, len(resp.Joined))
+		for u := range resp.Joined {
+			out = append(out, u)
+		}
+		return out, nil
+	}
+	inbox, err := NewInbox(InboxConfig{
+		Devices: []Device{{patient, dev}},
+		Members: func(ctx context.Context, p id.UserID) ([]id.UserID, error) {
+			if p != patient {
+				return nil, nil
+			}
+			return members(ctx)
+		},
+	})
+	require.NoError(t, err)
+	listener := httptest.NewServer(TransactionTee(inbox, hsToken)(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte("{}"))
+	})))
+	t.Cleanup(listener.Close) // after Synapse stops (cleanups run last first)
+
+	hs := testenv.NewSynapse(t)
+	reg := filepath.Join(t.TempDir(), "registration.yaml")
+	require.NoError(t, os.WriteFile(reg, []byte(fmt.Sprintf(inboxRegistration, listener.URL, asToken, hsToken)), 0o600))
+	hs.Start(reg)
+	const nursePassword = "correct-horse-battery"
+	nurse := id.UserID(hs.CreateUser(t, "nurse", nursePassword))
+
+	// The patient-web user, its browser device (MSC4190) and the secure room: encrypted,
+	// history shared, the nurse invited.
+	as, err = mautrix.NewClient(hs.URL(), patient, asToken)
+	require.NoError(t, err)
+	as.SetAppServiceUserID = true
+	_, _, err = as.Register(ctx, &mautrix.ReqRegister[any]{Username: patient.Localpart(), Type: mautrix.AuthTypeAppservice, InhibitLogin: true})
+	require.NoError(t, err)
+	require.NoError(t, as.CreateDeviceMSC4190(ctx, dev, "Patient browser"))
+	created, err := as.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset: "private_chat",
+		Invite: []id.UserID{nurse},
+		InitialState: []*event.Event{
+			{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}},
+			{Type: event.StateHistoryVisibility, Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityShared}}},
+		},
+	})
+	require.NoError(t, err)
+	roomMu.Lock()
+	room = created.RoomID
+	roomMu.Unlock()
+
+	proxy, err := New(Config{
+		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
+		Members: members,
+	})
+	require.NoError(t, err)
+	// The secure chat's side, with a stand-in session that names the page's device.
+	mux := http.NewServeMux()
+	mux.Handle("/e2ee/events", inbox.EventsHandler(patient))
+	mux.Handle("/_matrix/client/", proxy)
+	var pageRequests sync.Map // route → count, to report what the page used
+	page := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		key := r.Method + " " + routeName(r.URL.Path)
+		n, _ := pageRequests.LoadOrStore(key, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), dev)))
+	}))
+	t.Cleanup(page.Close) // after the patient device's long poll ends
+
+	started := time.Now()
+	pd := startPatientDevice(t, "node", script, modules, page.URL, page.URL+"/e2ee/events", patient.String(), dev.String(), created.RoomID.String())
+	_, err = pd.wait(ctx, func(l patientLine) bool { return l.Type == "ready" })
+	require.NoError(t, err, "the patient device never uploaded its keys through the proxy")
+	t.Logf("patient device ready (keys uploaded through the proxy) in %s", time.Since(started).Round(time.Millisecond))
+
+	staff := testenv.StartElementAgent(t, hs.URL(), nurse.String(), nursePassword, testenv.ElementOptions{})
+	_, err = staff.WaitJoined(ctx, created.RoomID.String())
+	require.NoError(t, err)
+
+	// The nurse writes; the page gets the room key by olm over the events endpoint and decrypts.
+	const sentinel = "staff-sentinel-7c41: please take 2 tablets"
+	staffEvent, sentAt, err := staff.Send(ctx, created.RoomID.String(), sentinel)
+	require.NoError(t, err)
+	var raw json.RawMessage
+	_, err = as.MakeRequest(ctx, http.MethodGet, as.BuildClientURL("v3", "rooms", created.RoomID, "event", staffEvent), nil, &raw)
+	require.NoError(t, err, "reading the nurse's event as the patient-web user (the stand-in for filed room events)")
+	var wire struct {
+		Type    string `json:"type"`
+		Content struct {
+			Algorithm string `json:"algorithm"`
+			Body      string `json:"body"`
+		} `json:"content"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &wire))
+	require.Equal(t, "m.room.encrypted", wire.Type, "the nurse's message is encrypted on the homeserver")
+	require.Empty(t, wire.Content.Body)
+
+	dec, err := pd.request(ctx, map[string]any{"cmd": "decrypt", "event": raw, "wait_ms": 60000})
+	require.NoError(t, err, "the patient device could not decrypt the nurse's message")
+	firstDecrypted := time.Since(sentAt)
+	assert.Equal(t, sentinel, dec.Body, "the patient device decrypted the nurse's text")
+	assert.Equal(t, "m.room.message", dec.EventType)
+	assert.Equal(t, nurse.String(), dec.Sender)
+	assert.Equal(t, staff.DeviceID, dec.SenderDevice, "the room key came from the nurse's Element device")
+	t.Logf("nurse's send → decrypted on the patient device: %s (%d ms of it waiting for the room key)", firstDecrypted.Round(time.Millisecond), dec.WaitedMS)
+	roomKeys := 0
+	for _, l := range pd.lines() {
+		for _, ev := range l.Events {
+			if ev.Decrypted && ev.Sender == nurse.String() {
+				roomKeys++
+			}
+			assert.False(t, ev.UTD, "a to-device event the patient device could not decrypt: %s from %s", ev.Type, ev.Sender)
+		}
+	}
+	assert.Positive(t, roomKeys, "the room key came as an olm to-device event through the events endpoint")
+
+	// The patient replies: room key to the nurse's devices by olm through the proxy, the
+	// Megolm event through the proxy's send route.
+	const replySentinel = "patient-sentinel-2e90: thank you, will do"
+	replyStarted := time.Now()
+	sent, err := pd.request(ctx, map[string]any{"cmd": "reply", "body": replySentinel, "users": []string{nurse.String(), patient.String()}})
+	require.NoError(t, err, "the patient device could not send its reply through the proxy")
+	require.NotEmpty(t, sent.EventID)
+	msg, err := staff.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == sent.EventID })
+	require.NoError(t, err, "the nurse's Element never decrypted the patient's reply")
+	t.Logf("patient's reply → decrypted in Element: %s; shield %q (%s)", time.Since(replyStarted).Round(time.Millisecond), msg.Shield, msg.ShieldReason)
+	assert.Equal(t, replySentinel, msg.Body)
+	assert.Equal(t, patient.String(), msg.Sender)
+	assert.True(t, msg.Encrypted)
+	assert.Equal(t, dev.String(), msg.SenderDevice, "Element attributes the reply to the patient's own device")
+	assert.NotEqual(t, "MISMATCHED_SENDER", msg.ShieldReason)
+	assert.NotEqual(t, "UNKNOWN_DEVICE", msg.ShieldReason, "Element knows the device that encrypted it")
+	assert.Empty(t, staff.Undecryptable(), "nothing stayed undecryptable for the nurse")
+
+	stats, err := pd.request(ctx, map[string]any{"cmd": "stats"})
+	require.NoError(t, err)
+	assert.Zero(t, stats.Refused, "the proxy refused none of the OlmMachine's requests")
+	var used []string
+	pageRequests.Range(func(k, v any) bool {
+		used = append(used, fmt.Sprintf("%s ×%d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	t.Logf("the page's requests: %s; OlmMachine requests %v over %d event batches", strings.Join(used, ", "), stats.Requests, stats.Batches)
+	for _, e := range pd.errors() {
+		t.Errorf("patient device error: %s", e)
+	}
+}
+
+// routeName is a request path without its IDs, for the report of what the page used.
+func routeName(path string) string {
+	if path == "/e2ee/events" {
+		return path
+	}
+	if rt, _, _ := match(path, http.MethodPut); rt != nil {
+		return rt.name
+	}
+	if rt, _, _ := match(path, http.MethodPost); rt != nil {
+		return rt.name
+	}
+	return "other"
+}
+
+// patientLine is a line the patient device script prints.
+type patientLine struct {
+	Type         string `json:"type"`
+	ReqID        string `json:"req_id"`
+	Message      string `json:"message"`
+	Status       int    `json:"status"`
+	Errcode      string `json:"errcode"`
+	Body         string `json:"body"`
+	EventType    string `json:"event_type"`
+	EventID      string `json:"event_id"`
+	Sender       string `json:"sender"`
+	SenderDevice string `json:"sender_device"`
+	WaitedMS     int64  `json:"waited_ms"`
+	Events       []struct {
+		Type      string `json:"type"`
+		Sender    string `json:"sender"`
+		Decrypted bool   `json:"decrypted"`
+		UTD       bool   `json:"utd"`
+	} `json:"events"`
+	Requests map[string]int `json:"requests"`
+	Refused  int            `json:"refused"`
+	Batches  int            `json:"batches"`
+}
+
+// patientDevice runs testdata/patient_device.mjs and reads its JSON lines.
+type patientDevice struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stderr string
+
+	mu      sync.Mutex
+	all     []patientLine
+	changed chan struct{}
+	exited  bool
+	nextReq int
+}
+
+func startPatientDevice(t *testing.T, argv ...string) *patientDevice {
+	t.Helper()
+	pd := &patientDevice{t: t, stderr: filepath.Join(t.TempDir(), "patient_device.stderr"), changed: make(chan struct{})}
+	stderr, err := os.Create(pd.stderr)
+	require.NoError(t, err)
+	defer stderr.Close()
+	pd.cmd = exec.Command(argv[0], argv[1:]...)
+	pd.cmd.Stderr = stderr
+	pd.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := pd.cmd.StdoutPipe()
+	require.NoError(t, err)
+	pd.stdin, err = pd.cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, pd.cmd.Start())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			var l patientLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				l = patientLine{Type: "error", Message: "unparsable line from the patient device"}
+			}
+			pd.update(func() { pd.all = append(pd.all, l) })
+		}
+		_ = pd.cmd.Wait()
+		pd.update(func() { pd.exited = true })
+	}()
+	t.Cleanup(func() {
+		_ = pd.stdin.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-pd.cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+		if t.Failed() {
+			tail, _ := os.ReadFile(pd.stderr)
+			if len(tail) > 4000 {
+				tail = tail[len(tail)-4000:]
+			}
+			t.Logf("patient device stderr tail:\n%s", tail)
+		}
+	})
+	return pd
+}
+
+func (pd *patientDevice) update(f func()) {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	f()
+	close(pd.changed)
+	pd.changed = make(chan struct{})
+}
+
+func (pd *patientDevice) lines() []patientLine {
+	pd.mu.Lock()
+	defer pd.mu.Unlock()
+	return append([]patientLine(nil), pd.all...)
+}
+
+// errors are the script's error lines that answer no request (a refused request, a failed poll).
+func (pd *patientDevice) errors() []string {
+	var out []string
+	for _, l := range pd.lines() {
+		if l.Type == "error" && l.ReqID == "" {
+			out = append(out, fmt.Sprintf("%s (status %d %s)", l.Message, l.Status, l.Errcode))
+		}
+	}
+	return out
+}
+
+// wait returns the first line, from the start, that match accepts.
+func (pd *patientDevice) wait(ctx context.Context, match func(patientLine) bool) (patientLine, error) {
+	for {
+		pd.mu.Lock()
+		for _, l := range pd.all {
+			if match(l) {
+				pd.mu.Unlock()
+				return l, nil
+			}
+		}
+		exited, changed := pd.exited, pd.changed
+		pd.mu.Unlock()
+		if exited {
+			return patientLine{}, errors.New("the patient device exited")
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return patientLine{}, ctx.Err()
+		}
+	}
+}
+
+func (pd *patientDevice) request(ctx context.Context, cmd map[string]any) (patientLine, error) {
+	pd.mu.Lock()
+	pd.nextReq++
+	reqID := strconv.Itoa(pd.nextReq)
+	pd.mu.Unlock()
+	cmd["req_id"] = reqID
+	line, err := json.Marshal(cmd)
+	if err != nil {
+		return patientLine{}, err
+	}
+	if _, err = pd.stdin.Write(append(line, '\n')); err != nil {
+		return patientLine{}, err
+	}
+	reply, err := pd.wait(ctx, func(l patientLine) bool { return l.ReqID == reqID })
+	if err != nil {
+		return patientLine{}, err
+	}
+	if reply.Type == "error" {
+		return patientLine{}, errors.New(reply.Message)
+	}
+	return reply, nil
+}

@@ -1,0 +1,273 @@
+// A patient's browser device, in Node, on Element's Rust crypto (matrix-sdk-crypto-wasm's
+// OlmMachine), for the spike of issue 18 (docs/e2ee-to-the-patient.md, step 3).
+//
+// It talks to nothing but the two endpoints the secure chat would give a patient page: the
+// allowlist proxy (PROXY_BASE + /_matrix/client/…, relayed by appservice masquerading as the
+// patient-web user and this device) and the events long poll (EVENTS_URL, what the homeserver
+// pushed to the appservice for this device, shaped for receiveSyncChanges). It holds no Matrix
+// token and does no /sync. Its store is memory, as a tab without IndexedDB.
+//
+// It speaks JSON lines: events and replies on stdout, commands on stdin.
+//   {"cmd":"decrypt","req_id":"1","event":{…},"wait_ms":30000}
+//       decrypts a room event of the secure room (the Go test reads it from the homeserver and
+//       hands it over: the page has no room timeline yet), retrying while its room key is on the
+//       way; answers {"type":"decrypted","body":…,"sender_device":…} or an error.
+//   {"cmd":"reply","req_id":"2","body":"…","users":["@staff:…"]}
+//       shares a Megolm room key with the users' devices (keys/query, keys/claim, olm to-device,
+//       all through the proxy), encrypts an m.room.message and PUTs it through the proxy's send
+//       route; answers {"type":"sent","event_id":…}.
+//   {"cmd":"quit"}
+// It prints {"type":"ready"} once its device keys and one-time keys are on the homeserver, and
+// {"type":"to_device",…} for each batch of to-device events (types and whether they decrypted,
+// never their content).
+//
+// Usage: node patient_device.mjs NODE_MODULES PROXY_BASE EVENTS_URL USER_ID DEVICE_ID ROOM_ID
+
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const writeErr = (...args) =>
+    process.stderr.write(new Date().toISOString().slice(11, 23) + " " + args.map(String).join(" ") + "\n");
+console.log = console.info = console.debug = console.warn = console.error = console.trace = writeErr;
+
+const [nodeModules, proxyBase, eventsURL, userId, deviceId, roomId] = process.argv.slice(2);
+const wasm = await import(pathToFileURL(join(nodeModules, "@matrix-org/matrix-sdk-crypto-wasm/node.mjs")).href);
+const {
+    OlmMachine, UserId, DeviceId, RoomId, DeviceLists, RequestType, EncryptionSettings, HistoryVisibility,
+    DecryptionSettings, TrustRequirement, ProcessedToDeviceEventType,
+} = wasm;
+
+function emit(obj) {
+    process.stdout.write(JSON.stringify(obj) + "\n");
+}
+function emitError(message, extra = {}) {
+    emit({ type: "error", message, ...extra });
+}
+
+const machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId));
+const stats = { requests: {}, refused: 0, uploaded: 0 };
+
+// ---- requests, through the proxy --------------------------------------------------
+
+const enc = encodeURIComponent;
+function route(req) {
+    switch (req.type) {
+        case RequestType.KeysUpload:
+            return ["POST", "/_matrix/client/v3/keys/upload", req.body];
+        case RequestType.KeysQuery:
+            return ["POST", "/_matrix/client/v3/keys/query", req.body];
+        case RequestType.KeysClaim:
+            return ["POST", "/_matrix/client/v3/keys/claim", req.body];
+        case RequestType.ToDevice:
+            return ["PUT", `/_matrix/client/v3/sendToDevice/${enc(req.event_type)}/${enc(req.txn_id)}`, req.body];
+        case RequestType.SignatureUpload:
+            return ["POST", "/_matrix/client/v3/keys/signatures/upload", req.body];
+        case RequestType.RoomMessage:
+            return ["PUT", `/_matrix/client/v3/rooms/${enc(req.room_id)}/send/${enc(req.event_type)}/${enc(req.txn_id)}`, req.body];
+        default:
+            return null; // KeysBackup: the page has no backup
+    }
+}
+const typeName = (t) => Object.keys(RequestType).find((k) => RequestType[k] === t) ?? String(t);
+
+async function call(method, path, body) {
+    const resp = await fetch(proxyBase + path, {
+        method,
+        headers: { "Content-Type": "application/json" },
+        body,
+    });
+    const text = await resp.text();
+    return { status: resp.status, text };
+}
+
+// send relays one OlmMachine request and marks it sent; a refusal is reported and the request
+// stays in the machine's queue (it comes back from outgoingRequests).
+async function send(req) {
+    const r = route(req);
+    const name = typeName(req.type);
+    if (!r) return false;
+    const { status, text } = await call(...r);
+    stats.requests[name] = (stats.requests[name] ?? 0) + 1;
+    if (status !== 200) {
+        stats.refused++;
+        emitError(`${name} answered ${status}`, { status, errcode: safeErrcode(text) });
+        return false;
+    }
+    await machine.markRequestAsSent(req.id, req.type, text);
+    if (req.type === RequestType.KeysUpload) stats.uploaded++;
+    return true;
+}
+function safeErrcode(text) {
+    try {
+        return JSON.parse(text).errcode ?? "";
+    } catch {
+        return "";
+    }
+}
+
+// One drain at a time: outgoingRequests returns what is not marked sent yet, so two drains
+// at once would send a request twice.
+let draining = Promise.resolve();
+function drain() {
+    const run = draining.then(async () => {
+        for (const req of await machine.outgoingRequests()) {
+            await send(req);
+        }
+    });
+    draining = run.catch((e) => emitError(`drain: ${e?.stack ?? e}`));
+    return run;
+}
+
+// ---- the events long poll -----------------------------------------------------------
+
+let since = "";
+let batches = 0;
+async function pollLoop() {
+    for (;;) {
+        let b;
+        try {
+            const resp = await fetch(`${eventsURL}?since=${enc(since)}&timeout=10000`);
+            if (resp.status !== 200) {
+                emitError(`events answered ${resp.status}`);
+                await new Promise((r) => setTimeout(r, 500));
+                continue;
+            }
+            b = await resp.json();
+        } catch (e) {
+            emitError(`events: ${e}`);
+            await new Promise((r) => setTimeout(r, 500));
+            continue;
+        }
+        const counts = new Map(Object.entries(b.device_one_time_keys_count ?? {}));
+        const lists = new DeviceLists(
+            (b.device_lists?.changed ?? []).map((u) => new UserId(u)),
+            (b.device_lists?.left ?? []).map((u) => new UserId(u)),
+        );
+        const fallback = b.device_unused_fallback_key_types ? new Set(b.device_unused_fallback_key_types) : undefined;
+        const toDevice = JSON.stringify(b.to_device?.events ?? []);
+        // Until the homeserver reported a count, none is "unknown", not "zero" (MSC4186 semantics).
+        const receive = counts.size > 0 ? machine.receiveSyncChanges.bind(machine) : machine.receiveSyncChangesMsc4186.bind(machine);
+        const processed = await receive(toDevice, lists, counts, fallback, new DecryptionSettings(TrustRequirement.Untrusted));
+        since = b.next_batch;
+        batches++;
+        if (processed.length > 0 || b.missed) {
+            emit({
+                type: "to_device",
+                missed: Boolean(b.missed),
+                events: processed.map((p) => {
+                    const raw = JSON.parse(p.rawEvent);
+                    return {
+                        type: raw.type ?? "",
+                        sender: raw.sender ?? "",
+                        decrypted: p.type === ProcessedToDeviceEventType.Decrypted,
+                        utd: p.type === ProcessedToDeviceEventType.UnableToDecrypt,
+                    };
+                }),
+            });
+        }
+        await drain();
+        notifyBatch();
+    }
+}
+let batchWaiters = [];
+function notifyBatch() {
+    const w = batchWaiters;
+    batchWaiters = [];
+    w.forEach((f) => f());
+}
+const nextBatch = (ms) => new Promise((r) => {
+    batchWaiters.push(r);
+    setTimeout(r, ms);
+});
+
+// ---- commands -----------------------------------------------------------------------
+
+const commands = {
+    async decrypt(req) {
+        const started = Date.now();
+        const wait = req.wait_ms ?? 30000;
+        let last;
+        for (;;) {
+            try {
+                const d = await machine.decryptRoomEvent(JSON.stringify(req.event), new RoomId(roomId),
+                    new DecryptionSettings(TrustRequirement.Untrusted));
+                const ev = JSON.parse(d.event);
+                return {
+                    type: "decrypted",
+                    event_id: req.event.event_id ?? "",
+                    sender: d.sender.toString(),
+                    sender_device: d.senderDevice?.toString() ?? "",
+                    event_type: ev.type ?? "",
+                    body: ev.content?.body ?? "",
+                    waited_ms: Date.now() - started,
+                };
+            } catch (e) {
+                last = e;
+            }
+            if (Date.now() - started > wait) throw new Error(`no key after ${wait} ms: ${last?.message ?? last}`);
+            await nextBatch(250); // a room key comes in a to-device batch
+        }
+    },
+    async reply(req) {
+        const users = () => req.users.map((u) => new UserId(u));
+        await machine.updateTrackedUsers(users());
+        await drain(); // keys/query of the members
+        const claim = await machine.getMissingSessions(users());
+        if (claim) await send(claim);
+        const settings = new EncryptionSettings();
+        settings.historyVisibility = HistoryVisibility.Shared;
+        const shares = await machine.shareRoomKey(new RoomId(roomId), users(), settings);
+        for (const s of shares) {
+            if (!(await send(s))) throw new Error("sharing the room key was refused");
+        }
+        const content = await machine.encryptRoomEvent(new RoomId(roomId), "m.room.message",
+            JSON.stringify({ msgtype: "m.text", body: req.body }));
+        const txn = `pw${Date.now()}${Math.random().toString(36).slice(2, 8)}`;
+        const { status, text } = await call("PUT",
+            `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.encrypted/${txn}`, content);
+        if (status !== 200) throw new Error(`send answered ${status} ${safeErrcode(text)}`);
+        return { type: "sent", event_id: JSON.parse(text).event_id, shared_with_devices: shares.length };
+    },
+    async stats() {
+        return { type: "stats", batches, ...stats };
+    },
+};
+
+const rl = createInterface({ input: process.stdin });
+rl.on("line", (text) => {
+    text = text.trim();
+    if (!text) return;
+    let req;
+    try {
+        req = JSON.parse(text);
+    } catch (e) {
+        emitError(`bad command line: ${e}`);
+        return;
+    }
+    if (req.cmd === "quit") process.exit(0);
+    const run = commands[req.cmd];
+    if (!run) {
+        emitError(`unknown command ${JSON.stringify(req.cmd)}`, { req_id: req.req_id ?? "" });
+        return;
+    }
+    run(req).then(
+        (out) => emit({ ...out, req_id: req.req_id ?? "" }),
+        (e) => emitError(`${req.cmd}: ${e?.message ?? e}`, { req_id: req.req_id ?? "" }),
+    );
+});
+rl.on("close", () => process.exit(0));
+
+// Ready once the device's keys are uploaded (the first outgoing requests: keys/upload, and
+// keys/query of the patient-web user itself).
+for (let i = 0; ; i++) {
+    await drain();
+    if (stats.uploaded > 0) break;
+    if (i === 50) throw new Error("the device keys were never uploaded");
+    await new Promise((r) => setTimeout(r, 100));
+}
+pollLoop().catch((e) => {
+    emitError(`poll loop: ${e?.stack ?? e}`);
+    process.exit(1);
+});
+emit({ type: "ready", user_id: userId, device_id: deviceId });
