@@ -201,6 +201,14 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	assert.NotEqual(t, "MISMATCHED_SENDER", msg.ShieldReason)
 	assert.NotEqual(t, "UNKNOWN_DEVICE", msg.ShieldReason, "Element knows the device that encrypted it")
 	assert.Empty(t, staff.Undecryptable(), "nothing stayed undecryptable for the nurse")
+	// UNSIGNED_DEVICE (not UNKNOWN_DEVICE) says Element's crypto matched the Megolm session's
+	// sender key to a device of the patient-web user; that device is the page's, and the only one.
+	devices, err := staff.Devices(ctx, patient.String())
+	require.NoError(t, err)
+	if assert.Len(t, devices, 1, "Element sees one device of the patient-web user") {
+		assert.Equal(t, dev.String(), devices[0].DeviceID)
+		assert.False(t, devices[0].SignedByOwner, "no cross-signing for the patient yet: hence the red shield")
+	}
 
 	stats, err := pd.request(ctx, map[string]any{"cmd": "stats"})
 	require.NoError(t, err)
