@@ -219,6 +219,13 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 		return true
 	})
 	t.Logf("the page's requests: %s; OlmMachine requests %v over %d event batches", strings.Join(used, ", "), stats.Requests, stats.Batches)
+	if log, err := os.ReadFile(pd.stderr); err == nil {
+		for _, l := range strings.Split(string(log), "\n") {
+			if strings.Contains(l, "keys/upload:") || strings.Contains(l, "events batch:") {
+				t.Logf("patient device %s", l)
+			}
+		}
+	}
 	for _, e := range pd.errors() {
 		t.Errorf("patient device error: %s", e)
 	}

@@ -87,6 +87,11 @@ async function send(req) {
     const r = route(req);
     const name = typeName(req.type);
     if (!r) return false;
+    if (req.type === RequestType.KeysUpload) {
+        // What is uploaded, by kind and count (never the keys), for the test's report.
+        const b = JSON.parse(req.body);
+        writeErr(`keys/upload: device_keys ${Boolean(b.device_keys)}, one_time_keys ${Object.keys(b.one_time_keys ?? {}).length}, fallback_keys ${Object.keys(b.fallback_keys ?? {}).length}`);
+    }
     const { status, text } = await call(...r);
     stats.requests[name] = (stats.requests[name] ?? 0) + 1;
     if (status !== 200) {
@@ -148,6 +153,7 @@ async function pollLoop() {
         const toDevice = JSON.stringify(b.to_device?.events ?? []);
         // Until the homeserver reported a count, none is "unknown", not "zero" (MSC4186 semantics).
         const receive = counts.size > 0 ? machine.receiveSyncChanges.bind(machine) : machine.receiveSyncChangesMsc4186.bind(machine);
+        writeErr(`events batch: ${b.to_device?.events?.length ?? 0} to-device, counts ${JSON.stringify(b.device_one_time_keys_count ?? {})}, fallback ${JSON.stringify(b.device_unused_fallback_key_types ?? null)}`);
         const processed = await receive(toDevice, lists, counts, fallback, new DecryptionSettings(TrustRequirement.Untrusted));
         since = b.next_batch;
         batches++;
