@@ -455,7 +455,7 @@ func stoppedWhileSending(t *testing.T, e *env, i, n int) int64 {
 	due, err := e.db.Outbox.GetDue(ctx, time.Now(), 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1, "one conversation: only its oldest text is due")
-	claimed, err := e.db.Outbox.Claim(ctx, due[0].ID, time.Now())
+	claimed, err := e.db.Outbox.Claim(ctx, due[0], time.Now())
 	require.NoError(t, err)
 	require.True(t, claimed)
 	return due[0].ID
