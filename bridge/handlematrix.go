@@ -58,9 +58,13 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		c.metrics.Outbound(metrics.OutboundUnsupported)
 		return nil, cl.refuse(ctx, msg, ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
-	conv, err := c.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
-	if err != nil {
-		return nil, fmt.Errorf("failed to read conversation: %w", err)
+	// Read for this event's room features a moment ago (GetCapabilities), else now.
+	conv, read := c.eventConvs.take(msg.Event)
+	if !read {
+		var err error
+		if conv, err = c.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID)); err != nil {
+			return nil, fmt.Errorf("failed to read conversation: %w", err)
+		}
 	}
 	if conv != nil && conv.Mode == database.ModeSecure {
 		resp, err := cl.handleSecureMessage(ctx, msg, conv)
@@ -71,7 +75,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	if msg.Content.MsgType.IsMedia() {
 		// Refused before the attachment is staged for Twilio (the caption may be empty).
-		if err = c.Outbox.Check(ctx, text); err != nil && !errors.Is(err, outbox.ErrEmpty) {
+		if err := c.Outbox.CheckWith(ctx, text, conv); err != nil && !errors.Is(err, outbox.ErrEmpty) {
 			return nil, cl.refused(ctx, msg, err)
 		}
 		mediaURL, err := cl.stageMMS(ctx, msg)
@@ -81,7 +85,14 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		text.MediaURLs = []string{mediaURL}
 	}
-	if err = c.Outbox.Enqueue(ctx, text); err != nil {
+	var err error
+	if len(text.MediaURLs) > 0 {
+		// Staging the attachment took a while: its opt-out check reads the conversation again.
+		err = c.Outbox.Enqueue(ctx, text)
+	} else {
+		err = c.Outbox.EnqueueWith(ctx, text, conv)
+	}
+	if err != nil {
 		return nil, cl.refused(ctx, msg, err)
 	}
 	zerolog.Ctx(ctx).Debug().Int64("outbox_id", text.ID).Msg("Staff message queued as a text")

@@ -27,6 +27,42 @@ const (
 	outboundLookupPause = 50 * time.Millisecond
 )
 
+// advanceOutbound records a status callback on the text it is about and returns the text,
+// or nil when the callback changes nothing: the text is not the login's (or not known
+// after outboundLookupTries), or its stored status is as far along. Usually one statement
+// (an UPDATE … RETURNING); the text is read only when that changed nothing.
+func (c *Connector) advanceOutbound(ctx context.Context, login *bridgev2.UserLogin, cb *sms.StatusCallback) (*database.Outbound, error) {
+	log := zerolog.Ctx(ctx)
+	kept, advances := sms.StatusesNotSuperseded(cb.Status)
+	for try := 1; ; {
+		if advances {
+			out, err := c.DB.Outbound.AdvanceStatus(ctx, cb.MessageSID, string(login.ID), cb.Status, cb.ErrorCode, kept)
+			if err != nil || out != nil {
+				return out, err
+			}
+		}
+		stored, err := c.DB.Outbound.Get(ctx, cb.MessageSID)
+		switch {
+		case err != nil:
+			return nil, err
+		case stored != nil && stored.LoginID != string(login.ID):
+			log.Debug().Msg("Status callback for a text the bridge did not send; ignored")
+			return nil, nil
+		case stored != nil && !sms.StatusSupersedes(cb.Status, stored.Status):
+			log.Debug().Str("stored_status", stored.Status).Msg("Ignored status callback that does not advance the text")
+			return nil, nil
+		case stored != nil:
+			// Another callback changed the status between the update and the read: again.
+			continue
+		case try >= outboundLookupTries:
+			log.Debug().Msg("Status callback for a text the bridge did not send; ignored")
+			return nil, nil
+		}
+		try++
+		time.Sleep(outboundLookupPause)
+	}
+}
+
 // handleStatus receives Twilio's delivery updates for texts staff sent and shows them in
 // the room: delivered as a delivery receipt, undelivered or failed as a failed message
 // status with the reason in words.
@@ -55,34 +91,9 @@ func (c *Connector) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, cb *sms.StatusCallback) error {
 	log := zerolog.Ctx(ctx)
-	var out *database.Outbound
-	var err error
-	for range outboundLookupTries {
-		if out, err = c.DB.Outbound.Get(ctx, cb.MessageSID); err != nil || out != nil {
-			break
-		}
-		time.Sleep(outboundLookupPause)
-	}
-	if err != nil {
+	out, err := c.advanceOutbound(ctx, login, cb)
+	if err != nil || out == nil {
 		return err
-	} else if out == nil || out.LoginID != string(login.ID) {
-		log.Debug().Msg("Status callback for a text the bridge did not send; ignored")
-		return nil
-	}
-	for {
-		if !sms.StatusSupersedes(cb.Status, out.Status) {
-			log.Debug().Str("stored_status", out.Status).Msg("Ignored status callback that does not advance the text")
-			return nil
-		}
-		updated, err := c.DB.Outbound.UpdateStatus(ctx, out.MessageSID, out.Status, cb.Status, cb.ErrorCode)
-		if err != nil {
-			return err
-		} else if updated {
-			break
-		}
-		if out, err = c.DB.Outbound.Get(ctx, cb.MessageSID); err != nil {
-			return err
-		}
 	}
 	portal, err := c.Bridge.GetExistingPortalByKey(ctx, networkid.PortalKey{ID: networkid.PortalID(out.PortalID), Receiver: login.ID})
 	if err != nil || portal == nil || portal.MXID == "" {

@@ -27,6 +27,8 @@ type Database struct {
 	Audit        *AuditQuery
 	TwilioSync   *TwilioSyncQuery
 	ReadPending  *SecureReadPendingQuery
+
+	ghostIDs *ghostIDCache
 }
 
 // New wraps the bridge's database; call Upgrade before use.
@@ -34,6 +36,7 @@ func New(db *dbutil.Database, log zerolog.Logger) *Database {
 	db = db.Child(VersionTable, upgrades.Table, dbutil.ZeroLogger(log))
 	return &Database{
 		Database: db,
+		ghostIDs: &ghostIDCache{},
 		Conversation: &ConversationQuery{dbutil.MakeQueryHelper(db, func(qh *dbutil.QueryHelper[*Conversation]) *Conversation {
 			return &Conversation{}
 		})},

@@ -152,25 +152,52 @@ func TestReceiptLifecycle(t *testing.T) {
 	})
 }
 
-func TestOutboundStatusCompareAndSet(t *testing.T) {
+func TestOutboundStatusAdvancesInOneStatementAndNeverBackwards(t *testing.T) {
 	eachDB(t, func(t *testing.T, db *database.Database) {
 		ctx := context.Background()
 		sid := "SM00000000000000000000000000000001"
 		require.NoError(t, db.Outbound.Insert(ctx, &database.Outbound{MessageSID: sid, LoginID: "15550001111",
-			PortalID: "15551234567", EventID: "$evt", SenderMXID: "@nurse:clinic.example", Status: "queued"}))
-		ok, err := db.Outbound.UpdateStatus(ctx, sid, "queued", "undelivered", 30003)
+			PortalID: "15551234567", EventID: "$evt", SenderMXID: "@nurse:clinic.example", Status: "queued",
+			Kind: "staff_reply", RemoteID: "out-7"}))
+		// What sms.StatusesNotSuperseded gives for each status.
+		notSent := []string{"canceled", "delivered", "failed", "read", "received", "sent", "undelivered"}
+		notUndelivered := []string{"canceled", "failed", "undelivered"}
+
+		got, err := db.Outbound.AdvanceStatus(ctx, sid, "15550001111", "sent", 0, notSent)
 		require.NoError(t, err)
-		assert.True(t, ok)
-		ok, err = db.Outbound.UpdateStatus(ctx, sid, "queued", "sent", 0)
+		require.NotNil(t, got, "queued moves on to sent")
+		assert.Equal(t, "sent", got.Status)
+		assert.Equal(t, "15551234567", got.PortalID)
+		assert.Equal(t, "$evt", got.EventID)
+		assert.Equal(t, "@nurse:clinic.example", got.SenderMXID)
+		assert.Equal(t, "staff_reply", got.Kind)
+		assert.Equal(t, "out-7", got.RemoteID)
+
+		got, err = db.Outbound.AdvanceStatus(ctx, sid, "15550001111", "sent", 0, notSent)
 		require.NoError(t, err)
-		assert.False(t, ok, "an update based on a stale status changes nothing")
-		got, err := db.Outbound.Get(ctx, sid)
+		assert.Nil(t, got, "a repeated callback changes nothing")
+		got, err = db.Outbound.AdvanceStatus(ctx, sid, "15550009999", "undelivered", 30003, notUndelivered)
 		require.NoError(t, err)
+		assert.Nil(t, got, "another clinic number's callback changes nothing")
+
+		got, err = db.Outbound.AdvanceStatus(ctx, sid, "15550001111", "undelivered", 30003, notUndelivered)
+		require.NoError(t, err)
+		require.NotNil(t, got)
 		assert.Equal(t, "undelivered", got.Status)
 		assert.Equal(t, 30003, got.ErrorCode)
-		missing, err := db.Outbound.Get(ctx, "SM00000000000000000000000000000002")
+		got, err = db.Outbound.AdvanceStatus(ctx, sid, "15550001111", "sent", 0, notSent)
+		require.NoError(t, err)
+		assert.Nil(t, got, "a late sent never hides a failure")
+
+		stored, err := db.Outbound.Get(ctx, sid)
+		require.NoError(t, err)
+		assert.Equal(t, "undelivered", stored.Status)
+		assert.Equal(t, 30003, stored.ErrorCode)
+		missing, err := db.Outbound.AdvanceStatus(ctx, "SM00000000000000000000000000000002", "15550001111", "sent", 0, notSent)
 		require.NoError(t, err)
 		assert.Nil(t, missing)
+		_, err = db.Outbound.AdvanceStatus(ctx, sid, "15550001111", "sent", 0, nil)
+		assert.Error(t, err, "an empty list would be invalid SQL")
 	})
 }
 

@@ -3,6 +3,8 @@ package database
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -12,7 +14,9 @@ const (
 	outboundColumns     = `message_sid, login_id, portal_id, event_id, sender_mxid, status, error_code, created_at, updated_at, kind, remote_id`
 	getOutboundQuery    = `SELECT ` + outboundColumns + ` FROM outbound_message WHERE message_sid=$1`
 	insertOutboundQuery = `INSERT INTO outbound_message (` + outboundColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)`
-	updateOutboundQuery = `UPDATE outbound_message SET status=$3, error_code=$4, updated_at=$5 WHERE message_sid=$1 AND status=$2`
+	// RETURNING: SQLite 3.35 and later (mattn/go-sqlite3 v1.14.52 bundles 3.53) and PostgreSQL.
+	advanceOutboundQuery = `UPDATE outbound_message SET status=$3, error_code=$4, updated_at=$5
+		WHERE message_sid=$1 AND login_id=$2 AND status NOT IN (%s) RETURNING ` + outboundColumns
 	// Statuses after which Twilio still owes a callback (delivered, read, undelivered,
 	// failed and canceled are final).
 	unfinishedOutboundQuery = `
@@ -69,15 +73,21 @@ func (oq *OutboundQuery) Get(ctx context.Context, messageSID string) (*Outbound,
 	return oq.QueryOne(ctx, getOutboundQuery, messageSID)
 }
 
-// UpdateStatus moves a text from oldStatus to status. It reports false, changing
-// nothing, when another update changed the status first (compare-and-set).
-func (oq *OutboundQuery) UpdateStatus(ctx context.Context, messageSID, oldStatus, status string, errorCode int) (bool, error) {
-	res, err := oq.GetDB().Exec(ctx, updateOutboundQuery, messageSID, oldStatus, status, errorCode, time.Now().UnixMilli())
-	if err != nil {
-		return false, err
+// AdvanceStatus moves the clinic number's text to status, in one statement, unless its
+// stored status is one of kept (the statuses status does not replace, never empty), and
+// returns the updated text. It returns nil, changing nothing, when no text of that
+// MessageSid and login has a status outside kept: Get tells which.
+func (oq *OutboundQuery) AdvanceStatus(ctx context.Context, messageSID, loginID, status string, errorCode int, kept []string) (*Outbound, error) {
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("no statuses kept for %q", status)
 	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+	args := []any{messageSID, loginID, status, errorCode, time.Now().UnixMilli()}
+	params := make([]string, len(kept))
+	for i, s := range kept {
+		args = append(args, s)
+		params[i] = fmt.Sprintf("$%d", len(args))
+	}
+	return oq.QueryOne(ctx, fmt.Sprintf(advanceOutboundQuery, strings.Join(params, ", ")), args...)
 }
 
 // SetEvent names the room event that shows a text (a notice posted after it was sent).

@@ -14,6 +14,8 @@ import (
 const (
 	outboxColumns = `id, login_id, portal_id, kind, from_phone, to_phone, key_id, sealed, event_id, sender_mxid,
 		state, attempts, next_attempt_at, message_sid, error_code, last_error, created_at, updated_at`
+	dueOutboxColumns = `id, login_id, portal_id, kind, from_phone, to_phone, '', NULL, event_id, sender_mxid,
+		state, attempts, next_attempt_at, message_sid, error_code, last_error, created_at, updated_at`
 	insertOutboxQuery = `INSERT INTO outbox_message (login_id, portal_id, kind, from_phone, to_phone, key_id, sealed,
 		event_id, sender_mxid, state, next_attempt_at, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10, $10) ON CONFLICT DO NOTHING RETURNING id`
@@ -23,7 +25,9 @@ const (
 	getOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message WHERE id=$1`
 	// The head of each conversation: its oldest unfinished text, when that one is due. A
 	// text waiting for a retry holds back the rest of its conversation, so they leave in order.
-	getDueOutboxQuery = `SELECT ` + outboxColumns + ` FROM outbox_message o
+	// Without the sealed body (NULL in its place): most heads read are not taken (their
+	// conversation is busy), and Claim reads the body of the one that is.
+	getDueOutboxQuery = `SELECT ` + dueOutboxColumns + ` FROM outbox_message o
 		WHERE o.state='pending' AND o.next_attempt_at<=$1
 		  AND NOT EXISTS (SELECT 1 FROM outbox_message p WHERE p.login_id=o.login_id AND p.portal_id=o.portal_id
 		                  AND p.id<o.id AND p.state IN ('pending', 'sending'))
@@ -35,7 +39,7 @@ const (
 		  AND NOT EXISTS (SELECT 1 FROM outbox_message p WHERE p.login_id=o.login_id AND p.portal_id=o.portal_id
 		                  AND p.id<o.id AND p.state IN ('pending', 'sending'))`
 	claimOutboxQuery = `UPDATE outbox_message SET state='sending', attempts=attempts+1, updated_at=$2
-		WHERE id=$1 AND state='pending'`
+		WHERE id=$1 AND state='pending' RETURNING key_id, sealed, attempts`
 	sentOutboxQuery = `UPDATE outbox_message SET state='sent', message_sid=$2, sealed=NULL, last_error='', updated_at=$3
 		WHERE id=$1`
 	retryOutboxQuery = `UPDATE outbox_message SET state='pending', next_attempt_at=$2, error_code=$3, last_error=$4, updated_at=$5
@@ -132,6 +136,7 @@ func (oq *OutboxQuery) Get(ctx context.Context, id int64) (*OutboxMessage, error
 
 // GetDue returns up to limit conversations' next texts that are due at now, oldest first,
 // leaving out those from the clinic numbers in notFrom (numbers held back by their pace).
+// Their KeyID and Sealed are left empty: Claim reads them.
 func (oq *OutboxQuery) GetDue(ctx context.Context, now time.Time, limit int, notFrom ...string) ([]*OutboxMessage, error) {
 	args := []any{now.UnixMilli(), limit}
 	filter := ""
@@ -155,10 +160,19 @@ func (oq *OutboxQuery) NextDue(ctx context.Context) (next time.Time, ok bool, er
 	return time.UnixMilli(at.Int64), true, nil
 }
 
-// Claim marks a pending text as being sent and counts the attempt. It reports false when
-// the text was not pending (another worker has it, or it is finished).
-func (oq *OutboxQuery) Claim(ctx context.Context, id int64, now time.Time) (bool, error) {
-	return oq.execOne(ctx, claimOutboxQuery, id, now.UnixMilli())
+// Claim marks a pending text as being sent, counts the attempt, and reads into m its
+// sealed body (KeyID, Sealed) and attempts counted so far, this one included. It reports
+// false, changing nothing, when the text was not pending (another worker has it, or it is
+// finished).
+func (oq *OutboxQuery) Claim(ctx context.Context, m *OutboxMessage, now time.Time) (bool, error) {
+	err := oq.GetDB().QueryRow(ctx, claimOutboxQuery, m.ID, now.UnixMilli()).Scan(&m.KeyID, &m.Sealed, &m.Attempts)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	m.State, m.UpdatedAt = OutboxSending, time.UnixMilli(now.UnixMilli())
+	return true, nil
 }
 
 // MarkSent records Twilio's acceptance and drops the sealed body.

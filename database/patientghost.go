@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -21,15 +22,59 @@ const (
 // PatientGhostQuery runs the patient_ghost table's statements: the opaque ghost ID of
 // each patient number, so that no Matrix user ID holds the number.
 type PatientGhostQuery struct {
-	db *dbutil.Database
+	db    *dbutil.Database
+	known *ghostIDCache // nil: every lookup reads the table
 }
 
 // PatientGhosts runs the patient_ghost table's statements.
-func (db *Database) PatientGhosts() *PatientGhostQuery { return &PatientGhostQuery{db.Database} }
+func (db *Database) PatientGhosts() *PatientGhostQuery {
+	return &PatientGhostQuery{db.Database, db.ghostIDs}
+}
+
+// ghostIDCacheSize bounds the ghost IDs kept in memory (about 100 bytes each); when full
+// it starts again empty, and the numbers in use come back at their next lookup.
+const ghostIDCacheSize = 10000
+
+// ghostIDCache keeps the ghost IDs read from patient_ghost: a number's row never changes
+// nor goes once stored (in any process: the first one stored wins), so a copy never goes
+// stale. A number with no row yet is not remembered.
+type ghostIDCache struct {
+	mu      sync.Mutex
+	byPhone map[string]string
+}
+
+func (c *ghostIDCache) get(phone string) string {
+	if c == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byPhone[phone]
+}
+
+func (c *ghostIDCache) put(phone, id string) {
+	if c == nil || id == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byPhone == nil || len(c.byPhone) >= ghostIDCacheSize {
+		c.byPhone = make(map[string]string)
+	}
+	c.byPhone[phone] = id
+}
 
 // GhostID returns the ghost ID of a patient number (E.164), or "" when it has none yet.
+// A number's ID is read from the table once, then kept in memory.
 func (pq *PatientGhostQuery) GhostID(ctx context.Context, phone string) (string, error) {
-	return pq.scanString(ctx, getPatientGhostIDQuery, phone)
+	if id := pq.known.get(phone); id != "" {
+		return id, nil
+	}
+	id, err := pq.scanString(ctx, getPatientGhostIDQuery, phone)
+	if err == nil {
+		pq.known.put(phone, id)
+	}
+	return id, err
 }
 
 // Phone returns the patient number (E.164) a ghost ID stands for, or "" when the ID is

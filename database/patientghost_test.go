@@ -43,6 +43,36 @@ func TestPatientGhostIDIsStoredOnce(t *testing.T) {
 	})
 }
 
+// TestPatientGhostIDIsReadOnceThenKept: a number's ID, once read, comes from memory (the
+// row never changes); a number without one yet is asked about again, so an ID another
+// process stores meanwhile is found.
+func TestPatientGhostIDIsReadOnceThenKept(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *database.Database) {
+		ctx := context.Background()
+		other := database.New(db.Database, zerolog.Nop()) // another bridge process
+		id, err := db.PatientGhosts().GhostID(ctx, "+15551234567")
+		require.NoError(t, err)
+		assert.Empty(t, id)
+		id, err = other.PatientGhosts().EnsureGhostID(ctx, "+15551234567", "pabcdefghijklmnop", time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, "pabcdefghijklmnop", id)
+		id, err = db.PatientGhosts().GhostID(ctx, "+15551234567")
+		require.NoError(t, err)
+		assert.Equal(t, "pabcdefghijklmnop", id, "a number without an ID is not remembered as such")
+
+		// Only to tell memory from the table: the bridge never deletes a ghost's row.
+		_, err = db.Exec(ctx, `DELETE FROM patient_ghost WHERE phone=$1`, "+15551234567")
+		require.NoError(t, err)
+		id, err = db.PatientGhosts().EnsureGhostID(ctx, "+15551234567", "pqqqqqqqqqqqqqqqq", time.Now())
+		require.NoError(t, err)
+		assert.Equal(t, "pabcdefghijklmnop", id, "read once, then kept")
+		fresh := database.New(db.Database, zerolog.Nop())
+		id, err = fresh.PatientGhosts().GhostID(ctx, "+15551234567")
+		require.NoError(t, err)
+		assert.Empty(t, id, "a new process reads the table")
+	})
+}
+
 // TestPatientGhostIDRace: bridge processes (or inbound texts and start-chat) asking at
 // once for a new number's ID all get the one stored.
 func TestPatientGhostIDRace(t *testing.T) {

@@ -242,7 +242,8 @@ func (s *statuses) apply(ctx context.Context, cb *sms.StatusCallback) error {
 	if err != nil {
 		return err
 	}
-	if _, err = s.db.Outbound.UpdateStatus(ctx, cb.MessageSID, out.Status, cb.Status, cb.ErrorCode); err != nil {
+	kept, _ := sms.StatusesNotSuperseded(cb.Status)
+	if _, err = s.db.Outbound.AdvanceStatus(ctx, cb.MessageSID, out.LoginID, cb.Status, cb.ErrorCode, kept); err != nil {
 		return err
 	}
 	s.applied = append(s.applied, *cb)

@@ -110,6 +110,20 @@ func (o *Outbox) Enqueue(ctx context.Context, t *Text) error {
 	if err := o.check(ctx, t); err != nil {
 		return err
 	}
+	return o.store(ctx, t)
+}
+
+// EnqueueWith is Enqueue for a caller that has just read the text's conversation (conv,
+// nil when there is none): the clinic's rules are checked against it, not read again. The
+// check when the text's turn comes reads the conversation afresh.
+func (o *Outbox) EnqueueWith(ctx context.Context, t *Text, conv *database.Conversation) error {
+	if err := o.checkConversation(t, conv); err != nil {
+		return err
+	}
+	return o.store(ctx, t)
+}
+
+func (o *Outbox) store(ctx context.Context, t *Text) error {
 	plain, err := json.Marshal(stored{Body: t.Body, MediaURLs: t.MediaURLs})
 	if err != nil {
 		return err
@@ -163,7 +177,32 @@ func (o *Outbox) Send(ctx context.Context, t *Text) (*sms.SentMessage, error) {
 // Check to refuse first.
 func (o *Outbox) Check(ctx context.Context, t *Text) error { return o.check(ctx, t) }
 
+// CheckWith is Check against a conversation the caller has just read (nil: none).
+func (o *Outbox) CheckWith(ctx context.Context, t *Text, conv *database.Conversation) error {
+	return o.checkConversation(t, conv)
+}
+
 func (o *Outbox) check(ctx context.Context, t *Text) error {
+	// The text's own rules first: they need no read.
+	if err := o.checkText(t); err != nil {
+		return err
+	}
+	conv, err := o.DB.Conversation.Get(ctx, t.LoginID, t.PortalID)
+	if err != nil {
+		return fmt.Errorf("failed to read conversation: %w", err)
+	}
+	return checkOptOut(t, conv)
+}
+
+// checkConversation applies the rules to a text and its conversation (nil: none).
+func (o *Outbox) checkConversation(t *Text, conv *database.Conversation) error {
+	if err := o.checkText(t); err != nil {
+		return err
+	}
+	return checkOptOut(t, conv)
+}
+
+func (o *Outbox) checkText(t *Text) error {
 	if t.Body == "" && len(t.MediaURLs) == 0 {
 		return refuse(ErrEmpty, "")
 	}
@@ -171,10 +210,10 @@ func (o *Outbox) check(ctx context.Context, t *Text) error {
 		return refuse(ErrTooLong, "this text would be %d SMS segments (%s), more than the limit of %d; shorten it or split it",
 			segments, enc, o.Config.MaxSegments)
 	}
-	conv, err := o.DB.Conversation.Get(ctx, t.LoginID, t.PortalID)
-	if err != nil {
-		return fmt.Errorf("failed to read conversation: %w", err)
-	}
+	return nil
+}
+
+func checkOptOut(t *Text, conv *database.Conversation) error {
 	// The answer to STOP itself (the opt-out confirmation carriers require) still goes.
 	if conv != nil && conv.OptedOut && t.Kind != KindKeywordReply {
 		return refuse(ErrOptedOut, "")

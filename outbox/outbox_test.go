@@ -334,6 +334,38 @@ func TestOptedOutPatientGetsNothing(t *testing.T) {
 	})
 }
 
+// TestEnqueueWithTakesTheCallersConversationAndTheTurnReadsItAfresh: a caller that has
+// just read the conversation hands it over instead of the outbox reading it again; the
+// check when the text's turn comes still reads the table, so a STOP recorded after the
+// caller's read is obeyed.
+func TestEnqueueWithTakesTheCallersConversationAndTheTurnReadsItAfresh(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		conv, err := e.db.Conversation.GetOrCreate(ctx, &database.Conversation{LoginID: clinic, PortalID: patient(1)[1:],
+			ClinicPhone: "+" + clinic, PatientPhone: patient(1)})
+		require.NoError(t, err)
+		o := e.start(t)
+
+		optedOut := *conv
+		optedOut.OptedOut = true
+		err = o.EnqueueWith(ctx, e.text(1, 0), &optedOut)
+		assert.ErrorIs(t, err, outbox.ErrOptedOut, "the conversation handed over is the one checked")
+		assert.ErrorIs(t, o.CheckWith(ctx, e.text(1, 0), &optedOut), outbox.ErrOptedOut)
+		assert.Zero(t, unfinished(t, e), "nothing was stored")
+		empty := e.text(1, 1)
+		empty.Body = ""
+		assert.ErrorIs(t, o.EnqueueWith(ctx, empty, conv), outbox.ErrEmpty, "the text's own rules still apply")
+
+		// STOP is recorded after the caller read the conversation.
+		require.NoError(t, e.db.Conversation.SetOptedOut(ctx, conv.LoginID, conv.PortalID, true))
+		require.NoError(t, o.EnqueueWith(ctx, e.text(1, 2), conv), "stored: the caller's conversation had not opted out")
+		require.Eventually(t, func() bool { return len(e.hooks.failures()) == 1 }, 10*time.Second, 10*time.Millisecond)
+		assert.ErrorIs(t, e.hooks.failures()[0], outbox.ErrOptedOut, "refused when its turn came")
+		assert.Empty(t, e.provider.bodies(patient(1)), "nothing reached Twilio")
+		assert.Zero(t, unfinished(t, e))
+	})
+}
+
 func TestTooLongAndEmptyTextsAreRefused(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		o := e.start(t)
@@ -423,7 +455,7 @@ func stoppedWhileSending(t *testing.T, e *env, i, n int) int64 {
 	due, err := e.db.Outbox.GetDue(ctx, time.Now(), 10)
 	require.NoError(t, err)
 	require.Len(t, due, 1, "one conversation: only its oldest text is due")
-	claimed, err := e.db.Outbox.Claim(ctx, due[0].ID, time.Now())
+	claimed, err := e.db.Outbox.Claim(ctx, due[0], time.Now())
 	require.NoError(t, err)
 	require.True(t, claimed)
 	return due[0].ID

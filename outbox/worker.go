@@ -151,6 +151,16 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 		case <-o.wakeCh:
 		case <-timer:
 		}
+		// Sends finished and texts queued meanwhile are all seen by the one read that follows.
+		for waiting := true; waiting; {
+			select {
+			case conv := <-finished:
+				delete(inFlight, conv)
+			case <-o.wakeCh:
+			default:
+				waiting = false
+			}
+		}
 		read = true
 	}
 }
@@ -159,13 +169,14 @@ func (o *Outbox) run(ctx context.Context, orphans []*database.OutboxMessage) {
 func (o *Outbox) process(ctx context.Context, row *database.OutboxMessage) {
 	log := o.Log.With().Int64("outbox_id", row.ID).Str("kind", row.Kind).Str("portal_id", row.PortalID).Logger()
 	ctx = log.WithContext(ctx)
-	if claimed, err := o.DB.Outbox.Claim(ctx, row.ID, o.Now()); err != nil || !claimed {
+	// The claim reads the sealed body, which GetDue leaves out.
+	if claimed, err := o.DB.Outbox.Claim(ctx, row, o.Now()); err != nil || !claimed {
 		if err != nil {
 			log.Err(err).Msg("Failed to claim a text in the outbox")
 		}
 		return
 	}
-	t, err := o.open(row, row.Attempts+1)
+	t, err := o.open(row, row.Attempts)
 	if err != nil {
 		o.fail(ctx, t, 0, err)
 		return

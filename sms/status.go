@@ -3,6 +3,7 @@ package sms
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 )
 
@@ -112,4 +113,21 @@ func StatusSupersedes(newStatus, oldStatus string) bool {
 	}
 	newRank := StatusRank(newStatus)
 	return newRank != 0 && newRank > StatusRank(oldStatus)
+}
+
+// StatusesNotSuperseded lists the known statuses a callback with newStatus does not
+// replace (StatusSupersedes false), sorted, so that the update can be one statement
+// ("… WHERE status NOT IN (…)"): every other status, unknown ones included, is replaced.
+// ok is false when newStatus replaces nothing (an unknown status).
+func StatusesNotSuperseded(newStatus string) (kept []string, ok bool) {
+	if StatusRank(newStatus) == 0 {
+		return nil, false
+	}
+	for status := range statusRanks {
+		if !StatusSupersedes(newStatus, status) {
+			kept = append(kept, status)
+		}
+	}
+	slices.Sort(kept)
+	return kept, true
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -230,6 +231,29 @@ func TestStatusSupersedes(t *testing.T) {
 			assert.Equal(t, tt.supersede, sms.StatusSupersedes(tt.new, tt.old))
 		})
 	}
+}
+
+func TestStatusesNotSupersededAreExactlyTheOnesStatusSupersedesKeeps(t *testing.T) {
+	statuses := []string{"", "lost", "accepted", "scheduled", "queued", "sending", "receiving", "sent", "delivered",
+		"received", "read", "undelivered", "failed", "canceled"}
+	for _, newStatus := range statuses {
+		kept, ok := sms.StatusesNotSuperseded(newStatus)
+		if sms.StatusRank(newStatus) == 0 {
+			assert.False(t, ok, newStatus)
+			assert.Empty(t, kept, newStatus)
+			continue
+		}
+		require.True(t, ok, newStatus)
+		assert.True(t, slices.IsSorted(kept), newStatus)
+		for _, old := range statuses {
+			// Unknown and empty stored statuses are never in the list: they are replaced.
+			assert.Equal(t, !sms.StatusSupersedes(newStatus, old), slices.Contains(kept, old), "%s over %q", newStatus, old)
+		}
+	}
+	kept, _ := sms.StatusesNotSuperseded("sent")
+	assert.Equal(t, []string{"canceled", "delivered", "failed", "read", "received", "sent", "undelivered"}, kept)
+	kept, _ = sms.StatusesNotSuperseded("undelivered")
+	assert.Equal(t, []string{"canceled", "failed", "undelivered"}, kept)
 }
 
 // statusReceiver keeps the latest status of each message the way the bridge should:
