@@ -126,7 +126,8 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 		}
 	case cb.Status == "delivered" || cb.Status == "read":
 		// The patient's read receipt on the text (an EDU Element shows as their avatar):
-		// their phone has it (deliveryreceipts.go: one receipt per room and second). Beeper's status event too, where message_status_events is on.
+		// their phone has it (deliveryreceipts.go: one receipt per room and second).
+		// Beeper's status event too, where message_status_events is on.
 		ghost, err := c.patientGhost(ctx, PhoneOf(portal.ID))
 		if err != nil {
 			log.Err(err).Msg("Failed to get the patient's ghost for a delivery receipt")
