@@ -36,6 +36,9 @@ import (
 // Node), talking only to the allowlist Proxy and the events long poll, decrypts a message a
 // nurse sent from Element's crypto (matrix-js-sdk) and replies; the nurse's client decrypts the
 // reply and attributes it to the patient's own device, with no mismatched-sender warning.
+// Before the nurse arrives the page sets up the patient-web user's cross-signing and signs its
+// device through the proxy (step 4), so Element sees the device as signed by its owner and
+// shows the reply with no shield (not the red "unsigned device").
 //
 // Stand-in: the page has no room timeline yet (the inbox files no room events), so the test
 // reads the nurse's encrypted event from the homeserver as the patient-web user and hands it
@@ -143,6 +146,13 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	require.NoError(t, err, "the patient device never uploaded its keys through the proxy")
 	t.Logf("patient device ready (keys uploaded through the proxy) in %s", time.Since(started).Round(time.Millisecond))
 
+	// The page sets up the patient-web user's cross-signing and signs its own device, through
+	// the proxy: Synapse takes a user's first cross-signing keys without user-interactive auth.
+	xs, err := pd.request(ctx, map[string]any{"cmd": "cross_sign"})
+	require.NoError(t, err, "the patient device could not set up cross-signing through the proxy")
+	assert.True(t, xs.HasMaster && xs.HasSelfSigning && xs.HasUserSigning, "the page holds its three cross-signing keys")
+	t.Logf("patient device cross-signed itself in %d ms", xs.TookMS)
+
 	staff := testenv.StartElementAgent(t, hs.URL(), nurse.String(), nursePassword, testenv.ElementOptions{})
 	_, err = staff.WaitJoined(ctx, created.RoomID.String())
 	require.NoError(t, err)
@@ -201,13 +211,20 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	assert.NotEqual(t, "MISMATCHED_SENDER", msg.ShieldReason)
 	assert.NotEqual(t, "UNKNOWN_DEVICE", msg.ShieldReason, "Element knows the device that encrypted it")
 	assert.Empty(t, staff.Undecryptable(), "nothing stayed undecryptable for the nurse")
-	// UNSIGNED_DEVICE (not UNKNOWN_DEVICE) says Element's crypto matched the Megolm session's
-	// sender key to a device of the patient-web user; that device is the page's, and the only one.
+	// Measured: no shield at all. The page signed its device with the patient's self-signing
+	// key, so it is not UNSIGNED_DEVICE (red); the nurse never verified the patient's identity,
+	// and Element draws nothing for an identity it has not verified and has not seen change.
+	assert.Equal(t, "none", msg.Shield, "the reply's shield once the page cross-signed its device")
+	assert.Empty(t, msg.ShieldReason)
+	// Element's crypto matched the Megolm session's sender key to a device of the patient-web
+	// user; that device is the page's, the only one, and signed by its owner.
 	devices, err := staff.Devices(ctx, patient.String())
 	require.NoError(t, err)
 	if assert.Len(t, devices, 1, "Element sees one device of the patient-web user") {
 		assert.Equal(t, dev.String(), devices[0].DeviceID)
-		assert.False(t, devices[0].SignedByOwner, "no cross-signing for the patient yet: hence the red shield")
+		assert.True(t, devices[0].SignedByOwner, "Element sees the page's device as signed by its owner")
+		t.Logf("Element's view of the patient's device: signed by owner %v, cross-signing verified %v, verified %v",
+			devices[0].SignedByOwner, devices[0].CrossSigningVerified, devices[0].Verified)
 	}
 
 	stats, err := pd.request(ctx, map[string]any{"cmd": "stats"})
@@ -247,18 +264,22 @@ func routeName(path string) string {
 
 // patientLine is a line the patient device script prints.
 type patientLine struct {
-	Type         string `json:"type"`
-	ReqID        string `json:"req_id"`
-	Message      string `json:"message"`
-	Status       int    `json:"status"`
-	Errcode      string `json:"errcode"`
-	Body         string `json:"body"`
-	EventType    string `json:"event_type"`
-	EventID      string `json:"event_id"`
-	Sender       string `json:"sender"`
-	SenderDevice string `json:"sender_device"`
-	WaitedMS     int64  `json:"waited_ms"`
-	Events       []struct {
+	Type           string `json:"type"`
+	ReqID          string `json:"req_id"`
+	Message        string `json:"message"`
+	Status         int    `json:"status"`
+	Errcode        string `json:"errcode"`
+	Body           string `json:"body"`
+	EventType      string `json:"event_type"`
+	EventID        string `json:"event_id"`
+	Sender         string `json:"sender"`
+	SenderDevice   string `json:"sender_device"`
+	WaitedMS       int64  `json:"waited_ms"`
+	TookMS         int64  `json:"took_ms"`
+	HasMaster      bool   `json:"has_master"`
+	HasSelfSigning bool   `json:"has_self_signing"`
+	HasUserSigning bool   `json:"has_user_signing"`
+	Events         []struct {
 		Type      string `json:"type"`
 		Sender    string `json:"sender"`
 		Decrypted bool   `json:"decrypted"`

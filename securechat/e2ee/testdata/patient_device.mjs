@@ -16,6 +16,10 @@
 //       shares a Megolm room key with the users' devices (keys/query, keys/claim, olm to-device,
 //       all through the proxy), encrypts an m.room.message and PUTs it through the proxy's send
 //       route; answers {"type":"sent","event_id":…}.
+//   {"cmd":"cross_sign","req_id":"3"}
+//       bootstraps the patient-web user's cross-signing (keys/device_signing/upload, then the
+//       self-signing key's signature of this device by keys/signatures/upload) and answers
+//       {"type":"cross_signed","has_master":…,"has_self_signing":…,"has_user_signing":…}.
 //   {"cmd":"quit"}
 // It prints {"type":"ready"} once its device keys and one-time keys are on the homeserver, and
 // {"type":"to_device",…} for each batch of to-device events (types and whether they decrypted,
@@ -99,7 +103,8 @@ async function send(req) {
         emitError(`${name} answered ${status}`, { status, errcode: safeErrcode(text) });
         return false;
     }
-    await machine.markRequestAsSent(req.id, req.type, text);
+    // bootstrapCrossSigning's signature upload has no id: nothing to mark.
+    if (req.id !== undefined) await machine.markRequestAsSent(req.id, req.type, text);
     if (req.type === RequestType.KeysUpload) stats.uploaded++;
     return true;
 }
@@ -112,16 +117,53 @@ function safeErrcode(text) {
 }
 
 // One drain at a time: outgoingRequests returns what is not marked sent yet, so two drains
-// at once would send a request twice.
+// at once would send a request twice. Cross-signing's bootstrap runs in the same line.
 let draining = Promise.resolve();
+function exclusive(fn) {
+    const run = draining.then(fn);
+    draining = run.catch((e) => emitError(`drain: ${e?.stack ?? e}`));
+    return run;
+}
 function drain() {
-    const run = draining.then(async () => {
+    return exclusive(async () => {
         for (const req of await machine.outgoingRequests()) {
             await send(req);
         }
     });
-    draining = run.catch((e) => emitError(`drain: ${e?.stack ?? e}`));
-    return run;
+}
+
+// crossSign makes the patient-web user's cross-signing identity (master, self-signing and
+// user-signing keys, private parts only in this machine) and signs this device with it, as
+// Element does at a first login: bootstrapCrossSigning's requests in their order, all through
+// the proxy. The homeserver lets a user upload its first cross-signing keys without
+// user-interactive auth; the proxy refuses any `auth` (the patient-web user has no password).
+function crossSign() {
+    return exclusive(async () => {
+        const started = Date.now();
+        const reqs = await machine.bootstrapCrossSigning(true);
+        if (reqs.uploadKeysRequest && !(await send(reqs.uploadKeysRequest))) {
+            throw new Error("the device keys upload before cross-signing was refused");
+        }
+        const up = await call("POST", "/_matrix/client/v3/keys/device_signing/upload", reqs.uploadSigningKeysRequest.body);
+        stats.requests.UploadSigningKeys = (stats.requests.UploadSigningKeys ?? 0) + 1;
+        if (up.status !== 200) {
+            stats.refused++;
+            let flows = "";
+            try {
+                flows = JSON.stringify(JSON.parse(up.text).flows ?? null);
+            } catch {}
+            throw new Error(`keys/device_signing/upload answered ${up.status} ${safeErrcode(up.text)} flows ${flows}`);
+        }
+        if (!(await send(reqs.uploadSignaturesRequest))) {
+            throw new Error("the self-signing key's signature of this device was refused");
+        }
+        const status = await machine.crossSigningStatus();
+        return {
+            type: "cross_signed",
+            has_master: status.hasMaster, has_self_signing: status.hasSelfSigning, has_user_signing: status.hasUserSigning,
+            took_ms: Date.now() - started,
+        };
+    });
 }
 
 // ---- the events long poll -----------------------------------------------------------
@@ -234,6 +276,9 @@ const commands = {
             `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.encrypted/${txn}`, content);
         if (status !== 200) throw new Error(`send answered ${status} ${safeErrcode(text)}`);
         return { type: "sent", event_id: JSON.parse(text).event_id, shared_with_devices: shares.length };
+    },
+    async cross_sign() {
+        return crossSign();
     },
     async stats() {
         return { type: "stats", batches, ...stats };
