@@ -25,6 +25,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -44,125 +46,22 @@ import (
 // reads the nurse's encrypted event from the homeserver as the patient-web user and hands it
 // to the page over stdin.
 func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
-	const (
-		asToken = "as_token_e2ee18_device_7a21"
-		hsToken = "hs_token_e2ee18_device_c5e9"
-		dev     = id.DeviceID("PATIENTWEB1")
-	)
-	modules, err := testenv.ElementCryptoAvailable()
-	testenv.RequireDep(t, testenv.DepElementCrypto, err)
-	script, err := filepath.Abs(filepath.Join("testdata", "patient_device.mjs"))
-	require.NoError(t, err)
-	patient := id.UserID("@pw_6f1c2a:localhost")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
+	rig := newPatientRig(t, ctx)
+	pd, patient, nurse, dev, as, created := rig.pd, rig.patient, rig.nurse, rig.dev, rig.as, rig.room
+	pageRequests := &rig.pageRequests
 
-	// The bridge's side: the inbox behind the appservice listener, the members of the room.
-	var as *mautrix.Client
-	var room id.RoomID
-	var roomMu sync.Mutex
-	members := func(ctx context.Context) ([]id.UserID, error) {
-		roomMu.Lock()
-		r := room
-		roomMu.Unlock()
-		if r == "" {
-			return nil, nil
-		}
-		resp, err := as.JoinedMembers(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]id.UserID, 0, len(resp.Joined))
-		for u := range resp.Joined {
-			out = append(out, u)
-		}
-		return out, nil
-	}
-	inbox, err := NewInbox(InboxConfig{
-		Devices: []Device{{patient, dev}},
-		Members: func(ctx context.Context, p id.UserID) ([]id.UserID, error) {
-			if p != patient {
-				return nil, nil
-			}
-			return members(ctx)
-		},
-	})
-	require.NoError(t, err)
-	listener := httptest.NewServer(TransactionTee(inbox, hsToken)(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
-		rw.Header().Set("Content-Type", "application/json")
-		_, _ = rw.Write([]byte("{}"))
-	})))
-	t.Cleanup(listener.Close) // after Synapse stops (cleanups run last first)
-
-	hs := testenv.NewSynapse(t)
-	reg := filepath.Join(t.TempDir(), "registration.yaml")
-	require.NoError(t, os.WriteFile(reg, []byte(fmt.Sprintf(inboxRegistration, listener.URL, asToken, hsToken)), 0o600))
-	hs.Start(reg)
-	const nursePassword = "correct-horse-battery"
-	nurse := id.UserID(hs.CreateUser(t, "nurse", nursePassword))
-
-	// The patient-web user, its browser device (MSC4190) and the secure room: encrypted,
-	// history shared, the nurse invited.
-	as, err = mautrix.NewClient(hs.URL(), patient, asToken)
-	require.NoError(t, err)
-	as.SetAppServiceUserID = true
-	_, _, err = as.Register(ctx, &mautrix.ReqRegister[any]{Username: patient.Localpart(), Type: mautrix.AuthTypeAppservice, InhibitLogin: true})
-	require.NoError(t, err)
-	require.NoError(t, as.CreateDeviceMSC4190(ctx, dev, "Patient browser"))
-	created, err := as.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Invite: []id.UserID{nurse},
-		InitialState: []*event.Event{
-			{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}},
-			{Type: event.StateHistoryVisibility, Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityShared}}},
-		},
-	})
-	require.NoError(t, err)
-	roomMu.Lock()
-	room = created.RoomID
-	roomMu.Unlock()
-
-	proxy, err := New(Config{
-		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
-		Members: members,
-	})
-	require.NoError(t, err)
-	// The secure chat's side, with a stand-in session that names the page's device.
-	mux := http.NewServeMux()
-	mux.Handle("/e2ee/events", inbox.EventsHandler(patient))
-	mux.Handle("/_matrix/client/", proxy)
-	var pageRequests sync.Map // route → count, to report what the page used
-	page := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		key := r.Method + " " + routeName(r.URL.Path)
-		n, _ := pageRequests.LoadOrStore(key, new(atomic.Int64))
-		n.(*atomic.Int64).Add(1)
-		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), dev)))
-	}))
-	t.Cleanup(page.Close) // after the patient device's long poll ends
-
-	started := time.Now()
-	pd := startPatientDevice(t, "node", script, modules, page.URL, page.URL+"/e2ee/events", patient.String(), dev.String(), created.RoomID.String())
-	_, err = pd.wait(ctx, func(l patientLine) bool { return l.Type == "ready" })
-	require.NoError(t, err, "the patient device never uploaded its keys through the proxy")
-	t.Logf("patient device ready (keys uploaded through the proxy) in %s", time.Since(started).Round(time.Millisecond))
-
-	// The page sets up the patient-web user's cross-signing and signs its own device, through
-	// the proxy: Synapse takes a user's first cross-signing keys without user-interactive auth.
-	xs, err := pd.request(ctx, map[string]any{"cmd": "cross_sign"})
-	require.NoError(t, err, "the patient device could not set up cross-signing through the proxy")
-	assert.True(t, xs.HasMaster && xs.HasSelfSigning && xs.HasUserSigning, "the page holds its three cross-signing keys")
-	t.Logf("patient device cross-signed itself in %d ms", xs.TookMS)
-
-	staff := testenv.StartElementAgent(t, hs.URL(), nurse.String(), nursePassword, testenv.ElementOptions{})
-	_, err = staff.WaitJoined(ctx, created.RoomID.String())
+	staff := testenv.StartElementAgent(t, rig.hs.URL(), nurse.String(), rig.nursePassword, testenv.ElementOptions{})
+	_, err := staff.WaitJoined(ctx, created.String())
 	require.NoError(t, err)
 
 	// The nurse writes; the page gets the room key by olm over the events endpoint and decrypts.
 	const sentinel = "staff-sentinel-7c41: please take 2 tablets"
-	staffEvent, sentAt, err := staff.Send(ctx, created.RoomID.String(), sentinel)
+	staffEvent, sentAt, err := staff.Send(ctx, created.String(), sentinel)
 	require.NoError(t, err)
 	var raw json.RawMessage
-	_, err = as.MakeRequest(ctx, http.MethodGet, as.BuildClientURL("v3", "rooms", created.RoomID, "event", staffEvent), nil, &raw)
+	_, err = as.MakeRequest(ctx, http.MethodGet, as.BuildClientURL("v3", "rooms", created, "event", staffEvent), nil, &raw)
 	require.NoError(t, err, "reading the nurse's event as the patient-web user (the stand-in for filed room events)")
 	var wire struct {
 		Type    string `json:"type"`
@@ -246,6 +145,256 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	for _, e := range pd.errors() {
 		t.Errorf("patient device error: %s", e)
 	}
+}
+
+// TestUnsignedPatientDeviceIsWithheldOnSynapse is done-when line 3 of issue 18: a device the
+// bridge adds to the patient-web user without the patient's signature (MSC4190, keys uploaded
+// by the appservice, not signed by the patient's self-signing key) gets no room key from staff
+// who exclude insecure devices (Element's setting, MSC4153) but m.room_key.withheld with code
+// m.unverified, while the page's own device, signed by the patient, gets the key and decrypts,
+// and the nurse's Element reads the patient's reply.
+func TestUnsignedPatientDeviceIsWithheldOnSynapse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	rig := newPatientRig(t, ctx)
+
+	// The rogue device: made by the appservice, its identity keys signed by itself only.
+	const rogue = id.DeviceID("BRIDGEADDED1")
+	require.NoError(t, rig.as.CreateDeviceMSC4190(ctx, rogue, "Added by the bridge"))
+	account := crypto.NewOlmAccount()
+	keys := &mautrix.DeviceKeys{
+		UserID: rig.patient, DeviceID: rogue,
+		Algorithms: []id.Algorithm{id.AlgorithmMegolmV1, id.AlgorithmOlmV1},
+		Keys: map[id.DeviceKeyID]string{
+			id.NewDeviceKeyID(id.KeyAlgorithmCurve25519, rogue): string(account.IdentityKey()),
+			id.NewDeviceKeyID(id.KeyAlgorithmEd25519, rogue):    string(account.SigningKey()),
+		},
+	}
+	sig, err := account.SignJSON(keys)
+	require.NoError(t, err)
+	keys.Signatures = signatures.NewSingleSignature(rig.patient, id.KeyAlgorithmEd25519, rogue.String(), sig)
+	rogueClient, err := mautrix.NewClient(rig.hs.URL(), rig.patient, rig.as.AccessToken)
+	require.NoError(t, err)
+	rogueClient.SetAppServiceUserID, rogueClient.SetAppServiceDeviceID, rogueClient.DeviceID = true, true, rogue
+	_, err = rogueClient.UploadKeys(ctx, &mautrix.ReqUploadKeys{DeviceKeys: keys})
+	require.NoError(t, err)
+	rig.inbox.AddDevice(Device{rig.patient, rogue})
+
+	nurse := testenv.StartElementAgent(t, rig.hs.URL(), rig.nurse.String(), rig.nursePassword,
+		testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
+	_, err = nurse.WaitJoined(ctx, rig.room.String())
+	require.NoError(t, err)
+	devices, err := nurse.Devices(ctx, rig.patient.String())
+	require.NoError(t, err)
+	signed := map[string]bool{}
+	for _, d := range devices {
+		signed[d.DeviceID] = d.SignedByOwner
+	}
+	assert.Equal(t, map[string]bool{rig.dev.String(): true, rogue.String(): false}, signed,
+		"Element sees the page's device signed by the patient and the bridge's device not")
+
+	const sentinel = "staff-sentinel-91d3: your results are ready"
+	staffEvent, sentAt, err := nurse.Send(ctx, rig.room.String(), sentinel)
+	require.NoError(t, err)
+	var raw json.RawMessage
+	_, err = rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "rooms", rig.room, "event", staffEvent), nil, &raw)
+	require.NoError(t, err)
+	var wire struct {
+		Content struct {
+			SessionID id.SessionID `json:"session_id"`
+		} `json:"content"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &wire))
+	require.NotEmpty(t, wire.Content.SessionID)
+
+	// The signed device decrypts.
+	dec, err := rig.pd.request(ctx, map[string]any{"cmd": "decrypt", "event": raw, "wait_ms": 60000})
+	require.NoError(t, err, "the patient's signed device could not decrypt the nurse's message")
+	assert.Equal(t, sentinel, dec.Body)
+	t.Logf("nurse (excluding insecure devices) send → decrypted on the signed patient device: %s", time.Since(sentAt).Round(time.Millisecond))
+
+	// The bridge's device: what the homeserver pushed for it, through the inbox.
+	var withheld []ToDeviceEvent
+	var roomKeys int
+	since := ""
+	for len(withheld) == 0 {
+		pollCtx, stop := context.WithTimeout(ctx, 20*time.Second)
+		b, next, err := rig.inbox.Next(pollCtx, Device{rig.patient, rogue}, since)
+		stop()
+		require.NoError(t, err)
+		require.NotEqual(t, since, next, "nothing reached the bridge's device within 20 s")
+		since = next
+		for _, ev := range b.ToDevice.Events {
+			switch ev.Type {
+			case event.ToDeviceRoomKeyWithheld.Type, "org.matrix.room_key.withheld":
+				withheld = append(withheld, ev)
+			case event.ToDeviceEncrypted.Type:
+				roomKeys++
+			}
+		}
+	}
+	t.Logf("nurse's send → m.room_key.withheld in the bridge's device's inbox: %s", time.Since(sentAt).Round(time.Millisecond))
+	require.Len(t, withheld, 1)
+	var content struct {
+		Code      string       `json:"code"`
+		RoomID    id.RoomID    `json:"room_id"`
+		SessionID id.SessionID `json:"session_id"`
+		Algorithm id.Algorithm `json:"algorithm"`
+		SenderKey string       `json:"sender_key"`
+	}
+	require.NoError(t, json.Unmarshal(withheld[0].Content, &content))
+	assert.Equal(t, rig.nurse, withheld[0].Sender)
+	assert.Equal(t, "m.unverified", content.Code)
+	assert.Equal(t, rig.room, content.RoomID)
+	assert.Equal(t, wire.Content.SessionID, content.SessionID, "withheld: the session of the nurse's message")
+	assert.Equal(t, id.AlgorithmMegolmV1, content.Algorithm)
+	assert.Zero(t, roomKeys, "no olm message (so no room key) for the bridge's device")
+
+	// The signed device got no withheld, and the patient's reply decrypts in the excluding Element.
+	for _, l := range rig.pd.lines() {
+		for _, ev := range l.Events {
+			assert.NotContains(t, ev.Type, "withheld", "the page's signed device was refused a key")
+		}
+	}
+	sent, err := rig.pd.request(ctx, map[string]any{"cmd": "reply", "body": "patient-sentinel-5b7a: thanks", "users": []string{rig.nurse.String(), rig.patient.String()}})
+	require.NoError(t, err)
+	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == sent.EventID })
+	require.NoError(t, err, "the excluding Element never decrypted the patient's reply")
+	assert.Equal(t, "patient-sentinel-5b7a: thanks", msg.Body)
+	assert.Equal(t, rig.dev.String(), msg.SenderDevice)
+	t.Logf("patient's reply in the excluding Element: shield %q (%s)", msg.Shield, msg.ShieldReason)
+	assert.Equal(t, "none", msg.Shield, "measured: no shield, as without the setting")
+	assert.Empty(t, nurse.Undecryptable())
+	for _, e := range rig.pd.errors() {
+		t.Errorf("patient device error: %s", e)
+	}
+}
+
+// patientRig is the spike's system on Synapse: the patient-web user with its browser device
+// (PATIENTWEB1, the Node page, ready and cross-signed), the secure room with the nurse invited,
+// the inbox behind the appservice listener, and the proxy and events endpoint the page uses.
+type patientRig struct {
+	hs            *testenv.Synapse
+	as            *mautrix.Client
+	inbox         *Inbox
+	pd            *patientDevice
+	patient       id.UserID
+	dev           id.DeviceID
+	nurse         id.UserID
+	nursePassword string
+	room          id.RoomID
+	pageRequests  sync.Map // route → count, to report what the page used
+}
+
+func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
+	t.Helper()
+	const (
+		asToken = "as_token_e2ee18_device_7a21"
+		hsToken = "hs_token_e2ee18_device_c5e9"
+		dev     = id.DeviceID("PATIENTWEB1")
+	)
+	modules, err := testenv.ElementCryptoAvailable()
+	testenv.RequireDep(t, testenv.DepElementCrypto, err)
+	script, err := filepath.Abs(filepath.Join("testdata", "patient_device.mjs"))
+	require.NoError(t, err)
+	patient := id.UserID("@pw_6f1c2a:localhost")
+
+	// The bridge's side: the inbox behind the appservice listener, the members of the room.
+	var as *mautrix.Client
+	var room id.RoomID
+	var roomMu sync.Mutex
+	members := func(ctx context.Context) ([]id.UserID, error) {
+		roomMu.Lock()
+		r := room
+		roomMu.Unlock()
+		if r == "" {
+			return nil, nil
+		}
+		resp, err := as.JoinedMembers(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]id.UserID, 0, len(resp.Joined))
+		for u := range resp.Joined {
+			out = append(out, u)
+		}
+		return out, nil
+	}
+	inbox, err := NewInbox(InboxConfig{
+		Devices: []Device{{patient, dev}},
+		Members: func(ctx context.Context, p id.UserID) ([]id.UserID, error) {
+			if p != patient {
+				return nil, nil
+			}
+			return members(ctx)
+		},
+	})
+	require.NoError(t, err)
+	listener := httptest.NewServer(TransactionTee(inbox, hsToken)(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte("{}"))
+	})))
+	t.Cleanup(listener.Close) // after Synapse stops (cleanups run last first)
+
+	hs := testenv.NewSynapse(t)
+	reg := filepath.Join(t.TempDir(), "registration.yaml")
+	require.NoError(t, os.WriteFile(reg, []byte(fmt.Sprintf(inboxRegistration, listener.URL, asToken, hsToken)), 0o600))
+	hs.Start(reg)
+	const nursePassword = "correct-horse-battery"
+	nurse := id.UserID(hs.CreateUser(t, "nurse", nursePassword))
+
+	// The patient-web user, its browser device (MSC4190) and the secure room: encrypted,
+	// history shared, the nurse invited.
+	as, err = mautrix.NewClient(hs.URL(), patient, asToken)
+	require.NoError(t, err)
+	as.SetAppServiceUserID = true
+	_, _, err = as.Register(ctx, &mautrix.ReqRegister[any]{Username: patient.Localpart(), Type: mautrix.AuthTypeAppservice, InhibitLogin: true})
+	require.NoError(t, err)
+	require.NoError(t, as.CreateDeviceMSC4190(ctx, dev, "Patient browser"))
+	created, err := as.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset: "private_chat",
+		Invite: []id.UserID{nurse},
+		InitialState: []*event.Event{
+			{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}},
+			{Type: event.StateHistoryVisibility, Content: event.Content{Parsed: &event.HistoryVisibilityEventContent{HistoryVisibility: event.HistoryVisibilityShared}}},
+		},
+	})
+	require.NoError(t, err)
+	roomMu.Lock()
+	room = created.RoomID
+	roomMu.Unlock()
+
+	proxy, err := New(Config{
+		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
+		Members: members,
+	})
+	require.NoError(t, err)
+	// The secure chat's side, with a stand-in session that names the page's device.
+	mux := http.NewServeMux()
+	mux.Handle("/e2ee/events", inbox.EventsHandler(patient))
+	mux.Handle("/_matrix/client/", proxy)
+	rig := &patientRig{hs: hs, as: as, inbox: inbox, patient: patient, dev: dev, nurse: nurse, nursePassword: nursePassword, room: created.RoomID}
+	page := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		key := r.Method + " " + routeName(r.URL.Path)
+		n, _ := rig.pageRequests.LoadOrStore(key, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), dev)))
+	}))
+	t.Cleanup(page.Close) // after the patient device's long poll ends
+
+	started := time.Now()
+	rig.pd = startPatientDevice(t, "node", script, modules, page.URL, page.URL+"/e2ee/events", patient.String(), dev.String(), created.RoomID.String())
+	_, err = rig.pd.wait(ctx, func(l patientLine) bool { return l.Type == "ready" })
+	require.NoError(t, err, "the patient device never uploaded its keys through the proxy")
+	t.Logf("patient device ready (keys uploaded through the proxy) in %s", time.Since(started).Round(time.Millisecond))
+
+	// The page sets up the patient-web user's cross-signing and signs its own device, through
+	// the proxy: Synapse takes a user's first cross-signing keys without user-interactive auth.
+	xs, err := rig.pd.request(ctx, map[string]any{"cmd": "cross_sign"})
+	require.NoError(t, err, "the patient device could not set up cross-signing through the proxy")
+	assert.True(t, xs.HasMaster && xs.HasSelfSigning && xs.HasUserSigning, "the page holds its three cross-signing keys")
+	t.Logf("patient device cross-signed itself in %d ms", xs.TookMS)
+	return rig
 }
 
 // routeName is a request path without its IDs, for the report of what the page used.
