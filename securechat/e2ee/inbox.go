@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,10 @@ type Inbox struct {
 	// filed once.
 	txns     map[string]bool
 	txnOrder []string
+	// clock orders the filing of transactions and the proxy's keys/upload answers, so that a
+	// transaction that started filing before an upload was answered cannot replace the
+	// upload's (newer) one-time key counts.
+	clock uint64
 }
 
 // deviceBox is one device's queue and key state. seq numbers every change; a cursor is the
@@ -80,7 +85,10 @@ type deviceBox struct {
 	forgotten uint64
 	// The latest one-time key counts and unused fallback key types, and the seq at which they
 	// last changed: they are state, not a queue.
-	otk           map[id.KeyAlgorithm]int
+	otk map[id.KeyAlgorithm]int
+	// otkAt is the clock of the counts kept: of the transaction or the upload answer they
+	// came from. Counts from a transaction begun before it are stale and ignored.
+	otkAt         uint64
 	fallback      []id.KeyAlgorithm
 	fallbackKnown bool
 	// wake is closed (and replaced) when something is filed, waking the long polls.
@@ -173,6 +181,36 @@ func (in *Inbox) AddDevice(d Device) {
 	if in.devices[d] == nil {
 		in.devices[d] = &deviceBox{wake: make(chan struct{})}
 	}
+}
+
+// KeysUploaded takes the one-time key counts the homeserver answered a keys/upload of d with
+// (the Proxy calls it through Config.KeysUploaded before the page sees the answer). They are
+// the newest counts there are: a transaction that began filing before this call carries counts
+// the homeserver computed before the upload, and its counts are ignored. Without this, the
+// page's first poll after its upload hands it the pre-upload count (0) and it uploads a second
+// set of one-time keys it does not need.
+func (in *Inbox) KeysUploaded(d Device, counts map[id.KeyAlgorithm]int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	box := in.devices[d]
+	if box == nil {
+		return
+	}
+	in.clock++
+	box.otkAt = in.clock
+	if counts == nil {
+		counts = map[id.KeyAlgorithm]int{}
+	}
+	if _, ok := counts[id.KeyAlgorithmSignedCurve25519]; !ok {
+		counts = maps.Clone(counts)
+		counts[id.KeyAlgorithmSignedCurve25519] = 0 // as otkCounts: always said
+	}
+	if maps.Equal(box.otk, counts) {
+		return
+	}
+	box.otk = maps.Clone(counts)
+	box.touch()
+	box.wakeUp()
 }
 
 // Serves says whether the inbox files for d.

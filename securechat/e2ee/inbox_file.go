@@ -42,12 +42,16 @@ type AddressedToDevice struct {
 // txnID is the homeserver's transaction ID: a transaction filed before is not filed again.
 // Filing is all or nothing: when a secure room's members cannot be read it files nothing and
 // returns the error, so the caller answers the homeserver with an error and it retries.
+// One-time key counts are taken only if no keys/upload of the device was answered since File
+// began (KeysUploaded): the homeserver computed them before that upload.
 func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	in.mu.Lock()
 	if in.txns[txnID] {
 		in.mu.Unlock()
 		return nil
 	}
+	in.clock++
+	began := in.clock
 	var patients []id.UserID
 	if len(p.Changed)+len(p.Left) > 0 {
 		for d := range in.devices {
@@ -123,7 +127,11 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	for user, devices := range p.OTKCounts {
 		for device, counts := range devices {
 			box := in.devices[Device{user, device}]
-			if box == nil || maps.Equal(box.otk, counts) {
+			if box == nil || box.otkAt > began {
+				continue // a keys/upload answered since: these counts are older than its
+			}
+			box.otkAt = began
+			if maps.Equal(box.otk, counts) {
 				continue
 			}
 			box.otk = maps.Clone(counts)

@@ -126,6 +126,18 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 			devices[0].SignedByOwner, devices[0].CrossSigningVerified, devices[0].Verified)
 	}
 
+	// The step-3 finding, fixed: the proxy hands each keys/upload answer's counts to the inbox,
+	// so the page never tops up from a pre-upload count. Synapse holds at most the page's 50
+	// one-time keys (it held 100 before the fix). An empty keys/upload as the device reads it.
+	devClient, err := mautrix.NewClient(rig.hs.URL(), patient, as.AccessToken)
+	require.NoError(t, err)
+	devClient.SetAppServiceUserID, devClient.SetAppServiceDeviceID, devClient.DeviceID = true, true, dev
+	counts, err := devClient.UploadKeys(ctx, &mautrix.ReqUploadKeys{})
+	require.NoError(t, err)
+	t.Logf("one-time keys on Synapse for the page's device at the end: %d", counts.OneTimeKeyCounts.SignedCurve25519)
+	assert.LessOrEqual(t, counts.OneTimeKeyCounts.SignedCurve25519, 50, "no second set of one-time keys from a stale count")
+	assert.Positive(t, counts.OneTimeKeyCounts.SignedCurve25519)
+
 	stats, err := pd.request(ctx, map[string]any{"cmd": "stats"})
 	require.NoError(t, err)
 	assert.Zero(t, stats.Refused, "the proxy refused none of the OlmMachine's requests")
@@ -367,6 +379,9 @@ func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 	proxy, err := New(Config{
 		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
 		Members: members,
+		KeysUploaded: func(_ context.Context, d id.DeviceID, counts map[id.KeyAlgorithm]int) {
+			inbox.KeysUploaded(Device{patient, d}, counts)
+		},
 	})
 	require.NoError(t, err)
 	// The secure chat's side, with a stand-in session that names the page's device.
