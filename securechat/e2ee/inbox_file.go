@@ -28,6 +28,14 @@ type Push struct {
 	// OTKCounts and FallbackKeys are keyed user → device, for the appservice's users' devices.
 	OTKCounts    map[id.UserID]map[id.DeviceID]map[id.KeyAlgorithm]int
 	FallbackKeys map[id.UserID]map[id.DeviceID][]id.KeyAlgorithm
+	// RoomEvents are the transaction's timeline events of the types in RoomEventTypes, in order.
+	RoomEvents []RoomEvent
+}
+
+// RoomEvent is a timeline event and its room.
+type RoomEvent struct {
+	RoomID id.RoomID
+	Event  json.RawMessage
 }
 
 // AddressedToDevice is a to-device event with the recipient the homeserver named (MSC2409's
@@ -79,7 +87,7 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	}
 	in.rememberTxn(txnID)
 	woken := map[*deviceBox]bool{}
-	var filed, ignored int
+	var filed, ignored, roomFiled int
 
 	for _, td := range p.ToDevice {
 		ev := td.Event
@@ -93,6 +101,21 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 			woken[box] = true
 			filed++
 		}
+	}
+
+	for _, re := range p.RoomEvents {
+		var rf int
+		for patient, room := range in.rooms {
+			if room != re.RoomID {
+				continue
+			}
+			for _, box := range in.boxesFor(patient, "*") {
+				in.push(box, entry{roomEvent: re.Event})
+				woken[box] = true
+				rf++
+			}
+		}
+		roomFiled += rf
 	}
 
 	for patient, list := range members {
@@ -160,7 +183,7 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 		box.wakeUp()
 	}
 	if filed+ignored > 0 || len(woken) > 0 {
-		zerolog.Ctx(ctx).Debug().Int("to_device_filed", filed).Int("to_device_ignored", ignored).
+		zerolog.Ctx(ctx).Debug().Int("to_device_filed", filed).Int("to_device_ignored", ignored).Int("room_events_filed", roomFiled).
 			Int("devices_woken", len(woken)).Msg("Filed an appservice transaction for patient devices")
 	}
 	return nil

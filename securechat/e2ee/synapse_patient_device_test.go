@@ -42,9 +42,9 @@ import (
 // device through the proxy (step 4), so Element sees the device as signed by its owner and
 // shows the reply with no shield (not the red "unsigned device").
 //
-// Stand-in: the page has no room timeline yet (the inbox files no room events), so the test
-// reads the nurse's encrypted event from the homeserver as the patient-web user and hands it
-// to the page over stdin.
+// The page gets the secure room's timeline (the nurse's encrypted message, the member events)
+// from the inbox, which files it from the appservice transactions (step 4); the test hands it
+// nothing but commands.
 func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
@@ -56,13 +56,14 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	_, err := staff.WaitJoined(ctx, created.String())
 	require.NoError(t, err)
 
-	// The nurse writes; the page gets the room key by olm over the events endpoint and decrypts.
+	// The nurse writes; the page gets the room key by olm and the encrypted event itself over
+	// the events endpoint (the inbox files the secure room's timeline) and decrypts.
 	const sentinel = "staff-sentinel-7c41: please take 2 tablets"
 	staffEvent, sentAt, err := staff.Send(ctx, created.String(), sentinel)
 	require.NoError(t, err)
 	var raw json.RawMessage
 	_, err = as.MakeRequest(ctx, http.MethodGet, as.BuildClientURL("v3", "rooms", created, "event", staffEvent), nil, &raw)
-	require.NoError(t, err, "reading the nurse's event as the patient-web user (the stand-in for filed room events)")
+	require.NoError(t, err, "reading the nurse's event as the patient-web user, to see what the homeserver holds")
 	var wire struct {
 		Type    string `json:"type"`
 		Content struct {
@@ -74,14 +75,18 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	require.Equal(t, "m.room.encrypted", wire.Type, "the nurse's message is encrypted on the homeserver")
 	require.Empty(t, wire.Content.Body)
 
-	dec, err := pd.request(ctx, map[string]any{"cmd": "decrypt", "event": raw, "wait_ms": 60000})
-	require.NoError(t, err, "the patient device could not decrypt the nurse's message")
+	dec, err := pd.waitFor(ctx, time.Minute, func(l patientLine) bool { return l.Type == "decrypted" && l.EventID == staffEvent })
+	require.NoError(t, err, "the patient device never decrypted the nurse's message from its events")
 	firstDecrypted := time.Since(sentAt)
+	_, err = pd.waitFor(ctx, time.Second, func(l patientLine) bool {
+		return l.Type == "room_event" && l.EventType == "m.room.member" && l.StateKey == nurse.String() && l.Membership == "join"
+	})
+	assert.NoError(t, err, "the nurse's join reached the page as a room event")
 	assert.Equal(t, sentinel, dec.Body, "the patient device decrypted the nurse's text")
 	assert.Equal(t, "m.room.message", dec.EventType)
 	assert.Equal(t, nurse.String(), dec.Sender)
 	assert.Equal(t, staff.DeviceID, dec.SenderDevice, "the room key came from the nurse's Element device")
-	t.Logf("nurse's send → decrypted on the patient device: %s (%d ms of it waiting for the room key)", firstDecrypted.Round(time.Millisecond), dec.WaitedMS)
+	t.Logf("nurse's send → decrypted on the patient device: %s (%d ms of it from the event's arrival in the page)", firstDecrypted.Round(time.Millisecond), dec.WaitedMS)
 	roomKeys := 0
 	for _, l := range pd.lines() {
 		for _, ev := range l.Events {
@@ -97,7 +102,7 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	// Megolm event through the proxy's send route.
 	const replySentinel = "patient-sentinel-2e90: thank you, will do"
 	replyStarted := time.Now()
-	sent, err := pd.request(ctx, map[string]any{"cmd": "reply", "body": replySentinel, "users": []string{nurse.String(), patient.String()}})
+	sent, err := pd.request(ctx, map[string]any{"cmd": "reply", "body": replySentinel}) // to the members the page saw
 	require.NoError(t, err, "the patient device could not send its reply through the proxy")
 	require.NotEmpty(t, sent.EventID)
 	msg, err := staff.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == sent.EventID })
@@ -141,6 +146,9 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	stats, err := pd.request(ctx, map[string]any{"cmd": "stats"})
 	require.NoError(t, err)
 	assert.Zero(t, stats.Refused, "the proxy refused none of the OlmMachine's requests")
+	assert.Zero(t, stats.Undecrypted, "every encrypted event the page was given decrypted")
+	assert.Contains(t, stats.Members, nurse.String(), "the page knows the nurse is in the room from the filed member events")
+	t.Logf("the page got %d room events; members it knows: %v", stats.RoomEvents, stats.Members)
 	var used []string
 	pageRequests.Range(func(k, v any) bool {
 		used = append(used, fmt.Sprintf("%s ×%d", k, v.(*atomic.Int64).Load()))
@@ -219,9 +227,9 @@ func TestUnsignedPatientDeviceIsWithheldOnSynapse(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &wire))
 	require.NotEmpty(t, wire.Content.SessionID)
 
-	// The signed device decrypts.
-	dec, err := rig.pd.request(ctx, map[string]any{"cmd": "decrypt", "event": raw, "wait_ms": 60000})
-	require.NoError(t, err, "the patient's signed device could not decrypt the nurse's message")
+	// The signed device decrypts, from the events the inbox filed for it.
+	dec, err := rig.pd.waitFor(ctx, time.Minute, func(l patientLine) bool { return l.Type == "decrypted" && l.EventID == staffEvent })
+	require.NoError(t, err, "the patient's signed device never decrypted the nurse's message")
 	assert.Equal(t, sentinel, dec.Body)
 	t.Logf("nurse (excluding insecure devices) send → decrypted on the signed patient device: %s", time.Since(sentAt).Round(time.Millisecond))
 
@@ -268,7 +276,7 @@ func TestUnsignedPatientDeviceIsWithheldOnSynapse(t *testing.T) {
 			assert.NotContains(t, ev.Type, "withheld", "the page's signed device was refused a key")
 		}
 	}
-	sent, err := rig.pd.request(ctx, map[string]any{"cmd": "reply", "body": "patient-sentinel-5b7a: thanks", "users": []string{rig.nurse.String(), rig.patient.String()}})
+	sent, err := rig.pd.request(ctx, map[string]any{"cmd": "reply", "body": "patient-sentinel-5b7a: thanks"})
 	require.NoError(t, err)
 	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == sent.EventID })
 	require.NoError(t, err, "the excluding Element never decrypted the patient's reply")
@@ -375,6 +383,7 @@ func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 	roomMu.Lock()
 	room = created.RoomID
 	roomMu.Unlock()
+	inbox.SetSecureRoom(patient, created.RoomID)
 
 	proxy, err := New(Config{
 		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
@@ -449,9 +458,14 @@ type patientLine struct {
 		Decrypted bool   `json:"decrypted"`
 		UTD       bool   `json:"utd"`
 	} `json:"events"`
-	Requests map[string]int `json:"requests"`
-	Refused  int            `json:"refused"`
-	Batches  int            `json:"batches"`
+	StateKey    string         `json:"state_key"`
+	Membership  string         `json:"membership"`
+	RoomEvents  int            `json:"room_events"`
+	Undecrypted int            `json:"undecrypted"`
+	Members     []string       `json:"members"`
+	Requests    map[string]int `json:"requests"`
+	Refused     int            `json:"refused"`
+	Batches     int            `json:"batches"`
 }
 
 // patientDevice runs testdata/patient_device.mjs and reads its JSON lines.
@@ -562,6 +576,13 @@ func (pd *patientDevice) wait(ctx context.Context, match func(patientLine) bool)
 			return patientLine{}, ctx.Err()
 		}
 	}
+}
+
+// waitFor is wait with its own time limit.
+func (pd *patientDevice) waitFor(ctx context.Context, limit time.Duration, match func(patientLine) bool) (patientLine, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return pd.wait(ctx, match)
 }
 
 func (pd *patientDevice) request(ctx context.Context, cmd map[string]any) (patientLine, error) {
