@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,10 @@ type InboxConfig struct {
 	// change is filed for a patient's devices only for these users and the patient itself, so
 	// the page does not learn about device changes of users it never shares a room with.
 	Members func(ctx context.Context, patient id.UserID) ([]id.UserID, error)
+	// SecureRooms names each patient-web user's secure room: its timeline events (the encrypted
+	// messages and the state the page's crypto needs, RoomEventTypes) are filed for all that
+	// patient's devices. SetSecureRoom sets one later.
+	SecureRooms map[id.UserID]id.RoomID
 	// QueueLen bounds each device's queue; zero means DefaultQueueLen. When a queue is full its
 	// oldest entry is dropped and the page is told (Batch.Missed).
 	QueueLen int
@@ -68,6 +73,11 @@ type Inbox struct {
 	// filed once.
 	txns     map[string]bool
 	txnOrder []string
+	rooms    map[id.UserID]id.RoomID
+	// clock orders the filing of transactions and the proxy's keys/upload answers, so that a
+	// transaction that started filing before an upload was answered cannot replace the
+	// upload's (newer) one-time key counts.
+	clock uint64
 }
 
 // deviceBox is one device's queue and key state. seq numbers every change; a cursor is the
@@ -80,7 +90,10 @@ type deviceBox struct {
 	forgotten uint64
 	// The latest one-time key counts and unused fallback key types, and the seq at which they
 	// last changed: they are state, not a queue.
-	otk           map[id.KeyAlgorithm]int
+	otk map[id.KeyAlgorithm]int
+	// otkAt is the clock of the counts kept: of the transaction or the upload answer they
+	// came from. Counts from a transaction begun before it are stale and ignored.
+	otkAt         uint64
 	fallback      []id.KeyAlgorithm
 	fallbackKnown bool
 	// wake is closed (and replaced) when something is filed, waking the long polls.
@@ -91,10 +104,11 @@ type deviceBox struct {
 
 // entry is one queued change: a to-device event or a device list change.
 type entry struct {
-	seq      uint64
-	toDevice *ToDeviceEvent
-	changed  []id.UserID
-	left     []id.UserID
+	seq       uint64
+	toDevice  *ToDeviceEvent
+	roomEvent json.RawMessage
+	changed   []id.UserID
+	left      []id.UserID
 }
 
 // ToDeviceEvent is a to-device event as the page's OlmMachine takes it: the homeserver's
@@ -125,6 +139,9 @@ type Batch struct {
 	// OTKCounts are the latest one-time key counts the homeserver reported for this device,
 	// in every batch once known (as /sync does); empty until then.
 	OTKCounts map[id.KeyAlgorithm]int `json:"device_one_time_keys_count"`
+	// RoomEvents are the secure room's timeline events since the last batch, oldest first, as
+	// the homeserver sent them (room_id included), for decryptRoomEvent and the page's members.
+	RoomEvents []json.RawMessage `json:"room_events"`
 	// FallbackKeys are the latest unused fallback key types; absent (nil) until the homeserver
 	// reported them, so that the page does not take "unknown" for "used up".
 	FallbackKeys *[]id.KeyAlgorithm `json:"device_unused_fallback_key_types,omitempty"`
@@ -155,6 +172,10 @@ func NewInbox(cfg InboxConfig) (*Inbox, error) {
 	in := &Inbox{
 		members: cfg.Members, queueLen: cfg.QueueLen, epoch: hex.EncodeToString(epoch[:]),
 		devices: map[Device]*deviceBox{}, seen: map[id.UserID]map[id.UserID]bool{}, txns: map[string]bool{},
+		rooms: map[id.UserID]id.RoomID{},
+	}
+	for patient, room := range cfg.SecureRooms {
+		in.rooms[patient] = room
 	}
 	if in.queueLen <= 0 {
 		in.queueLen = DefaultQueueLen
@@ -173,6 +194,44 @@ func (in *Inbox) AddDevice(d Device) {
 	if in.devices[d] == nil {
 		in.devices[d] = &deviceBox{wake: make(chan struct{})}
 	}
+}
+
+// KeysUploaded takes the one-time key counts the homeserver answered a keys/upload of d with
+// (the Proxy calls it through Config.KeysUploaded before the page sees the answer). They are
+// the newest counts there are: a transaction that began filing before this call carries counts
+// the homeserver computed before the upload, and its counts are ignored. Without this, the
+// page's first poll after its upload hands it the pre-upload count (0) and it uploads a second
+// set of one-time keys it does not need.
+func (in *Inbox) KeysUploaded(d Device, counts map[id.KeyAlgorithm]int) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	box := in.devices[d]
+	if box == nil {
+		return
+	}
+	in.clock++
+	box.otkAt = in.clock
+	if counts == nil {
+		counts = map[id.KeyAlgorithm]int{}
+	}
+	if _, ok := counts[id.KeyAlgorithmSignedCurve25519]; !ok {
+		counts = maps.Clone(counts)
+		counts[id.KeyAlgorithmSignedCurve25519] = 0 // as otkCounts: always said
+	}
+	if maps.Equal(box.otk, counts) {
+		return
+	}
+	box.otk = maps.Clone(counts)
+	box.touch()
+	box.wakeUp()
+}
+
+// SetSecureRoom names patient's secure room (the bridge made it); its events pushed before are
+// not filed.
+func (in *Inbox) SetSecureRoom(patient id.UserID, room id.RoomID) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.rooms[patient] = room
 }
 
 // Serves says whether the inbox files for d.
@@ -258,7 +317,7 @@ func (box *deviceBox) ack(seq uint64) {
 // batch gathers the entries after seq; a user's later device list change wins over an
 // earlier one.
 func (box *deviceBox) batch(seq uint64) *Batch {
-	b := &Batch{ToDevice: ToDevice{Events: []ToDeviceEvent{}}, OTKCounts: map[id.KeyAlgorithm]int{}}
+	b := &Batch{ToDevice: ToDevice{Events: []ToDeviceEvent{}}, OTKCounts: map[id.KeyAlgorithm]int{}, RoomEvents: []json.RawMessage{}}
 	changed, left := map[id.UserID]bool{}, map[id.UserID]bool{}
 	for _, e := range box.entries {
 		if e.seq <= seq {
@@ -266,6 +325,9 @@ func (box *deviceBox) batch(seq uint64) *Batch {
 		}
 		if e.toDevice != nil {
 			b.ToDevice.Events = append(b.ToDevice.Events, *e.toDevice)
+		}
+		if e.roomEvent != nil {
+			b.RoomEvents = append(b.RoomEvents, e.roomEvent)
 		}
 		for _, u := range e.changed {
 			changed[u], left[u] = true, false

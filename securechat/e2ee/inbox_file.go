@@ -28,6 +28,14 @@ type Push struct {
 	// OTKCounts and FallbackKeys are keyed user → device, for the appservice's users' devices.
 	OTKCounts    map[id.UserID]map[id.DeviceID]map[id.KeyAlgorithm]int
 	FallbackKeys map[id.UserID]map[id.DeviceID][]id.KeyAlgorithm
+	// RoomEvents are the transaction's timeline events of the types in RoomEventTypes, in order.
+	RoomEvents []RoomEvent
+}
+
+// RoomEvent is a timeline event and its room.
+type RoomEvent struct {
+	RoomID id.RoomID
+	Event  json.RawMessage
 }
 
 // AddressedToDevice is a to-device event with the recipient the homeserver named (MSC2409's
@@ -42,12 +50,16 @@ type AddressedToDevice struct {
 // txnID is the homeserver's transaction ID: a transaction filed before is not filed again.
 // Filing is all or nothing: when a secure room's members cannot be read it files nothing and
 // returns the error, so the caller answers the homeserver with an error and it retries.
+// One-time key counts are taken only if no keys/upload of the device was answered since File
+// began (KeysUploaded): the homeserver computed them before that upload.
 func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	in.mu.Lock()
 	if in.txns[txnID] {
 		in.mu.Unlock()
 		return nil
 	}
+	in.clock++
+	began := in.clock
 	var patients []id.UserID
 	if len(p.Changed)+len(p.Left) > 0 {
 		for d := range in.devices {
@@ -75,7 +87,7 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	}
 	in.rememberTxn(txnID)
 	woken := map[*deviceBox]bool{}
-	var filed, ignored int
+	var filed, ignored, roomFiled int
 
 	for _, td := range p.ToDevice {
 		ev := td.Event
@@ -89,6 +101,21 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 			woken[box] = true
 			filed++
 		}
+	}
+
+	for _, re := range p.RoomEvents {
+		var rf int
+		for patient, room := range in.rooms {
+			if room != re.RoomID {
+				continue
+			}
+			for _, box := range in.boxesFor(patient, "*") {
+				in.push(box, entry{roomEvent: re.Event})
+				woken[box] = true
+				rf++
+			}
+		}
+		roomFiled += rf
 	}
 
 	for patient, list := range members {
@@ -123,7 +150,11 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 	for user, devices := range p.OTKCounts {
 		for device, counts := range devices {
 			box := in.devices[Device{user, device}]
-			if box == nil || maps.Equal(box.otk, counts) {
+			if box == nil || box.otkAt > began {
+				continue // a keys/upload answered since: these counts are older than its
+			}
+			box.otkAt = began
+			if maps.Equal(box.otk, counts) {
 				continue
 			}
 			box.otk = maps.Clone(counts)
@@ -152,7 +183,7 @@ func (in *Inbox) File(ctx context.Context, txnID string, p *Push) error {
 		box.wakeUp()
 	}
 	if filed+ignored > 0 || len(woken) > 0 {
-		zerolog.Ctx(ctx).Debug().Int("to_device_filed", filed).Int("to_device_ignored", ignored).
+		zerolog.Ctx(ctx).Debug().Int("to_device_filed", filed).Int("to_device_ignored", ignored).Int("room_events_filed", roomFiled).
 			Int("devices_woken", len(woken)).Msg("Filed an appservice transaction for patient devices")
 	}
 	return nil

@@ -390,8 +390,8 @@ func TestEventsEndpointServesOnlyTheSessionsDevice(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	var page map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(body, &page))
-	assert.ElementsMatch(t, []string{"next_batch", "to_device", "device_lists", "device_one_time_keys_count"}, keys(page),
-		"the /sync names receiveSyncChanges is fed from")
+	assert.ElementsMatch(t, []string{"next_batch", "to_device", "device_lists", "device_one_time_keys_count", "room_events"}, keys(page),
+		"the /sync names receiveSyncChanges is fed from, and the secure room's timeline")
 	var b Batch
 	require.NoError(t, json.Unmarshal(body, &b))
 	assert.Equal(t, []string{"for-A"}, bodies(&b))

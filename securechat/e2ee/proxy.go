@@ -44,6 +44,10 @@ type Config struct {
 	Members func(ctx context.Context) ([]id.UserID, error)
 	// MaxBodyBytes bounds a request body (413 beyond); zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// KeysUploaded, when set, gets the one-time key counts of each keys/upload the homeserver
+	// answered 200, before the page sees the answer: Inbox.KeysUploaded, so that the events
+	// endpoint does not hand the page counts from before its upload.
+	KeysUploaded func(ctx context.Context, device id.DeviceID, counts map[id.KeyAlgorithm]int)
 	// HTTPClient talks to the homeserver; nil means a client with a 60 s timeout.
 	HTTPClient *http.Client
 }
@@ -224,8 +228,25 @@ func (p *Proxy) forward(rw http.ResponseWriter, r *http.Request, log *zerolog.Lo
 		rw.Header().Set("Content-Type", ct)
 	}
 	rw.Header().Set("Cache-Control", "no-store")
+	var respBody io.Reader = resp.Body
+	if rt.name == "keys/upload" && resp.StatusCode == http.StatusOK && p.cfg.KeysUploaded != nil {
+		// The answer is small ({"one_time_key_counts":{…}}); read it to hand its counts on.
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if err != nil {
+			log.Warn().Msg("Patient proxy could not read the homeserver's keys/upload answer")
+			errUpstream.write(rw)
+			return
+		}
+		var answer struct {
+			Counts map[id.KeyAlgorithm]int `json:"one_time_key_counts"`
+		}
+		if json.Unmarshal(raw, &answer) == nil {
+			p.cfg.KeysUploaded(r.Context(), c.device, answer.Counts)
+		}
+		respBody = bytes.NewReader(raw)
+	}
 	rw.WriteHeader(resp.StatusCode)
-	if _, err = io.Copy(rw, resp.Body); err != nil {
+	if _, err = io.Copy(rw, respBody); err != nil {
 		log.Debug().Msg("Patient proxy could not relay the whole response")
 	}
 	log.Debug().Int("status", resp.StatusCode).Msg("Patient proxy relayed a request")

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -59,6 +61,14 @@ func FromTransaction(txn *appservice.Transaction) *Push {
 			}
 		}
 	}
+	for _, evt := range txn.Events {
+		if evt == nil || evt.RoomID == "" || !slices.Contains(RoomEventTypes, evt.Type.Type) {
+			continue
+		}
+		if raw, err := roomEventJSON(evt); err == nil {
+			p.RoomEvents = append(p.RoomEvents, RoomEvent{RoomID: evt.RoomID, Event: raw})
+		}
+	}
 	fallback := txn.FallbackKeys
 	if fallback == nil {
 		fallback = txn.MSC3202FallbackKeys
@@ -67,6 +77,36 @@ func FromTransaction(txn *appservice.Transaction) *Push {
 		p.FallbackKeys = fallback
 	}
 	return p
+}
+
+// RoomEventTypes are the secure room's timeline events the inbox files for the page: the
+// encrypted messages, and the state its crypto reads (who is in the room, that it is encrypted
+// and how, who may read its history). Anything else in a secure room (which should hold
+// nothing unencrypted) is not passed on.
+var RoomEventTypes = []string{
+	event.EventEncrypted.Type, event.StateMember.Type, event.StateEncryption.Type, event.StateHistoryVisibility.Type,
+}
+
+// roomEventJSON is evt as the homeserver sent it, its content byte for byte, in the shape of a
+// /sync timeline event with its room_id (as decryptRoomEvent takes it).
+func roomEventJSON(evt *event.Event) (json.RawMessage, error) {
+	content := evt.Content.VeryRaw
+	if len(content) == 0 {
+		var err error
+		if content, err = json.Marshal(&evt.Content); err != nil {
+			return nil, err
+		}
+	}
+	out := struct {
+		Type           string          `json:"type"`
+		StateKey       *string         `json:"state_key,omitempty"`
+		Sender         id.UserID       `json:"sender"`
+		EventID        id.EventID      `json:"event_id"`
+		RoomID         id.RoomID       `json:"room_id"`
+		OriginServerTS int64           `json:"origin_server_ts"`
+		Content        json.RawMessage `json:"content"`
+	}{evt.Type.Type, evt.StateKey, evt.Sender, evt.ID, evt.RoomID, evt.Timestamp, content}
+	return json.Marshal(&out)
 }
 
 // otkCounts turns mautrix's counts into the map /sync has. signed_curve25519 is always there

@@ -8,15 +8,23 @@
 // token and does no /sync. Its store is memory, as a tab without IndexedDB.
 //
 // It speaks JSON lines: events and replies on stdout, commands on stdin.
-//   {"cmd":"decrypt","req_id":"1","event":{…},"wait_ms":30000}
-//       decrypts a room event of the secure room (the Go test reads it from the homeserver and
-//       hands it over: the page has no room timeline yet), retrying while its room key is on the
-//       way; answers {"type":"decrypted","body":…,"sender_device":…} or an error.
-//   {"cmd":"reply","req_id":"2","body":"…","users":["@staff:…"]}
-//       shares a Megolm room key with the users' devices (keys/query, keys/claim, olm to-device,
-//       all through the proxy), encrypts an m.room.message and PUTs it through the proxy's send
-//       route; answers {"type":"sent","event_id":…}.
+//   {"cmd":"reply","req_id":"2","body":"…"}
+//       shares a Megolm room key with the devices of the room's members as the page knows them
+//       from the member events it was given (or "users", if the command names them), keys/query,
+//       keys/claim and olm to-device all through the proxy, encrypts an m.room.message and PUTs
+//       it through the proxy's send route; answers {"type":"sent","event_id":…}.
+//   {"cmd":"cross_sign","req_id":"3"}
+//       bootstraps the patient-web user's cross-signing (keys/device_signing/upload, then the
+//       self-signing key's signature of this device by keys/signatures/upload) and answers
+//       {"type":"cross_signed","has_master":…,"has_self_signing":…,"has_user_signing":…}.
 //   {"cmd":"quit"}
+// The secure room's timeline comes in the same long poll (room_events, filed by the inbox from
+// the appservice transactions). For each event it prints {"type":"room_event",…} (type, sender,
+// state_key, membership; never content); it keeps the member events' joins and invites as the
+// room's members, and decrypts each m.room.encrypted event as soon as it has the room key
+// (retrying after each batch), printing {"type":"decrypted","event_id":…,"body":…,
+// "sender_device":…,"waited_ms":…} (waited_ms: from the event's arrival to its decryption).
+//
 // It prints {"type":"ready"} once its device keys and one-time keys are on the homeserver, and
 // {"type":"to_device",…} for each batch of to-device events (types and whether they decrypted,
 // never their content).
@@ -99,7 +107,8 @@ async function send(req) {
         emitError(`${name} answered ${status}`, { status, errcode: safeErrcode(text) });
         return false;
     }
-    await machine.markRequestAsSent(req.id, req.type, text);
+    // bootstrapCrossSigning's signature upload has no id: nothing to mark.
+    if (req.id !== undefined) await machine.markRequestAsSent(req.id, req.type, text);
     if (req.type === RequestType.KeysUpload) stats.uploaded++;
     return true;
 }
@@ -112,16 +121,53 @@ function safeErrcode(text) {
 }
 
 // One drain at a time: outgoingRequests returns what is not marked sent yet, so two drains
-// at once would send a request twice.
+// at once would send a request twice. Cross-signing's bootstrap runs in the same line.
 let draining = Promise.resolve();
+function exclusive(fn) {
+    const run = draining.then(fn);
+    draining = run.catch((e) => emitError(`drain: ${e?.stack ?? e}`));
+    return run;
+}
 function drain() {
-    const run = draining.then(async () => {
+    return exclusive(async () => {
         for (const req of await machine.outgoingRequests()) {
             await send(req);
         }
     });
-    draining = run.catch((e) => emitError(`drain: ${e?.stack ?? e}`));
-    return run;
+}
+
+// crossSign makes the patient-web user's cross-signing identity (master, self-signing and
+// user-signing keys, private parts only in this machine) and signs this device with it, as
+// Element does at a first login: bootstrapCrossSigning's requests in their order, all through
+// the proxy. The homeserver lets a user upload its first cross-signing keys without
+// user-interactive auth; the proxy refuses any `auth` (the patient-web user has no password).
+function crossSign() {
+    return exclusive(async () => {
+        const started = Date.now();
+        const reqs = await machine.bootstrapCrossSigning(true);
+        if (reqs.uploadKeysRequest && !(await send(reqs.uploadKeysRequest))) {
+            throw new Error("the device keys upload before cross-signing was refused");
+        }
+        const up = await call("POST", "/_matrix/client/v3/keys/device_signing/upload", reqs.uploadSigningKeysRequest.body);
+        stats.requests.UploadSigningKeys = (stats.requests.UploadSigningKeys ?? 0) + 1;
+        if (up.status !== 200) {
+            stats.refused++;
+            let flows = "";
+            try {
+                flows = JSON.stringify(JSON.parse(up.text).flows ?? null);
+            } catch {}
+            throw new Error(`keys/device_signing/upload answered ${up.status} ${safeErrcode(up.text)} flows ${flows}`);
+        }
+        if (!(await send(reqs.uploadSignaturesRequest))) {
+            throw new Error("the self-signing key's signature of this device was refused");
+        }
+        const status = await machine.crossSigningStatus();
+        return {
+            type: "cross_signed",
+            has_master: status.hasMaster, has_self_signing: status.hasSelfSigning, has_user_signing: status.hasUserSigning,
+            took_ms: Date.now() - started,
+        };
+    });
 }
 
 // ---- the events long poll -----------------------------------------------------------
@@ -157,6 +203,17 @@ async function pollLoop() {
         const processed = await receive(toDevice, lists, counts, fallback, new DecryptionSettings(TrustRequirement.Untrusted));
         since = b.next_batch;
         batches++;
+        for (const ev of b.room_events ?? []) {
+            roomEvents++;
+            if (ev.type === "m.room.member" && typeof ev.state_key === "string") {
+                const m = ev.content?.membership;
+                if (m === "join" || m === "invite") members.add(ev.state_key);
+                else members.delete(ev.state_key);
+            }
+            emit({ type: "room_event", event_id: ev.event_id, event_type: ev.type, sender: ev.sender,
+                state_key: ev.state_key ?? "", membership: ev.type === "m.room.member" ? (ev.content?.membership ?? "") : "" });
+            if (ev.type === "m.room.encrypted") pending.push({ ev, arrived: Date.now() });
+        }
         if (processed.length > 0 || b.missed) {
             emit({
                 type: "to_device",
@@ -173,50 +230,45 @@ async function pollLoop() {
             });
         }
         await drain();
-        notifyBatch();
+        await decryptPending();
     }
 }
-let batchWaiters = [];
-function notifyBatch() {
-    const w = batchWaiters;
-    batchWaiters = [];
-    w.forEach((f) => f());
+
+// ---- the secure room's timeline ------------------------------------------------------
+
+let roomEvents = 0;
+const members = new Set();
+let pending = []; // encrypted events whose room key has not come yet
+
+async function decryptPending() {
+    const still = [];
+    for (const p of pending) {
+        try {
+            const d = await machine.decryptRoomEvent(JSON.stringify(p.ev), new RoomId(roomId),
+                new DecryptionSettings(TrustRequirement.Untrusted));
+            const ev = JSON.parse(d.event);
+            emit({
+                type: "decrypted",
+                event_id: p.ev.event_id ?? "",
+                sender: d.sender.toString(),
+                sender_device: d.senderDevice?.toString() ?? "",
+                event_type: ev.type ?? "",
+                body: ev.content?.body ?? "",
+                waited_ms: Date.now() - p.arrived,
+            });
+        } catch (e) {
+            still.push(p); // its room key comes in a later to-device batch
+        }
+    }
+    pending = still;
 }
-const nextBatch = (ms) => new Promise((r) => {
-    batchWaiters.push(r);
-    setTimeout(r, ms);
-});
 
 // ---- commands -----------------------------------------------------------------------
 
 const commands = {
-    async decrypt(req) {
-        const started = Date.now();
-        const wait = req.wait_ms ?? 30000;
-        let last;
-        for (;;) {
-            try {
-                const d = await machine.decryptRoomEvent(JSON.stringify(req.event), new RoomId(roomId),
-                    new DecryptionSettings(TrustRequirement.Untrusted));
-                const ev = JSON.parse(d.event);
-                return {
-                    type: "decrypted",
-                    event_id: req.event.event_id ?? "",
-                    sender: d.sender.toString(),
-                    sender_device: d.senderDevice?.toString() ?? "",
-                    event_type: ev.type ?? "",
-                    body: ev.content?.body ?? "",
-                    waited_ms: Date.now() - started,
-                };
-            } catch (e) {
-                last = e;
-            }
-            if (Date.now() - started > wait) throw new Error(`no key after ${wait} ms: ${last?.message ?? last}`);
-            await nextBatch(250); // a room key comes in a to-device batch
-        }
-    },
     async reply(req) {
-        const users = () => req.users.map((u) => new UserId(u));
+        const list = req.users ?? [...new Set([...members, userId])];
+        const users = () => list.map((u) => new UserId(u));
         await machine.updateTrackedUsers(users());
         await drain(); // keys/query of the members
         const claim = await machine.getMissingSessions(users());
@@ -235,8 +287,11 @@ const commands = {
         if (status !== 200) throw new Error(`send answered ${status} ${safeErrcode(text)}`);
         return { type: "sent", event_id: JSON.parse(text).event_id, shared_with_devices: shares.length };
     },
+    async cross_sign() {
+        return crossSign();
+    },
     async stats() {
-        return { type: "stats", batches, ...stats };
+        return { type: "stats", batches, room_events: roomEvents, undecrypted: pending.length, members: [...members].sort(), ...stats };
     },
 };
 
