@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,7 +53,9 @@ func TestPatientDeviceDecryptsThroughTheProxyOnSynapse(t *testing.T) {
 	pd, patient, nurse, dev, as, created := rig.pd, rig.patient, rig.nurse, rig.dev, rig.as, rig.room
 	pageRequests := &rig.pageRequests
 
-	staff := testenv.StartElementAgent(t, rig.hs.URL(), nurse.String(), rig.nursePassword, testenv.ElementOptions{})
+	// The nurse has a cross-signing identity (as Element sets up at a first login): the page
+	// shares its room keys only with devices their owner signed (identity-based sharing).
+	staff := testenv.StartElementAgent(t, rig.hs.URL(), nurse.String(), rig.nursePassword, testenv.ElementOptions{CrossSign: true})
 	_, err := staff.WaitJoined(ctx, created.String())
 	require.NoError(t, err)
 
@@ -278,6 +281,12 @@ func TestUnsignedPatientDeviceIsWithheldOnSynapse(t *testing.T) {
 	}
 	sent, err := rig.pd.request(ctx, map[string]any{"cmd": "reply", "body": "patient-sentinel-5b7a: thanks"})
 	require.NoError(t, err)
+	// The page shares its own room key only with devices their owner signed
+	// (CollectStrategy.identityBasedStrategy): the nurse's, not the bridge's.
+	t.Logf("the page's room key shares: %v", sent.Recipients)
+	rogueName := rig.patient.String() + "|" + rogue.String()
+	assert.NotContains(t, sent.Recipients[event.ToDeviceEncrypted.Type], rogueName, "the page sent no room key to the bridge's device")
+	assert.NotEmpty(t, sent.Recipients[event.ToDeviceEncrypted.Type], "the page shared its room key with someone (the nurse)")
 	msg, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == sent.EventID })
 	require.NoError(t, err, "the excluding Element never decrypted the patient's reply")
 	assert.Equal(t, "patient-sentinel-5b7a: thanks", msg.Body)
@@ -285,6 +294,40 @@ func TestUnsignedPatientDeviceIsWithheldOnSynapse(t *testing.T) {
 	t.Logf("patient's reply in the excluding Element: shield %q (%s)", msg.Shield, msg.ShieldReason)
 	assert.Equal(t, "none", msg.Shield, "measured: no shield, as without the setting")
 	assert.Empty(t, nurse.Undecryptable())
+
+	// What reached the bridge's device from the page: the inbox, read until it has been quiet
+	// for 2 s after the nurse decrypted the reply (the page's shares went in the same
+	// sendToDevice calls as the nurse's key, before the reply itself). A withheld notice the
+	// page addressed to it must be there; an olm message (a room key) from the patient must not.
+	wantWithheld := slices.Contains(sent.Recipients[event.ToDeviceRoomKeyWithheld.Type], rogueName)
+	var fromPage, pageCodes []string
+	for {
+		pollCtx, stop := context.WithTimeout(ctx, 2*time.Second)
+		b, next, err := rig.inbox.Next(pollCtx, Device{rig.patient, rogue}, since)
+		stop()
+		require.NoError(t, err)
+		if next == since {
+			break
+		}
+		since = next
+		for _, ev := range b.ToDevice.Events {
+			if ev.Sender == rig.patient {
+				fromPage = append(fromPage, ev.Type)
+				if ev.Type == event.ToDeviceRoomKeyWithheld.Type {
+					var c struct {
+						Code string `json:"code"`
+					}
+					require.NoError(t, json.Unmarshal(ev.Content, &c))
+					pageCodes = append(pageCodes, c.Code)
+				}
+			}
+		}
+	}
+	t.Logf("to-device events from the page to the bridge's device: %v (withheld addressed: %v)", fromPage, wantWithheld)
+	assert.NotContains(t, fromPage, event.ToDeviceEncrypted.Type, "no olm message (no room key) from the page for the bridge's device")
+	// Measured: the page tells the bridge's device it gets no key, as Element does.
+	assert.True(t, wantWithheld, "the page addressed m.room_key.withheld to the bridge's device")
+	assert.Equal(t, []string{"m.unverified"}, pageCodes, "the page's withheld notice reached the bridge's device, code m.unverified")
 	for _, e := range rig.pd.errors() {
 		t.Errorf("patient device error: %s", e)
 	}
@@ -466,6 +509,8 @@ type patientLine struct {
 	Requests    map[string]int `json:"requests"`
 	Refused     int            `json:"refused"`
 	Batches     int            `json:"batches"`
+	// Recipients of a reply's room key shares, per to-device type: "user|device".
+	Recipients map[string][]string `json:"recipients"`
 }
 
 // patientDevice runs testdata/patient_device.mjs and reads its JSON lines.
