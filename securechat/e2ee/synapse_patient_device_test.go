@@ -347,9 +347,23 @@ type patientRig struct {
 	nursePassword string
 	room          id.RoomID
 	pageRequests  sync.Map // route → count, to report what the page used
+	pageURL       string   // the origin of the proxy, the events endpoint and the page
 }
 
 func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
+	t.Helper()
+	return newPatientRigWith(t, ctx, rigOptions{})
+}
+
+// rigOptions change what newPatientRigWith sets up.
+type rigOptions struct {
+	// noNode leaves out the Node page: the caller brings its own (the browser page).
+	noNode bool
+	// mount adds handlers to the page's origin, behind the same stand-in session.
+	mount func(mux *http.ServeMux, rig *patientRig)
+}
+
+func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *patientRig {
 	t.Helper()
 	const (
 		asToken = "as_token_e2ee18_device_7a21"
@@ -441,6 +455,9 @@ func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 	mux.Handle("/e2ee/events", inbox.EventsHandler(patient))
 	mux.Handle("/_matrix/client/", proxy)
 	rig := &patientRig{hs: hs, as: as, inbox: inbox, patient: patient, dev: dev, nurse: nurse, nursePassword: nursePassword, room: created.RoomID}
+	if opts.mount != nil {
+		opts.mount(mux, rig)
+	}
 	page := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		key := r.Method + " " + routeName(r.URL.Path)
 		n, _ := rig.pageRequests.LoadOrStore(key, new(atomic.Int64))
@@ -448,6 +465,10 @@ func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), dev)))
 	}))
 	t.Cleanup(page.Close) // after the patient device's long poll ends
+	rig.pageURL = page.URL
+	if opts.noNode {
+		return rig
+	}
 
 	started := time.Now()
 	rig.pd = startPatientDevice(t, "node", script, modules, page.URL, page.URL+"/e2ee/events", patient.String(), dev.String(), created.RoomID.String())
@@ -466,8 +487,11 @@ func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 
 // routeName is a request path without its IDs, for the report of what the page used.
 func routeName(path string) string {
-	if path == "/e2ee/events" {
+	if path == "/e2ee/events" || path == "/e2ee/page" {
 		return path
+	}
+	if strings.HasPrefix(path, "/e2ee/assets/") {
+		return "/e2ee/assets"
 	}
 	if rt, _, _ := match(path, http.MethodPut); rt != nil {
 		return rt.name
