@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ type pageAssets struct {
 	Bindings, Wasm, Core, Page *pageAsset
 	byURL                      map[string]*pageAsset
 	html                       *template.Template
+	tamper                     atomic.Pointer[string] // an asset URL served with one byte changed
 }
 
 func newPageAssets(t *testing.T, modules string) *pageAssets {
@@ -92,7 +94,10 @@ func (a *pageAssets) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Vary", "Accept-Encoding")
 	body := as.body
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+	if u := a.tamper.Load(); u != nil && *u == as.URL {
+		body = bytes.Clone(as.body)
+		body[len(body)-2] ^= 1
+	} else if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
 		h.Set("Content-Encoding", "gzip")
 		body = as.gz
 	}
@@ -263,6 +268,19 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	slowCached := measure("cached, Slow 4G", false, slow4G)
 	_, err = chromedp.Call(browser, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: []*network.Conditions{}})
 	require.NoError(t, err)
+
+	// Subresource integrity: a changed byte in the .wasm (fetch's integrity) or in the shared
+	// core module (modulepreload's integrity, then import() of the same URL) stops the page.
+	for _, as := range []*pageAsset{assets.Wasm, assets.Core} {
+		assets.tamper.Store(&as.URL)
+		_, err := chromedp.Call(browser, network.ClearBrowserCache, struct{}{})
+		require.NoError(t, err)
+		require.NoError(t, chromedp.Do(browser, chromedp.Navigate(rig.pageURL+"/e2ee/page?measure=1")))
+		state := waitJS("the page with a changed "+as.URL, `['failed', 'measured'].includes(document.getElementById('status').dataset.state) ? document.getElementById('status').dataset.state : ''`, time.Minute)
+		assert.Equal(t, "failed", state, "the page refused the changed %s", as.URL)
+		t.Logf("changed %s: page %s: %s", as.URL, state, eval(`JSON.stringify(window.__e2ee.errors).slice(0, 200)`))
+	}
+	assets.tamper.Store(nil)
 
 	// What is asserted is what the cache and the throttle must do, not the targets: those are
 	// figures for the report (issue 18: < 6 s uncached on Slow 4G, < 1.5 s cached).
