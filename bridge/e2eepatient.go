@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/util/exhttp"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/bridgev2/commands"
 	"maunium.net/go/mautrix/bridgev2/matrix"
@@ -83,8 +84,11 @@ func (c *Connector) initE2EEPatient(mc *matrix.Connector) {
 	p.inbox = inbox
 	hsToken := mc.AS.Registration.ServerToken
 	// The tee files first (it needs the secure rooms' events), then the filter hides those
-	// events from bridgev2: ApplyMiddleware makes the first in the list the outermost.
-	mc.AS.Middleware = append(mc.AS.Middleware, e2ee.TransactionTee(inbox, hsToken), p.hideSecureRooms(hsToken))
+	// events from bridgev2. Both go in front of the list (ApplyMiddleware makes the first the
+	// outermost): carebridge's holdTransactions (portalqueue.go) takes the room events out of
+	// the transaction and dispatches them itself, so a middleware after it never sees them.
+	mc.AS.Middleware = append([]exhttp.Middleware{e2ee.TransactionTee(inbox, hsToken), p.hideSecureRooms(hsToken)},
+		mc.AS.Middleware...)
 	mc.AS.Router.Handle(E2EEPathPrefix, p.sessionHandler())
 	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
 		proc.AddHandlers(p.command())
@@ -327,8 +331,10 @@ func (p *e2eePatients) secureRoom(ctx context.Context, conv *database.Conversati
 	proxy, err := e2ee.New(e2ee.Config{
 		HomeserverURL: p.mc.Config.Homeserver.Address, ASToken: as.Registration.AppToken, UserID: user,
 		DeviceIDs: []id.DeviceID{device}, RoomID: resp.RoomID,
-		Members:      func(ctx context.Context) ([]id.UserID, error) { return p.members(ctx, user) },
-		KeysUploaded: func(_ context.Context, d id.DeviceID, counts map[id.KeyAlgorithm]int) { p.inbox.KeysUploaded(e2ee.Device{User: user, ID: d}, counts) },
+		Members: func(ctx context.Context) ([]id.UserID, error) { return p.members(ctx, user) },
+		KeysUploaded: func(_ context.Context, d id.DeviceID, counts map[id.KeyAlgorithm]int) {
+			p.inbox.KeysUploaded(e2ee.Device{User: user, ID: d}, counts)
+		},
 	})
 	if err != nil {
 		return nil, false, err
