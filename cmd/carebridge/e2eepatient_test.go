@@ -101,9 +101,25 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	require.NoError(t, client.StateEvent(ctx, secureRoom, event.StateEncryption, "", &enc))
 	assert.Equal(t, id.AlgorithmMegolmV1, enc.Algorithm)
 
+	// The proxy, under the session, as the patient's device: keys of a member, not /sync.
+	proxy := e.br.URL() + "/_carebridge/e2ee/_matrix/client/v3/"
+	status, body := e2eePost(t, ctx, web, proxy+"keys/query", `{"device_keys":{"`+e.nurseID+`":[]}}`)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var queried struct {
+		DeviceKeys map[id.UserID]map[id.DeviceID]json.RawMessage `json:"device_keys"`
+	}
+	require.NoError(t, json.Unmarshal(body, &queried))
+	assert.NotEmpty(t, queried.DeviceKeys[id.UserID(e.nurseID)], "the nurse's device keys, through the proxy")
+	status, _ = e2eePost(t, ctx, web, proxy+"keys/query", `{"device_keys":{"`+e.adminID+`":[]}}`)
+	assert.Equal(t, http.StatusForbidden, status, "keys of someone outside the secure room")
+	status, _ = e2eeGet(t, ctx, web, proxy+"sync")
+	assert.Equal(t, http.StatusForbidden, status, "/sync through the proxy")
+	status, _ = e2eePost(t, ctx, noCookie, proxy+"keys/query", `{"device_keys":{"`+e.nurseID+`":[]}}`)
+	assert.Equal(t, http.StatusForbidden, status, "the proxy without a session")
+
 	// The tee files a to-device message to the patient's browser device; the session reads it.
 	var first e2eeBatch
-	status, body := e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
+	status, body = e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.NoError(t, json.Unmarshal(body, &first))
 	device := patientWebDevice(t, ctx, e, patientWeb)
@@ -194,6 +210,19 @@ func e2eeGet(t *testing.T, ctx context.Context, c *http.Client, u string) (int, 
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, body
+}
+
+func e2eePost(t *testing.T, ctx context.Context, c *http.Client, u, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
 }
 
 // pollE2EE long-polls the events endpoint from since until a batch matches.
