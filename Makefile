@@ -39,8 +39,13 @@ test: deps vet build
 	# The clock file reader exists only in testclock builds (the tests that move time build one).
 	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
 	# The spike of issue 18 (docs/e2ee-to-the-patient.md) builds only with e2eepatient.
-	$(GO) vet -tags $(TAGS),e2eepatient ./securechat/e2ee/
+	$(GO) vet -tags $(TAGS),e2eepatient ./securechat/e2ee/ ./bridge/ ./cmd/carebridge/
 	$(GO) test -count=1 -tags $(TAGS),e2eepatient ./securechat/e2ee/
+	# ...and in the bridge (e2eepatient.go): its own binary, one Synapse test (about 13 s).
+	$(GO) build -tags $(TAGS),e2eepatient -o bin/carebridge-e2ee ./cmd/carebridge
+	$(GO) test -count=1 -tags $(TAGS),e2eepatient -run 'SecureRoomEventsAreKeptFromBridgev2|EveryCommandIsDefined' ./bridge/
+	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge-e2ee CAREBRIDGE_TEST_STRICT=1 \
+	  $(GO) test -count=1 -tags $(TAGS),e2eepatient -run TestE2EERoomInTheBridgeOnSynapse ./cmd/carebridge/
 	# The tests that claim a limit under real concurrency, again under the race detector.
 	$(GO) test -count=1 -race -run '$(RACE_TESTS)' ./securechat/ ./database/ ./outbox/ ./bridge/
 

@@ -138,6 +138,7 @@ func (c *Connector) Init(br *bridgev2.Bridge) {
 			mc.AS.Router.HandleFunc("GET "+ActivePath, c.handleActive)
 		}
 	}
+	c.initE2EEPatient(mc) // a no-op unless built with the e2eepatient tag (issue 18's spike)
 }
 
 // untilStarted answers 503 with Retry-After to every request but the homeserver's and

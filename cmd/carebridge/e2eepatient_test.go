@@ -1,0 +1,339 @@
+//go:build e2eepatient
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/internal/testenv"
+)
+
+// TestE2EERoomInTheBridgeOnSynapse (issue 18, the spike in the bridge; build the binary with
+// `-tags goolm,e2eepatient` and point CAREBRIDGE_BIN at it): staff run `!sms e2ee-room` in a
+// conversation; the bridge makes the patient-web user (an opaque ID, no phone digits), its
+// browser device and an encrypted room with the nurse invited and without the bridge bot.
+// The patient's secure chat session reaches the events endpoint under /_carebridge/e2ee/,
+// where a to-device message sent to the patient's browser device arrives (the tee on the
+// bridge's appservice filed it), and so does the nurse's Megolm message in the secure room,
+// which bridgev2 never sees (no decryption attempt, no key request, no status: done-when 6).
+// A sentinel in that message is nowhere in the bridge's database file, log or config, nor in
+// its process memory (done-when 2, for the bridge).
+func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
+	if !slices.Contains(testenv.HomeserverKinds(t), testenv.HomeserverSynapse) {
+		t.Skip("Synapse only (MSC4190, MSC2409, MSC3202), and CAREBRIDGE_TEST_HOMESERVER leaves Synapse out")
+	}
+	e, nurse, _, ctx := linkedEnv(t, testenv.HomeserverSynapse+"/sqlite", appserviceEncryption)
+	require.Contains(t, e.br.Log(), "Built with the e2eepatient spike", "CAREBRIDGE_BIN must be built with -tags goolm,e2eepatient")
+	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, are my test results back?")
+	require.NoError(t, err)
+	portalRoom, err := nurse.WaitJoined(ctx, "")
+	require.NoError(t, err)
+
+	// The patient's secure chat session (secure mode, the alert's link, the code).
+	_, _, err = nurse.Send(ctx, portalRoom, "!sms secure")
+	require.NoError(t, err)
+	notice(t, ctx, nurse, "Secure mode")
+	_, _, err = nurse.Send(ctx, portalRoom, "Your results are in; please open the secure link.")
+	require.NoError(t, err)
+	web := patientSession(t, ctx, e)
+
+	// Before the room exists the session reaches nothing.
+	status, _ := e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
+	assert.Equal(t, http.StatusForbidden, status, "a session whose conversation has no secure room")
+	noCookie := &http.Client{Timeout: 10 * time.Second}
+	status, _ = e2eeGet(t, ctx, noCookie, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
+	assert.Equal(t, http.StatusForbidden, status, "no session")
+
+	started := time.Now()
+	_, _, err = nurse.Send(ctx, portalRoom, "!sms e2ee-room")
+	require.NoError(t, err)
+	made, err := nurse.WaitMessage(ctx, func(m testenv.AgentMessage) bool {
+		return m.MsgType == "m.notice" && strings.Contains(m.Body, "end-to-end encrypted room")
+	})
+	require.NoError(t, err)
+	assert.True(t, made.Encrypted)
+	found := regexp.MustCompile(`room (![^\s]+) with the patient's browser user (@[^\s;]+);`).FindStringSubmatch(made.Body)
+	require.Len(t, found, 3, made.Body)
+	secureRoom, patientWeb := id.RoomID(found[1]), id.UserID(found[2])
+	t.Logf("!sms e2ee-room answered in %s", time.Since(started).Round(time.Millisecond))
+
+	// The patient-web user: opaque, in the appservice's namespace, no digits of the number.
+	assert.Regexp(t, `^@sms_pw_[0-9a-f]{20}:`, patientWeb.String())
+	digits := strings.TrimPrefix(patient, "+")
+	for _, part := range []string{digits, digits[1:], digits[len(digits)-7:], digits[len(digits)-4:]} {
+		assert.NotContains(t, patientWeb.Localpart(), part, "the patient-web user's ID holds the phone's digits")
+	}
+	assert.NotEqual(t, id.UserID(e.patientGhost(t, ctx, patient)), patientWeb, "not the SMS ghost")
+
+	_, err = nurse.WaitJoined(ctx, secureRoom.String())
+	require.NoError(t, err)
+	client := e.hs.Login(t, "nurse", "nurse-password-1")
+	bot := id.UserID("@smsbot:" + e.hs.ServerName())
+	members, err := client.JoinedMembers(ctx, secureRoom)
+	require.NoError(t, err)
+	joined := make([]id.UserID, 0, len(members.Joined))
+	for u := range members.Joined {
+		joined = append(joined, u)
+	}
+	assert.ElementsMatch(t, []id.UserID{patientWeb, id.UserID(e.nurseID)}, joined, "the nurse and the patient-web user, not the bot")
+	var enc event.EncryptionEventContent
+	require.NoError(t, client.StateEvent(ctx, secureRoom, event.StateEncryption, "", &enc))
+	assert.Equal(t, id.AlgorithmMegolmV1, enc.Algorithm)
+
+	// The proxy, under the session, as the patient's device: keys of a member, not /sync.
+	proxy := e.br.URL() + "/_carebridge/e2ee/_matrix/client/v3/"
+	status, body := e2eePost(t, ctx, web, proxy+"keys/query", `{"device_keys":{"`+e.nurseID+`":[]}}`)
+	require.Equal(t, http.StatusOK, status, string(body))
+	var queried struct {
+		DeviceKeys map[id.UserID]map[id.DeviceID]json.RawMessage `json:"device_keys"`
+	}
+	require.NoError(t, json.Unmarshal(body, &queried))
+	assert.NotEmpty(t, queried.DeviceKeys[id.UserID(e.nurseID)], "the nurse's device keys, through the proxy")
+	status, _ = e2eePost(t, ctx, web, proxy+"keys/query", `{"device_keys":{"`+e.adminID+`":[]}}`)
+	assert.Equal(t, http.StatusForbidden, status, "keys of someone outside the secure room")
+	status, _ = e2eeGet(t, ctx, web, proxy+"sync")
+	assert.Equal(t, http.StatusForbidden, status, "/sync through the proxy")
+	status, _ = e2eePost(t, ctx, noCookie, proxy+"keys/query", `{"device_keys":{"`+e.nurseID+`":[]}}`)
+	assert.Equal(t, http.StatusForbidden, status, "the proxy without a session")
+
+	// The tee files a to-device message to the patient's browser device; the session reads it.
+	var first e2eeBatch
+	status, body = e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.NoError(t, json.Unmarshal(body, &first))
+	device := patientWebDevice(t, ctx, e, patientWeb)
+	_, err = client.SendToDevice(ctx, event.NewEventType("com.carebridge.test.ping"), &mautrix.ReqSendToDevice{
+		Messages: map[id.UserID]map[id.DeviceID]*event.Content{patientWeb: {device: {Raw: map[string]any{"n": 18}}}},
+	})
+	require.NoError(t, err)
+	got := pollE2EE(t, ctx, web, e.br.URL(), first.NextBatch, func(b e2eeBatch) bool {
+		for _, td := range b.ToDevice.Events {
+			if td.Type == "com.carebridge.test.ping" && td.Sender == id.UserID(e.nurseID) {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The nurse's Megolm message in the secure room reaches the page, and only the page.
+	sentinel := "E2EE-SENTINEL-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	eventID, _, err := nurse.Send(ctx, secureRoom.String(), "Your potassium is "+sentinel)
+	require.NoError(t, err)
+	pollE2EE(t, ctx, web, e.br.URL(), got.NextBatch, func(b e2eeBatch) bool {
+		for _, raw := range b.RoomEvents {
+			var evt struct {
+				Type    string `json:"type"`
+				EventID string `json:"event_id"`
+			}
+			if json.Unmarshal(raw, &evt) == nil && evt.EventID == eventID {
+				assert.Equal(t, "m.room.encrypted", evt.Type)
+				assert.NotContains(t, string(raw), sentinel)
+				return true
+			}
+		}
+		return false
+	})
+	// bridgev2's decryption waits 3 s before it asks for keys (22 s more before its
+	// failure status): give it the first part, then look.
+	time.Sleep(4 * time.Second)
+	log := e.br.Log()
+	assert.False(t, strings.Contains(log, eventID), "bridgev2 handled the secure room's event %s", eventID)
+	assert.False(t, strings.Contains(log, "m.room_key_request"), "the bridge sent a room key request")
+	assert.False(t, strings.Contains(log, "Couldn't find session"), "bridgev2 tried to decrypt a secure-room event")
+	msgs, err := client.Messages(ctx, secureRoom, "", "", mautrix.DirectionBackward, nil, 100)
+	require.NoError(t, err)
+	for _, evt := range msgs.Chunk {
+		assert.NotEqual(t, bot, evt.Sender, "the bot sent %s into the secure room", evt.Type)
+		assert.NotEqual(t, "com.beeper.message_send_status", evt.Type.Type)
+	}
+	assert.Empty(t, nurse.Undecryptable())
+
+	// Done-when 2 for the bridge: the sentinel nowhere in what it keeps or holds.
+	dbPath := strings.TrimPrefix(strings.SplitN(e.db.URI, "?", 2)[0], "file:")
+	for _, path := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", e.br.LogPath(), e.br.ConfigPath()} {
+		data, err := os.ReadFile(path)
+		if os.IsNotExist(err) && path != dbPath && path != e.br.LogPath() {
+			continue
+		}
+		require.NoError(t, err)
+		assert.Zero(t, bytes.Count(data, []byte(sentinel)), "%s holds the sentinel", path)
+	}
+	inMemory, scanned := scanProcessMemory(t, e.br.Pid(), []byte(sentinel))
+	assert.Zero(t, inMemory, "the bridge's memory holds the sentinel")
+	// The scan finds what the bridge does hold: its as_token, from its config.
+	control, _ := scanProcessMemory(t, e.br.Pid(), asToken(t, e))
+	assert.Positive(t, control, "the memory scan finds the bridge's as_token")
+	assert.False(t, strings.Contains(e.br.Log(), `"level":"error"`), "the bridge logged an error")
+	t.Logf("sentinel: 0 in the database (%s), log, config; 0 in %d MiB of the bridge's memory", dbPath, scanned>>20)
+}
+
+type e2eeBatch struct {
+	NextBatch string `json:"next_batch"`
+	ToDevice  struct {
+		Events []struct {
+			Sender  id.UserID       `json:"sender"`
+			Type    string          `json:"type"`
+			Content json.RawMessage `json:"content"`
+		} `json:"events"`
+	} `json:"to_device"`
+	RoomEvents []json.RawMessage `json:"room_events"`
+}
+
+func e2eeGet(t *testing.T, ctx context.Context, c *http.Client, u string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	require.NoError(t, err)
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, body
+}
+
+func e2eePost(t *testing.T, ctx context.Context, c *http.Client, u, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
+}
+
+// pollE2EE long-polls the events endpoint from since until a batch matches.
+func pollE2EE(t *testing.T, ctx context.Context, c *http.Client, base, since string, match func(e2eeBatch) bool) e2eeBatch {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		status, body := e2eeGet(t, ctx, c, base+"/_carebridge/e2ee/events?timeout=5000&since="+url.QueryEscape(since))
+		require.Equal(t, http.StatusOK, status, string(body))
+		var b e2eeBatch
+		require.NoError(t, json.Unmarshal(body, &b))
+		if match(b) {
+			return b
+		}
+		since = b.NextBatch
+	}
+	t.Fatal("the events endpoint never gave what was expected")
+	return e2eeBatch{}
+}
+
+// patientWebDevice is the patient-web user's one device, as the homeserver lists it to the
+// appservice masquerading as that user.
+func patientWebDevice(t *testing.T, ctx context.Context, e *env, user id.UserID) id.DeviceID {
+	t.Helper()
+	as, err := mautrix.NewClient(e.hs.URL(), user, string(asToken(t, e)))
+	require.NoError(t, err)
+	as.SetAppServiceUserID = true
+	devices, err := as.GetDevicesInfo(ctx)
+	require.NoError(t, err)
+	require.Len(t, devices.Devices, 1, "one browser device")
+	assert.Regexp(t, `^PW[0-9A-F]{10}$`, string(devices.Devices[0].DeviceID))
+	return devices.Devices[0].DeviceID
+}
+
+// asToken is the appservice's as_token, from the registration the bridge generated.
+func asToken(t *testing.T, e *env) []byte {
+	t.Helper()
+	reg, err := os.ReadFile(e.br.RegistrationPath)
+	require.NoError(t, err)
+	token := regexp.MustCompile(`(?m)^as_token:\s*"?([^"\s]+)`).FindSubmatch(reg)
+	require.NotNil(t, token)
+	return token[1]
+}
+
+// patientSession opens the patient's secure chat session over HTTP, as the page's forms do:
+// the alert's link, "send me a code", the texted code. It returns a client with the cookie.
+func patientSession(t *testing.T, ctx context.Context, e *env) *http.Client {
+	t.Helper()
+	alert, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
+		return m.To == patient && strings.Contains(m.Body, "secure message")
+	})
+	require.NoError(t, err)
+	link := regexp.MustCompile(`https?://\S+/s/[A-Za-z0-9_-]+`).FindString(alert.Body)
+	require.NotEmpty(t, link, alert.Body)
+	parsed, err := url.Parse(link)
+	require.NoError(t, err)
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c := &http.Client{Jar: jar, Timeout: 60 * time.Second}
+	linkURL := e.br.URL() + parsed.Path
+	_, page := e2eeGet(t, ctx, c, linkURL)
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	require.NotNil(t, csrf, "the link page has a form token")
+	post := func(path string, form url.Values) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, linkURL+path, strings.NewReader(form.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := c.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+	post("/code", url.Values{"csrf": {string(csrf[1])}})
+	codeSMS, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
+		return m.To == patient && strings.Contains(m.Body, "your code is")
+	})
+	require.NoError(t, err)
+	code := regexp.MustCompile(`\b\d{6}\b`).FindString(codeSMS.Body)
+	require.NotEmpty(t, code)
+	post("/verify", url.Values{"csrf": {string(csrf[1])}, "code": {code}})
+	return c
+}
+
+// scanProcessMemory counts needle in the readable memory of process pid (/proc/pid/mem,
+// which root may read) and says how many bytes it read.
+func scanProcessMemory(t *testing.T, pid int, needle []byte) (count int, scanned int64) {
+	t.Helper()
+	require.NotZero(t, pid)
+	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	require.NoError(t, err)
+	defer maps.Close()
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	require.NoError(t, err)
+	defer mem.Close()
+	sc := bufio.NewScanner(maps)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || !strings.HasPrefix(f[1], "r") {
+			continue
+		}
+		var start, end uint64
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil {
+			continue
+		}
+		buf := make([]byte, end-start)
+		n, _ := mem.ReadAt(buf, int64(start))
+		count += bytes.Count(buf[:n], needle)
+		scanned += int64(n)
+	}
+	require.NoError(t, sc.Err())
+	require.Positive(t, scanned)
+	return count, scanned
+}
