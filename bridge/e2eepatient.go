@@ -18,7 +18,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -109,11 +111,7 @@ func (p *e2eePatients) members(ctx context.Context, patient id.UserID) ([]id.Use
 	if err != nil {
 		return nil, err
 	}
-	out := make([]id.UserID, 0, len(resp.Joined))
-	for u := range resp.Joined {
-		out = append(out, u)
-	}
-	return out, nil
+	return slices.Collect(maps.Keys(resp.Joined)), nil
 }
 
 func (p *e2eePatients) isSecureRoom(room id.RoomID) bool {

@@ -21,7 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
-	"maunium.net/go/mautrix/crypto/signatures"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -136,17 +135,7 @@ func TestToDeviceReachesThePatientPageFromSynapse(t *testing.T) {
 
 	// PATIENTWEB1 publishes five one-time keys (as its page would, through the proxy).
 	acc := crypto.NewOlmAccount()
-	require.NoError(t, acc.Internal.GenOneTimeKeys(5))
-	otks, err := acc.Internal.OneTimeKeys()
-	require.NoError(t, err)
-	oneTime := map[id.KeyID]mautrix.OneTimeKey{}
-	for keyID, key := range otks {
-		k := mautrix.OneTimeKey{Key: key}
-		sig, err := acc.SignJSON(k)
-		require.NoError(t, err)
-		k.Signatures = signatures.NewSingleSignature(patient, id.KeyAlgorithmEd25519, dev1.String(), sig)
-		oneTime[id.NewKeyID(id.KeyAlgorithmSignedCurve25519, keyID)] = k
-	}
+	oneTime := signedOneTimeKeys(t, acc, patient, dev1, 5)
 	uploaded, err := web1.UploadKeys(ctx, &mautrix.ReqUploadKeys{OneTimeKeys: oneTime})
 	require.NoError(t, err)
 	require.Equal(t, 5, uploaded.OneTimeKeyCounts.SignedCurve25519)

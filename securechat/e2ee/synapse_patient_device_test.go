@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -391,11 +392,7 @@ func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *pati
 		if err != nil {
 			return nil, err
 		}
-		out := make([]id.UserID, 0, len(resp.Joined))
-		for u := range resp.Joined {
-			out = append(out, u)
-		}
-		return out, nil
+		return slices.Collect(maps.Keys(resp.Joined)), nil
 	}
 	inbox, err := NewInbox(InboxConfig{
 		Devices: []Device{{patient, dev}},

@@ -111,17 +111,7 @@ func TestKeysUploadThroughTheProxyOnSynapse(t *testing.T) {
 	sig, err := acc.SignJSON(dk)
 	require.NoError(t, err)
 	dk.Signatures = signatures.NewSingleSignature(patient, id.KeyAlgorithmEd25519, device.String(), sig)
-	require.NoError(t, acc.Internal.GenOneTimeKeys(5))
-	otks, err := acc.Internal.OneTimeKeys()
-	require.NoError(t, err)
-	oneTime := map[id.KeyID]mautrix.OneTimeKey{}
-	for keyID, key := range otks {
-		k := mautrix.OneTimeKey{Key: key}
-		sig, err := acc.SignJSON(k)
-		require.NoError(t, err)
-		k.Signatures = signatures.NewSingleSignature(patient, id.KeyAlgorithmEd25519, device.String(), sig)
-		oneTime[id.NewKeyID(id.KeyAlgorithmSignedCurve25519, keyID)] = k
-	}
+	oneTime := signedOneTimeKeys(t, acc, patient, device, 5)
 
 	status, body := post("/_matrix/client/v3/keys/upload", &mautrix.ReqUploadKeys{DeviceKeys: dk, OneTimeKeys: oneTime})
 	require.Equal(t, http.StatusOK, status, "keys/upload through the proxy: %s", body)
@@ -147,4 +137,22 @@ func TestKeysUploadThroughTheProxyOnSynapse(t *testing.T) {
 	require.NoError(t, err)
 	status, body = post("/_matrix/client/v3/keys/query", map[string]any{"device_keys": map[id.UserID][]id.DeviceID{nurse: {}}})
 	assert.Equal(t, http.StatusOK, status, "once the nurse has joined, her keys can be asked for: %s", body)
+}
+
+// signedOneTimeKeys makes n one-time keys on acc, each signed by the device as a page's
+// OlmMachine signs them, ready for keys/upload.
+func signedOneTimeKeys(t *testing.T, acc *crypto.OlmAccount, user id.UserID, device id.DeviceID, n uint) map[id.KeyID]mautrix.OneTimeKey {
+	t.Helper()
+	require.NoError(t, acc.Internal.GenOneTimeKeys(n))
+	otks, err := acc.Internal.OneTimeKeys()
+	require.NoError(t, err)
+	oneTime := map[id.KeyID]mautrix.OneTimeKey{}
+	for keyID, key := range otks {
+		k := mautrix.OneTimeKey{Key: key}
+		sig, err := acc.SignJSON(k)
+		require.NoError(t, err)
+		k.Signatures = signatures.NewSingleSignature(user, id.KeyAlgorithmEd25519, device.String(), sig)
+		oneTime[id.NewKeyID(id.KeyAlgorithmSignedCurve25519, keyID)] = k
+	}
+	return oneTime
 }
