@@ -3,23 +3,24 @@
 package e2ee
 
 import (
-	"encoding/json"
 	"net/http"
+
+	"maunium.net/go/mautrix"
 )
 
 // denial is a refusal the proxy answers itself. msg goes to the browser as the Matrix error
 // and says what is not allowed, never what the request held; reason is a short stable token
 // for the log, so the log says why without the body.
 type denial struct {
-	status  int
-	errcode string
-	msg     string
-	reason  string
+	mautrix.RespError
+	reason string
 }
 
-func forbid(reason, msg string) *denial {
-	return &denial{status: http.StatusForbidden, errcode: "M_FORBIDDEN", msg: msg, reason: reason}
+func deny(err mautrix.RespError, reason, msg string) *denial {
+	return &denial{RespError: err.WithMessage(msg), reason: reason}
 }
+
+func forbid(reason, msg string) *denial { return deny(mautrix.MForbidden, reason, msg) }
 
 var (
 	errNotAllowed = forbid("endpoint_not_allowed",
@@ -49,25 +50,23 @@ var (
 	errUIA = forbid("uia",
 		"Interactive authentication is not available through the patient proxy.")
 
-	errNotJSON = &denial{status: http.StatusBadRequest, errcode: "M_NOT_JSON", reason: "not_json",
-		msg: "The request body is not the JSON object this endpoint takes."}
-	errEventID = &denial{status: http.StatusBadRequest, errcode: "M_INVALID_PARAM", reason: "event_id",
-		msg: "The receipt does not name an event ID."}
-	errBodyNotEmpty = &denial{status: http.StatusBadRequest, errcode: "M_BAD_JSON", reason: "body_not_empty",
-		msg: "This endpoint takes no request body."}
-	errTooLarge = &denial{status: http.StatusRequestEntityTooLarge, errcode: "M_TOO_LARGE", reason: "too_large",
-		msg: "The request body is larger than the patient proxy accepts."}
-	errMethod = &denial{status: http.StatusMethodNotAllowed, errcode: "M_UNRECOGNIZED", reason: "method",
-		msg: "This method is not allowed through the patient proxy."}
-	errMembers = &denial{status: http.StatusBadGateway, errcode: "M_UNKNOWN", reason: "members_unavailable",
-		msg: "The secure room's members could not be read; try again."}
-	errUpstream = &denial{status: http.StatusBadGateway, errcode: "M_UNKNOWN", reason: "upstream_unreachable",
-		msg: "The homeserver could not be reached; try again."}
+	errNotJSON = deny(mautrix.MNotJSON, "not_json",
+		"The request body is not the JSON object this endpoint takes.")
+	errEventID = deny(mautrix.MInvalidParam, "event_id",
+		"The receipt does not name an event ID.")
+	errBodyNotEmpty = deny(mautrix.MBadJSON, "body_not_empty",
+		"This endpoint takes no request body.")
+	errTooLarge = deny(mautrix.MTooLarge, "too_large",
+		"The request body is larger than the patient proxy accepts.")
+	errMethod = deny(mautrix.MUnrecognized.WithStatus(http.StatusMethodNotAllowed), "method",
+		"This method is not allowed through the patient proxy.")
+	errMembers = deny(mautrix.MUnknown.WithStatus(http.StatusBadGateway), "members_unavailable",
+		"The secure room's members could not be read; try again.")
+	errUpstream = deny(mautrix.MUnknown.WithStatus(http.StatusBadGateway), "upstream_unreachable",
+		"The homeserver could not be reached; try again.")
 )
 
 func (d *denial) write(rw http.ResponseWriter) {
-	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Cache-Control", "no-store")
-	rw.WriteHeader(d.status)
-	_ = json.NewEncoder(rw).Encode(map[string]string{"errcode": d.errcode, "error": d.msg})
+	d.RespError.Write(rw)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -22,10 +23,10 @@ const (
 )
 
 var (
-	errPollParam = &denial{status: http.StatusBadRequest, errcode: "M_INVALID_PARAM", reason: "poll_param",
-		msg: "timeout must be a number of milliseconds."}
-	errNotGet = &denial{status: http.StatusMethodNotAllowed, errcode: "M_UNRECOGNIZED", reason: "method",
-		msg: "The patient events endpoint takes GET only."}
+	errPollParam = deny(mautrix.MInvalidParam, "poll_param",
+		"timeout must be a number of milliseconds.")
+	errNotGet = deny(mautrix.MUnrecognized.WithStatus(http.StatusMethodNotAllowed), "method",
+		"The patient events endpoint takes GET only.")
 )
 
 // EventsHandler is the endpoint the page polls (GET …/e2ee/events?since=…&timeout=…) for what

@@ -170,7 +170,7 @@ func (p *Proxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) refuse(rw http.ResponseWriter, log *zerolog.Logger, route string, d *denial) {
-	log.Debug().Str("route", route).Str("reason", d.reason).Int("status", d.status).Msg("Patient proxy refused a request")
+	log.Debug().Str("route", route).Str("reason", d.reason).Int("status", d.StatusCode).Msg("Patient proxy refused a request")
 	d.write(rw)
 }
 
