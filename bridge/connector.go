@@ -72,8 +72,6 @@ type Connector struct {
 	started   atomic.Bool
 	// active is set once this process holds the lease (WaitForLease).
 	active atomic.Bool
-	// eventConvs hands a staff message's conversation from GetCapabilities to its handling.
-	eventConvs eventConvs
 	// setupLocks make one conversation's room be set up by one caller at a time.
 	setupLocks exsync.KeyedMutex[networkid.PortalKey]
 	// API is the integration API, nil when no integration is configured.

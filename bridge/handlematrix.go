@@ -58,13 +58,9 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		c.metrics.Outbound(metrics.OutboundUnsupported)
 		return nil, cl.refuse(ctx, msg, ErrUnsupportedMessage, event.MessageStatusUnsupported, "only text, images and files can be sent by SMS")
 	}
-	// Read for this event's room features a moment ago (GetCapabilities), else now.
-	conv, read := c.eventConvs.take(msg.Event)
-	if !read {
-		var err error
-		if conv, err = c.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID)); err != nil {
-			return nil, fmt.Errorf("failed to read conversation: %w", err)
-		}
+	conv, err := c.DB.Conversation.Get(ctx, string(cl.UserLogin.ID), string(msg.Portal.ID))
+	if err != nil {
+		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}
 	if conv != nil && conv.Mode == database.ModeSecure {
 		resp, err := cl.handleSecureMessage(ctx, msg, conv)
@@ -75,7 +71,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	}
 	if msg.Content.MsgType.IsMedia() {
 		// Refused before the attachment is staged for Twilio (the caption may be empty).
-		if err := c.Outbox.CheckWith(ctx, text, conv); err != nil && !errors.Is(err, outbox.ErrEmpty) {
+		if err = c.Outbox.CheckWith(ctx, text, conv); err != nil && !errors.Is(err, outbox.ErrEmpty) {
 			return nil, cl.refused(ctx, msg, err)
 		}
 		mediaURL, err := cl.stageMMS(ctx, msg)
@@ -85,7 +81,6 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 		}
 		text.MediaURLs = []string{mediaURL}
 	}
-	var err error
 	if len(text.MediaURLs) > 0 {
 		// Staging the attachment took a while: its opt-out check reads the conversation again.
 		err = c.Outbox.Enqueue(ctx, text)
