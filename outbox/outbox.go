@@ -117,7 +117,7 @@ func (o *Outbox) Enqueue(ctx context.Context, t *Text) error {
 // nil when there is none): the clinic's rules are checked against it, not read again. The
 // check when the text's turn comes reads the conversation afresh.
 func (o *Outbox) EnqueueWith(ctx context.Context, t *Text, conv *database.Conversation) error {
-	if err := o.checkConversation(t, conv); err != nil {
+	if err := o.CheckWith(ctx, t, conv); err != nil {
 		return err
 	}
 	return o.store(ctx, t)
@@ -177,10 +177,6 @@ func (o *Outbox) Send(ctx context.Context, t *Text) (*sms.SentMessage, error) {
 // Check to refuse first.
 func (o *Outbox) Check(ctx context.Context, t *Text) error { return o.check(ctx, t) }
 
-// CheckWith is Check against a conversation the caller has just read (nil: none).
-func (o *Outbox) CheckWith(ctx context.Context, t *Text, conv *database.Conversation) error {
-	return o.checkConversation(t, conv)
-}
 
 func (o *Outbox) check(ctx context.Context, t *Text) error {
 	// The text's own rules first: they need no read.
@@ -194,8 +190,8 @@ func (o *Outbox) check(ctx context.Context, t *Text) error {
 	return checkOptOut(t, conv)
 }
 
-// checkConversation applies the rules to a text and its conversation (nil: none).
-func (o *Outbox) checkConversation(t *Text, conv *database.Conversation) error {
+// CheckWith is Check against a conversation the caller has just read (nil: none).
+func (o *Outbox) CheckWith(_ context.Context, t *Text, conv *database.Conversation) error {
 	if err := o.checkText(t); err != nil {
 		return err
 	}
