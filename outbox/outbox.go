@@ -177,7 +177,6 @@ func (o *Outbox) Send(ctx context.Context, t *Text) (*sms.SentMessage, error) {
 // Check to refuse first.
 func (o *Outbox) Check(ctx context.Context, t *Text) error { return o.check(ctx, t) }
 
-
 func (o *Outbox) check(ctx context.Context, t *Text) error {
 	// The text's own rules first: they need no read.
 	if err := o.checkText(t); err != nil {
