@@ -188,6 +188,7 @@ func runFaultInbound(t *testing.T, kind string) {
 	for _, m := range nurse.Messages() {
 		seenBeforeOutage[m.Body] = true
 	}
+	stoppingAt := time.Now()
 	e.hs.Stop()
 	stoppedAt := time.Now()
 	sentAtStop := senders.sent.Load()
@@ -204,9 +205,26 @@ func runFaultInbound(t *testing.T, kind string) {
 	// Texts keep coming while the backlog drains; the next fault waits for the drain,
 	// so that each recovery is timed on its own.
 	senders.allow(faultTexts * 2 / 3)
+	lostByDendrite := 0
 	if err := waitBodiesSeen(ctx, nurse, want, beforeDendriteUp); err != nil {
-		diagnoseMissing(t, e, nurse, want, beforeDendriteUp)
-		require.NoError(t, err, "the outage's backlog reached the nurse")
+		// Dendrite (its message queue in memory, as the tests run it) can lose an event
+		// it acknowledged just before it stopped (internal/testenv's
+		// TestAgentSeesEverythingThroughRestart logs it when it happens; CI met it once
+		// here in 2026-12). The bridge
+		// did its part for such a text (the homeserver answered 200 with an event ID),
+		// so it is set apart, with the evidence, and every other text must arrive.
+		lost := lostByHomeserver(t, e, nurse, want, beforeDendriteUp, stoppingAt.Add(-2*time.Second), stoppedAt)
+		if len(lost) > 0 && !strings.HasPrefix(kind, testenv.HomeserverSynapse) && len(lost) <= 2 {
+			for _, b := range lost {
+				delete(want, b)
+			}
+			lostByDendrite = len(lost)
+			err = waitBodiesSeen(ctx, nurse, want, slices.DeleteFunc(slices.Clone(beforeDendriteUp), func(b string) bool { return want[b] == nil }))
+		}
+		if err != nil {
+			diagnoseMissing(t, e, nurse, want, beforeDendriteUp)
+			require.NoError(t, err, "the outage's backlog reached the nurse")
+		}
 	}
 	dendriteDrainedAt := time.Now()
 
@@ -327,7 +345,7 @@ func runFaultInbound(t *testing.T, kind string) {
 		rooms[r] = true
 	}
 	assert.Len(t, rooms, faultPatients, "one room per patient")
-	assert.Len(t, count, faultTexts-refusedAfterRestart, "every text delivered")
+	assert.Len(t, count, faultTexts-refusedAfterRestart-lostByDendrite, "every text delivered")
 	// The room timeline (server_ts) agrees with the arrival order.
 	for p := range faultPatients {
 		var prev int64
@@ -714,6 +732,98 @@ func homeserverHas(ctx context.Context, client *mautrix.Client, roomID id.RoomID
 		return fmt.Sprintf("%s; /messages: found (%d events back)", known, len(timeline)-i)
 	}
 	return fmt.Sprintf("%s; /messages: not among the room's %d events", known, len(timeline))
+}
+
+// lostByHomeserver returns the texts among bodies the nurse has not seen that the
+// homeserver acknowledged between from and to (the bridge's log has "Sent message part
+// to Matrix" with an event ID) and no longer has: GET /event answers 404 and /messages
+// does not list it. Each is logged with its evidence.
+func lostByHomeserver(t *testing.T, e *env, nurse *testenv.StaffAgent, all map[string]*faultText, bodies []string, from, to time.Time) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	for _, m := range nurse.Messages() {
+		seen[m.Body] = true
+	}
+	if !e.hs.Running() {
+		return nil
+	}
+	client := e.hs.Login(t, "nurse", "nurse-password-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var lost []string
+	for _, b := range bodies {
+		txt := all[b]
+		if seen[b] || txt == nil {
+			continue
+		}
+		acked, eventID, roomID := ackOf(e, txt.res.MessageSID)
+		if acked.Before(from) || acked.After(to) {
+			return nil
+		}
+		_, err := client.GetEvent(ctx, roomID, eventID)
+		if !errors.Is(err, mautrix.MNotFound) {
+			return nil
+		}
+		timeline, err := roomTimeline(ctx, client, roomID)
+		if err != nil || slices.Contains(timeline, eventID) {
+			return nil
+		}
+		t.Logf("%q (%s): the homeserver answered 200 with %s at %s, %v before it was told to stop, and no longer has that event (GET /event: 404, not in /messages)",
+			b, txt.res.MessageSID, eventID, acked.Format(time.RFC3339Nano), to.Sub(acked).Round(time.Millisecond))
+		lost = append(lost, b)
+	}
+	return lost
+}
+
+// ackOf returns when the homeserver acknowledged a text's event (the bridge's
+// "Sent message part to Matrix" line), its ID and its room, from the bridge's log and
+// database; a zero time when there is none.
+func ackOf(e *env, messageSID string) (time.Time, id.EventID, id.RoomID) {
+	f, err := os.Open(e.br.LogPath())
+	if err != nil {
+		return time.Time{}, "", ""
+	}
+	defer f.Close()
+	var at time.Time
+	var eventID id.EventID
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), messageSID) {
+			continue
+		}
+		var line struct {
+			Message string     `json:"message"`
+			Time    time.Time  `json:"time"`
+			EventID id.EventID `json:"event_id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "Sent message part to Matrix" {
+			at, eventID = line.Time, line.EventID
+		}
+	}
+	if eventID == "" {
+		return time.Time{}, "", ""
+	}
+	driver := "postgres"
+	if e.db.Type != "postgres" {
+		driver = "sqlite3"
+	}
+	db, err := sql.Open(driver, e.db.URI)
+	if err != nil {
+		return time.Time{}, "", ""
+	}
+	defer db.Close()
+	var roomID string
+	query := "SELECT p.mxid FROM message m JOIN portal p ON p.bridge_id=m.bridge_id AND p.id=m.room_id AND p.receiver=m.room_receiver WHERE m.id=$1 AND m.mxid=$2"
+	if e.db.Type != "postgres" {
+		query = strings.NewReplacer("$1", "?1", "$2", "?2").Replace(query)
+	}
+	err = db.QueryRow(query,
+		messageSID, string(eventID)).Scan(&roomID)
+	if err != nil {
+		return time.Time{}, "", ""
+	}
+	return at, eventID, id.RoomID(roomID)
 }
 
 // roomTimeline returns a room's events as /messages gives them, oldest first.
