@@ -82,6 +82,10 @@ type Server struct {
 	// also serves the federation API over HTTPS there (self-signed), and ServerName
 	// should be the same HOST:PORT, so that other servers find it without DNS.
 	FederationAddr string
+	// Experimental names further experimental_features to turn on (true) beside the two
+	// every test gets (MSC3202, MSC2409), e.g. "msc3814_enabled" for dehydrated devices.
+	// Tests that do not ask keep the server as it was.
+	Experimental []string
 
 	proc   localserver.Process
 	secret string
@@ -163,6 +167,13 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 		return "", err
 	}
 	unlimited := map[string]any{"per_second": 10000, "burst_count": 100000}
+	experimental := map[string]any{
+		"msc3202_transaction_extensions":     true,
+		"msc2409_to_device_messages_enabled": true,
+	}
+	for _, f := range s.Experimental {
+		experimental[f] = true
+	}
 	cfg := map[string]any{
 		"server_name": s.ServerName,
 		"pid_file":    filepath.Join(s.Dir, "homeserver.pid"),
@@ -204,10 +215,7 @@ func (s *Server) WriteConfig(registrationPaths []string) (sharedSecret string, e
 		"rc_profile":                  unlimited,
 		"rc_user_directory":           unlimited,
 		"rc_third_party_invite":       unlimited,
-		"experimental_features": map[string]any{
-			"msc3202_transaction_extensions":     true,
-			"msc2409_to_device_messages_enabled": true,
-		},
+		"experimental_features":       experimental,
 	}
 	if s.FederationAddr != "" {
 		if err = s.configureFederation(cfg); err != nil {

@@ -32,6 +32,15 @@ func ChromiumPath() (string, error) {
 // with a phone-sized viewport; scripts false disables JavaScript in its tab.
 func NewBrowser(t testing.TB, scripts bool) context.Context {
 	t.Helper()
+	ctx, _ := NewBrowserProfile(t, scripts)
+	return ctx
+}
+
+// NewBrowserProfile is NewBrowser, with a function that closes the browser before the test
+// ends (its profile, a new user-data-dir, goes with it): a test can close one browser and open
+// another with a fresh profile. Closing twice, or t.Cleanup after it, is harmless.
+func NewBrowserProfile(t testing.TB, scripts bool) (context.Context, func()) {
+	t.Helper()
 	path, err := ChromiumPath()
 	RequireDep(t, DepChromium, err)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -50,10 +59,11 @@ func NewBrowser(t testing.TB, scripts bool) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
+	closeBrowser := func() {
 		cancel()
 		cancelAlloc()
-	})
+	}
+	t.Cleanup(closeBrowser)
 	// The first action starts the browser; it must not carry a timeout.
 	steps := []chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile)}
 	if !scripts {
@@ -65,5 +75,5 @@ func NewBrowser(t testing.TB, scripts bool) context.Context {
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("failed to start Chromium: %v", err)
 	}
-	return ctx
+	return ctx, closeBrowser
 }

@@ -107,6 +107,13 @@ func (s *Synapse) start(registrationPaths []string) error {
 	return err
 }
 
+// EnableExperimental turns on further Synapse experimental_features (each set to true) for
+// this server, before Start: e.g. "msc3814_enabled" (MSC3814 dehydrated devices), which
+// the e2ee spike's tests ask for and no other test does.
+func (s *Synapse) EnableExperimental(features ...string) {
+	s.srv.Experimental = append(s.srv.Experimental, features...)
+}
+
 // Login signs localpart in with a new device and returns a plain mautrix client.
 func (s *Synapse) Login(t testing.TB, localpart, password string) *mautrix.Client {
 	t.Helper()

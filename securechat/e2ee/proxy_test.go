@@ -39,8 +39,8 @@ const (
 
 // upstreamCall is what reached the fake homeserver.
 type upstreamCall struct {
-	Method, Path, RawQuery, Auth, Cookie, ContentType string
-	Body                                              []byte
+	Method, Path, EscapedPath, RawQuery, Auth, Cookie, ContentType string
+	Body                                                           []byte
 }
 
 type fakeHomeserver struct {
@@ -52,7 +52,7 @@ func (f *fakeHomeserver) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.calls = append(f.calls, upstreamCall{
-		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
+		Method: r.Method, Path: r.URL.Path, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Auth: r.Header.Get("Authorization"),
 		Cookie: r.Header.Get("Cookie"), ContentType: r.Header.Get("Content-Type"), Body: body,
 	})
 	f.mu.Unlock()
@@ -194,46 +194,51 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 		name, method, path string
 		body               any
 		wantPath           string
+		wantEscaped        string // the path as it reaches the homeserver, escaped, when it matters
 	}{
 		{"keys/upload of the session's own device", "POST", v3 + "/keys/upload",
 			obj{"device_keys": deviceKeys(patientUser, patientDev), "one_time_keys": oneTimeKeys(patientUser, patientDev),
-				"fallback_keys": oneTimeKeys(patientUser, patientDev)}, ""},
+				"fallback_keys": oneTimeKeys(patientUser, patientDev)}, "", ""},
 		{"keys/upload of one-time keys only", "POST", v3 + "/keys/upload",
-			obj{"one_time_keys": oneTimeKeys(patientUser, patientDev)}, ""},
+			obj{"one_time_keys": oneTimeKeys(patientUser, patientDev)}, "", ""},
 		{"cross-signing keys of the patient-web user", "POST", v3 + "/keys/device_signing/upload",
 			obj{"master_key": crossSigningKey(patientUser, "master"), "self_signing_key": crossSigningKey(patientUser, "self_signing"),
-				"user_signing_key": crossSigningKey(patientUser, "user_signing")}, ""},
+				"user_signing_key": crossSigningKey(patientUser, "user_signing")}, "", ""},
 		{"the patient signs its own device", "POST", v3 + "/keys/signatures/upload",
-			obj{string(patientUser): obj{string(patientDev2): deviceKeys(patientUser, patientDev2)}}, ""},
+			obj{string(patientUser): obj{string(patientDev2): deviceKeys(patientUser, patientDev2)}}, "", ""},
 		{"keys/query of the room's members", "POST", v3 + "/keys/query",
-			obj{"device_keys": obj{string(nurse): []string{}, string(clinician): []string{"DRLAPTOP"}, string(patientUser): []string{}}, "timeout": 10000}, ""},
+			obj{"device_keys": obj{string(nurse): []string{}, string(clinician): []string{"DRLAPTOP"}, string(patientUser): []string{}}, "timeout": 10000}, "", ""},
 		{"keys/claim of members' devices", "POST", v3 + "/keys/claim",
-			obj{"one_time_keys": obj{string(nurse): obj{"NURSEPHONE": "signed_curve25519"}, string(clinician): obj{"DRLAPTOP": "signed_curve25519"}}}, ""},
+			obj{"one_time_keys": obj{string(nurse): obj{"NURSEPHONE": "signed_curve25519"}, string(clinician): obj{"DRLAPTOP": "signed_curve25519"}}}, "", ""},
 		{"olm to-device to a member's device", "PUT", v3 + "/sendToDevice/m.room.encrypted/txn-2",
-			obj{"messages": obj{string(nurse): obj{"NURSEPHONE": olm()}}}, ""},
+			obj{"messages": obj{string(nurse): obj{"NURSEPHONE": olm()}}}, "", ""},
 		{"verification request to the patient's other devices", "PUT", v3 + "/sendToDevice/m.key.verification.request/txn-3",
-			obj{"messages": obj{string(patientUser): obj{"*": obj{"from_device": patientDev, "methods": []string{"m.sas.v1"}, "transaction_id": "v1", "timestamp": 1}}}}, ""},
+			obj{"messages": obj{string(patientUser): obj{"*": obj{"from_device": patientDev, "methods": []string{"m.sas.v1"}, "transaction_id": "v1", "timestamp": 1}}}}, "", ""},
 		{"withheld notice to a member", "PUT", v3 + "/sendToDevice/m.room_key.withheld/txn-4",
-			obj{"messages": obj{string(clinician): obj{"UNSIGNED1": obj{"algorithm": "m.megolm.v1.aes-sha2", "code": "m.unverified", "room_id": secureRoom, "session_id": "s", "sender_key": "k"}}}}, ""},
-		{"an encrypted reply into the secure room", "PUT", encSecure, megolm(), ""},
+			obj{"messages": obj{string(clinician): obj{"UNSIGNED1": obj{"algorithm": "m.megolm.v1.aes-sha2", "code": "m.unverified", "room_id": secureRoom, "session_id": "s", "sender_key": "k"}}}}, "", ""},
+		{"an encrypted reply into the secure room", "PUT", encSecure, megolm(), "", ""},
 		{"an encrypted reply into the secure room, escaped path", "PUT",
 			v3 + "/rooms/%21securePw6f1c2a%3Aclinic.example/send/m.room.encrypted/txn-5", megolm(),
-			v3 + "/rooms/" + string(secureRoom) + "/send/m.room.encrypted/txn-5"},
+			v3 + "/rooms/" + string(secureRoom) + "/send/m.room.encrypted/txn-5", ""},
 		{"an encrypted edit relation stays", "PUT", v3 + "/rooms/" + string(secureRoom) + "/send/m.room.encrypted/txn-6",
 			func() obj {
 				m := megolm()
 				m["m.relates_to"] = obj{"rel_type": "m.replace", "event_id": "$orig"}
 				return m
-			}(), ""},
-		{"a read receipt in the secure room", "POST", v3 + "/rooms/" + string(secureRoom) + "/receipt/m.read/$ev1", obj{}, ""},
-		{"a private read receipt with a thread", "POST", v3 + "/rooms/" + string(secureRoom) + "/receipt/m.read.private/$ev2", obj{"thread_id": "main"}, ""},
+			}(), "", ""},
+		{"a read receipt in the secure room", "POST", v3 + "/rooms/" + string(secureRoom) + "/receipt/m.read/$ev1", obj{}, "", ""},
+		{"a private read receipt with a thread", "POST", v3 + "/rooms/" + string(secureRoom) + "/receipt/m.read.private/$ev2", obj{"thread_id": "main"}, "", ""},
 		{"store the dehydrated device", "PUT", dehydrated,
 			obj{"device_id": dehydratedID, "device_data": obj{"algorithm": "org.matrix.msc3814.v2", "device_pickle": "pickle" + sentinel, "nonce": "n"},
 				"initial_device_display_name": "Dehydrated device", "device_keys": deviceKeys(patientUser, dehydratedID),
-				"one_time_keys": oneTimeKeys(patientUser, dehydratedID), "fallback_keys": oneTimeKeys(patientUser, dehydratedID)}, ""},
-		{"fetch the dehydrated device", "GET", dehydrated, nil, ""},
-		{"delete the dehydrated device", "DELETE", dehydrated, nil, ""},
-		{"the dehydrated device's to-device events", "POST", dehydrated + "/" + string(dehydratedID) + "/events", obj{"next_batch": "b1"}, ""},
+				"one_time_keys": oneTimeKeys(patientUser, dehydratedID), "fallback_keys": oneTimeKeys(patientUser, dehydratedID)}, "", ""},
+		{"fetch the dehydrated device", "GET", dehydrated, nil, "", ""},
+		{"delete the dehydrated device", "DELETE", dehydrated, nil, "", ""},
+		{"the dehydrated device's to-device events", "POST", dehydrated + "/" + string(dehydratedID) + "/events", obj{"next_batch": "b1"}, "", ""},
+		// matrix-sdk-crypto names a dehydrated device by its Curve25519 key in base64: '+' and
+		// '/' in one path segment, which must reach the homeserver as one segment still.
+		{"the events of a dehydrated device whose ID holds a slash", "POST", dehydrated + "/V14%2BDmQO5cHMs%2F%2FYAXh/events", obj{},
+			dehydrated + "/V14+DmQO5cHMs//YAXh/events", dehydrated + "/V14+DmQO5cHMs%2F%2FYAXh/events"},
 	}
 	for _, tc := range allowed {
 		t.Run("allowed/"+tc.name, func(t *testing.T) {
@@ -251,6 +256,9 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 			}
 			assert.Equal(t, tc.method, got.Method)
 			assert.Equal(t, wantPath, got.Path)
+			if tc.wantEscaped != "" {
+				assert.Equal(t, tc.wantEscaped, got.EscapedPath, "one segment still")
+			}
 			assert.Equal(t, "Bearer "+testASToken, got.Auth, "masquerading with the as_token, never the browser's token")
 			assert.Empty(t, got.Cookie, "the browser's cookie stays with the proxy")
 			q := parseQuery(t, got.RawQuery)
@@ -331,6 +339,8 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 		{"media", "POST", "/_matrix/media/v3/upload", "x", 403, "M_FORBIDDEN", nil},
 		{"an escaped slash smuggling a path", "PUT", v3 + "/rooms/" + string(secureRoom) + "%2Fstate%2Fm.room.name/send/m.room.encrypted/t", megolm(), 403, "M_FORBIDDEN", nil},
 		{"a dot-dot segment", "POST", v3 + "/keys/upload/%2E%2E/%2E%2E/join/" + string(smsRoom), obj{}, 403, "M_FORBIDDEN", nil},
+		{"an escaped slash in the dehydrated device route", "GET", dehydrated + "%2F..%2Fx", nil, 403, "M_FORBIDDEN", nil},
+		{"an escaped slash in a room ID", "POST", v3 + "/rooms/" + string(secureRoom) + "%2Fx/receipt/m.read/$ev1", obj{}, 403, "M_FORBIDDEN", nil},
 		{"a trailing slash", "POST", v3 + "/keys/query/", obj{"device_keys": obj{}}, 403, "M_FORBIDDEN", nil},
 		{"a session without a patient device", "POST", v3 + "/keys/query", obj{"device_keys": obj{string(nurse): []string{}}}, 403, "M_FORBIDDEN",
 			[]string{"X-Test-No-Device", "1"}},

@@ -349,7 +349,13 @@ type patientRig struct {
 	room          id.RoomID
 	pageRequests  sync.Map // route → count, to report what the page used
 	pageURL       string   // the origin of the proxy, the events endpoint and the page
+	// session is the device the stand-in session names (WithDevice, the page's data-device):
+	// dev, until a test opens a new browser profile as another of the proxy's devices.
+	session atomic.Pointer[id.DeviceID]
 }
+
+// device is the browser device the stand-in session names now.
+func (rig *patientRig) device() id.DeviceID { return *rig.session.Load() }
 
 func newPatientRig(t *testing.T, ctx context.Context) *patientRig {
 	t.Helper()
@@ -362,6 +368,10 @@ type rigOptions struct {
 	noNode bool
 	// mount adds handlers to the page's origin, behind the same stand-in session.
 	mount func(mux *http.ServeMux, rig *patientRig)
+	// moreDevices are further browser devices of the patient-web user the proxy serves (a
+	// second browser profile); the test creates them on the homeserver and names them to the
+	// inbox when their browser opens.
+	moreDevices []id.DeviceID
 }
 
 func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *patientRig {
@@ -411,6 +421,8 @@ func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *pati
 	t.Cleanup(listener.Close) // after Synapse stops (cleanups run last first)
 
 	hs := testenv.NewSynapse(t)
+	// MSC3814 dehydrated devices (passkey recovery, done-when 4), for the spike's tests only.
+	hs.EnableExperimental("msc3814_enabled")
 	reg := filepath.Join(t.TempDir(), "registration.yaml")
 	require.NoError(t, os.WriteFile(reg, []byte(fmt.Sprintf(inboxRegistration, listener.URL, asToken, hsToken)), 0o600))
 	hs.Start(reg)
@@ -440,7 +452,7 @@ func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *pati
 	inbox.SetSecureRoom(patient, created.RoomID)
 
 	proxy, err := New(Config{
-		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: []id.DeviceID{dev}, RoomID: created.RoomID,
+		HomeserverURL: hs.URL(), ASToken: asToken, UserID: patient, DeviceIDs: append([]id.DeviceID{dev}, opts.moreDevices...), RoomID: created.RoomID,
 		Members: members,
 		KeysUploaded: func(_ context.Context, d id.DeviceID, counts map[id.KeyAlgorithm]int) {
 			inbox.KeysUploaded(Device{patient, d}, counts)
@@ -452,14 +464,16 @@ func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *pati
 	mux.Handle("/e2ee/events", inbox.EventsHandler(patient))
 	mux.Handle("/_matrix/client/", proxy)
 	rig := &patientRig{hs: hs, as: as, inbox: inbox, patient: patient, dev: dev, nurse: nurse, nursePassword: nursePassword, room: created.RoomID}
+	first := dev
+	rig.session.Store(&first)
 	if opts.mount != nil {
 		opts.mount(mux, rig)
 	}
 	page := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		key := r.Method + " " + routeName(r.URL.Path)
+		key := r.Method + " " + routeName(r.Method, r.URL.Path)
 		n, _ := rig.pageRequests.LoadOrStore(key, new(atomic.Int64))
 		n.(*atomic.Int64).Add(1)
-		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), dev)))
+		mux.ServeHTTP(rw, r.WithContext(WithDevice(r.Context(), rig.device())))
 	}))
 	t.Cleanup(page.Close) // after the patient device's long poll ends
 	rig.pageURL = page.URL
@@ -483,12 +497,15 @@ func newPatientRigWith(t *testing.T, ctx context.Context, opts rigOptions) *pati
 }
 
 // routeName is a request path without its IDs, for the report of what the page used.
-func routeName(path string) string {
+func routeName(method, path string) string {
 	if path == "/e2ee/events" || path == "/e2ee/page" {
 		return path
 	}
 	if strings.HasPrefix(path, "/e2ee/assets/") {
 		return "/e2ee/assets"
+	}
+	if rt, _, _ := match(path, method); rt != nil {
+		return rt.name
 	}
 	if rt, _, _ := match(path, http.MethodPut); rt != nil {
 		return rt.name

@@ -112,7 +112,7 @@ func (a *pageAssets) page(rig *patientRig) http.Handler {
 		err := a.html.Execute(&out, map[string]any{
 			"Bindings": a.Bindings, "Wasm": a.Wasm, "Core": a.Core, "Page": a.Page,
 			"ProxyBase": "", "EventsURL": "/e2ee/events",
-			"UserID": rig.patient.String(), "DeviceID": rig.dev.String(), "RoomID": rig.room.String(),
+			"UserID": rig.patient.String(), "DeviceID": rig.device().String(), "RoomID": rig.room.String(),
 		})
 		if err != nil {
 			http.Error(rw, "template", http.StatusInternalServerError)

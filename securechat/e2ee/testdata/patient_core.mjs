@@ -13,7 +13,7 @@
 export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, deviceId, roomId, emit, log, pollTimeoutMS = 10000 }) {
     const {
         OlmMachine, UserId, DeviceId, RoomId, DeviceLists, RequestType, EncryptionSettings, HistoryVisibility,
-        DecryptionSettings, TrustRequirement, ProcessedToDeviceEventType, CollectStrategy,
+        DecryptionSettings, TrustRequirement, ProcessedToDeviceEventType, CollectStrategy, DehydratedDeviceKey,
     } = wasm;
     const emitError = (message, extra = {}) => emit({ type: "error", message, ...extra });
 
@@ -127,6 +127,13 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
     const members = new Set();
     let pending = []; // encrypted events whose room key has not come yet
 
+    // One decryption pass at a time (the poll loop's and a command's).
+    let decrypting = Promise.resolve();
+    function decryptPendingSerial() {
+        decrypting = decrypting.then(decryptPending, decryptPending);
+        return decrypting;
+    }
+
     async function decryptPending() {
         const still = [];
         for (const p of pending) {
@@ -213,7 +220,7 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
                 });
             }
             await drain();
-            await decryptPending();
+            await decryptPendingSerial();
         }
     }
 
@@ -260,6 +267,86 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
         return { type: "sent", event_id: JSON.parse(text).event_id, shared_with_devices: shares.length, recipients: to };
     }
 
+    // ---- the dehydrated device (MSC3814): passkey recovery ---------------------------
+    //
+    // keyBytes is the 32-byte pickle key (the page derives it from the passkey's PRF output).
+    // dehydrate stores a new dehydrated device of the patient-web user, signed by this machine's
+    // self-signing key (bootstrapCrossSigning first), which receives room keys while no page is
+    // open. rehydrate, in a new machine (another browser, another device ID), fetches it, opens
+    // it with the key and takes the room keys it received. Neither reports a key or an event.
+
+    const DEHYDRATED = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device";
+    async function dehydrate(keyBytes) {
+        const started = Date.now();
+        const key = DehydratedDeviceKey.createKeyFromArray(keyBytes);
+        const dd = await machine.dehydratedDevices().create();
+        const req = await dd.keysForUpload("Secure messages (passkey recovery)", key);
+        const body = JSON.parse(req.body);
+        const { status, text } = await call("PUT", DEHYDRATED, req.body);
+        stats.requests.PutDehydratedDevice = (stats.requests.PutDehydratedDevice ?? 0) + 1;
+        if (status !== 200) {
+            stats.refused++;
+            throw new Error(`dehydrated_device PUT answered ${status} ${safeErrcode(text)}`);
+        }
+        const sigs = Object.keys(body.device_keys?.signatures?.[userId] ?? {});
+        return {
+            type: "dehydrated", device_id: JSON.parse(text).device_id,
+            algorithm: body.device_data?.algorithm ?? "",
+            one_time_keys: Object.keys(body.one_time_keys ?? {}).length,
+            fallback_keys: Object.keys(body.fallback_keys ?? {}).length,
+            signatures: sigs.length, dehydrated_flag: body.device_keys?.dehydrated === true,
+            took_ms: Date.now() - started,
+        };
+    }
+
+    async function rehydrate(keyBytes) {
+        const started = Date.now();
+        const key = DehydratedDeviceKey.createKeyFromArray(keyBytes);
+        const got = await call("GET", DEHYDRATED);
+        stats.requests.GetDehydratedDevice = (stats.requests.GetDehydratedDevice ?? 0) + 1;
+        if (got.status !== 200) {
+            stats.refused++;
+            throw new Error(`dehydrated_device GET answered ${got.status} ${safeErrcode(got.text)}`);
+        }
+        const { device_id: dehydratedId, device_data: data } = JSON.parse(got.text);
+        const fetchedMS = Date.now() - started;
+        const device = await machine.dehydratedDevices().rehydrate(key, new DeviceId(dehydratedId), JSON.stringify(data));
+        const openedMS = Date.now() - started;
+        let nextBatch;
+        let events = 0;
+        let roomKeys = 0;
+        let pages = 0;
+        for (;;) {
+            const r = await call("POST", `${DEHYDRATED}/${enc(dehydratedId)}/events`, JSON.stringify(nextBatch ? { next_batch: nextBatch } : {}));
+            stats.requests.DehydratedDeviceEvents = (stats.requests.DehydratedDeviceEvents ?? 0) + 1;
+            if (r.status !== 200) {
+                stats.refused++;
+                throw new Error(`dehydrated_device events answered ${r.status} ${safeErrcode(r.text)}`);
+            }
+            const b = JSON.parse(r.text);
+            pages++;
+            if (!b.events || b.events.length === 0) break;
+            events += b.events.length;
+            const keys = await device.receiveEvents(JSON.stringify(b.events), new DecryptionSettings(TrustRequirement.Untrusted));
+            roomKeys += keys.length;
+            if (!b.next_batch || b.next_batch === nextBatch) break;
+            nextBatch = b.next_batch;
+        }
+        device.free?.();
+        await decryptPendingSerial();
+        return {
+            type: "rehydrated", device_id: dehydratedId, events, room_keys: roomKeys, pages,
+            fetched_ms: fetchedMS, opened_ms: openedMS, took_ms: Date.now() - started,
+        };
+    }
+
+    // inject hands the page a room event it did not get from its events long poll (one sent
+    // before this device existed: the inbox has no history for a page that opens later).
+    async function inject(ev) {
+        pending.push({ ev, arrived: Date.now() });
+        await decryptPendingSerial();
+    }
+
     function statsNow() {
         return { type: "stats", batches, room_events: roomEvents, undecrypted: pending.length, members: [...members].sort(), ...stats };
     }
@@ -274,7 +361,7 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
     }
     const polling = pollLoop().catch((e) => emitError(`poll loop: ${e?.stack ?? e}`, { fatal: true }));
     return {
-        machine, reply, crossSign, stats: statsNow, polling,
+        machine, reply, crossSign, dehydrate, rehydrate, inject, stats: statsNow, polling,
         stop() {
             stopped = true;
         },

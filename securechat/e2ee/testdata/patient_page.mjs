@@ -9,6 +9,14 @@
 //
 // ?measure=1 stops once the wasm is instantiated and an OlmMachine initialised (no request to
 // the proxy): the load figures of step 5.
+//
+// ?passkey=enrol (done-when 4): after cross-signing, the page registers a passkey with the PRF
+// extension, evaluates its PRF, derives the dehydrated device's pickle key from it (HKDF) and
+// stores a dehydrated device through the proxy. ?passkey=restore: a page in a new browser (a new
+// device, not cross-signed) waits for window.__e2ee.restore(), which asks the same passkey for
+// the same PRF, derives the same key, rehydrates the device and takes its room keys. The PRF
+// output and the key never leave the page; window.__e2ee.passkey holds a fingerprint (HKDF of
+// the PRF output with another label, 8 bytes) so a test can compare two profiles' PRF outputs.
 
 const app = document.getElementById("app");
 const cfg = app.dataset;
@@ -58,6 +66,56 @@ async function loadCrypto() {
     return bindings;
 }
 
+const b64url = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, "0")).join("");
+const utf8 = (s) => new TextEncoder().encode(s);
+
+// passkeyKey: with create, registers a discoverable passkey for this origin with the PRF
+// extension; then asks it (any of this origin's passkeys, user verification required) for the
+// PRF of a salt fixed per patient-web user, and derives the 32-byte pickle key with HKDF-SHA-256.
+async function passkeyKey(create) {
+    const rpId = location.hostname;
+    const salt = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(`carebridge e2ee dehydrated device v1 ${cfg.user}`)));
+    const info = { rp_id: rpId };
+    if (create) {
+        const t0 = performance.now();
+        const cred = await navigator.credentials.create({ publicKey: {
+            rp: { id: rpId, name: "Clinic secure messages" },
+            user: { id: crypto.getRandomValues(new Uint8Array(16)), name: "patient", displayName: "Patient" },
+            challenge: crypto.getRandomValues(new Uint8Array(32)),
+            pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -257 }],
+            authenticatorSelection: { residentKey: "required", userVerification: "required" },
+            extensions: { prf: { eval: { first: salt } } },
+        } });
+        const ext = cred.getClientExtensionResults();
+        info.created_ms = Math.round(performance.now() - t0);
+        info.prf_enabled = Boolean(ext.prf?.enabled);
+        info.prf_at_create = Boolean(ext.prf?.results?.first);
+        info.credential_id = b64url(cred.rawId);
+        if (!info.prf_enabled) throw new Error("the passkey does not support PRF");
+    }
+    const t1 = performance.now();
+    const assertion = await navigator.credentials.get({ publicKey: {
+        rpId, challenge: crypto.getRandomValues(new Uint8Array(32)), userVerification: "required", allowCredentials: [],
+        extensions: { prf: { eval: { first: salt } } },
+    } });
+    info.asserted_ms = Math.round(performance.now() - t1);
+    info.asserted_credential_id = b64url(assertion.rawId);
+    const prf = assertion.getClientExtensionResults().prf;
+    info.prf_in_assertion = prf !== undefined;
+    info.prf_result_fields = Object.keys(prf ?? {}).sort().join(",");
+    const first = prf?.results?.first;
+    state.passkey = { ...(state.passkey ?? {}), ...info };
+    if (!first) throw new Error("the passkey gave no PRF output");
+    info.prf_bytes = first.byteLength;
+    const ikm = await crypto.subtle.importKey("raw", first, "HKDF", false, ["deriveBits"]);
+    const hkdf = (label, bits) => crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(32), info: utf8(label) }, ikm, bits);
+    const key = new Uint8Array(await hkdf("carebridge e2ee dehydrated device pickle key v1", 256));
+    info.fingerprint = hex(await hkdf("carebridge e2ee prf fingerprint (test only)", 64));
+    state.passkey = { ...(state.passkey ?? {}), ...info };
+    return key;
+}
+
 async function main() {
     const [wasm, core] = await Promise.all([loadCrypto(), import(cfg.core)]);
     mark("wasm_ready");
@@ -76,11 +134,48 @@ async function main() {
     state.device = device;
     mark("keys_uploaded");
     setState("ready", "Setting up…");
+    const passkey = new URLSearchParams(location.search).get("passkey");
+    if (passkey === "restore") {
+        // A new browser: a new device of the patient-web user, without the cross-signing keys
+        // (they stay in the first browser), restoring what its passkey unlocks.
+        state.inject = (evJSON) => device.inject(JSON.parse(evJSON));
+        state.restore = async () => {
+            setState("restoring", "Restoring with your passkey…");
+            try {
+                const key = await passkeyKey(false);
+                mark("prf_ready");
+                const r = await device.rehydrate(key);
+                key.fill(0);
+                mark("rehydrated");
+                state.rehydrated = r;
+                setState("rehydrated", "Secure");
+                button.disabled = false;
+            } catch (err) {
+                state.errors.push(`restore: ${err?.message ?? err}`);
+                setState("restore-failed", "Could not restore with your passkey");
+            }
+        };
+        setState("awaiting-passkey", "Restore with your passkey");
+        return;
+    }
     const xs = await device.crossSign();
     state.crossSigned = { has_master: xs.has_master, has_self_signing: xs.has_self_signing, has_user_signing: xs.has_user_signing };
     mark("cross_signed");
     setState("cross-signed", "Secure");
     button.disabled = false;
+    if (passkey === "enrol") {
+        try {
+            const key = await passkeyKey(true);
+            mark("prf_ready");
+            state.dehydrated = await device.dehydrate(key);
+            key.fill(0);
+            mark("dehydrated");
+            setState("dehydrated", "Secure, with passkey recovery");
+        } catch (err) {
+            state.errors.push(`enrol: ${err?.message ?? err}`);
+            setState("enrol-failed", "Could not set up passkey recovery");
+        }
+    }
 }
 
 form.addEventListener("submit", async (e) => {
