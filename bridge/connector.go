@@ -85,7 +85,7 @@ type Connector struct {
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
 	reminded sync.Map
-	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
+	// Clock is the bridge's one clock (workflow.ProcessClock for the binary); real time when nil at Init.
 	Clock workflow.Clock
 	// roomLanes holds the transactions waiting for their rooms' loops.
 	roomLanes roomHandling
@@ -206,7 +206,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
-	c.warnTestClock(zerolog.Ctx(ctx))
+	workflow.WarnTestClock(zerolog.Ctx(ctx), c.Clock)
 	c.warnUnsignedBot(zerolog.Ctx(ctx))
 	if err := c.startMetrics(); err != nil {
 		return err
