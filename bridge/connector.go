@@ -56,7 +56,7 @@ type Connector struct {
 	inbound *inboundQueue
 	catchUp *catchUp
 	// receipts shows delivered texts with the patient's receipt.
-	receipts *deliveryReceipts
+	receipts *appservice.DeliveryReceipts
 	// Outbox is the one way a text reaches a patient.
 	Outbox *outbox.Outbox
 	// Conversations is what is done to a conversation (mode, name, links, secure chat).
@@ -260,8 +260,8 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	c.Secure.StartHandoffs(secureCtx)
 	c.registerCommands()
-	c.receipts = newDeliveryReceipts(c.Bridge.Log.With().Str("component", "delivery receipts").Logger().WithContext(c.Bridge.BackgroundCtx),
-		deliveryReceiptDelay)
+	c.receipts = appservice.NewDeliveryReceipts(c.Bridge.Log.With().Str("component", "delivery receipts").Logger().WithContext(c.Bridge.BackgroundCtx),
+		appservice.DeliveryReceiptDelay)
 	c.Outbox = c.newOutbox()
 	c.Conversations = c.newConversations()
 	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
@@ -310,7 +310,7 @@ func (c *Connector) Stop() {
 	}
 	c.catchUp.stop()
 	if c.receipts != nil {
-		c.receipts.stop()
+		c.receipts.Stop()
 	}
 	if c.Alerter != nil {
 		c.Alerter.Stop()
