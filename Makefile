@@ -37,7 +37,7 @@ test: deps vet build
 	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge CAREBRIDGE_TEST_STRICT=1 CAREBRIDGE_TEST_SYNAPSE_DB=$(SYNAPSE_DB) \
 	  $(GOTESTSUM) --format pkgname-and-test-fails --format-hide-empty-pkg -- -count=1 -timeout 25m ./...
 	# The clock file reader exists only in testclock builds (the tests that move time build one).
-	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./bridge/
+	$(GO) test -count=1 -tags $(TAGS),testclock -run Clock ./workflow/
 	# The spike of issue 18 (docs/e2ee-to-the-patient.md) builds only with e2eepatient.
 	$(GO) vet -tags $(TAGS),e2eepatient ./securechat/e2ee/ ./bridge/ ./cmd/carebridge/
 	$(GO) test -count=1 -tags $(TAGS),e2eepatient ./securechat/e2ee/

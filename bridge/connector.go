@@ -56,7 +56,7 @@ type Connector struct {
 	inbound *inboundQueue
 	catchUp *catchUp
 	// receipts shows delivered texts with the patient's receipt.
-	receipts *deliveryReceipts
+	receipts *appservice.DeliveryReceipts
 	// Outbox is the one way a text reaches a patient.
 	Outbox *outbox.Outbox
 	// Conversations is what is done to a conversation (mode, name, links, secure chat).
@@ -85,7 +85,7 @@ type Connector struct {
 	startedAt time.Time
 	// reminded holds when each secure conversation's patient was last reminded of the link.
 	reminded sync.Map
-	// Clock is the bridge's one clock (ProcessClock for the binary); real time when nil at Init.
+	// Clock is the bridge's one clock (workflow.ProcessClock for the binary); real time when nil at Init.
 	Clock workflow.Clock
 	// roomLanes holds the transactions waiting for their rooms' loops.
 	roomLanes roomHandling
@@ -206,7 +206,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	if err := c.DB.Upgrade(ctx); err != nil {
 		return bridgev2.DBUpgradeError{Err: err, Section: "carebridge"}
 	}
-	c.warnTestClock(zerolog.Ctx(ctx))
+	workflow.WarnTestClock(zerolog.Ctx(ctx), c.Clock)
 	c.warnUnsignedBot(zerolog.Ctx(ctx))
 	if err := c.startMetrics(); err != nil {
 		return err
@@ -260,8 +260,8 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	c.Secure.StartHandoffs(secureCtx)
 	c.registerCommands()
-	c.receipts = newDeliveryReceipts(c.Bridge.Log.With().Str("component", "delivery receipts").Logger().WithContext(c.Bridge.BackgroundCtx),
-		deliveryReceiptDelay)
+	c.receipts = appservice.NewDeliveryReceipts(c.Bridge.Log.With().Str("component", "delivery receipts").Logger().WithContext(c.Bridge.BackgroundCtx),
+		appservice.DeliveryReceiptDelay)
 	c.Outbox = c.newOutbox()
 	c.Conversations = c.newConversations()
 	if err := c.Outbox.Start(c.Bridge.BackgroundCtx); err != nil {
@@ -310,7 +310,7 @@ func (c *Connector) Stop() {
 	}
 	c.catchUp.stop()
 	if c.receipts != nil {
-		c.receipts.stop()
+		c.receipts.Stop()
 	}
 	if c.Alerter != nil {
 		c.Alerter.Stop()

@@ -9,6 +9,4 @@ var (
 	ErrUnsupportedMessage   = errors.New("message type cannot be sent by SMS")
 	ErrOptedOut             = errors.New("the patient has opted out (STOP): nothing is sent until they text START")
 	ErrUnknownLogin         = errors.New("no linked clinic number for this webhook")
-	ErrTestClockNotBuilt    = errors.New(TestClockEnv + " is set, but this carebridge binary was built without the testclock tag: " +
-		"its clock is real time and would not move. Unset it (a production bridge never sets it), or build with -tags testclock for tests")
 )

@@ -12,6 +12,7 @@ import (
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 
+	"github.com/carebridge/carebridge/conversation"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/outbox"
@@ -45,7 +46,7 @@ func (cl *Client) handleMatrixMessage(ctx context.Context, msg *bridgev2.MatrixM
 	c := cl.Connector
 	meta := cl.meta()
 	text := &outbox.Text{LoginID: string(cl.UserLogin.ID), PortalID: string(msg.Portal.ID), From: meta.Phone,
-		To: PhoneOf(msg.Portal.ID), Body: patientText(ctx, msg.Content), Kind: outbox.KindStaffReply,
+		To: PhoneOf(msg.Portal.ID), Body: conversation.PatientText(ctx, msg.Content), Kind: outbox.KindStaffReply,
 		EventID: msg.Event.ID.String(), SenderMXID: msg.Event.Sender.String()}
 	switch msg.Content.MsgType {
 	case event.MsgText, event.MsgNotice, event.MsgEmote:

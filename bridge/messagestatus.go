@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/appservice"
 	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/sms"
@@ -126,15 +127,15 @@ func (c *Connector) applyStatus(ctx context.Context, login *bridgev2.UserLogin, 
 		}
 	case cb.Status == "delivered" || cb.Status == "read":
 		// The patient's read receipt on the text (an EDU Element shows as their avatar):
-		// their phone has it (deliveryreceipts.go: one receipt per room and second).
+		// their phone has it (appservice/deliveryreceipts.go: one receipt per room and second).
 		// Beeper's status event too, where message_status_events is on.
 		ghost, err := c.patientGhost(ctx, PhoneOf(portal.ID))
 		if err != nil {
 			log.Err(err).Msg("Failed to get the patient's ghost for a delivery receipt")
 		} else if out.EventID != "" {
 			intent := ghost.Intent
-			c.receipts.add(&delivered{room: portal.MXID, event: id.EventID(out.EventID), sent: out.CreatedAt,
-				mark: func(ctx context.Context, room id.RoomID, evt id.EventID) error {
+			c.receipts.Add(&appservice.Delivered{Room: portal.MXID, Event: id.EventID(out.EventID), Sent: out.CreatedAt,
+				Mark: func(ctx context.Context, room id.RoomID, evt id.EventID) error {
 					return intent.MarkRead(ctx, room, evt, time.Now())
 				}})
 		}

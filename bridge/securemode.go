@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"github.com/carebridge/carebridge/appservice"
+	"github.com/carebridge/carebridge/conversation"
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/outbox"
 	"github.com/carebridge/carebridge/securechat"
@@ -181,7 +182,7 @@ func (cl *Client) handleSecureMessage(ctx context.Context, msg *bridgev2.MatrixM
 	if content == nil || content.MsgType == "" {
 		content = msg.Content
 	}
-	kind, text, contentType := cbdb.SecureText, patientText(ctx, content), ""
+	kind, text, contentType := cbdb.SecureText, conversation.PatientText(ctx, content), ""
 	var data []byte
 	if content.MsgType.IsMedia() {
 		kind = cbdb.SecureFile

@@ -19,6 +19,7 @@ import (
 	"github.com/carebridge/carebridge/config"
 	"github.com/carebridge/carebridge/internal/admin"
 	"github.com/carebridge/carebridge/internal/logmask"
+	"github.com/carebridge/carebridge/workflow"
 )
 
 // Version is the latest release: a release commit sets it to the tag it gets (see the
@@ -39,7 +40,7 @@ func main() {
 	}
 	// Phone numbers are reduced to their last four digits in every log writer.
 	logmask.Install()
-	clock, err := bridge.ProcessClock()
+	clock, err := workflow.ProcessClock()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "carebridge refuses to start:", err)
 		os.Exit(13)

@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/internal/logmask"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/securechat"
@@ -68,7 +67,7 @@ func runWeb(ctx context.Context, args []string, _, stderr io.Writer) int {
 	if publicBase == "" {
 		return refuse(errors.New("appservice.public_address is not set: it is the address patients reach the pages at (the links' base)"))
 	}
-	clock, err := bridge.ProcessClock()
+	clock, err := workflow.ProcessClock()
 	if err != nil {
 		return refuse(err)
 	}

@@ -1,4 +1,4 @@
-package bridge
+package conversation
 
 import (
 	"context"
@@ -29,9 +29,9 @@ var patientTextParser = &format.HTMLParser{
 
 func keepText(text string, _ format.Context) string { return text }
 
-// patientText is a staff message's text as the patient gets it (SMS or the secure chat):
+// PatientText is a staff message's text as the patient gets it (SMS or the secure chat):
 // the formatted body in plain text when there is one, else the body.
-func patientText(ctx context.Context, content *event.MessageEventContent) string {
+func PatientText(ctx context.Context, content *event.MessageEventContent) string {
 	if content.Format != event.FormatHTML || content.FormattedBody == "" {
 		return content.Body
 	}

@@ -1,23 +1,21 @@
 //go:build !testclock
 
-package bridge
+package workflow
 
 import (
 	"os"
 
 	"github.com/rs/zerolog"
-
-	"github.com/carebridge/carebridge/workflow"
 )
 
 // ProcessClock is the clock of a bridge process: real time. It refuses TestClockEnv,
 // which only a testclock build honours.
-func ProcessClock() (workflow.Clock, error) {
+func ProcessClock() (Clock, error) {
 	if os.Getenv(TestClockEnv) != "" {
 		return nil, ErrTestClockNotBuilt
 	}
-	return workflow.SystemClock{}, nil
+	return SystemClock{}, nil
 }
 
-// warnTestClock is for testclock builds; this one runs on real time.
-func (c *Connector) warnTestClock(*zerolog.Logger) {}
+// WarnTestClock is for testclock builds; this one runs on real time.
+func WarnTestClock(*zerolog.Logger, Clock) {}

@@ -1,21 +1,19 @@
 //go:build !testclock
 
-package bridge
+package workflow
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/carebridge/carebridge/workflow"
 )
 
 func TestAProductionBuildRunsOnRealTimeAndRefusesATestClockFile(t *testing.T) {
 	t.Setenv(TestClockEnv, "")
 	clock, err := ProcessClock()
 	require.NoError(t, err)
-	assert.Equal(t, workflow.SystemClock{}, clock)
+	assert.Equal(t, SystemClock{}, clock)
 
 	t.Setenv(TestClockEnv, "/tmp/carebridge-test/clock-offset")
 	_, err = ProcessClock()

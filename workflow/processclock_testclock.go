@@ -1,6 +1,6 @@
 //go:build testclock
 
-package bridge
+package workflow
 
 import (
 	"os"
@@ -9,17 +9,15 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/carebridge/carebridge/workflow"
 )
 
 // ProcessClock is the clock of a test bridge process: real time, moved by the duration in
 // the file TestClockEnv names when it is set.
-func ProcessClock() (workflow.Clock, error) {
+func ProcessClock() (Clock, error) {
 	if path := os.Getenv(TestClockEnv); path != "" {
 		return &fileClock{path: path}, nil
 	}
-	return workflow.SystemClock{}, nil
+	return SystemClock{}, nil
 }
 
 // fileClock is real time plus the offset written in a file.
@@ -44,9 +42,10 @@ func (fc *fileClock) Now() time.Time {
 	return time.Now().Add(fc.off)
 }
 
-// warnTestClock says loudly that this is a test build, and when its clock is not real.
-func (c *Connector) warnTestClock(log *zerolog.Logger) {
-	if _, moved := c.Clock.(*fileClock); moved {
+// WarnTestClock says loudly that this is a test build, and when clock (the bridge's, from
+// ProcessClock) is not real.
+func WarnTestClock(log *zerolog.Logger, clock Clock) {
+	if _, moved := clock.(*fileClock); moved {
 		log.Warn().Str("env", TestClockEnv).Msg("The bridge's clock is moved by a test clock file: a testclock build, never for production")
 		return
 	}

@@ -1,4 +1,4 @@
-package bridge
+package conversation
 
 import (
 	"context"
@@ -27,7 +27,7 @@ func TestPatientTextHasNoMarkdownOrPills(t *testing.T) {
 			if tc.html != "" {
 				content.Format, content.FormattedBody = event.FormatHTML, tc.html
 			}
-			assert.Equal(t, tc.want, patientText(context.Background(), content))
+			assert.Equal(t, tc.want, PatientText(context.Background(), content))
 		})
 	}
 }

@@ -1,6 +1,6 @@
 //go:build testclock
 
-package bridge
+package workflow
 
 import (
 	"os"
