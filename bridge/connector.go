@@ -199,6 +199,20 @@ func CheckSafeToStart(cfg *bridgeconfig.Config, nc *config.Config, log *zerolog.
 	return nil
 }
 
+// UnsignedBotWarning is logged once at start when the bridge bot's device is not
+// cross-signed (encryption.self_sign off).
+const UnsignedBotWarning = "The bridge bot's device is not cross-signed (encryption.self_sign is off): Element shows " +
+	"a red shield on the bridge's notices, and staff clients that exclude insecure devices (Element's setting, " +
+	"MSC4153) withhold their room keys from it, so no staff message would reach a patient. Set encryption.self_sign " +
+	"on Synapse (Dendrite 0.13.8 refuses it: HTTP 401); see the README, \"Running on Synapse\". Patient messages " +
+	"still show MISMATCHED_SENDER (the bot's device encrypts them) whatever the setting."
+
+func (c *Connector) warnUnsignedBot(log *zerolog.Logger) {
+	if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Crypto != nil && !mc.Config.Encryption.SelfSign {
+		log.Warn().Msg(UnsignedBotWarning)
+	}
+}
+
 // Start is called after the Matrix connector started: it upgrades carebridge's tables,
 // mounts the Twilio webhook routes, starts delivering stored inbound texts and starts the
 // retention purges.

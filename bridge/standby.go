@@ -9,9 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/exhttp"
-	"maunium.net/go/mautrix/bridgev2/matrix"
 
-	"github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/internal/metrics"
 	"github.com/carebridge/carebridge/sms"
 )
@@ -67,7 +65,7 @@ func (c *Connector) WaitForLease(ctx context.Context, listenAddr string, onLost 
 			// What was stored before now may have been in the previous active process's hands.
 			c.startedAt = time.Now().Truncate(time.Millisecond)
 			c.active.Store(true)
-			go c.keepLease(ctx, lease, onLost)
+			go lease.Keep(ctx, leaseCheck, onLost)
 			return nil
 		}
 		if standby == nil && err == nil {
@@ -81,26 +79,6 @@ func (c *Connector) WaitForLease(ctx context.Context, listenAddr string, onLost 
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(leaseRetry):
-		}
-	}
-}
-
-// keepLease confirms the lease every leaseCheck and calls onLost when it is gone.
-func (c *Connector) keepLease(ctx context.Context, lease *database.Lease, onLost func(error)) {
-	for {
-		select {
-		case <-ctx.Done():
-			_ = lease.Release()
-			return
-		case <-time.After(leaseCheck):
-		}
-		checkCtx, cancel := context.WithTimeout(ctx, leaseCheck)
-		err := lease.Check(checkCtx)
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			zerolog.Ctx(ctx).Error().Err(err).Msg("Lost the active lease: stopping, another process may be active now")
-			onLost(err)
-			return
 		}
 	}
 }
@@ -131,20 +109,6 @@ func (c *Connector) serveStandby(ctx context.Context, listenAddr string) (*http.
 		}
 	}()
 	return srv, nil
-}
-
-// UnsignedBotWarning is logged once at start when the bridge bot's device is not
-// cross-signed (encryption.self_sign off).
-const UnsignedBotWarning = "The bridge bot's device is not cross-signed (encryption.self_sign is off): Element shows " +
-	"a red shield on the bridge's notices, and staff clients that exclude insecure devices (Element's setting, " +
-	"MSC4153) withhold their room keys from it, so no staff message would reach a patient. Set encryption.self_sign " +
-	"on Synapse (Dendrite 0.13.8 refuses it: HTTP 401); see the README, \"Running on Synapse\". Patient messages " +
-	"still show MISMATCHED_SENDER (the bot's device encrypts them) whatever the setting."
-
-func (c *Connector) warnUnsignedBot(log *zerolog.Logger) {
-	if mc, ok := c.Bridge.Matrix.(*matrix.Connector); ok && mc.Crypto != nil && !mc.Config.Encryption.SelfSign {
-		log.Warn().Msg(UnsignedBotWarning)
-	}
 }
 
 // handleActive answers whether this process is the active one (holds the lease).

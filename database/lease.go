@@ -6,7 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 )
 
@@ -73,4 +75,25 @@ func (l *Lease) Release() error {
 		err = errors.Join(err, closeErr)
 	}
 	return err
+}
+
+// Keep confirms the lease every interval until ctx ends (then it releases it) and calls
+// onLost, once, when the lease is gone: the process must stop, another may be active.
+func (l *Lease) Keep(ctx context.Context, every time.Duration, onLost func(error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			_ = l.Release()
+			return
+		case <-time.After(every):
+		}
+		checkCtx, cancel := context.WithTimeout(ctx, every)
+		err := l.Check(checkCtx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			zerolog.Ctx(ctx).Error().Err(err).Msg("Lost the active lease: stopping, another process may be active now")
+			onLost(err)
+			return
+		}
+	}
 }
