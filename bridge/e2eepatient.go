@@ -268,7 +268,13 @@ func (p *e2eePatients) sessionHandler() http.Handler {
 			return
 		}
 		if r.URL.Path == p.page.PagePath() {
-			p.page.ServePage(rw, r, e2ee.PageDevice{User: sp.user, Device: sp.device, Room: sp.room})
+			members, err := p.members(r.Context(), sp.user)
+			if err != nil {
+				zerolog.Ctx(r.Context()).Err(err).Msg("Failed to read the secure room's members for the patient page")
+				http.Error(rw, "The secure room could not be read; try again.", http.StatusBadGateway)
+				return
+			}
+			p.page.ServePage(rw, r, e2ee.PageDevice{User: sp.user, Device: sp.device, Room: sp.room, Members: members})
 			return
 		}
 		ctx := e2ee.WithDevice(r.Context(), sp.device)

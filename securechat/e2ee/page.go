@@ -10,6 +10,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -156,11 +157,14 @@ func (p *Page) ServeAsset(rw http.ResponseWriter, r *http.Request) {
 }
 
 // PageDevice is whose page it is: the patient-web user, the browser device the page becomes,
-// and the secure room.
+// the secure room, and its members as the page opens (the events poll brings only what is
+// filed from then on; without them a page opened after staff joined would share its room
+// keys with no one).
 type PageDevice struct {
-	User   id.UserID
-	Device id.DeviceID
-	Room   id.RoomID
+	User    id.UserID
+	Device  id.DeviceID
+	Room    id.RoomID
+	Members []id.UserID
 }
 
 // ServePage serves the page's HTML for d (the caller has checked the session): the assets'
@@ -171,11 +175,16 @@ func (p *Page) ServePage(rw http.ResponseWriter, r *http.Request, d PageDevice) 
 		http.Error(rw, "the page is a GET", http.StatusMethodNotAllowed)
 		return
 	}
+	members, err := json.Marshal(d.Members)
+	if err != nil || d.Members == nil {
+		members = []byte("[]")
+	}
 	var out bytes.Buffer
-	err := p.html.Execute(&out, map[string]any{
+	err = p.html.Execute(&out, map[string]any{
 		"Bindings": p.Bindings, "Wasm": p.Wasm, "Core": p.Core, "Page": p.Module,
 		"ProxyBase": p.cfg.ProxyBase, "EventsURL": p.cfg.EventsPath,
 		"UserID": d.User.String(), "DeviceID": d.Device.String(), "RoomID": d.Room.String(),
+		"Members": string(members),
 	})
 	if err != nil {
 		http.Error(rw, "the page could not be made", http.StatusInternalServerError)
