@@ -191,7 +191,7 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	assert.Empty(t, nurse.Undecryptable())
 
 	// The page, from the bridge's origin, in Chromium: the patient's device (done-when 1).
-	sentinels := append([]string{sentinel}, patientPageInChromium(t, ctx, e, web, secureRoom, patientWeb, device)...)
+	sentinels := append([]string{sentinel}, patientPageInChromium(t, ctx, e, web, secureRoom, patientWeb, device, eventID)...)
 
 	// Done-when 2 for the bridge: the sentinels nowhere in what it keeps or holds.
 	dbPath := strings.TrimPrefix(strings.SplitN(e.db.URI, "?", 2)[0], "file:")
@@ -222,8 +222,9 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 // in with web's session: what the bridge serves (CSP, SRI values matching the bytes, immutable
 // gzipped assets, the signed-out answer), then the page cross-signs its device, decrypts the
 // nurse's Element message and replies, and Element decrypts the reply as from the page's
-// device. It returns the sentinels of both messages.
-func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.Client, room id.RoomID, patientWeb id.UserID, device id.DeviceID) []string {
+// device. earlier is matrix-nio's message, sent before the page's device had keys. It returns
+// the sentinels of both messages.
+func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.Client, room id.RoomID, patientWeb id.UserID, device id.DeviceID, earlier string) []string {
 	t.Helper()
 	pageURL := e.br.URL() + "/_carebridge/e2ee/page"
 
@@ -294,19 +295,10 @@ func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.
 			Path: "/", HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict})
 		require.NoError(t, err)
 	}
-	eval := func(expr string) string {
-		v, err := chromedp.Run(browser, chromedp.Evaluate[string](expr))
-		require.NoError(t, err, expr)
-		return v
-	}
+	eval := func(expr string) string { return testenv.EvalString(t, browser, expr) }
 	waitJS := func(what, expr string, limit time.Duration) string {
-		v, err := chromedp.Run(browser, chromedp.Poll[string](expr, chromedp.WithPollingTimeout(limit), chromedp.WithPollingInterval(20*time.Millisecond)))
-		if err != nil {
-			errs, _ := chromedp.Run(browser, chromedp.Evaluate[[]string](`window.__e2ee ? window.__e2ee.errors : ["no __e2ee"]`))
-			state, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.getElementById('status')?.dataset.state ?? ''`))
-			require.NoError(t, err, "%s (page state %q, errors %v)", what, state, errs)
-		}
-		return v
+		return testenv.WaitString(t, browser, what, expr,
+			`JSON.stringify({state: document.getElementById('status')?.dataset.state ?? '', errors: window.__e2ee ? window.__e2ee.errors : ['no __e2ee']})`, limit)
 	}
 	started := time.Now()
 	require.NoError(t, chromedp.Do(browser, chromedp.Navigate(pageURL)))
@@ -358,6 +350,14 @@ func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.
 	t.Logf("page stats: %s", stats)
 	assert.Contains(t, stats, `"refused":0`, "the bridge's proxy refused none of the page's requests")
 	assert.Equal(t, "[]", eval(`JSON.stringify(window.__e2ee.errors)`), "the page reported no error")
+	// The one event the page cannot read is matrix-nio's, sent before the page's device had
+	// keys (the inbox still held it, unacknowledged, for the page's first poll).
+	undecrypted := eval(`(() => {
+		const dec = new Set(window.__e2ee.reports.filter(r => r.type === 'decrypted').map(r => r.event_id));
+		return JSON.stringify(window.__e2ee.reports.filter(r => r.type === 'room_event' && r.event_type === 'm.room.encrypted' && !dec.has(r.event_id)).map(r => r.event_id));
+	})()`)
+	assert.Contains(t, []string{"[]", `["` + earlier + `"]`}, undecrypted, "the page left undecrypted only matrix-nio's earlier message")
+	t.Logf("page: undecrypted %s (matrix-nio's earlier message %s)", undecrypted, earlier)
 	return []string{staffSentinel, patientSentinel}
 }
 

@@ -54,6 +54,9 @@ func (tp *testPage) mount(mux *http.ServeMux, rig *patientRig) {
 	})
 }
 
+// pageTrouble is what a failed wait on the page reports: its state and the errors it kept.
+const pageTrouble = `JSON.stringify({state: document.getElementById('status')?.dataset.state ?? '', errors: window.__e2ee ? window.__e2ee.errors : ['no __e2ee']})`
+
 // slow4G is Chrome DevTools' "Slow 4G" preset (the same values as Puppeteer's
 // PredefinedNetworkConditions["Slow 4G"], an alias of the former "Fast 3G", crbug 342406608):
 // 150 ms × 3.75 latency, 1.6 Mbps × 0.9 down, 750 kbps × 0.9 up, in bytes per second.
@@ -78,20 +81,10 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	browser := testenv.NewBrowser(t, true)
 	_, err = chromedp.Call(browser, network.Enable, network.EnableParams{})
 	require.NoError(t, err)
-	eval := func(expr string) string {
-		v, err := chromedp.Run(browser, chromedp.Evaluate[string](expr))
-		require.NoError(t, err, expr)
-		return v
-	}
+	eval := func(expr string) string { return testenv.EvalString(t, browser, expr) }
 	// waitJS waits until expr (a string expression) is not empty, or fails with the page's errors.
 	waitJS := func(what, expr string, limit time.Duration) string {
-		v, err := chromedp.Run(browser, chromedp.Poll[string](expr, chromedp.WithPollingTimeout(limit), chromedp.WithPollingInterval(20*time.Millisecond)))
-		if err != nil {
-			errs, _ := chromedp.Run(browser, chromedp.Evaluate[[]string](`window.__e2ee ? window.__e2ee.errors : ["no __e2ee"]`))
-			state, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.getElementById('status')?.dataset.state ?? ''`))
-			require.NoError(t, err, "%s (page state %q, errors %v)", what, state, errs)
-		}
-		return v
+		return testenv.WaitString(t, browser, what, expr, pageTrouble, limit)
 	}
 
 	// The page loads, uploads its keys and cross-signs itself.
