@@ -43,7 +43,7 @@ test: deps vet build
 	$(GO) test -count=1 -tags $(TAGS),e2eepatient ./securechat/e2ee/
 	# ...and in the bridge (e2eepatient.go): its own binary, one Synapse test (about 13 s).
 	$(GO) build -tags $(TAGS),e2eepatient -o bin/carebridge-e2ee ./cmd/carebridge
-	$(GO) test -count=1 -tags $(TAGS),e2eepatient -run 'SecureRoomEventsAreKeptFromBridgev2|EveryCommandIsDefined' ./bridge/
+	$(GO) test -count=1 -tags $(TAGS),e2eepatient -run 'SecureRoomEventsAreKeptFromBridgev2|EveryCommandIsDefined|E2EEPatientPageNeedsTheWasmFolderToStart' ./bridge/
 	CAREBRIDGE_BIN=$(CURDIR)/bin/carebridge-e2ee CAREBRIDGE_TEST_STRICT=1 \
 	  $(GO) test -count=1 -tags $(TAGS),e2eepatient -run TestE2EERoomInTheBridgeOnSynapse ./cmd/carebridge/
 	# The tests that claim a limit under real concurrency, again under the race detector.

@@ -89,6 +89,8 @@ type Connector struct {
 	Clock workflow.Clock
 	// roomLanes holds the transactions waiting for their rooms' loops.
 	roomLanes roomHandling
+	// e2ee is issue 18's spike (e2eepatient.go); an empty type in default builds.
+	e2ee *e2eePatients
 }
 
 var (
@@ -222,6 +224,9 @@ func (c *Connector) Start(ctx context.Context) error {
 	}
 	workflow.WarnTestClock(zerolog.Ctx(ctx), c.Clock)
 	c.warnUnsignedBot(zerolog.Ctx(ctx))
+	if err := c.startE2EEPatient(); err != nil { // nil unless built with the e2eepatient tag
+		return err
+	}
 	if err := c.startMetrics(); err != nil {
 		return err
 	}

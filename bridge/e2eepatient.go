@@ -20,6 +20,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -37,9 +38,16 @@ import (
 	"github.com/carebridge/carebridge/securechat/e2ee"
 )
 
-// E2EEPathPrefix is where the patient page reaches its Matrix proxy
+// E2EEPathPrefix is where the patient page is (E2EEPathPrefix + "page", its assets under
+// E2EEPathPrefix + "assets/") and where it reaches its Matrix proxy
 // (E2EEPathPrefix + "_matrix/client/…") and its events endpoint (E2EEPathPrefix + "events").
 const E2EEPathPrefix = "/_carebridge/e2ee/"
+
+// E2EEWasmDirEnv names matrix-sdk-crypto-wasm's pkg folder (the bindings and the .wasm the
+// page loads; e2ee.WasmFiles), as npm installs it. The tagged build does not start without it.
+// An environment variable rather than a config option: the network config is shared by every
+// build, and a key that only this spike reads would show in the default build's example config.
+const E2EEWasmDirEnv = "CAREBRIDGE_E2EE_WASM_DIR"
 
 // e2eePatientLocalpartPrefix starts every patient-web user's localpart. It is in the
 // appservice's user namespace (the ghosts' sms_ prefix) so that the appservice may create and
@@ -62,6 +70,7 @@ type e2eePatients struct {
 	c     *Connector
 	mc    *matrix.Connector
 	inbox *e2ee.Inbox
+	page  *e2ee.Page // set by startE2EEPatient
 
 	mu     sync.Mutex
 	byConv map[[2]string]*securePatient
@@ -95,7 +104,27 @@ func (c *Connector) initE2EEPatient(mc *matrix.Connector) {
 	if proc, ok := c.Bridge.Commands.(*commands.Processor); ok {
 		proc.AddHandlers(p.command())
 	}
+	c.e2ee = p
 	c.Bridge.Log.Warn().Msg("⚠ Built with the e2eepatient spike (issue 18): secure rooms are kept in memory only")
+}
+
+// startE2EEPatient prepares the patient page (Start, before anything is served past the
+// appservice's API): matrix-sdk-crypto-wasm's files from E2EEWasmDirEnv, hashed and gzipped.
+// A folder not given or missing a file stops the bridge, saying what to set.
+func (c *Connector) startE2EEPatient() error {
+	if c.e2ee == nil {
+		return nil
+	}
+	dir := os.Getenv(E2EEWasmDirEnv)
+	page, err := e2ee.NewPage(e2ee.PageConfig{WasmDir: dir, Base: E2EEPathPrefix,
+		ProxyBase: strings.TrimSuffix(E2EEPathPrefix, "/"), EventsPath: E2EEPathPrefix + "events"})
+	if err != nil {
+		return fmt.Errorf("the e2eepatient build serves the patient page and needs %s set to "+
+			"@matrix-org/matrix-sdk-crypto-wasm's pkg folder (holding %s; %q given): %w",
+			E2EEWasmDirEnv, strings.Join(e2ee.WasmFiles, " and "), dir, err)
+	}
+	c.e2ee.page = page
+	return nil
 }
 
 // members are a secure room's joined members, read from the homeserver as its patient-web
@@ -192,7 +221,9 @@ func (p *e2eePatients) filterTransaction(body []byte) ([]byte, int) {
 
 // sessionHandler serves E2EEPathPrefix behind the secure chat's session cookie: the session's
 // conversation names its patient-web user and device; without a session or a secure room it
-// is 403, and nothing reaches the homeserver.
+// is 403, and nothing reaches the homeserver. The page without a session gets the secure
+// chat's own answer (its chat page's: the cookie cleared, the signed-out page); the assets,
+// the same bytes for everyone, need no session.
 func (p *e2eePatients) sessionHandler() http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Cache-Control", "no-store")
@@ -200,6 +231,11 @@ func (p *e2eePatients) sessionHandler() http.Handler {
 		if svc == nil || !p.c.started.Load() {
 			rw.Header().Set("Retry-After", "1")
 			http.Error(rw, "carebridge is starting", http.StatusServiceUnavailable)
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, p.page.AssetPrefix()) {
+			rw.Header().Del("Cache-Control")
+			p.page.ServeAsset(rw, r)
 			return
 		}
 		token := sessionCookie(r, p.c.publicBase())
@@ -212,6 +248,10 @@ func (p *e2eePatients) sessionHandler() http.Handler {
 		} else {
 			sess, err = svc.Session(r.Context(), token)
 		}
+		if err != nil && r.URL.Path == p.page.PagePath() {
+			p.asChatPage(rw, r)
+			return
+		}
 		if err != nil {
 			mautrix.MForbidden.WithMessage("No secure chat session.").Write(rw)
 			return
@@ -219,8 +259,22 @@ func (p *e2eePatients) sessionHandler() http.Handler {
 		p.mu.Lock()
 		sp := p.byConv[[2]string{sess.Conversation.LoginID, sess.Conversation.PortalID}]
 		p.mu.Unlock()
+		if sp == nil && r.URL.Path == p.page.PagePath() {
+			http.Error(rw, "This conversation has no end-to-end encrypted room.", http.StatusForbidden)
+			return
+		}
 		if sp == nil {
 			mautrix.MForbidden.WithMessage("This conversation has no end-to-end encrypted room.").Write(rw)
+			return
+		}
+		if r.URL.Path == p.page.PagePath() {
+			members, err := p.members(r.Context(), sp.user)
+			if err != nil {
+				zerolog.Ctx(r.Context()).Err(err).Msg("Failed to read the secure room's members for the patient page")
+				http.Error(rw, "The secure room could not be read; try again.", http.StatusBadGateway)
+				return
+			}
+			p.page.ServePage(rw, r, e2ee.PageDevice{User: sp.user, Device: sp.device, Room: sp.room, Members: members})
 			return
 		}
 		ctx := e2ee.WithDevice(r.Context(), sp.device)
@@ -239,6 +293,16 @@ func (p *e2eePatients) sessionHandler() http.Handler {
 			mautrix.MNotFound.WithMessage("Not a patient E2EE endpoint.").Write(rw)
 		}
 	})
+}
+
+// asChatPage answers the page's request as the secure chat's chat page would (securechat.Web,
+// on the same router), so a signed-out patient gets the secure chat's usual answer and this
+// spike writes no second one.
+func (p *e2eePatients) asChatPage(rw http.ResponseWriter, r *http.Request) {
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = securechat.ChatPath, "", ""
+	rw.Header().Del("Cache-Control")
+	p.mc.AS.Router.ServeHTTP(rw, r2)
 }
 
 // sessionCookie is the secure chat's session cookie (securechat.Web's: __Host-carebridge, or

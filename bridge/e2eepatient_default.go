@@ -4,6 +4,12 @@ package bridge
 
 import "maunium.net/go/mautrix/bridgev2/matrix"
 
-// initE2EEPatient does nothing: the E2EE-to-the-patient spike (issue 18, e2eepatient.go) is
-// built only with the e2eepatient tag.
+// e2eePatients is empty: the E2EE-to-the-patient spike (issue 18, e2eepatient.go) is built
+// only with the e2eepatient tag.
+type e2eePatients struct{}
+
+// initE2EEPatient does nothing without the e2eepatient tag.
 func (c *Connector) initE2EEPatient(*matrix.Connector) {}
+
+// startE2EEPatient does nothing without the e2eepatient tag.
+func (c *Connector) startE2EEPatient() error { return nil }

@@ -4,6 +4,9 @@ package bridge
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -46,4 +49,31 @@ func TestSecureRoomEventsAreKeptFromBridgev2(t *testing.T) {
 	bad, hidden := p.filterTransaction([]byte(`not json`))
 	assert.Zero(t, hidden)
 	assert.Equal(t, "not json", string(bad))
+}
+
+// The tagged build does not start without matrix-sdk-crypto-wasm's files for the patient
+// page, and says which variable to set and which file is missing.
+func TestE2EEPatientPageNeedsTheWasmFolderToStart(t *testing.T) {
+	c := &Connector{e2ee: &e2eePatients{}}
+	t.Setenv(E2EEWasmDirEnv, "")
+	err := c.startE2EEPatient()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), E2EEWasmDirEnv)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "matrix_sdk_crypto_wasm_bg.js"), []byte("export {}"), 0o600))
+	t.Setenv(E2EEWasmDirEnv, dir)
+	err = c.startE2EEPatient()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "matrix_sdk_crypto_wasm_bg.wasm is missing")
+	assert.Nil(t, c.e2ee.page)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "matrix_sdk_crypto_wasm_bg.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o600))
+	require.NoError(t, c.startE2EEPatient())
+	require.NotNil(t, c.e2ee.page)
+	assert.Equal(t, E2EEPathPrefix+"page", c.e2ee.page.PagePath())
+	assert.True(t, strings.HasPrefix(c.e2ee.page.Wasm.URL, E2EEPathPrefix+"assets/matrix_sdk_crypto_wasm_bg."), c.e2ee.page.Wasm.URL)
+
+	// A build where the spike could not attach (no appservice) starts as before.
+	require.NoError(t, (&Connector{}).startE2EEPatient())
 }

@@ -69,7 +69,7 @@ func lockIcon(size int) []byte {
 }
 
 // manifestPath is the web app manifest, in the page's language.
-const manifestPath = chatPath + "/app.webmanifest"
+const manifestPath = ChatPath + "/app.webmanifest"
 
 // handleManifest describes the chat as an app: it opens on the chat (which sends a
 // signed-out patient to the page that says how to come back), with the clinic's name.
@@ -89,7 +89,7 @@ func (w *Web) handleManifest(rw http.ResponseWriter, r *http.Request) {
 	}
 	data, err := json.Marshal(map[string]any{
 		"name": name, "short_name": short, "lang": lang, "dir": "ltr",
-		"start_url": chatPath, "scope": "/", "display": "standalone",
+		"start_url": ChatPath, "scope": "/", "display": "standalone",
 		"background_color": "#f4f6f8", "theme_color": themeColor, "icons": icons,
 	})
 	if err != nil {

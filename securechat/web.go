@@ -75,9 +75,12 @@ var assetFS embed.FS
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// ChatPath is the chat page. A page served elsewhere behind the session (issue 18's spike)
+// answers a signed-out request as this one does.
+const ChatPath = "/chat"
+
 const (
 	assetPrefix = "/assets/securechat/"
-	chatPath    = "/chat"
 	signedOut   = "/chat/signed-out"
 )
 
@@ -113,7 +116,7 @@ func NewWeb(svc *Service, opts WebOptions) *Web {
 	}
 	w.crossOrigin.SetDenyHandler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		logOf(r).Warn().Msg("Refused a cross-origin request")
-		back := chatPath
+		back := ChatPath
 		if strings.HasPrefix(r.URL.Path, LinkPath) {
 			back = path.Dir(r.URL.Path)
 		}
@@ -135,7 +138,7 @@ func (w *Web) Register(mux *http.ServeMux) {
 	toLink := func(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(rw, r, LinkPath+r.PathValue("token"), http.StatusSeeOther)
 	}
-	toChat := func(rw http.ResponseWriter, r *http.Request) { http.Redirect(rw, r, chatPath, http.StatusSeeOther) }
+	toChat := func(rw http.ResponseWriter, r *http.Request) { http.Redirect(rw, r, ChatPath, http.StatusSeeOther) }
 
 	handle("GET "+LinkPath+"{token}", w.handleLink)
 	handle("POST "+LinkPath+"{token}/code", w.handleSendCode)
@@ -143,17 +146,17 @@ func (w *Web) Register(mux *http.ServeMux) {
 	handle("GET "+LinkPath+"{token}/verify", w.handleCodePage)
 	handle("POST "+LinkPath+"{token}/verify", w.handleVerify)
 
-	handle("GET "+chatPath, w.handleChat)
-	handle("POST "+chatPath+"/send", w.handleSend)
-	handle("POST "+chatPath+"/upload", w.handleUpload)
-	handle("GET "+chatPath+"/file/{id}", w.handleFile)
-	handle("GET "+chatPath+"/file/{id}/preview", w.handlePreview)
-	handle("GET "+chatPath+"/messages", w.handleMessages)
-	handle("GET "+chatPath+"/events", w.handleEvents)
-	handle("POST "+chatPath+"/signout", w.handleSignOut)
+	handle("GET "+ChatPath, w.handleChat)
+	handle("POST "+ChatPath+"/send", w.handleSend)
+	handle("POST "+ChatPath+"/upload", w.handleUpload)
+	handle("GET "+ChatPath+"/file/{id}", w.handleFile)
+	handle("GET "+ChatPath+"/file/{id}/preview", w.handlePreview)
+	handle("GET "+ChatPath+"/messages", w.handleMessages)
+	handle("GET "+ChatPath+"/events", w.handleEvents)
+	handle("POST "+ChatPath+"/signout", w.handleSignOut)
 	handle("GET "+signedOut, w.handleSignedOut)
 	for _, path := range []string{"/send", "/upload", "/signout"} {
-		handle("GET "+chatPath+path, toChat)
+		handle("GET "+ChatPath+path, toChat)
 	}
 
 	handle("GET "+assetPrefix+"{file}", w.handleAsset)
@@ -391,7 +394,7 @@ func (w *Web) serverError(rw http.ResponseWriter, r *http.Request, err error, ms
 		writeJSON(rw, http.StatusInternalServerError, map[string]any{"error": translate(langOf(r), "notice.error.body")})
 		return
 	}
-	w.notice(rw, r, http.StatusInternalServerError, "error", chatPath, nil)
+	w.notice(rw, r, http.StatusInternalServerError, "error", ChatPath, nil)
 }
 
 func wantsJSON(r *http.Request) bool {

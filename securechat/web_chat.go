@@ -63,7 +63,7 @@ func (w *Web) chatMessage(lang string, msg *Message) chatMessage {
 		out.Sender += " — " + w.svc.ClinicName
 	}
 	if msg.Kind != database.SecureText {
-		out.FileURL = chatPath + "/file/" + strconv.FormatInt(msg.ID, 10)
+		out.FileURL = ChatPath + "/file/" + strconv.FormatInt(msg.ID, 10)
 	}
 	// HEIC, which only Safari shows, is offered as a file.
 	if msg.Kind == database.SecureImage && inlinePhotoTypes[msg.ContentType] {
@@ -134,7 +134,7 @@ func (w *Web) handleChat(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session, status int, fill func(v *view)) {
-	v := w.newView(r, chatPath)
+	v := w.newView(r, ChatPath)
 	v.setClinicPhone(sess.Conversation.ClinicPhone)
 	v.Title = v.T("chat.title", w.svc.ClinicName)
 	v.Script = true
@@ -147,7 +147,7 @@ func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session,
 	v.RefreshAfter = int(min(noScriptRefresh, sess.Ends.Sub(w.svc.now())+2*time.Second).Seconds())
 	v.RefreshAfter = max(v.RefreshAfter, 1)
 	again := randomValue()[:8]
-	v.RefreshURL, v.CheckURL = chatPath+"?auto=1&r="+again+"#latest", chatPath+"?r="+again+"#latest"
+	v.RefreshURL, v.CheckURL = ChatPath+"?auto=1&r="+again+"#latest", ChatPath+"?r="+again+"#latest"
 	// Messages returns 500 at a time; the newest must not be cut off.
 	var after int64
 	for range messagePages {
@@ -182,11 +182,11 @@ func (w *Web) renderChat(rw http.ResponseWriter, r *http.Request, sess *Session,
 
 // sent answers a stored message: the script gets JSON, a form is redirected (PRG).
 func (w *Web) sent(rw http.ResponseWriter, r *http.Request, msg *Message, deliveryErr error) {
-	target := chatPath + "#latest"
+	target := ChatPath + "#latest"
 	if deliveryErr != nil {
 		// Stored, shown in the chat, but not yet in the room.
 		logOf(r).Err(deliveryErr).Int64("secure_message_id", msg.ID).Msg("Secure chat message not yet delivered to the room")
-		target = chatPath + "?notice=pending#latest"
+		target = ChatPath + "?notice=pending#latest"
 	}
 	if wantsJSON(r) {
 		writeJSON(rw, http.StatusOK, map[string]any{"id": msg.ID, "pending": deliveryErr != nil})
@@ -212,7 +212,7 @@ func (w *Web) handleSend(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !sameToken(sess.CSRF, r.PostFormValue("csrf")) {
-		w.csrfFailed(rw, r, chatPath)
+		w.csrfFailed(rw, r, ChatPath)
 		return
 	}
 	text := strings.TrimSpace(strings.ReplaceAll(strings.ToValidUTF8(r.PostFormValue("text"), "\uFFFD"), "\r\n", "\n"))
@@ -292,7 +292,7 @@ func (w *Web) handleUpload(rw http.ResponseWriter, r *http.Request) {
 		w.chatError(rw, r, sess, http.StatusBadRequest, "err.upload_none", "", true)
 		return
 	case !sameToken(sess.CSRF, up.CSRF):
-		w.csrfFailed(rw, r, chatPath)
+		w.csrfFailed(rw, r, ChatPath)
 		return
 	case up.Data == nil:
 		w.chatError(rw, r, sess, http.StatusBadRequest, "err.upload_none", "", true)
@@ -383,8 +383,8 @@ func (w *Web) handlePreview(rw http.ResponseWriter, r *http.Request) {
 }
 
 func (w *Web) fileNotFound(rw http.ResponseWriter, r *http.Request) {
-	w.notice(rw, r, http.StatusNotFound, "notfound", chatPath, func(v *view) {
-		v.BackURL, v.BackLabel = chatPath, v.T("notice.back_chat")
+	w.notice(rw, r, http.StatusNotFound, "notfound", ChatPath, func(v *view) {
+		v.BackURL, v.BackLabel = ChatPath, v.T("notice.back_chat")
 	})
 }
 
@@ -435,7 +435,7 @@ func (w *Web) handleSignOut(rw http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(rw, r.Body, maxFormBytes)
 	if err = r.ParseForm(); err != nil || !sameToken(sess.CSRF, r.PostFormValue("csrf")) {
-		w.csrfFailed(rw, r, chatPath)
+		w.csrfFailed(rw, r, ChatPath)
 		return
 	}
 	if err = w.svc.SignOut(r.Context(), sess); err != nil {

@@ -121,7 +121,7 @@ func (w *Web) handleVerify(rw http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		w.setCookie(rw, w.sessionCookie(), session, false)
-		http.Redirect(rw, r, chatPath, http.StatusSeeOther)
+		http.Redirect(rw, r, ChatPath, http.StatusSeeOther)
 	case errors.Is(err, ErrWrongCode):
 		w.codePage(rw, r, token, http.StatusBadRequest, "err.wrong", false)
 	case errors.Is(err, ErrCodeExpired):

@@ -5,14 +5,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,13 +26,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/bridge"
 	"github.com/carebridge/carebridge/internal/testenv"
+	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/securechat/e2ee"
 )
 
 // TestE2EERoomInTheBridgeOnSynapse (issue 18, the spike in the bridge; build the binary with
@@ -37,15 +48,23 @@ import (
 // where a to-device message sent to the patient's browser device arrives (the tee on the
 // bridge's appservice filed it), and so does the nurse's Megolm message in the secure room,
 // which bridgev2 never sees (no decryption attempt, no key request, no status: done-when 6).
-// A sentinel in that message is nowhere in the bridge's database file, log or config, nor in
-// its process memory (done-when 2, for the bridge).
+// Then the bridge serves the patient page from its own origin (done-when 1): headless
+// Chromium, signed in to the secure chat as the patient, opens /_carebridge/e2ee/page, becomes
+// the patient's device (cross-signed), decrypts a message from the nurse's Element and replies;
+// Element decrypts the reply as sent by the page's device. The sentinels of those messages and
+// of the first are nowhere in the bridge's database file, log or config, nor in its process
+// memory (done-when 2, for the bridge).
 func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	if !slices.Contains(testenv.HomeserverKinds(t), testenv.HomeserverSynapse) {
 		t.Skip("Synapse only (MSC4190, MSC2409, MSC3202), and CAREBRIDGE_TEST_HOMESERVER leaves Synapse out")
 	}
+	// The page's matrix-sdk-crypto-wasm files, for the bridge to serve (it does not start without).
+	modules, err := testenv.ElementCryptoAvailable()
+	testenv.RequireDep(t, testenv.DepElementCrypto, err)
+	t.Setenv(bridge.E2EEWasmDirEnv, filepath.Join(modules, "@matrix-org", "matrix-sdk-crypto-wasm", "pkg"))
 	e, nurse, _, ctx := linkedEnv(t, testenv.HomeserverSynapse+"/sqlite", appserviceEncryption)
 	require.Contains(t, e.br.Log(), "Built with the e2eepatient spike", "CAREBRIDGE_BIN must be built with -tags goolm,e2eepatient")
-	_, err := e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, are my test results back?")
+	_, err = e.fake.SendInbound(ctx, patient, clinicPhone, "Hello, are my test results back?")
 	require.NoError(t, err)
 	portalRoom, err := nurse.WaitJoined(ctx, "")
 	require.NoError(t, err)
@@ -64,6 +83,8 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	noCookie := &http.Client{Timeout: 10 * time.Second}
 	status, _ = e2eeGet(t, ctx, noCookie, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
 	assert.Equal(t, http.StatusForbidden, status, "no session")
+	status, _ = e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/page")
+	assert.Equal(t, http.StatusForbidden, status, "the page, for a session whose conversation has no secure room")
 
 	started := time.Now()
 	_, _, err = nurse.Send(ctx, portalRoom, "!sms e2ee-room")
@@ -169,7 +190,10 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	}
 	assert.Empty(t, nurse.Undecryptable())
 
-	// Done-when 2 for the bridge: the sentinel nowhere in what it keeps or holds.
+	// The page, from the bridge's origin, in Chromium: the patient's device (done-when 1).
+	sentinels := append([]string{sentinel}, patientPageInChromium(t, ctx, e, web, secureRoom, patientWeb, device, eventID)...)
+
+	// Done-when 2 for the bridge: the sentinels nowhere in what it keeps or holds.
 	dbPath := strings.TrimPrefix(strings.SplitN(e.db.URI, "?", 2)[0], "file:")
 	for _, path := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", e.br.LogPath(), e.br.ConfigPath()} {
 		data, err := os.ReadFile(path)
@@ -177,15 +201,164 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 			continue
 		}
 		require.NoError(t, err)
-		assert.Zero(t, bytes.Count(data, []byte(sentinel)), "%s holds the sentinel", path)
+		for _, s := range sentinels {
+			assert.Zero(t, bytes.Count(data, []byte(s)), "%s holds the sentinel %q", path, s)
+		}
 	}
-	inMemory, scanned := scanProcessMemory(t, e.br.Pid(), []byte(sentinel))
-	assert.Zero(t, inMemory, "the bridge's memory holds the sentinel")
+	var scanned int64
+	for _, s := range sentinels {
+		var inMemory int
+		inMemory, scanned = scanProcessMemory(t, e.br.Pid(), []byte(s))
+		assert.Zero(t, inMemory, "the bridge's memory holds the sentinel %q", s)
+	}
 	// The scan finds what the bridge does hold: its as_token, from its config.
 	control, _ := scanProcessMemory(t, e.br.Pid(), asToken(t, e))
 	assert.Positive(t, control, "the memory scan finds the bridge's as_token")
 	assert.False(t, strings.Contains(e.br.Log(), `"level":"error"`), "the bridge logged an error")
-	t.Logf("sentinel: 0 in the database (%s), log, config; 0 in %d MiB of the bridge's memory", dbPath, scanned>>20)
+	t.Logf("%d sentinels: 0 in the database (%s), log, config; 0 in %d MiB of the bridge's memory", len(sentinels), dbPath, scanned>>20)
+}
+
+// patientPageInChromium opens the patient page the bridge serves, in headless Chromium signed
+// in with web's session: what the bridge serves (CSP, SRI values matching the bytes, immutable
+// gzipped assets, the signed-out answer), then the page cross-signs its device, decrypts the
+// nurse's Element message and replies, and Element decrypts the reply as from the page's
+// device. earlier is matrix-nio's message, sent before the page's device had keys. It returns
+// the sentinels of both messages.
+func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.Client, room id.RoomID, patientWeb id.UserID, device id.DeviceID, earlier string) []string {
+	t.Helper()
+	pageURL := e.br.URL() + "/_carebridge/e2ee/page"
+
+	// Signed out, the page is the secure chat's usual answer (as its chat page's), not the page.
+	noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	answer := func(u string) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		require.NoError(t, err)
+		resp, err := noRedirect.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	outStatus, outLocation := answer(pageURL)
+	chatStatus, chatLocation := answer(e.br.URL() + securechat.ChatPath)
+	assert.Equal(t, http.StatusSeeOther, outStatus, "signed out: redirected")
+	assert.Equal(t, chatLocation, outLocation, "signed out: the secure chat's own answer")
+	assert.Equal(t, chatStatus, outStatus)
+
+	// What the bridge serves: the page (CSP, never cached) and each asset it names, whose
+	// bytes match the page's SRI value, immutable and gzipped, with no session needed.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, pageURL, nil)
+	require.NoError(t, err)
+	resp, err := web.Do(req)
+	require.NoError(t, err)
+	page, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(page))
+	assert.Equal(t, e2ee.PageCSP, resp.Header.Get("Content-Security-Policy"))
+	assert.Contains(t, resp.Header.Get("Content-Security-Policy"), "script-src 'self' 'wasm-unsafe-eval';")
+	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
+	assert.Contains(t, string(page), `data-device="`+device.String()+`"`)
+	assert.Contains(t, string(page), e.nurseID, "the page opens knowing the room's members (the nurse joined before it)")
+	sri := regexp.MustCompile(`(?:href|src|data-wasm)="(/_carebridge/e2ee/assets/[^"]+)" (?:integrity|data-wasm-integrity)="(sha384-[^"]+)"`).FindAllStringSubmatch(string(page), -1)
+	require.Len(t, sri, 4, "the page names its module, the crypto core, the bindings and the wasm with SRI values")
+	assetBytes := map[string]int{}
+	for _, m := range sri {
+		m[1], m[2] = html.UnescapeString(m[1]), html.UnescapeString(m[2]) // html/template writes '+' as &#43;
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.br.URL()+m[1], nil)
+		require.NoError(t, err)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := noRedirect.Do(req)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, m[1])
+		assert.Equal(t, "public, max-age=31536000, immutable", resp.Header.Get("Cache-Control"), m[1])
+		assert.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), m[1])
+		zr, err := gzip.NewReader(resp.Body)
+		require.NoError(t, err)
+		body, err := io.ReadAll(zr)
+		resp.Body.Close()
+		require.NoError(t, err)
+		sum := sha512.Sum384(body)
+		assert.Equal(t, m[2], "sha384-"+base64.StdEncoding.EncodeToString(sum[:]), "the SRI value of %s matches its bytes", m[1])
+		assetBytes[path.Ext(m[1])] += len(body)
+	}
+	t.Logf("page assets served by the bridge, decoded: %v bytes", assetBytes)
+
+	// Chromium, signed in with the patient's session cookie.
+	jarURL, err := url.Parse(e.br.URL())
+	require.NoError(t, err)
+	cookies := web.Jar.Cookies(jarURL)
+	require.NotEmpty(t, cookies, "the patient's session cookie")
+	browser := testenv.NewBrowser(t, true)
+	yes := true
+	for _, c := range cookies {
+		_, err = chromedp.Call(browser, network.SetCookie, network.SetCookieParams{Name: c.Name, Value: c.Value, URL: e.br.URL() + "/",
+			Path: "/", HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict})
+		require.NoError(t, err)
+	}
+	eval := func(expr string) string { return testenv.EvalString(t, browser, expr) }
+	waitJS := func(what, expr string, limit time.Duration) string {
+		return testenv.WaitString(t, browser, what, expr,
+			`JSON.stringify({state: document.getElementById('status')?.dataset.state ?? '', errors: window.__e2ee ? window.__e2ee.errors : ['no __e2ee']})`, limit)
+	}
+	started := time.Now()
+	require.NoError(t, chromedp.Do(browser, chromedp.Navigate(pageURL)))
+	waitJS("the page never cross-signed itself", `document.getElementById('status').dataset.state === 'cross-signed' ? 'yes' : ''`, time.Minute)
+	t.Logf("bridge's page: navigation → cross-signed device in %s; marks %s", time.Since(started).Round(time.Millisecond), eval(`JSON.stringify(window.__e2ee.marks)`))
+	assert.Equal(t, `{"has_master":true,"has_self_signing":true,"has_user_signing":true}`, eval(`JSON.stringify(window.__e2ee.crossSigned)`))
+	csp, err := chromedp.Run(browser, chromedp.Evaluate[string](`fetch(location.href).then(r => r.headers.get('content-security-policy') ?? '')`, chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	assert.Equal(t, e2ee.PageCSP, csp, "the CSP, as the browser got it")
+	// The SRI values the browser holds are the ones checked above against the served bytes.
+	inPage := eval(`JSON.stringify([...document.querySelectorAll('[integrity]')].map(el => [el.getAttribute('href') ?? el.getAttribute('src'), el.integrity]).concat([[document.getElementById('app').dataset.wasm, document.getElementById('app').dataset.wasmIntegrity]]).sort())`)
+	want := make([][2]string, 0, len(sri))
+	for _, m := range sri {
+		want = append(want, [2]string{m[1], m[2]})
+	}
+	slices.SortFunc(want, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	wantJSON, _ := json.Marshal(want)
+	assert.JSONEq(t, string(wantJSON), inPage, "the browser's SRI values")
+
+	// The nurse's Element (cross-signed: the page shares only with signed devices) writes.
+	staff := testenv.StartElementAgent(t, e.hs.URL(), e.nurseID, "nurse-password-1", testenv.ElementOptions{CrossSign: true})
+	_, err = staff.WaitJoined(ctx, room.String())
+	require.NoError(t, err)
+	staffSentinel := "E2EE-PAGE-STAFF-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	staffEvent, sentAt, err := staff.Send(ctx, room.String(), "Your appointment is at 9. "+staffSentinel)
+	require.NoError(t, err)
+	sel := fmt.Sprintf(`document.querySelector('#messages li.theirs[data-event-id="%s"]')`, staffEvent)
+	text := waitJS("the page never showed the nurse's message decrypted", sel+`?.textContent ?? ''`, time.Minute)
+	t.Logf("nurse's Element send → decrypted in the bridge's page: %s", time.Since(sentAt).Round(time.Millisecond))
+	assert.Equal(t, "Your appointment is at 9. "+staffSentinel, text)
+	assert.Equal(t, staff.DeviceID, eval(sel+`.dataset.senderDevice`), "the room key came from the nurse's Element device")
+	assert.Equal(t, e.nurseID, eval(sel+`.dataset.sender`))
+
+	// The patient replies in the page; Element decrypts it as from the page's device.
+	patientSentinel := "E2EE-PAGE-PATIENT-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	replyStarted := time.Now()
+	require.NoError(t, chromedp.Do(browser, chromedp.SendKeys(chromedp.ID("text"), "See you then. "+patientSentinel), chromedp.Click(chromedp.ID("send"))))
+	replyID := waitJS("the page never sent the reply", `document.querySelector('#messages li.mine')?.dataset.eventId ?? ''`, time.Minute)
+	msg, err := staff.WaitMessage(ctx, func(m testenv.AgentMessage) bool { return m.EventID == replyID })
+	require.NoError(t, err, "the nurse's Element never decrypted the page's reply")
+	t.Logf("patient's reply typed → decrypted in Element: %s; shield %q", time.Since(replyStarted).Round(time.Millisecond), msg.Shield)
+	assert.Equal(t, "See you then. "+patientSentinel, msg.Body)
+	assert.Equal(t, patientWeb.String(), msg.Sender)
+	assert.True(t, msg.Encrypted)
+	assert.Equal(t, device.String(), msg.SenderDevice, "Element attributes the reply to the page's device")
+	assert.Equal(t, "none", msg.Shield, "the page's device is signed by its owner")
+	assert.Empty(t, staff.Undecryptable())
+	stats := eval(`JSON.stringify(window.__e2ee.device.stats())`)
+	t.Logf("page stats: %s", stats)
+	assert.Contains(t, stats, `"refused":0`, "the bridge's proxy refused none of the page's requests")
+	assert.Equal(t, "[]", eval(`JSON.stringify(window.__e2ee.errors)`), "the page reported no error")
+	// The one event the page cannot read is matrix-nio's, sent before the page's device had
+	// keys (the inbox still held it, unacknowledged, for the page's first poll).
+	undecrypted := eval(`(() => {
+		const dec = new Set(window.__e2ee.reports.filter(r => r.type === 'decrypted').map(r => r.event_id));
+		return JSON.stringify(window.__e2ee.reports.filter(r => r.type === 'room_event' && r.event_type === 'm.room.encrypted' && !dec.has(r.event_id)).map(r => r.event_id));
+	})()`)
+	assert.Contains(t, []string{"[]", `["` + earlier + `"]`}, undecrypted, "the page left undecrypted only matrix-nio's earlier message")
+	t.Logf("page: undecrypted %s (matrix-nio's earlier message %s)", undecrypted, earlier)
+	return []string{staffSentinel, patientSentinel}
 }
 
 type e2eeBatch struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -76,4 +77,27 @@ func NewBrowserProfile(t testing.TB, scripts bool) (context.Context, func()) {
 		t.Fatalf("failed to start Chromium: %v", err)
 	}
 	return ctx, closeBrowser
+}
+
+// EvalString evaluates expr, an expression whose value is a string, in the browser's page.
+func EvalString(t testing.TB, browser context.Context, expr string) string {
+	t.Helper()
+	v, err := chromedp.Run(browser, chromedp.Evaluate[string](expr))
+	if err != nil {
+		t.Fatalf("failed to evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// WaitString polls expr (a string expression) every 20 ms until it is not empty, and returns
+// it. After limit it fails the test with what and the value of explain, an expression that
+// says why (the page's state and errors).
+func WaitString(t testing.TB, browser context.Context, what, expr, explain string, limit time.Duration) string {
+	t.Helper()
+	v, err := chromedp.Run(browser, chromedp.Poll[string](expr, chromedp.WithPollingTimeout(limit), chromedp.WithPollingInterval(20*time.Millisecond)))
+	if err != nil {
+		why, _ := chromedp.Run(browser, chromedp.Evaluate[string](explain))
+		t.Fatalf("%s: %v (%s)", what, err, why)
+	}
+	return v
 }

@@ -120,15 +120,12 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	defer cancel()
 	modules, err := testenv.ElementCryptoAvailable()
 	testenv.RequireDep(t, testenv.DepElementCrypto, err)
-	assets := newPageAssets(t, modules)
+	assets := newTestPage(t, modules)
 	const (
 		second = id.DeviceID("PATIENTWEB2") // the new profile's device
 		third  = id.DeviceID("PATIENTWEB3") // the fallback: the first profile again, storage wiped
 	)
-	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, moreDevices: []id.DeviceID{second, third}, mount: func(mux *http.ServeMux, rig *patientRig) {
-		mux.Handle("/e2ee/page", assets.page(rig))
-		mux.Handle("/e2ee/assets/", assets)
-	}})
+	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, moreDevices: []id.DeviceID{second, third}, mount: assets.mount})
 	// WebAuthn takes no IP address as a relying party ID: the page is opened as localhost
 	// (a secure context, like https).
 	origin := strings.Replace(rig.pageURL, "127.0.0.1", "localhost", 1)

@@ -4,18 +4,10 @@ package e2ee
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
-	"html/template"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,104 +20,42 @@ import (
 	"github.com/carebridge/carebridge/internal/testenv"
 )
 
-// pageCSP is the patient page's Content-Security-Policy: scripts only from the bridge's own
-// origin, and WebAssembly compilation (matrix-sdk-crypto-wasm) without allowing eval.
-const pageCSP = "script-src 'self' 'wasm-unsafe-eval'"
-
-// pageAsset is one static file of the patient page: content-hashed URL, SRI value, and its
-// bytes as they are and gzipped.
-type pageAsset struct {
-	URL, Integrity string
-	ctype          string
-	body, gz       []byte
+// testPage is the bridge's Page on the test's origin (the proxy at the root, the events under
+// /e2ee/), with one asset URL that can be served with a byte changed (the SRI check).
+type testPage struct {
+	*Page
+	tamper atomic.Pointer[string]
 }
 
-// pageAssets serves the patient page (HTML, its module, the shared crypto module, and
-// matrix-sdk-crypto-wasm's bindings and .wasm) from the origin of the proxy and the events
-// endpoint, as the bridge's secure chat would.
-type pageAssets struct {
-	Bindings, Wasm, Core, Page *pageAsset
-	byURL                      map[string]*pageAsset
-	html                       *template.Template
-	tamper                     atomic.Pointer[string] // an asset URL served with one byte changed
-}
-
-func newPageAssets(t *testing.T, modules string) *pageAssets {
+func newTestPage(t *testing.T, modules string) *testPage {
 	t.Helper()
-	pkg := filepath.Join(modules, "@matrix-org", "matrix-sdk-crypto-wasm", "pkg")
-	a := &pageAssets{byURL: map[string]*pageAsset{}}
-	load := func(path, name, ext, ctype string) *pageAsset {
-		body, err := os.ReadFile(path)
-		require.NoError(t, err)
-		sum := sha256.Sum256(body)
-		sri := sha512.Sum384(body)
-		var gz bytes.Buffer
-		w, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
-		_, _ = w.Write(body)
-		require.NoError(t, w.Close())
-		as := &pageAsset{
-			URL:       fmt.Sprintf("/e2ee/assets/%s.%s.%s", name, hex.EncodeToString(sum[:8]), ext),
-			Integrity: "sha384-" + base64.StdEncoding.EncodeToString(sri[:]),
-			ctype:     ctype, body: body, gz: gz.Bytes(),
-		}
-		a.byURL[as.URL] = as
-		return as
-	}
-	a.Bindings = load(filepath.Join(pkg, "matrix_sdk_crypto_wasm_bg.js"), "matrix_sdk_crypto_wasm_bg", "js", "text/javascript")
-	a.Wasm = load(filepath.Join(pkg, "matrix_sdk_crypto_wasm_bg.wasm"), "matrix_sdk_crypto_wasm_bg", "wasm", "application/wasm")
-	a.Core = load(filepath.Join("testdata", "patient_core.mjs"), "patient_core", "mjs", "text/javascript")
-	a.Page = load(filepath.Join("testdata", "patient_page.mjs"), "patient_page", "mjs", "text/javascript")
-	var err error
-	a.html, err = template.ParseFiles(filepath.Join("testdata", "patient_page.html"))
+	p, err := NewPage(PageConfig{
+		WasmDir: filepath.Join(modules, "@matrix-org", "matrix-sdk-crypto-wasm", "pkg"),
+		Base:    "/e2ee/", ProxyBase: "", EventsPath: "/e2ee/events",
+	})
 	require.NoError(t, err)
-	return a
+	return &testPage{Page: p}
 }
 
-// ServeHTTP serves the content-hashed assets: immutable, gzipped when the browser takes it.
-func (a *pageAssets) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	as, ok := a.byURL[r.URL.Path]
-	if !ok || r.Method != http.MethodGet {
-		http.NotFound(rw, r)
-		return
-	}
-	h := rw.Header()
-	h.Set("Content-Type", as.ctype)
-	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Vary", "Accept-Encoding")
-	body := as.body
-	if u := a.tamper.Load(); u != nil && *u == as.URL {
-		body = bytes.Clone(as.body)
-		body[len(body)-2] ^= 1
-	} else if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-		h.Set("Content-Encoding", "gzip")
-		body = as.gz
-	}
-	h.Set("Content-Length", fmt.Sprint(len(body)))
-	_, _ = rw.Write(body)
-}
-
-// page serves the HTML: the assets' URLs and SRI values, the page's IDs, the CSP.
-func (a *pageAssets) page(rig *patientRig) http.Handler {
-	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		var out bytes.Buffer
-		err := a.html.Execute(&out, map[string]any{
-			"Bindings": a.Bindings, "Wasm": a.Wasm, "Core": a.Core, "Page": a.Page,
-			"ProxyBase": "", "EventsURL": "/e2ee/events",
-			"UserID": rig.patient.String(), "DeviceID": rig.device().String(), "RoomID": rig.room.String(),
-		})
-		if err != nil {
-			http.Error(rw, "template", http.StatusInternalServerError)
+// mount serves the page for rig's device and the assets, as the bridge mounts them.
+func (tp *testPage) mount(mux *http.ServeMux, rig *patientRig) {
+	mux.HandleFunc(tp.PagePath(), func(rw http.ResponseWriter, r *http.Request) {
+		tp.ServePage(rw, r, PageDevice{User: rig.patient, Device: rig.device(), Room: rig.room})
+	})
+	mux.HandleFunc(tp.AssetPrefix(), func(rw http.ResponseWriter, r *http.Request) {
+		if u := tp.tamper.Load(); u != nil && *u == r.URL.Path {
+			body := bytes.Clone(tp.byURL[*u].body)
+			body[len(body)-2] ^= 1
+			rw.Header().Set("Content-Type", tp.byURL[*u].ctype)
+			_, _ = rw.Write(body)
 			return
 		}
-		h := rw.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", pageCSP)
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
-		_, _ = rw.Write(out.Bytes())
+		tp.ServeAsset(rw, r)
 	})
 }
+
+// pageTrouble is what a failed wait on the page reports: its state and the errors it kept.
+const pageTrouble = `JSON.stringify({state: document.getElementById('status')?.dataset.state ?? '', errors: window.__e2ee ? window.__e2ee.errors : ['no __e2ee']})`
 
 // slow4G is Chrome DevTools' "Slow 4G" preset (the same values as Puppeteer's
 // PredefinedNetworkConditions["Slow 4G"], an alias of the former "Fast 3G", crbug 342406608):
@@ -143,31 +73,18 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	defer cancel()
 	modules, err := testenv.ElementCryptoAvailable()
 	testenv.RequireDep(t, testenv.DepElementCrypto, err)
-	assets := newPageAssets(t, modules)
-	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, mount: func(mux *http.ServeMux, rig *patientRig) {
-		mux.Handle("/e2ee/page", assets.page(rig))
-		mux.Handle("/e2ee/assets/", assets)
-	}})
+	assets := newTestPage(t, modules)
+	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, mount: assets.mount})
 	t.Logf("assets: wasm %d bytes (gzip %d), bindings %d (gzip %d), core %d, page module %d",
-		len(assets.Wasm.body), len(assets.Wasm.gz), len(assets.Bindings.body), len(assets.Bindings.gz), len(assets.Core.body), len(assets.Page.body))
+		len(assets.Wasm.body), len(assets.Wasm.gz), len(assets.Bindings.body), len(assets.Bindings.gz), len(assets.Core.body), len(assets.Module.body))
 
 	browser := testenv.NewBrowser(t, true)
 	_, err = chromedp.Call(browser, network.Enable, network.EnableParams{})
 	require.NoError(t, err)
-	eval := func(expr string) string {
-		v, err := chromedp.Run(browser, chromedp.Evaluate[string](expr))
-		require.NoError(t, err, expr)
-		return v
-	}
+	eval := func(expr string) string { return testenv.EvalString(t, browser, expr) }
 	// waitJS waits until expr (a string expression) is not empty, or fails with the page's errors.
 	waitJS := func(what, expr string, limit time.Duration) string {
-		v, err := chromedp.Run(browser, chromedp.Poll[string](expr, chromedp.WithPollingTimeout(limit), chromedp.WithPollingInterval(20*time.Millisecond)))
-		if err != nil {
-			errs, _ := chromedp.Run(browser, chromedp.Evaluate[[]string](`window.__e2ee ? window.__e2ee.errors : ["no __e2ee"]`))
-			state, _ := chromedp.Run(browser, chromedp.Evaluate[string](`document.getElementById('status')?.dataset.state ?? ''`))
-			require.NoError(t, err, "%s (page state %q, errors %v)", what, state, errs)
-		}
-		return v
+		return testenv.WaitString(t, browser, what, expr, pageTrouble, limit)
 	}
 
 	// The page loads, uploads its keys and cross-signs itself.
@@ -178,7 +95,7 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	assert.Equal(t, `{"has_master":true,"has_self_signing":true,"has_user_signing":true}`, eval(`JSON.stringify(window.__e2ee.crossSigned)`))
 	csp, err := chromedp.Run(browser, chromedp.Evaluate[string](`fetch(location.href).then(r => r.headers.get('content-security-policy') ?? '')`, chromedp.EvalAwaitPromise))
 	require.NoError(t, err)
-	assert.Equal(t, pageCSP, csp, "the page's CSP")
+	assert.Equal(t, PageCSP, csp, "the page's CSP")
 
 	// The nurse (Element, cross-signed: the page shares only with signed devices) joins and writes.
 	staff := testenv.StartElementAgent(t, rig.hs.URL(), rig.nurse.String(), rig.nursePassword, testenv.ElementOptions{CrossSign: true})
@@ -271,7 +188,7 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 
 	// Subresource integrity: a changed byte in the .wasm (fetch's integrity) or in the shared
 	// core module (modulepreload's integrity, then import() of the same URL) stops the page.
-	for _, as := range []*pageAsset{assets.Wasm, assets.Core} {
+	for _, as := range []*PageAsset{assets.Wasm, assets.Core} {
 		assets.tamper.Store(&as.URL)
 		_, err := chromedp.Call(browser, network.ClearBrowserCache, struct{}{})
 		require.NoError(t, err)

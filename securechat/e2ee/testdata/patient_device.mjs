@@ -37,7 +37,7 @@
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { startPatientDevice } from "./patient_core.mjs";
+import { startPatientDevice } from "../page/patient_core.mjs";
 
 const writeErr = (...args) =>
     process.stderr.write(new Date().toISOString().slice(11, 23) + " " + args.map(String).join(" ") + "\n");

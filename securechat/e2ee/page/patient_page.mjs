@@ -129,7 +129,8 @@ async function main() {
     const origin = location.origin;
     const device = await core.startPatientDevice({
         wasm, proxyBase: origin + cfg.proxy, eventsURL: origin + cfg.events,
-        userId: cfg.user, deviceId: cfg.device, roomId: cfg.room, emit, log: (s) => console.debug(s),
+        userId: cfg.user, deviceId: cfg.device, roomId: cfg.room, members: JSON.parse(cfg.members || "[]"),
+        emit, log: (s) => console.debug(s),
     });
     state.device = device;
     mark("keys_uploaded");

@@ -10,7 +10,9 @@
 // emit(obj) reports what happens (ready, to_device, room_event, decrypted, error; never
 // to-device content); log(text) is for diagnostics (counts, never keys or bodies).
 
-export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, deviceId, roomId, emit, log, pollTimeoutMS = 10000 }) {
+// members are the secure room's members when the page opens (the events poll brings later
+// changes, not what happened before the page's device existed).
+export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, deviceId, roomId, members: initialMembers = [], emit, log, pollTimeoutMS = 10000 }) {
     const {
         OlmMachine, UserId, DeviceId, RoomId, DeviceLists, RequestType, EncryptionSettings, HistoryVisibility,
         DecryptionSettings, TrustRequirement, ProcessedToDeviceEventType, CollectStrategy, DehydratedDeviceKey,
@@ -124,7 +126,7 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
     // ---- the secure room's timeline -------------------------------------------------
 
     let roomEvents = 0;
-    const members = new Set();
+    const members = new Set(initialMembers);
     let pending = []; // encrypted events whose room key has not come yet
 
     // One decryption pass at a time (the poll loop's and a command's).
