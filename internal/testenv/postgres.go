@@ -48,7 +48,7 @@ func postgresAdminURI() string {
 // NewSQLite returns a fresh SQLite database file in the test's temp dir.
 func NewSQLite(t testing.TB) DBSpec {
 	path := filepath.Join(t.TempDir(), "carebridge.db")
-	return DBSpec{Name: "sqlite", Type: "sqlite3-fk-wal", URI: "file:" + path + "?_txlock=immediate"}
+	return DBSpec{Name: "sqlite", Type: "sqlite3-fk-wal", URI: "file:" + path + "?_txlock=immediate&_stmt_cache_size=128"}
 }
 
 // NewPostgres creates a database of the test's own on the local PostgreSQL server and
