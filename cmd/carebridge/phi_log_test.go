@@ -157,9 +157,20 @@ func runNoPHIInLogs(t *testing.T, kind string) {
 	for i, b := range bodies {
 		forbidden["message body "+string(rune('1'+i))] = b
 	}
+	allDigits := regexp.MustCompile(`^[0-9]+$`)
 	for what, s := range forbidden {
-		if i := strings.Index(log, s); i >= 0 {
-			t.Errorf("%s appears in the bridge log: …%s…", what, excerpt(log, i, len(s)))
+		i := strings.Index(log, s)
+		if allDigits.MatchString(s) {
+			// A number in the log is the secret only where no digit stands beside it: a
+			// six-digit code once matched inside a timestamp's nanoseconds
+			// ("…26.777104952Z"), a false alarm that failed CI.
+			i = -1
+			if loc := regexp.MustCompile(`(^|\D)` + s + `(\D|$)`).FindStringIndex(log); loc != nil {
+				i = loc[0]
+			}
+		}
+		if i >= 0 {
+			t.Errorf("%s appears in the bridge log: …%s…", what, excerpt(log, i, len(s)+2))
 		}
 	}
 	// The patient's number, in any form, beyond its last four digits: +15551234567,
