@@ -270,6 +270,8 @@ func (c *Connector) Start(ctx context.Context) error {
 		InsecureCookies: securechat.LoopbackHTTP(c.publicBase()),
 		Log:             &c.Bridge.Log,
 		Location:        workflow.ClinicLocation(&c.Config.BusinessHours),
+		// nil unless built with the e2eepatient tag (issue 18's spike)
+		CodePagePreloads: c.codePagePreloads(),
 	}).Register(router)
 	// Web replicas (carebridge web) on the same PostgreSQL database: their pages hear of
 	// this process's changes, and what patients do there is handed to it (securechat/handoff.go).

@@ -2,7 +2,11 @@
 
 package bridge
 
-import "maunium.net/go/mautrix/bridgev2/matrix"
+import (
+	"maunium.net/go/mautrix/bridgev2/matrix"
+
+	"github.com/carebridge/carebridge/securechat"
+)
 
 // e2eePatients is empty: the E2EE-to-the-patient spike (issue 18, e2eepatient.go) is built
 // only with the e2eepatient tag.
@@ -13,3 +17,6 @@ func (c *Connector) initE2EEPatient(*matrix.Connector) {}
 
 // startE2EEPatient does nothing without the e2eepatient tag.
 func (c *Connector) startE2EEPatient() error { return nil }
+
+// codePagePreloads is nil without the e2eepatient tag: the secure chat's pages are unchanged.
+func (c *Connector) codePagePreloads() []securechat.Preload { return nil }

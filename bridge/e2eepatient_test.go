@@ -12,6 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/securechat"
+	"github.com/carebridge/carebridge/securechat/e2ee"
 )
 
 // bridgev2 never sees a secure room's events (it would try to decrypt them and ask staff for
@@ -73,7 +76,14 @@ func TestE2EEPatientPageNeedsTheWasmFolderToStart(t *testing.T) {
 	require.NotNil(t, c.e2ee.page)
 	assert.Equal(t, E2EEPathPrefix+"page", c.e2ee.page.PagePath())
 	assert.True(t, strings.HasPrefix(c.e2ee.page.Wasm.URL, E2EEPathPrefix+"assets/matrix_sdk_crypto_wasm_bg."), c.e2ee.page.Wasm.URL)
+	// The secure chat's code page preloads the page's three modules and its wasm, with their SRI values.
+	pre := c.codePagePreloads()
+	require.Len(t, pre, 4)
+	for i, as := range []*e2ee.PageAsset{c.e2ee.page.Module, c.e2ee.page.Core, c.e2ee.page.Bindings, c.e2ee.page.Wasm} {
+		assert.Equal(t, securechat.Preload{URL: as.URL, Integrity: as.Integrity, Module: i < 3}, pre[i])
+	}
 
-	// A build where the spike could not attach (no appservice) starts as before.
+	// A build where the spike could not attach (no appservice) starts as before, preloading nothing.
 	require.NoError(t, (&Connector{}).startE2EEPatient())
+	assert.Nil(t, (&Connector{}).codePagePreloads())
 }

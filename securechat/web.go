@@ -37,6 +37,21 @@ type WebOptions struct {
 	// Location is the clinic's time zone (business_hours.time_zone), which the pages show
 	// times in; nil is UTC.
 	Location *time.Location
+	// CodePagePreloads are fetched by the browser while the patient waits for the texted code
+	// and types it, for the page that follows. Nil in default builds; only issue 18's spike (the
+	// e2eepatient build) sets them: its page's wasm and modules.
+	CodePagePreloads []Preload
+}
+
+// Preload is a resource of this origin (a path) that a page asks the browser to fetch before
+// it is needed, at low priority, with its SRI value: a JavaScript module is a
+// <link rel="modulepreload"> (CSP script-src), anything else a <link rel="preload" as="fetch"
+// crossorigin> (CSP connect-src), which a later fetch(url, {integrity}) reads from the HTTP
+// cache. Both are 'self' in the pages' policy, which stays as it is. (Not rel="prefetch": CSP
+// Level 3 gives it to default-src, 'none' here; Chromium 156 lets it through anyway.)
+type Preload struct {
+	URL, Integrity string
+	Module         bool
 }
 
 // LoopbackHTTP reports a public address of http://127.0.0.1 or http://localhost, the
@@ -277,6 +292,7 @@ type view struct {
 	NeedDOB  bool
 	Error    string
 	Warning  string
+	Preloads []Preload // the code page's (WebOptions.CodePagePreloads)
 
 	// Notice pages.
 	Heading     string

@@ -73,6 +73,7 @@ func (w *Web) codePage(rw http.ResponseWriter, r *http.Request, token string, st
 	v.Minutes = int(w.svc.Config.CodeLifetime.Minutes())
 	v.NeedDOB = link.Conversation.DOBHash != ""
 	v.Sent = sent
+	v.Preloads = w.opts.CodePagePreloads
 	if errKey == "err.wrong" && v.NeedDOB {
 		errKey = "err.wrong_dob" // the date of birth is named only where it was asked
 	}

@@ -875,6 +875,35 @@ func TestSecurityHeaders(t *testing.T) {
 	})
 }
 
+// TestCodePagePreloadsOnlyWhereSet: the code page, where the patient waits for the texted code
+// and types it, names WebOptions.CodePagePreloads as low-priority preloads with their SRI
+// values (issue 18's spike sets them to its page's wasm and modules); without them (default
+// builds) no page has a preload, and the policy is the same either way.
+func TestCodePagePreloadsOnlyWhereSet(t *testing.T) {
+	eachWebDB(t, webEnvOptions{}, func(t *testing.T, e *webEnv) {
+		c := e.newClient()
+		for name, path := range map[string]string{"link": LinkPath + e.token, "code": LinkPath + e.token + "/verify"} {
+			res := c.get(path)
+			require.Equal(t, http.StatusOK, res.Status, name)
+			assert.NotContains(t, res.Body, "preload", name)
+		}
+
+		e.web.opts.CodePagePreloads = []Preload{
+			{URL: "/_carebridge/e2ee/assets/page.0123456789abcdef.mjs", Integrity: "sha384-AAAA+/BB", Module: true},
+			{URL: "/_carebridge/e2ee/assets/crypto.fedcba9876543210.wasm", Integrity: "sha384-CCCC+/DD"},
+		}
+		code := c.get(LinkPath + e.token + "/verify")
+		require.Equal(t, http.StatusOK, code.Status)
+		assert.Contains(t, code.Body, `<link rel="modulepreload" href="/_carebridge/e2ee/assets/page.0123456789abcdef.mjs" integrity="sha384-AAAA&#43;/BB" fetchpriority="low">`)
+		assert.Contains(t, code.Body, `<link rel="preload" href="/_carebridge/e2ee/assets/crypto.fedcba9876543210.wasm" as="fetch" crossorigin integrity="sha384-CCCC&#43;/DD" fetchpriority="low">`)
+		assert.Equal(t, expectedCSPHeader, code.Header.Get("Content-Security-Policy"), "the policy is unchanged")
+		head, _, _ := strings.Cut(code.Body, "</head>")
+		assert.Equal(t, 2, strings.Count(head, "preload"), "in the head, once each")
+		link := c.get(LinkPath + e.token)
+		assert.NotContains(t, link.Body, "preload", "the link page (fetched by link previewers too) preloads nothing")
+	})
+}
+
 func TestInsecureCookiesForLoopback(t *testing.T) {
 	e := newWebEnv(t, "sqlite", webEnvOptions{insecure: true})
 	c := e.newClient()

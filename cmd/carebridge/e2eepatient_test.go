@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,7 +76,7 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 	notice(t, ctx, nurse, "Secure mode")
 	_, _, err = nurse.Send(ctx, portalRoom, "Your results are in; please open the secure link.")
 	require.NoError(t, err)
-	web := patientSession(t, ctx, e)
+	web, linkURL := patientSession(t, ctx, e)
 
 	// Before the room exists the session reaches nothing.
 	status, _ := e2eeGet(t, ctx, web, e.br.URL()+"/_carebridge/e2ee/events?timeout=0")
@@ -192,6 +193,8 @@ func TestE2EERoomInTheBridgeOnSynapse(t *testing.T) {
 
 	// The page, from the bridge's origin, in Chromium: the patient's device (done-when 1).
 	sentinels := append([]string{sentinel}, patientPageInChromium(t, ctx, e, web, secureRoom, patientWeb, device, eventID)...)
+	// The first visit on Slow 4G, with and without the code page's preloads (done-when 7).
+	codePagePreloadsOnSlow4G(t, e, web, linkURL)
 
 	// Done-when 2 for the bridge: the sentinels nowhere in what it keeps or holds.
 	dbPath := strings.TrimPrefix(strings.SplitN(e.db.URI, "?", 2)[0], "file:")
@@ -284,17 +287,7 @@ func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.
 	t.Logf("page assets served by the bridge, decoded: %v bytes", assetBytes)
 
 	// Chromium, signed in with the patient's session cookie.
-	jarURL, err := url.Parse(e.br.URL())
-	require.NoError(t, err)
-	cookies := web.Jar.Cookies(jarURL)
-	require.NotEmpty(t, cookies, "the patient's session cookie")
-	browser := testenv.NewBrowser(t, true)
-	yes := true
-	for _, c := range cookies {
-		_, err = chromedp.Call(browser, network.SetCookie, network.SetCookieParams{Name: c.Name, Value: c.Value, URL: e.br.URL() + "/",
-			Path: "/", HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict})
-		require.NoError(t, err)
-	}
+	browser := signedInBrowser(t, e, web)
 	eval := func(expr string) string { return testenv.EvalString(t, browser, expr) }
 	waitJS := func(what, expr string, limit time.Duration) string {
 		return testenv.WaitString(t, browser, what, expr,
@@ -359,6 +352,121 @@ func patientPageInChromium(t *testing.T, ctx context.Context, e *env, web *http.
 	assert.Contains(t, []string{"[]", `["` + earlier + `"]`}, undecrypted, "the page left undecrypted only matrix-nio's earlier message")
 	t.Logf("page: undecrypted %s (matrix-nio's earlier message %s)", undecrypted, earlier)
 	return []string{staffSentinel, patientSentinel}
+}
+
+// signedInBrowser is headless Chromium with a fresh profile holding web's cookies (the
+// patient's secure chat session) for the bridge's address.
+func signedInBrowser(t *testing.T, e *env, web *http.Client) context.Context {
+	t.Helper()
+	jarURL, err := url.Parse(e.br.URL())
+	require.NoError(t, err)
+	cookies := web.Jar.Cookies(jarURL)
+	require.NotEmpty(t, cookies, "the patient's session cookie")
+	browser := testenv.NewBrowser(t, true)
+	yes := true
+	for _, c := range cookies {
+		_, err = chromedp.Call(browser, network.SetCookie, network.SetCookieParams{Name: c.Name, Value: c.Value, URL: e.br.URL() + "/",
+			Path: "/", HTTPOnly: &yes, SameSite: network.CookieSameSiteStrict})
+		require.NoError(t, err)
+	}
+	return browser
+}
+
+// codePagePreloadsOnSlow4G measures a patient's first visit on Slow 4G (issue 18, done-when 7:
+// < 6 s to the crypto on a first visit): each time a fresh Chromium profile, signed in, throttled
+// from the start. Without preloads it opens the patient page directly; with them it opens the
+// secure chat's code page (which preloads the page's wasm and modules), stays there as long as a
+// patient waits for the texted code and types it (10 s, 20 s), then goes to the patient page.
+// Asserted from Chromium's network log and Resource Timing: the code page preloaded the wasm
+// (within 20 s on Slow 4G), and where that preload had finished, the patient page's wasm came
+// from the HTTP cache, not over the network again; the figures are logged, not asserted (the
+// targets are the report's).
+func codePagePreloadsOnSlow4G(t *testing.T, e *env, web *http.Client, linkURL string) {
+	t.Helper()
+	pageURL := e.br.URL() + "/_carebridge/e2ee/page?measure=1"
+	codeURL := linkURL + "/verify"
+	noPreload := testenv.MeasureE2EEPageLoad(t, signedInBrowser(t, e, web), "first visit, Slow 4G", pageURL,
+		testenv.E2EEPageLoadOptions{Conditions: testenv.Slow4G})
+	assert.Greater(t, noPreload.WasmBytes, float64(1<<20), "without the code page, the wasm comes over the network")
+
+	for _, wait := range []time.Duration{20 * time.Second, 10 * time.Second} {
+		browser := signedInBrowser(t, e, web)
+		type wasmRequest struct {
+			document                       string
+			fromCache, responded, finished bool
+		}
+		var mu sync.Mutex
+		requests := map[network.RequestID]*wasmRequest{}
+		var order []network.RequestID
+		require.NoError(t, chromedp.Listen(browser, func(ev any) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch ev := ev.(type) {
+			case *network.EventRequestWillBeSent:
+				if strings.HasSuffix(ev.Request.URL, ".wasm") && strings.Contains(ev.Request.URL, "/_carebridge/e2ee/assets/") {
+					requests[ev.RequestID] = &wasmRequest{document: ev.DocumentURL}
+					order = append(order, ev.RequestID)
+				}
+			case *network.EventResponseReceived:
+				if r := requests[ev.RequestID]; r != nil {
+					r.responded, r.fromCache = true, ev.Response.FromDiskCache || ev.Response.FromPrefetchCache
+				}
+			case *network.EventRequestServedFromCache:
+				if r := requests[ev.RequestID]; r != nil {
+					r.fromCache = true
+				}
+			case *network.EventLoadingFinished:
+				if r := requests[ev.RequestID]; r != nil {
+					r.finished = true
+				}
+			}
+		}))
+		_, err := chromedp.Call(browser, network.Enable, network.EnableParams{})
+		require.NoError(t, err)
+		_, err = chromedp.Call(browser, network.EmulateNetworkConditionsByRule,
+			network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: []*network.Conditions{testenv.Slow4G}})
+		require.NoError(t, err)
+		require.NoError(t, chromedp.Do(browser, chromedp.Navigate(codeURL)))
+		codeShown := testenv.EvalString(t, browser, `(() => {
+			const nav = performance.getEntriesByType('navigation')[0];
+			const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+			return JSON.stringify({dom_content_loaded_ms: Math.round(nav.domContentLoadedEventEnd), first_paint_ms: fcp ? Math.round(fcp.startTime) : -1,
+				preloads: document.querySelectorAll('link[rel=preload][as=fetch][integrity], link[rel=modulepreload][integrity]').length});
+		})()`)
+		time.Sleep(wait)
+		mu.Lock()
+		preloaded := len(order) == 1 && requests[order[0]].finished
+		mu.Unlock()
+		name := fmt.Sprintf("first visit, %s code", wait)
+		// Still Slow 4G: the conditions are not set again (that would release the preload in flight).
+		l := testenv.MeasureE2EEPageLoad(t, browser, name, pageURL, testenv.E2EEPageLoadOptions{KeepConditions: true})
+		mu.Lock()
+		var fromCode, fromPage []*wasmRequest
+		for _, id := range order {
+			r := requests[id]
+			if strings.Contains(r.document, "/verify") {
+				fromCode = append(fromCode, r)
+			} else {
+				fromPage = append(fromPage, r)
+			}
+		}
+		mu.Unlock()
+		t.Logf("code page on Slow 4G (with its preloads): %s; %s on it, the wasm's preload finished there: %v; then patient page → crypto ready %.0f ms, wasm transferred %.0f bytes",
+			codeShown, wait, preloaded, l.ReadyMS, l.WasmBytes)
+		assert.Contains(t, codeShown, `"preloads":4`, "the code page preloads the page's three modules and its wasm")
+		assert.Len(t, fromCode, 1, "the code page requested the wasm once (its preload)")
+		assert.Len(t, fromPage, 1, "the patient page requested the wasm once")
+		// A preload the patient leaves before it finishes is cut short with the code page, and
+		// the patient page downloads the whole wasm again (measured at 10 s; the figure is logged).
+		if preloaded && assert.Len(t, fromPage, 1) {
+			assert.True(t, fromPage[0].responded && fromPage[0].fromCache, "the patient page's wasm came from the HTTP cache (%s)", wait)
+			assert.Zero(t, l.WasmBytes, "the patient page did not download the wasm again (%s)", wait)
+		}
+		if wait == 20*time.Second {
+			assert.True(t, preloaded, "on Slow 4G the wasm's preload finishes within 20 s on the code page")
+		}
+		assert.Equal(t, noPreload.Requests, l.Requests)
+	}
 }
 
 type e2eeBatch struct {
@@ -441,8 +549,9 @@ func asToken(t *testing.T, e *env) []byte {
 }
 
 // patientSession opens the patient's secure chat session over HTTP, as the page's forms do:
-// the alert's link, "send me a code", the texted code. It returns a client with the cookie.
-func patientSession(t *testing.T, ctx context.Context, e *env) *http.Client {
+// the alert's link, "send me a code", the texted code. It returns a client with the cookie and
+// the link's address on the bridge.
+func patientSession(t *testing.T, ctx context.Context, e *env) (*http.Client, string) {
 	t.Helper()
 	alert, err := e.fake.WaitForMessage(ctx, func(m testenv.FakeMessage) bool {
 		return m.To == patient && strings.Contains(m.Body, "secure message")
@@ -477,7 +586,7 @@ func patientSession(t *testing.T, ctx context.Context, e *env) *http.Client {
 	code := regexp.MustCompile(`\b\d{6}\b`).FindString(codeSMS.Body)
 	require.NotEmpty(t, code)
 	post("/verify", url.Values{"csrf": {string(csrf[1])}, "code": {code}})
-	return c
+	return c, linkURL
 }
 
 // scanProcessMemory counts needle in the readable memory of process pid (/proc/pid/mem,

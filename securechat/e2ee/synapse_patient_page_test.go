@@ -55,12 +55,7 @@ func (tp *testPage) mount(mux *http.ServeMux, rig *patientRig) {
 }
 
 // pageTrouble is what a failed wait on the page reports: its state and the errors it kept.
-const pageTrouble = `JSON.stringify({state: document.getElementById('status')?.dataset.state ?? '', errors: window.__e2ee ? window.__e2ee.errors : ['no __e2ee']})`
-
-// slow4G is Chrome DevTools' "Slow 4G" preset (the same values as Puppeteer's
-// PredefinedNetworkConditions["Slow 4G"], an alias of the former "Fast 3G", crbug 342406608):
-// 150 ms × 3.75 latency, 1.6 Mbps × 0.9 down, 750 kbps × 0.9 up, in bytes per second.
-var slow4G = &network.Conditions{Latency: 150 * 3.75, DownloadThroughput: 1.6e6 / 8 * 0.9, UploadThroughput: 750e3 / 8 * 0.9}
+const pageTrouble = testenv.E2EEPageTrouble
 
 // TestPatientPageInChromiumOnSynapse is step 5 of issue 18: the patient's device is a page in
 // headless Chromium, served from the origin of the proxy and the events endpoint, with
@@ -141,48 +136,13 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	// Load figures: the page in ?measure=1 stops once the wasm is instantiated and an
 	// OlmMachine initialised. Uncached (HTTP cache cleared, which takes V8's wasm code cache
 	// with it), then cached (a second navigation in the same profile), unthrottled and Slow 4G.
-	type load struct {
-		ReadyMS, WasmMS   float64
-		Bytes, WasmBytes  float64
-		Requests, Decoded float64
-	}
-	measure := func(name string, clear bool, cond *network.Conditions) load {
-		if clear {
-			_, err := chromedp.Call(browser, network.ClearBrowserCache, struct{}{})
-			require.NoError(t, err)
-		}
-		rules := []*network.Conditions{}
-		if cond != nil {
-			rules = append(rules, cond)
-		}
-		_, err := chromedp.Call(browser, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules})
-		require.NoError(t, err)
-		require.NoError(t, chromedp.Do(browser, chromedp.Navigate(rig.pageURL+"/e2ee/page?measure=1")))
-		waitJS("the page never loaded its crypto ("+name+")", `document.getElementById('status').dataset.state === 'measured' ? 'yes' : ''`, 2*time.Minute)
-		var l load
-		v, err := chromedp.Run(browser, chromedp.Evaluate[map[string]float64](`(() => {
-			const nav = performance.getEntriesByType('navigation')[0];
-			const res = performance.getEntriesByType('resource').filter(r => r.name.includes('/e2ee/assets/'));
-			const wasm = res.find(r => r.name.endsWith('.wasm'));
-			return {
-				ready: window.__e2ee.marks.crypto_ready, wasm: window.__e2ee.marks.wasm_ready,
-				bytes: nav.transferSize + res.reduce((s, r) => s + r.transferSize, 0),
-				wasmBytes: wasm ? wasm.transferSize : -1,
-				decoded: nav.decodedBodySize + res.reduce((s, r) => s + r.decodedBodySize, 0),
-				requests: 1 + res.length,
-			};
-		})()`))
-		require.NoError(t, err)
-		l = load{ReadyMS: v["ready"], WasmMS: v["wasm"], Bytes: v["bytes"], WasmBytes: v["wasmBytes"], Requests: v["requests"], Decoded: v["decoded"]}
-		t.Logf("load %-22s: navigation → crypto ready %5.0f ms (wasm instantiated at %5.0f ms); %d requests, %.0f bytes transferred (wasm %.0f), %.0f decoded",
-			name, l.ReadyMS, l.WasmMS, int(l.Requests), l.Bytes, l.WasmBytes, l.Decoded)
-		assert.Equal(t, "[]", eval(`JSON.stringify(window.__e2ee.errors)`), "the page reported no error (%s)", name)
-		return l
+	measure := func(name string, clear bool, cond *network.Conditions) testenv.E2EEPageLoad {
+		return testenv.MeasureE2EEPageLoad(t, browser, name, rig.pageURL+"/e2ee/page?measure=1", testenv.E2EEPageLoadOptions{Clear: clear, Conditions: cond})
 	}
 	uncached := measure("uncached, unthrottled", true, nil)
 	cached := measure("cached, unthrottled", false, nil)
-	slowUncached := measure("uncached, Slow 4G", true, slow4G)
-	slowCached := measure("cached, Slow 4G", false, slow4G)
+	slowUncached := measure("uncached, Slow 4G", true, testenv.Slow4G)
+	slowCached := measure("cached, Slow 4G", false, testenv.Slow4G)
 	_, err = chromedp.Call(browser, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: []*network.Conditions{}})
 	require.NoError(t, err)
 
@@ -205,7 +165,7 @@ func TestPatientPageInChromiumOnSynapse(t *testing.T) {
 	assert.Less(t, uncached.WasmBytes, float64(len(assets.Wasm.body))/2, "the wasm is sent compressed")
 	assert.Zero(t, cached.WasmBytes, "cached: the wasm came from the cache")
 	assert.Zero(t, slowCached.WasmBytes)
-	assert.Greater(t, slowUncached.ReadyMS, float64(len(assets.Wasm.gz))/slow4G.DownloadThroughput*1000*0.9, "Slow 4G throttled the wasm's download")
+	assert.Greater(t, slowUncached.ReadyMS, float64(len(assets.Wasm.gz))/testenv.Slow4G.DownloadThroughput*1000*0.9, "Slow 4G throttled the wasm's download")
 	t.Logf("targets (issue 18): uncached Slow 4G %.1f s (target < 6 s: %v); cached Slow 4G %.2f s (target < 1.5 s: %v)",
 		slowUncached.ReadyMS/1000, slowUncached.ReadyMS < 6000, slowCached.ReadyMS/1000, slowCached.ReadyMS < 1500)
 }
