@@ -370,7 +370,11 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 		{"a key description of another algorithm", "PUT", ownData + "m.secret_storage.key.prfKey1",
 			obj{"algorithm": "m.secret_storage.v0", "iv": "aXY=", "mac": "bWFj"}, 403, "M_FORBIDDEN", nil},
 		{"a key description with a passphrase", "PUT", ownData + "m.secret_storage.key.prfKey1",
-			func() obj { k := ssssKey(); k["passphrase"] = obj{"algorithm": "m.pbkdf2", "salt": "s", "iterations": 1}; return k }(), 403, "M_FORBIDDEN", nil},
+			func() obj {
+				k := ssssKey()
+				k["passphrase"] = obj{"algorithm": "m.pbkdf2", "salt": "s", "iterations": 1}
+				return k
+			}(), 403, "M_FORBIDDEN", nil},
 		{"an empty default key", "PUT", ownData + "m.secret_storage.default_key", obj{"key": ""}, 403, "M_FORBIDDEN", nil},
 		{"room account data", "PUT", ownData[:len(ownData)-len("account_data/")] + "rooms/" + string(secureRoom) + "/account_data/m.cross_signing.master", ssssSecret(), 403, "M_FORBIDDEN", nil},
 		{"a body on the account data GET", "GET", ownData + "m.cross_signing.master", obj{"x": 1}, 400, "M_BAD_JSON", nil},
