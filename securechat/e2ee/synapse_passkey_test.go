@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/internal/testenv"
@@ -393,6 +394,23 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	shows(b, name+": a new message after the restore, the nurse excluding insecure devices", ev2, afterRestore, 30*time.Second)
 	t.Logf("%s: the nurse's new message decrypted in the restored page %s after sending", name, time.Since(sentAt).Round(time.Millisecond))
 	assert.Contains(t, b.eval(`JSON.stringify(window.__e2ee.device.stats())`), `"undecrypted":0`)
+	if samePRF {
+		t.Logf("no unsigned device to compare with: the new profile restored")
+	} else {
+		// The control: the new profile's device, whose restore failed, never signed itself;
+		// for the same message the nurse's Element withholds the key from it (m.unverified).
+		var wire struct {
+			Content struct {
+				SessionID string `json:"session_id"`
+			} `json:"content"`
+		}
+		_, err = rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "rooms", rig.room, "event", ev2), nil, &wire)
+		require.NoError(t, err)
+		code, session := withheldCode(t, ctx, rig, second)
+		assert.Equal(t, "m.unverified", code, "the unsigned device of the failed restore gets no room key for the new message")
+		assert.Equal(t, wire.Content.SessionID, session, "withheld: the session of the nurse's new message")
+		t.Logf("the failed restore's unsigned device %s got m.room_key.withheld %s for the same message", second, code)
+	}
 
 	// (b) the fresh dehydrated device, signed, receives while no page is open; a second
 	// restore (storage wiped again, another new device) reads it.
@@ -453,4 +471,29 @@ func assertSecretStorage(t *testing.T, ctx context.Context, rig *patientRig) {
 		ciphertexts[e.Ciphertext] = true
 	}
 	assert.Len(t, ciphertexts, 3, "three different secrets")
+}
+
+// withheldCode reads what the inbox filed for device until an m.room_key.withheld comes (20 s at
+// most) and returns its code and session.
+func withheldCode(t *testing.T, ctx context.Context, rig *patientRig, device id.DeviceID) (string, string) {
+	t.Helper()
+	since := ""
+	for {
+		pollCtx, stop := context.WithTimeout(ctx, 20*time.Second)
+		b, next, err := rig.inbox.Next(pollCtx, Device{rig.patient, device}, since)
+		stop()
+		require.NoError(t, err)
+		require.NotEqual(t, since, next, "no m.room_key.withheld reached %s within 20 s", device)
+		since = next
+		for _, ev := range b.ToDevice.Events {
+			if ev.Type == event.ToDeviceRoomKeyWithheld.Type || ev.Type == "org.matrix.room_key.withheld" {
+				var content struct {
+					Code      string `json:"code"`
+					SessionID string `json:"session_id"`
+				}
+				require.NoError(t, json.Unmarshal(ev.Content, &content))
+				return content.Code, content.SessionID
+			}
+		}
+	}
 }
