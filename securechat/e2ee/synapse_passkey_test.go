@@ -426,6 +426,15 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	restored(b, "second restore", freshID, ev3, secondGap)
 	took = elementSees(fourth.String(), true, "second restore: the restored device after signing itself")
 	t.Logf("second restore: Element lists the restored device as signed by its owner %s after asking", took.Round(time.Millisecond))
+	final, err := staff.Devices(ctx, rig.patient.String())
+	require.NoError(t, err)
+	view := map[string]bool{}
+	for _, d := range final {
+		view[d.DeviceID] = d.SignedByOwner
+	}
+	t.Logf("Element's view of the patient-web user's devices at the end (device → signed by owner): %v", view)
+	assert.NotContains(t, view, dehydrated.DeviceID, "the first dehydrated device was replaced, not kept beside the fresh one")
+	assert.NotContains(t, view, freshID, "the first restore's dehydrated device was replaced by the second restore's")
 }
 
 // assertSecretStorage checks the patient-web user's account data holds the cross-signing keys
