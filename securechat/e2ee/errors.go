@@ -26,7 +26,7 @@ var (
 	errNotAllowed = forbid("endpoint_not_allowed",
 		"This endpoint is not allowed through the patient proxy: only key upload, key query and claim "+
 			"for members of the secure room, to-device messages to them, encrypted sends and receipts "+
-			"in the secure room and the dehydrated device are.")
+			"in the secure room, the dehydrated device and the patient's own secret storage are.")
 	errNoDevice = forbid("no_patient_device",
 		"This session has no patient device the proxy knows.")
 	errOtherRoom = forbid("other_room",
@@ -47,6 +47,11 @@ var (
 		"The request has a field the patient proxy does not allow.")
 	errClaimAlgorithm = forbid("claim_algorithm",
 		"Only signed_curve25519 one-time keys can be claimed.")
+	errAccountDataType = forbid("account_data_type",
+		"Only the patient's secret storage (m.secret_storage.*) and cross-signing keys (m.cross_signing.*) "+
+			"can be read or stored as account data.")
+	errSecretShape = forbid("secret_shape",
+		"Secret storage takes only an aes-hmac-sha2 key description, its default key and secrets encrypted under it.")
 	errUIA = forbid("uia",
 		"Interactive authentication is not available through the patient proxy.")
 

@@ -148,6 +148,17 @@ const dehydrated = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_de
 
 type obj = map[string]any
 
+// ownData is the patient-web user's own account data.
+const ownData = v3 + "/user/" + string(patientUser) + "/account_data/"
+
+func ssssKey() obj {
+	return obj{"algorithm": "m.secret_storage.v1.aes-hmac-sha2", "iv": "aXY=", "mac": "bWFj"}
+}
+
+func ssssSecret() obj {
+	return obj{"encrypted": obj{"prfKey1": obj{"iv": "aXY=", "ciphertext": "ct" + sentinel, "mac": "bWFj"}}}
+}
+
 func deviceKeys(user id.UserID, device id.DeviceID) obj {
 	return obj{
 		"user_id": user, "device_id": device,
@@ -233,6 +244,16 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 				"initial_device_display_name": "Dehydrated device", "device_keys": deviceKeys(patientUser, dehydratedID),
 				"one_time_keys": oneTimeKeys(patientUser, dehydratedID), "fallback_keys": oneTimeKeys(patientUser, dehydratedID)}, "", ""},
 		{"fetch the dehydrated device", "GET", dehydrated, nil, "", ""},
+		{"store the secret storage key description", "PUT", ownData + "m.secret_storage.key.prfKey1", ssssKey(), "", ""},
+		{"store the default secret storage key", "PUT", ownData + "m.secret_storage.default_key", obj{"key": "prfKey1"}, "", ""},
+		{"store the encrypted master key", "PUT", ownData + "m.cross_signing.master", ssssSecret(), "", ""},
+		{"store the encrypted self-signing key", "PUT", ownData + "m.cross_signing.self_signing", ssssSecret(), "", ""},
+		{"store the encrypted user-signing key", "PUT", ownData + "m.cross_signing.user_signing", ssssSecret(), "", ""},
+		{"read the default secret storage key", "GET", ownData + "m.secret_storage.default_key", nil, "", ""},
+		{"read the key description", "GET", ownData + "m.secret_storage.key.prfKey1", nil, "", ""},
+		{"read the encrypted self-signing key", "GET", ownData + "m.cross_signing.self_signing", nil, "", ""},
+		{"read the own account data, escaped user ID", "GET", v3 + "/user/%40pw_6f1c2a%3Aclinic.example/account_data/m.cross_signing.master", nil,
+			ownData + "m.cross_signing.master", ""},
 		{"delete the dehydrated device", "DELETE", dehydrated, nil, "", ""},
 		{"the dehydrated device's to-device events", "POST", dehydrated + "/" + string(dehydratedID) + "/events", obj{"next_batch": "b1"}, "", ""},
 		// matrix-sdk-crypto names a dehydrated device by its Curve25519 key in base64: '+' and
@@ -332,6 +353,32 @@ func TestProxyRelaysOnlyTheAllowlistAsThePatientDevice(t *testing.T) {
 		{"a dehydrated device with another user's keys", "PUT", dehydrated,
 			obj{"device_id": dehydratedID, "device_data": obj{"algorithm": "a"}, "device_keys": deviceKeys(nurse, dehydratedID)}, 403, "M_FORBIDDEN", nil},
 		{"a browser device's events through the dehydrated endpoint", "POST", dehydrated + "/" + string(patientDev2) + "/events", obj{}, 403, "M_FORBIDDEN", nil},
+		{"another user's secret storage", "GET", v3 + "/user/" + string(nurse) + "/account_data/m.cross_signing.master", nil, 403, "M_FORBIDDEN", nil},
+		{"storing into another user's secret storage", "PUT", v3 + "/user/" + string(nurse) + "/account_data/m.cross_signing.master", ssssSecret(), 403, "M_FORBIDDEN", nil},
+		{"the SMS ghost's account data", "GET", v3 + "/user/" + string(smsGhost) + "/account_data/m.secret_storage.default_key", nil, 403, "M_FORBIDDEN", nil},
+		{"the patient's other account data", "GET", ownData + "m.direct", nil, 403, "M_FORBIDDEN", nil},
+		{"storing push rules or ignored users", "PUT", ownData + "m.ignored_user_list", obj{"ignored_users": obj{}}, 403, "M_FORBIDDEN", nil},
+		{"the megolm backup key", "GET", ownData + "m.megolm_backup.v1", nil, 403, "M_FORBIDDEN", nil},
+		{"a secret storage key without an ID", "PUT", ownData + "m.secret_storage.key.", ssssKey(), 403, "M_FORBIDDEN", nil},
+		{"a cross-signing type not on the list", "PUT", ownData + "m.cross_signing.trust", ssssSecret(), 403, "M_FORBIDDEN", nil},
+		{"a cross-signing key in clear", "PUT", ownData + "m.cross_signing.master", obj{"key": "seed" + sentinel}, 403, "M_FORBIDDEN", nil},
+		{"a secret with a clear field beside the ciphertext", "PUT", ownData + "m.cross_signing.master",
+			func() obj { s := ssssSecret(); s["seed"] = "seed" + sentinel; return s }(), 403, "M_FORBIDDEN", nil},
+		{"a secret encrypted under no key", "PUT", ownData + "m.cross_signing.self_signing", obj{"encrypted": obj{}}, 403, "M_FORBIDDEN", nil},
+		{"a secret without its mac", "PUT", ownData + "m.cross_signing.self_signing",
+			obj{"encrypted": obj{"prfKey1": obj{"iv": "aXY=", "ciphertext": "ct" + sentinel}}}, 403, "M_FORBIDDEN", nil},
+		{"a key description of another algorithm", "PUT", ownData + "m.secret_storage.key.prfKey1",
+			obj{"algorithm": "m.secret_storage.v0", "iv": "aXY=", "mac": "bWFj"}, 403, "M_FORBIDDEN", nil},
+		{"a key description with a passphrase", "PUT", ownData + "m.secret_storage.key.prfKey1",
+			func() obj {
+				k := ssssKey()
+				k["passphrase"] = obj{"algorithm": "m.pbkdf2", "salt": "s", "iterations": 1}
+				return k
+			}(), 403, "M_FORBIDDEN", nil},
+		{"an empty default key", "PUT", ownData + "m.secret_storage.default_key", obj{"key": ""}, 403, "M_FORBIDDEN", nil},
+		{"room account data", "PUT", ownData[:len(ownData)-len("account_data/")] + "rooms/" + string(secureRoom) + "/account_data/m.cross_signing.master", ssssSecret(), 403, "M_FORBIDDEN", nil},
+		{"a body on the account data GET", "GET", ownData + "m.cross_signing.master", obj{"x": 1}, 400, "M_BAD_JSON", nil},
+		{"deleting account data", "DELETE", ownData + "m.cross_signing.master", nil, 405, "M_UNRECOGNIZED", nil},
 		{"room creation", "POST", v3 + "/createRoom", obj{"invite": []string{string(outsider)}}, 403, "M_FORBIDDEN", nil},
 		{"profile change", "PUT", v3 + "/profile/" + string(patientUser) + "/displayname", obj{"displayname": "x"}, 403, "M_FORBIDDEN", nil},
 		{"room messages history", "GET", v3 + "/rooms/" + string(secureRoom) + "/messages", nil, 403, "M_FORBIDDEN", nil},

@@ -40,6 +40,8 @@ var routes = []*route{
 	{"dehydrated_device/put", http.MethodPut, []string{"unstable", msc3814, "dehydrated_device"}, (*Proxy).checkDehydratedPut, false},
 	{"dehydrated_device/get", http.MethodGet, []string{"unstable", msc3814, "dehydrated_device"}, (*Proxy).checkNoBody, false},
 	{"dehydrated_device/delete", http.MethodDelete, []string{"unstable", msc3814, "dehydrated_device"}, (*Proxy).checkNoBody, false},
+	{"account_data/get", http.MethodGet, []string{"v3", "user", "*", "account_data", "*"}, (*Proxy).checkAccountDataGet, false},
+	{"account_data/put", http.MethodPut, []string{"v3", "user", "*", "account_data", "*"}, (*Proxy).checkAccountDataPut, false},
 	{"dehydrated_device/events", http.MethodPost, []string{"unstable", msc3814, "dehydrated_device", "*", "events"}, (*Proxy).checkDehydratedEvents, true},
 }
 

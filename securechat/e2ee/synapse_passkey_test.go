@@ -4,6 +4,7 @@ package e2ee
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/carebridge/carebridge/internal/testenv"
@@ -124,8 +126,9 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	const (
 		second = id.DeviceID("PATIENTWEB2") // the new profile's device
 		third  = id.DeviceID("PATIENTWEB3") // the fallback: the first profile again, storage wiped
+		fourth = id.DeviceID("PATIENTWEB4") // the second restore: storage wiped again
 	)
-	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, moreDevices: []id.DeviceID{second, third}, mount: assets.mount})
+	rig := newPatientRigWith(t, ctx, rigOptions{noNode: true, moreDevices: []id.DeviceID{second, third, fourth}, mount: assets.mount})
 	// WebAuthn takes no IP address as a relying party ID: the page is opened as localhost
 	// (a secure context, like https).
 	origin := strings.Replace(rig.pageURL, "127.0.0.1", "localhost", 1)
@@ -159,6 +162,15 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	require.NotEmpty(t, dehydrated.DeviceID)
 	assert.NotEqual(t, rig.dev.String(), dehydrated.DeviceID)
 	assert.Equal(t, 2, dehydrated.Signatures, "the dehydrated device's keys are signed by itself and the patient's self-signing key")
+	var secrets struct {
+		Secrets  int `json:"secrets"`
+		Requests int `json:"requests"`
+		TookMS   int `json:"took_ms"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(first.eval(`JSON.stringify(window.__e2ee.secrets)`)), &secrets))
+	t.Logf("secret storage: %d cross-signing keys stored in %d requests in %d ms", secrets.Secrets, secrets.Requests, secrets.TookMS)
+	assert.Equal(t, 3, secrets.Secrets)
+	assertSecretStorage(t, ctx, rig)
 
 	// The homeserver holds it (as the appservice reads it, masquerading as the patient-web user).
 	var onServer struct {
@@ -189,7 +201,10 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	require.NoError(t, chromedp.Do(first.ctx, chromedp.Navigate("about:blank")))
 
 	// ---- no page open: the nurse writes -------------------------------------------------
-	staff := testenv.StartElementAgent(t, rig.hs.URL(), rig.nurse.String(), rig.nursePassword, testenv.ElementOptions{CrossSign: true})
+	// The nurse excludes insecure devices (Element's setting, MSC4153): room keys only for
+	// devices their owner signed. A restored device gets new keys only if it signs itself.
+	staff := testenv.StartElementAgent(t, rig.hs.URL(), rig.nurse.String(), rig.nursePassword,
+		testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
 	_, err = staff.WaitJoined(ctx, rig.room.String())
 	require.NoError(t, err)
 	devices, err := staff.Devices(ctx, rig.patient.String())
@@ -201,18 +216,48 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	t.Logf("Element's view of the patient-web user's devices (device → signed by owner): %v", seen)
 	assert.Equal(t, map[string]bool{rig.dev.String(): true, dehydrated.DeviceID: true}, seen,
 		"Element sees the closed page's device and the dehydrated device, both signed by the patient")
+	// send has the nurse send body and returns its event ID and the event as the homeserver
+	// holds it (encrypted), as a JS string literal for the page's inject.
+	send := func(body string) (id.EventID, []byte) {
+		t.Helper()
+		ev, _, err := staff.Send(ctx, rig.room.String(), body)
+		require.NoError(t, err)
+		var wire json.RawMessage
+		_, err = rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "rooms", rig.room, "event", ev), nil, &wire)
+		require.NoError(t, err)
+		require.NotContains(t, string(wire), body, "the nurse's message is encrypted on the homeserver")
+		js, _ := json.Marshal(string(wire))
+		return id.EventID(ev), js
+	}
 	const sentinel = "staff-sentinel-e804: your prescription is ready"
-	staffEvent, _, err := staff.Send(ctx, rig.room.String(), sentinel)
-	require.NoError(t, err)
-	var wire json.RawMessage
-	_, err = rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "rooms", rig.room, "event", staffEvent), nil, &wire)
-	require.NoError(t, err)
-	require.NotContains(t, string(wire), "staff-sentinel-e804", "the nurse's message is encrypted on the homeserver")
-	wireJS, _ := json.Marshal(string(wire))
+	staffEvent, wireJS := send(sentinel)
 
-	// restore opens the page as device in browser b, hands it the nurse's event, checks it
-	// cannot decrypt it, then restores with the passkey. It returns the page's final state.
-	restore := func(b *passkeyBrowser, device id.DeviceID, name string) (string, passkeyInfo) {
+	// elementSees polls until the nurse's Element lists device of the patient-web user with
+	// signedByOwner as wanted, and returns how long that took.
+	elementSees := func(device string, signed bool, what string) time.Duration {
+		t.Helper()
+		started := time.Now()
+		var last map[string]bool
+		for time.Since(started) < 45*time.Second {
+			list, err := staff.Devices(ctx, rig.patient.String())
+			require.NoError(t, err)
+			last = map[string]bool{}
+			for _, d := range list {
+				last[d.DeviceID] = d.SignedByOwner
+			}
+			if got, ok := last[device]; ok && got == signed {
+				return time.Since(started)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		require.Failf(t, "Element's view of the patient's devices", "%s: never listed with signed_by_owner=%v; last view %v", what, signed, last)
+		return 0
+	}
+
+	// restore opens the page as device in browser b, hands it the nurse's event (wire, as
+	// send returns it), checks it cannot decrypt it and that Element lists the new device as
+	// not signed by its owner, then restores with the passkey. It returns the page's state.
+	restore := func(b *passkeyBrowser, device id.DeviceID, name string, wire []byte) (string, passkeyInfo) {
 		require.NoError(t, rig.as.CreateDeviceMSC4190(ctx, device, "Patient browser"))
 		rig.inbox.AddDevice(Device{rig.patient, device})
 		rig.session.Store(&device)
@@ -220,7 +265,9 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 		require.NoError(t, chromedp.Do(b.ctx, chromedp.Navigate(origin+"/e2ee/page?passkey=restore")))
 		b.waitState(name+": the page never got ready to restore", 2*time.Minute, "awaiting-passkey")
 		assert.Equal(t, device.String(), b.eval(`document.getElementById('app').dataset.device`))
-		b.eval(`window.__e2ee.inject(` + string(wireJS) + `).then(() => '')`)
+		took := elementSees(device.String(), false, name+": the new device before restoring")
+		t.Logf("%s: Element lists the new device as not signed by its owner (insecure) %s after asking", name, took.Round(time.Millisecond))
+		b.eval(`window.__e2ee.inject(` + string(wire) + `).then(() => '')`)
 		var before struct {
 			Undecrypted int `json:"undecrypted"`
 		}
@@ -234,8 +281,20 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 			restoreStarted.Sub(opened).Round(time.Millisecond), st, time.Since(restoreStarted).Round(time.Millisecond), b.eval(`JSON.stringify(window.__e2ee.errors)`))
 		return st, b.passkey()
 	}
-	// assertRead checks the page shows the nurse's message after restoring.
-	assertRead := func(b *passkeyBrowser, name string) {
+	// shows waits until the page shows event ev with text, from the nurse's Element device.
+	shows := func(b *passkeyBrowser, name string, ev id.EventID, text string, limit time.Duration) {
+		t.Helper()
+		sel := fmt.Sprintf(`document.querySelector('#messages li.theirs[data-event-id="%s"]')`, ev)
+		got, err := chromedp.Run(b.ctx, chromedp.Poll[string](sel+`?.textContent ?? ''`, chromedp.WithPollingTimeout(limit)))
+		require.NoError(t, err, "%s: the page never showed the nurse's message; errors %s", name, b.eval(`JSON.stringify(window.__e2ee.errors)`))
+		assert.Equal(t, text, got, name)
+		assert.Equal(t, staff.DeviceID, b.eval(sel+`.dataset.senderDevice`))
+	}
+	// restored checks what the page did after its passkey: read the nurse's message ev (text)
+	// from the dehydrated device fromDevice, import the cross-signing keys and sign itself,
+	// store a fresh dehydrated device. It returns the fresh device's ID.
+	restored := func(b *passkeyBrowser, name, fromDevice string, ev id.EventID, text string) string {
+		t.Helper()
 		var r struct {
 			DeviceID  string `json:"device_id"`
 			Events    int    `json:"events"`
@@ -248,46 +307,202 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(b.eval(`JSON.stringify(window.__e2ee.rehydrated)`)), &r))
 		t.Logf("%s: rehydrated %s: %d to-device events in %d pages, %d room keys; fetched %d ms, opened %d ms, done %d ms; page marks %s",
 			name, r.DeviceID, r.Events, r.Pages, r.RoomKeys, r.FetchedMS, r.OpenedMS, r.TookMS, b.eval(`JSON.stringify(window.__e2ee.marks)`))
-		assert.Equal(t, dehydrated.DeviceID, r.DeviceID)
+		assert.Equal(t, fromDevice, r.DeviceID)
 		assert.Positive(t, r.RoomKeys, "the dehydrated device had received the nurse's room key")
-		sel := fmt.Sprintf(`document.querySelector('#messages li.theirs[data-event-id="%s"]')`, staffEvent)
-		text, err := chromedp.Run(b.ctx, chromedp.Poll[string](sel+`?.textContent ?? ''`, chromedp.WithPollingTimeout(10*time.Second)))
-		require.NoError(t, err, "%s: the page never showed the nurse's message after restoring", name)
-		assert.Equal(t, sentinel, text, "%s: the page reads the message sent while no page was open", name)
-		assert.Equal(t, staff.DeviceID, b.eval(sel+`.dataset.senderDevice`))
-		assert.Contains(t, b.eval(`JSON.stringify(window.__e2ee.device.stats())`), `"undecrypted":0`)
-		assert.Contains(t, b.eval(`JSON.stringify(window.__e2ee.device.stats())`), `"refused":0`, "the proxy refused none of the page's requests")
+		shows(b, name+": the message sent while no page was open", ev, text, 10*time.Second)
+		stats := b.eval(`JSON.stringify(window.__e2ee.device.stats())`)
+		assert.Contains(t, stats, `"undecrypted":0`)
+		assert.Contains(t, stats, `"refused":0`, "the proxy refused none of the page's requests")
+
+		// (a) the cross-signing keys, from secret storage.
+		var xs struct {
+			HasMaster      bool `json:"has_master"`
+			HasSelfSigning bool `json:"has_self_signing"`
+			HasUserSigning bool `json:"has_user_signing"`
+			KeyCheck       bool `json:"key_check"`
+			SignedLocally  bool `json:"signed_locally"`
+			FetchedMS      int  `json:"fetched_ms"`
+			TookMS         int  `json:"took_ms"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(b.eval(`JSON.stringify(window.__e2ee.crossSigning)`)), &xs))
+		t.Logf("%s: cross-signing keys read and decrypted from secret storage in %d ms (key check %v), imported and this device signed at %d ms (signed in its own store: %v)",
+			name, xs.FetchedMS, xs.KeyCheck, xs.TookMS, xs.SignedLocally)
+		assert.True(t, xs.KeyCheck, "the passkey's secret storage key matches the stored key check")
+		assert.True(t, xs.HasMaster && xs.HasSelfSigning && xs.HasUserSigning, "%s: all three cross-signing keys imported", name)
+
+		// (b) a fresh dehydrated device in place of the one opened.
+		var fresh struct {
+			DeviceID       string `json:"device_id"`
+			OneTimeKeys    int    `json:"one_time_keys"`
+			Signatures     int    `json:"signatures"`
+			DehydratedFlag bool   `json:"dehydrated_flag"`
+			TookMS         int    `json:"took_ms"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(b.eval(`JSON.stringify(window.__e2ee.redehydrated)`)), &fresh))
+		t.Logf("%s: fresh dehydrated device %s (%d one-time keys, %d signatures) stored in %d ms", name, fresh.DeviceID, fresh.OneTimeKeys, fresh.Signatures, fresh.TookMS)
+		require.NotEmpty(t, fresh.DeviceID)
+		assert.NotEqual(t, fromDevice, fresh.DeviceID, "a new dehydrated device, not the old one again")
+		assert.Equal(t, 2, fresh.Signatures, "the fresh dehydrated device is signed by itself and the imported self-signing key")
+		var onServer struct {
+			DeviceID string `json:"device_id"`
+		}
+		_, err := rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildURL(mautrix.ClientURLPath{"unstable", msc3814, "dehydrated_device"}), nil, &onServer)
+		require.NoError(t, err)
+		assert.Equal(t, fresh.DeviceID, onServer.DeviceID, "the homeserver holds the fresh dehydrated device")
+		return fresh.DeviceID
 	}
 
 	// ---- a new browser profile with a copy of the passkey ---------------------------------
 	newProfile := newPasskeyBrowser(t)
 	_, err = chromedp.Call(newProfile.ctx, rawAddCredential, map[string]any{"authenticatorId": newProfile.auth, "credential": passkey})
 	require.NoError(t, err)
-	st, copied := restore(newProfile, second, "new profile")
+	st, copied := restore(newProfile, second, "new profile", wireJS)
 	samePRF := copied.Fingerprint != "" && copied.Fingerprint == enrolled.Fingerprint
 	t.Logf("new profile: the copied passkey asserted (same credential: %v); PRF extension in the assertion %v (fields %q; first profile's %q), PRF output %d bytes; the same as the first profile's: %v",
 		copied.AssertedCredentialID == enrolled.CredentialID, copied.PRFInAssertion, copied.PRFResultFields, enrolled.PRFResultFields, copied.PRFBytes, samePRF)
 	assert.Equal(t, enrolled.CredentialID, copied.AssertedCredentialID, "the new profile's authenticator holds the same credential")
-	if samePRF {
-		require.Equal(t, "rehydrated", st)
-		assertRead(newProfile, "new profile")
-		return
+	b, device, name := newProfile, second, "new profile"
+	if !samePRF {
+		// Measured (Chromium 156): the copy asserts (same credential ID, user verified), but its
+		// PRF extension result is {} with no `results`: WebAuthn.getCredentials exports no
+		// hmac-secret seed (the fields are logged above) and a credential added with addCredential
+		// has none, so the new profile gets no PRF output and cannot derive the key. What a real
+		// passkey synced to a new device does (the same PRF output, the point of the extension)
+		// cannot be shown with a copied virtual credential. The closest honest test: the first
+		// profile, its storage for the origin wiped, its own authenticator (the same PRF seed),
+		// opening the page as a new device of the patient-web user.
+		assert.Equal(t, "restore-failed", st, "a different PRF output must not open the dehydrated device")
+		newProfile.close()
+		_, err = chromedp.Call(first.ctx, storage.ClearDataForOrigin, storage.ClearDataForOriginParams{Origin: origin, StorageTypes: "all"})
+		require.NoError(t, err)
+		b, device, name = first, third, "first profile, storage wiped"
+		var again passkeyInfo
+		st, again = restore(b, device, name, wireJS)
+		assert.Equal(t, enrolled.Fingerprint, again.Fingerprint, "the same authenticator gives the same PRF output")
+		t.Logf("done-when 4 shown with the same authenticator in the same profile (storage wiped, a new device), not with a new profile: the copied passkey gives no PRF output")
 	}
-	// Measured (Chromium 156): the copy asserts (same credential ID, user verified), but its
-	// PRF extension result is {} with no `results`: WebAuthn.getCredentials exports no
-	// hmac-secret seed (the fields are logged above) and a credential added with addCredential
-	// has none, so the new profile gets no PRF output and cannot derive the key. What a real
-	// passkey synced to a new device does (the same PRF output, the point of the extension)
-	// cannot be shown with a copied virtual credential. The closest honest test: the first
-	// profile, its storage for the origin wiped, its own authenticator (the same PRF seed),
-	// opening the page as a new device of the patient-web user.
-	assert.Equal(t, "restore-failed", st, "a different PRF output must not open the dehydrated device")
-	newProfile.close()
-	_, err = chromedp.Call(first.ctx, storage.ClearDataForOrigin, storage.ClearDataForOriginParams{Origin: origin, StorageTypes: "all"})
+	require.Equal(t, "rehydrated", st, "errors: %s", b.eval(`JSON.stringify(window.__e2ee.errors)`))
+	freshID := restored(b, name, dehydrated.DeviceID, staffEvent, sentinel)
+
+	// (a) Element sees the restored device signed by its owner, and shares a new message's
+	// room key with it although it excludes insecure devices.
+	took := elementSees(device.String(), true, name+": the restored device after signing itself")
+	t.Logf("%s: Element lists the restored device as signed by its owner %s after asking", name, took.Round(time.Millisecond))
+	const afterRestore = "staff-sentinel-e805: the lab results are back"
+	sentAt := time.Now()
+	ev2, _ := send(afterRestore)
+	shows(b, name+": a new message after the restore, the nurse excluding insecure devices", ev2, afterRestore, 30*time.Second)
+	t.Logf("%s: the nurse's new message decrypted in the restored page %s after sending", name, time.Since(sentAt).Round(time.Millisecond))
+	assert.Contains(t, b.eval(`JSON.stringify(window.__e2ee.device.stats())`), `"undecrypted":0`)
+	if samePRF {
+		t.Logf("no unsigned device to compare with: the new profile restored")
+	} else {
+		// The control: the new profile's device, whose restore failed, never signed itself;
+		// for the same message the nurse's Element withholds the key from it (m.unverified).
+		var wire struct {
+			Content struct {
+				SessionID string `json:"session_id"`
+			} `json:"content"`
+		}
+		_, err = rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "rooms", rig.room, "event", ev2), nil, &wire)
+		require.NoError(t, err)
+		code, session := withheldCode(t, ctx, rig, second)
+		assert.Equal(t, "m.unverified", code, "the unsigned device of the failed restore gets no room key for the new message")
+		assert.Equal(t, wire.Content.SessionID, session, "withheld: the session of the nurse's new message")
+		t.Logf("the failed restore's unsigned device %s got m.room_key.withheld %s for the same message", second, code)
+	}
+
+	// (b) the fresh dehydrated device, signed, receives while no page is open; a second
+	// restore (storage wiped again, another new device) reads it.
+	took = elementSees(freshID, true, "the fresh dehydrated device")
+	t.Logf("Element lists the fresh dehydrated device as signed by its owner %s after asking", took.Round(time.Millisecond))
+	require.NoError(t, chromedp.Do(b.ctx, chromedp.Navigate("about:blank")))
+	const secondGap = "staff-sentinel-e806: please call the clinic tomorrow"
+	ev3, wire3 := send(secondGap)
+	_, err = chromedp.Call(b.ctx, storage.ClearDataForOrigin, storage.ClearDataForOriginParams{Origin: origin, StorageTypes: "all"})
 	require.NoError(t, err)
-	st, again := restore(first, third, "first profile, storage wiped")
-	assert.Equal(t, enrolled.Fingerprint, again.Fingerprint, "the same authenticator gives the same PRF output")
-	require.Equal(t, "rehydrated", st)
-	assertRead(first, "first profile, storage wiped")
-	t.Logf("done-when 4 shown with the same authenticator in the same profile (storage wiped, a new device), not with a new profile: the copied passkey gives no PRF output")
+	st, _ = restore(b, fourth, "second restore", wire3)
+	require.Equal(t, "rehydrated", st, "errors: %s", b.eval(`JSON.stringify(window.__e2ee.errors)`))
+	restored(b, "second restore", freshID, ev3, secondGap)
+	took = elementSees(fourth.String(), true, "second restore: the restored device after signing itself")
+	t.Logf("second restore: Element lists the restored device as signed by its owner %s after asking", took.Round(time.Millisecond))
+	final, err := staff.Devices(ctx, rig.patient.String())
+	require.NoError(t, err)
+	view := map[string]bool{}
+	for _, d := range final {
+		view[d.DeviceID] = d.SignedByOwner
+	}
+	t.Logf("Element's view of the patient-web user's devices at the end (device → signed by owner): %v", view)
+	assert.NotContains(t, view, dehydrated.DeviceID, "the first dehydrated device was replaced, not kept beside the fresh one")
+	assert.NotContains(t, view, freshID, "the first restore's dehydrated device was replaced by the second restore's")
+}
+
+// assertSecretStorage checks the patient-web user's account data holds the cross-signing keys
+// as Element's secret storage does: a default key, its aes-hmac-sha2 description (a key check,
+// no passphrase) and the three private keys encrypted under it (AES-CTR: the ciphertext as long
+// as the 43-character unpadded base64 of a 32-byte seed).
+func assertSecretStorage(t *testing.T, ctx context.Context, rig *patientRig) {
+	t.Helper()
+	get := func(typ string, out any) {
+		t.Helper()
+		_, err := rig.as.MakeRequest(ctx, http.MethodGet, rig.as.BuildClientURL("v3", "user", rig.patient, "account_data", typ), nil, out)
+		require.NoError(t, err, typ)
+	}
+	var def struct {
+		Key string `json:"key"`
+	}
+	get("m.secret_storage.default_key", &def)
+	require.NotEmpty(t, def.Key)
+	var desc map[string]any
+	get("m.secret_storage.key."+def.Key, &desc)
+	assert.Equal(t, "m.secret_storage.v1.aes-hmac-sha2", desc["algorithm"])
+	assert.NotEmpty(t, desc["iv"])
+	assert.NotEmpty(t, desc["mac"])
+	assert.NotContains(t, desc, "passphrase")
+	ciphertexts := map[string]bool{}
+	for _, name := range []string{"m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"} {
+		var sec struct {
+			Encrypted map[string]struct {
+				IV         string `json:"iv"`
+				Ciphertext string `json:"ciphertext"`
+				MAC        string `json:"mac"`
+			} `json:"encrypted"`
+		}
+		get(name, &sec)
+		require.Len(t, sec.Encrypted, 1, name)
+		e, ok := sec.Encrypted[def.Key]
+		require.True(t, ok, "%s is encrypted under the default key", name)
+		ct, err := base64.StdEncoding.DecodeString(e.Ciphertext)
+		require.NoError(t, err, name)
+		assert.Len(t, ct, 43, "%s: a 32-byte seed in unpadded base64, encrypted", name)
+		assert.NotEmpty(t, e.IV)
+		assert.NotEmpty(t, e.MAC)
+		ciphertexts[e.Ciphertext] = true
+	}
+	assert.Len(t, ciphertexts, 3, "three different secrets")
+}
+
+// withheldCode reads what the inbox filed for device until an m.room_key.withheld comes (20 s at
+// most) and returns its code and session.
+func withheldCode(t *testing.T, ctx context.Context, rig *patientRig, device id.DeviceID) (string, string) {
+	t.Helper()
+	since := ""
+	for {
+		pollCtx, stop := context.WithTimeout(ctx, 20*time.Second)
+		b, next, err := rig.inbox.Next(pollCtx, Device{rig.patient, device}, since)
+		stop()
+		require.NoError(t, err)
+		require.NotEqual(t, since, next, "no m.room_key.withheld reached %s within 20 s", device)
+		since = next
+		for _, ev := range b.ToDevice.Events {
+			if ev.Type == event.ToDeviceRoomKeyWithheld.Type || ev.Type == "org.matrix.room_key.withheld" {
+				var content struct {
+					Code      string `json:"code"`
+					SessionID string `json:"session_id"`
+				}
+				require.NoError(t, json.Unmarshal(ev.Content, &content))
+				return content.Code, content.SessionID
+			}
+		}
+	}
 }

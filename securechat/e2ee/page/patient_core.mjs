@@ -342,6 +342,114 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
         };
     }
 
+    // ---- secret storage (SSSS, m.secret_storage.v1.aes-hmac-sha2): the cross-signing keys -----
+    //
+    // ssssKey is 32 bytes the page derives from the passkey's PRF output (another HKDF label
+    // than the pickle key's). storeCrossSigning puts the three private cross-signing keys in the
+    // patient-web user's account data, encrypted as the spec (and Element) does: per secret,
+    // HKDF-SHA-256(key, 32 zero bytes, secret name) → AES-256-CTR key and HMAC-SHA-256 key.
+    // Element, given that key as a recovery key, would read them. restoreCrossSigning, in a new
+    // machine, reads and decrypts them, imports them and signs this device with the
+    // self-signing key. Neither reports a key.
+
+    const SSSS_ALGORITHM = "m.secret_storage.v1.aes-hmac-sha2";
+    const SECRETS = ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"];
+    const utf8 = (x) => new TextEncoder().encode(x);
+    const b64 = (u8) => btoa(String.fromCharCode(...u8));
+    const unb64 = (x) => Uint8Array.from(atob(x), (c) => c.charCodeAt(0));
+    const accountData = (type) => `/_matrix/client/v3/user/${enc(userId)}/account_data/${enc(type)}`;
+
+    async function ssssKeys(key, name) {
+        const ikm = await crypto.subtle.importKey("raw", key, "HKDF", false, ["deriveBits"]);
+        const bits = new Uint8Array(await crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(32), info: utf8(name) }, ikm, 512));
+        const aes = await crypto.subtle.importKey("raw", bits.slice(0, 32), "AES-CTR", false, ["encrypt", "decrypt"]);
+        const mac = await crypto.subtle.importKey("raw", bits.slice(32), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+        bits.fill(0);
+        return { aes, mac };
+    }
+    async function ssssEncrypt(key, name, plain, ivGiven) {
+        const { aes, mac } = await ssssKeys(key, name);
+        const iv = ivGiven ?? crypto.getRandomValues(new Uint8Array(16));
+        iv[8] &= 0x7f; // as matrix-js-sdk: keep clear of the 64-bit counter's boundary
+        const ct = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-CTR", counter: iv, length: 64 }, aes, plain));
+        const m = new Uint8Array(await crypto.subtle.sign("HMAC", mac, ct));
+        return { iv: b64(iv), ciphertext: b64(ct), mac: b64(m) };
+    }
+    async function ssssDecrypt(key, name, e) {
+        const { aes, mac } = await ssssKeys(key, name);
+        const ct = unb64(e.ciphertext);
+        if (!(await crypto.subtle.verify("HMAC", mac, unb64(e.mac), ct))) throw new Error(`secret ${name}: its MAC does not match this key`);
+        return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-CTR", counter: unb64(e.iv), length: 64 }, aes, ct));
+    }
+    async function putAccountData(type, content) {
+        const r = await call("PUT", accountData(type), JSON.stringify(content));
+        stats.requests.PutAccountData = (stats.requests.PutAccountData ?? 0) + 1;
+        if (r.status !== 200) {
+            stats.refused++;
+            throw new Error(`account data PUT answered ${r.status} ${safeErrcode(r.text)}`);
+        }
+    }
+    async function getAccountData(type) {
+        const r = await call("GET", accountData(type));
+        stats.requests.GetAccountData = (stats.requests.GetAccountData ?? 0) + 1;
+        if (r.status !== 200) {
+            if (r.status === 403) stats.refused++;
+            throw new Error(`account data GET answered ${r.status} ${safeErrcode(r.text)}`);
+        }
+        return JSON.parse(r.text);
+    }
+
+    async function storeCrossSigning(ssssKey) {
+        const started = Date.now();
+        const exp = await machine.exportCrossSigningKeys();
+        const seeds = [exp?.masterKey, exp?.self_signing_key, exp?.userSigningKey];
+        if (seeds.some((x) => !x)) throw new Error("this device holds no complete set of cross-signing keys");
+        const keyId = [...crypto.getRandomValues(new Uint8Array(24))].map((b) => "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"[b % 62]).join("");
+        // The key check: 32 zero bytes encrypted under the name "" (iv and mac kept).
+        const check = await ssssEncrypt(ssssKey, "", new Uint8Array(32));
+        await putAccountData(`m.secret_storage.key.${keyId}`, { algorithm: SSSS_ALGORITHM, name: "Passkey (PRF)", iv: check.iv, mac: check.mac });
+        for (let i = 0; i < SECRETS.length; i++) {
+            await putAccountData(SECRETS[i], { encrypted: { [keyId]: await ssssEncrypt(ssssKey, SECRETS[i], utf8(seeds[i])) } });
+        }
+        await putAccountData("m.secret_storage.default_key", { key: keyId });
+        exp.free?.();
+        return { type: "secrets_stored", secrets: SECRETS.length, requests: SECRETS.length + 2, took_ms: Date.now() - started };
+    }
+
+    async function restoreCrossSigning(ssssKey) {
+        const started = Date.now();
+        const { key: keyId } = await getAccountData("m.secret_storage.default_key");
+        const desc = await getAccountData(`m.secret_storage.key.${keyId}`);
+        if (desc.algorithm !== SSSS_ALGORITHM) throw new Error(`secret storage key of algorithm ${desc.algorithm}`);
+        const check = await ssssEncrypt(ssssKey, "", new Uint8Array(32), unb64(desc.iv));
+        const keyMatches = check.mac.replace(/=+$/, "") === String(desc.mac).replace(/=+$/, "");
+        if (!keyMatches) throw new Error("the passkey's secret storage key does not match the stored key check");
+        const seeds = [];
+        for (const name of SECRETS) {
+            const item = (await getAccountData(name)).encrypted?.[keyId];
+            if (!item) throw new Error(`secret ${name} is not encrypted under the default key`);
+            seeds.push(new TextDecoder().decode(await ssssDecrypt(ssssKey, name, item)));
+        }
+        const fetchedMS = Date.now() - started;
+        // The public identity must be known to check the keys against it (keys/query of self).
+        await machine.updateTrackedUsers([new UserId(userId)]);
+        await drain();
+        const st = await machine.importCrossSigningKeys(seeds[0], seeds[1], seeds[2]);
+        seeds.fill("");
+        const imported = { has_master: st.hasMaster, has_self_signing: st.hasSelfSigning, has_user_signing: st.hasUserSigning };
+        if (!st.hasSelfSigning) throw new Error("the cross-signing keys were not imported (the public identity does not match or is unknown)");
+        const own = await machine.getDevice(new UserId(userId), new DeviceId(deviceId));
+        if (!own) throw new Error("this device is not in its own store");
+        const req = await own.verify();
+        if (!(await send(req))) throw new Error("the self-signing key's signature of this device was refused");
+        await drain();
+        return {
+            type: "cross_signing_restored", ...imported, key_check: keyMatches, fetched_ms: fetchedMS,
+            signed_locally: Boolean((await machine.getDevice(new UserId(userId), new DeviceId(deviceId)))?.isCrossSignedByOwner()),
+            took_ms: Date.now() - started,
+        };
+    }
+
     // inject hands the page a room event it did not get from its events long poll (one sent
     // before this device existed: the inbox has no history for a page that opens later).
     async function inject(ev) {
@@ -363,7 +471,7 @@ export async function startPatientDevice({ wasm, proxyBase, eventsURL, userId, d
     }
     const polling = pollLoop().catch((e) => emitError(`poll loop: ${e?.stack ?? e}`, { fatal: true }));
     return {
-        machine, reply, crossSign, dehydrate, rehydrate, inject, stats: statsNow, polling,
+        machine, reply, crossSign, dehydrate, rehydrate, storeCrossSigning, restoreCrossSigning, inject, stats: statsNow, polling,
         stop() {
             stopped = true;
         },

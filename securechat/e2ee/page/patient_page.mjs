@@ -14,7 +14,9 @@
 // extension, evaluates its PRF, derives the dehydrated device's pickle key from it (HKDF) and
 // stores a dehydrated device through the proxy. ?passkey=restore: a page in a new browser (a new
 // device, not cross-signed) waits for window.__e2ee.restore(), which asks the same passkey for
-// the same PRF, derives the same key, rehydrates the device and takes its room keys. The PRF
+// the same PRF, derives the same keys, rehydrates the device and takes its room keys, reads the
+// cross-signing keys from secret storage and signs itself, and stores a fresh dehydrated device
+// in place of the one it opened. Enrolment also stores the cross-signing keys in secret storage. The PRF
 // output and the key never leave the page; window.__e2ee.passkey holds a fingerprint (HKDF of
 // the PRF output with another label, 8 bytes) so a test can compare two profiles' PRF outputs.
 
@@ -72,7 +74,8 @@ const utf8 = (s) => new TextEncoder().encode(s);
 
 // passkeyKey: with create, registers a discoverable passkey for this origin with the PRF
 // extension; then asks it (any of this origin's passkeys, user verification required) for the
-// PRF of a salt fixed per patient-web user, and derives the 32-byte pickle key with HKDF-SHA-256.
+// PRF of a salt fixed per patient-web user, and derives two 32-byte keys with HKDF-SHA-256: the
+// dehydrated device's pickle key and the secret storage key.
 async function passkeyKey(create) {
     const rpId = location.hostname;
     const salt = new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(`carebridge e2ee dehydrated device v1 ${cfg.user}`)));
@@ -110,10 +113,13 @@ async function passkeyKey(create) {
     info.prf_bytes = first.byteLength;
     const ikm = await crypto.subtle.importKey("raw", first, "HKDF", false, ["deriveBits"]);
     const hkdf = (label, bits) => crypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt: new Uint8Array(32), info: utf8(label) }, ikm, bits);
-    const key = new Uint8Array(await hkdf("carebridge e2ee dehydrated device pickle key v1", 256));
+    // Two keys from one PRF output, each under its own label: the dehydrated device's pickle
+    // key and the secret storage key the cross-signing keys are encrypted under.
+    const pickle = new Uint8Array(await hkdf("carebridge e2ee dehydrated device pickle key v1", 256));
+    const ssss = new Uint8Array(await hkdf("carebridge e2ee secret storage key v1", 256));
     info.fingerprint = hex(await hkdf("carebridge e2ee prf fingerprint (test only)", 64));
     state.passkey = { ...(state.passkey ?? {}), ...info };
-    return key;
+    return { pickle, ssss, zero() { pickle.fill(0); ssss.fill(0); } };
 }
 
 async function main() {
@@ -143,12 +149,22 @@ async function main() {
         state.restore = async () => {
             setState("restoring", "Restoring with your passkey…");
             try {
-                const key = await passkeyKey(false);
+                const keys = await passkeyKey(false);
                 mark("prf_ready");
-                const r = await device.rehydrate(key);
-                key.fill(0);
-                mark("rehydrated");
-                state.rehydrated = r;
+                try {
+                    state.rehydrated = await device.rehydrate(keys.pickle);
+                    mark("rehydrated");
+                    // The cross-signing keys from secret storage: this device signs itself, so
+                    // staff who exclude insecure devices share new room keys with it.
+                    state.crossSigning = await device.restoreCrossSigning(keys.ssss);
+                    mark("cross_signed");
+                    // MSC3814: the old dehydrated device's one-time keys are spent and its
+                    // key is known to this page now; a fresh one takes its place.
+                    state.redehydrated = await device.dehydrate(keys.pickle);
+                    mark("redehydrated");
+                } finally {
+                    keys.zero();
+                }
                 setState("rehydrated", "Secure");
                 button.disabled = false;
             } catch (err) {
@@ -166,11 +182,16 @@ async function main() {
     button.disabled = false;
     if (passkey === "enrol") {
         try {
-            const key = await passkeyKey(true);
+            const keys = await passkeyKey(true);
             mark("prf_ready");
-            state.dehydrated = await device.dehydrate(key);
-            key.fill(0);
-            mark("dehydrated");
+            try {
+                state.dehydrated = await device.dehydrate(keys.pickle);
+                mark("dehydrated");
+                state.secrets = await device.storeCrossSigning(keys.ssss);
+                mark("secrets_stored");
+            } finally {
+                keys.zero();
+            }
             setState("dehydrated", "Secure, with passkey recovery");
         } catch (err) {
             state.errors.push(`enrol: ${err?.message ?? err}`);
