@@ -108,9 +108,30 @@ func runStaffJoinsQuietly(t *testing.T, kind string) {
 		return false
 	}, 30*time.Second, 100*time.Millisecond, "the reply's success status reaches the checkpoint endpoint")
 
+	// Every event's every step ends in success. On Dendrite the room key of a new session
+	// comes by the bot's /sync while the event comes by the appservice transaction, so the
+	// event can arrive first: bridgev2 then reports DECRYPTED WILL_RETRY, waits for the key
+	// and reports DECRYPTED SUCCESS (seen once in CI). That is the one retry allowed.
+	var retried []checkpoint
 	for _, cp := range statuses.all() {
 		assert.NotEqual(t, "m.room.member", cp.EventType, "no status for a membership change: %+v", cp)
-		assert.Equal(t, "SUCCESS", cp.Status, "%+v", cp)
+		switch {
+		case cp.Status == "SUCCESS":
+		case cp.Step == "DECRYPTED" && cp.Status == "WILL_RETRY" && strings.Contains(cp.Info, "no session with given ID"):
+			retried = append(retried, cp)
+		default:
+			assert.Fail(t, "a status other than success", "%+v", cp)
+		}
+	}
+	for _, cp := range retried {
+		assert.Eventually(t, func() bool {
+			for _, later := range statuses.all() {
+				if later.EventID == cp.EventID && later.Step == cp.Step && later.Status == "SUCCESS" {
+					return true
+				}
+			}
+			return false
+		}, 30*time.Second, 100*time.Millisecond, "a decryption retried for a late key succeeds: %+v", cp)
 	}
 	assert.NotContains(t, e.br.Log(), "failed to find preferred login", "bridgev2's error for a staff join")
 	assert.NotContains(t, e.br.Log(), "relay not set")
