@@ -143,8 +143,9 @@ async function main() {
     setState("ready", "Setting up…");
     const passkey = new URLSearchParams(location.search).get("passkey");
     if (passkey === "restore") {
-        // A new browser: a new device of the patient-web user, without the cross-signing keys
-        // (they stay in the first browser), restoring what its passkey unlocks.
+        // A new browser: a new device of the patient-web user with nothing from before,
+        // restoring what its passkey unlocks (the dehydrated device, then the cross-signing
+        // keys from secret storage).
         state.inject = (evJSON) => device.inject(JSON.parse(evJSON));
         state.restore = async () => {
             setState("restoring", "Restoring with your passkey…");
