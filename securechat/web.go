@@ -86,8 +86,8 @@ type asset struct {
 //go:embed assets
 var assetFS embed.FS
 
-// The pages' Content-Security-Policy: only this origin's script, styles and images.
-const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+// ContentSecurityPolicy is the pages' policy: only this origin's script, styles and images.
+const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // ChatPath is the chat page. A page served elsewhere behind the session (issue 18's spike)
@@ -180,17 +180,24 @@ func (w *Web) Register(mux *http.ServeMux) {
 
 type langKey struct{}
 
+// SetPageHeaders sets what every response of the patient pages carries: csp as the policy,
+// no referrer, no sniffing, no framing, same-origin opener and resource policies, never
+// cached. A page served elsewhere (issue 18's spike) sets them with its own policy.
+func SetPageHeaders(hdr http.Header, csp string) {
+	hdr.Set("Content-Security-Policy", csp)
+	hdr.Set("Referrer-Policy", "no-referrer")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
+	hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
+	hdr.Set("Cache-Control", "no-store")
+}
+
 // wrap sets the headers every response carries, the request's logger and its language.
 func (w *Web) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		hdr := rw.Header()
-		hdr.Set("Content-Security-Policy", contentSecurityPolicy)
-		hdr.Set("Referrer-Policy", "no-referrer")
-		hdr.Set("X-Content-Type-Options", "nosniff")
-		hdr.Set("X-Frame-Options", "DENY")
-		hdr.Set("Cross-Origin-Opener-Policy", "same-origin")
-		hdr.Set("Cross-Origin-Resource-Policy", "same-origin")
-		hdr.Set("Cache-Control", "no-store")
+		SetPageHeaders(hdr, ContentSecurityPolicy)
 		if r.TLS != nil || strings.HasPrefix(strings.ToLower(w.opts.PublicURL), "https://") {
 			hdr.Set("Strict-Transport-Security", "max-age=31536000")
 		}

@@ -20,13 +20,15 @@ import (
 	"strings"
 
 	"maunium.net/go/mautrix/id"
+
+	"github.com/carebridge/carebridge/securechat"
 )
 
 // PageCSP is the patient page's Content-Security-Policy: the secure chat's own policy (nothing
 // but this origin, no inline script or style, no framing), with WebAssembly compilation
 // (matrix-sdk-crypto-wasm) allowed and eval still not. It is sent on that page only.
-const PageCSP = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; " +
-	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+var PageCSP = strings.Replace(securechat.ContentSecurityPolicy,
+	"script-src 'self';", "script-src 'self' 'wasm-unsafe-eval';", 1)
 
 // WasmFiles are the files of matrix-sdk-crypto-wasm's pkg folder the page loads: the
 // wasm-bindgen bindings and the module they instantiate.
@@ -191,13 +193,8 @@ func (p *Page) ServePage(rw http.ResponseWriter, r *http.Request, d PageDevice) 
 		return
 	}
 	h := rw.Header()
+	securechat.SetPageHeaders(h, PageCSP)
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", PageCSP)
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Content-Length", strconv.Itoa(out.Len()))
 	if r.Method == http.MethodHead {
 		return
