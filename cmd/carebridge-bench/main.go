@@ -32,8 +32,11 @@ type run struct {
 	Skipped string  `json:"skipped,omitempty"`
 	Error   string  `json:"error,omitempty"`
 	Phases  []phase `json:"phases"`
-	Scale   *scale  `json:"scale,omitempty"`
-	Secure  *secure `json:"secure,omitempty"`
+	// Rounds holds every round's phases when -rounds is above 1; Phases then holds, for
+	// each phase and concurrency, the round with the median throughput.
+	Rounds []phase `json:"rounds,omitempty"`
+	Scale  *scale  `json:"scale,omitempty"`
+	Secure *secure `json:"secure,omitempty"`
 }
 
 type results struct {
@@ -46,13 +49,17 @@ type results struct {
 	StatusEvents bool `json:"message_status_events"`
 	// TwilioLatencyMS is how long the fake Twilio took to answer each REST call;
 	// HangSeconds how long the head-of-line phase's hung sends waited.
-	TwilioLatencyMS float64  `json:"twilio_latency_ms"`
-	HangSeconds     float64  `json:"hang_s"`
-	CPUs            int      `json:"cpus"`
-	LoadAvg         string   `json:"loadavg_at_start"`
-	Note            string   `json:"note"`
-	Runs            []run    `json:"runs"`
-	Targets         []target `json:"targets"`
+	TwilioLatencyMS float64 `json:"twilio_latency_ms"`
+	// RoundCount is how often each concurrency's phases ran, one after another (-rounds).
+	RoundCount int `json:"rounds"`
+	// OutboxConcurrency is the bridge's outbox.concurrency in this run (0: its default).
+	OutboxConcurrency int      `json:"outbox_concurrency,omitempty"`
+	HangSeconds       float64  `json:"hang_s"`
+	CPUs              int      `json:"cpus"`
+	LoadAvg           string   `json:"loadavg_at_start"`
+	Note              string   `json:"note"`
+	Runs              []run    `json:"runs"`
+	Targets           []target `json:"targets"`
 }
 
 // allPhases are what -phases chooses from, in the order they run.
@@ -81,7 +88,10 @@ func main() {
 	statusEvents := flag.Bool("status-events", false, "matrix.message_status_events of the bridge (the default, false: a staff text costs the homeserver one room event; true: three)")
 	twilioLatency := flag.Duration("twilio-latency", 200*time.Millisecond, "how long the fake Twilio takes to answer each REST call (0: at once, the figures before issue 14)")
 	webReplicas := flag.Int("web-replicas", 0, "carebridge web replicas serving the secure chat phase's pages (PostgreSQL only; 0: the bridge serves them)")
+	outboxConcurrency := flag.Int("outbox-concurrency", 0, "the bridge's outbox.concurrency, how many conversations' texts are at Twilio at once (0: the bridge's default)")
+	rounds := flag.Int("rounds", 1, "how often each concurrency's phases run, in turn (baseline, outbound, baseline, ...); above 1 the report takes each phase's median round, so that a machine whose pace drifts between phases weighs less")
 	hang := flag.Duration("hang", 12*time.Second, "how long each send to the head-of-line phase's hung conversation waits at the fake Twilio")
+	flag.BoolVar(&keepFolders, "keep", false, "keep each run's folders (the bridge's and the homeserver's logs and databases) and print where they are")
 	flag.Parse()
 	if *pprofDir != "" {
 		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
@@ -102,6 +112,14 @@ func main() {
 	}
 	if *twilioLatency < 0 || *hang <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -twilio-latency wants 0 or more and -hang more than 0, such as 200ms and 12s")
+		os.Exit(2)
+	}
+	if *rounds < 1 || *rounds > 99 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds wants 1 to 99")
+		os.Exit(2)
+	}
+	if *outboxConcurrency < 0 || *outboxConcurrency > 256 {
+		fmt.Fprintln(os.Stderr, "bench: -outbox-concurrency wants 1 to 256, or 0 for the bridge's default")
 		os.Exit(2)
 	}
 	if *conversations == 0 {
@@ -129,7 +147,7 @@ func main() {
 	load, _ := os.ReadFile("/proc/loadavg")
 	res := results{Started: time.Now().UTC(), N: *n, Patients: *patients, Concurrency: conc, Measured: measured, StatusEvents: *statusEvents,
 		CPUs: runtime.NumCPU(), LoadAvg: strings.TrimSpace(string(load)), Note: seenNote,
-		TwilioLatencyMS: ms(*twilioLatency), HangSeconds: hang.Seconds()}
+		TwilioLatencyMS: ms(*twilioLatency), HangSeconds: hang.Seconds(), OutboxConcurrency: *outboxConcurrency, RoundCount: *rounds}
 
 	ctx := context.Background()
 	stopOnSignal()
@@ -146,7 +164,7 @@ func main() {
 		current.Store(tb)
 		skipped, err := guard(tb, func() {
 			s := startSystem(ctx, tb, kind, *patients, bridgeSettings{Pprof: *pprofDir != "", StatusEvents: *statusEvents,
-				TwilioLatency: *twilioLatency})
+				TwilioLatency: *twilioLatency, OutboxConcurrency: *outboxConcurrency})
 			var prof *profiler
 			if *pprofDir != "" {
 				prof = &profiler{dir: *pprofDir, base: s.metricsURL, kind: kind}
@@ -157,19 +175,28 @@ func main() {
 			}{{"baseline", s.baselineRun}, {"stopped", s.stoppedBridge}, {"inbound", s.inbound}, {"outbound", s.outbound},
 				{"headofline", func(ctx context.Context, n, c int) (phase, error) { return s.headOfLine(ctx, n, c, *hang) }}}
 			for _, c := range conc {
-				for _, step := range steps {
-					if !want[step.name] {
-						continue
+				for round := 1; round <= *rounds; round++ {
+					for _, step := range steps {
+						if !want[step.name] {
+							continue
+						}
+						stop := prof.profile(ctx, fmt.Sprintf("%s-c%d", step.name, c))
+						ph, err := step.run(ctx, *n, c)
+						stop()
+						if err != nil {
+							tb.Fatalf("%s at concurrency %d: %v", ph.Name, c, err)
+						}
+						if *rounds > 1 {
+							ph.Round = round
+						}
+						note("[%s] %s c=%d%s: %.1f msg/s, answer p99 %.1f ms, seen p50 %.1f ms",
+							kind, ph.Name, c, roundLabel(ph.Round), ph.Throughput, ph.Answer.P99, ph.Seen.P50)
+						r.Phases = append(r.Phases, ph)
 					}
-					stop := prof.profile(ctx, fmt.Sprintf("%s-c%d", step.name, c))
-					ph, err := step.run(ctx, *n, c)
-					stop()
-					if err != nil {
-						tb.Fatalf("%s at concurrency %d: %v", ph.Name, c, err)
-					}
-					note("[%s] %s c=%d: %.1f msg/s, answer p99 %.1f ms, seen p50 %.1f ms", kind, ph.Name, c, ph.Throughput, ph.Answer.P99, ph.Seen.P50)
-					r.Phases = append(r.Phases, ph)
 				}
+			}
+			if *rounds > 1 {
+				r.Rounds, r.Phases = r.Phases, medianRounds(r.Phases)
 			}
 			if want["scale"] {
 				stop := prof.profile(ctx, "scale")

@@ -17,6 +17,8 @@ type phase struct {
 	Name        string `json:"name"` // baseline, stopped, inbound, outbound, headofline
 	Concurrency int    `json:"concurrency"`
 	N           int    `json:"n"`
+	// Round is which round of -rounds measured it (0: the only one).
+	Round int `json:"round,omitempty"`
 	// Answer is the time to the HTTP answer: the bridge's webhook answer (inbound) or
 	// the homeserver's answer to the send (outbound, baseline).
 	Answer dist `json:"answer"`

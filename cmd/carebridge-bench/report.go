@@ -134,6 +134,12 @@ func printReport(w io.Writer, res results) {
 	fmt.Fprintf(w, "\ncarebridge bench: n=%d per measurement, %d patients, %d CPUs, load average at start %s, message status events %s\n",
 		res.N, res.Patients, res.CPUs, res.LoadAvg, map[bool]string{true: "on", false: "off"}[res.StatusEvents])
 	fmt.Fprintf(w, "Twilio (the fake) answers each REST call in %s.\n", twilioPace(res.TwilioLatencyMS))
+	if res.RoundCount > 1 {
+		fmt.Fprintf(w, "Each concurrency's phases ran %d times in turn; each row is that phase's median round, and its ratio is to the median baseline.\n", res.RoundCount)
+	}
+	if res.OutboxConcurrency > 0 {
+		fmt.Fprintf(w, "The bridge's outbox.concurrency: %d (set by -outbox-concurrency).\n", res.OutboxConcurrency)
+	}
 	fmt.Fprintln(w, "Note: "+res.Note)
 	fmt.Fprintln(w, "answer: webhook answer (inbound) or homeserver answer to the send (outbound, headofline, baseline);")
 	fmt.Fprintln(w, "seen: until /sync shows it (inbound, baseline) or fake Twilio receives it (outbound, headofline); ratio: throughput / baseline's.")
@@ -156,6 +162,7 @@ func printReport(w io.Writer, res results) {
 			fmt.Fprintln(w, "error: "+r.Error)
 		}
 		printTable(w, r)
+		printRounds(w, r)
 		printStaffTexts(w, r)
 		printCPU(w, r)
 		if sc := r.Scale; sc != nil {

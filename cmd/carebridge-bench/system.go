@@ -70,6 +70,8 @@ type bridgeSettings struct {
 	StatusEvents bool
 	// TwilioLatency is how long the fake Twilio takes to answer each REST call.
 	TwilioLatency time.Duration
+	// OutboxConcurrency is outbox.concurrency (0: the bridge's default).
+	OutboxConcurrency int
 }
 
 func startSystem(ctx context.Context, t *benchTB, kind string, patients int, settings bridgeSettings) *system {
@@ -101,6 +103,11 @@ func startSystem(ctx context.Context, t *benchTB, kind string, patients int, set
 			}
 			if err := dendrite.SetYAMLPath(cfg, []string{"matrix", "message_status_events"}, settings.StatusEvents); err != nil {
 				t.Fatalf("failed to edit the bridge config: %v", err)
+			}
+			if settings.OutboxConcurrency > 0 {
+				if err := dendrite.SetYAMLPath(cfg, []string{"outbox", "concurrency"}, settings.OutboxConcurrency); err != nil {
+					t.Fatalf("failed to edit the bridge config: %v", err)
+				}
 			}
 		},
 	})

@@ -81,9 +81,16 @@ func (t *benchTB) TempDir() string {
 	if err != nil {
 		t.Fatalf("failed to make a temporary folder: %v", err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if keepFolders {
+		note("keeping %s", dir)
+	} else {
+		t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	}
 	return dir
 }
+
+// keepFolders is -keep: the run's folders (the bridge's log, the homeserver's) stay.
+var keepFolders bool
 
 func (t *benchTB) Setenv(key, value string) {
 	old, had := os.LookupEnv(key)
