@@ -187,6 +187,7 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 		rest, _ := json.Marshal(fields)
 		r.Body = io.NopCloser(bytes.NewReader(rest))
 		held := &heldResponse{header: http.Header{}, status: http.StatusOK}
+		began := time.Now()
 		next.ServeHTTP(held, r)
 		barriers := c.dispatchByRoom(ctx, mc, events)
 		if held.status == http.StatusOK {
@@ -198,6 +199,8 @@ func (c *Connector) holdTransactions(next http.Handler) http.Handler {
 			}
 		}
 		answered = held.status == http.StatusOK
+		zerolog.Ctx(ctx).Debug().Int("events", len(events)).Int("rooms", len(barriers)).
+			Dur("took", time.Since(began)).Int("status", held.status).Msg("Answering transaction")
 		held.writeTo(w)
 	})
 }
