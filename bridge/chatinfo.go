@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/bridgev2"
 	"maunium.net/go/mautrix/bridgev2/database"
+	"maunium.net/go/mautrix/bridgev2/matrix"
 	"maunium.net/go/mautrix/bridgev2/networkid"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/carebridge/carebridge/appservice"
 	cbdb "github.com/carebridge/carebridge/database"
 	"github.com/carebridge/carebridge/sms"
 	"github.com/carebridge/carebridge/workflow"
@@ -52,14 +55,51 @@ func (cl *Client) GetChatInfo(ctx context.Context, portal *bridgev2.Portal) (*br
 // gave, or the number (its last four digits when names are masked); the clinic number's
 // own ghost shows the clinic number. An old ghost named by a patient's number (before
 // ghost IDs were opaque) gets an empty profile.
+//
+// The ghost's notifications are turned off as its profile is first filled (silenceGhost).
 func (cl *Client) GetUserInfo(ctx context.Context, ghost *bridgev2.Ghost) (*bridgev2.UserInfo, error) {
 	phone, err := cl.Connector.patientPhoneOf(ctx, ghost.ID)
+	var info *bridgev2.UserInfo
 	if err != nil {
 		return nil, err
 	} else if phone == "" {
-		return cl.Connector.otherGhostInfo(ghost.ID), nil
+		info = cl.Connector.otherGhostInfo(ghost.ID)
+	} else if info, err = cl.Connector.patientGhostInfo(ctx, phone); err != nil {
+		return nil, err
 	}
-	return cl.Connector.patientGhostInfo(ctx, phone)
+	info.ExtraUpdates = cl.Connector.silenceGhost
+	return info, nil
+}
+
+// silenceBot turns the bridge bot's notifications off (appservice.Silence): it is in every
+// conversation room. A failure is logged; the bot works as before.
+func (c *Connector) silenceBot(ctx context.Context) {
+	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if !ok || mc.Bot == nil {
+		return
+	}
+	if err := appservice.Silence(ctx, mc.Bot); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to turn the bridge bot's notifications off; the homeserver keeps notifications for it")
+	}
+}
+
+// silenceGhost turns a ghost's notifications off on the homeserver (appservice.Silence);
+// a failure is logged and changes nothing else. It stores nothing (false).
+func (c *Connector) silenceGhost(ctx context.Context, ghost *bridgev2.Ghost) bool {
+	mc, ok := c.Bridge.Matrix.(*matrix.Connector)
+	if !ok || ghost.Intent == nil {
+		return false
+	}
+	intent := mc.AS.Intent(ghost.Intent.GetMXID())
+	err := intent.EnsureRegistered(ctx)
+	if err == nil {
+		err = appservice.Silence(ctx, intent)
+	}
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("ghost", ghost.Intent.GetMXID()).
+			Msg("Failed to turn the ghost's notifications off; the homeserver keeps notifications for it")
+	}
+	return false
 }
 
 // patientGhostInfo is the profile of a patient's ghost.

@@ -302,6 +302,7 @@ func (c *Connector) Start(ctx context.Context) error {
 	c.FollowUps.Start(c.Bridge.Log.With().Str("component", "scheduled messages").Logger().WithContext(c.Bridge.BackgroundCtx))
 	c.startAuditHead(c.Bridge.BackgroundCtx)
 	go func(ctx context.Context) {
+		c.silenceBot(ctx)
 		c.retireLegacyGhosts(ctx)
 		c.Rooms.ApplyRoomPolicies(ctx)
 	}(c.Bridge.Log.With().Str("component", "room policy").Logger().WithContext(c.Bridge.BackgroundCtx))

@@ -538,16 +538,6 @@ func patientWebDevice(t *testing.T, ctx context.Context, e *env, user id.UserID)
 	return devices.Devices[0].DeviceID
 }
 
-// asToken is the appservice's as_token, from the registration the bridge generated.
-func asToken(t *testing.T, e *env) []byte {
-	t.Helper()
-	reg, err := os.ReadFile(e.br.RegistrationPath)
-	require.NoError(t, err)
-	token := regexp.MustCompile(`(?m)^as_token:\s*"?([^"\s]+)`).FindSubmatch(reg)
-	require.NotNil(t, token)
-	return token[1]
-}
-
 // patientSession opens the patient's secure chat session over HTTP, as the page's forms do:
 // the alert's link, "send me a code", the texted code. It returns a client with the cookie and
 // the link's address on the bridge.
