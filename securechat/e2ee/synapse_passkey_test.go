@@ -207,12 +207,19 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 		testenv.ElementOptions{CrossSign: true, ExcludeInsecureDevices: true})
 	_, err = staff.WaitJoined(ctx, rig.room.String())
 	require.NoError(t, err)
-	devices, err := staff.Devices(ctx, rig.patient.String())
-	require.NoError(t, err)
-	seen := map[string]bool{}
-	for _, d := range devices {
-		seen[d.DeviceID] = d.SignedByOwner
+	// elementView is the nurse's Element's view of the patient-web user's devices: device
+	// ID → signed by its owner.
+	elementView := func() map[string]bool {
+		t.Helper()
+		devices, err := staff.Devices(ctx, rig.patient.String())
+		require.NoError(t, err)
+		view := map[string]bool{}
+		for _, d := range devices {
+			view[d.DeviceID] = d.SignedByOwner
+		}
+		return view
 	}
+	seen := elementView()
 	t.Logf("Element's view of the patient-web user's devices (device → signed by owner): %v", seen)
 	assert.Equal(t, map[string]bool{rig.dev.String(): true, dehydrated.DeviceID: true}, seen,
 		"Element sees the closed page's device and the dehydrated device, both signed by the patient")
@@ -239,12 +246,7 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 		started := time.Now()
 		var last map[string]bool
 		for time.Since(started) < 45*time.Second {
-			list, err := staff.Devices(ctx, rig.patient.String())
-			require.NoError(t, err)
-			last = map[string]bool{}
-			for _, d := range list {
-				last[d.DeviceID] = d.SignedByOwner
-			}
+			last = elementView()
 			if got, ok := last[device]; ok && got == signed {
 				return time.Since(started)
 			}
@@ -426,12 +428,7 @@ func TestPasskeyRestoresInANewBrowserProfileOnSynapse(t *testing.T) {
 	restored(b, "second restore", freshID, ev3, secondGap)
 	took = elementSees(fourth.String(), true, "second restore: the restored device after signing itself")
 	t.Logf("second restore: Element lists the restored device as signed by its owner %s after asking", took.Round(time.Millisecond))
-	final, err := staff.Devices(ctx, rig.patient.String())
-	require.NoError(t, err)
-	view := map[string]bool{}
-	for _, d := range final {
-		view[d.DeviceID] = d.SignedByOwner
-	}
+	view := elementView()
 	t.Logf("Element's view of the patient-web user's devices at the end (device → signed by owner): %v", view)
 	assert.NotContains(t, view, dehydrated.DeviceID, "the first dehydrated device was replaced, not kept beside the fresh one")
 	assert.NotContains(t, view, freshID, "the first restore's dehydrated device was replaced by the second restore's")
