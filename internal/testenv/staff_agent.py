@@ -26,6 +26,7 @@ from nio import (
     JoinError,
     JoinedMembersError,
     KeysQueryError,
+    KeysUploadError,
     LoginError,
     MegolmEvent,
     RoomCreateError,
@@ -64,6 +65,10 @@ BACKFILL_PAGE = 100
 BACKFILL_MAX_PAGES = 10
 # Paging back ends after this many events in a row that the agent saw before the gap.
 BACKFILL_KNOWN_RUN = 20
+# A sync loop that has not completed a round for this long is reported on stderr (which
+# a failed wait prints), with the step it is in: a test that times out waiting for an
+# event then says whether the agent was stuck (and where) or /sync never showed it.
+STALL_REPORT_S = 8.0
 
 
 def now_ms():
@@ -138,6 +143,9 @@ class Agent:
         self.gap_watch_until = 0.0
         self.gap_watch_since = 0.0
         self.last_backfill = 0.0
+        # What the sync loop is doing, and since when (monotonic): see STALL_REPORT_S.
+        self.step = ("starting", time.monotonic())
+        self.stall_reported = False
         self.stopping = asyncio.Event()
         self.tasks = set()
 
@@ -292,19 +300,27 @@ class Agent:
 
     # ---- sync loop ----------------------------------------------------------
 
+    def at(self, step):
+        self.step = (step, time.monotonic())
+
     async def maintain_keys(self):
         c = self.client
+        self.at("waiting for the crypto lock")
         async with self.crypto_lock:
             if c.should_upload_keys:
+                self.at("keys_upload")
                 resp = await c.keys_upload()
-                if not hasattr(resp, "one_time_key_counts"):
+                if isinstance(resp, KeysUploadError):
                     log(f"keys_upload: {resp}")
             if c.should_query_keys:
+                self.at("keys_query")
                 resp = await c.keys_query()
                 if isinstance(resp, KeysQueryError):
                     log(f"keys_query: {resp}")
             if c.should_claim_keys:
+                self.at("keys_claim")
                 await c.keys_claim(c.get_users_for_key_claiming())
+            self.at("sending to-device messages")
             await c.send_to_device_messages()
 
     async def sync_once(self, first=False):
@@ -312,6 +328,7 @@ class Agent:
             self.resync = False
             self.client.next_batch = None
             first = True
+        self.at("sync")
         resp = await self.client.sync(
             timeout=0 if first else SYNC_TIMEOUT_MS, full_state=first or None
         )
@@ -327,12 +344,30 @@ class Agent:
             if info.timeline.limited and room_id in self.joined:
                 since = self.last_sync_ok
                 self.gaps[room_id] = min(self.gaps.get(room_id, since), since)
+        if self.stall_reported:
+            self.stall_reported = False
+            log(f"sync loop moving again after {synced_at - self.last_sync_ok:.1f}s")
         self.last_sync_ok = synced_at
         await self.maintain_keys()
+        self.at("handling the sync")
         self.note_joined_rooms()
         self.retry_pending()
         async with self.synced:
             self.synced.notify_all()
+        self.at("between syncs")
+
+    async def watch_stalls(self):
+        """Reports (once per stall) a sync loop that has not completed a round for
+        STALL_REPORT_S, with its step. If nothing is reported while a wait times out, the
+        loop kept syncing and /sync did not show the event."""
+        while not self.stopping.is_set():
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if not self.stall_reported and now - self.last_sync_ok >= STALL_REPORT_S:
+                self.stall_reported = True
+                step, since = self.step
+                log(f"sync loop stalled: no completed sync for {now - self.last_sync_ok:.1f}s, "
+                    f"in step {step!r} for {now - since:.1f}s")
 
     async def sync_loop(self):
         failures = 0
@@ -353,6 +388,7 @@ class Agent:
                 if self.outage_started is None:
                     self.outage_started = self.last_sync_ok
                 emit_error(f"sync loop: {e!r}", traceback=traceback.format_exc())
+                log(f"sync loop failed ({failures} in a row): {e!r}")
                 await asyncio.sleep(min(0.2 * failures, 2.0))
 
     async def backfill_gaps(self):
@@ -658,6 +694,7 @@ class Agent:
     async def run(self):
         await self.start()
         sync_task = asyncio.ensure_future(self.sync_loop())
+        self.spawn(self.watch_stalls())
         try:
             await self.read_commands()
         finally:
