@@ -66,8 +66,8 @@ BACKFILL_MAX_PAGES = 10
 # Paging back ends after this many events in a row that the agent saw before the gap.
 BACKFILL_KNOWN_RUN = 20
 # A sync loop that has not completed a round for this long is reported on stderr (which
-# a failed wait prints), with the step it is in: a test that times out waiting for an
-# event then says whether the agent was stuck (and where) or /sync never showed it.
+# a failed wait prints), with the step it is in, so that a test that times out waiting
+# for an event says whether the agent's sync loop was stuck, and where.
 STALL_REPORT_S = 8.0
 
 
@@ -359,7 +359,8 @@ class Agent:
     async def watch_stalls(self):
         """Reports (once per stall) a sync loop that has not completed a round for
         STALL_REPORT_S, with its step. If nothing is reported while a wait times out, the
-        loop kept syncing and /sync did not show the event."""
+        loop kept completing syncs and /sync did not show the event, or the whole event
+        loop was blocked (then this task could not run either)."""
         while not self.stopping.is_set():
             await asyncio.sleep(1.0)
             now = time.monotonic()
