@@ -180,7 +180,11 @@ func main() {
 						if !want[step.name] {
 							continue
 						}
-						stop := prof.profile(ctx, fmt.Sprintf("%s-c%d", step.name, c))
+						name := fmt.Sprintf("%s-c%d", step.name, c)
+						if *rounds > 1 {
+							name += fmt.Sprintf("-round%d", round)
+						}
+						stop := prof.profile(ctx, name)
 						ph, err := step.run(ctx, *n, c)
 						stop()
 						if err != nil {
